@@ -1,0 +1,26 @@
+{
+  "targets": [
+    {
+      "target_name": "rbd_backup",
+      "sources": [
+        "native/addon.cc",
+        "native/args.cc",
+        "native/cancel.cc",
+        "native/cluster.cc",
+        "native/diff.cc",
+        "native/env_state.cc",
+        "native/errors.cc",
+        "native/handle.cc",
+        "native/image.cc",
+        "native/pool.cc",
+        "native/snapshot.cc"
+      ],
+      "dependencies": [
+        "<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"
+      ],
+      "cflags_cc": ["-std=c++17", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+      "defines": ["NAPI_VERSION=8"],
+      "libraries": ["-lrados", "-lrbd"]
+    }
+  ]
+}

@@ -1,0 +1,31 @@
+/**
+ * Bridges an AbortSignal to the native cancel flag that long native loops
+ * (flatten, transfers) poll.
+ */
+import { addon, type NativeCancelToken } from './native.js';
+import { CancelledError } from './errors.js';
+
+export function cancelledError(operation: string, resource: string, signal?: AbortSignal): CancelledError {
+  const reason = signal?.reason instanceof Error ? signal.reason.message : 'aborted';
+  return new CancelledError({
+    code: 'ECANCELED', operation, resource, detail: `cancelled (${reason})`,
+    cause: signal?.reason,
+  });
+}
+
+/** Runs call with a token that is raised when signal aborts. */
+export async function withCancel<T>(signal: AbortSignal | undefined, operation: string,
+  resource: string, call: (token: NativeCancelToken) => Promise<T>): Promise<T> {
+  if (signal?.aborted) throw cancelledError(operation, resource, signal);
+  const token = new addon.CancelToken();
+  const onAbort = (): void => token.cancel();
+  signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    return await call(token);
+  } catch (error) {
+    if (token.cancelled) throw cancelledError(operation, resource, signal);
+    throw error;
+  } finally {
+    signal?.removeEventListener('abort', onAbort);
+  }
+}

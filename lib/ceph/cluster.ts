@@ -1,0 +1,149 @@
+/**
+ * A connection to one Ceph cluster: the TypeScript face of native/cluster.cc
+ * (rados_create2, rados_conf_*, rados_connect, rados_pool_*, rados_shutdown).
+ */
+import { addon, type NativeCluster } from './native.js';
+import { nativeCall, TimeoutError } from './errors.js';
+import { checkName, toIntInRange } from './validate.js';
+import { Pool } from './pool.js';
+import { logCeph } from './log.js';
+
+export interface ConnectOptions {
+  /** Ceph configuration file. Default /etc/ceph/ceph.conf, unless monHost is given. */
+  conf?: string;
+  /** Ceph user, with or without the 'client.' prefix. Default 'admin'. */
+  user?: string;
+  /** Keyring file holding the user's key. */
+  keyring?: string;
+  /** The user's secret key (base64), instead of a keyring. Never logged. */
+  key?: string;
+  /** Monitor addresses, e.g. '127.0.0.1:6789'; overrides the file's. */
+  monHost?: string;
+  /** Limit for connecting and for each monitor command. Default 30000 ms. */
+  timeoutMs?: number;
+  /** Limit for each OSD operation (rados_osd_op_timeout). Default: none. */
+  opTimeoutMs?: number;
+  /** Further configuration options, applied with rados_conf_set. */
+  options?: Record<string, string>;
+}
+
+const DEFAULT_CONF = '/etc/ceph/ceph.conf';
+const DEFAULT_TIMEOUT_MS = 30_000;
+
+function seconds(ms: number): string {
+  return String(Math.max(1, Math.ceil(ms / 1000)));
+}
+
+export class Cluster {
+  readonly #native: NativeCluster;
+  /** How this cluster is named in errors and logs: user and where it was found. */
+  readonly name: string;
+
+  private constructor(native: NativeCluster, name: string) {
+    this.#native = native;
+    this.name = name;
+  }
+
+  /** Connects (rados_connect) off the JavaScript thread. */
+  static async connect(options: ConnectOptions = {}): Promise<Cluster> {
+    const user = (options.user ?? 'admin').replace(/^client\./, '');
+    const conf = options.conf ?? (options.monHost === undefined ? DEFAULT_CONF : undefined);
+    const name = `cluster(client.${user}${options.monHost ? ` mon ${options.monHost}` : ''}${conf ? ` conf ${conf}` : ''})`;
+    checkName('user', user, 'connect', name);
+    const timeoutMs = toIntInRange('timeoutMs', options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+      1, 24 * 3600 * 1000, 'connect', name);
+    const settings: Array<[string, string]> = [
+      // librados writes its own errors to stderr by default; they arrive as
+      // typed errors instead.
+      ['log_to_stderr', 'false'],
+      ['err_to_stderr', 'false'],
+      ['client_mount_timeout', seconds(timeoutMs)],
+      ['rados_mon_op_timeout', seconds(timeoutMs)],
+    ];
+    if (options.opTimeoutMs !== undefined) {
+      const opTimeoutMs = toIntInRange('opTimeoutMs', options.opTimeoutMs, 1, 24 * 3600 * 1000,
+        'connect', name);
+      settings.push(['rados_osd_op_timeout', seconds(opTimeoutMs)]);
+    }
+    if (options.monHost !== undefined) settings.push(['mon_host', options.monHost]);
+    if (options.keyring !== undefined) settings.push(['keyring', options.keyring]);
+    for (const [key, value] of Object.entries(options.options ?? {})) {
+      settings.push([key, String(value)]);
+    }
+    if (options.key !== undefined) settings.push(['key', options.key]);
+    logCeph('connecting %s', name);
+    const connecting = nativeCall('connect', name, () => addon.connect({ user, conf, settings }));
+    const native = await withDeadline(connecting, timeoutMs, name);
+    logCeph('connected %s', name);
+    return new Cluster(native, name);
+  }
+
+  /** rados_cluster_fsid */
+  fsid(): Promise<string> {
+    return nativeCall('fsid', this.name, () => this.#native.fsid());
+  }
+
+  /** rados_pool_list */
+  listPools(): Promise<string[]> {
+    return nativeCall('listPools', this.name, () => this.#native.listPools());
+  }
+
+  /** rados_pool_create, then rbd_pool_init (as `rbd pool init`). */
+  createPool(name: string): Promise<void> {
+    checkName('pool', name, 'createPool', name);
+    return nativeCall('createPool', name, () => this.#native.createPool(name));
+  }
+
+  /** rados_pool_delete; the monitors must allow pool deletion. */
+  deletePool(name: string): Promise<void> {
+    checkName('pool', name, 'deletePool', name);
+    return nativeCall('deletePool', name, () => this.#native.deletePool(name));
+  }
+
+  /** rados_ioctx_create (+ rados_ioctx_set_namespace): a pool opened for I/O. */
+  async pool(name: string, namespace = ''): Promise<Pool> {
+    const resource = namespace ? `${name}/${namespace}` : name;
+    checkName('pool', name, 'openPool', resource);
+    checkName('namespace', namespace, 'openPool', resource, { allowEmpty: true });
+    const native = await nativeCall('openPool', resource,
+      () => this.#native.openPool(name, namespace));
+    return new Pool(native, this, name, namespace);
+  }
+
+  /**
+   * rados_shutdown. Refused with a BusyError while images are open or calls
+   * are in flight; pools without open images are closed along with it.
+   * Closing twice is harmless.
+   */
+  close(): Promise<void> {
+    return nativeCall('close', this.name, () => this.#native.close());
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}
+
+/**
+ * librados honours client_mount_timeout only between its own retries, so a
+ * connect can overrun it; the deadline here is the promise made to callers.
+ * A connection that completes after the deadline is closed, not leaked.
+ */
+async function withDeadline(connecting: Promise<NativeCluster>, timeoutMs: number,
+  name: string): Promise<NativeCluster> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new TimeoutError({
+      code: 'ETIMEDOUT', operation: 'connect', resource: name,
+      detail: `no connection within ${timeoutMs} ms`,
+    })), timeoutMs);
+  });
+  try {
+    return await Promise.race([connecting, deadline]);
+  } catch (error) {
+    connecting.then((late) => late.close(), () => undefined).catch(() => undefined);
+    throw error;
+  } finally {
+    clearTimeout(timer);
+  }
+}

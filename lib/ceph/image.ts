@@ -1,0 +1,262 @@
+/**
+ * An open RBD image, at its head or at a snapshot: the TypeScript face of
+ * native/image.cc, native/snapshot.cc and native/diff.cc. Every call runs
+ * off the JavaScript thread and returns a Promise.
+ */
+import type { NativeImage } from './native.js';
+import { invalidArgument, nativeCall } from './errors.js';
+import { checkName, toU64 } from './validate.js';
+import { featureNames, type FeatureName } from './features.js';
+import { toParentInfo, toSnapshotInfo, type ParentInfo, type SnapshotInfo } from './snapshot.js';
+import { iterateDiff, OBJECTS_PER_CALL, type DiffExtent, type DiffOptions } from './diff.js';
+import { withCancel } from './cancel.js';
+import type { Pool } from './pool.js';
+
+export interface ImageStat {
+  size: bigint;
+  objectSize: bigint;
+  objectCount: bigint;
+  order: number;
+  blockNamePrefix: string;
+  features: FeatureName[];
+  featureBits: bigint;
+  stripeUnit: bigint;
+  stripeCount: bigint;
+}
+
+export interface FlattenOptions {
+  /** Called with objects done and total, coalesced (not once per object). */
+  onProgress?: (done: number, total: number) => void;
+  /** Aborting stops the flatten; it fails with a CancelledError. */
+  signal?: AbortSignal;
+}
+
+/** One read takes at most this many bytes; read larger ranges in pieces. */
+export const MAX_READ_BYTES = 1 << 30;
+
+export class Image {
+  readonly #native: NativeImage;
+  readonly pool: Pool;
+  readonly name: string;
+  /** The snapshot the image was opened at, if any. */
+  readonly snapshot: string | undefined;
+
+  /** @internal made by Pool.openImage() */
+  constructor(native: NativeImage, pool: Pool, name: string, snapshot: string | undefined) {
+    this.#native = native;
+    this.pool = pool;
+    this.name = name;
+    this.snapshot = snapshot;
+  }
+
+  /** 'pool/image' or 'pool/image@snap', as errors name it. */
+  get spec(): string {
+    const base = `${this.pool.spec}/${this.name}`;
+    return this.snapshot === undefined ? base : `${base}@${this.snapshot}`;
+  }
+
+  /** @internal the native image, for the transfer engine of this package */
+  get native(): NativeImage {
+    return this.#native;
+  }
+
+  #call<T>(operation: string, call: (native: NativeImage) => Promise<T>, resource = this.spec): Promise<T> {
+    return nativeCall(operation, resource, () => call(this.#native));
+  }
+
+  #snap(name: string, operation: string): string {
+    const resource = `${this.pool.spec}/${this.name}@${String(name)}`;
+    checkName('snapshot', name, operation, resource);
+    return resource;
+  }
+
+  #range(operation: string, offset: unknown, length: unknown): [bigint, bigint] {
+    return [toU64('offset', offset, operation, this.spec), toU64('length', length, operation, this.spec)];
+  }
+
+  /** rbd_stat, rbd_get_features, rbd_get_stripe_unit/count */
+  async stat(): Promise<ImageStat> {
+    const s = await this.#call('stat', (n) => n.stat());
+    return { ...s, features: featureNames(s.features), featureBits: s.features };
+  }
+
+  /** rbd_resize */
+  resize(size: number | bigint): Promise<void> {
+    const bytes = toU64('size', size, 'resize', this.spec);
+    return this.#call('resize', (n) => n.resize(bytes));
+  }
+
+  /** rbd_snap_list, with rbd_snap_get_timestamp and rbd_snap_is_protected per snapshot */
+  async listSnapshots(): Promise<SnapshotInfo[]> {
+    return (await this.#call('listSnapshots', (n) => n.listSnapshots())).map(toSnapshotInfo);
+  }
+
+  /** rbd_snap_create */
+  createSnapshot(name: string): Promise<void> {
+    const resource = this.#snap(name, 'createSnapshot');
+    return this.#call('createSnapshot', (n) => n.createSnapshot(name), resource);
+  }
+
+  /** rbd_snap_remove */
+  removeSnapshot(name: string): Promise<void> {
+    const resource = this.#snap(name, 'removeSnapshot');
+    return this.#call('removeSnapshot', (n) => n.removeSnapshot(name), resource);
+  }
+
+  /** rbd_snap_protect */
+  protectSnapshot(name: string): Promise<void> {
+    const resource = this.#snap(name, 'protectSnapshot');
+    return this.#call('protectSnapshot', (n) => n.protectSnapshot(name), resource);
+  }
+
+  /** rbd_snap_unprotect: fails with BusyError while clones of it exist. */
+  unprotectSnapshot(name: string): Promise<void> {
+    const resource = this.#snap(name, 'unprotectSnapshot');
+    return this.#call('unprotectSnapshot', (n) => n.unprotectSnapshot(name), resource);
+  }
+
+  /** rbd_snap_is_protected */
+  isSnapshotProtected(name: string): Promise<boolean> {
+    const resource = this.#snap(name, 'isSnapshotProtected');
+    return this.#call('isSnapshotProtected', (n) => n.isSnapshotProtected(name), resource);
+  }
+
+  /** rbd_snap_exists */
+  snapshotExists(name: string): Promise<boolean> {
+    const resource = this.#snap(name, 'snapshotExists');
+    return this.#call('snapshotExists', (n) => n.snapshotExists(name), resource);
+  }
+
+  /** rbd_get_parent: the clone's parent, or null for an image without one. */
+  async parent(): Promise<ParentInfo | null> {
+    return toParentInfo(await this.#call('parent', (n) => n.parent()));
+  }
+
+  /** rbd_flatten_with_progress: copies the parent's data in; the image then has no parent. */
+  flatten(options: FlattenOptions = {}): Promise<void> {
+    const { onProgress, signal } = options;
+    if (onProgress !== undefined && typeof onProgress !== 'function') {
+      throw invalidArgument('flatten', this.spec, 'onProgress must be a function');
+    }
+    return withCancel(signal, 'flatten', this.spec,
+      (token) => this.#call('flatten', (n) => n.flatten(onProgress, token)));
+  }
+
+  /**
+   * rbd_diff_iterate2: the extents changed since fromSnapshot (or all data
+   * when absent) up to this image's head or open snapshot, as batches of
+   * extents in offset order.
+   */
+  diff(options: DiffOptions = {}): AsyncGenerator<DiffExtent[]> {
+    return this.#diff(options);
+  }
+
+  async* #diff(options: DiffOptions): AsyncGenerator<DiffExtent[]> {
+    const from = options.fromSnapshot;
+    if (from !== undefined) this.#snap(from, 'diff');
+    const { size, objectSize } = await this.#call('diff', (n) => n.stat());
+    const start = toU64('offset', options.offset ?? 0, 'diff', this.spec);
+    const length = options.length === undefined
+      ? (size > start ? size - start : 0n)
+      : toU64('length', options.length, 'diff', this.spec);
+    if (start + length > size) {
+      throw invalidArgument('diff', this.spec,
+        `range of ${length} bytes at offset ${start} passes the end of the image (size ${size})`);
+    }
+    yield* iterateDiff({
+      native: this.#native,
+      resource: this.spec,
+      fromSnapshot: from ?? null,
+      start,
+      end: start + length,
+      step: objectSize * OBJECTS_PER_CALL,
+      includeParent: options.includeParent ?? true,
+      wholeObject: options.wholeObject ?? false,
+    });
+  }
+
+  /** Whether any data exists in the image (or its parent): rbd_diff_iterate2 stopping at the first extent. */
+  hasExtents(): Promise<boolean> {
+    return this.#call('hasExtents', (n) => n.hasExtents());
+  }
+
+  /** rbd_read2 into a Buffer allocated once. A read past the end of the image is an InvalidArgumentError. */
+  read(offset: number | bigint, length: number | bigint): Promise<Buffer> {
+    const [off, len] = this.#range('read', offset, length);
+    if (len > BigInt(MAX_READ_BYTES)) {
+      throw invalidArgument('read', this.spec, `one read takes at most ${MAX_READ_BYTES} bytes, asked for ${len}`);
+    }
+    return this.#call('read', (n) => n.read(off, len));
+  }
+
+  /** rbd_write2. A write past the end of the image is an InvalidArgumentError. */
+  write(data: Buffer, offset: number | bigint): Promise<void> {
+    if (!Buffer.isBuffer(data)) throw invalidArgument('write', this.spec, 'data must be a Buffer');
+    const off = toU64('offset', offset, 'write', this.spec);
+    return this.#call('write', (n) => n.write(data, off));
+  }
+
+  /** rbd_write_zeroes */
+  writeZeroes(offset: number | bigint, length: number | bigint): Promise<void> {
+    const [off, len] = this.#range('writeZeroes', offset, length);
+    return this.#call('writeZeroes', (n) => n.writeZeroes(off, len));
+  }
+
+  /** rbd_discard, in pieces below 2 GiB */
+  discard(offset: number | bigint, length: number | bigint): Promise<void> {
+    const [off, len] = this.#range('discard', offset, length);
+    return this.#call('discard', (n) => n.discard(off, len));
+  }
+
+  /** rbd_flush */
+  flush(): Promise<void> {
+    return this.#call('flush', (n) => n.flush());
+  }
+
+  /** rbd_metadata_get: undefined when the key is not set. */
+  getMetadata(key: string): Promise<string | undefined> {
+    checkName('metadata key', key, 'getMetadata', this.spec, { allowSeparators: true });
+    return this.#call('getMetadata', (n) => n.getMetadata(key));
+  }
+
+  /** rbd_metadata_set */
+  setMetadata(key: string, value: string): Promise<void> {
+    checkName('metadata key', key, 'setMetadata', this.spec, { allowSeparators: true });
+    if (typeof value !== 'string' || value.includes('\0')) {
+      throw invalidArgument('setMetadata', this.spec, 'metadata value must be a string without NUL');
+    }
+    return this.#call('setMetadata', (n) => n.setMetadata(key, value));
+  }
+
+  /** rbd_metadata_remove */
+  removeMetadata(key: string): Promise<void> {
+    checkName('metadata key', key, 'removeMetadata', this.spec, { allowSeparators: true });
+    return this.#call('removeMetadata', (n) => n.removeMetadata(key));
+  }
+
+  /**
+   * rados_lock_exclusive on the image's header object, under the lock name
+   * 'rbd-backup': an advisory lock that other holders (another client, or
+   * another cookie) get a BusyError for. Unlike `rbd lock add` it does not
+   * collide with librbd's automatic exclusive-lock, so writes keep working.
+   */
+  lock(cookie: string): Promise<void> {
+    checkName('lock cookie', cookie, 'lock', this.spec, { allowSeparators: true });
+    return this.#call('lock', (n) => n.lock(cookie));
+  }
+
+  /** rados_unlock: NotFoundError when this client holds no lock with this cookie. */
+  unlock(cookie: string): Promise<void> {
+    checkName('lock cookie', cookie, 'unlock', this.spec, { allowSeparators: true });
+    return this.#call('unlock', (n) => n.unlock(cookie));
+  }
+
+  /** rbd_close; refused with a BusyError while calls on this image are in flight. Closing twice is harmless. */
+  close(): Promise<void> {
+    return this.#call('close', (n) => n.close());
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}

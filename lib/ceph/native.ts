@@ -1,0 +1,124 @@
+/**
+ * The compiled addon (build/Release/rbd_backup.node) and the shapes of its
+ * internal classes. Users never see these: lib/ceph wraps each in a class
+ * that validates input and turns failures into typed errors.
+ */
+import { createRequire } from 'node:module';
+
+export interface NativeConnectOptions {
+  user: string;
+  /** Ceph configuration file; '' reads librados' default places. */
+  conf?: string;
+  /** Applied with rados_conf_set after the file, in order. */
+  settings: Array<[string, string]>;
+}
+
+export interface NativeCluster {
+  fsid(): Promise<string>;
+  listPools(): Promise<string[]>;
+  createPool(name: string): Promise<void>;
+  deletePool(name: string): Promise<void>;
+  openPool(name: string, namespace?: string): Promise<NativePool>;
+  openImageCount(): number;
+  close(): Promise<void>;
+}
+
+export interface NativeCreateOptions {
+  features?: bigint;
+  order?: number;
+  stripeUnit?: bigint;
+  stripeCount?: bigint;
+}
+
+export interface NativePool {
+  listImages(): Promise<string[]>;
+  createImage(name: string, size: bigint, options: NativeCreateOptions): Promise<void>;
+  removeImage(name: string): Promise<void>;
+  openImage(name: string, snapshot: string | null, readOnly: boolean): Promise<NativeImage>;
+  clone(parent: NativePool, parentImage: string, parentSnapshot: string, child: string,
+    options: NativeCreateOptions): Promise<void>;
+  readObject(name: string): Promise<Buffer>;
+  writeObject(name: string, data: Buffer, exclusive: boolean): Promise<void>;
+  removeObject(name: string): Promise<void>;
+  objectExists(name: string): Promise<boolean>;
+  openImageCount(): number;
+  close(): Promise<void>;
+}
+
+export interface NativeStat {
+  size: bigint;
+  objectSize: bigint;
+  objectCount: bigint;
+  order: number;
+  blockNamePrefix: string;
+  features: bigint;
+  stripeUnit: bigint;
+  stripeCount: bigint;
+}
+
+export interface NativeSnapshot {
+  id: bigint;
+  name: string;
+  size: bigint;
+  timestampMs: number;
+  protected: boolean;
+}
+
+export interface NativeParent {
+  pool: string;
+  namespace: string;
+  image: string;
+  imageId: string;
+  snapshot: string;
+  snapshotId: bigint;
+  trash: boolean;
+}
+
+export interface NativeExtents {
+  /** offset, length pairs */
+  ranges: BigUint64Array;
+  exists: Uint8Array;
+}
+
+export interface NativeCancelToken {
+  cancel(): void;
+  readonly cancelled: boolean;
+}
+
+export interface NativeImage {
+  stat(): Promise<NativeStat>;
+  resize(size: bigint): Promise<void>;
+  read(offset: bigint, length: bigint): Promise<Buffer>;
+  write(data: Buffer, offset: bigint): Promise<void>;
+  writeZeroes(offset: bigint, length: bigint): Promise<void>;
+  discard(offset: bigint, length: bigint): Promise<void>;
+  flush(): Promise<void>;
+  getMetadata(key: string): Promise<string | undefined>;
+  setMetadata(key: string, value: string): Promise<void>;
+  removeMetadata(key: string): Promise<void>;
+  lock(cookie: string): Promise<void>;
+  unlock(cookie: string): Promise<void>;
+  parent(): Promise<NativeParent | null>;
+  flatten(onProgress: ((done: number, total: number) => void) | undefined,
+    cancel: NativeCancelToken): Promise<void>;
+  listSnapshots(): Promise<NativeSnapshot[]>;
+  createSnapshot(name: string): Promise<void>;
+  removeSnapshot(name: string): Promise<void>;
+  protectSnapshot(name: string): Promise<void>;
+  unprotectSnapshot(name: string): Promise<void>;
+  isSnapshotProtected(name: string): Promise<boolean>;
+  snapshotExists(name: string): Promise<boolean>;
+  diffRange(fromSnapshot: string | null, offset: bigint, length: bigint,
+    includeParent: boolean, wholeObject: boolean): Promise<NativeExtents>;
+  hasExtents(): Promise<boolean>;
+  close(): Promise<void>;
+}
+
+interface Addon {
+  connect(options: NativeConnectOptions): Promise<NativeCluster>;
+  CancelToken: new () => NativeCancelToken;
+}
+
+const require = createRequire(import.meta.url);
+// dist/lib/ceph/native.js -> <package>/build/Release
+export const addon: Addon = require('../../../build/Release/rbd_backup.node') as Addon;

@@ -1,0 +1,200 @@
+/**
+ * A pool (optionally a namespace in it) opened for I/O: the TypeScript face
+ * of native/pool.cc (rados_ioctx_t, rbd_list2, rbd_create4, rbd_remove,
+ * rbd_open, rbd_clone3 and whole-object rados calls).
+ */
+import type { NativeCreateOptions, NativePool } from './native.js';
+import { invalidArgument, nativeCall } from './errors.js';
+import { checkName, toIntInRange, toU64 } from './validate.js';
+import { featureBits, type FeatureName } from './features.js';
+import { Image } from './image.js';
+import type { Cluster } from './cluster.js';
+
+export interface CreateImageOptions {
+  /** Feature names; default: librbd's rbd_default_features. */
+  features?: readonly FeatureName[];
+  /** Object size as a power of two (12..26); default 22 (4 MiB). */
+  order?: number;
+  /** Stripe unit in bytes; 0 or absent = the object size. */
+  stripeUnit?: number | bigint;
+  /** Stripe count; 0 or absent = 1. */
+  stripeCount?: number | bigint;
+}
+
+export interface OpenImageOptions {
+  /** Open the image at this snapshot (read-only). */
+  snapshot?: string;
+  /** Open without taking the exclusive lock or allowing writes. */
+  readOnly?: boolean;
+}
+
+export interface CloneParent {
+  /** The parent's pool: an open Pool of the same cluster, or a pool name. */
+  pool: Pool | string;
+  image: string;
+  snapshot: string;
+}
+
+export interface WriteObjectOptions {
+  /** Fail with AlreadyExistsError instead of replacing an existing object. */
+  exclusive?: boolean;
+}
+
+export class Pool {
+  readonly #native: NativePool;
+  readonly cluster: Cluster;
+  readonly name: string;
+  readonly namespace: string;
+
+  /** @internal made by Cluster.pool() */
+  constructor(native: NativePool, cluster: Cluster, name: string, namespace: string) {
+    this.#native = native;
+    this.cluster = cluster;
+    this.name = name;
+    this.namespace = namespace;
+  }
+
+  /** 'pool' or 'pool/namespace', as errors name it. */
+  get spec(): string {
+    return this.namespace ? `${this.name}/${this.namespace}` : this.name;
+  }
+
+  /** @internal the native pool, for cross-pool calls of this package */
+  get native(): NativePool {
+    return this.#native;
+  }
+
+  #image(name: string, operation: string): string {
+    const resource = `${this.spec}/${String(name)}`;
+    checkName('image', name, operation, resource);
+    return resource;
+  }
+
+  /** rbd_list2 */
+  listImages(): Promise<string[]> {
+    return nativeCall('listImages', this.spec, () => this.#native.listImages());
+  }
+
+  async imageExists(name: string): Promise<boolean> {
+    this.#image(name, 'imageExists');
+    return (await this.listImages()).includes(name);
+  }
+
+  /** rbd_create4 */
+  createImage(name: string, size: number | bigint, options: CreateImageOptions = {}): Promise<void> {
+    const resource = this.#image(name, 'createImage');
+    const bytes = toU64('size', size, 'createImage', resource);
+    const native = createOptions(options, 'createImage', resource);
+    return nativeCall('createImage', resource, () => this.#native.createImage(name, bytes, native));
+  }
+
+  /** rbd_remove: fails with HasSnapshotsError while the image has snapshots. */
+  removeImage(name: string): Promise<void> {
+    const resource = this.#image(name, 'removeImage');
+    return nativeCall('removeImage', resource, () => this.#native.removeImage(name));
+  }
+
+  /** rbd_open / rbd_open_read_only */
+  async openImage(name: string, options: OpenImageOptions = {}): Promise<Image> {
+    let resource = this.#image(name, 'openImage');
+    const snapshot = options.snapshot;
+    if (snapshot !== undefined) {
+      resource += `@${String(snapshot)}`;
+      checkName('snapshot', snapshot, 'openImage', resource);
+    }
+    const readOnly = options.readOnly ?? false;
+    const native = await nativeCall('openImage', resource,
+      () => this.#native.openImage(name, snapshot ?? null, readOnly));
+    return new Image(native, this, name, snapshot);
+  }
+
+  /**
+   * rbd_clone3: a copy-on-write child of parent@snapshot in this pool. The
+   * parent may live in another pool of the same cluster; its snapshot must
+   * be protected unless the cluster allows clone v2.
+   */
+  async clone(parent: CloneParent, childName: string, options: CreateImageOptions = {}): Promise<void> {
+    const resource = this.#image(childName, 'clone');
+    const parentPool = typeof parent.pool === 'string'
+      ? await this.cluster.pool(parent.pool)
+      : parent.pool;
+    try {
+      if (parentPool.cluster !== this.cluster) {
+        throw invalidArgument('clone', resource, 'a clone and its parent must be in the same cluster');
+      }
+      const parentSpec = `${parentPool.spec}/${String(parent.image)}@${String(parent.snapshot)}`;
+      checkName('image', parent.image, 'clone', parentSpec);
+      checkName('snapshot', parent.snapshot, 'clone', parentSpec);
+      const native = createOptions(options, 'clone', resource);
+      await nativeCall('clone', `${parentSpec} -> ${resource}`, () => this.#native.clone(
+        parentPool.native, parent.image, parent.snapshot, childName, native));
+    } finally {
+      if (parentPool !== parent.pool) await parentPool.close();
+    }
+  }
+
+  /** Whole-object read of a small metadata object (at most 64 MiB). */
+  readObject(name: string): Promise<Buffer> {
+    const resource = this.#object(name, 'readObject');
+    return nativeCall('readObject', resource, () => this.#native.readObject(name));
+  }
+
+  /** Whole-object write; with exclusive, an existing object is never replaced. */
+  writeObject(name: string, data: Buffer | string, options: WriteObjectOptions = {}): Promise<void> {
+    const resource = this.#object(name, 'writeObject');
+    const bytes = typeof data === 'string' ? Buffer.from(data) : data;
+    if (!Buffer.isBuffer(bytes)) {
+      throw invalidArgument('writeObject', resource, 'data must be a Buffer or a string');
+    }
+    return nativeCall('writeObject', resource,
+      () => this.#native.writeObject(name, bytes, options.exclusive ?? false));
+  }
+
+  removeObject(name: string): Promise<void> {
+    const resource = this.#object(name, 'removeObject');
+    return nativeCall('removeObject', resource, () => this.#native.removeObject(name));
+  }
+
+  objectExists(name: string): Promise<boolean> {
+    const resource = this.#object(name, 'objectExists');
+    return nativeCall('objectExists', resource, () => this.#native.objectExists(name));
+  }
+
+  #object(name: string, operation: string): string {
+    const resource = `${this.spec}/${String(name)}`;
+    checkName('object', name, operation, resource);
+    return resource;
+  }
+
+  /** rados_ioctx_destroy; refused with a BusyError while images of this pool are open. */
+  close(): Promise<void> {
+    return nativeCall('close', this.spec, () => this.#native.close());
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}
+
+function createOptions(options: CreateImageOptions, operation: string, resource: string): NativeCreateOptions {
+  const native: NativeCreateOptions = {};
+  if (options.features !== undefined) {
+    if (!Array.isArray(options.features)) {
+      throw invalidArgument(operation, resource, 'features must be an array of feature names');
+    }
+    native.features = featureBits(options.features, operation, resource);
+  }
+  if (options.order !== undefined) {
+    native.order = toIntInRange('order', options.order, 12, 26, operation, resource);
+  }
+  // 0 means "the pool's default", which is what leaving the option unset says.
+  if (options.stripeUnit !== undefined) {
+    const unit = toU64('stripeUnit', options.stripeUnit, operation, resource);
+    if (unit !== 0n) native.stripeUnit = unit;
+  }
+  if (options.stripeCount !== undefined) {
+    const count = toU64('stripeCount', options.stripeCount, operation, resource);
+    if (count !== 0n) native.stripeCount = count;
+  }
+  return native;
+}

@@ -1,0 +1,65 @@
+/**
+ * Input checks done before anything reaches Ceph: a name can only ever
+ * address the one thing it names, and sizes and offsets are whole numbers
+ * that fit in 64 bits.
+ */
+import { invalidArgument } from './errors.js';
+
+const MAX_NAME_BYTES = 255;
+const MAX_U64 = (1n << 64n) - 1n;
+
+export type NameKind = 'pool' | 'namespace' | 'image' | 'snapshot' | 'object' | 'metadata key'
+  | 'lock cookie' | 'user';
+
+/**
+ * Pool, image and snapshot names: non-empty, at most 255 bytes, without
+ * '/', '@' or NUL (those are the separators of pool/image@snap specs, so a
+ * name containing one could address another image).
+ */
+export function checkName(kind: NameKind, value: unknown, operation: string, resource: string,
+  options: { allowEmpty?: boolean; allowSeparators?: boolean; maxBytes?: number } = {}): string {
+  if (typeof value !== 'string') {
+    throw invalidArgument(operation, resource, `${kind} name must be a string, got ${typeof value}`);
+  }
+  if (value.length === 0 && !options.allowEmpty) {
+    throw invalidArgument(operation, resource, `${kind} name must not be empty`);
+  }
+  const maxBytes = options.maxBytes ?? MAX_NAME_BYTES;
+  if (Buffer.byteLength(value) > maxBytes) {
+    throw invalidArgument(operation, resource, `${kind} name is longer than ${maxBytes} bytes`);
+  }
+  if (value.includes('\0')) {
+    throw invalidArgument(operation, resource, `${kind} name must not contain NUL`);
+  }
+  if (!options.allowSeparators && /[/@]/.test(value)) {
+    throw invalidArgument(operation, resource,
+      `${kind} name ${JSON.stringify(value)} must not contain '/' or '@'`);
+  }
+  return value;
+}
+
+/** A size, offset or length: a non-negative integer number or bigint below 2^64. */
+export function toU64(what: string, value: unknown, operation: string, resource: string): bigint {
+  if (typeof value === 'bigint') {
+    if (value < 0n || value > MAX_U64) {
+      throw invalidArgument(operation, resource, `${what} ${value} is outside 0..2^64-1`);
+    }
+    return value;
+  }
+  if (typeof value === 'number') {
+    if (!Number.isSafeInteger(value) || value < 0) {
+      throw invalidArgument(operation, resource, `${what} must be a non-negative integer, got ${value}`);
+    }
+    return BigInt(value);
+  }
+  throw invalidArgument(operation, resource, `${what} must be a number or bigint, got ${typeof value}`);
+}
+
+/** A small count (window size, order): an integer within [min, max]. */
+export function toIntInRange(what: string, value: unknown, min: number, max: number,
+  operation: string, resource: string): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw invalidArgument(operation, resource, `${what} must be an integer in ${min}..${max}, got ${String(value)}`);
+  }
+  return value;
+}

@@ -1,0 +1,103 @@
+/**
+ * Starts and stops the single-node throwaway Ceph cluster of
+ * scripts/ceph-cluster.sh from Node, for the tests, the benchmark and the
+ * demo. Not part of the package's public API.
+ */
+import { execFile } from 'node:child_process';
+import { mkdtemp } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+
+/** <package>/scripts/ceph-cluster.sh, from dist/lib/dev/ */
+export const CLUSTER_SCRIPT = fileURLToPath(new URL('../../../scripts/ceph-cluster.sh', import.meta.url));
+
+export interface ClusterInfo {
+  dir: string;
+  conf: string;
+  keyring: string;
+  monHost: string;
+}
+
+export interface StartOptions {
+  /** Directory for everything the cluster owns; default a new one under the temp dir. */
+  dir?: string;
+  /** Monitor port; default a free one outside the OSDs' 6800-7300 range. */
+  port?: number;
+  /** RAM the memstore OSD may fill. Default 2 GiB. */
+  memstoreBytes?: number;
+  /** Pools to create and `rbd pool init`. Default rbd and backups. */
+  pools?: string[];
+}
+
+/** A free loopback port outside 6800-7300, where OSDs pick theirs. */
+export async function freePort(): Promise<number> {
+  for (;;) {
+    const port = await new Promise<number>((resolve, reject) => {
+      const server = createServer();
+      server.once('error', reject);
+      server.listen(0, '127.0.0.1', () => {
+        const address = server.address();
+        server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
+      });
+    });
+    if (port > 0 && (port < 6800 || port > 7300)) return port;
+  }
+}
+
+function parseStartOutput(stdout: string, dir: string): ClusterInfo {
+  const values = new Map(stdout.trim().split('\n').map((line) => {
+    const at = line.indexOf('=');
+    return [line.slice(0, at), line.slice(at + 1)] as [string, string];
+  }));
+  const conf = values.get('CEPH_CONF');
+  const keyring = values.get('CEPH_KEYRING');
+  const monHost = values.get('CEPH_MON_HOST');
+  if (!conf || !keyring || !monHost) {
+    throw new Error(`ceph-cluster.sh start printed no cluster details: ${stdout}`);
+  }
+  return { dir, conf, keyring, monHost };
+}
+
+export class ThrowawayCluster {
+  readonly info: ClusterInfo;
+
+  private constructor(info: ClusterInfo) {
+    this.info = info;
+  }
+
+  static async start(options: StartOptions = {}): Promise<ThrowawayCluster> {
+    const dir = options.dir ?? join(await mkdtemp(join(tmpdir(), 'rbd-backup-cluster-')), 'cluster');
+    const port = options.port ?? await freePort();
+    const args = ['start', '--dir', dir, '--port', String(port),
+      '--memstore-bytes', String(options.memstoreBytes ?? 2 ** 31),
+      '--pools', (options.pools ?? ['rbd', 'backups']).join(',')];
+    const { stdout } = await run('bash', [CLUSTER_SCRIPT, ...args], { maxBuffer: 1 << 20 });
+    return new ThrowawayCluster(parseStartOutput(stdout, dir));
+  }
+
+  /** A cluster started by someone else (for example scripts/test.sh). */
+  static attach(info: ClusterInfo): ThrowawayCluster {
+    return new ThrowawayCluster(info);
+  }
+
+  /** Creates client.NAME with `mon 'profile rbd' osd 'profile rbd pool=POOL'`; returns its keyring path. */
+  async createUser(name: string, pool: string): Promise<string> {
+    const { stdout } = await run('bash', [CLUSTER_SCRIPT, 'create-user', '--dir', this.info.dir,
+      '--name', name, '--pool', pool]);
+    return stdout.trim();
+  }
+
+  async createPool(pool: string): Promise<void> {
+    await run('bash', [CLUSTER_SCRIPT, 'create-pool', '--dir', this.info.dir, '--pool', pool]);
+  }
+
+  /** Stops the daemons by their pid files and removes the directory. */
+  async stop(): Promise<void> {
+    await run('bash', [CLUSTER_SCRIPT, 'stop', '--dir', this.info.dir]);
+  }
+}

@@ -1,0 +1,12 @@
+export { Cluster, type ConnectOptions } from './ceph/cluster.js';
+export {
+  Pool, type CreateImageOptions, type OpenImageOptions, type CloneParent, type WriteObjectOptions,
+} from './ceph/pool.js';
+export { Image, MAX_READ_BYTES, type ImageStat, type FlattenOptions } from './ceph/image.js';
+export type { SnapshotInfo, ParentInfo } from './ceph/snapshot.js';
+export type { DiffExtent, DiffOptions } from './ceph/diff.js';
+export type { FeatureName } from './ceph/features.js';
+export {
+  CephError, NotFoundError, AlreadyExistsError, BusyError, HasSnapshotsError, PermissionError,
+  TimeoutError, InvalidArgumentError, ClosedError, NotSupportedError, CancelledError,
+} from './ceph/errors.js';

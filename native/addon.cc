@@ -1,0 +1,33 @@
+// Entry point of the native addon: the wrapper classes and connect().
+#include <napi.h>
+
+#include "cancel.h"
+#include "cluster.h"
+#include "env_state.h"
+#include "image.h"
+#include "pool.h"
+
+namespace rbdnative {
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  EnvState* state = InstallEnvState(env);
+  Napi::Function cluster = ClusterWrap::Define(env);
+  Napi::Function pool = PoolWrap::Define(env);
+  Napi::Function image = ImageWrap::Define(env);
+  Napi::Function cancel = CancelToken::Define(env);
+  state->cluster_ctor = Napi::Persistent(cluster);
+  state->pool_ctor = Napi::Persistent(pool);
+  state->image_ctor = Napi::Persistent(image);
+  state->cancel_ctor = Napi::Persistent(cancel);
+  exports.Set("connect", Napi::Function::New(env, ClusterWrap::Connect, "connect"));
+  exports.Set("CancelToken", cancel);
+  return exports;
+}
+
+}  // namespace rbdnative
+
+static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
+  return rbdnative::Init(env, exports);
+}
+
+NODE_API_MODULE(rbd_backup, InitAddon)

@@ -1,0 +1,301 @@
+#include "cluster.h"
+
+#include <rbd/librbd.h>
+
+#include <cstring>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "args.h"
+#include "errors.h"
+#include "pool.h"
+#include "worker.h"
+
+namespace rbdnative {
+
+namespace {
+
+struct ConnectSettings {
+  std::string user;
+  std::optional<std::string> conf_file;
+  // Applied in order with rados_conf_set after the file; holds the key too,
+  // which is why it is wiped once used.
+  std::vector<std::pair<std::string, std::string>> settings;
+};
+
+void Wipe(std::string& secret) {
+  volatile char* p = secret.data();
+  for (size_t i = 0; i < secret.size(); ++i) p[i] = 0;
+  secret.clear();
+}
+
+// Builds, configures and connects a rados_t; on failure leaves nothing
+// behind. Messages name the setting that failed but never its value.
+int ConnectCluster(ConnectSettings& s, rados_t* out, std::string& message) {
+  rados_t cluster = nullptr;
+  std::string name = "client." + s.user;
+  int rc = rados_create2(&cluster, "ceph", name.c_str(), 0);
+  if (rc < 0) {
+    message = "rados_create2 failed for " + name;
+    return rc;
+  }
+  if (s.conf_file) {
+    rc = rados_conf_read_file(cluster,
+                              s.conf_file->empty() ? nullptr
+                                                   : s.conf_file->c_str());
+    if (rc < 0) {
+      message = "cannot read ceph configuration " +
+                (s.conf_file->empty() ? std::string("from the default places")
+                                      : *s.conf_file);
+    }
+  }
+  for (auto& [key, value] : s.settings) {
+    if (rc < 0) break;
+    rc = rados_conf_set(cluster, key.c_str(), value.c_str());
+    if (rc < 0) message = "cannot set configuration option " + key;
+  }
+  for (auto& setting : s.settings) Wipe(setting.second);
+  if (rc >= 0) {
+    rc = rados_connect(cluster);
+    if (rc < 0) {
+      message = "cannot connect to the cluster as " + name + ": " +
+                std::strerror(-rc);
+    }
+  }
+  if (rc < 0) {
+    rados_shutdown(cluster);
+    return rc;
+  }
+  *out = cluster;
+  return 0;
+}
+
+}  // namespace
+
+void ClusterHandle::Release() {
+  rados_shutdown(cluster_);
+  cluster_ = nullptr;
+}
+
+Napi::Function ClusterWrap::Define(Napi::Env env) {
+  return DefineClass(
+      env, "NativeCluster",
+      {InstanceMethod("fsid", &ClusterWrap::Fsid),
+       InstanceMethod("listPools", &ClusterWrap::ListPools),
+       InstanceMethod("createPool", &ClusterWrap::CreatePool),
+       InstanceMethod("deletePool", &ClusterWrap::DeletePool),
+       InstanceMethod("openPool", &ClusterWrap::OpenPool),
+       InstanceMethod("openImageCount", &ClusterWrap::OpenImageCount),
+       InstanceMethod("close", &ClusterWrap::CloseCluster)});
+}
+
+ClusterWrap::ClusterWrap(const Napi::CallbackInfo& info)
+    : Napi::ObjectWrap<ClusterWrap>(info), state_(EnvState::Get(info.Env())) {
+  if (!info[0].IsExternal()) {
+    ThrowInvalid(info.Env(), "NativeCluster is made by connect()");
+  }
+  handle_ = *info[0].As<Napi::External<std::shared_ptr<ClusterHandle>>>().Data();
+}
+
+ClusterWrap::~ClusterWrap() { state_->Dispose(std::move(handle_)); }
+
+std::shared_ptr<ClusterHandle> ClusterWrap::OpenHandle(Napi::Env env) const {
+  if (closed_) throw MakeError(env, EBADF, "cluster handle is closed");
+  return handle_;
+}
+
+Napi::Value ClusterWrap::Connect(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsObject()) ThrowInvalid(env, "connect options must be an object");
+  Napi::Object options = info[0].As<Napi::Object>();
+  auto settings = std::make_shared<ConnectSettings>();
+  Napi::Value user = options.Get("user");
+  if (!user.IsString()) ThrowInvalid(env, "user must be a string");
+  settings->user = user.As<Napi::String>().Utf8Value();
+  Napi::Value conf = options.Get("conf");
+  if (conf.IsString()) settings->conf_file = conf.As<Napi::String>().Utf8Value();
+  Napi::Value list = options.Get("settings");
+  if (list.IsArray()) {
+    Napi::Array array = list.As<Napi::Array>();
+    for (uint32_t i = 0; i < array.Length(); ++i) {
+      Napi::Value pair = array.Get(i);
+      if (!pair.IsArray() || pair.As<Napi::Array>().Length() != 2) {
+        ThrowInvalid(env, "settings must be [key, value] pairs");
+      }
+      Napi::Value key = pair.As<Napi::Array>().Get(0u);
+      Napi::Value value = pair.As<Napi::Array>().Get(1u);
+      if (!key.IsString() || !value.IsString()) {
+        ThrowInvalid(env, "settings must be string pairs");
+      }
+      settings->settings.emplace_back(key.As<Napi::String>().Utf8Value(),
+                                      value.As<Napi::String>().Utf8Value());
+    }
+  }
+  EnvState* state = EnvState::Get(env);
+  return RunAsync<std::shared_ptr<ClusterHandle>>(
+      env, Napi::Object(), nullptr,
+      [settings](std::shared_ptr<ClusterHandle>& out, std::string& message) {
+        rados_t cluster = nullptr;
+        int rc = ConnectCluster(*settings, &cluster, message);
+        if (rc < 0) return rc;
+        out = std::make_shared<ClusterHandle>(cluster);
+        return 0;
+      },
+      [state](Napi::Env env, std::shared_ptr<ClusterHandle>& handle) {
+        state->AddRoot(handle);
+        auto external =
+            Napi::External<std::shared_ptr<ClusterHandle>>::New(env, &handle);
+        return state->cluster_ctor.New({external});
+      });
+}
+
+Napi::Value ClusterWrap::Fsid(const Napi::CallbackInfo& info) {
+  auto handle = OpenHandle(info.Env());
+  return RunAsync<std::string>(
+      info.Env(), Value(), &inflight_,
+      [handle](std::string& out, std::string& message) {
+        return WithHandle(handle, "cluster", message, [&](rados_t c) {
+          char buf[64] = {0};
+          int rc = rados_cluster_fsid(c, buf, sizeof(buf) - 1);
+          if (rc < 0) return rc;
+          out = buf;
+          return 0;
+        });
+      },
+      [](Napi::Env env, std::string& fsid) {
+        return Napi::String::New(env, fsid);
+      });
+}
+
+Napi::Value ClusterWrap::ListPools(const Napi::CallbackInfo& info) {
+  auto handle = OpenHandle(info.Env());
+  return RunAsync<std::vector<std::string>>(
+      info.Env(), Value(), &inflight_,
+      [handle](std::vector<std::string>& out, std::string& message) {
+        return WithHandle(handle, "cluster", message, [&](rados_t c) {
+          std::vector<char> buf(4096);
+          int rc;
+          // rados_pool_list returns the length it needs; retry until the
+          // list (which may grow meanwhile) fits.
+          while ((rc = rados_pool_list(c, buf.data(), buf.size())) >
+                 static_cast<int>(buf.size())) {
+            buf.resize(rc);
+          }
+          if (rc < 0) return rc;
+          for (const char* p = buf.data(); *p != '\0'; p += std::strlen(p) + 1) {
+            out.emplace_back(p);
+          }
+          return 0;
+        });
+      },
+      [](Napi::Env env, std::vector<std::string>& pools) {
+        Napi::Array array = Napi::Array::New(env, pools.size());
+        for (size_t i = 0; i < pools.size(); ++i) array.Set(i, pools[i]);
+        return array;
+      });
+}
+
+Napi::Value ClusterWrap::CreatePool(const Napi::CallbackInfo& info) {
+  auto handle = OpenHandle(info.Env());
+  std::string name = StringArg(info, 0, "pool name");
+  return RunAsync(info.Env(), Value(), &inflight_,
+                  [handle, name](std::string& message) {
+                    return WithHandle(handle, "cluster", message, [&](rados_t c) {
+                      int rc = rados_pool_create(c, name.c_str());
+                      if (rc < 0) {
+                        message = "rados_pool_create failed";
+                        return rc;
+                      }
+                      rados_ioctx_t io = nullptr;
+                      rc = rados_ioctx_create(c, name.c_str(), &io);
+                      if (rc < 0) {
+                        message = "rados_ioctx_create failed";
+                        return rc;
+                      }
+                      // Same as `rbd pool init`: tags the pool for rbd.
+                      rc = rbd_pool_init(io, false);
+                      if (rc < 0) message = "rbd_pool_init failed";
+                      rados_ioctx_destroy(io);
+                      return rc;
+                    });
+                  });
+}
+
+Napi::Value ClusterWrap::DeletePool(const Napi::CallbackInfo& info) {
+  auto handle = OpenHandle(info.Env());
+  std::string name = StringArg(info, 0, "pool name");
+  return RunAsync(info.Env(), Value(), &inflight_,
+                  [handle, name](std::string& message) {
+                    return WithHandle(handle, "cluster", message, [&](rados_t c) {
+                      int rc = rados_pool_delete(c, name.c_str());
+                      if (rc < 0) message = "rados_pool_delete failed";
+                      return rc;
+                    });
+                  });
+}
+
+Napi::Value ClusterWrap::OpenPool(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto handle = OpenHandle(env);
+  std::string name = StringArg(info, 0, "pool name");
+  std::string ns = OptionalStringArg(info, 1, "namespace").value_or("");
+  EnvState* state = state_;
+  return RunAsync<std::shared_ptr<PoolHandle>>(
+      env, Value(), &inflight_,
+      [handle, name, ns](std::shared_ptr<PoolHandle>& out, std::string& message) {
+        return WithHandle(handle, "cluster", message, [&](rados_t c) {
+          rados_ioctx_t io = nullptr;
+          int rc = rados_ioctx_create(c, name.c_str(), &io);
+          if (rc < 0) {
+            message = rc == -ENOENT ? "pool does not exist"
+                                    : "rados_ioctx_create failed";
+            return rc;
+          }
+          rados_ioctx_set_namespace(io, ns.c_str());
+          out = std::make_shared<PoolHandle>(handle, io);
+          handle->AddChild(out);
+          return 0;
+        });
+      },
+      [state](Napi::Env env, std::shared_ptr<PoolHandle>& pool) {
+        auto external =
+            Napi::External<std::shared_ptr<PoolHandle>>::New(env, &pool);
+        return state->pool_ctor.New({external});
+      });
+}
+
+Napi::Value ClusterWrap::OpenImageCount(const Napi::CallbackInfo& info) {
+  size_t images = 0;
+  for (auto& pool : handle_->LiveChildren()) images += pool->OpenChildren();
+  return Napi::Number::New(info.Env(), static_cast<double>(images));
+}
+
+Napi::Value ClusterWrap::CloseCluster(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (closed_) {
+    auto deferred = Napi::Promise::Deferred::New(env);
+    deferred.Resolve(env.Undefined());
+    return deferred.Promise();
+  }
+  if (inflight_ > 0) {
+    throw MakeError(env, EBUSY,
+                    std::to_string(inflight_) + " cluster operation(s) in flight");
+  }
+  size_t images = 0;
+  for (auto& pool : handle_->LiveChildren()) images += pool->OpenChildren();
+  if (images > 0) {
+    throw MakeError(env, EBUSY,
+                    std::to_string(images) + " image(s) still open; close them first");
+  }
+  closed_ = true;
+  auto handle = handle_;
+  // Pools without open images go with the cluster: an ioctx holds nothing
+  // that could be lost.
+  return RunAsync(env, Value(), &inflight_, [handle](std::string&) {
+    handle->CloseTree();
+    return 0;
+  });
+}
+
+}  // namespace rbdnative

@@ -1,0 +1,54 @@
+// A connection to one Ceph cluster (rados_t).
+#pragma once
+
+#include <napi.h>
+#include <rados/librados.h>
+
+#include <memory>
+
+#include "env_state.h"
+#include "handle.h"
+
+namespace rbdnative {
+
+class ClusterHandle : public Handle {
+ public:
+  explicit ClusterHandle(rados_t cluster) : cluster_(cluster) {}
+  ~ClusterHandle() override { Close(); }
+  rados_t get() const { return cluster_; }
+
+ protected:
+  void Release() override;
+
+ private:
+  rados_t cluster_;
+};
+
+class ClusterWrap : public Napi::ObjectWrap<ClusterWrap> {
+ public:
+  static Napi::Function Define(Napi::Env env);
+  // connect(options): rados_create2 + rados_conf_* + rados_connect.
+  static Napi::Value Connect(const Napi::CallbackInfo& info);
+
+  explicit ClusterWrap(const Napi::CallbackInfo& info);
+  ~ClusterWrap() override;
+
+  // The handle, or a synchronous EBADF error once close() was called.
+  std::shared_ptr<ClusterHandle> OpenHandle(Napi::Env env) const;
+
+ private:
+  Napi::Value Fsid(const Napi::CallbackInfo& info);
+  Napi::Value ListPools(const Napi::CallbackInfo& info);
+  Napi::Value CreatePool(const Napi::CallbackInfo& info);
+  Napi::Value DeletePool(const Napi::CallbackInfo& info);
+  Napi::Value OpenPool(const Napi::CallbackInfo& info);
+  Napi::Value OpenImageCount(const Napi::CallbackInfo& info);
+  Napi::Value CloseCluster(const Napi::CallbackInfo& info);
+
+  std::shared_ptr<ClusterHandle> handle_;
+  EnvState* state_;
+  int inflight_ = 0;
+  bool closed_ = false;
+};
+
+}  // namespace rbdnative

@@ -1,0 +1,40 @@
+// Per-environment state of the addon: the constructors of the wrapper
+// classes, the open cluster handles that the cleanup hook must close, and
+// the hand-off of forgotten handles to the thread pool.
+#pragma once
+
+#include <napi.h>
+#include <uv.h>
+
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "handle.h"
+
+namespace rbdnative {
+
+struct EnvState {
+  Napi::FunctionReference cluster_ctor;
+  Napi::FunctionReference pool_ctor;
+  Napi::FunctionReference image_ctor;
+  Napi::FunctionReference cancel_ctor;
+  uv_loop_t* loop = nullptr;
+  bool tearing_down = false;
+  std::mutex roots_mu;
+  std::vector<std::weak_ptr<Handle>> roots;
+
+  static EnvState* Get(Napi::Env env);
+  void AddRoot(const std::shared_ptr<Handle>& root);
+  // A wrapper that was garbage collected without close() gives its handle
+  // here: the release (rbd_close, rados_shutdown) may wait on the network,
+  // so it runs on the thread pool, or right away once the environment is
+  // being torn down and the handle is already closed.
+  void Dispose(std::shared_ptr<Handle> handle);
+};
+
+// Installs the state and the environment cleanup hook that closes every
+// handle still open when the environment exits.
+EnvState* InstallEnvState(Napi::Env env);
+
+}  // namespace rbdnative

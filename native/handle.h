@@ -1,0 +1,67 @@
+// Lifetime of a librados/librbd handle shared between JavaScript objects,
+// worker threads and the environment cleanup hook.
+#pragma once
+
+#include <atomic>
+#include <cerrno>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+#include <vector>
+
+namespace rbdnative {
+
+// A handle is released exactly once: by an explicit close, by the last owner
+// going away, or by the environment cleanup hook at exit. Workers hold a
+// shared lock while they use the raw handle, so a release waits for calls in
+// flight instead of pulling the handle out from under them.
+class Handle {
+ public:
+  Handle() = default;
+  Handle(const Handle&) = delete;
+  Handle& operator=(const Handle&) = delete;
+  virtual ~Handle() = default;
+
+  // Shared lock for the duration of one native call; check IsOpen() under it.
+  std::shared_lock<std::shared_mutex> Use() const {
+    return std::shared_lock<std::shared_mutex>(mu_);
+  }
+  bool IsOpen() const { return !released_.load(); }
+
+  // Releases children first (an image before its pool, a pool before its
+  // cluster) because librados must not be shut down under an open image.
+  void CloseTree();
+  void Close();
+
+  void AddChild(const std::shared_ptr<Handle>& child);
+  // Number of children that are still open, for refusing an early close.
+  size_t OpenChildren();
+  std::vector<std::shared_ptr<Handle>> LiveChildren();
+
+ protected:
+  // Frees the librados/librbd resource. Called at most once, under the
+  // exclusive lock. Derived destructors must call Close() themselves.
+  virtual void Release() = 0;
+
+ private:
+  mutable std::shared_mutex mu_;
+  std::atomic<bool> released_{false};
+  std::mutex children_mu_;
+  std::vector<std::weak_ptr<Handle>> children_;
+};
+
+// Runs call(raw handle) under the shared lock, or fails with EBADF when the
+// handle was closed before the worker got to it.
+template <typename H, typename F>
+int WithHandle(const std::shared_ptr<H>& handle, const char* what,
+               std::string& message, F call) {
+  auto lock = handle->Use();
+  if (!handle->IsOpen()) {
+    message = std::string(what) + " handle is closed";
+    return -EBADF;
+  }
+  return call(handle->get());
+}
+
+}  // namespace rbdnative

@@ -1,0 +1,82 @@
+// An open RBD image (rbd_image_t), at its head or at a snapshot. Snapshot
+// calls live in snapshot.cc and diff iteration in diff.cc.
+#pragma once
+
+#include <napi.h>
+#include <rbd/librbd.h>
+
+#include <memory>
+
+#include "env_state.h"
+#include "handle.h"
+#include "pool.h"
+
+namespace rbdnative {
+
+class ImageHandle : public Handle {
+ public:
+  ImageHandle(std::shared_ptr<PoolHandle> pool, rbd_image_t image)
+      : pool_(std::move(pool)), image_(image) {}
+  ~ImageHandle() override { Close(); }
+  rbd_image_t get() const { return image_; }
+  const std::shared_ptr<PoolHandle>& pool() const { return pool_; }
+
+ protected:
+  void Release() override;
+
+ private:
+  // The ioctx must outlive the image opened through it.
+  std::shared_ptr<PoolHandle> pool_;
+  rbd_image_t image_;
+};
+
+class ImageWrap : public Napi::ObjectWrap<ImageWrap> {
+ public:
+  static Napi::Function Define(Napi::Env env);
+  explicit ImageWrap(const Napi::CallbackInfo& info);
+  ~ImageWrap() override;
+
+  std::shared_ptr<ImageHandle> OpenHandle(Napi::Env env) const;
+  static ImageWrap* FromValue(Napi::Env env, Napi::Value value);
+
+ private:
+  // image.cc
+  Napi::Value Stat(const Napi::CallbackInfo& info);
+  Napi::Value Resize(const Napi::CallbackInfo& info);
+  Napi::Value Read(const Napi::CallbackInfo& info);
+  Napi::Value Write(const Napi::CallbackInfo& info);
+  Napi::Value WriteZeroes(const Napi::CallbackInfo& info);
+  Napi::Value Discard(const Napi::CallbackInfo& info);
+  Napi::Value Flush(const Napi::CallbackInfo& info);
+  Napi::Value GetMetadata(const Napi::CallbackInfo& info);
+  Napi::Value SetMetadata(const Napi::CallbackInfo& info);
+  Napi::Value RemoveMetadata(const Napi::CallbackInfo& info);
+  Napi::Value Lock(const Napi::CallbackInfo& info);
+  Napi::Value Unlock(const Napi::CallbackInfo& info);
+  Napi::Value Parent(const Napi::CallbackInfo& info);
+  Napi::Value Flatten(const Napi::CallbackInfo& info);
+  Napi::Value CloseImage(const Napi::CallbackInfo& info);
+  // snapshot.cc
+  Napi::Value ListSnapshots(const Napi::CallbackInfo& info);
+  Napi::Value CreateSnapshot(const Napi::CallbackInfo& info);
+  Napi::Value RemoveSnapshot(const Napi::CallbackInfo& info);
+  Napi::Value ProtectSnapshot(const Napi::CallbackInfo& info);
+  Napi::Value UnprotectSnapshot(const Napi::CallbackInfo& info);
+  Napi::Value IsSnapshotProtected(const Napi::CallbackInfo& info);
+  Napi::Value SnapshotExists(const Napi::CallbackInfo& info);
+  // diff.cc
+  Napi::Value DiffRange(const Napi::CallbackInfo& info);
+  Napi::Value HasExtents(const Napi::CallbackInfo& info);
+
+  // Runs a call that only reports success or a negative errno; failure
+  // messages are "<what> failed".
+  Napi::Value Simple(const Napi::CallbackInfo& info, const char* what,
+                     std::function<int(rbd_image_t)> call);
+
+  std::shared_ptr<ImageHandle> handle_;
+  EnvState* state_;
+  int inflight_ = 0;
+  bool closed_ = false;
+};
+
+}  // namespace rbdnative

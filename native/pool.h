@@ -1,0 +1,61 @@
+// A pool (and namespace) opened for I/O (rados_ioctx_t): images in it and
+// whole small objects.
+#pragma once
+
+#include <napi.h>
+#include <rados/librados.h>
+
+#include <memory>
+
+#include "cluster.h"
+#include "env_state.h"
+#include "handle.h"
+
+namespace rbdnative {
+
+class PoolHandle : public Handle {
+ public:
+  PoolHandle(std::shared_ptr<ClusterHandle> cluster, rados_ioctx_t io)
+      : cluster_(std::move(cluster)), io_(io) {}
+  ~PoolHandle() override { Close(); }
+  rados_ioctx_t get() const { return io_; }
+  const std::shared_ptr<ClusterHandle>& cluster() const { return cluster_; }
+
+ protected:
+  void Release() override;
+
+ private:
+  // Keeps rados_t alive for as long as the ioctx exists.
+  std::shared_ptr<ClusterHandle> cluster_;
+  rados_ioctx_t io_;
+};
+
+class PoolWrap : public Napi::ObjectWrap<PoolWrap> {
+ public:
+  static Napi::Function Define(Napi::Env env);
+  explicit PoolWrap(const Napi::CallbackInfo& info);
+  ~PoolWrap() override;
+
+  std::shared_ptr<PoolHandle> OpenHandle(Napi::Env env) const;
+  static PoolWrap* FromValue(Napi::Env env, Napi::Value value);
+
+ private:
+  Napi::Value ListImages(const Napi::CallbackInfo& info);
+  Napi::Value CreateImage(const Napi::CallbackInfo& info);
+  Napi::Value RemoveImage(const Napi::CallbackInfo& info);
+  Napi::Value OpenImage(const Napi::CallbackInfo& info);
+  Napi::Value Clone(const Napi::CallbackInfo& info);
+  Napi::Value ReadObject(const Napi::CallbackInfo& info);
+  Napi::Value WriteObject(const Napi::CallbackInfo& info);
+  Napi::Value RemoveObject(const Napi::CallbackInfo& info);
+  Napi::Value ObjectExists(const Napi::CallbackInfo& info);
+  Napi::Value OpenImageCount(const Napi::CallbackInfo& info);
+  Napi::Value ClosePool(const Napi::CallbackInfo& info);
+
+  std::shared_ptr<PoolHandle> handle_;
+  EnvState* state_;
+  int inflight_ = 0;
+  bool closed_ = false;
+};
+
+}  // namespace rbdnative

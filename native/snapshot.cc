@@ -1,0 +1,145 @@
+// Snapshot calls of ImageWrap: rbd_snap_*.
+#include <string>
+#include <vector>
+
+#include "args.h"
+#include "image.h"
+#include "worker.h"
+
+namespace rbdnative {
+
+namespace {
+
+struct SnapshotInfo {
+  uint64_t id;
+  uint64_t size;
+  std::string name;
+  int64_t seconds;
+  int64_t nanoseconds;
+  bool is_protected;
+};
+
+}  // namespace
+
+Napi::Value ImageWrap::ListSnapshots(const Napi::CallbackInfo& info) {
+  auto handle = OpenHandle(info.Env());
+  using Result = std::vector<SnapshotInfo>;
+  return RunAsync<Result>(
+      info.Env(), Value(), &inflight_,
+      [handle](Result& out, std::string& message) {
+        return WithHandle(handle, "image", message, [&](rbd_image_t image) {
+          std::vector<rbd_snap_info_t> snaps(16);
+          int max = static_cast<int>(snaps.size());
+          int rc;
+          while ((rc = rbd_snap_list(image, snaps.data(), &max)) == -ERANGE) {
+            snaps.resize(max);
+          }
+          if (rc < 0) {
+            message = "rbd_snap_list failed";
+            return rc;
+          }
+          int count = rc;
+          for (int i = 0; i < count && rc >= 0; ++i) {
+            SnapshotInfo s{snaps[i].id, snaps[i].size, snaps[i].name, 0, 0, false};
+            struct timespec ts {};
+            rc = rbd_snap_get_timestamp(image, s.id, &ts);
+            if (rc < 0) {
+              message = "rbd_snap_get_timestamp failed";
+              break;
+            }
+            s.seconds = ts.tv_sec;
+            s.nanoseconds = ts.tv_nsec;
+            int is_protected = 0;
+            rc = rbd_snap_is_protected(image, s.name.c_str(), &is_protected);
+            if (rc < 0) {
+              message = "rbd_snap_is_protected failed";
+              break;
+            }
+            s.is_protected = is_protected != 0;
+            out.push_back(std::move(s));
+          }
+          rbd_snap_list_end(snaps.data());
+          return rc < 0 ? rc : 0;
+        });
+      },
+      [](Napi::Env env, Result& snaps) {
+        Napi::Array array = Napi::Array::New(env, snaps.size());
+        for (size_t i = 0; i < snaps.size(); ++i) {
+          Napi::Object s = Napi::Object::New(env);
+          s.Set("id", BigU64(env, snaps[i].id));
+          s.Set("name", snaps[i].name);
+          s.Set("size", BigU64(env, snaps[i].size));
+          s.Set("timestampMs",
+                Napi::Number::New(env, static_cast<double>(snaps[i].seconds) * 1000.0 +
+                                           static_cast<double>(snaps[i].nanoseconds) / 1e6));
+          s.Set("protected", snaps[i].is_protected);
+          array.Set(i, s);
+        }
+        return array;
+      });
+}
+
+Napi::Value ImageWrap::CreateSnapshot(const Napi::CallbackInfo& info) {
+  std::string name = StringArg(info, 0, "snapshot name");
+  return Simple(info, "rbd_snap_create", [name](rbd_image_t image) {
+    return rbd_snap_create(image, name.c_str());
+  });
+}
+
+Napi::Value ImageWrap::RemoveSnapshot(const Napi::CallbackInfo& info) {
+  std::string name = StringArg(info, 0, "snapshot name");
+  return Simple(info, "rbd_snap_remove", [name](rbd_image_t image) {
+    return rbd_snap_remove(image, name.c_str());
+  });
+}
+
+Napi::Value ImageWrap::ProtectSnapshot(const Napi::CallbackInfo& info) {
+  std::string name = StringArg(info, 0, "snapshot name");
+  return Simple(info, "rbd_snap_protect", [name](rbd_image_t image) {
+    return rbd_snap_protect(image, name.c_str());
+  });
+}
+
+Napi::Value ImageWrap::UnprotectSnapshot(const Napi::CallbackInfo& info) {
+  std::string name = StringArg(info, 0, "snapshot name");
+  return Simple(info, "rbd_snap_unprotect", [name](rbd_image_t image) {
+    return rbd_snap_unprotect(image, name.c_str());
+  });
+}
+
+Napi::Value ImageWrap::IsSnapshotProtected(const Napi::CallbackInfo& info) {
+  auto handle = OpenHandle(info.Env());
+  std::string name = StringArg(info, 0, "snapshot name");
+  return RunAsync<bool>(
+      info.Env(), Value(), &inflight_,
+      [handle, name](bool& out, std::string& message) {
+        return WithHandle(handle, "image", message, [&](rbd_image_t image) {
+          int is_protected = 0;
+          int rc = rbd_snap_is_protected(image, name.c_str(), &is_protected);
+          if (rc < 0) {
+            message = "rbd_snap_is_protected failed";
+            return rc;
+          }
+          out = is_protected != 0;
+          return 0;
+        });
+      },
+      [](Napi::Env env, bool& value) { return Napi::Boolean::New(env, value); });
+}
+
+Napi::Value ImageWrap::SnapshotExists(const Napi::CallbackInfo& info) {
+  auto handle = OpenHandle(info.Env());
+  std::string name = StringArg(info, 0, "snapshot name");
+  return RunAsync<bool>(
+      info.Env(), Value(), &inflight_,
+      [handle, name](bool& out, std::string& message) {
+        return WithHandle(handle, "image", message, [&](rbd_image_t image) {
+          int rc = rbd_snap_exists(image, name.c_str(), &out);
+          if (rc < 0) message = "rbd_snap_exists failed";
+          return rc;
+        });
+      },
+      [](Napi::Env env, bool& value) { return Napi::Boolean::New(env, value); });
+}
+
+}  // namespace rbdnative

@@ -1,0 +1,464 @@
+#!/usr/bin/env bash
+# Throwaway single-node Ceph cluster (1 mon + 1 memstore OSD, no mgr) for
+# tests, benchmarks and the demo.
+#
+#   ceph-cluster.sh start --dir DIR --port PORT [--memstore-bytes N] [--pools p1,p2,...]
+#   ceph-cluster.sh stop --dir DIR
+#   ceph-cluster.sh create-user --dir DIR --name NAME --pool POOL
+#   ceph-cluster.sh create-pool --dir DIR --pool POOL
+#
+# `start` prints only shell-evaluable lines on stdout:
+#   CEPH_CONF=DIR/ceph.conf
+#   CEPH_KEYRING=DIR/keyring
+#   CEPH_MON_HOST=v2:127.0.0.1:PORT   (msgr2 spelled out: a bare address makes
+#   librados also try v1, and a wrong key then ends in a timeout instead of
+#   an immediate EACCES)
+# Everything else (progress, errors) goes to stderr.
+#
+# Everything the cluster owns (conf, keys, mon/osd data, pid files, logs,
+# admin sockets) lives under DIR, so several clusters can run side by side
+# and `stop` can clean up by deleting DIR. Daemons are only ever killed by the
+# pids recorded in DIR's own pid files, never by name, so a developer's other
+# Ceph processes are never touched.
+#
+# Things worth knowing when using it:
+# - Pick mon ports outside 6800-7300: OSDs of every cluster grab free ports
+#   from that range.
+# - memstore does not refuse writes past --memstore-bytes. The OSD notices a
+#   few seconds later, marks itself full, and from then on writes (even
+#   opening an image, which registers a watch) block until the client's
+#   60 s `rados osd op timeout` and fail with ETIMEDOUT. Size it generously;
+#   the data lives in RAM.
+# - Tunables: CEPH_CLUSTER_CLI_TIMEOUT (s per CLI call, default 60),
+#   CEPH_CLUSTER_START_DEADLINE (s per wait during start, default 120).
+set -euo pipefail
+
+PROG=${0##*/}
+# Seconds any single ceph/rbd/rados CLI call may take. No mgr runs here, so a
+# command that Ceph routes to the mgr would otherwise wait forever.
+CLI_TIMEOUT=${CEPH_CLUSTER_CLI_TIMEOUT:-60}
+# Overall budget for the "is it up yet?" polling loops during start.
+START_DEADLINE=${CEPH_CLUSTER_START_DEADLINE:-120}
+# Marker written first into DIR; `stop` refuses to rm -rf a directory without
+# it, so a typo in --dir can never delete unrelated data.
+MARKER=.ceph-cluster-dir
+HOST_BUCKET=localhost-node
+# Only used to read JSON. Prefer the system python the ceph CLI itself runs
+# on (ceph-common depends on it) over whatever pyenv/venv is first in PATH.
+PYTHON=/usr/bin/python3
+[[ -x $PYTHON ]] || PYTHON=python3
+
+log() { printf '[%s] %s\n' "$PROG" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+usage() {
+  cat >&2 <<EOF
+usage:
+  $PROG start --dir DIR --port PORT [--memstore-bytes N] [--pools p1,p2,...]
+  $PROG stop --dir DIR
+  $PROG create-user --dir DIR --name NAME --pool POOL
+  $PROG create-pool --dir DIR --pool POOL
+EOF
+  exit 2
+}
+
+# --- argument parsing ------------------------------------------------------
+
+DIR='' PORT='' MEMSTORE_BYTES=2147483648 POOLS='' NAME='' POOL=''
+
+parse_args() {
+  while (($#)); do
+    case $1 in
+      --dir) DIR=${2:?--dir needs a value}; shift 2 ;;
+      --port) PORT=${2:?--port needs a value}; shift 2 ;;
+      --memstore-bytes) MEMSTORE_BYTES=${2:?--memstore-bytes needs a value}; shift 2 ;;
+      --pools) POOLS=${2?--pools needs a value}; shift 2 ;;
+      --name) NAME=${2:?--name needs a value}; shift 2 ;;
+      --pool) POOL=${2:?--pool needs a value}; shift 2 ;;
+      -h|--help) usage ;;
+      *) log "unknown argument: $1"; usage ;;
+    esac
+  done
+  [[ -n $DIR ]] || { log "--dir is required"; usage; }
+  # Absolute, normalised path: it is baked into ceph.conf and the printed
+  # env lines, which callers use from other working directories.
+  DIR=$(realpath -m -- "$DIR")
+  [[ $DIR != / ]] || die "refusing to use / as the cluster dir"
+  # DIR ends up unquoted in ceph.conf and inside a comma-separated keyring
+  # list, where whitespace, commas and '$' would be misparsed.
+  [[ $DIR != *[[:space:],\$\;\#]* ]] || die "--dir must not contain whitespace, ',', '\$', ';' or '#': $DIR"
+  CONF=$DIR/ceph.conf
+  KEYRING=$DIR/keyring
+}
+
+# --- CLI wrappers ----------------------------------------------------------
+# Every client call names this cluster's conf and admin keyring explicitly
+# (a stray CEPH_CONF/CEPH_ARGS in the caller's environment must not redirect
+# us to another cluster) and is bounded by `timeout`, because librados
+# otherwise retries unreachable mons/OSDs forever. -k: follow up with KILL if
+# the tool ignores TERM while stuck in a C++ wait.
+
+ceph_cli() {
+  timeout -k 5 "$CLI_TIMEOUT" env -u CEPH_ARGS \
+    ceph --conf "$CONF" --keyring "$KEYRING" --name client.admin \
+    --connect-timeout "$CLI_TIMEOUT" "$@" </dev/null
+}
+rbd_cli() {
+  timeout -k 5 "$CLI_TIMEOUT" env -u CEPH_ARGS \
+    rbd --conf "$CONF" --keyring "$KEYRING" --id admin "$@" </dev/null
+}
+
+require_tools() {
+  local missing=() t
+  for t in "$@"; do command -v "$t" >/dev/null 2>&1 || missing+=("$t"); done
+  ((${#missing[@]} == 0)) || die "missing Ceph tools: ${missing[*]} (install the Debian packages ceph-mon ceph-osd ceph-common uuid-runtime, e.g. via the project's install script)"
+}
+
+require_cluster() {
+  [[ -f $CONF && -f $KEYRING ]] || die "no cluster in $DIR (missing ceph.conf or keyring)"
+}
+
+# --- daemon management -----------------------------------------------------
+
+# Starts a daemon in the foreground mode (-f) in the background of this shell.
+# stdin from /dev/null and stdout/stderr into a file in DIR: the daemon must
+# never hold the caller's pipes open (a test runner reading our stdout would
+# otherwise wait for the daemon to exit). setsid detaches it from the
+# caller's terminal/process group so Ctrl-C in the caller does not kill the
+# cluster behind `stop`'s back. In a non-interactive shell the background
+# child is never a process-group leader, so setsid execs in place and $! is
+# the daemon's real pid; we record it ourselves because the daemon writes its
+# own pid file only once it is well into startup.
+launch_daemon() {
+  local name=$1; shift
+  setsid "$@" </dev/null >>"$DIR/log/$name.stdout" 2>&1 &
+  echo $! >"$DIR/run/$name.launch.pid"
+}
+
+# A pid file can outlive its process and the pid can be reused by something
+# unrelated, so only treat a pid as ours if its command line names this
+# cluster's ceph.conf (every daemon is launched with --conf DIR/ceph.conf).
+pid_is_ours() {
+  local pid=$1 cmdline
+  cmdline=$({ tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null) || return 1
+  [[ $cmdline == *" $CONF "* || $cmdline == *" $CONF" ]]
+}
+
+# TERMs one daemon and waits ~10 s for it, then KILLs it.
+stop_pid() {
+  local pid=$1 i
+  kill -TERM "$pid" 2>/dev/null || return 0
+  for ((i = 0; i < 100; i++)); do
+    pid_is_ours "$pid" || return 0
+    sleep 0.1
+  done
+  log "pid $pid did not exit after TERM, sending KILL"
+  kill -KILL "$pid" 2>/dev/null || true
+  for ((i = 0; i < 50; i++)); do
+    pid_is_ours "$pid" || return 0
+    sleep 0.1
+  done
+  log "warning: pid $pid still alive after KILL"
+}
+
+# OSDs before the mon: on TERM an OSD tells the mon it is going down and
+# waits up to 5 s (osd_mon_shutdown_timeout) for the ack, so killing the mon
+# first (or both at once) makes every stop take 5 s longer.
+kill_cluster_daemons() {
+  local pid f seen=" "
+  shopt -s nullglob
+  local files=("$DIR"/run/osd.*.pid "$DIR"/run/mon.*.pid "$DIR"/run/*.pid)
+  shopt -u nullglob
+  for f in "${files[@]}"; do
+    { read -r pid <"$f"; } 2>/dev/null || continue
+    [[ $pid =~ ^[0-9]+$ && $seen != *" $pid "* ]] || continue
+    seen+="$pid "
+    pid_is_ours "$pid" || continue
+    log "stopping pid $pid (${f##*/})"
+    stop_pid "$pid"
+  done
+}
+
+remove_dir() {
+  [[ -d $DIR ]] || return 0
+  if [[ ! -e $DIR/$MARKER ]]; then
+    # Only an empty dir is safe to remove without our marker.
+    rmdir -- "$DIR" 2>/dev/null || log "warning: $DIR is not a ceph-cluster.sh dir; not removing it"
+    return 0
+  fi
+  rm -rf -- "$DIR"
+}
+
+# *.stdout holds what a daemon printed before/besides its log (mkfs errors,
+# bind failures, asserts), *.log the daemon log proper.
+dump_logs() {
+  local f
+  shopt -s nullglob
+  for f in "$DIR"/log/*.stdout "$DIR"/log/*.log; do
+    [[ -s $f ]] || continue
+    log "----- last lines of $f -----"
+    grep -v '^[[:space:]]*$' -- "$f" | tail -n 25 >&2 || true
+  done
+  shopt -u nullglob
+}
+
+# Fails fast (instead of after the mon's 3 x 5 s bind retries) when
+# something already listens on the port, e.g. a cluster that was never
+# stopped.
+port_in_use() {
+  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# --- start -----------------------------------------------------------------
+
+STARTED=0
+on_start_exit() {
+  local rc=$?
+  ((rc != 0 && STARTED == 0)) || return 0
+  log "start failed (exit $rc); cleaning up $DIR"
+  dump_logs
+  kill_cluster_daemons
+  remove_dir
+  exit "$rc"
+}
+
+# Polls "$@" every 0.5 s until it succeeds or the deadline passes.
+wait_for() {
+  local what=$1; shift
+  local deadline=$((SECONDS + START_DEADLINE))
+  until "$@" >/dev/null 2>&1; do
+    ((SECONDS < deadline)) || die "timed out after ${START_DEADLINE}s waiting for $what"
+    # A daemon that died will never satisfy the condition: fail fast.
+    local n
+    for n in mon.a osd.0; do
+      [[ -f $DIR/run/$n.launch.pid ]] || continue
+      pid_is_ours "$(<"$DIR/run/$n.launch.pid")" || die "$n exited while waiting for $what"
+    done
+    sleep 0.5
+  done
+}
+
+mon_responds() { CLI_TIMEOUT=10 ceph_cli mon stat; }
+
+osd_up_and_in() {
+  local out
+  out=$(CLI_TIMEOUT=10 ceph_cli osd dump --format json) || return 1
+  "$PYTHON" - "$out" <<'EOF'
+import json, sys
+d = json.loads(sys.argv[1])
+ok = any(o["osd"] == 0 and o["up"] == 1 and o["in"] == 1 for o in d["osds"])
+sys.exit(0 if ok else 1)
+EOF
+}
+
+write_conf() {
+  cat >"$CONF" <<EOF
+# Generated by $PROG for a throwaway test cluster. Do not reuse.
+[global]
+fsid = $FSID
+# The mon speaks msgr2 only, on PORT. Spelled out as v2 here so tools using
+# this file go straight to it; a client given the bare "127.0.0.1:PORT" (as
+# printed by start) also works: for a port that is neither 3300 nor 6789
+# librados tries v2 and v1 on it in parallel and keeps the one that answers.
+mon host = [v2:127.0.0.1:$PORT]
+# Admin keyring for everyone, but a client.NAME made by create-user finds its
+# own DIR/client.NAME.keyring first (first existing file in the list wins).
+keyring = $DIR/\$name.keyring,$KEYRING
+
+auth cluster required = cephx
+auth service required = cephx
+auth client required = cephx
+
+# Clients must never hang forever on a sick cluster.
+rados osd op timeout = 60
+rados mon op timeout = 60
+client mount timeout = 30
+
+# Keep all runtime state inside DIR (nothing in /var/run, /var/log,
+# /var/lib/ceph), so clusters never collide and rm -rf DIR cleans up.
+run dir = $DIR/run
+crash dir = $DIR/crash
+
+# One OSD: size-1 pools, and CRUSH must pick OSDs, not hosts.
+osd pool default size = 1
+osd pool default min size = 1
+mon allow pool size one = true
+osd crush chooseleaf type = 0
+mon allow pool delete = true
+osd pool default pg num = 8
+osd pool default pgp num = 8
+osd pool default pg autoscale mode = off
+mon warn on pool no redundancy = false
+mon warn on insecure global id reclaim allowed = false
+
+[mon]
+mon data = $DIR/mon.\$id
+pid file = $DIR/run/\$name.pid
+log file = $DIR/log/\$name.log
+admin socket = $DIR/run/\$name.asok
+# The mon shuts itself down when its disk is nearly full (default 5% free);
+# a throwaway cluster on a busy CI disk should not die for that.
+mon data avail crit = 0
+mon data avail warn = 1
+# Every osdmap change (osd create, crush add, pool create, rbd pool init's
+# snapshot check) waits for a paxos proposal; the 1 s default makes start
+# ~4x slower for nothing on a one-mon cluster.
+paxos propose interval = 0.1
+
+[osd]
+# Loopback only; the OSD picks free ports in ms_bind_port_min..max
+# (6800-7300) itself, so several clusters' OSDs never collide (keep mon
+# ports outside that range).
+public addr = 127.0.0.1
+cluster addr = 127.0.0.1
+osd data = $DIR/osd.\$id
+pid file = $DIR/run/\$name.pid
+log file = $DIR/log/\$name.log
+admin socket = $DIR/run/\$name.asok
+osd objectstore = memstore
+memstore device bytes = $MEMSTORE_BYTES
+# We place the OSD in CRUSH ourselves; don't let it move itself on boot.
+osd crush update on start = false
+EOF
+}
+
+cmd_start() {
+  [[ -n $PORT ]] || { log "--port is required"; usage; }
+  if ! [[ $PORT =~ ^[1-9][0-9]{0,4}$ ]] || ((PORT > 65535)); then die "bad --port: $PORT"; fi
+  [[ $MEMSTORE_BYTES =~ ^[0-9]+$ ]] || die "bad --memstore-bytes: $MEMSTORE_BYTES"
+  require_tools ceph-mon ceph-osd ceph ceph-authtool monmaptool rbd uuidgen timeout setsid
+  ! port_in_use "$PORT" || die "127.0.0.1:$PORT is already in use (another cluster still running?)"
+
+  # A cluster dir that already has content is either a running cluster or
+  # someone's data: never touch it (and never remove it on failure).
+  if [[ -e $DIR ]]; then
+    [[ -d $DIR ]] || die "$DIR exists and is not a directory"
+    [[ -z $(ls -A -- "$DIR") ]] || die "$DIR already exists and is not empty (stop the old cluster first)"
+  fi
+  mkdir -p -- "$DIR"
+  : >"$DIR/$MARKER"
+  trap on_start_exit EXIT
+  # A caller's Ctrl-C or timeout must still tear down the half-made cluster.
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+  trap 'exit 129' HUP
+  mkdir -p "$DIR"/{run,log,crash,mon.a,osd.0}
+
+  local t0=$SECONDS
+  FSID=$(uuidgen)
+  local osd_uuid
+  osd_uuid=$(uuidgen)
+  write_conf
+
+  log "creating keys"
+  # mon., client.admin and osd.0 all go into one keyring before mkfs: the
+  # mon imports every entry (with caps) into its auth database at mkfs time,
+  # so the OSD can authenticate without a separate bootstrap step.
+  ceph-authtool --create-keyring "$KEYRING" --gen-key -n mon. --cap mon 'allow *' >/dev/null
+  ceph-authtool "$KEYRING" --gen-key -n client.admin \
+    --cap mon 'allow *' --cap osd 'allow *' --cap mds 'allow *' --cap mgr 'allow *' >/dev/null
+  ceph-authtool "$KEYRING" --gen-key -n osd.0 \
+    --cap mon 'allow profile osd' --cap mgr 'allow profile osd' --cap osd 'allow *' >/dev/null
+  chmod 600 "$KEYRING"
+
+  log "creating monitor at v2:127.0.0.1:$PORT"
+  # msgr2 only, not v1: clients given the ambiguous bare 127.0.0.1:PORT try
+  # both protocols, and a v2 client hitting a v1-only mon logs a scary
+  # "_handle_peer_banner ... is using msgr V1 protocol" error on every
+  # connect, while a v1 attempt against a v2 mon fails silently.
+  monmaptool --create --fsid "$FSID" --addv a "[v2:127.0.0.1:$PORT]" "$DIR/monmap" >/dev/null 2>&1 ||
+    die "monmaptool failed"
+  ceph-mon --conf "$CONF" --cluster ceph -i a --mkfs --monmap "$DIR/monmap" --keyring "$KEYRING" \
+    </dev/null >>"$DIR/log/mon.a.stdout" 2>&1 || die "ceph-mon --mkfs failed"
+  launch_daemon mon.a ceph-mon --conf "$CONF" -i a -f
+  wait_for "the monitor to answer" mon_responds
+  log "monitor up after $((SECONDS - t0))s"
+
+  log "creating osd.0 (memstore, $MEMSTORE_BYTES bytes)"
+  local id
+  id=$(ceph_cli osd create "$osd_uuid")
+  [[ $id == 0 ]] || die "expected osd id 0, got '$id'"
+  ceph-osd --conf "$CONF" -i 0 --mkfs --osd-uuid "$osd_uuid" --keyring "$KEYRING" \
+    </dev/null >>"$DIR/log/osd.0.stdout" 2>&1 || die "ceph-osd --mkfs failed"
+  # One command creates the host bucket under root=default and puts osd.0
+  # in it; each osdmap change costs a paxos round, so fewer is faster.
+  ceph_cli osd crush add osd.0 1.0 host="$HOST_BUCKET" root=default >&2
+  launch_daemon osd.0 ceph-osd --conf "$CONF" -i 0 -f
+  wait_for "osd.0 to be up and in" osd_up_and_in
+  log "osd.0 up after $((SECONDS - t0))s"
+
+  local p
+  IFS=, read -ra pools <<<"$POOLS"
+  for p in "${pools[@]}"; do
+    [[ -n $p ]] || continue
+    create_pool "$p"
+  done
+
+  STARTED=1
+  trap - EXIT INT TERM HUP
+  log "cluster ready in $((SECONDS - t0))s"
+  printf 'CEPH_CONF=%s\nCEPH_KEYRING=%s\nCEPH_MON_HOST=%s\n' "$CONF" "$KEYRING" "v2:127.0.0.1:$PORT"
+}
+
+# --- pools and users -------------------------------------------------------
+
+create_pool() {
+  local pool=$1
+  log "creating pool $pool"
+  ceph_cli osd pool create "$pool" 8 8 replicated >&2 || die "could not create pool $pool"
+  rbd_cli pool init "$pool" >&2 || die "rbd pool init $pool failed"
+  wait_for "all PGs of pool $pool to be active" pool_pgs_active "$pool"
+}
+
+# `ceph pg stat`/`pg dump`/`osd pool stats` are served by the mgr in
+# pacific, and there is no mgr, so ask the OSD itself over its admin socket:
+# dump_pgstate_history lists every PG it hosts with its current state.
+pool_pgs_active() {
+  local pool=$1 osdmap pgs
+  osdmap=$(CLI_TIMEOUT=10 ceph_cli osd dump --format json) || return 1
+  pgs=$(timeout -k 2 10 ceph --conf "$CONF" --admin-daemon "$DIR/run/osd.0.asok" \
+    dump_pgstate_history </dev/null) || return 1
+  "$PYTHON" - "$pool" "$osdmap" "$pgs" <<'EOF'
+import json, sys
+name, osdmap, pgs = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
+pool = next(p for p in osdmap["pools"] if p["pool_name"] == name)
+state = {p["pg"]: p.get("currently", "") for p in pgs["pgs"]}
+want = ["%d.%x" % (pool["pool"], i) for i in range(pool["pg_num"])]
+sys.exit(0 if all("/Active" in state.get(pg, "") for pg in want) else 1)
+EOF
+}
+
+cmd_create_pool() {
+  [[ -n $POOL ]] || { log "--pool is required"; usage; }
+  require_tools ceph rbd timeout
+  require_cluster
+  create_pool "$POOL"
+}
+
+cmd_create_user() {
+  [[ -n $NAME ]] || { log "--name is required"; usage; }
+  [[ -n $POOL ]] || { log "--pool is required"; usage; }
+  require_tools ceph timeout
+  require_cluster
+  local out=$DIR/client.$NAME.keyring
+  ceph_cli auth get-or-create "client.$NAME" mon 'profile rbd' osd "profile rbd pool=$POOL" \
+    -o "$out" >&2 || die "could not create client.$NAME"
+  chmod 600 "$out"
+  echo "$out"
+}
+
+cmd_stop() {
+  kill_cluster_daemons
+  remove_dir
+}
+
+(($# >= 1)) || usage
+cmd=$1; shift
+case $cmd in
+  start) parse_args "$@"; cmd_start ;;
+  stop) parse_args "$@"; cmd_stop ;;
+  create-user) parse_args "$@"; cmd_create_user ;;
+  create-pool) parse_args "$@"; cmd_create_pool ;;
+  -h|--help|help) usage ;;
+  *) log "unknown command: $cmd"; usage ;;
+esac

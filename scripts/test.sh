@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The whole test suite: set-up, two throwaway Ceph clusters (the second for
+# cross-cluster tests), node's test runner over every test, and the clusters
+# stopped again whatever happens.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+bash scripts/setup.sh
+
+work=$(mktemp -d /tmp/rbd-backup-test.XXXXXX)
+stop_clusters() {
+  bash scripts/ceph-cluster.sh stop --dir "$work/a" >&2 || true
+  bash scripts/ceph-cluster.sh stop --dir "$work/b" >&2 || true
+  rm -rf "$work"
+}
+trap stop_clusters EXIT
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+start_cluster() { # name memstore-bytes
+  local dir=$work/$1 port
+  # OSDs take their ports from 6800-7300; a monitor port there could collide.
+  until port=$(free_port) && ((port < 6800 || port > 7300)); do :; done
+  local out
+  out=$(bash scripts/ceph-cluster.sh start --dir "$dir" --port "$port" \
+    --memstore-bytes "$2" --pools rbd,backups)
+  eval "$out"
+  local prefix
+  prefix=RBD_TEST_$(echo "$1" | tr a-z A-Z)
+  export "${prefix}_DIR=$dir" "${prefix}_CONF=$CEPH_CONF" "${prefix}_KEYRING=$CEPH_KEYRING" \
+    "${prefix}_MON_HOST=$CEPH_MON_HOST"
+}
+
+start_cluster a $((6 << 30))
+start_cluster b $((3 << 30))
+
+node --test --test-concurrency=1 dist/test/
