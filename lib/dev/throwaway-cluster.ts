@@ -4,7 +4,7 @@
  * demo. Not part of the package's public API.
  */
 import { execFile } from 'node:child_process';
-import { mkdtemp } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -65,19 +65,28 @@ function parseStartOutput(stdout: string, dir: string): ClusterInfo {
 
 export class ThrowawayCluster {
   readonly info: ClusterInfo;
+  /** The temp directory made to hold info.dir, removed by stop(). */
+  readonly #madeDir: string | undefined;
 
-  private constructor(info: ClusterInfo) {
+  private constructor(info: ClusterInfo, madeDir?: string) {
     this.info = info;
+    this.#madeDir = madeDir;
   }
 
   static async start(options: StartOptions = {}): Promise<ThrowawayCluster> {
-    const dir = options.dir ?? join(await mkdtemp(join(tmpdir(), 'rbd-backup-cluster-')), 'cluster');
+    const madeDir = options.dir === undefined ? await mkdtemp(join(tmpdir(), 'rbd-backup-cluster-')) : undefined;
+    const dir = options.dir ?? join(madeDir!, 'cluster');
     const port = options.port ?? await freePort();
     const args = ['start', '--dir', dir, '--port', String(port),
       '--memstore-bytes', String(options.memstoreBytes ?? 2 ** 31),
       '--pools', (options.pools ?? ['rbd', 'backups']).join(',')];
-    const { stdout } = await run('bash', [CLUSTER_SCRIPT, ...args], { maxBuffer: 1 << 20 });
-    return new ThrowawayCluster(parseStartOutput(stdout, dir));
+    try {
+      const { stdout } = await run('bash', [CLUSTER_SCRIPT, ...args], { maxBuffer: 1 << 20 });
+      return new ThrowawayCluster(parseStartOutput(stdout, dir), madeDir);
+    } catch (error) {
+      if (madeDir) await rm(madeDir, { recursive: true, force: true });
+      throw error;
+    }
   }
 
   /** A cluster started by someone else (for example scripts/test.sh). */
@@ -99,5 +108,11 @@ export class ThrowawayCluster {
   /** Stops the daemons by their pid files and removes the directory. */
   async stop(): Promise<void> {
     await run('bash', [CLUSTER_SCRIPT, 'stop', '--dir', this.info.dir]);
+    if (this.#madeDir) await rm(this.#madeDir, { recursive: true, force: true });
+  }
+
+  /** For exit handlers, which cannot wait: the command that stop() runs, plus the made directory. */
+  get stopArgs(): { script: string; dir: string; madeDir: string | undefined } {
+    return { script: CLUSTER_SCRIPT, dir: this.info.dir, madeDir: this.#madeDir };
   }
 }

@@ -4,10 +4,11 @@
  * starts its own instead and stops it when the process exits.
  */
 import { execFile, spawn, spawnSync } from 'node:child_process';
+import { rmSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { createHash, randomBytes } from 'node:crypto';
 import { Cluster, type ConnectOptions } from '../../lib/index.js';
-import { CLUSTER_SCRIPT, ThrowawayCluster, type ClusterInfo } from '../../lib/dev/throwaway-cluster.js';
+import { ThrowawayCluster, type ClusterInfo } from '../../lib/dev/throwaway-cluster.js';
 
 export type Which = 'a' | 'b';
 
@@ -32,7 +33,9 @@ export function testCluster(which: Which = 'a'): Promise<ThrowawayCluster> {
       : ThrowawayCluster.start({ memstoreBytes: 3 * 2 ** 30 }).then((own) => {
         // 'exit' handlers must be synchronous.
         process.once('exit', () => {
-          spawnSync('bash', [CLUSTER_SCRIPT, 'stop', '--dir', own.info.dir], { stdio: 'ignore' });
+          const { script, dir, madeDir } = own.stopArgs;
+          spawnSync('bash', [script, 'stop', '--dir', dir], { stdio: 'ignore' });
+          if (madeDir) rmSync(madeDir, { recursive: true, force: true });
         });
         return own;
       });
