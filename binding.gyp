@@ -13,7 +13,8 @@
         "native/handle.cc",
         "native/image.cc",
         "native/pool.cc",
-        "native/snapshot.cc"
+        "native/snapshot.cc",
+        "native/transfer.cc"
       ],
       "dependencies": [
         "<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"

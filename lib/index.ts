@@ -10,3 +10,6 @@ export {
   CephError, NotFoundError, AlreadyExistsError, BusyError, HasSnapshotsError, PermissionError,
   TimeoutError, InvalidArgumentError, ClosedError, NotSupportedError, CancelledError,
 } from './ceph/errors.js';
+export { transferDiff, type TransferDiffOptions, type TransferStats } from './engine/transfer.js';
+export { copyImage, DEFAULT_CHUNK_SIZE, type CopyImageOptions, type CopyStats } from './engine/copy.js';
+export type { Progress, EngineOptions } from './engine/options.js';

@@ -6,6 +6,7 @@
 #include "env_state.h"
 #include "image.h"
 #include "pool.h"
+#include "transfer.h"
 
 namespace rbdnative {
 
@@ -21,6 +22,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   state->cancel_ctor = Napi::Persistent(cancel);
   exports.Set("connect", Napi::Function::New(env, ClusterWrap::Connect, "connect"));
   exports.Set("CancelToken", cancel);
+  exports.Set("transfer", Napi::Function::New(env, StartTransfer, "transfer"));
   return exports;
 }
 

@@ -13,6 +13,10 @@ void CleanupHook(EnvState* state) {
   std::vector<std::shared_ptr<Handle>> live;
   {
     std::lock_guard<std::mutex> lock(state->roots_mu);
+    for (auto& weak : state->jobs) {
+      if (auto cancel = weak.lock()) cancel->store(true);
+    }
+    state->jobs.clear();
     for (auto& weak : state->roots) {
       if (auto root = weak.lock()) live.push_back(std::move(root));
     }
@@ -43,6 +47,16 @@ void EnvState::AddRoot(const std::shared_ptr<Handle>& root) {
   }
   kept.push_back(root);
   roots.swap(kept);
+}
+
+void EnvState::AddJob(const std::shared_ptr<std::atomic<bool>>& cancel) {
+  std::lock_guard<std::mutex> lock(roots_mu);
+  std::vector<std::weak_ptr<std::atomic<bool>>> kept;
+  for (auto& weak : jobs) {
+    if (!weak.expired()) kept.push_back(std::move(weak));
+  }
+  kept.push_back(cancel);
+  jobs.swap(kept);
 }
 
 void EnvState::Dispose(std::shared_ptr<Handle> handle) {

@@ -6,6 +6,7 @@
 #include <napi.h>
 #include <uv.h>
 
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -26,6 +27,10 @@ struct EnvState {
 
   static EnvState* Get(Napi::Env env);
   void AddRoot(const std::shared_ptr<Handle>& root);
+  // Long native jobs (transfers) register their cancel flag, so teardown can
+  // stop them before it closes the handles they hold.
+  void AddJob(const std::shared_ptr<std::atomic<bool>>& cancel);
+  std::vector<std::weak_ptr<std::atomic<bool>>> jobs;
   // A wrapper that was garbage collected without close() gives its handle
   // here: the release (rbd_close, rados_shutdown) may wait on the network,
   // so it runs on the thread pool, or right away once the environment is

@@ -38,6 +38,8 @@ class ImageWrap : public Napi::ObjectWrap<ImageWrap> {
 
   std::shared_ptr<ImageHandle> OpenHandle(Napi::Env env) const;
   static ImageWrap* FromValue(Napi::Env env, Napi::Value value);
+  // The in-flight counter, for calls that hold this image outside a worker.
+  int* Inflight() { return &inflight_; }
 
  private:
   // image.cc

@@ -114,8 +114,31 @@ export interface NativeImage {
   close(): Promise<void>;
 }
 
+export interface NativeTransferPlan {
+  fromSnapshot?: string;
+  length: bigint;
+  step: bigint;
+  ioSize: bigint;
+  window: number;
+  wholeObject: boolean;
+  targetIsZero: boolean;
+  zeroGaps: boolean;
+}
+
+export interface NativeTransferStats {
+  bytesRead: number;
+  bytesWritten: number;
+  bytesZeroed: number;
+  bytesSkipped: number;
+  extents: number;
+  ops: number;
+  elapsedMs: number;
+}
+
 interface Addon {
   connect(options: NativeConnectOptions): Promise<NativeCluster>;
+  transfer(source: NativeImage, target: NativeImage, plan: NativeTransferPlan,
+    cancel: NativeCancelToken, onProgress: (done: number, total: number, bytesRead: number) => void): Promise<NativeTransferStats>;
   CancelToken: new () => NativeCancelToken;
 }
 

@@ -1,0 +1,459 @@
+#include "transfer.h"
+
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <thread>
+
+#include "args.h"
+#include "errors.h"
+#include "worker.h"
+
+namespace rbdnative {
+
+struct TransferJob::Op {
+  uint64_t offset;
+  uint64_t length;
+  char* buffer = nullptr;
+  // Writes/zeroes still outstanding for this op.
+  int pending = 0;
+  bool finished = false;
+};
+
+namespace {
+
+constexpr uint64_t kZeroBlock = 4096;
+
+bool IsZero(const char* p, size_t n) {
+  // The first bytes decide almost every non-zero block; memcmp against the
+  // block shifted by one then checks the rest at memory speed.
+  if (n == 0) return true;
+  if (p[0] != 0) return false;
+  return std::memcmp(p, p + 1, n - 1) == 0;
+}
+
+std::string Describe(const char* what, uint64_t offset, uint64_t length) {
+  return std::string(what) + " of " + std::to_string(length) + " bytes at offset " +
+         std::to_string(offset);
+}
+
+}  // namespace
+
+TransferJob::TransferJob(std::shared_ptr<ImageHandle> source,
+                         std::shared_ptr<ImageHandle> target, TransferPlan plan,
+                         CancelFlag cancel)
+    : source_(std::move(source)),
+      target_(std::move(target)),
+      plan_(std::move(plan)),
+      cancel_(std::move(cancel)) {}
+
+TransferJob::~TransferJob() {
+  for (char* buffer : all_buffers_) std::free(buffer);
+}
+
+void TransferJob::OnComplete(rbd_completion_t c, void* arg) {
+  auto* done = static_cast<Completion*>(arg);
+  done->rc = rbd_aio_get_return_value(c);
+  rbd_aio_release(c);
+  TransferJob* job = done->job;
+  {
+    std::lock_guard<std::mutex> lock(job->mu_);
+    job->completed_.push_back(done);
+  }
+  job->cv_.notify_one();
+}
+
+bool TransferJob::Stopping() const { return error_ != 0 || cancel_->load(); }
+
+void TransferJob::Fail(int rc, std::string message) {
+  if (error_ != 0) return;  // the first failure is the one worth reporting
+  error_ = rc;
+  message_ = std::move(message);
+}
+
+char* TransferJob::AcquireBuffer() {
+  if (!free_buffers_.empty()) {
+    char* buffer = free_buffers_.back();
+    free_buffers_.pop_back();
+    return buffer;
+  }
+  char* buffer = static_cast<char*>(std::malloc(plan_.io_size));
+  if (buffer) all_buffers_.push_back(buffer);
+  return buffer;
+}
+
+void TransferJob::ReleaseBuffer(char* buffer) {
+  if (buffer) free_buffers_.push_back(buffer);
+}
+
+TransferProgress TransferJob::Progress() const {
+  TransferProgress p;
+  p.done = order_.empty() ? position_ : order_.front()->offset;
+  p.total = plan_.length;
+  p.bytes_read = stats_.bytes_read;
+  return p;
+}
+
+void TransferJob::FinishOp(Op* op) {
+  ReleaseBuffer(op->buffer);
+  op->buffer = nullptr;
+  op->finished = true;
+  --in_flight_;
+  while (!order_.empty() && order_.front()->finished) {
+    delete order_.front();
+    order_.pop_front();
+  }
+}
+
+void TransferJob::IssueRead(rbd_image_t source, uint64_t offset, uint64_t length) {
+  auto* op = new Op{offset, length};
+  op->buffer = AcquireBuffer();
+  if (!op->buffer) {
+    delete op;
+    Fail(-ENOMEM, "cannot allocate a transfer buffer");
+    return;
+  }
+  order_.push_back(op);
+  ++in_flight_;
+  ++stats_.ops;
+  auto* done = new Completion{this, op, Kind::kRead, offset, length};
+  rbd_completion_t c;
+  int rc = rbd_aio_create_completion(done, &TransferJob::OnComplete, &c);
+  if (rc >= 0) {
+    rc = rbd_aio_read2(source, offset, length, op->buffer, c, 0);
+    if (rc < 0) rbd_aio_release(c);
+  }
+  if (rc < 0) {
+    delete done;
+    Fail(rc, Describe("read from the source", offset, length) + " could not start");
+    FinishOp(op);
+  }
+}
+
+void TransferJob::IssueWrite(rbd_image_t target, Op* op, uint64_t offset,
+                             uint64_t length, const char* data) {
+  auto* done = new Completion{this, op, Kind::kWrite, offset, length};
+  rbd_completion_t c;
+  int rc = rbd_aio_create_completion(done, &TransferJob::OnComplete, &c);
+  if (rc >= 0) {
+    rc = rbd_aio_write2(target, offset, length, data, c, 0);
+    if (rc < 0) rbd_aio_release(c);
+  }
+  if (rc < 0) {
+    delete done;
+    Fail(rc, Describe("write to the target", offset, length) + " could not start");
+    return;
+  }
+  ++op->pending;
+  ++stats_.ops;
+}
+
+void TransferJob::IssueZero(rbd_image_t target, Op* op, uint64_t offset, uint64_t length) {
+  auto* done = new Completion{this, op, Kind::kZero, offset, length};
+  rbd_completion_t c;
+  int rc = rbd_aio_create_completion(done, &TransferJob::OnComplete, &c);
+  if (rc >= 0) {
+    // write-zeroes, not discard: librbd may skip partial-object discards,
+    // which would leave old bytes behind.
+    rc = rbd_aio_write_zeroes(target, offset, length, c, 0, 0);
+    if (rc < 0) rbd_aio_release(c);
+  }
+  if (rc < 0) {
+    delete done;
+    Fail(rc, Describe("write-zeroes on the target", offset, length) + " could not start");
+    return;
+  }
+  ++op->pending;
+  ++stats_.ops;
+}
+
+void TransferJob::IssueExtent(rbd_image_t source, rbd_image_t target, uint64_t offset,
+                              uint64_t length, bool exists) {
+  if (!exists) {
+    if (plan_.target_is_zero) {
+      stats_.bytes_skipped += length;
+      return;
+    }
+    // Zeroing carries no data, so one op covers the whole extent.
+    WaitBelow(target, plan_.window);
+    if (Stopping()) return;
+    auto* op = new Op{offset, length};
+    order_.push_back(op);
+    ++in_flight_;
+    IssueZero(target, op, offset, length);
+    if (op->pending == 0) FinishOp(op);
+    return;
+  }
+  uint64_t end = offset + length;
+  while (offset < end && !Stopping()) {
+    // Pieces end on io_size boundaries so that they line up with objects.
+    uint64_t piece_end = std::min(end, (offset / plan_.io_size + 1) * plan_.io_size);
+    WaitBelow(target, plan_.window);
+    if (Stopping()) return;
+    IssueRead(source, offset, piece_end - offset);
+    offset = piece_end;
+  }
+}
+
+void TransferJob::Handle(rbd_image_t target, Completion* done) {
+  Op* op = done->op;
+  if (done->kind == Kind::kRead) {
+    if (done->rc < 0 || static_cast<uint64_t>(done->rc) != done->length) {
+      Fail(done->rc < 0 ? static_cast<int>(done->rc) : -EIO,
+           Describe("read from the source", done->offset, done->length) + " failed" +
+               (done->rc < 0 ? std::string(": ") + std::strerror(static_cast<int>(-done->rc))
+                             : std::string(": short read")));
+      FinishOp(op);
+      return;
+    }
+    stats_.bytes_read += done->length;
+    if (!Stopping()) WriteRuns(target, op);
+    if (op->pending == 0) FinishOp(op);
+    return;
+  }
+  if (done->rc < 0) {
+    const char* what = done->kind == Kind::kWrite ? "write to the target" : "write-zeroes on the target";
+    Fail(static_cast<int>(done->rc), Describe(what, done->offset, done->length) + " failed: " +
+                                         std::strerror(static_cast<int>(-done->rc)));
+  } else if (done->kind == Kind::kWrite) {
+    stats_.bytes_written += done->length;
+  } else {
+    stats_.bytes_zeroed += done->length;
+  }
+  if (--op->pending == 0) FinishOp(op);
+}
+
+void TransferJob::WriteRuns(rbd_image_t target, Op* op) {
+  // Data runs are written from the read buffer itself; zero runs (found at
+  // 4 KiB granularity) become write-zeroes, or nothing on a target that
+  // already reads as zeros.
+  auto block = [&](uint64_t pos) { return std::min(kZeroBlock, op->length - pos); };
+  uint64_t data_start = 0;
+  uint64_t pos = 0;
+  while (pos < op->length) {
+    if (!IsZero(op->buffer + pos, block(pos))) {
+      pos += block(pos);
+      continue;
+    }
+    uint64_t zero_start = pos;
+    while (pos < op->length && IsZero(op->buffer + pos, block(pos))) pos += block(pos);
+    bool whole_op = zero_start == 0 && pos == op->length;
+    if (pos - zero_start < plan_.min_zero_run && !whole_op) continue;
+    if (zero_start > data_start) {
+      IssueWrite(target, op, op->offset + data_start, zero_start - data_start,
+                 op->buffer + data_start);
+    }
+    if (plan_.target_is_zero) {
+      stats_.bytes_skipped += pos - zero_start;
+    } else {
+      IssueZero(target, op, op->offset + zero_start, pos - zero_start);
+    }
+    data_start = pos;
+  }
+  if (op->length > data_start) {
+    IssueWrite(target, op, op->offset + data_start, op->length - data_start,
+               op->buffer + data_start);
+  }
+}
+
+void TransferJob::WaitBelow(rbd_image_t target, uint32_t limit) {
+  while (in_flight_ >= limit || (limit == 0 && in_flight_ > 0)) {
+    std::deque<Completion*> batch;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      // Wake up now and then even without completions so a cancel is seen.
+      cv_.wait_for(lock, std::chrono::milliseconds(50), [&] { return !completed_.empty(); });
+      batch.swap(completed_);
+    }
+    for (Completion* done : batch) {
+      Handle(target, done);
+      delete done;
+    }
+    if (limit == 0 && in_flight_ == 0) return;
+  }
+}
+
+namespace {
+
+struct RangeExtents {
+  std::vector<uint64_t> offsets;
+  std::vector<uint64_t> lengths;
+  std::vector<uint8_t> exists;
+};
+
+int Collect(uint64_t offset, size_t length, int exists, void* arg) {
+  auto* extents = static_cast<RangeExtents*>(arg);
+  extents->offsets.push_back(offset);
+  extents->lengths.push_back(length);
+  extents->exists.push_back(exists ? 1 : 0);
+  return 0;
+}
+
+}  // namespace
+
+int TransferJob::Transfer(rbd_image_t source, rbd_image_t target,
+                          const std::function<void(const TransferProgress&)>& report) {
+  auto started = std::chrono::steady_clock::now();
+  auto last_report = started;
+  const char* from = plan_.from_snapshot ? plan_.from_snapshot->c_str() : nullptr;
+  for (uint64_t range = 0; range < plan_.length && !Stopping(); range += plan_.step) {
+    uint64_t range_length = std::min(plan_.step, plan_.length - range);
+    RangeExtents extents;
+    int rc = rbd_diff_iterate2(source, from, range, range_length, true, plan_.whole_object,
+                               &Collect, &extents);
+    if (rc < 0) {
+      Fail(rc, "diff of the source " + Describe("range", range, range_length) + " failed: " +
+                   std::strerror(-rc));
+      break;
+    }
+    uint64_t cursor = range;
+    for (size_t i = 0; i < extents.exists.size() && !Stopping(); ++i) {
+      uint64_t offset = extents.offsets[i];
+      uint64_t length = extents.lengths[i];
+      if (plan_.zero_gaps && offset > cursor) {
+        IssueExtent(source, target, cursor, offset - cursor, false);
+      }
+      ++stats_.extents;
+      IssueExtent(source, target, offset, length, extents.exists[i] != 0);
+      cursor = offset + length;
+      position_ = cursor;
+      auto now = std::chrono::steady_clock::now();
+      if (now - last_report > std::chrono::milliseconds(100)) {
+        last_report = now;
+        report(Progress());
+      }
+    }
+    if (plan_.zero_gaps && cursor < range + range_length && !Stopping()) {
+      IssueExtent(source, target, cursor, range + range_length - cursor, false);
+    }
+    position_ = range + range_length;
+  }
+  WaitBelow(target, 0);
+  if (error_ == 0 && cancel_->load()) Fail(-ECANCELED, "transfer cancelled");
+  if (error_ == 0) {
+    int rc = rbd_flush(target);
+    if (rc < 0) Fail(rc, std::string("flush of the target failed: ") + std::strerror(-rc));
+  }
+  stats_.elapsed_ms = std::chrono::duration<double, std::milli>(
+                          std::chrono::steady_clock::now() - started)
+                          .count();
+  if (error_ == 0) report(Progress());
+  return error_;
+}
+
+int TransferJob::Run(const std::function<void(const TransferProgress&)>& report) {
+  int rc = WithHandle(source_, "source image", message_, [&](rbd_image_t source) {
+    return WithHandle(target_, "target image", message_, [&](rbd_image_t target) {
+      return Transfer(source, target, report);
+    });
+  });
+  // Ops are only ever deleted once finished; anything left is a bug, but
+  // never a leak.
+  for (Op* op : order_) delete op;
+  order_.clear();
+  return rc;
+}
+
+// ---- JavaScript entry ------------------------------------------------------
+
+namespace {
+
+struct Settle {
+  explicit Settle(Napi::Env env) : deferred(Napi::Promise::Deferred::New(env)) {}
+  Napi::Promise::Deferred deferred;
+  std::unique_ptr<InflightGuard> source_guard;
+  std::unique_ptr<InflightGuard> target_guard;
+  std::unique_ptr<TransferJob> job;
+  int rc = 0;
+};
+
+uint64_t U64Field(Napi::Env env, Napi::Object object, const char* key, uint64_t fallback) {
+  Napi::Value value = object.Get(key);
+  if (value.IsUndefined() || value.IsNull()) return fallback;
+  return U64Value(env, value, key);
+}
+
+Napi::Object StatsObject(Napi::Env env, const TransferStats& s) {
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("bytesRead", Napi::Number::New(env, static_cast<double>(s.bytes_read)));
+  result.Set("bytesWritten", Napi::Number::New(env, static_cast<double>(s.bytes_written)));
+  result.Set("bytesZeroed", Napi::Number::New(env, static_cast<double>(s.bytes_zeroed)));
+  result.Set("bytesSkipped", Napi::Number::New(env, static_cast<double>(s.bytes_skipped)));
+  result.Set("extents", Napi::Number::New(env, static_cast<double>(s.extents)));
+  result.Set("ops", Napi::Number::New(env, static_cast<double>(s.ops)));
+  result.Set("elapsedMs", Napi::Number::New(env, s.elapsed_ms));
+  return result;
+}
+
+}  // namespace
+
+Napi::Value StartTransfer(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  ImageWrap* source_wrap = ImageWrap::FromValue(env, info[0]);
+  ImageWrap* target_wrap = ImageWrap::FromValue(env, info[1]);
+  auto source = source_wrap->OpenHandle(env);
+  auto target = target_wrap->OpenHandle(env);
+  if (source == target) ThrowInvalid(env, "source and target must be different images");
+  if (!info[2].IsObject()) ThrowInvalid(env, "transfer plan must be an object");
+  Napi::Object options = info[2].As<Napi::Object>();
+  TransferPlan plan;
+  Napi::Value from_value = options.Get("fromSnapshot");
+  if (from_value.IsString()) plan.from_snapshot = from_value.As<Napi::String>().Utf8Value();
+  plan.length = U64Field(env, options, "length", 0);
+  plan.step = U64Field(env, options, "step", plan.step);
+  plan.io_size = U64Field(env, options, "ioSize", plan.io_size);
+  plan.window = static_cast<uint32_t>(U64Field(env, options, "window", plan.window));
+  plan.min_zero_run = U64Field(env, options, "minZeroRun", plan.min_zero_run);
+  plan.whole_object = options.Get("wholeObject").ToBoolean();
+  plan.target_is_zero = options.Get("targetIsZero").ToBoolean();
+  plan.zero_gaps = options.Get("zeroGaps").ToBoolean();
+  if (plan.step == 0 || plan.io_size == 0 || plan.io_size > (64ull << 20) ||
+      plan.window == 0 || plan.window > 1024) {
+    ThrowInvalid(env, "transfer plan out of range (step, ioSize <= 64 MiB, window 1..1024)");
+  }
+  CancelFlag cancel = CancelToken::FlagOf(info[3]);
+  Napi::Function on_progress = info[4].IsFunction()
+                                   ? info[4].As<Napi::Function>()
+                                   : Napi::Function::New(env, [](const Napi::CallbackInfo&) {});
+
+  auto* settle = new Settle(env);
+  settle->source_guard = std::make_unique<InflightGuard>(source_wrap->Value(), source_wrap->Inflight());
+  settle->target_guard = std::make_unique<InflightGuard>(target_wrap->Value(), target_wrap->Inflight());
+  settle->job = std::make_unique<TransferJob>(source, target, std::move(plan), cancel);
+  EnvState::Get(env)->AddJob(cancel);
+  Napi::Promise promise = settle->deferred.Promise();
+
+  auto tsfn = Napi::ThreadSafeFunction::New(env, on_progress, "rbd-backup:transfer", 0, 1);
+  std::thread([settle, tsfn]() mutable {
+    auto report = [&tsfn](const TransferProgress& progress) {
+      auto* copy = new TransferProgress(progress);
+      napi_status status = tsfn.NonBlockingCall(
+          copy, [](Napi::Env env, Napi::Function callback, TransferProgress* p) {
+            callback.Call({Napi::Number::New(env, static_cast<double>(p->done)),
+                           Napi::Number::New(env, static_cast<double>(p->total)),
+                           Napi::Number::New(env, static_cast<double>(p->bytes_read))});
+            delete p;
+          });
+      if (status != napi_ok) delete copy;
+    };
+    settle->rc = settle->job->Run(report);
+    napi_status status = tsfn.BlockingCall(settle, [](Napi::Env env, Napi::Function, Settle* s) {
+      if (s->rc < 0) {
+        std::string message = s->job->message().empty() ? std::strerror(-s->rc) : s->job->message();
+        Napi::Error error = MakeError(env, -s->rc, message);
+        error.Set("stats", StatsObject(env, s->job->stats()));
+        s->deferred.Reject(error.Value());
+      } else {
+        s->deferred.Resolve(StatsObject(env, s->job->stats()));
+      }
+      delete s;
+    });
+    // When the environment is already gone the promise cannot settle; the
+    // job's handles are released here and the rest dies with the process.
+    if (status != napi_ok) settle->job.reset();
+    tsfn.Release();
+  }).detach();
+  return promise;
+}
+
+}  // namespace rbdnative

@@ -1,0 +1,139 @@
+// The copy engine: moves the extents of a source image (opened at a
+// snapshot) into a target image on a thread of its own, with a bounded window
+// of librbd aio reads whose buffers go straight into aio writes, and
+// write-zeroes (or nothing, on an empty target) for holes and zero runs.
+#pragma once
+
+#include <napi.h>
+#include <rbd/librbd.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "cancel.h"
+#include "image.h"
+
+namespace rbdnative {
+
+struct TransferPlan {
+  // Changes since this snapshot of the source; whole history when empty.
+  std::optional<std::string> from_snapshot;
+  // Cover [0, length) of the source.
+  uint64_t length = 0;
+  // Bytes looked at per rbd_diff_iterate2 call (the "chunk").
+  uint64_t step = 1ull << 30;
+  // Largest single aio read/write.
+  uint64_t io_size = 4ull << 20;
+  // Most aio operations in flight (each holding at most one buffer).
+  uint32_t window = 16;
+  bool whole_object = false;
+  // The target reads as zeros wherever the source does not have data, so
+  // holes and zero runs need no write at all.
+  bool target_is_zero = false;
+  // Write zeros over the holes between extents too: the target may hold
+  // old data there (a full copy into a used image).
+  bool zero_gaps = false;
+  // Zero runs shorter than this inside read data are written as data:
+  // splitting a write for a small run costs more than it saves.
+  uint64_t min_zero_run = 64ull << 10;
+};
+
+struct TransferStats {
+  uint64_t bytes_read = 0;
+  uint64_t bytes_written = 0;
+  uint64_t bytes_zeroed = 0;
+  uint64_t bytes_skipped = 0;
+  uint64_t extents = 0;
+  uint64_t ops = 0;
+  double elapsed_ms = 0;
+};
+
+struct TransferProgress {
+  // Every byte of the source below this offset is done.
+  uint64_t done = 0;
+  uint64_t total = 0;
+  uint64_t bytes_read = 0;
+};
+
+class TransferJob {
+ public:
+  TransferJob(std::shared_ptr<ImageHandle> source,
+              std::shared_ptr<ImageHandle> target, TransferPlan plan,
+              CancelFlag cancel);
+  ~TransferJob();
+  TransferJob(const TransferJob&) = delete;
+  TransferJob& operator=(const TransferJob&) = delete;
+
+  // Runs the whole transfer on the calling thread. report is called now and
+  // then (at most every 100 ms) with the progress so far. Returns 0 or a
+  // negative errno; message() then says what failed where.
+  int Run(const std::function<void(const TransferProgress&)>& report);
+  const TransferStats& stats() const { return stats_; }
+  const std::string& message() const { return message_; }
+
+ private:
+  struct Op;
+  enum class Kind { kRead, kWrite, kZero };
+  struct Completion {
+    TransferJob* job;
+    Op* op;
+    Kind kind;
+    uint64_t offset;
+    uint64_t length;
+    ssize_t rc = 0;
+  };
+
+  static void OnComplete(rbd_completion_t c, void* arg);
+
+  int Transfer(rbd_image_t source, rbd_image_t target,
+               const std::function<void(const TransferProgress&)>& report);
+  void IssueExtent(rbd_image_t source, rbd_image_t target, uint64_t offset,
+                   uint64_t length, bool exists);
+  void IssueRead(rbd_image_t source, uint64_t offset, uint64_t length);
+  void IssueZero(rbd_image_t target, Op* op, uint64_t offset, uint64_t length);
+  void IssueWrite(rbd_image_t target, Op* op, uint64_t offset, uint64_t length,
+                  const char* data);
+  void Handle(rbd_image_t target, Completion* done);
+  void WriteRuns(rbd_image_t target, Op* op);
+  void FinishOp(Op* op);
+  // Waits for completions (handling them) until fewer than `limit` ops
+  // are in flight.
+  void WaitBelow(rbd_image_t target, uint32_t limit);
+  void Fail(int rc, std::string message);
+  bool Stopping() const;
+  char* AcquireBuffer();
+  void ReleaseBuffer(char* buffer);
+  TransferProgress Progress() const;
+
+  std::shared_ptr<ImageHandle> source_;
+  std::shared_ptr<ImageHandle> target_;
+  TransferPlan plan_;
+  CancelFlag cancel_;
+  TransferStats stats_;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Completion*> completed_;
+
+  uint32_t in_flight_ = 0;
+  std::deque<Op*> order_;  // ops in issue (= offset) order, for progress
+  uint64_t position_ = 0;  // how far extents have been issued
+  std::vector<char*> free_buffers_;
+  std::vector<char*> all_buffers_;
+  int error_ = 0;
+  std::string message_;
+};
+
+// JavaScript entry: transfer(source, target, plan, cancelToken, onProgress)
+// -> Promise<stats>. source and target are NativeImages.
+Napi::Value StartTransfer(const Napi::CallbackInfo& info);
+
+}  // namespace rbdnative
