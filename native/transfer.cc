@@ -71,7 +71,10 @@ void TransferJob::Fail(int rc, std::string message) {
   message_ = std::move(message);
 }
 
-char* TransferJob::AcquireBuffer() {
+char* TransferJob::AcquireBuffer(uint64_t length) {
+  // Full-size buffers are reused; smaller reads get a buffer of their own
+  // size, so many small reads in flight do not each pin a full-size one.
+  if (length != plan_.io_size) return static_cast<char*>(std::malloc(length));
   if (!free_buffers_.empty()) {
     char* buffer = free_buffers_.back();
     free_buffers_.pop_back();
@@ -82,8 +85,13 @@ char* TransferJob::AcquireBuffer() {
   return buffer;
 }
 
-void TransferJob::ReleaseBuffer(char* buffer) {
-  if (buffer) free_buffers_.push_back(buffer);
+void TransferJob::ReleaseBuffer(char* buffer, uint64_t length) {
+  if (!buffer) return;
+  if (length != plan_.io_size) {
+    std::free(buffer);
+  } else {
+    free_buffers_.push_back(buffer);
+  }
 }
 
 TransferProgress TransferJob::Progress() const {
@@ -95,7 +103,10 @@ TransferProgress TransferJob::Progress() const {
 }
 
 void TransferJob::FinishOp(Op* op) {
-  ReleaseBuffer(op->buffer);
+  if (op->buffer) {
+    ReleaseBuffer(op->buffer, op->length);
+    in_flight_bytes_ -= op->length;
+  }
   op->buffer = nullptr;
   op->finished = true;
   --in_flight_;
@@ -107,12 +118,13 @@ void TransferJob::FinishOp(Op* op) {
 
 void TransferJob::IssueRead(rbd_image_t source, uint64_t offset, uint64_t length) {
   auto* op = new Op{offset, length};
-  op->buffer = AcquireBuffer();
+  op->buffer = AcquireBuffer(length);
   if (!op->buffer) {
     delete op;
     Fail(-ENOMEM, "cannot allocate a transfer buffer");
     return;
   }
+  in_flight_bytes_ += length;
   order_.push_back(op);
   ++in_flight_;
   ++stats_.ops;
@@ -175,7 +187,7 @@ void TransferJob::IssueExtent(rbd_image_t source, rbd_image_t target, uint64_t o
       return;
     }
     // Zeroing carries no data, so one op covers the whole extent.
-    WaitBelow(target, plan_.window);
+    WaitForRoom(target, 0);
     if (Stopping()) return;
     auto* op = new Op{offset, length};
     order_.push_back(op);
@@ -188,7 +200,7 @@ void TransferJob::IssueExtent(rbd_image_t source, rbd_image_t target, uint64_t o
   while (offset < end && !Stopping()) {
     // Pieces end on io_size boundaries so that they line up with objects.
     uint64_t piece_end = std::min(end, (offset / plan_.io_size + 1) * plan_.io_size);
-    WaitBelow(target, plan_.window);
+    WaitForRoom(target, piece_end - offset);
     if (Stopping()) return;
     IssueRead(source, offset, piece_end - offset);
     offset = piece_end;
@@ -256,21 +268,29 @@ void TransferJob::WriteRuns(rbd_image_t target, Op* op) {
   }
 }
 
-void TransferJob::WaitBelow(rbd_image_t target, uint32_t limit) {
-  while (in_flight_ >= limit || (limit == 0 && in_flight_ > 0)) {
-    std::deque<Completion*> batch;
-    {
-      std::unique_lock<std::mutex> lock(mu_);
-      // Wake up now and then even without completions so a cancel is seen.
-      cv_.wait_for(lock, std::chrono::milliseconds(50), [&] { return !completed_.empty(); });
-      batch.swap(completed_);
-    }
-    for (Completion* done : batch) {
-      Handle(target, done);
-      delete done;
-    }
-    if (limit == 0 && in_flight_ == 0) return;
+void TransferJob::HandleCompleted(rbd_image_t target) {
+  std::deque<Completion*> batch;
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    // Wake up now and then even without completions so a cancel is seen.
+    cv_.wait_for(lock, std::chrono::milliseconds(50), [&] { return !completed_.empty(); });
+    batch.swap(completed_);
   }
+  for (Completion* done : batch) {
+    Handle(target, done);
+    delete done;
+  }
+}
+
+void TransferJob::WaitForRoom(rbd_image_t target, uint64_t bytes) {
+  while (in_flight_ >= plan_.window ||
+         (in_flight_ > 0 && in_flight_bytes_ + bytes > plan_.memory)) {
+    HandleCompleted(target);
+  }
+}
+
+void TransferJob::WaitAll(rbd_image_t target) {
+  while (in_flight_ > 0) HandleCompleted(target);
 }
 
 namespace {
@@ -328,7 +348,7 @@ int TransferJob::Transfer(rbd_image_t source, rbd_image_t target,
     }
     position_ = range + range_length;
   }
-  WaitBelow(target, 0);
+  WaitAll(target);
   if (error_ == 0 && cancel_->load()) Fail(-ECANCELED, "transfer cancelled");
   if (error_ == 0) {
     int rc = rbd_flush(target);
@@ -403,13 +423,14 @@ Napi::Value StartTransfer(const Napi::CallbackInfo& info) {
   plan.step = U64Field(env, options, "step", plan.step);
   plan.io_size = U64Field(env, options, "ioSize", plan.io_size);
   plan.window = static_cast<uint32_t>(U64Field(env, options, "window", plan.window));
+  plan.memory = U64Field(env, options, "memory", plan.memory);
   plan.min_zero_run = U64Field(env, options, "minZeroRun", plan.min_zero_run);
   plan.whole_object = options.Get("wholeObject").ToBoolean();
   plan.target_is_zero = options.Get("targetIsZero").ToBoolean();
   plan.zero_gaps = options.Get("zeroGaps").ToBoolean();
   if (plan.step == 0 || plan.io_size == 0 || plan.io_size > (64ull << 20) ||
-      plan.window == 0 || plan.window > 1024) {
-    ThrowInvalid(env, "transfer plan out of range (step, ioSize <= 64 MiB, window 1..1024)");
+      plan.window == 0 || plan.window > 1024 || plan.memory < plan.io_size) {
+    ThrowInvalid(env, "transfer plan out of range (step, ioSize <= 64 MiB, window 1..1024, memory >= ioSize)");
   }
   CancelFlag cancel = CancelToken::FlagOf(info[3]);
   Napi::Function on_progress = info[4].IsFunction()

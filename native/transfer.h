@@ -32,8 +32,11 @@ struct TransferPlan {
   uint64_t step = 1ull << 30;
   // Largest single aio read/write.
   uint64_t io_size = 4ull << 20;
-  // Most aio operations in flight (each holding at most one buffer).
-  uint32_t window = 16;
+  // Most aio operations in flight.
+  uint32_t window = 64;
+  // Most bytes of read buffers in flight: bounds memory whatever the
+  // volume size, while small extents still get many operations in flight.
+  uint64_t memory = 64ull << 20;
   bool whole_object = false;
   // The target reads as zeros wherever the source does not have data, so
   // holes and zero runs need no write at all.
@@ -104,13 +107,15 @@ class TransferJob {
   void Handle(rbd_image_t target, Completion* done);
   void WriteRuns(rbd_image_t target, Op* op);
   void FinishOp(Op* op);
-  // Waits for completions (handling them) until fewer than `limit` ops
-  // are in flight.
-  void WaitBelow(rbd_image_t target, uint32_t limit);
+  // Waits for completions (handling them) until an op needing `bytes` of
+  // buffer fits in the window and the memory budget.
+  void WaitForRoom(rbd_image_t target, uint64_t bytes);
+  void WaitAll(rbd_image_t target);
+  void HandleCompleted(rbd_image_t target);
   void Fail(int rc, std::string message);
   bool Stopping() const;
-  char* AcquireBuffer();
-  void ReleaseBuffer(char* buffer);
+  char* AcquireBuffer(uint64_t length);
+  void ReleaseBuffer(char* buffer, uint64_t length);
   TransferProgress Progress() const;
 
   std::shared_ptr<ImageHandle> source_;
@@ -124,6 +129,7 @@ class TransferJob {
   std::deque<Completion*> completed_;
 
   uint32_t in_flight_ = 0;
+  uint64_t in_flight_bytes_ = 0;
   std::deque<Op*> order_;  // ops in issue (= offset) order, for progress
   uint64_t position_ = 0;  // how far extents have been issued
   std::vector<char*> free_buffers_;

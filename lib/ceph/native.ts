@@ -120,6 +120,7 @@ export interface NativeTransferPlan {
   step: bigint;
   ioSize: bigint;
   window: number;
+  memory: bigint;
   wholeObject: boolean;
   targetIsZero: boolean;
   zeroGaps: boolean;

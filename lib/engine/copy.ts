@@ -41,7 +41,7 @@ export async function copyImage(options: CopyImageOptions): Promise<CopyStats> {
   const { source, target, snapshot } = options;
   const resource = `${source.pool.spec}/${source.name}@${String(snapshot)} -> ${target.spec}`;
   checkName('snapshot', snapshot, 'copyImage', resource);
-  const concurrency = checkEngineOptions(options, 'copyImage', resource);
+  const limits = checkEngineOptions(options, 'copyImage', resource);
   const chunkSize = toU64('chunkSize', options.chunkSize ?? DEFAULT_CHUNK_SIZE, 'copyImage', resource);
   if (chunkSize === 0n) throw invalidArgument('copyImage', resource, 'chunkSize must be positive');
   if (target.snapshot !== undefined) {
@@ -60,7 +60,8 @@ export async function copyImage(options: CopyImageOptions): Promise<CopyStats> {
       length: size,
       step: chunkSize,
       ioSize: ioSizeFor(objectSize),
-      window: concurrency,
+      window: limits.concurrency,
+      memory: BigInt(limits.memoryBytes),
       wholeObject: false,
       targetIsZero: skipZeroes,
       zeroGaps: !skipZeroes,

@@ -12,25 +12,38 @@ export interface Progress {
 }
 
 export interface EngineOptions {
-  /** Most I/O operations in flight (each holds at most one buffer). Default 16. */
+  /** Most I/O operations in flight. Default 64. */
   concurrency?: number;
+  /**
+   * Most bytes of data buffers in flight; this bounds memory whatever the
+   * volume size. Default 64 MiB (16 reads of 4 MiB).
+   */
+  memoryBytes?: number;
   /** Aborting stops the operation promptly; it fails with a CancelledError. */
   signal?: AbortSignal;
   /** Called now and then (at most every 100 ms), not once per extent. */
   onProgress?: (progress: Progress) => void;
 }
 
-export const DEFAULT_CONCURRENCY = 16;
+export const DEFAULT_CONCURRENCY = 64;
+export const DEFAULT_MEMORY_BYTES = 64 << 20;
 /** Largest single read or write: big enough to stream, small enough to bound memory. */
 export const MAX_IO_SIZE = 4n << 20n;
 
-export function checkEngineOptions(options: EngineOptions, operation: string, resource: string): number {
+export interface EngineLimits {
+  concurrency: number;
+  memoryBytes: number;
+}
+
+export function checkEngineOptions(options: EngineOptions, operation: string, resource: string): EngineLimits {
   const concurrency = toIntInRange('concurrency', options.concurrency ?? DEFAULT_CONCURRENCY, 1, 1024,
     operation, resource);
+  const memoryBytes = toIntInRange('memoryBytes', options.memoryBytes ?? DEFAULT_MEMORY_BYTES,
+    Number(MAX_IO_SIZE), 2 ** 40, operation, resource);
   if (options.onProgress !== undefined && typeof options.onProgress !== 'function') {
     throw invalidArgument(operation, resource, 'onProgress must be a function');
   }
-  return concurrency;
+  return { concurrency, memoryBytes };
 }
 
 export function ioSizeFor(objectSize: bigint): bigint {

@@ -38,7 +38,7 @@ export async function transferDiff(options: TransferDiffOptions): Promise<Transf
   const resource = `${source.pool.spec}/${source.name}@${String(snapshot)} -> ${target.spec}`;
   checkName('snapshot', snapshot, 'transferDiff', resource);
   if (fromSnapshot !== undefined) checkName('snapshot', fromSnapshot, 'transferDiff', resource);
-  const concurrency = checkEngineOptions(options, 'transferDiff', resource);
+  const limits = checkEngineOptions(options, 'transferDiff', resource);
   if (target.snapshot !== undefined) {
     throw invalidArgument('transferDiff', resource, 'the target must be open at its head, not at a snapshot');
   }
@@ -72,12 +72,13 @@ export async function transferDiff(options: TransferDiffOptions): Promise<Transf
       length: size,
       step: objectSize * OBJECTS_PER_STEP,
       ioSize: ioSizeFor(objectSize),
-      window: concurrency,
+      window: limits.concurrency,
+      memory: BigInt(limits.memoryBytes),
       wholeObject: options.wholeObject ?? false,
       targetIsZero,
       zeroGaps: fromSnapshot === undefined && !targetIsZero,
     };
-    logEngine('transferDiff %s from %s: %d bytes, window %d', resource, fromSnapshot ?? '(start)', size, concurrency);
+    logEngine('transferDiff %s from %s: %d bytes, window %d', resource, fromSnapshot ?? '(start)', size, limits.concurrency);
     const stats = await runTransfer(snap, target, plan, options, 'transferDiff', resource);
     await target.createSnapshot(snapshot);
     logEngine('transferDiff %s done: %o', resource, stats);
