@@ -99,9 +99,10 @@ Napi::Value ImageWrap::HasExtents(const Napi::CallbackInfo& info) {
             return rc;
           }
           ExtentProbe probe;
-          // Whole-object granularity answers from the object map when the
-          // image has fast-diff, without reading any data object.
-          rc = rbd_diff_iterate2(image, nullptr, 0, size, true, true, &StopAtData,
+          // Exact extents, not whole objects: an object that still exists
+          // but was zeroed holds no data, as diff() says too. The object map
+          // still lets librbd skip objects that do not exist.
+          rc = rbd_diff_iterate2(image, nullptr, 0, size, true, false, &StopAtData,
                                  &probe);
           out = probe.found;
           if (rc == -ECANCELED && probe.found) return 0;

@@ -107,8 +107,13 @@ class FlattenWorker : public Napi::AsyncProgressWorker<FlattenProgress> {
   void OnProgress(const FlattenProgress* data, size_t count) override {
     if (count == 0 || on_progress_.IsEmpty()) return;
     Napi::Env env = Env();
-    on_progress_.Call({Napi::Number::New(env, static_cast<double>(data->done)),
-                       Napi::Number::New(env, static_cast<double>(data->total))});
+    // The TypeScript wrapper catches its callback's errors; this only keeps
+    // a stray exception from unwinding into Node-API.
+    try {
+      on_progress_.Call({Napi::Number::New(env, static_cast<double>(data->done)),
+                         Napi::Number::New(env, static_cast<double>(data->total))});
+    } catch (const Napi::Error&) {
+    }
   }
 
   void OnOK() override { deferred_.Resolve(Env().Undefined()); }

@@ -450,10 +450,15 @@ Napi::Value StartTransfer(const Napi::CallbackInfo& info) {
       auto* copy = new TransferProgress(progress);
       napi_status status = tsfn.NonBlockingCall(
           copy, [](Napi::Env env, Napi::Function callback, TransferProgress* p) {
-            callback.Call({Napi::Number::New(env, static_cast<double>(p->done)),
-                           Napi::Number::New(env, static_cast<double>(p->total)),
-                           Napi::Number::New(env, static_cast<double>(p->bytes_read))});
-            delete p;
+            std::unique_ptr<TransferProgress> owned(p);
+            // The TypeScript wrapper catches its callback's errors; this only
+            // keeps a stray exception from unwinding into Node-API.
+            try {
+              callback.Call({Napi::Number::New(env, static_cast<double>(p->done)),
+                             Napi::Number::New(env, static_cast<double>(p->total)),
+                             Napi::Number::New(env, static_cast<double>(p->bytes_read))});
+            } catch (const Napi::Error&) {
+            }
           });
       if (status != napi_ok) delete copy;
     };

@@ -13,16 +13,31 @@ export function cancelledError(operation: string, resource: string, signal?: Abo
   });
 }
 
-/** Runs call with a token that is raised when signal aborts. */
-export async function withCancel<T>(signal: AbortSignal | undefined, operation: string,
-  resource: string, call: (token: NativeCancelToken) => Promise<T>): Promise<T> {
+/**
+ * Runs call with a token that is raised when signal aborts or when the
+ * progress callback throws.
+ */
+export async function withCancel<T, A extends unknown[] = []>(signal: AbortSignal | undefined, operation: string,
+  resource: string, call: (token: NativeCancelToken, onProgress: ((...args: A) => void) | undefined) => Promise<T>,
+  onProgress?: (...args: A) => void): Promise<T> {
   if (signal?.aborted) throw cancelledError(operation, resource, signal);
   const token = new addon.CancelToken();
   const onAbort = (): void => token.cancel();
   signal?.addEventListener('abort', onAbort, { once: true });
+  let failure: { error: unknown } | undefined;
+  const guarded = onProgress && ((...args: A): void => {
+    if (failure) return;
+    try {
+      onProgress(...args);
+    } catch (error) {
+      failure = { error };
+      token.cancel();
+    }
+  });
   try {
-    return await call(token);
+    return await call(token, guarded);
   } catch (error) {
+    if (failure) throw failure.error;
     if (token.cancelled) throw cancelledError(operation, resource, signal);
     throw error;
   } finally {

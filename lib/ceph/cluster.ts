@@ -57,6 +57,9 @@ export class Cluster {
       // typed errors instead.
       ['log_to_stderr', 'false'],
       ['err_to_stderr', 'false'],
+      // Otherwise librbd silently skips the parts of a discard that do not
+      // cover whole 64 KiB blocks, and discarded ranges keep their old bytes.
+      ['rbd_skip_partial_discard', 'false'],
       ['client_mount_timeout', seconds(timeoutMs)],
       ['rados_mon_op_timeout', seconds(timeoutMs)],
     ];
@@ -79,23 +82,23 @@ export class Cluster {
   }
 
   /** rados_cluster_fsid */
-  fsid(): Promise<string> {
+  async fsid(): Promise<string> {
     return nativeCall('fsid', this.name, () => this.#native.fsid());
   }
 
   /** rados_pool_list */
-  listPools(): Promise<string[]> {
+  async listPools(): Promise<string[]> {
     return nativeCall('listPools', this.name, () => this.#native.listPools());
   }
 
   /** rados_pool_create, then rbd_pool_init (as `rbd pool init`). */
-  createPool(name: string): Promise<void> {
+  async createPool(name: string): Promise<void> {
     checkName('pool', name, 'createPool', name);
     return nativeCall('createPool', name, () => this.#native.createPool(name));
   }
 
   /** rados_pool_delete; the monitors must allow pool deletion. */
-  deletePool(name: string): Promise<void> {
+  async deletePool(name: string): Promise<void> {
     checkName('pool', name, 'deletePool', name);
     return nativeCall('deletePool', name, () => this.#native.deletePool(name));
   }
@@ -115,7 +118,7 @@ export class Cluster {
    * are in flight; pools without open images are closed along with it.
    * Closing twice is harmless.
    */
-  close(): Promise<void> {
+  async close(): Promise<void> {
     return nativeCall('close', this.name, () => this.#native.close());
   }
 

@@ -54,10 +54,15 @@ export function toExtents(batch: NativeExtents): DiffExtent[] {
 }
 
 export async function* iterateDiff(plan: DiffPlan): AsyncGenerator<DiffExtent[]> {
-  for (let offset = plan.start; offset < plan.end; offset += plan.step) {
-    const length = plan.end - offset < plan.step ? plan.end - offset : plan.step;
+  // Pages start on multiples of the step, so that an unaligned start does
+  // not cut every object of the range in two.
+  for (let offset = plan.start; offset < plan.end;) {
+    const pageEnd = (offset / plan.step + 1n) * plan.step;
+    const end = pageEnd < plan.end ? pageEnd : plan.end;
+    const length = end - offset;
     const batch = await nativeCall('diff', plan.resource, () => plan.native.diffRange(
       plan.fromSnapshot, offset, length, plan.includeParent, plan.wholeObject));
     if (batch.exists.length > 0) yield toExtents(batch);
+    offset = end;
   }
 }

@@ -81,7 +81,7 @@ export class Image {
   }
 
   /** rbd_resize */
-  resize(size: number | bigint): Promise<void> {
+  async resize(size: number | bigint): Promise<void> {
     const bytes = toU64('size', size, 'resize', this.spec);
     return this.#call('resize', (n) => n.resize(bytes));
   }
@@ -92,37 +92,37 @@ export class Image {
   }
 
   /** rbd_snap_create */
-  createSnapshot(name: string): Promise<void> {
+  async createSnapshot(name: string): Promise<void> {
     const resource = this.#snap(name, 'createSnapshot');
     return this.#call('createSnapshot', (n) => n.createSnapshot(name), resource);
   }
 
   /** rbd_snap_remove */
-  removeSnapshot(name: string): Promise<void> {
+  async removeSnapshot(name: string): Promise<void> {
     const resource = this.#snap(name, 'removeSnapshot');
     return this.#call('removeSnapshot', (n) => n.removeSnapshot(name), resource);
   }
 
   /** rbd_snap_protect */
-  protectSnapshot(name: string): Promise<void> {
+  async protectSnapshot(name: string): Promise<void> {
     const resource = this.#snap(name, 'protectSnapshot');
     return this.#call('protectSnapshot', (n) => n.protectSnapshot(name), resource);
   }
 
   /** rbd_snap_unprotect: fails with BusyError while clones of it exist. */
-  unprotectSnapshot(name: string): Promise<void> {
+  async unprotectSnapshot(name: string): Promise<void> {
     const resource = this.#snap(name, 'unprotectSnapshot');
     return this.#call('unprotectSnapshot', (n) => n.unprotectSnapshot(name), resource);
   }
 
   /** rbd_snap_is_protected */
-  isSnapshotProtected(name: string): Promise<boolean> {
+  async isSnapshotProtected(name: string): Promise<boolean> {
     const resource = this.#snap(name, 'isSnapshotProtected');
     return this.#call('isSnapshotProtected', (n) => n.isSnapshotProtected(name), resource);
   }
 
   /** rbd_snap_exists */
-  snapshotExists(name: string): Promise<boolean> {
+  async snapshotExists(name: string): Promise<boolean> {
     const resource = this.#snap(name, 'snapshotExists');
     return this.#call('snapshotExists', (n) => n.snapshotExists(name), resource);
   }
@@ -133,13 +133,13 @@ export class Image {
   }
 
   /** rbd_flatten_with_progress: copies the parent's data in; the image then has no parent. */
-  flatten(options: FlattenOptions = {}): Promise<void> {
+  async flatten(options: FlattenOptions = {}): Promise<void> {
     const { onProgress, signal } = options;
     if (onProgress !== undefined && typeof onProgress !== 'function') {
       throw invalidArgument('flatten', this.spec, 'onProgress must be a function');
     }
     return withCancel(signal, 'flatten', this.spec,
-      (token) => this.#call('flatten', (n) => n.flatten(onProgress, token)));
+      (token, progress) => this.#call('flatten', (n) => n.flatten(progress, token)), onProgress);
   }
 
   /**
@@ -148,6 +148,7 @@ export class Image {
    * extents in offset order.
    */
   diff(options: DiffOptions = {}): AsyncGenerator<DiffExtent[]> {
+    // An async generator: bad options surface from the first next(), as a rejection.
     return this.#diff(options);
   }
 
@@ -176,12 +177,12 @@ export class Image {
   }
 
   /** Whether any data exists in the image (or its parent): rbd_diff_iterate2 stopping at the first extent. */
-  hasExtents(): Promise<boolean> {
+  async hasExtents(): Promise<boolean> {
     return this.#call('hasExtents', (n) => n.hasExtents());
   }
 
   /** rbd_read2 into a Buffer allocated once. A read past the end of the image is an InvalidArgumentError. */
-  read(offset: number | bigint, length: number | bigint): Promise<Buffer> {
+  async read(offset: number | bigint, length: number | bigint): Promise<Buffer> {
     const [off, len] = this.#range('read', offset, length);
     if (len > BigInt(MAX_READ_BYTES)) {
       throw invalidArgument('read', this.spec, `one read takes at most ${MAX_READ_BYTES} bytes, asked for ${len}`);
@@ -190,37 +191,37 @@ export class Image {
   }
 
   /** rbd_write2. A write past the end of the image is an InvalidArgumentError. */
-  write(data: Buffer, offset: number | bigint): Promise<void> {
+  async write(data: Buffer, offset: number | bigint): Promise<void> {
     if (!Buffer.isBuffer(data)) throw invalidArgument('write', this.spec, 'data must be a Buffer');
     const off = toU64('offset', offset, 'write', this.spec);
     return this.#call('write', (n) => n.write(data, off));
   }
 
   /** rbd_write_zeroes */
-  writeZeroes(offset: number | bigint, length: number | bigint): Promise<void> {
+  async writeZeroes(offset: number | bigint, length: number | bigint): Promise<void> {
     const [off, len] = this.#range('writeZeroes', offset, length);
     return this.#call('writeZeroes', (n) => n.writeZeroes(off, len));
   }
 
   /** rbd_discard, in pieces below 2 GiB */
-  discard(offset: number | bigint, length: number | bigint): Promise<void> {
+  async discard(offset: number | bigint, length: number | bigint): Promise<void> {
     const [off, len] = this.#range('discard', offset, length);
     return this.#call('discard', (n) => n.discard(off, len));
   }
 
   /** rbd_flush */
-  flush(): Promise<void> {
+  async flush(): Promise<void> {
     return this.#call('flush', (n) => n.flush());
   }
 
   /** rbd_metadata_get: undefined when the key is not set. */
-  getMetadata(key: string): Promise<string | undefined> {
+  async getMetadata(key: string): Promise<string | undefined> {
     checkName('metadata key', key, 'getMetadata', this.spec, { allowSeparators: true });
     return this.#call('getMetadata', (n) => n.getMetadata(key));
   }
 
   /** rbd_metadata_set */
-  setMetadata(key: string, value: string): Promise<void> {
+  async setMetadata(key: string, value: string): Promise<void> {
     checkName('metadata key', key, 'setMetadata', this.spec, { allowSeparators: true });
     if (typeof value !== 'string' || value.includes('\0')) {
       throw invalidArgument('setMetadata', this.spec, 'metadata value must be a string without NUL');
@@ -229,7 +230,7 @@ export class Image {
   }
 
   /** rbd_metadata_remove */
-  removeMetadata(key: string): Promise<void> {
+  async removeMetadata(key: string): Promise<void> {
     checkName('metadata key', key, 'removeMetadata', this.spec, { allowSeparators: true });
     return this.#call('removeMetadata', (n) => n.removeMetadata(key));
   }
@@ -240,19 +241,19 @@ export class Image {
    * another cookie) get a BusyError for. Unlike `rbd lock add` it does not
    * collide with librbd's automatic exclusive-lock, so writes keep working.
    */
-  lock(cookie: string): Promise<void> {
+  async lock(cookie: string): Promise<void> {
     checkName('lock cookie', cookie, 'lock', this.spec, { allowSeparators: true });
     return this.#call('lock', (n) => n.lock(cookie));
   }
 
   /** rados_unlock: NotFoundError when this client holds no lock with this cookie. */
-  unlock(cookie: string): Promise<void> {
+  async unlock(cookie: string): Promise<void> {
     checkName('lock cookie', cookie, 'unlock', this.spec, { allowSeparators: true });
     return this.#call('unlock', (n) => n.unlock(cookie));
   }
 
   /** rbd_close; refused with a BusyError while calls on this image are in flight. Closing twice is harmless. */
-  close(): Promise<void> {
+  async close(): Promise<void> {
     return this.#call('close', (n) => n.close());
   }
 

@@ -22,7 +22,7 @@ export interface CreateImageOptions {
 }
 
 export interface OpenImageOptions {
-  /** Open the image at this snapshot (read-only). */
+  /** Open the image at this snapshot; such a handle is always read-only. */
   snapshot?: string;
   /** Open without taking the exclusive lock or allowing writes. */
   readOnly?: boolean;
@@ -71,7 +71,7 @@ export class Pool {
   }
 
   /** rbd_list2 */
-  listImages(): Promise<string[]> {
+  async listImages(): Promise<string[]> {
     return nativeCall('listImages', this.spec, () => this.#native.listImages());
   }
 
@@ -81,7 +81,7 @@ export class Pool {
   }
 
   /** rbd_create4 */
-  createImage(name: string, size: number | bigint, options: CreateImageOptions = {}): Promise<void> {
+  async createImage(name: string, size: number | bigint, options: CreateImageOptions = {}): Promise<void> {
     const resource = this.#image(name, 'createImage');
     const bytes = toU64('size', size, 'createImage', resource);
     const native = createOptions(options, 'createImage', resource);
@@ -89,7 +89,7 @@ export class Pool {
   }
 
   /** rbd_remove: fails with HasSnapshotsError while the image has snapshots. */
-  removeImage(name: string): Promise<void> {
+  async removeImage(name: string): Promise<void> {
     const resource = this.#image(name, 'removeImage');
     return nativeCall('removeImage', resource, () => this.#native.removeImage(name));
   }
@@ -102,7 +102,9 @@ export class Pool {
       resource += `@${String(snapshot)}`;
       checkName('snapshot', snapshot, 'openImage', resource);
     }
-    const readOnly = options.readOnly ?? false;
+    // librbd lets a read-write handle at a snapshot create and remove
+    // snapshots; a view of a snapshot should change nothing.
+    const readOnly = snapshot !== undefined || (options.readOnly ?? false);
     const native = await nativeCall('openImage', resource,
       () => this.#native.openImage(name, snapshot ?? null, readOnly));
     return new Image(native, this, name, snapshot);
@@ -134,13 +136,13 @@ export class Pool {
   }
 
   /** Whole-object read of a small metadata object (at most 64 MiB). */
-  readObject(name: string): Promise<Buffer> {
+  async readObject(name: string): Promise<Buffer> {
     const resource = this.#object(name, 'readObject');
     return nativeCall('readObject', resource, () => this.#native.readObject(name));
   }
 
   /** Whole-object write; with exclusive, an existing object is never replaced. */
-  writeObject(name: string, data: Buffer | string, options: WriteObjectOptions = {}): Promise<void> {
+  async writeObject(name: string, data: Buffer | string, options: WriteObjectOptions = {}): Promise<void> {
     const resource = this.#object(name, 'writeObject');
     const bytes = typeof data === 'string' ? Buffer.from(data) : data;
     if (!Buffer.isBuffer(bytes)) {
@@ -150,12 +152,12 @@ export class Pool {
       () => this.#native.writeObject(name, bytes, options.exclusive ?? false));
   }
 
-  removeObject(name: string): Promise<void> {
+  async removeObject(name: string): Promise<void> {
     const resource = this.#object(name, 'removeObject');
     return nativeCall('removeObject', resource, () => this.#native.removeObject(name));
   }
 
-  objectExists(name: string): Promise<boolean> {
+  async objectExists(name: string): Promise<boolean> {
     const resource = this.#object(name, 'objectExists');
     return nativeCall('objectExists', resource, () => this.#native.objectExists(name));
   }
@@ -167,7 +169,7 @@ export class Pool {
   }
 
   /** rados_ioctx_destroy; refused with a BusyError while images of this pool are open. */
-  close(): Promise<void> {
+  async close(): Promise<void> {
     return nativeCall('close', this.spec, () => this.#native.close());
   }
 

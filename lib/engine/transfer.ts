@@ -92,7 +92,8 @@ export async function transferDiff(options: TransferDiffOptions): Promise<Transf
 export function runTransfer(source: Image, target: Image, plan: NativeTransferPlan, options: EngineOptions,
   operation: string, resource: string): Promise<NativeTransferStats> {
   const onProgress = options.onProgress;
-  return withCancel(options.signal, operation, resource, (token) => nativeCall(operation, resource,
-    () => addon.transfer(source.native, target.native, plan, token,
-      (done, total, bytesRead) => onProgress?.({ done, total, bytesRead }))));
+  return withCancel(options.signal, operation, resource,
+    (token, progress) => nativeCall(operation, resource,
+      () => addon.transfer(source.native, target.native, plan, token, progress ?? (() => undefined))),
+    onProgress && ((done: number, total: number, bytesRead: number) => onProgress({ done, total, bytesRead })));
 }
