@@ -1,6 +1,6 @@
 export { Cluster, type ConnectOptions } from './ceph/cluster.js';
 export {
-  Pool, type CreateImageOptions, type OpenImageOptions, type CloneParent, type WriteObjectOptions,
+  Pool, type CreateImageOptions, type OpenImageOptions, type CloneParent, type WriteObjectOptions, type ObjectLock,
 } from './ceph/pool.js';
 export { Image, MAX_READ_BYTES, type ImageStat, type FlattenOptions } from './ceph/image.js';
 export type { SnapshotInfo, ParentInfo } from './ceph/snapshot.js';
@@ -16,3 +16,14 @@ export type { Progress, EngineOptions } from './engine/options.js';
 export { exportDiff, type ExportDiffOptions } from './engine/export-diff.js';
 export { importDiff, type ImportDiffStats } from './engine/import-diff.js';
 export { DiffStreamError } from './engine/diff-format.js';
+export { exportRaw, type ExportRawOptions, type ExportRawStats } from './engine/raw-export.js';
+export { BackupEngine, type BackupOutcome } from './backup/engine.js';
+export type { BackupEngineConfig } from './backup/config.js';
+export type { BackupRequest, BackupResult, VolumeMetadata } from './backup/backup.js';
+export type { RestoreRequest, RestoreResult } from './backup/restore.js';
+export type { DeleteResult } from './backup/delete.js';
+export type { ListedBackup } from './backup/list.js';
+export { exportRecord, importRecord, type BackupRecord } from './backup/record.js';
+export {
+  baseImageName, legacyImageName, volumeImageName, backupSnapshotName, metaObjectName, parseBackupSnapshotName,
+} from './backup/naming.js';

@@ -42,7 +42,7 @@ struct ImageStat {
   uint64_t features = 0;
   uint64_t stripe_unit = 0;
   uint64_t stripe_count = 0;
-  bool read_only = false;
+  struct timespec created {};
 };
 
 struct ParentInfo {
@@ -177,6 +177,7 @@ Napi::Function ImageWrap::Define(Napi::Env env) {
        InstanceMethod("unprotectSnapshot", &ImageWrap::UnprotectSnapshot),
        InstanceMethod("isSnapshotProtected", &ImageWrap::IsSnapshotProtected),
        InstanceMethod("snapshotExists", &ImageWrap::SnapshotExists),
+       InstanceMethod("rollbackSnapshot", &ImageWrap::RollbackSnapshot),
        InstanceMethod("diffRange", &ImageWrap::DiffRange),
        InstanceMethod("hasExtents", &ImageWrap::HasExtents)});
 }
@@ -231,6 +232,7 @@ Napi::Value ImageWrap::Stat(const Napi::CallbackInfo& info) {
           if (rc >= 0) rc = rbd_get_features(image, &out.features);
           if (rc >= 0) rc = rbd_get_stripe_unit(image, &out.stripe_unit);
           if (rc >= 0) rc = rbd_get_stripe_count(image, &out.stripe_count);
+          if (rc >= 0) rc = rbd_get_create_timestamp(image, &out.created);
           if (rc < 0) message = "rbd_stat failed";
           return rc;
         });
@@ -245,6 +247,8 @@ Napi::Value ImageWrap::Stat(const Napi::CallbackInfo& info) {
         result.Set("features", BigU64(env, s.features));
         result.Set("stripeUnit", BigU64(env, s.stripe_unit));
         result.Set("stripeCount", BigU64(env, s.stripe_count));
+        result.Set("createdAtMs", Napi::Number::New(env, static_cast<double>(s.created.tv_sec) * 1000.0 +
+                                                             static_cast<double>(s.created.tv_nsec) / 1e6));
         return result;
       });
 }

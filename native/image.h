@@ -66,6 +66,7 @@ class ImageWrap : public Napi::ObjectWrap<ImageWrap> {
   Napi::Value UnprotectSnapshot(const Napi::CallbackInfo& info);
   Napi::Value IsSnapshotProtected(const Napi::CallbackInfo& info);
   Napi::Value SnapshotExists(const Napi::CallbackInfo& info);
+  Napi::Value RollbackSnapshot(const Napi::CallbackInfo& info);
   // diff.cc
   Napi::Value DiffRange(const Napi::CallbackInfo& info);
   Napi::Value HasExtents(const Napi::CallbackInfo& info);

@@ -49,6 +49,8 @@ class PoolWrap : public Napi::ObjectWrap<PoolWrap> {
   Napi::Value WriteObject(const Napi::CallbackInfo& info);
   Napi::Value RemoveObject(const Napi::CallbackInfo& info);
   Napi::Value ObjectExists(const Napi::CallbackInfo& info);
+  Napi::Value LockObject(const Napi::CallbackInfo& info);
+  Napi::Value UnlockObject(const Napi::CallbackInfo& info);
   Napi::Value OpenImageCount(const Napi::CallbackInfo& info);
   Napi::Value ClosePool(const Napi::CallbackInfo& info);
 

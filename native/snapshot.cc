@@ -142,4 +142,11 @@ Napi::Value ImageWrap::SnapshotExists(const Napi::CallbackInfo& info) {
       [](Napi::Env env, bool& value) { return Napi::Boolean::New(env, value); });
 }
 
+Napi::Value ImageWrap::RollbackSnapshot(const Napi::CallbackInfo& info) {
+  std::string name = StringArg(info, 0, "snapshot name");
+  return Simple(info, "rbd_snap_rollback", [name](rbd_image_t image) {
+    return rbd_snap_rollback(image, name.c_str());
+  });
+}
+
 }  // namespace rbdnative

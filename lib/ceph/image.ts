@@ -22,6 +22,8 @@ export interface ImageStat {
   featureBits: bigint;
   stripeUnit: bigint;
   stripeCount: bigint;
+  /** rbd_get_create_timestamp */
+  createdAt: Date;
 }
 
 export interface FlattenOptions {
@@ -74,10 +76,10 @@ export class Image {
     return [toU64('offset', offset, operation, this.spec), toU64('length', length, operation, this.spec)];
   }
 
-  /** rbd_stat, rbd_get_features, rbd_get_stripe_unit/count */
+  /** rbd_stat, rbd_get_features, rbd_get_stripe_unit/count, rbd_get_create_timestamp */
   async stat(): Promise<ImageStat> {
-    const s = await this.#call('stat', (n) => n.stat());
-    return { ...s, features: featureNames(s.features), featureBits: s.features };
+    const { createdAtMs, ...s } = await this.#call('stat', (n) => n.stat());
+    return { ...s, features: featureNames(s.features), featureBits: s.features, createdAt: new Date(createdAtMs) };
   }
 
   /** rbd_resize */
@@ -125,6 +127,12 @@ export class Image {
   async snapshotExists(name: string): Promise<boolean> {
     const resource = this.#snap(name, 'snapshotExists');
     return this.#call('snapshotExists', (n) => n.snapshotExists(name), resource);
+  }
+
+  /** rbd_snap_rollback: the image head becomes the snapshot's content (and size) again. */
+  async rollbackSnapshot(name: string): Promise<void> {
+    const resource = this.#snap(name, 'rollbackSnapshot');
+    return this.#call('rollbackSnapshot', (n) => n.rollbackSnapshot(name), resource);
   }
 
   /** rbd_get_parent: the clone's parent, or null for an image without one. */

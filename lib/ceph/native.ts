@@ -41,6 +41,9 @@ export interface NativePool {
   writeObject(name: string, data: Buffer, exclusive: boolean): Promise<void>;
   removeObject(name: string): Promise<void>;
   objectExists(name: string): Promise<boolean>;
+  lockObject(name: string, lockName: string, cookie: string, description: string, durationMs: number,
+    renew: boolean): Promise<void>;
+  unlockObject(name: string, lockName: string, cookie: string): Promise<void>;
   openImageCount(): number;
   close(): Promise<void>;
 }
@@ -54,6 +57,7 @@ export interface NativeStat {
   features: bigint;
   stripeUnit: bigint;
   stripeCount: bigint;
+  createdAtMs: number;
 }
 
 export interface NativeSnapshot {
@@ -108,6 +112,7 @@ export interface NativeImage {
   unprotectSnapshot(name: string): Promise<void>;
   isSnapshotProtected(name: string): Promise<boolean>;
   snapshotExists(name: string): Promise<boolean>;
+  rollbackSnapshot(name: string): Promise<void>;
   diffRange(fromSnapshot: string | null, offset: bigint, length: bigint,
     includeParent: boolean, wholeObject: boolean): Promise<NativeExtents>;
   hasExtents(): Promise<boolean>;

@@ -40,6 +40,18 @@ export interface WriteObjectOptions {
   exclusive?: boolean;
 }
 
+export interface ObjectLock {
+  /** The lock's name on the object. */
+  name: string;
+  /** Tells this holder's lock from others'. */
+  cookie: string;
+  description?: string;
+  /** Expiry in milliseconds; 0 or absent = none. */
+  durationMs?: number;
+  /** Extend a lock this client holds with this cookie. */
+  renew?: boolean;
+}
+
 export class Pool {
   readonly #native: NativePool;
   readonly cluster: Cluster;
@@ -160,6 +172,28 @@ export class Pool {
   async objectExists(name: string): Promise<boolean> {
     const resource = this.#object(name, 'objectExists');
     return nativeCall('objectExists', resource, () => this.#native.objectExists(name));
+  }
+
+  /**
+   * rados_lock_exclusive on an object (created empty if missing): held until
+   * unlockObject, or for durationMs when given (0 = no expiry), so a holder
+   * that dies does not keep it forever. renew extends a lock this client
+   * already holds under the same cookie, and fails with NotFoundError when
+   * it was lost. BusyError when another client or cookie holds it.
+   */
+  async lockObject(name: string, lock: ObjectLock): Promise<void> {
+    const resource = this.#object(name, 'lockObject');
+    checkName('lock cookie', lock.cookie, 'lockObject', resource, { allowSeparators: true });
+    checkName('lock cookie', lock.name, 'lockObject', resource, { allowSeparators: true });
+    const durationMs = toIntInRange('durationMs', lock.durationMs ?? 0, 0, 2 ** 40, 'lockObject', resource);
+    return nativeCall('lockObject', resource, () => this.#native.lockObject(name, lock.name, lock.cookie,
+      lock.description ?? '', durationMs, lock.renew ?? false));
+  }
+
+  /** rados_unlock: NotFoundError when this client holds no such lock. */
+  async unlockObject(name: string, lock: Pick<ObjectLock, 'name' | 'cookie'>): Promise<void> {
+    const resource = this.#object(name, 'unlockObject');
+    return nativeCall('unlockObject', resource, () => this.#native.unlockObject(name, lock.name, lock.cookie));
   }
 
   #object(name: string, operation: string): string {

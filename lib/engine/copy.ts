@@ -16,7 +16,8 @@ import { runTransfer, type TransferStats } from './transfer.js';
 
 export interface CopyImageOptions extends EngineOptions {
   source: Image;
-  snapshot: string;
+  /** The snapshot to copy; absent = the source's head (read through a read-only handle). */
+  snapshot?: string;
   /** Open at its head, writable, at least as large as the source snapshot. */
   target: Image;
   /** Default 128 MiB. */
@@ -39,15 +40,15 @@ export const DEFAULT_CHUNK_SIZE = 128n << 20n;
 
 export async function copyImage(options: CopyImageOptions): Promise<CopyStats> {
   const { source, target, snapshot } = options;
-  const resource = `${source.pool.spec}/${source.name}@${String(snapshot)} -> ${target.spec}`;
-  checkName('snapshot', snapshot, 'copyImage', resource);
+  const resource = `${source.pool.spec}/${source.name}${snapshot === undefined ? '' : `@${String(snapshot)}`} -> ${target.spec}`;
+  if (snapshot !== undefined) checkName('snapshot', snapshot, 'copyImage', resource);
   const limits = checkEngineOptions(options, 'copyImage', resource);
   const chunkSize = toU64('chunkSize', options.chunkSize ?? DEFAULT_CHUNK_SIZE, 'copyImage', resource);
   if (chunkSize === 0n) throw invalidArgument('copyImage', resource, 'chunkSize must be positive');
   if (target.snapshot !== undefined) {
     throw invalidArgument('copyImage', resource, 'the target must be open at its head, not at a snapshot');
   }
-  const snap = await source.pool.openImage(source.name, { snapshot, readOnly: true });
+  const snap = await source.pool.openImage(source.name, { ...(snapshot === undefined ? {} : { snapshot }), readOnly: true });
   try {
     const { size, objectSize } = await snap.stat();
     const { size: targetSize } = await target.stat();

@@ -1,0 +1,224 @@
+/**
+ * One backup of one volume, with Cinder's Ceph semantics: a
+ * volume-<id>.backup.base image in the backup pool, one snapshot per backup
+ * on the source and (carried over by the transfer) on the base image, and
+ * incrementals as snapshot-to-snapshot diffs. On failure nothing half-made
+ * remains: the new source snapshot goes, and so does a base image this run
+ * created.
+ */
+import { randomUUID } from 'node:crypto';
+import { CephError, NotFoundError } from '../ceph/errors.js';
+import type { Image } from '../ceph/image.js';
+import type { Pool } from '../ceph/pool.js';
+import { checkName } from '../ceph/validate.js';
+import { transferDiff, type TransferStats } from '../engine/transfer.js';
+import type { Progress } from '../engine/options.js';
+import { decideChain, snapshotsToTrim } from './chain.js';
+import { BASE_IMAGE_FEATURES, type ResolvedConfig } from './config.js';
+import { VolumeLock } from './lock.js';
+import { logBackup } from './log.js';
+import { backupSnapshotName, baseImageName, checkId, metaObjectName, volumeImageName } from './naming.js';
+import { CEPH_BACKUP_SERVICE, isoTime, type BackupRecord } from './record.js';
+
+export interface BackupRequest {
+  /** The source pool holding volume-<volumeId>. */
+  pool: string;
+  volumeId: string;
+  /** Default: a new UUID. */
+  backupId?: string;
+  /** Make an incremental from this backup's snapshot. */
+  parentId?: string;
+  /** A full backup even when an incremental is possible. */
+  full?: boolean;
+  /** Written to backup.<backupId>.meta (Cinder's version 2 metadata object). */
+  volumeMetadata?: VolumeMetadata;
+  displayName?: string;
+  displayDescription?: string;
+  signal?: AbortSignal;
+  onProgress?: (progress: Progress) => void;
+}
+
+export interface VolumeMetadata {
+  'volume-base-metadata'?: unknown;
+  'volume-metadata'?: unknown;
+  'volume-glance-metadata'?: unknown;
+}
+
+export interface BackupResult {
+  record: BackupRecord;
+  /** The backup's snapshot, on the source volume and on the base image. */
+  snapshot: string;
+  /** Where the incremental started; undefined for a full backup. */
+  fromSnapshot: string | undefined;
+  mode: 'full' | 'incremental';
+  /** Why an incremental became a full backup, when it did. */
+  convertedToFull: string | undefined;
+  baseImage: string;
+  stats: TransferStats;
+}
+
+const GiB = 1n << 30n;
+
+/** Removes what a failed run made; reports but never masks the original failure. */
+async function undo(step: string, action: () => Promise<void>): Promise<void> {
+  try {
+    await action();
+  } catch (error) {
+    logBackup('cleanup step "%s" failed: %s', step, (error as Error).message);
+  }
+}
+
+/**
+ * A killed or failed transfer leaves writes on the base image head past its
+ * newest snapshot; an incremental from that snapshot would carry them into
+ * the next one. Put the head back first when it differs.
+ */
+async function ensureCleanHead(base: Image, fromSnapshot: string): Promise<void> {
+  const snap = (await base.listSnapshots()).find((s) => s.name === fromSnapshot);
+  let dirty = snap !== undefined && snap.size !== (await base.stat()).size;
+  if (!dirty) {
+    for await (const batch of base.diff({ fromSnapshot, wholeObject: true })) {
+      if (batch.length > 0) {
+        dirty = true;
+        break;
+      }
+    }
+  }
+  if (dirty) {
+    logBackup('base %s head changed since %s (an interrupted run); rolling back', base.spec, fromSnapshot);
+    await base.rollbackSnapshot(fromSnapshot);
+  }
+}
+
+export async function runBackup(config: ResolvedConfig, request: BackupRequest): Promise<BackupResult> {
+  const operation = 'backup';
+  const volumeId = checkId('volume', request.volumeId, operation);
+  const backupId = checkId('backup', request.backupId ?? randomUUID(), operation);
+  if (request.parentId !== undefined) checkId('backup', request.parentId, operation);
+  checkName('pool', request.pool, operation, `${String(request.pool)}/${volumeImageName(volumeId)}`);
+  if (request.signal?.aborted) {
+    throw new CephError({ code: 'ECANCELED', operation, resource: `volume ${volumeId}`, detail: 'cancelled before it started' });
+  }
+  const volumeName = volumeImageName(volumeId);
+  const baseName = baseImageName(volumeId);
+
+  const sourcePool = await config.source.pool(request.pool);
+  const opened: Array<Image | Pool> = [sourcePool];
+  let lock: VolumeLock | undefined;
+  try {
+    const backupPool = await config.backupCluster.pool(config.backupPool);
+    opened.push(backupPool);
+    let volume: Image;
+    try {
+      volume = await sourcePool.openImage(volumeName);
+    } catch (error) {
+      if (error instanceof NotFoundError) {
+        throw new NotFoundError({
+          code: 'ENOENT', operation, resource: `${sourcePool.spec}/${volumeName}`,
+          detail: `volume ${volumeId} does not exist in pool ${sourcePool.spec}`,
+        });
+      }
+      throw error;
+    }
+    opened.push(volume);
+    lock = await VolumeLock.acquire(backupPool, volumeId, operation,
+      { waitMs: config.lockWaitMs, ttlMs: config.lockTtlMs });
+    const signal = request.signal ? AbortSignal.any([request.signal, lock.lost]) : lock.lost;
+
+    const baseExists = await backupPool.imageExists(baseName);
+    let base: Image | undefined = baseExists ? await backupPool.openImage(baseName) : undefined;
+    if (base) opened.push(base);
+    const sourceSnapshots = (await volume.listSnapshots()).map((s) => s.name);
+    const baseSnapshots = base ? (await base.listSnapshots()).map((s) => s.name) : undefined;
+    const decision = decideChain({ sourceSnapshots, baseSnapshots, parentId: request.parentId, full: request.full });
+    const fromSnapshot = decision.mode === 'incremental' ? decision.fromSnapshot : undefined;
+    const convertedToFull = decision.mode === 'converted' ? decision.reason : undefined;
+    if (convertedToFull) logBackup('volume %s: %s; taking a full backup instead', volumeId, convertedToFull);
+
+    const snapshot = backupSnapshotName(backupId);
+    const { size } = await volume.stat();
+    let createdBase = false;
+    let createdSnapshot = false;
+    try {
+      if (!base) {
+        await backupPool.createImage(baseName, size, {
+          features: BASE_IMAGE_FEATURES,
+          ...(config.stripeUnit > 0n ? { stripeUnit: config.stripeUnit } : {}),
+          ...(config.stripeCount > 0n ? { stripeCount: config.stripeCount } : {}),
+        });
+        createdBase = true;
+        base = await backupPool.openImage(baseName);
+        opened.push(base);
+      } else if (fromSnapshot) {
+        await ensureCleanHead(base, fromSnapshot);
+      }
+      await volume.createSnapshot(snapshot);
+      createdSnapshot = true;
+      logBackup('backup %s of volume %s: %s from %s', backupId, volumeId, decision.mode, fromSnapshot ?? '(start)');
+      const stats = await transferDiff({
+        source: volume, snapshot, fromSnapshot, target: base,
+        signal, onProgress: request.onProgress,
+        concurrency: config.ioConcurrency, memoryBytes: config.memoryBytes,
+      });
+      if (request.volumeMetadata !== undefined) {
+        await backupPool.writeObject(metaObjectName(backupId),
+          JSON.stringify({ version: 2, ...request.volumeMetadata }), { exclusive: true });
+      }
+      for (const old of snapshotsToTrim(await volume.listSnapshots().then((l) => l.map((s) => s.name)),
+        config.maxSourceSnapshots)) {
+        await undo(`trim source snapshot ${old}`, () => volume.removeSnapshot(old));
+      }
+      const now = new Date();
+      const record: BackupRecord = {
+        id: backupId,
+        volume_id: volumeId,
+        container: config.backupPool,
+        service: CEPH_BACKUP_SERVICE,
+        service_metadata: JSON.stringify({ base: baseName }),
+        size: Number((size + GiB - 1n) / GiB),
+        object_count: 0,
+        parent_id: decision.mode === 'incremental' ? decision.parentId : null,
+        status: 'available',
+        display_name: request.displayName ?? null,
+        display_description: request.displayDescription ?? null,
+        created_at: isoTime(now),
+        updated_at: isoTime(now),
+        data_timestamp: isoTime(now),
+        availability_zone: null,
+        snapshot_id: null,
+        num_dependent_backups: 0,
+      };
+      return {
+        record, snapshot, fromSnapshot, baseImage: baseName, stats, convertedToFull,
+        mode: fromSnapshot ? 'incremental' : 'full',
+      };
+    } catch (error) {
+      logBackup('backup %s of volume %s failed: %s; cleaning up', backupId, volumeId, (error as Error).message);
+      if (createdSnapshot) await undo('remove the new source snapshot', () => volume.removeSnapshot(snapshot));
+      const failedBase = base;
+      if (failedBase && !createdBase && await failedBase.snapshotExists(snapshot).catch(() => false)) {
+        await undo('remove the new base snapshot', () => failedBase.removeSnapshot(snapshot));
+      }
+      if (createdBase) {
+        if (failedBase) {
+          await undo('close the new base image', () => failedBase.close());
+          opened.splice(opened.indexOf(failedBase), 1);
+        }
+        await undo('remove the new base image', async () => {
+          const image = await backupPool.openImage(baseName);
+          try {
+            for (const s of await image.listSnapshots()) await image.removeSnapshot(s.name);
+          } finally {
+            await image.close();
+          }
+          await backupPool.removeImage(baseName);
+        });
+      }
+      throw error;
+    }
+  } finally {
+    // The lock lives on an object of the backup pool: release it while that is still open.
+    if (lock) await undo('release the volume lock', () => lock!.release());
+    for (const handle of opened.reverse()) await undo('close', () => handle.close());
+  }
+}

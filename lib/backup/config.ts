@@ -1,0 +1,79 @@
+/** BackupEngine's configuration, its defaults, and their checks. */
+import { invalidArgument } from '../ceph/errors.js';
+import { checkName, toIntInRange, toU64 } from '../ceph/validate.js';
+import type { Cluster } from '../ceph/cluster.js';
+import type { FeatureName } from '../ceph/features.js';
+import { DEFAULT_CHUNK_SIZE } from '../engine/copy.js';
+
+export interface BackupEngineConfig {
+  /** Where the volumes are. */
+  source: Cluster;
+  /** Where the backups go; default the source cluster. */
+  backupCluster?: Cluster;
+  /** Default 'backups'. */
+  backupPool?: string;
+  /** Full-copy restore chunk size. Default 128 MiB. */
+  chunkSize?: number | bigint;
+  /** Backup snapshots kept on each source volume; 0 keeps all. Default 0. */
+  maxSourceSnapshots?: number;
+  /** Stripe unit of new base images; 0 = pool default. Default 0. */
+  stripeUnit?: number | bigint;
+  /** Stripe count of new base images; 0 = pool default. Default 0. */
+  stripeCount?: number | bigint;
+  /** Discard target bytes beyond the backup's length on a full-copy restore. Default true. */
+  restoreDiscardExcessBytes?: boolean;
+  /** Volumes backed up at once per source cluster by backupMany. Default 2. */
+  volumeConcurrency?: number;
+  /** I/O operations in flight per transfer. Default 64. */
+  ioConcurrency?: number;
+  /** Bytes of buffers in flight per transfer. Default 64 MiB. */
+  memoryBytes?: number;
+  /** How long a backup waits for another one of the same volume. Default 60 s. */
+  lockWaitMs?: number;
+  /** Life of the volume lock without renewal. Default 60 s. */
+  lockTtlMs?: number;
+}
+
+export interface ResolvedConfig {
+  source: Cluster;
+  backupCluster: Cluster;
+  backupPool: string;
+  chunkSize: bigint;
+  maxSourceSnapshots: number;
+  stripeUnit: bigint;
+  stripeCount: bigint;
+  restoreDiscardExcessBytes: boolean;
+  volumeConcurrency: number;
+  ioConcurrency: number | undefined;
+  memoryBytes: number | undefined;
+  lockWaitMs: number;
+  lockTtlMs: number;
+}
+
+/** Features of new base images, as Cinder creates them. */
+export const BASE_IMAGE_FEATURES: FeatureName[] = ['layering', 'exclusive-lock', 'object-map', 'fast-diff'];
+
+export function resolveConfig(config: BackupEngineConfig): ResolvedConfig {
+  const op = 'BackupEngine';
+  if (!config || typeof config !== 'object' || !config.source) {
+    throw invalidArgument(op, 'config', 'a source cluster is required');
+  }
+  const backupPool = checkName('pool', config.backupPool ?? 'backups', op, 'config');
+  const chunkSize = toU64('chunkSize', config.chunkSize ?? DEFAULT_CHUNK_SIZE, op, 'config');
+  if (chunkSize === 0n) throw invalidArgument(op, 'config', 'chunkSize must be positive');
+  return {
+    source: config.source,
+    backupCluster: config.backupCluster ?? config.source,
+    backupPool,
+    chunkSize,
+    maxSourceSnapshots: toIntInRange('maxSourceSnapshots', config.maxSourceSnapshots ?? 0, 0, 1 << 20, op, 'config'),
+    stripeUnit: toU64('stripeUnit', config.stripeUnit ?? 0, op, 'config'),
+    stripeCount: toU64('stripeCount', config.stripeCount ?? 0, op, 'config'),
+    restoreDiscardExcessBytes: config.restoreDiscardExcessBytes ?? true,
+    volumeConcurrency: toIntInRange('volumeConcurrency', config.volumeConcurrency ?? 2, 1, 256, op, 'config'),
+    ioConcurrency: config.ioConcurrency,
+    memoryBytes: config.memoryBytes,
+    lockWaitMs: toIntInRange('lockWaitMs', config.lockWaitMs ?? 60_000, 0, 24 * 3600_000, op, 'config'),
+    lockTtlMs: toIntInRange('lockTtlMs', config.lockTtlMs ?? 60_000, 3000, 24 * 3600_000, op, 'config'),
+  };
+}

@@ -1,0 +1,87 @@
+/**
+ * BackupEngine: Cinder-compatible backup, restore, delete and listing of RBD
+ * volumes, plus many volumes at once with per-cluster concurrency limits.
+ */
+import PQueue from 'p-queue';
+import type { Cluster } from '../ceph/cluster.js';
+import { runBackup, type BackupRequest, type BackupResult } from './backup.js';
+import { resolveConfig, type BackupEngineConfig, type ResolvedConfig } from './config.js';
+import { runDelete, type DeleteResult } from './delete.js';
+import { runList, type ListedBackup } from './list.js';
+import { exportRecord, importRecord, type BackupRecord } from './record.js';
+import { runRestore, type RestoreRequest, type RestoreResult } from './restore.js';
+
+export type BackupOutcome =
+  | { volumeId: string; ok: true; result: BackupResult }
+  | { volumeId: string; ok: false; error: Error };
+
+export class BackupEngine {
+  readonly config: Readonly<ResolvedConfig>;
+  /** One queue per source cluster: its volumes are backed up a few at a time. */
+  readonly #queues = new Map<Cluster, PQueue>();
+
+  constructor(config: BackupEngineConfig) {
+    this.config = resolveConfig(config);
+  }
+
+  /** A full or incremental backup of pool/volume-<volumeId>; returns its record. */
+  backup(request: BackupRequest): Promise<BackupResult> {
+    return runBackup(this.config, request);
+  }
+
+  /** Restores a backup by the diff path when the five conditions hold, by a chunked full copy otherwise. */
+  restore(request: RestoreRequest): Promise<RestoreResult> {
+    return runRestore(this.config, request);
+  }
+
+  /** Removes a backup; the base image goes with its last backup. */
+  delete(backup: BackupRecord): Promise<DeleteResult> {
+    return runDelete(this.config, backup);
+  }
+
+  /** The backups of a volume, oldest first, read from the backup pool. */
+  listBackups(volumeId: string): Promise<ListedBackup[]> {
+    return runList(this.config, volumeId);
+  }
+
+  /** Cinder's export format: base64 of the record's JSON. */
+  exportRecord(backup: BackupRecord): string {
+    return exportRecord(backup);
+  }
+
+  /** Reads a record exported by this engine or by Cinder; refuses one lacking required fields. */
+  importRecord(text: string): BackupRecord {
+    return importRecord(text);
+  }
+
+  /**
+   * Backs up many volumes, at most volumeConcurrency at a time per source
+   * cluster; one outcome per request, in request order, failures included.
+   */
+  async backupMany(requests: readonly BackupRequest[]): Promise<BackupOutcome[]> {
+    const sourceQueue = this.#queue(this.config.source);
+    const backupQueue = this.#queue(this.config.backupCluster);
+    const run = async (request: BackupRequest): Promise<BackupOutcome> => {
+      try {
+        return { volumeId: request.volumeId, ok: true, result: await this.backup(request) };
+      } catch (error) {
+        return { volumeId: request.volumeId, ok: false, error: error instanceof Error ? error : new Error(String(error)) };
+      }
+    };
+    // A backup takes a place on both clusters' queues, always in this order
+    // (source, then backup), so two engines sharing clusters cannot deadlock.
+    const inBoth = (request: BackupRequest): Promise<BackupOutcome> => sourceQueue.add(
+      () => (backupQueue === sourceQueue ? run(request) : backupQueue.add(() => run(request))) as Promise<BackupOutcome>,
+    ) as Promise<BackupOutcome>;
+    return Promise.all(requests.map(inBoth));
+  }
+
+  #queue(cluster: Cluster): PQueue {
+    let queue = this.#queues.get(cluster);
+    if (!queue) {
+      queue = new PQueue({ concurrency: this.config.volumeConcurrency });
+      this.#queues.set(cluster, queue);
+    }
+    return queue;
+  }
+}

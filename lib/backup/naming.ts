@@ -1,0 +1,67 @@
+/**
+ * The names Cinder's Ceph backup driver gives things, which existing backup
+ * pools depend on, and the id checks that keep any input from addressing
+ * another image.
+ */
+import { invalidArgument } from '../ceph/errors.js';
+
+/** Volume and backup ids: what Cinder uses (UUIDs) and the snapshot pattern can carry. */
+const ID = /^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$/;
+
+/** `backup.<backup_id>.snap.<unix time with fraction>` */
+export const BACKUP_SNAPSHOT = /^backup\.([a-z0-9-]+?)\.snap\.(.+)$/;
+
+export function checkId(kind: 'volume' | 'backup', id: unknown, operation: string): string {
+  if (typeof id !== 'string' || !ID.test(id)) {
+    throw invalidArgument(operation, `${kind} ${String(id)}`,
+      `${kind} id must be 1-64 characters of a-z, 0-9 and '-' (not starting or ending with '-'), got ${JSON.stringify(id)}`);
+  }
+  return id;
+}
+
+export function volumeImageName(volumeId: string): string {
+  return `volume-${volumeId}`;
+}
+
+/** The diff-format base image: one per volume, one snapshot per backup. */
+export function baseImageName(volumeId: string): string {
+  return `volume-${volumeId}.backup.base`;
+}
+
+/** A legacy (non-diff) full backup: one image per backup. */
+export function legacyImageName(volumeId: string, backupId: string): string {
+  return `volume-${volumeId}.backup.${backupId}`;
+}
+
+export function metaObjectName(backupId: string): string {
+  return `backup.${backupId}.meta`;
+}
+
+/** Cinder writes Python's str(time.time()): seconds with a fraction. */
+export function backupSnapshotName(backupId: string, now: Date = new Date()): string {
+  const seconds = now.getTime() / 1000;
+  const text = Number.isInteger(seconds) ? `${seconds}.0` : String(seconds);
+  return `backup.${backupId}.snap.${text}`;
+}
+
+export interface ParsedSnapshotName {
+  backupId: string;
+  /** The time part as written. */
+  stamp: string;
+  /** The time part as a number of seconds, NaN if it is not one. */
+  seconds: number;
+}
+
+export function parseBackupSnapshotName(name: string): ParsedSnapshotName | undefined {
+  const match = BACKUP_SNAPSHOT.exec(name);
+  if (!match) return undefined;
+  return { backupId: match[1], stamp: match[2], seconds: Number(match[2]) };
+}
+
+/** The backup id of a legacy image name of this volume, if it is one. */
+export function parseLegacyImageName(volumeId: string, imageName: string): string | undefined {
+  const prefix = `volume-${volumeId}.backup.`;
+  if (!imageName.startsWith(prefix)) return undefined;
+  const rest = imageName.slice(prefix.length);
+  return rest !== 'base' && ID.test(rest) ? rest : undefined;
+}

@@ -1,0 +1,76 @@
+/**
+ * Reads an image's extents (from diff iteration) in offset order with a
+ * bounded window of reads running ahead, for the stream paths whose data has
+ * to pass through JavaScript (diff stream export, raw export). Memory stays
+ * bounded by the window whatever the image size.
+ */
+import { cancelledError } from '../ceph/cancel.js';
+import type { Image } from '../ceph/image.js';
+import type { EngineLimits } from './options.js';
+
+export interface OrderedPiece {
+  offset: bigint;
+  length: bigint;
+  /** The bytes; undefined for a range that no longer exists (a hole). */
+  data?: Buffer;
+}
+
+interface Pending {
+  offset: bigint;
+  length: bigint;
+  read?: Promise<Buffer>;
+}
+
+export interface OrderedReadOptions {
+  fromSnapshot?: string;
+  wholeObject?: boolean;
+  ioSize: bigint;
+  limits: EngineLimits;
+  signal?: AbortSignal;
+  operation: string;
+  resource: string;
+}
+
+export async function* readInOrder(image: Image, options: OrderedReadOptions): AsyncGenerator<OrderedPiece> {
+  const { ioSize, limits, signal } = options;
+  const queue: Pending[] = [];
+  let queuedBytes = 0n;
+  const oldest = async (): Promise<OrderedPiece> => {
+    const piece = queue.shift()!;
+    if (!piece.read) return { offset: piece.offset, length: piece.length };
+    queuedBytes -= piece.length;
+    return { offset: piece.offset, length: piece.length, data: await piece.read };
+  };
+  try {
+    for await (const batch of image.diff({ fromSnapshot: options.fromSnapshot, wholeObject: options.wholeObject ?? false })) {
+      for (const extent of batch) {
+        const extentEnd = extent.offset + extent.length;
+        if (!extent.exists) {
+          queue.push({ offset: extent.offset, length: extent.length });
+          continue;
+        }
+        for (let offset = extent.offset; offset < extentEnd;) {
+          // Pieces end on ioSize boundaries so that they line up with objects.
+          const boundary = (offset / ioSize + 1n) * ioSize;
+          const end = boundary < extentEnd ? boundary : extentEnd;
+          while (queue.length >= limits.concurrency ||
+            (queue.length > 0 && queuedBytes + (end - offset) > BigInt(limits.memoryBytes))) {
+            yield await oldest();
+          }
+          if (signal?.aborted) throw cancelledError(options.operation, options.resource, signal);
+          const read = image.read(offset, end - offset);
+          // Awaited in order later; this keeps an early failure from being
+          // reported as unhandled while older pieces are still going out.
+          read.catch(() => undefined);
+          queue.push({ offset, length: end - offset, read });
+          queuedBytes += end - offset;
+          offset = end;
+        }
+      }
+    }
+    while (queue.length > 0) yield await oldest();
+  } finally {
+    // Reads still in flight must finish before the caller closes the image.
+    await Promise.allSettled(queue.map((piece) => piece.read));
+  }
+}
