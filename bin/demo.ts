@@ -1,117 +1,182 @@
 #!/usr/bin/env node
 /**
- * The main job (README's first command): a round trip through the binding
- * against a real cluster. Uses the cluster named by RBD_BACKUP_CONF (and
- * RBD_BACKUP_KEYRING, RBD_BACKUP_USER) when set; otherwise starts a
- * throwaway one and stops it afterwards.
+ * The main job (README's first command): a backup and restore cycle with
+ * Cinder's semantics, verified by checksums. Uses the clusters named by
+ * RBD_BACKUP_CONF (source) and RBD_BACKUP_BACKUP_CONF (backups; default the
+ * source) when set; otherwise starts two throwaway clusters, to show
+ * backups crossing clusters, and stops them afterwards.
  */
-import { createHash, randomBytes } from 'node:crypto';
-import { performance } from 'node:perf_hooks';
-import { Cluster, type Image } from '../lib/index.js';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { Writable } from 'node:stream';
+import { Cluster, BackupEngine, exportRaw, type Image, type Pool } from '../lib/index.js';
 import { ThrowawayCluster } from '../lib/dev/throwaway-cluster.js';
 
 const MiB = 1 << 20;
-const IMAGE_SIZE = 256 * MiB;
-const CHUNK = 4 * MiB;
+const VOLUME_SIZE = 1024 * MiB;
+const WRITTEN = 512 * MiB;
 
 function say(message: string): void {
   process.stdout.write(`${message}\n`);
 }
 
-function rate(bytes: number, ms: number): string {
-  return `${(bytes / MiB / (ms / 1000)).toFixed(1)} MiB/s`;
-}
-
-async function imageSha256(image: Image, size: number): Promise<string> {
+/** sha256 of an image (or a snapshot of it) as `rbd export` would write it. */
+async function imageSha256(image: Image, snapshot?: string): Promise<string> {
   const hash = createHash('sha256');
-  for (let offset = 0; offset < size; offset += CHUNK) {
-    hash.update(await image.read(offset, Math.min(CHUNK, size - offset)));
-  }
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      hash.update(chunk);
+      done();
+    },
+  });
+  await exportRaw(image, { ...(snapshot === undefined ? {} : { snapshot }), to: sink });
   return hash.digest('hex');
 }
 
-async function main(): Promise<void> {
-  const configured = process.env.RBD_BACKUP_CONF;
-  let throwaway: ThrowawayCluster | undefined;
-  let t0 = performance.now();
-  if (configured) {
-    say(`cluster      : ${configured} (configured)`);
-  } else {
-    throwaway = await ThrowawayCluster.start({ memstoreBytes: 2 * 2 ** 30 });
-    say(`cluster      : started a throwaway cluster in ${throwaway.info.dir} (${(performance.now() - t0).toFixed(0)} ms)`);
+async function fill(image: Image, from: number, to: number, step: number, length: number): Promise<number> {
+  let written = 0;
+  for (let offset = from; offset < to; offset += step) {
+    const piece = randomBytes(Math.min(length, to - offset));
+    await image.write(piece, offset);
+    written += piece.length;
   }
+  return written;
+}
+
+interface Row {
+  step: string;
+  size: string;
+  time: string;
+  rate: string;
+  path: string;
+  check: string;
+}
+
+function table(rows: Row[]): string {
+  const heads: Row = { step: 'step', size: 'data', time: 'time', rate: 'MiB/s', path: 'path', check: 'verified' };
+  const all = [heads, ...rows];
+  const width = (key: keyof Row): number => Math.max(...all.map((r) => r[key].length));
+  const line = (r: Row): string => (Object.keys(heads) as Array<keyof Row>).map((k) => r[k].padEnd(width(k))).join('  ');
+  return [line(heads), (Object.keys(heads) as Array<keyof Row>).map((k) => '-'.repeat(width(k))).join('  '), ...rows.map(line)].join('\n');
+}
+
+async function main(): Promise<void> {
+  const started: ThrowawayCluster[] = [];
+  const stopAll = async (): Promise<void> => {
+    for (const cluster of started.splice(0)) await cluster.stop().catch(() => undefined);
+  };
+  process.once('SIGINT', () => { void stopAll().then(() => process.exit(130)); });
   try {
-    const cluster = await Cluster.connect(configured
-      ? { conf: configured, keyring: process.env.RBD_BACKUP_KEYRING, user: process.env.RBD_BACKUP_USER }
-      : { conf: throwaway!.info.conf, keyring: throwaway!.info.keyring, timeoutMs: 20_000, opTimeoutMs: 60_000 });
+    let source: Cluster;
+    let backups: Cluster;
+    if (process.env.RBD_BACKUP_CONF) {
+      source = await Cluster.connect({ conf: process.env.RBD_BACKUP_CONF, keyring: process.env.RBD_BACKUP_KEYRING, user: process.env.RBD_BACKUP_USER });
+      backups = process.env.RBD_BACKUP_BACKUP_CONF
+        ? await Cluster.connect({ conf: process.env.RBD_BACKUP_BACKUP_CONF, keyring: process.env.RBD_BACKUP_BACKUP_KEYRING, user: process.env.RBD_BACKUP_BACKUP_USER })
+        : source;
+      say(`clusters: source ${process.env.RBD_BACKUP_CONF}, backups ${process.env.RBD_BACKUP_BACKUP_CONF ?? '(same)'}`);
+    } else {
+      const t0 = performance.now();
+      const [a, b] = await Promise.all([
+        ThrowawayCluster.start({ memstoreBytes: 6 * 2 ** 30 }),
+        ThrowawayCluster.start({ memstoreBytes: 3 * 2 ** 30 }),
+      ]);
+      started.push(a, b);
+      say(`clusters: started two throwaway clusters in ${((performance.now() - t0) / 1000).toFixed(1)} s (source ${a.info.monHost}, backups ${b.info.monHost})`);
+      const timeouts = { timeoutMs: 20_000, opTimeoutMs: 60_000 };
+      source = await Cluster.connect({ conf: a.info.conf, keyring: a.info.keyring, ...timeouts });
+      backups = await Cluster.connect({ conf: b.info.conf, keyring: b.info.keyring, ...timeouts });
+    }
     try {
-      say(`connected    : fsid ${await cluster.fsid()}, pools ${(await cluster.listPools()).join(', ')}`);
-      await roundTrip(cluster, process.env.RBD_BACKUP_POOL ?? 'rbd');
+      await cycle(source, backups, process.env.RBD_BACKUP_POOL ?? 'rbd');
     } finally {
-      await cluster.close();
+      if (backups !== source) await backups.close();
+      await source.close();
     }
   } finally {
-    if (throwaway) {
-      t0 = performance.now();
-      await throwaway.stop();
-      say(`cluster      : stopped (${(performance.now() - t0).toFixed(0)} ms)`);
-    }
+    await stopAll();
   }
 }
 
-async function roundTrip(cluster: Cluster, poolName: string): Promise<void> {
-  const pool = await cluster.pool(poolName);
-  const name = `demo-${Date.now()}`;
-  await pool.createImage(name, IMAGE_SIZE, {
-    features: ['layering', 'exclusive-lock', 'object-map', 'fast-diff', 'deep-flatten'],
-  });
-  say(`image        : created ${pool.spec}/${name}, ${IMAGE_SIZE / MiB} MiB`);
+async function cycle(sourceCluster: Cluster, backupCluster: Cluster, poolName: string): Promise<void> {
+  const engine = new BackupEngine({ source: sourceCluster, backupCluster });
+  const pool: Pool = await sourceCluster.pool(poolName);
+  const volumeId = randomUUID();
+  const volumeName = `volume-${volumeId}`;
+  const rows: Row[] = [];
+  const made: string[] = [volumeName];
+  const mib = (bytes: number | bigint): string => `${(Number(bytes) / MiB).toFixed(0)} MiB`;
+  const row = (step: string, bytes: number, ms: number, path: string, check: string): void => {
+    rows.push({ step, size: mib(bytes), time: `${(ms / 1000).toFixed(2)} s`, rate: (bytes / MiB / (ms / 1000)).toFixed(0), path, check });
+  };
   try {
-    const model = Buffer.alloc(IMAGE_SIZE);
-    const image = await pool.openImage(name);
+    await pool.createImage(volumeName, VOLUME_SIZE, { features: ['layering', 'exclusive-lock', 'object-map', 'fast-diff'] });
+    const volume = await pool.openImage(volumeName);
     try {
-      // Every other 4 MiB chunk, so the image is half data, half holes.
-      let t0 = performance.now();
-      let written = 0;
-      for (let offset = 0; offset < IMAGE_SIZE; offset += 2 * CHUNK) {
-        const data = randomBytes(CHUNK);
-        data.copy(model, offset);
-        await image.write(data, offset);
-        written += CHUNK;
-      }
-      await image.flush();
-      say(`write        : ${written / MiB} MiB in ${CHUNK / MiB} MiB pieces, ${rate(written, performance.now() - t0)}`);
-      await image.createSnapshot('demo-snap');
-      say('snapshot     : demo-snap');
+      say(`volume: ${pool.spec}/${volumeName}, ${mib(VOLUME_SIZE)}`);
+      const written = await fill(volume, 0, WRITTEN * 2, 2 * 4 * MiB, 4 * MiB);
+      say(`wrote ${mib(written)} of random data (every other 4 MiB)`);
 
-      const snap = await pool.openImage(name, { snapshot: 'demo-snap', readOnly: true });
-      try {
-        t0 = performance.now();
-        const readSha = await imageSha256(snap, IMAGE_SIZE);
-        const readMs = performance.now() - t0;
-        const expected = createHash('sha256').update(model).digest('hex');
-        say(`read back    : ${IMAGE_SIZE / MiB} MiB at ${rate(IMAGE_SIZE, readMs)}, sha256 ${readSha.slice(0, 16)}…`);
-        if (readSha !== expected) throw new Error(`read-back checksum ${readSha} differs from written ${expected}`);
-        say('verify       : snapshot content equals what was written');
-        let extents = 0;
-        let bytes = 0n;
-        for await (const batch of snap.diff({ wholeObject: true })) {
-          extents += batch.length;
-          for (const extent of batch) bytes += extent.length;
-        }
-        say(`diff         : ${extents} allocated extents, ${Number(bytes) / MiB} MiB of data (holes skipped)`);
-      } finally {
-        await snap.close();
+      const full = await engine.backup({ pool: poolName, volumeId, displayName: 'demo full' });
+      say(`backup ${full.record.id}: ${full.mode}, snapshot ${full.snapshot}`);
+      const fullSha = await imageSha256(volume, full.snapshot);
+      row('full backup', full.stats.bytesRead, full.stats.elapsedMs, `${full.mode} -> ${full.baseImage}`, 'by restores below');
+
+      // 5% of the volume, in 64 KiB pieces at random places.
+      let changed = 0;
+      while (changed < VOLUME_SIZE * 0.05) {
+        const offset = Math.floor(Math.random() * (VOLUME_SIZE / (64 * 1024))) * 64 * 1024;
+        await volume.write(randomBytes(64 * 1024), offset);
+        changed += 64 * 1024;
       }
-      await image.removeSnapshot('demo-snap');
+      say(`changed ${mib(changed)} (5%) at random places`);
+      const incremental = await engine.backup({ pool: poolName, volumeId, displayName: 'demo incremental' });
+      const incrementalSha = await imageSha256(volume, incremental.snapshot);
+      row('incremental backup', incremental.stats.bytesRead, incremental.stats.elapsedMs,
+        `${incremental.mode} from ${full.record.id.slice(0, 8)}`, 'by restores below');
+
+      // The older backup into a new volume: all five conditions hold.
+      const first = await engine.restore({ backup: full.record, targetPool: poolName });
+      made.push(`volume-${first.targetVolumeId}`);
+      const firstSha = await withImage(pool, `volume-${first.targetVolumeId}`, (image) => imageSha256(image));
+      verify('restore of the full backup', firstSha, fullSha);
+      row('restore full -> new volume', first.bytesRead, first.elapsedMs, first.path, firstSha === fullSha ? 'sha256 equal' : 'MISMATCH');
+
+      // The newer backup onto that volume, which now holds data: condition 5 fails.
+      const second = await engine.restore({ backup: incremental.record, targetPool: poolName, targetVolumeId: first.targetVolumeId });
+      const secondSha = await withImage(pool, `volume-${second.targetVolumeId}`, (image) => imageSha256(image));
+      verify('restore of the incremental backup', secondSha, incrementalSha);
+      row('restore incr. -> used volume', Number(second.size), second.elapsedMs,
+        `full copy (condition ${second.failedCondition?.number}: ${second.failedCondition?.reason})`,
+        secondSha === incrementalSha ? 'sha256 equal' : 'MISMATCH');
+
+      say('');
+      say(table(rows));
+      say('');
+      const listed = await engine.listBackups(volumeId);
+      say(`backups of ${volumeId} in the backup pool: ${listed.map((l) => l.record.id.slice(0, 8)).join(', ')}`);
+      for (const entry of [...listed].reverse()) await engine.delete(entry.record);
+      say('deleted both backups (the base image went with the last one)');
+      for (const snapshot of await volume.listSnapshots()) await volume.removeSnapshot(snapshot.name);
     } finally {
-      await image.close();
+      await volume.close();
     }
   } finally {
-    await pool.removeImage(name);
+    for (const name of made) await pool.removeImage(name).catch(() => undefined);
     await pool.close();
-    say(`cleanup      : removed ${pool.spec}/${name}`);
   }
+}
+
+async function withImage<T>(pool: Pool, name: string, use: (image: Image) => Promise<T>): Promise<T> {
+  const image = await pool.openImage(name, { readOnly: true });
+  try {
+    return await use(image);
+  } finally {
+    await image.close();
+  }
+}
+
+function verify(what: string, actual: string, expected: string): void {
+  if (actual !== expected) throw new Error(`${what}: checksum ${actual} differs from the source snapshot's ${expected}`);
 }
 
 main().catch((error: unknown) => {

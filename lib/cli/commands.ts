@@ -1,0 +1,290 @@
+/**
+ * The rbd-backup commands: parsing their arguments, running them through a
+ * BackupEngine, printing results as text or JSON.
+ */
+import { readFile } from 'node:fs/promises';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { Cluster, type ConnectOptions } from '../ceph/cluster.js';
+import { NotFoundError } from '../ceph/errors.js';
+import { BackupEngine } from '../backup/engine.js';
+import type { BackupRecord } from '../backup/record.js';
+import { EXIT_CODES_HELP, UsageError } from './exit-codes.js';
+import { progressReporter } from './progress.js';
+
+type Options = NonNullable<ParseArgsConfig['options']>;
+
+const CLUSTER_OPTIONS: Options = {
+  'conf': { type: 'string' },
+  'user': { type: 'string' },
+  'keyring': { type: 'string' },
+  'backup-conf': { type: 'string' },
+  'backup-user': { type: 'string' },
+  'backup-keyring': { type: 'string' },
+  'backup-pool': { type: 'string' },
+  'json': { type: 'boolean' },
+  'help': { type: 'boolean', short: 'h' },
+};
+
+const CLUSTER_HELP = `Cluster options:
+  --conf PATH            source cluster's ceph.conf (default /etc/ceph/ceph.conf)
+  --user NAME            source cluster user (default admin)
+  --keyring PATH         source user's keyring (default: from the conf)
+  --backup-conf PATH     backup cluster's ceph.conf (default: the source cluster)
+  --backup-user NAME     backup cluster user (default: --user)
+  --backup-keyring PATH  backup user's keyring
+  --backup-pool POOL     backup pool (default backups)
+  --json                 print the result as JSON
+  -h, --help             this help`;
+
+const RECORD_HELP = `  --record TEXT | --record-file PATH   the backup's exported record, or
+  --volume ID --backup-id ID           find it in the backup pool`;
+
+interface Command {
+  summary: string;
+  usage: string;
+  options: Options;
+  run(engine: BackupEngine, values: Values, signal: AbortSignal): Promise<unknown>;
+  print(result: unknown): string;
+}
+
+type Values = Record<string, string | boolean | undefined>;
+
+function need(values: Values, name: string): string {
+  const value = values[name];
+  if (typeof value !== 'string' || value === '') throw new UsageError(`--${name} is required`);
+  return value;
+}
+
+async function findRecord(engine: BackupEngine, values: Values): Promise<BackupRecord> {
+  if (typeof values.record === 'string') return engine.importRecord(values.record);
+  if (typeof values['record-file'] === 'string') {
+    return engine.importRecord(await readFile(values['record-file'], 'utf8'));
+  }
+  const volumeId = need(values, 'volume');
+  const backupId = need(values, 'backup-id');
+  const listed = (await engine.listBackups(volumeId)).find((entry) => entry.record.id === backupId);
+  if (!listed) {
+    throw new NotFoundError({
+      code: 'ENOENT', operation: 'find backup', resource: `volume ${volumeId}`,
+      detail: `no backup ${backupId} of volume ${volumeId} in pool ${engine.config.backupPool}`,
+    });
+  }
+  return listed.record;
+}
+
+const RECORD_OPTIONS: Options = {
+  'record': { type: 'string' },
+  'record-file': { type: 'string' },
+  'volume': { type: 'string' },
+  'backup-id': { type: 'string' },
+};
+
+const MiB = 1 << 20;
+
+export const COMMANDS: Record<string, Command> = {
+  backup: {
+    summary: 'back up a volume (full the first time, incremental after)',
+    usage: `rbd-backup backup --pool POOL --volume ID [--backup-id ID] [--parent ID] [--full]
+                  [--metadata PATH] [--name TEXT] [--description TEXT]
+
+  --pool POOL        the pool holding volume-<ID>
+  --volume ID        the volume id
+  --backup-id ID     default: a new UUID
+  --parent ID        make an incremental from this backup
+  --full             a full backup even when an incremental is possible
+  --metadata PATH    JSON volume metadata to store as backup.<id>.meta`,
+    options: {
+      'pool': { type: 'string' }, 'volume': { type: 'string' }, 'backup-id': { type: 'string' },
+      'parent': { type: 'string' }, 'full': { type: 'boolean' }, 'metadata': { type: 'string' },
+      'name': { type: 'string' }, 'description': { type: 'string' },
+    },
+    async run(engine, values, signal) {
+      const progress = values.json ? undefined : progressReporter('backup');
+      try {
+        const volumeMetadata = typeof values.metadata === 'string'
+          ? JSON.parse(await readFile(values.metadata, 'utf8')) as Record<string, unknown>
+          : undefined;
+        const result = await engine.backup({
+          pool: need(values, 'pool'), volumeId: need(values, 'volume'),
+          backupId: values['backup-id'] as string | undefined, parentId: values.parent as string | undefined,
+          full: values.full === true, volumeMetadata,
+          displayName: values.name as string | undefined, displayDescription: values.description as string | undefined,
+          signal, onProgress: progress?.onProgress,
+        });
+        return { ...result, exportedRecord: engine.exportRecord(result.record) };
+      } finally {
+        progress?.finish();
+      }
+    },
+    print(value) {
+      const r = value as Awaited<ReturnType<BackupEngine['backup']>> & { exportedRecord: string };
+      return [
+        `backup ${r.record.id} of volume ${r.record.volume_id}: ${r.mode}${r.fromSnapshot ? ` from ${r.fromSnapshot}` : ''}`,
+        ...(r.convertedToFull ? [`converted to a full backup: ${r.convertedToFull}`] : []),
+        `snapshot ${r.snapshot} on ${r.baseImage}`,
+        `${(r.stats.bytesWritten / MiB).toFixed(1)} MiB written, ${(r.stats.bytesRead / MiB).toFixed(1)} MiB read in ${(r.stats.elapsedMs / 1000).toFixed(2)} s`,
+        `record: ${r.exportedRecord}`,
+      ].join('\n');
+    },
+  },
+  restore: {
+    summary: 'restore a backup into a volume, a file or stdout',
+    usage: `rbd-backup restore (--record TEXT | --record-file PATH | --volume ID --backup-id ID)
+                   (--target-pool POOL [--target-volume ID] | --target-file PATH | --stdout)
+
+${RECORD_HELP}
+  --target-pool POOL    restore into volume-<target-volume> there (created when missing)
+  --target-volume ID    default: a new volume id
+  --target-file PATH    write a raw image file (an existing file is refused)
+  --stdout              write the raw image to standard output`,
+    options: {
+      ...RECORD_OPTIONS,
+      'target-pool': { type: 'string' }, 'target-volume': { type: 'string' }, 'target-file': { type: 'string' },
+      'stdout': { type: 'boolean' },
+    },
+    async run(engine, values, signal) {
+      const record = await findRecord(engine, values);
+      const progress = values.json || values.stdout ? undefined : progressReporter('restore');
+      try {
+        return await engine.restore({
+          backup: record,
+          targetPool: values['target-pool'] as string | undefined,
+          targetVolumeId: values['target-volume'] as string | undefined,
+          targetFile: values['target-file'] as string | undefined,
+          targetStream: values.stdout ? process.stdout : undefined,
+          signal, onProgress: progress?.onProgress,
+        });
+      } finally {
+        progress?.finish();
+      }
+    },
+    print(value) {
+      const r = value as Awaited<ReturnType<BackupEngine['restore']>>;
+      return [
+        `restored ${r.source} -> ${r.target} by ${r.path === 'diff' ? 'the diff path' : 'a full copy'}`,
+        ...(r.failedCondition ? [`full copy because condition ${r.failedCondition.number} failed: ${r.failedCondition.reason}`] : []),
+        `${(Number(r.size) / MiB).toFixed(1)} MiB volume, ${(r.bytesRead / MiB).toFixed(1)} MiB read in ${(r.elapsedMs / 1000).toFixed(2)} s`,
+      ].join('\n');
+    },
+  },
+  delete: {
+    summary: 'delete a backup (the base image goes with the last one)',
+    usage: `rbd-backup delete (--record TEXT | --record-file PATH | --volume ID --backup-id ID)\n\n${RECORD_HELP}`,
+    options: RECORD_OPTIONS,
+    async run(engine, values) {
+      return engine.delete(await findRecord(engine, values));
+    },
+    print(value) {
+      const r = value as Awaited<ReturnType<BackupEngine['delete']>>;
+      return [
+        ...r.removedSnapshots.map((s) => `removed snapshot ${s}`),
+        ...r.removedImages.map((i) => `removed image ${i}`),
+        ...(r.removedMetadata ? ['removed its .meta object'] : []),
+      ].join('\n');
+    },
+  },
+  ls: {
+    summary: "list a volume's backups (read from the backup pool)",
+    usage: 'rbd-backup ls --volume ID',
+    options: { volume: { type: 'string' } },
+    async run(engine, values) {
+      return engine.listBackups(need(values, 'volume'));
+    },
+    print(value) {
+      const listed = value as Awaited<ReturnType<BackupEngine['listBackups']>>;
+      if (listed.length === 0) return 'no backups';
+      return listed.map((l) => `${l.record.id}  ${l.createdAt.toISOString()}  ${(Number(l.sizeBytes) / MiB).toFixed(0)} MiB  ${l.snapshot ? `${l.image}@${l.snapshot}` : `${l.image} (legacy)`}`).join('\n');
+    },
+  },
+  'export-record': {
+    summary: "print a backup's record (Cinder's base64 format)",
+    usage: 'rbd-backup export-record --volume ID --backup-id ID',
+    options: { 'volume': { type: 'string' }, 'backup-id': { type: 'string' } },
+    async run(engine, values) {
+      const record = await findRecord(engine, values);
+      return { record, exportedRecord: engine.exportRecord(record) };
+    },
+    print(value) {
+      return (value as { exportedRecord: string }).exportedRecord;
+    },
+  },
+  'import-record': {
+    summary: 'check a record (ours or Cinder\'s) and show what it names',
+    usage: 'rbd-backup import-record (RECORD | --record-file PATH)',
+    options: { 'record-file': { type: 'string' } },
+    async run(engine, values) {
+      const text = typeof values['record-file'] === 'string'
+        ? await readFile(values['record-file'], 'utf8')
+        : values.positional;
+      if (typeof text !== 'string') throw new UsageError('give the record or --record-file');
+      return engine.importRecord(text);
+    },
+    print(value) {
+      const r = value as BackupRecord;
+      return `backup ${r.id} of volume ${r.volume_id || '(unknown)'} in pool ${r.container}, ${r.size} GiB, base ${r.service_metadata ?? '(legacy)'}`;
+    },
+  },
+};
+
+export function mainHelp(): string {
+  return `rbd-backup: Ceph RBD backups with Cinder's semantics, from one process.
+
+Usage: rbd-backup COMMAND [options]   (rbd-backup COMMAND --help for its options)
+
+Commands:
+${Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(14)} ${c.summary}`).join('\n')}
+
+${CLUSTER_HELP}
+
+${EXIT_CODES_HELP}
+`;
+}
+
+export function commandHelp(name: string): string {
+  return `${COMMANDS[name].usage}\n\n${CLUSTER_HELP}\n\n${EXIT_CODES_HELP}\n`;
+}
+
+export function parseCommand(name: string, argv: string[]): Values {
+  const command = COMMANDS[name];
+  try {
+    const { values, positionals } = parseArgs({
+      args: argv, options: { ...CLUSTER_OPTIONS, ...command.options }, allowPositionals: name === 'import-record',
+      strict: true,
+    });
+    return { ...(values as Values), positional: positionals[0] };
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+}
+
+function connectOptions(conf: unknown, user: unknown, keyring: unknown): ConnectOptions {
+  return {
+    ...(typeof conf === 'string' ? { conf } : {}),
+    ...(typeof user === 'string' ? { user } : {}),
+    ...(typeof keyring === 'string' ? { keyring } : {}),
+  };
+}
+
+/** Connects the clusters the options name, runs the command, closes them. */
+export async function runCommand(name: string, values: Values, signal: AbortSignal): Promise<unknown> {
+  const source = await Cluster.connect(connectOptions(values.conf, values.user, values.keyring));
+  const separate = values['backup-conf'] !== undefined || values['backup-keyring'] !== undefined ||
+    values['backup-user'] !== undefined;
+  try {
+    const backupCluster = separate
+      ? await Cluster.connect(connectOptions(values['backup-conf'] ?? values.conf,
+        values['backup-user'] ?? values.user, values['backup-keyring'] ?? values.keyring))
+      : source;
+    try {
+      const engine = new BackupEngine({
+        source, backupCluster,
+        ...(typeof values['backup-pool'] === 'string' ? { backupPool: values['backup-pool'] } : {}),
+      });
+      return await COMMANDS[name].run(engine, values, signal);
+    } finally {
+      if (backupCluster !== source) await backupCluster.close();
+    }
+  } finally {
+    await source.close();
+  }
+}
