@@ -23,6 +23,12 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("connect", Napi::Function::New(env, ClusterWrap::Connect, "connect"));
   exports.Set("CancelToken", cancel);
   exports.Set("transfer", Napi::Function::New(env, StartTransfer, "transfer"));
+  exports.Set("closeAll", Napi::Function::New(
+                              env,
+                              [](const Napi::CallbackInfo& info) {
+                                EnvState::Get(info.Env())->CloseEverything();
+                              },
+                              "closeAll"));
   return exports;
 }
 

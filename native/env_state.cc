@@ -10,19 +10,7 @@ struct DisposeWork {
 };
 
 void CleanupHook(EnvState* state) {
-  std::vector<std::shared_ptr<Handle>> live;
-  {
-    std::lock_guard<std::mutex> lock(state->roots_mu);
-    for (auto& weak : state->jobs) {
-      if (auto cancel = weak.lock()) cancel->store(true);
-    }
-    state->jobs.clear();
-    for (auto& weak : state->roots) {
-      if (auto root = weak.lock()) live.push_back(std::move(root));
-    }
-    state->roots.clear();
-  }
-  for (auto& root : live) root->CloseTree();
+  state->CloseEverything();
   state->tearing_down = true;
   // The references die with the environment; resetting them here keeps
   // their destructors from touching it later. The state itself is left
@@ -47,6 +35,23 @@ void EnvState::AddRoot(const std::shared_ptr<Handle>& root) {
   }
   kept.push_back(root);
   roots.swap(kept);
+}
+
+void EnvState::CloseEverything() {
+  std::vector<std::shared_ptr<Handle>> live;
+  {
+    std::lock_guard<std::mutex> lock(roots_mu);
+    for (auto& weak : jobs) {
+      if (auto cancel = weak.lock()) cancel->store(true);
+    }
+    jobs.clear();
+    for (auto& weak : roots) {
+      if (auto root = weak.lock()) live.push_back(std::move(root));
+    }
+    roots.clear();
+  }
+  // Waits for calls in flight (a cancelled job drains in moments).
+  for (auto& root : live) root->CloseTree();
 }
 
 void EnvState::AddJob(const std::shared_ptr<std::atomic<bool>>& cancel) {

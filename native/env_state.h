@@ -36,6 +36,10 @@ struct EnvState {
   // so it runs on the thread pool, or right away once the environment is
   // being torn down and the handle is already closed.
   void Dispose(std::shared_ptr<Handle> handle);
+  // Stops running jobs and closes every open handle, children first. Used
+  // at process exit (process.exit() skips the cleanup hook) and by the
+  // cleanup hook itself.
+  void CloseEverything();
 };
 
 // Installs the state and the environment cleanup hook that closes every

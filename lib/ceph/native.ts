@@ -143,6 +143,8 @@ export interface NativeTransferStats {
 
 interface Addon {
   connect(options: NativeConnectOptions): Promise<NativeCluster>;
+  /** Synchronously closes every open handle (for process exit). */
+  closeAll(): void;
   transfer(source: NativeImage, target: NativeImage, plan: NativeTransferPlan,
     cancel: NativeCancelToken, onProgress: (done: number, total: number, bytesRead: number) => void): Promise<NativeTransferStats>;
   CancelToken: new () => NativeCancelToken;
@@ -151,3 +153,8 @@ interface Addon {
 const require = createRequire(import.meta.url);
 // dist/lib/ceph/native.js -> <package>/build/Release
 export const addon: Addon = require('../../../build/Release/rbd_backup.node') as Addon;
+
+// process.exit() skips the addon's environment cleanup hook; without this,
+// images left open would keep their watch and exclusive lock on the cluster
+// for half a minute after the process is gone.
+process.once('exit', () => addon.closeAll());

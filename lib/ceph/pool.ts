@@ -129,6 +129,10 @@ export class Pool {
    */
   async clone(parent: CloneParent, childName: string, options: CreateImageOptions = {}): Promise<void> {
     const resource = this.#image(childName, 'clone');
+    if (!parent || typeof parent !== 'object' ||
+      !(typeof parent.pool === 'string' || parent.pool instanceof Pool)) {
+      throw invalidArgument('clone', resource, 'parent must be { pool: Pool | pool name, image, snapshot }');
+    }
     const parentPool = typeof parent.pool === 'string'
       ? await this.cluster.pool(parent.pool)
       : parent.pool;
@@ -212,6 +216,9 @@ export class Pool {
   }
 }
 
+/** librbd's default object size, 4 MiB. */
+const DEFAULT_ORDER = 22;
+
 function createOptions(options: CreateImageOptions, operation: string, resource: string): NativeCreateOptions {
   const native: NativeCreateOptions = {};
   if (options.features !== undefined) {
@@ -231,6 +238,11 @@ function createOptions(options: CreateImageOptions, operation: string, resource:
   if (options.stripeCount !== undefined) {
     const count = toU64('stripeCount', options.stripeCount, operation, resource);
     if (count !== 0n) native.stripeCount = count;
+  }
+  // librbd takes both or neither: fill in the documented default of the other.
+  if (native.stripeUnit !== undefined && native.stripeCount === undefined) native.stripeCount = 1n;
+  if (native.stripeCount !== undefined && native.stripeUnit === undefined) {
+    native.stripeUnit = 1n << BigInt(native.order ?? DEFAULT_ORDER);
   }
   return native;
 }

@@ -308,15 +308,17 @@ describe('pools', () => {
     assert.deepEqual((await cluster.listPools()).sort(), before.sort());
   });
 
-  test('invalid names are reported as a rejected promise, not a synchronous throw',
-    { todo: 'bug: createPool/deletePool throw synchronously on invalid names instead of returning a rejected Promise' },
-    async () => {
-      for (const call of [() => cluster.createPool('a/b'), () => cluster.deletePool('a@b')]) {
-        let promise: Promise<void> | undefined;
-        assert.doesNotThrow(() => { promise = call(); });
-        await assert.rejects(promise!, InvalidArgumentError);
-      }
-    });
+  test('invalid names are reported as a rejected promise, not a synchronous throw', async () => {
+    for (const [operation, call] of [
+      ['createPool', () => cluster.createPool('a/b')],
+      ['deletePool', () => cluster.deletePool('a@b')],
+      ['openPool', () => cluster.pool('rbd', 'x/y')],
+    ] as Array<[string, () => Promise<unknown>]>) {
+      let promise: Promise<unknown> | undefined;
+      assert.doesNotThrow(() => { promise = call(); }, `${operation} threw synchronously`);
+      await assert.rejects(promise!, (e) => e instanceof InvalidArgumentError && e.operation === operation, operation);
+    }
+  });
 });
 
 describe('closing', () => {

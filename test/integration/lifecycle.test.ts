@@ -1,0 +1,309 @@
+/**
+ * Handle lifetimes: a process that forgets to close its cluster, pool and
+ * image still exits cleanly (returning from main, process.exit, garbage
+ * collection), and close() refuses while work is in flight or children are
+ * open, and is final. Runs against cluster 'a'.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import { inspect } from 'node:util';
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  BusyError, ClosedError, Cluster, type Image, type Pool,
+} from '../../lib/index.js';
+import type { ClusterInfo } from '../../lib/dev/throwaway-cluster.js';
+import { connect, rbd, rbdExportSha256, sha256, testCluster, uniqueName } from '../support/clusters.js';
+
+const MiB = 1 << 20;
+const CHILD = fileURLToPath(new URL('../fixtures/lifecycle-child.js', import.meta.url));
+const CHILD_TIMEOUT_MS = 90_000;
+
+let info: ClusterInfo;
+let cluster: Cluster;
+let pool: Pool;
+const images: string[] = [];
+/** Images a child process left open when it died: their watch outlives it. */
+const deadOwners: string[] = [];
+
+interface ChildResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the lifecycle fixture; kills it (and fails) if it does not exit in time. */
+function runChild(mode: string, image: string, nodeArgs: string[] = []): Promise<ChildResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [...nodeArgs, CHILD, mode], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: {
+        ...process.env,
+        FIXTURE_CONF: info.conf, FIXTURE_KEYRING: info.keyring, FIXTURE_POOL: 'rbd', FIXTURE_IMAGE: image,
+      },
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => { stdout += chunk.toString(); });
+    child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString(); });
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`child (${mode}) did not exit within ${CHILD_TIMEOUT_MS} ms; stdout: ${stdout} stderr: ${stderr}`));
+    }, CHILD_TIMEOUT_MS);
+    child.once('error', (error) => { clearTimeout(timer); reject(error); });
+    child.once('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr });
+    });
+  });
+}
+
+async function watchers(image: string): Promise<Array<{ address: string }>> {
+  return (JSON.parse(await rbd('a', ['status', '--format', 'json', `rbd/${image}`])) as {
+    watchers: Array<{ address: string }>;
+  }).watchers;
+}
+
+/**
+ * A process that died with an image open leaves its watch (and exclusive
+ * lock) behind until the OSD's watch timeout, 30 s, and removing the image
+ * blocks that long. Blocklisting the dead client ends the watch at once.
+ * Only for images whose every watcher is a dead child of this file.
+ */
+async function dropDeadWatchers(image: string): Promise<void> {
+  const deadline = Date.now() + 20_000;
+  for (let left = await watchers(image); left.length > 0 && Date.now() < deadline; left = await watchers(image)) {
+    for (const { address } of left) {
+      await new Promise<void>((resolve) => {
+        spawn('ceph', ['-c', info.conf, '--keyring', info.keyring, '--connect-timeout', '30',
+          'osd', 'blocklist', 'add', address, '600'], { stdio: 'ignore' })
+          .once('close', () => resolve()).once('error', () => resolve());
+      });
+    }
+    await sleep(200);
+  }
+}
+
+/** Checks a child's exit and output; returns the sha256 it says it wrote. */
+function checkExit(result: ChildResult, mode: string): string {
+  const details = inspect(result);
+  assert.equal(result.signal, null, `killed by a signal: ${details}`);
+  assert.equal(result.code, 0, `exit code: ${details}`);
+  assert.equal(result.stderr, '', `stderr: ${details}`);
+  const lines = result.stdout.trim().split('\n');
+  const wrote = lines.find((l) => l.startsWith('LIFECYCLE-WROTE '));
+  assert.ok(wrote, `no write marker: ${details}`);
+  assert.ok(lines.some((l) => l === `LIFECYCLE-DONE ${mode}` || l.startsWith(`LIFECYCLE-DONE ${mode} `)),
+    `no done marker: ${details}`);
+  const sha = wrote.slice('LIFECYCLE-WROTE '.length);
+  assert.match(sha, /^[0-9a-f]{64}$/);
+  return sha;
+}
+
+async function newImage(size: number): Promise<string> {
+  const name = uniqueName('lc');
+  await pool.createImage(name, size);
+  images.push(name);
+  return name;
+}
+
+before(async () => {
+  info = (await testCluster('a')).info;
+  cluster = await connect('a');
+  pool = await cluster.pool('rbd');
+});
+
+after(async () => {
+  for (const name of deadOwners) await dropDeadWatchers(name);
+  for (const name of images) await pool.removeImage(name).catch(() => undefined);
+  await pool.close();
+  await cluster.close();
+});
+
+describe('a process that never closes its handles', () => {
+  test('(a) returning from main with cluster, pool and image open exits cleanly', { timeout: 120_000 }, async () => {
+    const image = await newImage(MiB);
+    const result = await runChild('return', image);
+    const sha = checkExit(result, 'return');
+    assert.equal(await rbdExportSha256('a', `rbd/${image}`), sha);
+    // The environment cleanup hook closed the image: no watch is left behind.
+    assert.deepEqual(await watchers(image), []);
+  });
+
+  test('(b) process.exit(0) with cluster, pool and image open exits cleanly', { timeout: 120_000 }, async () => {
+    const image = await newImage(MiB);
+    const result = await runChild('exit', image);
+    deadOwners.push(image);
+    const sha = checkExit(result, 'exit');
+    assert.equal(await rbdExportSha256('a', `rbd/${image}`), sha);
+    // The exit handler closed the image: no watch or lock outlives the process.
+    assert.deepEqual(await watchers(image), []);
+  });
+
+  test('(c) dropping every reference and collecting garbage releases the handles', { timeout: 120_000 }, async () => {
+    const image = await newImage(MiB);
+    const result = await runChild('gc', image, ['--expose-gc']);
+    const sha = checkExit(result, 'gc');
+    // The finalizers released the image while the child was still running.
+    assert.match(result.stdout, /^LIFECYCLE-WATCHERS 0$/m, result.stdout);
+    assert.equal(await rbdExportSha256('a', `rbd/${image}`), sha);
+    assert.deepEqual(await watchers(image), []);
+  });
+
+  test('(d) process.exit(0) while reads are in flight exits cleanly', { timeout: 120_000 }, async () => {
+    const image = await newImage(MiB);
+    const result = await runChild('exit-inflight', image);
+    deadOwners.push(image);
+    const sha = checkExit(result, 'exit-inflight');
+    assert.equal(await rbdExportSha256('a', `rbd/${image}`), sha);
+    assert.deepEqual(await watchers(image), []);
+  });
+});
+
+describe('closing an image', () => {
+  let image: Image;
+  let name: string;
+  let data: Buffer;
+  const size = 32 * MiB;
+
+  before(async () => {
+    name = await newImage(size);
+    data = randomBytes(size);
+    image = await pool.openImage(name);
+    await image.write(data, 0);
+  });
+
+  after(async () => {
+    await image.close();
+  });
+
+  test('close while a read is in flight is a BusyError; once the read settles close works', { timeout: 120_000 },
+    async () => {
+      const target = await pool.openImage(name);
+      const reading = target.read(0, size);
+      await assert.rejects(target.close(), (e) => e instanceof BusyError && e.code === 'EBUSY' && e.errno === 16 &&
+        e.operation === 'close' && e.resource === `rbd/${name}` &&
+        /1 image operation\(s\) in flight \[EBUSY\]$/.test(e.message));
+      await assert.rejects(target[Symbol.asyncDispose](), BusyError);
+      // The refused close did not disturb the read.
+      const read = await reading;
+      assert.equal(read.length, size);
+      assert.equal(sha256(read), sha256(data));
+      await target.close();
+      await assert.rejects(target.read(0, 4096), ClosedError);
+    });
+
+  test('close while a write is in flight is a BusyError and the write lands', { timeout: 120_000 }, async () => {
+    const target = await pool.openImage(name);
+    const patch = randomBytes(4 * MiB);
+    const writing = target.write(patch, 8 * MiB);
+    await assert.rejects(target.close(), (e) => e instanceof BusyError && /image operation\(s\) in flight/.test(e.message));
+    await writing;
+    patch.copy(data, 8 * MiB);
+    assert.equal(sha256(await target.read(0, size)), sha256(data));
+    await target.close();
+    await target.createSnapshot('s').then(() => assert.fail('snapshot on a closed image'), (e: unknown) => {
+      assert.ok(e instanceof ClosedError);
+    });
+    await image.createSnapshot('s');
+    try {
+      assert.equal(await rbdExportSha256('a', `rbd/${name}@s`), sha256(data));
+    } finally {
+      await image.removeSnapshot('s');
+    }
+  });
+
+  test('every call on a closed image rejects with ClosedError; close again is harmless', async () => {
+    const target = await pool.openImage(name);
+    await target.close();
+    const calls: Array<[string, () => Promise<unknown>]> = [
+      ['stat', () => target.stat()],
+      ['read', () => target.read(0, 512)],
+      ['write', () => target.write(Buffer.alloc(512), 0)],
+      ['resize', () => target.resize(size)],
+      ['flush', () => target.flush()],
+      ['listSnapshots', () => target.listSnapshots()],
+      ['createSnapshot', () => target.createSnapshot('nope')],
+      ['parent', () => target.parent()],
+      ['hasExtents', () => target.hasExtents()],
+      ['getMetadata', () => target.getMetadata('k')],
+    ];
+    for (const [operation, call] of calls) {
+      await assert.rejects(call(), (e) => e instanceof ClosedError && e.code === 'EBADF' && e.errno === 9 &&
+        e.operation === operation && /image handle is closed \[EBADF\]$/.test(e.message) &&
+        e.resource.startsWith(`rbd/${name}`), operation);
+    }
+    assert.equal(await target.close(), undefined);
+    assert.equal(await target.close(), undefined);
+    // Nothing happened to the image.
+    assert.equal((await image.listSnapshots()).length, 0);
+    assert.equal(sha256(await image.read(0, size)), sha256(data));
+  });
+});
+
+describe('closing a pool', () => {
+  test('close with an open image is a BusyError, and works once the image is closed', async () => {
+    const own = await cluster.pool('rbd');
+    const name = await newImage(MiB);
+    const image = await own.openImage(name);
+    await assert.rejects(own.close(), (e) => e instanceof BusyError && e.code === 'EBUSY' && e.operation === 'close' &&
+      e.resource === 'rbd' && /1 image\(s\) still open; close them first \[EBUSY\]$/.test(e.message));
+    // Still fully usable after the refusal.
+    const bytes = randomBytes(8192);
+    await image.write(bytes, 4096);
+    assert.deepEqual(await image.read(4096, bytes.length), bytes);
+    assert.ok((await own.listImages()).includes(name));
+    await image.close();
+    await own.close();
+    await assert.rejects(own.listImages(), ClosedError);
+  });
+
+  test('close while a pool call is in flight is a BusyError', async () => {
+    const own = await cluster.pool('rbd');
+    const object = uniqueName('obj');
+    const payload = randomBytes(MiB);
+    const writing = own.writeObject(object, payload);
+    await assert.rejects(own.close(), (e) => e instanceof BusyError && /1 pool operation\(s\) in flight/.test(e.message));
+    await writing;
+    try {
+      assert.deepEqual(await own.readObject(object), payload);
+    } finally {
+      await own.removeObject(object);
+    }
+    await own.close();
+  });
+
+  test('every call on a closed pool rejects with ClosedError; close again is harmless', async () => {
+    const own = await cluster.pool('rbd');
+    await own.close();
+    const name = uniqueName('closed');
+    const calls: Array<[string, () => Promise<unknown>]> = [
+      ['listImages', () => own.listImages()],
+      ['createImage', () => own.createImage(name, MiB)],
+      ['removeImage', () => own.removeImage(name)],
+      ['openImage', () => own.openImage(name)],
+      ['readObject', () => own.readObject(name)],
+      ['writeObject', () => own.writeObject(name, 'x')],
+      ['removeObject', () => own.removeObject(name)],
+      ['objectExists', () => own.objectExists(name)],
+      ['imageExists', () => own.imageExists(name)],
+    ];
+    for (const [operation, call] of calls) {
+      await assert.rejects(call(), (e) => e instanceof ClosedError && e.code === 'EBADF' &&
+        /pool handle is closed \[EBADF\]$/.test(e.message) &&
+        (e.operation === operation || (operation === 'imageExists' && e.operation === 'listImages')), operation);
+    }
+    await assert.rejects(pool.clone({ pool: own, image: 'x', snapshot: 's' }, name), ClosedError);
+    assert.equal(await own.close(), undefined);
+    // Nothing was created through the closed pool.
+    assert.equal(await pool.imageExists(name), false);
+    assert.equal(await pool.objectExists(name), false);
+    // The cluster and its other pools are unaffected.
+    assert.ok((await cluster.listPools()).includes('rbd'));
+    const other = await newImage(MiB);
+    assert.ok((await pool.listImages()).includes(other));
+  });
+});
