@@ -96,7 +96,9 @@ export class DiffStreamParser {
     if (this.#ended) return;
     if (!this.#headerSeen) this.#fail(0, `truncated in the header (${this.#pendingBytes} of ${DIFF_HEADER.length} bytes)`);
     if (this.#write) {
-      this.#fail(this.#write.at, `truncated in a write record: ${this.#write.remaining} data bytes missing`);
+      // Data that arrived but waited for a whole piece is there, not missing.
+      const missing = this.#write.remaining - BigInt(this.#pendingBytes);
+      this.#fail(this.#write.at, `truncated in a write record: ${missing} data bytes missing`);
     }
     this.#fail(this.#position, this.#pendingBytes > 0
       ? `truncated inside a record (${this.#pendingBytes} bytes of it)`
