@@ -11,15 +11,16 @@
  *   inside an object as changed data (exists=true, reads as zeros);
  * - without a from-snapshot: each object holding data, from its start.
  */
-import { after, before, describe, test, type TestContext } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import {
   CephError, InvalidArgumentError, NotFoundError,
-  type Cluster, type CreateImageOptions, type DiffExtent, type DiffOptions, type Image, type OpenImageOptions,
+  type Cluster, type DiffExtent, type DiffOptions, type Image,
   type Pool,
 } from '../../lib/index.js';
-import { connect, rbdExportSha256, sha256, uniqueName } from '../support/clusters.js';
+import { scratch, type Scratch, writeRandom } from '../support/scratch.js';
+import { connect, rbdExportSha256, sha256 } from '../support/clusters.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -37,79 +38,6 @@ after(async () => {
   await pool?.close();
   await cluster?.close();
 });
-
-/** Removes an image with all its snapshots (unprotecting them first); a missing image is fine. */
-async function removeImageFully(from: Pool, name: string): Promise<void> {
-  let image: Image;
-  try {
-    image = await from.openImage(name);
-  } catch (error) {
-    if (error instanceof NotFoundError) return;
-    throw error;
-  }
-  try {
-    for (const snap of await image.listSnapshots()) {
-      if (snap.protected) await image.unprotectSnapshot(snap.name);
-      await image.removeSnapshot(snap.name);
-    }
-  } finally {
-    await image.close();
-  }
-  await from.removeImage(name);
-}
-
-/** What a test made, undone in reverse order when the test ends, pass or fail. */
-class Scratch {
-  readonly #undo: Array<() => Promise<void>> = [];
-
-  defer(undo: () => Promise<void>): void {
-    this.#undo.push(undo);
-  }
-
-  async createImage(prefix: string, size: number, options: CreateImageOptions = {}): Promise<string> {
-    const name = uniqueName(prefix);
-    await pool.createImage(name, size, options);
-    this.defer(() => removeImageFully(pool, name));
-    return name;
-  }
-
-  async clone(parent: string, snapshot: string, prefix: string): Promise<string> {
-    const name = uniqueName(prefix);
-    await pool.clone({ pool, image: parent, snapshot }, name);
-    this.defer(() => removeImageFully(pool, name));
-    return name;
-  }
-
-  async open(name: string, options: OpenImageOptions = {}): Promise<Image> {
-    const image = await pool.openImage(name, options);
-    this.defer(() => image.close());
-    return image;
-  }
-
-  async dispose(): Promise<void> {
-    const errors: unknown[] = [];
-    for (const undo of this.#undo.reverse()) {
-      try {
-        await undo();
-      } catch (error) {
-        errors.push(error);
-      }
-    }
-    if (errors.length > 0) throw new AggregateError(errors, 'clean-up failed');
-  }
-}
-
-function scratch(t: TestContext): Scratch {
-  const s = new Scratch();
-  t.after(() => s.dispose());
-  return s;
-}
-
-async function writeRandom(image: Image, model: Buffer, offset: number, length: number): Promise<void> {
-  const data = randomBytes(length);
-  await image.write(data, offset);
-  data.copy(model, offset);
-}
 
 /** A byte range [start, end) and whether it holds data. */
 type Range = [start: number, end: number, exists: boolean];
@@ -262,7 +190,7 @@ describe('diff between snapshots', () => {
   ];
 
   test('from s1 at s2: exactly the changed ranges, removed data as exists=false', async (t) => {
-    const s = scratch(t);
+    const s = scratch(t, pool);
     const sc = await scenario(s);
     assert.equal(await rbdExportSha256('a', `${POOL}/${sc.name}@s1`), sha256(sc.s1));
     assert.equal(await rbdExportSha256('a', `${POOL}/${sc.name}@s2`), sha256(sc.s2));
@@ -283,7 +211,7 @@ describe('diff between snapshots', () => {
   });
 
   test('without fromSnapshot: every object holding data at s2, from its start', async (t) => {
-    const s = scratch(t);
+    const s = scratch(t, pool);
     const sc = await scenario(s);
     const { raw } = await list(sc.atS2);
 
@@ -304,7 +232,7 @@ describe('diff between snapshots', () => {
   });
 
   test('wholeObject: whole objects covering every change', async (t) => {
-    const s = scratch(t);
+    const s = scratch(t, pool);
     const sc = await scenario(s);
     const { raw, ranges } = await list(sc.atS2, { fromSnapshot: 's1', wholeObject: true });
     for (const [start, end] of raw) {
@@ -327,7 +255,7 @@ describe('diff between snapshots', () => {
   });
 
   test('offset and length restrict the range, clipping extents to it', async (t) => {
-    const s = scratch(t);
+    const s = scratch(t, pool);
     const sc = await scenario(s);
     const from = { fromSnapshot: 's1' };
     const [start, end] = [O / 2 + 100, 7 * O + 50];
@@ -347,7 +275,7 @@ describe('diff between snapshots', () => {
   });
 
   test('a range past the end is InvalidArgumentError; an unknown fromSnapshot NotFoundError', async (t) => {
-    const s = scratch(t);
+    const s = scratch(t, pool);
     const sc = await scenario(s);
     const spec = `${POOL}/${sc.name}@s2`;
     const pastEnd = (length: number, offset: number) => ({
@@ -377,7 +305,7 @@ describe('diff between snapshots', () => {
 
 describe('diff paging', () => {
   test('a diff over two native pages returns every extent in order', async (t) => {
-    const s = scratch(t);
+    const s = scratch(t, pool);
     const O = 4 * KiB; // order 12: 256 objects = 1 MiB per native call
     const size = 2 * MiB;
     const name = await s.createImage('paged', size, { order: 12 });
@@ -423,7 +351,7 @@ describe('diff paging', () => {
   });
 
   test('wholeObject with an unaligned offset reports each object inside the range once, whole', async (t) => {
-    const s = scratch(t);
+    const s = scratch(t, pool);
     const O = 4 * KiB;
     const name = await s.createImage('paged-unaligned', 2 * MiB, { order: 12 });
     const image = await s.open(name);
@@ -436,7 +364,7 @@ describe('diff paging', () => {
 
 describe('hasExtents', () => {
   test('false on a new image, true after one write, false after discarding everything', async (t) => {
-    const s = scratch(t);
+    const s = scratch(t, pool);
     const size = 2 * MiB;
     const name = await s.createImage('has', size, { order: 16 });
     const image = await s.open(name);
@@ -454,7 +382,7 @@ describe('hasExtents', () => {
   });
 
   test('agrees with diff(): false after zeroing an image whose size is not a whole number of objects', async (t) => {
-    const s = scratch(t);
+    const s = scratch(t, pool);
     const size = 2 * MiB + 1000;
     const name = await s.createImage('has-zero', size, { order: 16 });
     const image = await s.open(name);
@@ -469,7 +397,7 @@ describe('hasExtents', () => {
 
 describe('clones', () => {
   test('hasExtents and diff of a clone, with and without the parent data', async (t) => {
-    const s = scratch(t);
+    const s = scratch(t, pool);
     const O = 64 * KiB;
     const size = 32 * O;
     const parentName = await s.createImage('diff-parent', size, { order: 16 });
@@ -502,7 +430,7 @@ describe('clones', () => {
   });
 
   test('a clone of an empty snapshot has no extents', async (t) => {
-    const s = scratch(t);
+    const s = scratch(t, pool);
     const parentName = await s.createImage('diff-empty', 2 * MiB, { order: 16 });
     const parent = await s.open(parentName);
     await parent.createSnapshot('base');

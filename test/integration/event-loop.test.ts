@@ -10,9 +10,10 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import {
-  NotFoundError, type Cluster, type CreateImageOptions, type Image, type OpenImageOptions, type Pool,
+  type Cluster, type Pool,
 } from '../../lib/index.js';
-import { connect, rbdExportSha256, sha256, uniqueName } from '../support/clusters.js';
+import { scratch, Scratch } from '../support/scratch.js';
+import { connect, rbdExportSha256, sha256 } from '../support/clusters.js';
 
 const MiB = 1024 * 1024;
 const POOL = 'rbd';
@@ -33,68 +34,6 @@ after(async () => {
   await pool?.close();
   await cluster?.close();
 });
-
-async function removeImageFully(from: Pool, name: string): Promise<void> {
-  let image: Image;
-  try {
-    image = await from.openImage(name);
-  } catch (error) {
-    if (error instanceof NotFoundError) return;
-    throw error;
-  }
-  try {
-    for (const snap of await image.listSnapshots()) {
-      if (snap.protected) await image.unprotectSnapshot(snap.name);
-      await image.removeSnapshot(snap.name);
-    }
-  } finally {
-    await image.close();
-  }
-  await from.removeImage(name);
-}
-
-/** What a test made, undone in reverse order when the test ends, pass or fail. */
-class Scratch {
-  readonly #undo: Array<() => Promise<void>> = [];
-
-  async createImage(prefix: string, size: number, options: CreateImageOptions = {}): Promise<string> {
-    const name = uniqueName(prefix);
-    await pool.createImage(name, size, options);
-    this.#undo.push(() => removeImageFully(pool, name));
-    return name;
-  }
-
-  async clone(parent: string, snapshot: string, prefix: string): Promise<string> {
-    const name = uniqueName(prefix);
-    await pool.clone({ pool, image: parent, snapshot }, name);
-    this.#undo.push(() => removeImageFully(pool, name));
-    return name;
-  }
-
-  async open(name: string, options: OpenImageOptions = {}): Promise<Image> {
-    const image = await pool.openImage(name, options);
-    this.#undo.push(() => image.close());
-    return image;
-  }
-
-  async dispose(): Promise<void> {
-    const errors: unknown[] = [];
-    for (const undo of this.#undo.reverse()) {
-      try {
-        await undo();
-      } catch (error) {
-        errors.push(error);
-      }
-    }
-    if (errors.length > 0) throw new AggregateError(errors, 'clean-up failed');
-  }
-}
-
-function scratch(t: TestContext): Scratch {
-  const s = new Scratch();
-  t.after(() => s.dispose());
-  return s;
-}
 
 interface Measured<T> {
   result: T;
@@ -146,7 +85,7 @@ describe('the JavaScript thread keeps running during long native calls', () => {
   let parentSha: string;
 
   before(async () => {
-    s = new Scratch();
+    s = new Scratch(pool);
     // 16 KiB objects: per-object work makes the flatten and the read last
     // several times the gap bound even on a fast machine.
     parentName = await s.createImage('loop-parent', PARENT_SIZE, { order: 14 });
@@ -165,7 +104,7 @@ describe('the JavaScript thread keeps running during long native calls', () => {
   after(() => s?.dispose(), { timeout: 120_000 });
 
   test('while a clone of a 256 MiB parent (16384 objects) is flattened', { timeout: 300_000 }, async (t) => {
-    const local = scratch(t);
+    const local = scratch(t, pool);
     const childName = await local.clone(parentName, 'base', 'loop-child');
     const child = await local.open(childName);
     let progressCalls = 0;
@@ -185,7 +124,7 @@ describe('the JavaScript thread keeps running during long native calls', () => {
   });
 
   test('while a big sparse image is diffed and probed for extents', { timeout: 300_000 }, async (t) => {
-    const local = scratch(t);
+    const local = scratch(t, pool);
     // Without an object map librbd asks the OSD about every one of the
     // 32768 objects: one hasExtents call takes long, and so does the diff.
     const size = 128 * MiB;

@@ -5,14 +5,15 @@
  * test keeps a local model of the image and compares it with what the rbd
  * tool exports.
  */
-import { after, before, describe, test, type TestContext } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import {
   AlreadyExistsError, BusyError, CephError, InvalidArgumentError, MAX_READ_BYTES, NotFoundError,
-  type Cluster, type CreateImageOptions, type Image, type OpenImageOptions, type Pool,
+  type Cluster, type CreateImageOptions, type Image, type Pool,
 } from '../../lib/index.js';
-import { connect, rbd, rbdExportSha256, sha256, uniqueName } from '../support/clusters.js';
+import { scratch, type Scratch, writeRandom } from '../support/scratch.js';
+import { connect, rbd, rbdExportSha256, sha256 } from '../support/clusters.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -30,74 +31,6 @@ after(async () => {
   await pool?.close();
   await cluster?.close();
 });
-
-/** Removes an image with all its snapshots (unprotecting them first); a missing image is fine. */
-async function removeImageFully(from: Pool, name: string): Promise<void> {
-  let image: Image;
-  try {
-    image = await from.openImage(name);
-  } catch (error) {
-    if (error instanceof NotFoundError) return;
-    throw error;
-  }
-  try {
-    for (const snap of await image.listSnapshots()) {
-      if (snap.protected) await image.unprotectSnapshot(snap.name);
-      await image.removeSnapshot(snap.name);
-    }
-  } finally {
-    await image.close();
-  }
-  await from.removeImage(name);
-}
-
-/** What a test made, undone in reverse order when the test ends, pass or fail. */
-class Scratch {
-  readonly #undo: Array<() => Promise<void>> = [];
-
-  defer(undo: () => Promise<void>): void {
-    this.#undo.push(undo);
-  }
-
-  async createImage(prefix: string, size: number, options: CreateImageOptions = {}, on: Pool = pool): Promise<string> {
-    const name = uniqueName(prefix);
-    await on.createImage(name, size, options);
-    this.defer(() => removeImageFully(on, name));
-    return name;
-  }
-
-  async open(name: string, options: OpenImageOptions = {}, on: Pool = pool): Promise<Image> {
-    const image = await on.openImage(name, options);
-    this.defer(() => image.close());
-    return image;
-  }
-
-  async dispose(): Promise<void> {
-    const errors: unknown[] = [];
-    for (const undo of this.#undo.reverse()) {
-      try {
-        await undo();
-      } catch (error) {
-        errors.push(error);
-      }
-    }
-    if (errors.length > 0) throw new AggregateError(errors, 'clean-up failed');
-  }
-}
-
-function scratch(t: TestContext): Scratch {
-  const s = new Scratch();
-  t.after(() => s.dispose());
-  return s;
-}
-
-/** Writes random bytes to the image and the model alike. */
-async function writeRandom(image: Image, model: Buffer, offset: number, length: number): Promise<Buffer> {
-  const data = randomBytes(length);
-  await image.write(data, offset);
-  data.copy(model, offset);
-  return data;
-}
 
 /** An image filled with random data, and its model. */
 async function filledImage(s: Scratch, prefix: string, size: number,
@@ -176,7 +109,7 @@ async function rbdInfo(spec: string): Promise<RbdInfo> {
 
 describe('stat', () => {
   test('reports size, object size, order, default features and block name prefix as rbd info does', async (t) => {
-    const s = scratch(t);
+    const s = scratch(t, pool);
     const name = await s.createImage('stat', 24 * MiB, { order: 20 });
     const image = await s.open(name);
     const stat = await image.stat();
@@ -198,7 +131,7 @@ describe('stat', () => {
   });
 
   test('reports the explicit features and order an image was created with', async (t) => {
-    const s = scratch(t);
+    const s = scratch(t, pool);
     const name = await s.createImage('stat-feat', 8 * MiB, { features: ['layering', 'exclusive-lock'], order: 22 });
     const image = await s.open(name);
     const stat = await image.stat();
@@ -214,7 +147,7 @@ describe('stat', () => {
   });
 
   test('a striped image reports its stripe unit and count and keeps bytes across stripes', async (t) => {
-    const s = scratch(t);
+    const s = scratch(t, pool);
     const size = 8 * MiB;
     const name = await s.createImage('stat-stripe', size,
       { features: ['layering', 'striping'], stripeUnit: 64 * KiB, stripeCount: 4 });
@@ -239,7 +172,7 @@ describe('stat', () => {
 
 describe('read and write', () => {
   test('write then read is byte-identical at aligned, unaligned and object-crossing offsets', async (t) => {
-    const s = scratch(t);
+    const s = scratch(t, pool);
     const size = 12 * MiB;
     const name = await s.createImage('rw', size);
     const image = await s.open(name);
@@ -273,7 +206,7 @@ describe('read and write', () => {
   });
 
   test('writeZeroes makes unaligned and whole-object ranges read as zeros', async (t) => {
-    const s = scratch(t);
+    const s = scratch(t, pool);
     const size = 12 * MiB;
     const { image, model } = await filledImage(s, 'zeroes', size);
     const objectSize = 4 * MiB;
@@ -297,7 +230,7 @@ describe('read and write', () => {
   });
 
   test('discard makes 64 KiB-aligned ranges read as zeros', async (t) => {
-    const s = scratch(t);
+    const s = scratch(t, pool);
     const size = 12 * MiB;
     const { image, model } = await filledImage(s, 'discard', size);
     const objectSize = 4 * MiB;
@@ -318,7 +251,7 @@ describe('read and write', () => {
   });
 
   test('discard makes unaligned ranges, and a whole image of unaligned size, read as zeros', async (t) => {
-    const s = scratch(t);
+    const s = scratch(t, pool);
     const size = 8 * MiB + 1000;
     const { image, model } = await filledImage(s, 'discard-u', size);
     const objectSize = 4 * MiB;
@@ -339,7 +272,7 @@ describe('read and write', () => {
 
 describe('range and argument checks', () => {
   test('read, write, writeZeroes and discard past the end are refused and write nothing', async (t) => {
-    const s = scratch(t);
+    const s = scratch(t, pool);
     const size = 8 * MiB;
     const { name, image, model } = await filledImage(s, 'range', size);
     const before = await exportedHead(image);
@@ -366,7 +299,7 @@ describe('range and argument checks', () => {
   });
 
   test('negative, fractional, NaN, infinite, out-of-range and non-numeric offsets and lengths are refused', async (t) => {
-    const s = scratch(t);
+    const s = scratch(t, pool);
     const size = 4 * MiB;
     const { name, image, model } = await filledImage(s, 'args', size);
     const resource = `${POOL}/${name}`;
@@ -413,7 +346,7 @@ describe('range and argument checks', () => {
   });
 
   test('a read of more than MAX_READ_BYTES is refused', async (t) => {
-    const s = scratch(t);
+    const s = scratch(t, pool);
     const name = await s.createImage('maxread', 4 * MiB);
     const image = await s.open(name);
     assert.equal(MAX_READ_BYTES, 2 ** 30);
@@ -426,7 +359,7 @@ describe('range and argument checks', () => {
   });
 
   test('refused arguments come back as rejected promises, never as synchronous throws', async (t) => {
-    const s = scratch(t);
+    const s = scratch(t, pool);
     const name = await s.createImage('sync', 4 * MiB);
     const image = await s.open(name);
     const calls: Array<[label: string, call: () => Promise<unknown>]> = [
@@ -450,7 +383,7 @@ describe('range and argument checks', () => {
 
 describe('resize and flush', () => {
   test('resize up adds zeros; resize down truncates; growing again does not bring old data back', async (t) => {
-    const s = scratch(t);
+    const s = scratch(t, pool);
     const size = 8 * MiB;
     const { name, image, model } = await filledImage(s, 'resize', size);
     const spec = `${POOL}/${name}`;
@@ -481,7 +414,7 @@ describe('resize and flush', () => {
   });
 
   test('flush resolves and the data is then what another connection reads', async (t) => {
-    const s = scratch(t);
+    const s = scratch(t, pool);
     const size = 4 * MiB;
     const name = await s.createImage('flush', size);
     const image = await s.open(name);
@@ -503,7 +436,7 @@ describe('resize and flush', () => {
 
 describe('metadata', () => {
   test('set, get, overwrite and remove, with keys containing slashes', async (t) => {
-    const s = scratch(t);
+    const s = scratch(t, pool);
     const name = await s.createImage('meta', 4 * MiB);
     const image = await s.open(name);
     const spec = `${POOL}/${name}`;
@@ -547,7 +480,7 @@ describe('metadata', () => {
 
 describe('advisory lock', () => {
   test('one holder at a time across handles and connections; writes keep working; unlock hands it over', async (t) => {
-    const s = scratch(t);
+    const s = scratch(t, pool);
     const size = 4 * MiB;
     const name = await s.createImage('lock', size);
     const spec = `${POOL}/${name}`;
@@ -600,7 +533,7 @@ describe('advisory lock', () => {
 
 describe('image opened at a snapshot', () => {
   test('reads the snapshot content and refuses writes with EROFS', async (t) => {
-    const s = scratch(t);
+    const s = scratch(t, pool);
     const size = 8 * MiB;
     const { name, image, model } = await filledImage(s, 'ro', size);
     await image.createSnapshot('snap');
@@ -634,7 +567,7 @@ describe('image opened at a snapshot', () => {
   });
 
   test('refuses to create or remove snapshots of the image', async (t) => {
-    const s = scratch(t);
+    const s = scratch(t, pool);
     const name = await s.createImage('ro-snap', 4 * MiB);
     const image = await s.open(name);
     await image.createSnapshot('snap');

@@ -2,14 +2,15 @@
  * Snapshots, protection, clones and flatten against a real cluster. Content
  * checks compare `rbd export` of image@snapshot with the data the test wrote.
  */
-import { after, before, describe, test, type TestContext } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import {
   AlreadyExistsError, BusyError, CancelledError, CephError, InvalidArgumentError, NotFoundError,
-  type Cluster, type CreateImageOptions, type Image, type OpenImageOptions, type ParentInfo, type Pool,
+  type Cluster, type CreateImageOptions, type Image, type ParentInfo, type Pool,
 } from '../../lib/index.js';
-import { connect, rbd, rbdExportSha256, sha256, uniqueName } from '../support/clusters.js';
+import { scratch, type Scratch, writeRandom } from '../support/scratch.js';
+import { connect, rbd, rbdExportSha256, sha256 } from '../support/clusters.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -27,80 +28,6 @@ after(async () => {
   await pool?.close();
   await cluster?.close();
 });
-
-/** Removes an image with all its snapshots (unprotecting them first); a missing image is fine. */
-async function removeImageFully(from: Pool, name: string): Promise<void> {
-  let image: Image;
-  try {
-    image = await from.openImage(name);
-  } catch (error) {
-    if (error instanceof NotFoundError) return;
-    throw error;
-  }
-  try {
-    for (const snap of await image.listSnapshots()) {
-      if (snap.protected) await image.unprotectSnapshot(snap.name);
-      await image.removeSnapshot(snap.name);
-    }
-  } finally {
-    await image.close();
-  }
-  await from.removeImage(name);
-}
-
-/** What a test made, undone in reverse order when the test ends, pass or fail. */
-class Scratch {
-  readonly #undo: Array<() => Promise<void>> = [];
-
-  defer(undo: () => Promise<void>): void {
-    this.#undo.push(undo);
-  }
-
-  async createImage(prefix: string, size: number, options: CreateImageOptions = {}): Promise<string> {
-    const name = uniqueName(prefix);
-    await pool.createImage(name, size, options);
-    this.defer(() => removeImageFully(pool, name));
-    return name;
-  }
-
-  /** A clone of parent@snapshot (protected by the caller), removed before the parent. */
-  async clone(parent: string, snapshot: string, prefix: string): Promise<string> {
-    const name = uniqueName(prefix);
-    await pool.clone({ pool, image: parent, snapshot }, name);
-    this.defer(() => removeImageFully(pool, name));
-    return name;
-  }
-
-  async open(name: string, options: OpenImageOptions = {}): Promise<Image> {
-    const image = await pool.openImage(name, options);
-    this.defer(() => image.close());
-    return image;
-  }
-
-  async dispose(): Promise<void> {
-    const errors: unknown[] = [];
-    for (const undo of this.#undo.reverse()) {
-      try {
-        await undo();
-      } catch (error) {
-        errors.push(error);
-      }
-    }
-    if (errors.length > 0) throw new AggregateError(errors, 'clean-up failed');
-  }
-}
-
-function scratch(t: TestContext): Scratch {
-  const s = new Scratch();
-  t.after(() => s.dispose());
-  return s;
-}
-
-async function writeRandom(image: Image, model: Buffer, offset: number, length: number): Promise<void> {
-  const data = randomBytes(length);
-  await image.write(data, offset);
-  data.copy(model, offset);
-}
 
 interface ErrorShape {
   code: string;
@@ -138,7 +65,7 @@ async function rbdSnapshots(spec: string): Promise<RbdSnap[]> {
 
 describe('snapshot basics', () => {
   test('create, list, exists and remove', async (t) => {
-    const s = scratch(t);
+    const s = scratch(t, pool);
     const size = 8 * MiB;
     const name = await s.createImage('snap', size);
     const image = await s.open(name);
@@ -179,7 +106,7 @@ describe('snapshot basics', () => {
   });
 
   test('creating an existing snapshot is AlreadyExistsError; removing a missing one NotFoundError', async (t) => {
-    const s = scratch(t);
+    const s = scratch(t, pool);
     const name = await s.createImage('snap-err', 4 * MiB);
     const image = await s.open(name);
     await image.createSnapshot('taken');
@@ -209,7 +136,7 @@ describe('snapshot basics', () => {
   });
 
   test('invalid snapshot names are InvalidArgumentError and create nothing', async (t) => {
-    const s = scratch(t);
+    const s = scratch(t, pool);
     const name = await s.createImage('snap-name', 4 * MiB);
     const image = await s.open(name);
     const bad: Array<[value: unknown, detail: RegExp]> = [
@@ -245,7 +172,7 @@ describe('snapshot basics', () => {
   });
 
   test('protect, isSnapshotProtected and unprotect; a protected snapshot cannot be removed', async (t) => {
-    const s = scratch(t);
+    const s = scratch(t, pool);
     const name = await s.createImage('protect', 4 * MiB);
     const image = await s.open(name);
     const resource = `${POOL}/${name}@p`;
@@ -279,7 +206,7 @@ describe('snapshot basics', () => {
   });
 
   test('snapshot sizes follow resizes', async (t) => {
-    const s = scratch(t);
+    const s = scratch(t, pool);
     const name = await s.createImage('snap-size', 8 * MiB);
     const image = await s.open(name);
     await image.createSnapshot('at8');
@@ -297,7 +224,7 @@ describe('snapshot basics', () => {
   });
 
   test('a snapshot keeps the content of its time through later writes, zeroing and discards', async (t) => {
-    const s = scratch(t);
+    const s = scratch(t, pool);
     const size = 12 * MiB;
     const name = await s.createImage('snap-data', size);
     const image = await s.open(name);
@@ -343,7 +270,7 @@ describe('clones and flatten', () => {
   }
 
   test('a clone reports its parent, reads the parent snapshot and blocks unprotect', async (t) => {
-    const s = scratch(t);
+    const s = scratch(t, pool);
     const size = 8 * MiB;
     const parent = await parentWithSnapshot(s, size);
     const childName = await s.clone(parent.name, 'base', 'child');
@@ -377,7 +304,7 @@ describe('clones and flatten', () => {
   });
 
   test('flatten copies the parent data in, detaches the clone and reports progress', { timeout: 120_000 }, async (t) => {
-    const s = scratch(t);
+    const s = scratch(t, pool);
     const size = 16 * MiB;
     const parent = await parentWithSnapshot(s, size);
     const childName = await s.clone(parent.name, 'base', 'flat');
@@ -410,7 +337,7 @@ describe('clones and flatten', () => {
   });
 
   test('flatten with an already-aborted signal is CancelledError and changes nothing', async (t) => {
-    const s = scratch(t);
+    const s = scratch(t, pool);
     const size = 8 * MiB;
     const parent = await parentWithSnapshot(s, size);
     const childName = await s.clone(parent.name, 'base', 'flat-abort');
@@ -435,7 +362,7 @@ describe('clones and flatten', () => {
 
   test('a flatten aborted mid-way is CancelledError and the clone keeps its parent and bytes',
     { timeout: 300_000 }, async (t) => {
-      const s = scratch(t);
+      const s = scratch(t, pool);
       const size = 256 * MiB;
       const name = await s.createImage('big-parent', size, { order: 22 });
       const parentImage = await s.open(name);
