@@ -1,0 +1,85 @@
+/** The benchmark's command line. */
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { EngineSettings } from './protocol.js';
+
+const MiB = 1 << 20;
+const DEFAULT_JSON = join(fileURLToPath(new URL('../../', import.meta.url)), 'bench', 'results', 'latest.json');
+
+export interface Config {
+  sizeMiB: number;
+  /** A second full transfer at this size, to show peak RSS does not scale with size. */
+  rssCheckMiB: number | undefined;
+  jsonPath: string;
+  engine: EngineSettings;
+  strict: boolean;
+  deadlineMin: number;
+  /** Runs of each repeatable pair (export, copy, full transfers); the medians are reported. */
+  repeat: number;
+  /** librados/librbd options for our side only (experiments). */
+  clientOptions: Record<string, string>;
+}
+
+export const USAGE = `usage: node dist/bench/run.js [options]
+  --size-mib N       volume size in MiB, a multiple of 4 (default 2048); give it twice
+                     (e.g. --size-mib 2048 --size-mib 512) to add the RSS check at the second size
+  --rss-check        add a full transfer at a quarter of the size, to show peak RSS does not scale
+  --json PATH        where to write the results (default bench/results/latest.json)
+  --concurrency N    engine window (ops in flight); default: the library's (64)
+  --memory-mib N     engine buffer bound; default: the library's (64 MiB)
+  --whole-object     diff at object granularity (fast-diff), for ours and rbd export-diff alike
+  --client-option K=V  a librados/librbd option for our connections only (repeatable), for
+                     experiments, e.g. --client-option rbd_disable_zero_copy_writes=false
+  --repeat N         runs of each repeatable pair, alternating which tool goes first;
+                     the median is reported (default 3; incrementals run once per tool)
+  --deadline-min N   give up (and clean up) after N minutes (default 45)
+  --strict           exit 2 when a bar of DESIGN section 7 fails
+`;
+
+export function parseArgs(argv: string[]): Config {
+  const sizes: number[] = [];
+  let rssCheck = false;
+  const config: Config = {
+    sizeMiB: 2048, rssCheckMiB: undefined, jsonPath: DEFAULT_JSON, engine: {}, strict: false, deadlineMin: 45, repeat: 3, clientOptions: {},
+  };
+  const int = (name: string, value: string | undefined, min: number): number => {
+    const n = Number(value);
+    if (!Number.isSafeInteger(n) || n < min) throw new UsageError(`${name} needs an integer ≥ ${min}, got ${value}`);
+    return n;
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    const [flag, inline] = arg.startsWith('--') && arg.includes('=') ? [arg.slice(0, arg.indexOf('=')), arg.slice(arg.indexOf('=') + 1)] : [arg, undefined];
+    const value = (): string | undefined => inline ?? argv[++i];
+    switch (flag) {
+      case '--size-mib': sizes.push(int(flag, value(), 64)); break;
+      case '--rss-check': rssCheck = true; break;
+      case '--json': config.jsonPath = resolve(value() ?? ''); break;
+      case '--concurrency': config.engine.concurrency = int(flag, value(), 1); break;
+      case '--memory-mib': config.engine.memoryBytes = int(flag, value(), 4) * MiB; break;
+      case '--whole-object': config.engine.wholeObject = true; break;
+      case '--deadline-min': config.deadlineMin = int(flag, value(), 1); break;
+      case '--repeat': config.repeat = int(flag, value(), 1); break;
+      case '--client-option': {
+        const option = value() ?? '';
+        const at = option.indexOf('=');
+        if (at <= 0) throw new UsageError(`--client-option needs KEY=VALUE, got ${option}`);
+        config.clientOptions[option.slice(0, at)] = option.slice(at + 1);
+        break;
+      }
+      case '--strict': config.strict = true; break;
+      case '-h': case '--help': process.stdout.write(USAGE); process.exit(0);
+      default: throw new UsageError(`unknown argument ${arg}`);
+    }
+  }
+  if (sizes.length > 2) throw new UsageError('--size-mib at most twice');
+  if (sizes[0] !== undefined) config.sizeMiB = sizes[0];
+  if (sizes[1] !== undefined) config.rssCheckMiB = sizes[1];
+  else if (rssCheck) config.rssCheckMiB = Math.max(64, Math.floor(config.sizeMiB / 16) * 4);
+  for (const size of [config.sizeMiB, config.rssCheckMiB]) {
+    if (size !== undefined && size % 4 !== 0) throw new UsageError(`sizes must be multiples of 4 MiB, got ${size}`);
+  }
+  return config;
+}
+
+export class UsageError extends Error {}

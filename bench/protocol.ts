@@ -1,0 +1,90 @@
+/**
+ * What bench/run.ts tells a bench/scenario.ts child to do, and the one JSON
+ * line the child prints back. Types only: importing this runs nothing.
+ */
+
+export interface ClusterRef {
+  conf: string;
+  keyring: string;
+}
+
+export interface ImageRef {
+  cluster: ClusterRef;
+  pool: string;
+  image: string;
+}
+
+export interface EngineSettings {
+  concurrency?: number;
+  memoryBytes?: number;
+  wholeObject?: boolean;
+}
+
+export interface ScenarioArgs {
+  /** transfer: transferDiff; copy: copyImage; export: exportDiff into a sink. */
+  op: 'transfer' | 'copy' | 'export';
+  source: ImageRef;
+  snapshot: string;
+  fromSnapshot?: string;
+  /** Existing image, open at its head (transfer, copy). */
+  target?: ImageRef;
+  /** export only: 'null' discards (timed); 'stdout' writes the stream out (for verification). */
+  sink?: 'null' | 'stdout';
+  engine: EngineSettings;
+  /** Processes (the clusters' OSDs and monitors) whose CPU time is sampled around the operation. */
+  samplePids: number[];
+  /** Extra librados/librbd options for our connections (rados_conf_set), for experiments. */
+  clientOptions?: Record<string, string>;
+  connectTimeoutMs: number;
+  opTimeoutMs: number;
+}
+
+export interface EventLoopDelay {
+  /** The histogram's timer period; every sample includes it, so an idle loop reads about this much. */
+  resolutionMs: number;
+  minMs: number;
+  meanMs: number;
+  p50Ms: number;
+  p99Ms: number;
+  maxMs: number;
+  samples: number;
+}
+
+export interface CpuDelta {
+  wallMs: number;
+  /** CPU time (user + system) per sampled pid during the interval. */
+  pids: Record<string, number>;
+  /** CPU time the whole machine spent busy (all cores). */
+  machineBusyMs: number;
+  /** Wall time × cores. */
+  machineCapacityMs: number;
+}
+
+export interface ScenarioResult {
+  op: ScenarioArgs['op'];
+  /** The library call alone (for export: until the sink has taken the last byte). */
+  elapsedMs: number;
+  /** From process start to just before the operation (module load, connect, open). */
+  setupMs: number;
+  /** The engine's own statistics, numbers only. */
+  stats: Record<string, number | string | null>;
+  /** export: bytes of the diff stream. */
+  streamBytes?: number;
+  progressCalls: number;
+  rss: {
+    /** Peak RSS just before the operation (after connect and open). */
+    beforeMiB: number;
+    /** Peak RSS of the whole process (process.resourceUsage().maxRSS). */
+    peakMiB: number;
+  };
+  eventLoop: EventLoopDelay;
+  /** This process's CPU time during the operation (all its threads, librados' included). */
+  cpu: { userMs: number; systemMs: number };
+  /**
+   * That CPU time by thread name (threads of one name summed; what threads
+   * that exited meanwhile used is one entry of its own).
+   */
+  threadsCpuMs: Record<string, number>;
+  /** CPU of the sampled processes and of the machine during the operation. */
+  sampled: CpuDelta;
+}

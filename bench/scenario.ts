@@ -1,0 +1,168 @@
+/**
+ * One of our operations, alone in a fresh process, so that its peak RSS
+ * and its event-loop delay belong to that operation only:
+ *
+ *   node dist/bench/scenario.js '<ScenarioArgs as JSON>'
+ *
+ * Connects, opens the images, then times just the library call with the
+ * event-loop delay histogram enabled, and prints one JSON line
+ * (ScenarioResult) on stdout — on stderr instead when the diff stream itself
+ * goes to stdout. Any failure exits non-zero with the error on stderr.
+ */
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { Cluster, copyImage, exportDiff, transferDiff, type Image, type Pool } from '../lib/index.js';
+import type { ClusterRef, EventLoopDelay, ImageRef, ScenarioArgs, ScenarioResult } from './protocol.js';
+import { cpuDelta, sampleCpu, threadCpuDelta, threadCpuMs } from './sample.js';
+
+const ELD_RESOLUTION_MS = 10;
+
+/** Opened resources, closed in reverse order. */
+class Handles {
+  readonly #clusters = new Map<string, Cluster>();
+  readonly #closers: Array<() => Promise<void>> = [];
+
+  constructor(readonly args: ScenarioArgs) {}
+
+  async #cluster(ref: ClusterRef): Promise<Cluster> {
+    const key = `${ref.conf}\0${ref.keyring}`;
+    let cluster = this.#clusters.get(key);
+    if (!cluster) {
+      cluster = await Cluster.connect({
+        conf: ref.conf, keyring: ref.keyring,
+        timeoutMs: this.args.connectTimeoutMs, opTimeoutMs: this.args.opTimeoutMs,
+        ...(this.args.clientOptions ? { options: this.args.clientOptions } : {}),
+      });
+      this.#clusters.set(key, cluster);
+      const opened = cluster;
+      this.#closers.push(() => opened.close());
+    }
+    return cluster;
+  }
+
+  async open(ref: ImageRef, readOnly: boolean): Promise<Image> {
+    const pool: Pool = await (await this.#cluster(ref.cluster)).pool(ref.pool);
+    this.#closers.push(() => pool.close());
+    const image = await pool.openImage(ref.image, { readOnly });
+    this.#closers.push(() => image.close());
+    return image;
+  }
+
+  async close(): Promise<void> {
+    while (this.#closers.length > 0) await this.#closers.pop()!();
+  }
+}
+
+function numbers(stats: object): Record<string, number | string | null> {
+  const out: Record<string, number | string | null> = {};
+  for (const [key, value] of Object.entries(stats)) {
+    if (typeof value === 'bigint') out[key] = Number(value);
+    else if (typeof value === 'number' || typeof value === 'string') out[key] = value;
+    else if (value === undefined || value === null) out[key] = null;
+  }
+  return out;
+}
+
+const ms = (ns: number): number => ns / 1e6;
+
+async function main(): Promise<void> {
+  const args = JSON.parse(process.argv[2] ?? '') as ScenarioArgs;
+  const handles = new Handles(args);
+  try {
+    const source = await handles.open(args.source, true);
+    const target = args.target ? await handles.open(args.target, false) : undefined;
+    let progressCalls = 0;
+    const engine = {
+      concurrency: args.engine.concurrency,
+      memoryBytes: args.engine.memoryBytes,
+      onProgress: () => { progressCalls += 1; },
+    };
+    let streamBytes: number | undefined;
+    let run: () => Promise<object>;
+    switch (args.op) {
+      case 'transfer':
+        run = () => transferDiff({
+          ...engine, source, target: target!, snapshot: args.snapshot, fromSnapshot: args.fromSnapshot,
+          wholeObject: args.engine.wholeObject,
+        });
+        break;
+      case 'copy':
+        run = () => copyImage({ ...engine, source, target: target!, snapshot: args.snapshot });
+        break;
+      case 'export':
+        run = async () => {
+          streamBytes = 0;
+          const stream = exportDiff(source, {
+            ...engine, snapshot: args.snapshot, fromSnapshot: args.fromSnapshot, wholeObject: args.engine.wholeObject,
+          });
+          const sink = args.sink === 'stdout' ? process.stdout : new Writable({
+            write(chunk: Buffer, _encoding, callback) {
+              streamBytes! += chunk.length;
+              callback();
+            },
+          });
+          if (args.sink === 'stdout') stream.on('data', (chunk: Buffer) => { streamBytes! += chunk.length; });
+          await pipeline(stream, sink);
+          return {};
+        };
+        break;
+      default:
+        throw new Error(`unknown op ${String(args.op)}`);
+    }
+
+    const rssBefore = process.resourceUsage().maxRSS / 1024;
+    const setupMs = performance.now();
+    const histogram = monitorEventLoopDelay({ resolution: ELD_RESOLUTION_MS });
+    const cpuBefore = process.cpuUsage();
+    const sampledBefore = sampleCpu(args.samplePids);
+    const threadsBefore = threadCpuMs();
+    histogram.enable();
+    const started = performance.now();
+    const stats = await run();
+    const elapsedMs = performance.now() - started;
+    histogram.disable();
+    const threadsCpu = threadCpuDelta(threadsBefore, threadCpuMs());
+    const sampled = cpuDelta(sampledBefore, sampleCpu(args.samplePids));
+    const cpu = process.cpuUsage(cpuBefore);
+    // Threads that exited before the second sample (the native transfer's
+    // own thread among them) are missing there; their share is the rest.
+    const ended = (cpu.user + cpu.system) / 1000 - Object.values(threadsCpu).reduce((sum, ms) => sum + ms, 0);
+    if (ended > 0) threadsCpu['threads that ended during the op'] = ended;
+
+    const eventLoop: EventLoopDelay = {
+      resolutionMs: ELD_RESOLUTION_MS,
+      minMs: ms(histogram.min),
+      meanMs: ms(histogram.mean),
+      p50Ms: ms(histogram.percentile(50)),
+      p99Ms: ms(histogram.percentile(99)),
+      maxMs: ms(histogram.max),
+      samples: histogram.count,
+    };
+    await handles.close();
+    const result: ScenarioResult = {
+      op: args.op,
+      elapsedMs,
+      setupMs,
+      stats: numbers(stats),
+      streamBytes,
+      progressCalls,
+      rss: { beforeMiB: rssBefore, peakMiB: process.resourceUsage().maxRSS / 1024 },
+      eventLoop,
+      cpu: { userMs: cpu.user / 1000, systemMs: cpu.system / 1000 },
+      threadsCpuMs: threadsCpu,
+      sampled,
+    };
+    const line = `${JSON.stringify(result)}\n`;
+    if (args.sink === 'stdout') process.stderr.write(line);
+    else process.stdout.write(line);
+  } finally {
+    await handles.close().catch(() => undefined);
+  }
+}
+
+main().catch((error: unknown) => {
+  const detail = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+  process.stderr.write(`scenario failed: ${detail}\n`);
+  process.exitCode = 1;
+});
