@@ -14,7 +14,8 @@
         "native/image.cc",
         "native/pool.cc",
         "native/snapshot.cc",
-        "native/transfer.cc"
+        "native/transfer.cc",
+        "native/zero_runs.cc"
       ],
       "dependencies": [
         "<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"

@@ -7,6 +7,7 @@
 #include "image.h"
 #include "pool.h"
 #include "transfer.h"
+#include "zero_runs.h"
 
 namespace rbdnative {
 
@@ -23,6 +24,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("connect", Napi::Function::New(env, ClusterWrap::Connect, "connect"));
   exports.Set("CancelToken", cancel);
   exports.Set("transfer", Napi::Function::New(env, StartTransfer, "transfer"));
+  exports.Set("zeroRuns", Napi::Function::New(env, ZeroRuns, "zeroRuns"));
   exports.Set("closeAll", Napi::Function::New(
                               env,
                               [](const Napi::CallbackInfo& info) {

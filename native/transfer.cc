@@ -8,6 +8,7 @@
 #include "args.h"
 #include "errors.h"
 #include "worker.h"
+#include "zero_runs.h"
 
 namespace rbdnative {
 
@@ -21,16 +22,6 @@ struct TransferJob::Op {
 };
 
 namespace {
-
-constexpr uint64_t kZeroBlock = 4096;
-
-bool IsZero(const char* p, size_t n) {
-  // The first bytes decide almost every non-zero block; memcmp against the
-  // block shifted by one then checks the rest at memory speed.
-  if (n == 0) return true;
-  if (p[0] != 0) return false;
-  return std::memcmp(p, p + 1, n - 1) == 0;
-}
 
 std::string Describe(const char* what, uint64_t offset, uint64_t length) {
   return std::string(what) + " of " + std::to_string(length) + " bytes at offset " +
@@ -236,31 +227,20 @@ void TransferJob::Handle(rbd_image_t target, Completion* done) {
 }
 
 void TransferJob::WriteRuns(rbd_image_t target, Op* op) {
-  // Data runs are written from the read buffer itself; zero runs (found at
-  // 4 KiB granularity) become write-zeroes, or nothing on a target that
-  // already reads as zeros.
-  auto block = [&](uint64_t pos) { return std::min(kZeroBlock, op->length - pos); };
+  // Data runs are written from the read buffer itself; zero runs become
+  // write-zeroes, or nothing on a target that already reads as zeros.
   uint64_t data_start = 0;
-  uint64_t pos = 0;
-  while (pos < op->length) {
-    if (!IsZero(op->buffer + pos, block(pos))) {
-      pos += block(pos);
-      continue;
-    }
-    uint64_t zero_start = pos;
-    while (pos < op->length && IsZero(op->buffer + pos, block(pos))) pos += block(pos);
-    bool whole_op = zero_start == 0 && pos == op->length;
-    if (pos - zero_start < plan_.min_zero_run && !whole_op) continue;
+  for (const auto& [zero_start, zero_end] : FindZeroRuns(op->buffer, op->length, plan_.min_zero_run)) {
     if (zero_start > data_start) {
       IssueWrite(target, op, op->offset + data_start, zero_start - data_start,
                  op->buffer + data_start);
     }
     if (plan_.target_is_zero) {
-      stats_.bytes_skipped += pos - zero_start;
+      stats_.bytes_skipped += zero_end - zero_start;
     } else {
-      IssueZero(target, op, op->offset + zero_start, pos - zero_start);
+      IssueZero(target, op, op->offset + zero_start, zero_end - zero_start);
     }
-    data_start = pos;
+    data_start = zero_end;
   }
   if (op->length > data_start) {
     IssueWrite(target, op, op->offset + data_start, op->length - data_start,

@@ -7,7 +7,8 @@
  * created.
  */
 import { randomUUID } from 'node:crypto';
-import { CephError, NotFoundError } from '../ceph/errors.js';
+import { AlreadyExistsError, NotFoundError } from '../ceph/errors.js';
+import { cancelledError } from '../ceph/cancel.js';
 import type { Image } from '../ceph/image.js';
 import type { Pool } from '../ceph/pool.js';
 import { checkName } from '../ceph/validate.js';
@@ -15,9 +16,11 @@ import { transferDiff, type TransferStats } from '../engine/transfer.js';
 import type { Progress } from '../engine/options.js';
 import { decideChain, snapshotsToTrim } from './chain.js';
 import { BASE_IMAGE_FEATURES, type ResolvedConfig } from './config.js';
-import { VolumeLock } from './lock.js';
+import { lockObjectName, VolumeLock } from './lock.js';
 import { logBackup } from './log.js';
-import { backupSnapshotName, baseImageName, checkId, metaObjectName, volumeImageName } from './naming.js';
+import {
+  backupSnapshotName, baseImageName, checkId, metaObjectName, parseBackupSnapshotName, volumeImageName,
+} from './naming.js';
 import { CEPH_BACKUP_SERVICE, isoTime, type BackupRecord } from './record.js';
 
 export interface BackupRequest {
@@ -96,9 +99,7 @@ export async function runBackup(config: ResolvedConfig, request: BackupRequest):
   const backupId = checkId('backup', request.backupId ?? randomUUID(), operation);
   if (request.parentId !== undefined) checkId('backup', request.parentId, operation);
   checkName('pool', request.pool, operation, `${String(request.pool)}/${volumeImageName(volumeId)}`);
-  if (request.signal?.aborted) {
-    throw new CephError({ code: 'ECANCELED', operation, resource: `volume ${volumeId}`, detail: 'cancelled before it started' });
-  }
+  if (request.signal?.aborted) throw cancelledError(operation, `volume ${volumeId}`, request.signal);
   const volumeName = volumeImageName(volumeId);
   const baseName = baseImageName(volumeId);
 
@@ -130,6 +131,16 @@ export async function runBackup(config: ResolvedConfig, request: BackupRequest):
     if (base) opened.push(base);
     const sourceSnapshots = (await volume.listSnapshots()).map((s) => s.name);
     const baseSnapshots = base ? (await base.listSnapshots()).map((s) => s.name) : undefined;
+    // A backup id names one backup: a second one under it would give the
+    // base image two restore points for it, and no restore could choose.
+    const reused = [...sourceSnapshots, ...(baseSnapshots ?? [])]
+      .find((name) => parseBackupSnapshotName(name)?.backupId === backupId);
+    if (reused !== undefined) {
+      throw new AlreadyExistsError({
+        code: 'EEXIST', operation, resource: `volume ${volumeId}`,
+        detail: `backup id ${backupId} is already used (snapshot ${reused})`,
+      });
+    }
     const decision = decideChain({ sourceSnapshots, baseSnapshots, parentId: request.parentId, full: request.full });
     const fromSnapshot = decision.mode === 'incremental' ? decision.fromSnapshot : undefined;
     const convertedToFull = decision.mode === 'converted' ? decision.reason : undefined;
@@ -213,6 +224,9 @@ export async function runBackup(config: ResolvedConfig, request: BackupRequest):
           }
           await backupPool.removeImage(baseName);
         });
+        // The volume has no backups after all: its lock object goes too
+        // (while still locked, so no other run is using it).
+        await undo('remove the lock object', () => backupPool.removeObject(lockObjectName(volumeId)));
       }
       throw error;
     }

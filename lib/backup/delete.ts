@@ -43,11 +43,20 @@ export async function runDelete(config: ResolvedConfig, backup: BackupRecord): P
   const baseName = recordBaseImage(backup) ?? (volumeId ? baseImageName(volumeId) : undefined);
   const pool = await config.backupCluster.pool(
     typeof backup.container === 'string' && backup.container ? backup.container : config.backupPool);
-  const lock = volumeId
-    ? await VolumeLock.acquire(pool, volumeId, operation, { waitMs: config.lockWaitMs, ttlMs: config.lockTtlMs })
-    : undefined;
   const result: DeleteResult = { removedSnapshots: [], removedImages: [], removedMetadata: false };
+  let lock: VolumeLock | undefined;
   try {
+    const legacyName = volumeId ? legacyImageName(volumeId, backupId) : undefined;
+    const notFound = (): NotFoundError => new NotFoundError({
+      code: 'ENOENT', operation, resource: `${pool.spec}/${baseName ?? `backup ${backupId}`}`,
+      detail: `no snapshot or image of backup ${backupId} was found${result.removedMetadata ? ' (its .meta object was removed)' : ''}`,
+    });
+    // Nothing to lock (and no lock object to create) for a volume without backups here.
+    const present = await pool.listImages();
+    if (!present.some((name) => name === baseName || name === legacyName)) throw notFound();
+    if (volumeId) {
+      lock = await VolumeLock.acquire(pool, volumeId, operation, { waitMs: config.lockWaitMs, ttlMs: config.lockTtlMs });
+    }
     const images = await pool.listImages();
     if (baseName && images.includes(baseName)) {
       const base = await pool.openImage(baseName);
@@ -71,7 +80,6 @@ export async function runDelete(config: ResolvedConfig, backup: BackupRecord): P
         if (volumeId) await pool.removeObject(lockObjectName(volumeId)).catch(() => undefined);
       }
     }
-    const legacyName = volumeId ? legacyImageName(volumeId, backupId) : undefined;
     if (legacyName && images.includes(legacyName)) {
       await removeImageRetrying(pool, legacyName);
       result.removedImages.push(legacyName);
@@ -82,12 +90,7 @@ export async function runDelete(config: ResolvedConfig, backup: BackupRecord): P
     } catch (error) {
       if (!(error instanceof CephError && error.code === 'ENOENT')) throw error;
     }
-    if (result.removedSnapshots.length === 0 && result.removedImages.length === 0) {
-      throw new NotFoundError({
-        code: 'ENOENT', operation, resource: `${pool.spec}/${baseName ?? `backup ${backupId}`}`,
-        detail: `no snapshot or image of backup ${backupId} was found${result.removedMetadata ? ' (its .meta object was removed)' : ''}`,
-      });
-    }
+    if (result.removedSnapshots.length === 0 && result.removedImages.length === 0) throw notFound();
     logBackup('deleted backup %s: %o', backupId, result);
     return result;
   } finally {

@@ -5,7 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Writable } from 'node:stream';
-import { CephError, invalidArgument, NotFoundError } from '../ceph/errors.js';
+import { InvalidArgumentError, invalidArgument, NotFoundError } from '../ceph/errors.js';
 import type { Image } from '../ceph/image.js';
 import type { Pool } from '../ceph/pool.js';
 import { checkName } from '../ceph/validate.js';
@@ -96,7 +96,7 @@ export async function runRestore(config: ResolvedConfig, request: RestoreRequest
       const snapshots = await base.listSnapshots();
       points = restorePoints(snapshots.map((s) => s.name), backupId);
       if (points.length > 1) {
-        throw new CephError({
+        throw new InvalidArgumentError({
           code: 'EINVAL', operation, resource: `${backupPool.spec}/${baseName}`,
           detail: `backup ${backupId} has ${points.length} restore points (${points.join(', ')}); expected one`,
         });
@@ -161,16 +161,22 @@ export async function runRestore(config: ResolvedConfig, request: RestoreRequest
         decision.path === 'diff' ? 'diff' : `full copy (condition ${decision.condition}: ${decision.reason})`);
       let bytesRead: number;
       if (decision.path === 'diff') {
-        const stats = await transferDiff({
-          source: source.image, snapshot: decision.restorePoint, target,
-          signal: request.signal, onProgress: request.onProgress,
-          concurrency: config.ioConcurrency, memoryBytes: config.memoryBytes,
-        });
-        bytesRead = stats.bytesRead;
-        // The transfer leaves the restore point's snapshot on the target and
-        // the target at the backup's size; the volume wants neither.
-        await target.removeSnapshot(decision.restorePoint);
-        if (targetSize !== source.size) await target.resize(targetSize);
+        const restoring = target;
+        try {
+          const stats = await transferDiff({
+            source: source.image, snapshot: decision.restorePoint, target: restoring,
+            signal: request.signal, onProgress: request.onProgress,
+            concurrency: config.ioConcurrency, memoryBytes: config.memoryBytes,
+          });
+          bytesRead = stats.bytesRead;
+          // The transfer leaves the restore point's snapshot on the target;
+          // the volume does not want it.
+          await restoring.removeSnapshot(decision.restorePoint);
+        } finally {
+          // The transfer sized the volume to the backup; give it back its
+          // own size, whether the restore worked or not.
+          if (targetSize !== source.size) await restoring.resize(targetSize);
+        }
       } else {
         const stats = await copyImage({
           source: source.image, ...(source.snapshot === undefined ? {} : { snapshot: source.snapshot }), target,

@@ -143,6 +143,8 @@ export interface NativeTransferStats {
 
 interface Addon {
   connect(options: NativeConnectOptions): Promise<NativeCluster>;
+  /** [start, end) pairs of the zero runs of at least minRun bytes (4 KiB granularity). */
+  zeroRuns(data: Buffer, minRun: number): Float64Array;
   /** Synchronously closes every open handle (for process exit). */
   closeAll(): void;
   transfer(source: NativeImage, target: NativeImage, plan: NativeTransferPlan,

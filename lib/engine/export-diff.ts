@@ -6,6 +6,7 @@
  */
 import { Readable } from 'node:stream';
 import { NotFoundError } from '../ceph/errors.js';
+import { addon } from '../ceph/native.js';
 import { checkName } from '../ceph/validate.js';
 import type { Image } from '../ceph/image.js';
 import {
@@ -26,32 +27,19 @@ export interface ExportDiffOptions extends EngineOptions {
 
 /** Zero runs at least this long inside read data become 'z' records. */
 const MIN_ZERO_RUN = 64 << 10;
-const ZERO_BLOCK = 4096;
-const ZEROES = Buffer.alloc(ZERO_BLOCK);
 
-/** Splits data into 'w' and 'z' records at 4 KiB granularity. */
+/** Splits data into 'w' and 'z' records (zero runs found natively, at memory speed). */
 function* dataRecords(offset: bigint, data: Buffer): Generator<Buffer> {
+  const runs = addon.zeroRuns(data, MIN_ZERO_RUN);
   let dataStart = 0;
-  let pos = 0;
-  const isZero = (at: number): boolean => {
-    const end = Math.min(at + ZERO_BLOCK, data.length);
-    return data.subarray(at, end).equals(ZEROES.subarray(0, end - at));
-  };
-  while (pos < data.length) {
-    if (!isZero(pos)) {
-      pos += ZERO_BLOCK;
-      continue;
-    }
-    const zeroStart = pos;
-    while (pos < data.length && isZero(pos)) pos += ZERO_BLOCK;
-    pos = Math.min(pos, data.length);
-    if (pos - zeroStart < MIN_ZERO_RUN && !(zeroStart === 0 && pos === data.length)) continue;
+  for (let i = 0; i < runs.length; i += 2) {
+    const [zeroStart, zeroEnd] = [runs[i], runs[i + 1]];
     if (zeroStart > dataStart) {
       yield encodeExtentHead(RECORD_WRITE, offset + BigInt(dataStart), BigInt(zeroStart - dataStart));
       yield data.subarray(dataStart, zeroStart);
     }
-    yield encodeExtentHead(RECORD_ZERO, offset + BigInt(zeroStart), BigInt(pos - zeroStart));
-    dataStart = pos;
+    yield encodeExtentHead(RECORD_ZERO, offset + BigInt(zeroStart), BigInt(zeroEnd - zeroStart));
+    dataStart = zeroEnd;
   }
   if (data.length > dataStart) {
     yield encodeExtentHead(RECORD_WRITE, offset + BigInt(dataStart), BigInt(data.length - dataStart));

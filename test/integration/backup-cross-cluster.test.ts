@@ -1,0 +1,230 @@
+/**
+ * Backups to another cluster: BackupEngine with source cluster a and
+ * backupCluster b (pool backups on b). Full and incremental backups land
+ * on b only; restores come back onto a by the diff path (new volume) and by
+ * the full copy (used volume); listing and delete work on b. Every data
+ * check compares sha256 of `rbd export` on both clusters.
+ */
+import { after, before, describe, test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes, randomInt } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  BackupEngine, BusyError, NotFoundError, baseImageName,
+  type BackupResult, type Cluster, type FeatureName, type Image, type Pool,
+} from '../../lib/index.js';
+import { lockObjectName } from '../../lib/backup/lock.js';
+import { connect, rbdExportSha256, uniqueName } from '../support/clusters.js';
+
+const MiB = 1024 * 1024;
+const POOL = 'rbd';
+const BACKUP_POOL = 'backups';
+const VOLUME_FEATURES: FeatureName[] = ['layering', 'exclusive-lock', 'object-map', 'fast-diff'];
+
+let clusterA: Cluster;
+let clusterB: Cluster;
+let volumes: Pool;
+let backupsA: Pool;
+let backupsB: Pool;
+let engine: BackupEngine;
+
+before(async () => {
+  [clusterA, clusterB] = await Promise.all([connect('a'), connect('b')]);
+  volumes = await clusterA.pool(POOL);
+  backupsA = await clusterA.pool(BACKUP_POOL);
+  backupsB = await clusterB.pool(BACKUP_POOL);
+  engine = new BackupEngine({ source: clusterA, backupCluster: clusterB });
+});
+
+after(async () => {
+  await backupsB?.close();
+  await backupsA?.close();
+  await volumes?.close();
+  await clusterB?.close();
+  await clusterA?.close();
+});
+
+// ---- helpers -------------------------------------------------------------
+
+async function removeImageFully(pool: Pool, name: string): Promise<void> {
+  let image: Image;
+  try {
+    image = await pool.openImage(name);
+  } catch (error) {
+    if (error instanceof NotFoundError) return;
+    throw error;
+  }
+  try {
+    for (const snap of await image.listSnapshots()) {
+      if (snap.protected) await image.unprotectSnapshot(snap.name);
+      await image.removeSnapshot(snap.name);
+    }
+  } finally {
+    await image.close();
+  }
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await pool.removeImage(name);
+      return;
+    } catch (error) {
+      if (!(error instanceof BusyError) || attempt > 10) throw error;
+      await sleep(200 * attempt);
+    }
+  }
+}
+
+/** A new volume on a; it and its backups on both clusters go when the test ends. */
+async function newVolume(t: TestContext, size: number): Promise<string> {
+  const id = uniqueName('v');
+  t.after(async () => {
+    await removeImageFully(volumes, `volume-${id}`);
+    for (const pool of [backupsA, backupsB]) {
+      for (const name of await pool.listImages()) {
+        if (name.startsWith(`volume-${id}.backup.`)) await removeImageFully(pool, name);
+      }
+      await pool.removeObject(lockObjectName(id)).catch((error: unknown) => {
+        if (!(error instanceof NotFoundError)) throw error;
+      });
+    }
+  });
+  await volumes.createImage(`volume-${id}`, size, { features: VOLUME_FEATURES });
+  return id;
+}
+
+function targetId(t: TestContext): string {
+  const id = uniqueName('t');
+  t.after(() => removeImageFully(volumes, `volume-${id}`));
+  return id;
+}
+
+async function withVolume<T>(volumeId: string, use: (image: Image) => Promise<T>): Promise<T> {
+  const image = await volumes.openImage(`volume-${volumeId}`);
+  try {
+    return await use(image);
+  } finally {
+    await image.close();
+  }
+}
+
+async function writeRandom(volumeId: string, count: number, size: number): Promise<void> {
+  await withVolume(volumeId, async (image) => {
+    for (let i = 0; i < count; i++) {
+      const length = randomInt(1, 3 * MiB);
+      await image.write(randomBytes(length), randomInt(0, size - length));
+    }
+  });
+}
+
+async function snapshotsOf(pool: Pool, name: string): Promise<string[] | undefined> {
+  if (!(await pool.imageExists(name))) return undefined;
+  const image = await pool.openImage(name, { readOnly: true });
+  try {
+    return (await image.listSnapshots()).map((s) => s.name);
+  } finally {
+    await image.close();
+  }
+}
+
+const snapshotSha = (volumeId: string, snapshot: string): Promise<string> =>
+  rbdExportSha256('a', `${POOL}/volume-${volumeId}@${snapshot}`);
+
+// ---- tests ---------------------------------------------------------------
+
+describe('backups on another cluster', () => {
+  test('full and incremental backups land on b, with b\'s snapshots holding the source\'s bytes',
+    { timeout: 180_000 }, async (t) => {
+      const size = 32 * MiB;
+      const id = await newVolume(t, size);
+      await writeRandom(id, 5, size);
+      const results: BackupResult[] = [await engine.backup({ pool: POOL, volumeId: id })];
+      for (let i = 0; i < 2; i++) {
+        await writeRandom(id, 4, size);
+        if (i === 1) await withVolume(id, (image) => image.discard(8 * MiB, 8 * MiB));
+        results.push(await engine.backup({ pool: POOL, volumeId: id }));
+      }
+      assert.deepEqual(results.map((r) => r.mode), ['full', 'incremental', 'incremental']);
+      assert.equal(results[1].fromSnapshot, results[0].snapshot);
+      assert.equal(results[2].fromSnapshot, results[1].snapshot);
+      assert.equal(results[2].record.parent_id, results[1].record.id);
+      assert.equal(results[0].record.container, BACKUP_POOL);
+
+      assert.deepEqual(await snapshotsOf(backupsB, baseImageName(id)), results.map((r) => r.snapshot));
+      assert.equal(await snapshotsOf(backupsA, baseImageName(id)), undefined, 'nothing on the source cluster');
+      assert.equal(await backupsB.objectExists(lockObjectName(id)), true, 'the lock lives beside the backups');
+      assert.equal(await backupsA.objectExists(lockObjectName(id)), false);
+      for (const result of results) {
+        assert.equal(await rbdExportSha256('b', `${BACKUP_POOL}/${baseImageName(id)}@${result.snapshot}`),
+          await snapshotSha(id, result.snapshot), `b's ${result.snapshot}`);
+      }
+      assert.deepEqual((await engine.listBackups(id)).map((l) => l.record.id), results.map((r) => r.record.id));
+    });
+
+  test('restores back onto a: diff into a new volume, full copy into a used one', { timeout: 180_000 }, async (t) => {
+    const size = 32 * MiB;
+    const id = await newVolume(t, size);
+    await writeRandom(id, 5, size);
+    const full = await engine.backup({ pool: POOL, volumeId: id });
+    await writeRandom(id, 5, size);
+    const incremental = await engine.backup({ pool: POOL, volumeId: id });
+
+    for (const result of [full, incremental]) {
+      const fresh = targetId(t);
+      const viaDiff = await engine.restore({ backup: result.record, targetPool: POOL, targetVolumeId: fresh });
+      assert.equal(viaDiff.path, 'diff');
+      assert.equal(viaDiff.failedCondition, undefined);
+      assert.equal(viaDiff.source, `${BACKUP_POOL}/${baseImageName(id)}@${result.snapshot}`);
+      assert.equal(await rbdExportSha256('a', `${POOL}/volume-${fresh}`), await snapshotSha(id, result.snapshot));
+      assert.equal(await volumes.imageExists(`volume-${fresh}`), true, 'the target is on a');
+
+      const used = targetId(t);
+      await volumes.createImage(`volume-${used}`, size, { features: VOLUME_FEATURES });
+      await withVolume(used, async (image) => {
+        for (let offset = 0; offset < size; offset += 4 * MiB) await image.write(randomBytes(4 * MiB), offset);
+      });
+      const viaCopy = await engine.restore({ backup: result.record, targetPool: POOL, targetVolumeId: used });
+      assert.equal(viaCopy.path, 'full');
+      assert.equal(viaCopy.failedCondition?.number, 5);
+      assert.equal(await rbdExportSha256('a', `${POOL}/volume-${used}`), await snapshotSha(id, result.snapshot));
+    }
+
+    // Onto the source volume itself (condition 4), after changing it.
+    await writeRandom(id, 5, size);
+    const ontoSource = await engine.restore({ backup: full.record, targetPool: POOL, targetVolumeId: id });
+    assert.equal(ontoSource.failedCondition?.number, 4);
+    assert.equal(await rbdExportSha256('a', `${POOL}/volume-${id}`), await snapshotSha(id, full.snapshot));
+  });
+
+  test('delete works on b and removes the base with the last backup', { timeout: 120_000 }, async (t) => {
+    const id = await newVolume(t, 16 * MiB);
+    await writeRandom(id, 3, 16 * MiB);
+    const first = await engine.backup({ pool: POOL, volumeId: id });
+    await writeRandom(id, 3, 16 * MiB);
+    const second = await engine.backup({ pool: POOL, volumeId: id });
+    assert.deepEqual((await engine.delete(first.record)).removedSnapshots, [first.snapshot]);
+    assert.deepEqual(await snapshotsOf(backupsB, baseImageName(id)), [second.snapshot]);
+    const target = targetId(t);
+    await engine.restore({ backup: second.record, targetPool: POOL, targetVolumeId: target });
+    assert.equal(await rbdExportSha256('a', `${POOL}/volume-${target}`), await snapshotSha(id, second.snapshot));
+    assert.deepEqual((await engine.delete(second.record)).removedImages, [baseImageName(id)]);
+    assert.equal(await snapshotsOf(backupsB, baseImageName(id)), undefined);
+  });
+
+  test('backupMany across clusters: one outcome per request, in order', { timeout: 120_000 }, async (t) => {
+    const one = await newVolume(t, 16 * MiB);
+    const two = await newVolume(t, 16 * MiB);
+    await writeRandom(one, 3, 16 * MiB);
+    await writeRandom(two, 3, 16 * MiB);
+    const missing = uniqueName('missing');
+    const outcomes = await engine.backupMany([
+      { pool: POOL, volumeId: one }, { pool: POOL, volumeId: two }, { pool: POOL, volumeId: missing },
+    ]);
+    assert.deepEqual(outcomes.map((o) => [o.volumeId, o.ok]), [[one, true], [two, true], [missing, false]]);
+    const failed = outcomes[2];
+    assert.ok(!failed.ok && failed.error instanceof NotFoundError, String(!failed.ok && failed.error));
+    for (const [outcome, id] of [[outcomes[0], one], [outcomes[1], two]] as const) {
+      assert.ok(outcome.ok);
+      assert.equal(await rbdExportSha256('b', `${BACKUP_POOL}/${baseImageName(id)}@${outcome.result.snapshot}`),
+        await snapshotSha(id, outcome.result.snapshot));
+    }
+  });
+});
