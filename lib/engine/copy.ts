@@ -7,6 +7,7 @@
  * that holds data, so a used target ends up byte-identical too.
  */
 import type { NativeTransferPlan } from '../ceph/native.js';
+import { cancelledError } from '../ceph/cancel.js';
 import { invalidArgument } from '../ceph/errors.js';
 import { checkName, toU64 } from '../ceph/validate.js';
 import type { Image } from '../ceph/image.js';
@@ -48,9 +49,10 @@ export async function copyImage(options: CopyImageOptions): Promise<CopyStats> {
   if (target.snapshot !== undefined) {
     throw invalidArgument('copyImage', resource, 'the target must be open at its head, not at a snapshot');
   }
+  if (options.signal?.aborted) throw cancelledError('copyImage', resource, options.signal);
   const snap = await source.pool.openImage(source.name, { ...(snapshot === undefined ? {} : { snapshot }), readOnly: true });
   try {
-    const { size, objectSize } = await snap.stat();
+    const { size, objectSize, features } = await snap.stat();
     const { size: targetSize } = await target.stat();
     if (targetSize < size) {
       throw invalidArgument('copyImage', resource,
@@ -63,7 +65,9 @@ export async function copyImage(options: CopyImageOptions): Promise<CopyStats> {
       ioSize: ioSizeFor(objectSize),
       window: limits.concurrency,
       memory: BigInt(limits.memoryBytes),
-      wholeObject: false,
+      // Whole objects from the object map: no per-object listing, and zero
+      // runs inside objects are still found in the data.
+      wholeObject: features.includes('fast-diff'),
       targetIsZero: skipZeroes,
       zeroGaps: !skipZeroes,
     };

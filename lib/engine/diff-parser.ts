@@ -13,7 +13,7 @@ export type DiffRecord =
   | { kind: 'from'; name: string; at: number }
   | { kind: 'to'; name: string; at: number }
   | { kind: 'size'; size: bigint; at: number }
-  /** One piece of a 'w' record's data. */
+  /** One piece of a 'w' record's data; at is the record's offset. */
   | { kind: 'data'; offset: bigint; data: Buffer; at: number }
   | { kind: 'zero'; offset: bigint; length: bigint; at: number }
   | { kind: 'end'; at: number };
@@ -173,7 +173,8 @@ export class DiffStreamParser {
     const want = write.remaining < BigInt(this.#maxPiece) ? Number(write.remaining) : this.#maxPiece;
     // Wait for a whole piece, unless the input holds all there is of it.
     if (this.#pendingBytes < want) return undefined;
-    const at = this.#position;
+    // Errors about the extent name the record, not the piece.
+    const at = write.at;
     // A copy: the piece outlives the input chunks it was cut from, which
     // may be reused by the stream that produced them.
     const data = Buffer.from(this.#take(want));

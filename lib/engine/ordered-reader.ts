@@ -42,8 +42,10 @@ export async function* readInOrder(image: Image, options: OrderedReadOptions): A
     return { offset: piece.offset, length: piece.length, data: await piece.read };
   };
   try {
+    if (signal?.aborted) throw cancelledError(options.operation, options.resource, signal);
     for await (const batch of image.diff({ fromSnapshot: options.fromSnapshot, wholeObject: options.wholeObject ?? false })) {
       for (const extent of batch) {
+        if (signal?.aborted) throw cancelledError(options.operation, options.resource, signal);
         const extentEnd = extent.offset + extent.length;
         if (!extent.exists) {
           queue.push({ offset: extent.offset, length: extent.length });

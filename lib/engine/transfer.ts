@@ -7,7 +7,7 @@
 import { addon, type NativeTransferPlan, type NativeTransferStats } from '../ceph/native.js';
 import { AlreadyExistsError, invalidArgument, nativeCall, NotFoundError } from '../ceph/errors.js';
 import { checkName } from '../ceph/validate.js';
-import { withCancel } from '../ceph/cancel.js';
+import { cancelledError, withCancel } from '../ceph/cancel.js';
 import type { Image } from '../ceph/image.js';
 import { logEngine } from './log.js';
 import { checkEngineOptions, ioSizeFor, type EngineOptions } from './options.js';
@@ -21,7 +21,12 @@ export interface TransferDiffOptions extends EngineOptions {
   fromSnapshot?: string;
   /** The target image, open at its head and writable. */
   target: Image;
-  /** Object-granular extents (fast-diff): fewer, larger reads. Default false. */
+  /**
+   * Object-granular extents: fewer, larger reads, answered from the object
+   * map. Default: on for a full transfer from an image with fast-diff (zero
+   * runs inside objects are still found and skipped), off for incrementals,
+   * where exact extents keep the cost proportional to the change.
+   */
   wholeObject?: boolean;
 }
 
@@ -42,6 +47,7 @@ export async function transferDiff(options: TransferDiffOptions): Promise<Transf
   if (target.snapshot !== undefined) {
     throw invalidArgument('transferDiff', resource, 'the target must be open at its head, not at a snapshot');
   }
+  if (options.signal?.aborted) throw cancelledError('transferDiff', resource, options.signal);
   // import-diff's rules, checked before anything is written.
   if (fromSnapshot !== undefined) {
     for (const [image, side] of [[source, 'source'], [target, 'target']] as const) {
@@ -61,7 +67,7 @@ export async function transferDiff(options: TransferDiffOptions): Promise<Transf
   }
   const snap = await source.pool.openImage(source.name, { snapshot, readOnly: true });
   try {
-    const { size, objectSize } = await snap.stat();
+    const { size, objectSize, features } = await snap.stat();
     // A full transfer into an image that holds nothing can skip holes and
     // zeros; into one that holds data it must overwrite the holes as well.
     const targetIsZero = fromSnapshot === undefined && !(await target.hasExtents());
@@ -74,7 +80,7 @@ export async function transferDiff(options: TransferDiffOptions): Promise<Transf
       ioSize: ioSizeFor(objectSize),
       window: limits.concurrency,
       memory: BigInt(limits.memoryBytes),
-      wholeObject: options.wholeObject ?? false,
+      wholeObject: options.wholeObject ?? (fromSnapshot === undefined && features.includes('fast-diff')),
       targetIsZero,
       zeroGaps: fromSnapshot === undefined && !targetIsZero,
     };
