@@ -13,7 +13,7 @@ import {
   DIFF_HEADER, END_RECORD, encodeExtentHead, encodeName, encodeSize, RECORD_FROM, RECORD_TO, RECORD_WRITE,
   RECORD_ZERO,
 } from './diff-format.js';
-import { checkEngineOptions, ioSizeFor, type EngineOptions } from './options.js';
+import { checkEngineOptions, DEFAULT_STREAM_MEMORY_BYTES, ioSizeFor, type EngineOptions } from './options.js';
 import { readInOrder } from './ordered-reader.js';
 
 export interface ExportDiffOptions extends EngineOptions {
@@ -56,7 +56,7 @@ async function* generateDiff(image: Image, options: ExportDiffOptions): AsyncGen
   const resource = `${image.pool.spec}/${image.name}@${String(snapshot)}`;
   checkName('snapshot', snapshot, 'exportDiff', resource);
   if (fromSnapshot !== undefined) checkName('snapshot', fromSnapshot, 'exportDiff', resource);
-  const limits = checkEngineOptions(options, 'exportDiff', resource);
+  const limits = checkEngineOptions(options, 'exportDiff', resource, DEFAULT_STREAM_MEMORY_BYTES);
   if (fromSnapshot !== undefined && !(await image.snapshotExists(fromSnapshot))) {
     throw new NotFoundError({
       code: 'ENOENT', operation: 'exportDiff', resource, detail: `from-snapshot ${fromSnapshot} does not exist`,

@@ -12,7 +12,7 @@ import { cancelledError } from '../ceph/cancel.js';
 import type { Image } from '../ceph/image.js';
 import { DiffStreamError } from './diff-format.js';
 import { DiffStreamParser, type DiffRecord } from './diff-parser.js';
-import { checkEngineOptions, type EngineOptions } from './options.js';
+import { checkEngineOptions, DEFAULT_STREAM_MEMORY_BYTES, type EngineOptions } from './options.js';
 import { Window } from './window.js';
 import { logEngine } from './log.js';
 
@@ -31,7 +31,7 @@ export async function importDiff(stream: Readable | AsyncIterable<Buffer>, targe
   options: EngineOptions = {}): Promise<ImportDiffStats> {
   const operation = 'importDiff';
   const resource = target.spec;
-  const { concurrency, memoryBytes } = checkEngineOptions(options, operation, resource);
+  const { concurrency, memoryBytes } = checkEngineOptions(options, operation, resource, DEFAULT_STREAM_MEMORY_BYTES);
   if (target.snapshot !== undefined) {
     throw invalidArgument(operation, resource, 'the target must be open at its head, not at a snapshot');
   }

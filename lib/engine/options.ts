@@ -16,7 +16,10 @@ export interface EngineOptions {
   concurrency?: number;
   /**
    * Most bytes of data buffers in flight; this bounds memory whatever the
-   * volume size. Default 64 MiB (16 reads of 4 MiB).
+   * volume size. Default 64 MiB (16 reads of 4 MiB) for the native paths
+   * (transferDiff, copyImage) and 16 MiB for the paths whose data passes
+   * through JavaScript (exportDiff, importDiff, exportRaw), whose buffers
+   * live until garbage collection: expect about three times this there.
    */
   memoryBytes?: number;
   /** Aborting stops the operation promptly; it fails with a CancelledError. */
@@ -27,6 +30,7 @@ export interface EngineOptions {
 
 export const DEFAULT_CONCURRENCY = 64;
 export const DEFAULT_MEMORY_BYTES = 64 << 20;
+export const DEFAULT_STREAM_MEMORY_BYTES = 16 << 20;
 /** Largest single read or write: big enough to stream, small enough to bound memory. */
 export const MAX_IO_SIZE = 4n << 20n;
 
@@ -35,10 +39,11 @@ export interface EngineLimits {
   memoryBytes: number;
 }
 
-export function checkEngineOptions(options: EngineOptions, operation: string, resource: string): EngineLimits {
+export function checkEngineOptions(options: EngineOptions, operation: string, resource: string,
+  defaultMemoryBytes = DEFAULT_MEMORY_BYTES): EngineLimits {
   const concurrency = toIntInRange('concurrency', options.concurrency ?? DEFAULT_CONCURRENCY, 1, 1024,
     operation, resource);
-  const memoryBytes = toIntInRange('memoryBytes', options.memoryBytes ?? DEFAULT_MEMORY_BYTES,
+  const memoryBytes = toIntInRange('memoryBytes', options.memoryBytes ?? defaultMemoryBytes,
     Number(MAX_IO_SIZE), 2 ** 40, operation, resource);
   if (options.onProgress !== undefined && typeof options.onProgress !== 'function') {
     throw invalidArgument(operation, resource, 'onProgress must be a function');

@@ -10,7 +10,7 @@ import type { Writable } from 'node:stream';
 import { invalidArgument } from '../ceph/errors.js';
 import { checkName } from '../ceph/validate.js';
 import type { Image } from '../ceph/image.js';
-import { checkEngineOptions, ioSizeFor, MAX_IO_SIZE, type EngineOptions } from './options.js';
+import { checkEngineOptions, DEFAULT_STREAM_MEMORY_BYTES, ioSizeFor, MAX_IO_SIZE, type EngineOptions } from './options.js';
 import { readInOrder } from './ordered-reader.js';
 
 export interface ExportRawOptions extends EngineOptions {
@@ -45,7 +45,7 @@ export async function exportRaw(image: Image, options: ExportRawOptions): Promis
   const { snapshot, to } = options;
   const resource = `${image.pool.spec}/${image.name}${snapshot === undefined ? '' : `@${String(snapshot)}`}`;
   if (snapshot !== undefined) checkName('snapshot', snapshot, 'exportRaw', resource);
-  const limits = checkEngineOptions(options, 'exportRaw', resource);
+  const limits = checkEngineOptions(options, 'exportRaw', resource, DEFAULT_STREAM_MEMORY_BYTES);
   if (typeof to !== 'string' && (typeof to !== 'object' || to === null || typeof to.write !== 'function')) {
     throw invalidArgument('exportRaw', resource, 'to must be a file path or a Writable');
   }

@@ -1,0 +1,709 @@
+/**
+ * transferDiff (lib/engine/transfer.ts + native/transfer.cc) against real
+ * clusters: whole-history and incremental transfers in chains, with random
+ * writes, discards and write-zeroes between snapshots, resizes both ways,
+ * different object sizes, another pool and another cluster, a target that
+ * already holds data, cancellation and the refusals that must come before
+ * any write. Every data check compares `rbd export` checksums of the
+ * source snapshot and the target snapshot.
+ *
+ * Offsets come from a seeded PRNG; the seed is logged (t.diagnostic) and
+ * TRANSFER_TEST_SEED=<n> replays a run.
+ */
+import { after, before, describe, test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import {
+  AlreadyExistsError, CancelledError, CephError, InvalidArgumentError, NotFoundError, transferDiff,
+  type Cluster, type CreateImageOptions, type Image, type Pool, type Progress, type TransferDiffOptions,
+  type TransferStats,
+} from '../../lib/index.js';
+import { connect, rbdExportSha256, uniqueName, type Which } from '../support/clusters.js';
+import { removeImageFully } from '../support/scratch.js';
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+
+// ---- clusters and pools -----------------------------------------------------
+
+const clusters = new Map<Which, Cluster>();
+const pools = new Map<string, Pool>();
+
+async function pool(which: Which, name: string): Promise<Pool> {
+  const key = `${which}/${name}`;
+  let found = pools.get(key);
+  if (!found) {
+    let cluster = clusters.get(which);
+    if (!cluster) {
+      cluster = await connect(which);
+      clusters.set(which, cluster);
+    }
+    found = await cluster.pool(name);
+    pools.set(key, found);
+  }
+  return found;
+}
+
+before(async () => {
+  await pool('a', 'rbd');
+  await pool('a', 'backups');
+});
+
+after(async () => {
+  for (const p of pools.values()) await p.close();
+  for (const c of clusters.values()) await c.close();
+});
+
+// ---- scratch images, removed whatever happens ---------------------------------
+
+interface Made {
+  which: Which;
+  pool: Pool;
+  name: string;
+  /** 'pool/name', for rbd. */
+  spec: string;
+}
+
+class Scratch {
+  readonly #undo: Array<() => Promise<void>> = [];
+
+  defer(undo: () => Promise<void>): void {
+    this.#undo.push(undo);
+  }
+
+  async create(which: Which, poolName: string, prefix: string, size: number,
+    options: CreateImageOptions = {}): Promise<Made> {
+    const p = await pool(which, poolName);
+    const name = uniqueName(prefix);
+    await p.createImage(name, size, options);
+    this.defer(() => removeImageFully(p, name));
+    return { which, pool: p, name, spec: `${poolName}/${name}` };
+  }
+
+  async open(made: Made, snapshot?: string): Promise<Image> {
+    const image = await made.pool.openImage(made.name, snapshot === undefined ? {} : { snapshot, readOnly: true });
+    this.defer(() => image.close());
+    return image;
+  }
+
+  async dispose(): Promise<void> {
+    const errors: unknown[] = [];
+    for (const undo of this.#undo.reverse()) {
+      try {
+        await undo();
+      } catch (error) {
+        errors.push(error);
+      }
+    }
+    if (errors.length > 0) throw new AggregateError(errors, 'clean-up failed');
+  }
+}
+
+function scratch(t: TestContext): Scratch {
+  const s = new Scratch();
+  t.after(() => s.dispose());
+  return s;
+}
+
+// ---- seeded randomness for offsets --------------------------------------------
+
+function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function seeded(t: TestContext): () => number {
+  const seed = process.env.TRANSFER_TEST_SEED !== undefined
+    ? Number(process.env.TRANSFER_TEST_SEED)
+    : (Date.now() ^ (Math.random() * 0x7fffffff)) & 0x7fffffff;
+  t.diagnostic(`seed ${seed} (TRANSFER_TEST_SEED=${seed} replays the offsets)`);
+  return prng(seed);
+}
+
+function int(rng: () => number, below: number): number {
+  return Math.floor(rng() * below);
+}
+
+/** An offset, 4 KiB-aligned half of the time and anywhere otherwise. */
+function offsetIn(rng: () => number, size: number): number {
+  const at = int(rng, size);
+  return rng() < 0.5 ? at - (at % (4 * KiB)) : at;
+}
+
+interface Change {
+  kind: 'write' | 'discard' | 'writeZeroes';
+  offset: number;
+  length: number;
+}
+
+/** count random writes, discards and write-zeroes; returns what was done, for the log. */
+async function mutate(image: Image, rng: () => number, size: number, count: number,
+  maxLength = 2 * MiB): Promise<Change[]> {
+  const changes: Change[] = [];
+  for (let i = 0; i < count; i++) {
+    const r = rng();
+    const kind: Change['kind'] = r < 0.6 ? 'write' : r < 0.8 ? 'discard' : 'writeZeroes';
+    const offset = offsetIn(rng, size);
+    const length = Math.min(size - offset, 1 + int(rng, maxLength));
+    if (length <= 0) continue;
+    if (kind === 'write') await image.write(randomBytes(length), offset);
+    else if (kind === 'discard') await image.discard(offset, length);
+    else await image.writeZeroes(offset, length);
+    changes.push({ kind, offset, length });
+  }
+  return changes;
+}
+
+/** Fills [offset, offset + length) with random data in 4 MiB writes. */
+async function fill(image: Image, offset: number, length: number): Promise<void> {
+  for (let at = offset; at < offset + length; at += 4 * MiB) {
+    await image.write(randomBytes(Math.min(4 * MiB, offset + length - at)), at);
+  }
+}
+
+// ---- checks -------------------------------------------------------------------
+
+async function exportSha(made: Made, snapshot?: string): Promise<string> {
+  return rbdExportSha256(made.which, snapshot === undefined ? made.spec : `${made.spec}@${snapshot}`);
+}
+
+async function assertSameSnapshot(source: Made, target: Made, snapshot: string, context = ''): Promise<void> {
+  const [expected, actual] = await Promise.all([exportSha(source, snapshot), exportSha(target, snapshot)]);
+  assert.equal(actual, expected, `${target.spec}@${snapshot} differs from ${source.spec}@${snapshot} ${context}`);
+}
+
+/** What must stay as it was when an operation is refused before writing. */
+interface TargetState {
+  sha: string;
+  size: bigint;
+  snapshots: string[];
+}
+
+async function targetState(made: Made, image: Image): Promise<TargetState> {
+  return {
+    sha: await exportSha(made),
+    size: (await image.stat()).size,
+    snapshots: (await image.listSnapshots()).map((s) => s.name),
+  };
+}
+
+function progressLog(): { reports: Progress[]; onProgress: (p: Progress) => void } {
+  const reports: Progress[] = [];
+  return { reports, onProgress: (p) => reports.push({ ...p }) };
+}
+
+/** Progress: done never above total, never going back, the last report done == total. */
+function assertProgress(reports: readonly Progress[], total: bigint, stats: TransferStats): void {
+  assert.ok(reports.length > 0, 'at least one progress report');
+  let previous = 0;
+  for (const report of reports) {
+    assert.equal(report.total, Number(total));
+    assert.ok(report.done <= report.total, `done ${report.done} <= total ${report.total}`);
+    assert.ok(report.done >= previous, `done goes forward (${previous} -> ${report.done})`);
+    assert.ok(report.bytesRead <= stats.bytesRead, 'bytesRead never above the final count');
+    previous = report.done;
+  }
+  const last = reports.at(-1)!;
+  assert.equal(last.done, last.total, 'the last report is done == total');
+  assert.equal(last.bytesRead, stats.bytesRead);
+}
+
+function assertStats(stats: TransferStats, size: bigint): void {
+  assert.equal(typeof stats.size, 'bigint');
+  assert.equal(stats.size, size);
+  for (const key of ['bytesRead', 'bytesWritten', 'bytesZeroed', 'bytesSkipped', 'extents', 'ops'] as const) {
+    assert.ok(Number.isSafeInteger(stats[key]) && stats[key] >= 0, `${key} is a count: ${stats[key]}`);
+  }
+  assert.ok(stats.elapsedMs >= 0);
+}
+
+async function assertZeros(image: Image, offset: number, length: number, what: string): Promise<void> {
+  const data = await image.read(offset, length);
+  const nonZero = data.findIndex((byte) => byte !== 0);
+  assert.equal(nonZero, -1, `${what}: byte ${offset + nonZero} of ${image.spec} is not zero`);
+}
+
+async function assertCephError(promise: Promise<unknown>, Class: new (...args: never[]) => CephError,
+  shape: { code: string; operation?: string; resource?: string; message: RegExp }): Promise<CephError> {
+  let caught: unknown;
+  await assert.rejects(promise, (error: unknown) => {
+    caught = error;
+    return true;
+  });
+  assert.ok(caught instanceof Class, `expected ${Class.name}, got ${String(caught)}`);
+  assert.equal((caught as CephError).constructor, Class);
+  const error = caught as CephError;
+  assert.equal(error.code, shape.code);
+  if (shape.operation !== undefined) assert.equal(error.operation, shape.operation);
+  if (shape.resource !== undefined) assert.equal(error.resource, shape.resource);
+  assert.match(error.message, shape.message);
+  return error;
+}
+
+function show(value: unknown): string {
+  return JSON.stringify(value, (_, v: unknown) => (typeof v === 'bigint' ? `${v}n` : v));
+}
+
+function resourceOf(source: Made, snapshot: string, target: Made): string {
+  return `${source.spec}@${snapshot} -> ${target.spec}`;
+}
+
+// ---- chains -------------------------------------------------------------------
+
+describe('transferDiff: chains of snapshots', () => {
+  test('whole history into a new image, then four incrementals; rbd (order 22) -> backups (order 20)',
+    { timeout: 180_000 }, async (t) => {
+      const s = scratch(t);
+      const rng = seeded(t);
+      const SIZE = 48 * MiB;
+      const src = await s.create('a', 'rbd', 'xfer-chain-src', SIZE, { order: 22 });
+      const dst = await s.create('a', 'backups', 'xfer-chain-dst', SIZE, { order: 20 });
+      const source = await s.open(src);
+      const target = await s.open(dst);
+      assert.equal((await target.stat()).objectSize, 1n << 20n);
+
+      await mutate(source, rng, SIZE, 12);
+      await fill(source, 20 * MiB, 3 * MiB + 5);
+      await source.createSnapshot('s1');
+      const first = progressLog();
+      const stats = await transferDiff({ source, target, snapshot: 's1', onProgress: first.onProgress });
+      assertStats(stats, BigInt(SIZE));
+      assert.ok(stats.bytesRead > 0 && stats.extents > 0 && stats.ops > 0, show(stats));
+      // Into an empty image every byte read is written or, being zero, skipped.
+      assert.equal(stats.bytesRead, stats.bytesWritten + stats.bytesSkipped);
+      assert.equal(stats.bytesZeroed, 0);
+      assertProgress(first.reports, BigInt(SIZE), stats);
+      await assertSameSnapshot(src, dst, 's1');
+
+      for (let step = 2; step <= 5; step++) {
+        const changes = await mutate(source, rng, SIZE, 4 + int(rng, 8));
+        const extra = { kind: 'write', offset: offsetIn(rng, SIZE - 64 * KiB), length: 1 + int(rng, 64 * KiB) } as const;
+        await source.write(randomBytes(extra.length), extra.offset);
+        changes.push(extra);
+        const snapshot = `s${step}`;
+        await source.createSnapshot(snapshot);
+        const { reports, onProgress } = progressLog();
+        const inc = await transferDiff({ source, target, snapshot, fromSnapshot: `s${step - 1}`, onProgress });
+        assertStats(inc, BigInt(SIZE));
+        assert.ok(inc.bytesRead > 0, 'data changed, data read');
+        assert.ok(inc.extents > 0, 'changes give extents');
+        // Incremental cost follows the change: at most the changed bytes plus
+        // one object for each change that began a new object.
+        const bound = changes.reduce((sum, c) => sum + c.length, 0) + changes.length * 4 * MiB;
+        assert.ok(inc.bytesRead <= bound, `read ${inc.bytesRead} for changes bounded by ${bound}`);
+        assertProgress(reports, BigInt(SIZE), inc);
+        await assertSameSnapshot(src, dst, snapshot, show(changes));
+      }
+      assert.deepEqual((await target.listSnapshots()).map((x) => x.name), ['s1', 's2', 's3', 's4', 's5']);
+      // Every snapshot of the chain is still intact on the target.
+      for (const snapshot of ['s1', 's2', 's3', 's4']) await assertSameSnapshot(src, dst, snapshot);
+    });
+
+  test('resize down and up between snapshots: re-grown regions read as zeros; order 22 -> 23',
+    { timeout: 180_000 }, async (t) => {
+      const s = scratch(t);
+      const rng = seeded(t);
+      const src = await s.create('a', 'rbd', 'xfer-resize-src', 16 * MiB, { order: 22 });
+      const dst = await s.create('a', 'backups', 'xfer-resize-dst', 16 * MiB, { order: 23 });
+      const source = await s.open(src);
+      const target = await s.open(dst);
+      await fill(source, 0, 16 * MiB);
+      await source.createSnapshot('s1');
+      await transferDiff({ source, target, snapshot: 's1' });
+      await assertSameSnapshot(src, dst, 's1');
+
+      // Shrink to an unaligned size.
+      const SMALL = 10 * MiB + 12 * KiB + 7;
+      await source.resize(SMALL);
+      await mutate(source, rng, SMALL, 3);
+      await source.createSnapshot('s2');
+      const shrunk = await transferDiff({ source, target, snapshot: 's2', fromSnapshot: 's1' });
+      assert.equal(shrunk.size, BigInt(SMALL));
+      assert.equal((await target.stat()).size, BigInt(SMALL));
+      await assertSameSnapshot(src, dst, 's2');
+
+      // Grow past the old size: everything beyond SMALL must read as zeros.
+      const BIG = 24 * MiB + 4 * KiB;
+      await source.resize(BIG);
+      await source.createSnapshot('s3');
+      const grown = await transferDiff({ source, target, snapshot: 's3', fromSnapshot: 's2' });
+      assert.equal(grown.size, BigInt(BIG));
+      await assertSameSnapshot(src, dst, 's3');
+      const targetAtS3 = await s.open(dst, 's3');
+      await assertZeros(targetAtS3, SMALL, BIG - SMALL, 'grown region at s3');
+
+      // Some data in the grown region, then shrink and grow again with no
+      // snapshot in between: the diff sees only the holes left behind.
+      await source.write(randomBytes(3 * MiB), 14 * MiB + 5);
+      await mutate(source, rng, BIG, 4);
+      await source.createSnapshot('s4');
+      await transferDiff({ source, target, snapshot: 's4', fromSnapshot: 's3' });
+      await assertSameSnapshot(src, dst, 's4');
+      const LOW = 5 * MiB + 3;
+      await source.resize(LOW);
+      await source.resize(BIG);
+      await source.createSnapshot('s5');
+      const again = await transferDiff({ source, target, snapshot: 's5', fromSnapshot: 's4' });
+      assert.equal(again.size, BigInt(BIG));
+      await assertSameSnapshot(src, dst, 's5');
+      const targetAtS5 = await s.open(dst, 's5');
+      await assertZeros(targetAtS5, LOW, BIG - LOW, 'region re-grown between s4 and s5');
+      assert.ok(again.bytesZeroed > 0, 'the removed data was zeroed on the target');
+
+      // And down once more, to below one object.
+      await source.resize(1 * MiB + 1);
+      await source.createSnapshot('s6');
+      await transferDiff({ source, target, snapshot: 's6', fromSnapshot: 's5' });
+      await assertSameSnapshot(src, dst, 's6');
+      for (const snapshot of ['s1', 's2', 's3', 's4', 's5']) await assertSameSnapshot(src, dst, snapshot);
+    });
+
+  test('cross-cluster: a/rbd (order 22) -> b/backups (order 23), full then three incrementals, one wholeObject',
+    { timeout: 180_000 }, async (t) => {
+      const s = scratch(t);
+      const rng = seeded(t);
+      const SIZE = 40 * MiB + 512 * KiB;
+      const src = await s.create('a', 'rbd', 'xfer-x-src', SIZE, { order: 22 });
+      const dst = await s.create('b', 'backups', 'xfer-x-dst', SIZE, { order: 23 });
+      const source = await s.open(src);
+      const target = await s.open(dst);
+      assert.notEqual(await source.pool.cluster.fsid(), await target.pool.cluster.fsid(), 'two clusters');
+      await mutate(source, rng, SIZE, 10);
+      await source.createSnapshot('b1');
+      const full = await transferDiff({ source, target, snapshot: 'b1' });
+      assertStats(full, BigInt(SIZE));
+      assert.ok(full.bytesRead > 0);
+      await assertSameSnapshot(src, dst, 'b1');
+      for (let step = 2; step <= 4; step++) {
+        const changes = await mutate(source, rng, SIZE, 6);
+        await source.createSnapshot(`b${step}`);
+        const { reports, onProgress } = progressLog();
+        const stats = await transferDiff({
+          source, target, snapshot: `b${step}`, fromSnapshot: `b${step - 1}`, wholeObject: step === 3, onProgress,
+        });
+        assertStats(stats, BigInt(SIZE));
+        assertProgress(reports, BigInt(SIZE), stats);
+        await assertSameSnapshot(src, dst, `b${step}`, show(changes));
+      }
+    });
+
+  test('a clone as the source: the whole history includes the parent\'s data', { timeout: 120_000 }, async (t) => {
+    const s = scratch(t);
+    const rng = seeded(t);
+    const SIZE = 16 * MiB;
+    const parent = await s.create('a', 'rbd', 'xfer-parent', SIZE);
+    const parentImage = await s.open(parent);
+    await fill(parentImage, 0, SIZE);
+    await parentImage.createSnapshot('base');
+    await parentImage.protectSnapshot('base');
+    const child = { ...parent, name: uniqueName('xfer-child') };
+    child.spec = `rbd/${child.name}`;
+    await parent.pool.clone({ pool: parent.pool, image: parent.name, snapshot: 'base' }, child.name);
+    s.defer(() => removeImageFully(parent.pool, child.name));
+    const source = await s.open(child);
+    await mutate(source, rng, SIZE, 6);
+    await source.createSnapshot('c1');
+    const dst = await s.create('a', 'backups', 'xfer-child-dst', SIZE);
+    const target = await s.open(dst);
+    await transferDiff({ source, target, snapshot: 'c1' });
+    await assertSameSnapshot(child, dst, 'c1');
+    assert.equal(await target.parent(), null, 'the target is a plain image');
+  });
+
+  test('an unchanged source: nothing read or written, the end snapshot still made', { timeout: 60_000 }, async (t) => {
+    const s = scratch(t);
+    const SIZE = 32 * MiB;
+    const src = await s.create('a', 'rbd', 'xfer-same-src', SIZE);
+    const dst = await s.create('a', 'backups', 'xfer-same-dst', SIZE);
+    const source = await s.open(src);
+    const target = await s.open(dst);
+    await fill(source, 4 * MiB, 8 * MiB);
+    await source.createSnapshot('u1');
+    await transferDiff({ source, target, snapshot: 'u1' });
+    await source.createSnapshot('u2');
+    const { reports, onProgress } = progressLog();
+    const stats = await transferDiff({ source, target, snapshot: 'u2', fromSnapshot: 'u1', onProgress });
+    assert.deepEqual(
+      [stats.bytesRead, stats.bytesWritten, stats.bytesZeroed, stats.extents], [0, 0, 0, 0], show(stats));
+    assertProgress(reports, BigInt(SIZE), stats);
+    assert.equal(await target.snapshotExists('u2'), true);
+    await assertSameSnapshot(src, dst, 'u2');
+  });
+});
+
+// ---- a target that already holds data ------------------------------------------
+
+describe('transferDiff: a full transfer into a target holding other data', () => {
+  for (const [label, delta] of [['the same size', 0], ['larger', 5 * MiB + 12 * KiB], ['smaller', -3 * MiB - 5]] as const) {
+    test(`target ${label}: byte-identical afterwards, holes zeroed`, { timeout: 120_000 }, async (t) => {
+      const s = scratch(t);
+      const rng = seeded(t);
+      const SIZE = 24 * MiB + 4 * KiB;
+      const src = await s.create('a', 'rbd', 'xfer-used-src', SIZE);
+      const dst = await s.create('a', 'backups', 'xfer-used-dst', SIZE + delta, { order: 21 });
+      const source = await s.open(src);
+      const target = await s.open(dst);
+      await fill(target, 0, SIZE + delta);
+      await target.createSnapshot('old-backup');
+      // A sparse source: a few islands of data, one of them zeros written over data.
+      for (let i = 0; i < 5; i++) await source.write(randomBytes(1 + int(rng, 300 * KiB)), offsetIn(rng, SIZE - 300 * KiB));
+      await source.write(randomBytes(1 * MiB), 9 * MiB);
+      await source.writeZeroes(9 * MiB + 100 * KiB, 200 * KiB);
+      await source.createSnapshot('full');
+      const stats = await transferDiff({ source, target, snapshot: 'full' });
+      assertStats(stats, BigInt(SIZE));
+      assert.ok(stats.bytesZeroed > 0, 'holes were zeroed on the used target');
+      assert.equal(stats.bytesSkipped, 0, 'nothing may be skipped on a used target');
+      assert.equal((await target.stat()).size, BigInt(SIZE));
+      await assertSameSnapshot(src, dst, 'full');
+      const atFull = await s.open(dst, 'full');
+      await assertZeros(atFull, 9 * MiB + 100 * KiB, 200 * KiB, 'zeros written over data');
+      // The old snapshot on the target is untouched.
+      assert.deepEqual((await target.listSnapshots()).map((x) => x.name), ['old-backup', 'full']);
+    });
+  }
+});
+
+describe('transferDiff: a hole larger than 2 GiB in a used target', () => {
+  // 32 MiB source objects make one diff range 8 GiB long, so the whole hole
+  // after the data is zeroed in a single write-zeroes of more than 2^31 bytes.
+  test('is zeroed whole; checksums equal', { timeout: 300_000 }, async (t) => {
+    const s = scratch(t);
+    const SIZE = 2 * 1024 * MiB + 68 * MiB;
+    const src = await s.create('a', 'rbd', 'xfer-hole-src', SIZE, { order: 25 });
+    const dst = await s.create('a', 'backups', 'xfer-hole-dst', SIZE);
+    const source = await s.open(src);
+    const target = await s.open(dst);
+    await source.write(randomBytes(4 * MiB), 0);
+    await source.createSnapshot('h');
+    const spots = [5 * MiB, 2 * 1024 * MiB - 512 * KiB, SIZE - MiB];
+    for (const at of spots) await target.write(randomBytes(MiB), at);
+    const stats = await transferDiff({ source, target, snapshot: 'h' });
+    assertStats(stats, BigInt(SIZE));
+    assert.equal(stats.bytesZeroed, SIZE - 4 * MiB);
+    for (const at of spots) await assertZeros(target, at, MiB, 'old data in the hole');
+    await assertSameSnapshot(src, dst, 'h');
+  });
+});
+
+// ---- cancel ---------------------------------------------------------------------
+
+describe('transferDiff: cancel', () => {
+  const s = new Scratch();
+  const SIZE = 256 * MiB;
+  let src: Made;
+  let source: Image;
+
+  before(async () => {
+    src = await s.create('a', 'rbd', 'xfer-cancel-src', SIZE);
+    source = await s.open(src);
+    await fill(source, 0, SIZE);
+    await source.createSnapshot('c1');
+  }, { timeout: 120_000 });
+
+  after(() => s.dispose());
+
+  test('aborted from onProgress mid-way: CancelledError, no end snapshot, a retry succeeds',
+    { timeout: 180_000 }, async (t) => {
+      const ts = scratch(t);
+      const dst = await ts.create('a', 'backups', 'xfer-cancel-dst', SIZE);
+      const target = await ts.open(dst);
+      const controller = new AbortController();
+      const reason = new Error('stop at the first progress report');
+      let abortedAt: Progress | undefined;
+      let reportsAfterAbort = 0;
+      const error = await assertCephError(transferDiff({
+        source, target, snapshot: 'c1', concurrency: 1, memoryBytes: 4 * MiB,
+        onProgress: (p) => {
+          if (abortedAt) {
+            reportsAfterAbort++;
+            return;
+          }
+          abortedAt = { ...p };
+          controller.abort(reason);
+        },
+        signal: controller.signal,
+      }), CancelledError, {
+        code: 'ECANCELED', operation: 'transferDiff', resource: resourceOf(src, 'c1', dst),
+        message: /cancelled \(stop at the first progress report\)/,
+      });
+      assert.equal(error.errno, 125);
+      assert.equal(error.cause, reason);
+      assert.ok(abortedAt, 'a progress report came before the end');
+      assert.ok(abortedAt.done < abortedAt.total, `aborted mid-way: ${show(abortedAt)}`);
+      t.diagnostic(`aborted at ${show(abortedAt)}; ${reportsAfterAbort} reports after`);
+      assert.equal(await target.snapshotExists('c1'), false, 'no end snapshot after a cancel');
+      assert.deepEqual(await target.listSnapshots(), []);
+
+      const retry = await transferDiff({ source, target, snapshot: 'c1' });
+      assertStats(retry, BigInt(SIZE));
+      await assertSameSnapshot(src, dst, 'c1');
+    });
+
+  test('aborted after a short delay during an incremental: CancelledError, no end snapshot, a retry succeeds',
+    { timeout: 180_000 }, async (t) => {
+      const ts = scratch(t);
+      const rng = seeded(t);
+      const dst = await ts.create('a', 'backups', 'xfer-cancel-inc', SIZE);
+      const target = await ts.open(dst);
+      await transferDiff({ source, target, snapshot: 'c1' });
+      // Rewrite half of the image in random places, so the diff is long.
+      for (let i = 0; i < 32; i++) {
+        const at = int(rng, SIZE / (4 * MiB)) * 4 * MiB;
+        await source.write(randomBytes(4 * MiB), at);
+      }
+      await source.discard(100 * MiB, 8 * MiB);
+      const snapshot = uniqueName('c2');
+      await source.createSnapshot(snapshot);
+      ts.defer(() => source.removeSnapshot(snapshot));
+      const controller = new AbortController();
+      let settled = false;
+      const transfer = transferDiff({
+        source, target, snapshot, fromSnapshot: 'c1', concurrency: 1, memoryBytes: 4 * MiB,
+        signal: controller.signal,
+      });
+      transfer.then(() => { settled = true; }, () => { settled = true; });
+      setTimeout(() => controller.abort(), 20);
+      await assertCephError(transfer, CancelledError, {
+        code: 'ECANCELED', operation: 'transferDiff', resource: resourceOf(src, snapshot, dst),
+        message: /cancelled \(.*\)/,
+      });
+      assert.ok(settled);
+      assert.equal(await target.snapshotExists(snapshot), false, 'no end snapshot after a cancel');
+      assert.deepEqual((await target.listSnapshots()).map((x) => x.name), ['c1']);
+      await assertSameSnapshot(src, dst, 'c1', '(the from-snapshot is untouched)');
+
+      await transferDiff({ source, target, snapshot, fromSnapshot: 'c1' });
+      await assertSameSnapshot(src, dst, snapshot);
+    });
+
+  test('an already-aborted signal rejects before anything is written', { timeout: 60_000 }, async (t) => {
+    const ts = scratch(t);
+    const dst = await ts.create('a', 'backups', 'xfer-preabort', SIZE);
+    const target = await ts.open(dst);
+    await target.write(randomBytes(1 * MiB), 3 * MiB);
+    const before = await targetState(dst, target);
+    const controller = new AbortController();
+    controller.abort(new Error('never started'));
+    let reports = 0;
+    await assertCephError(transferDiff({
+      source, target, snapshot: 'c1', signal: controller.signal, onProgress: () => { reports++; },
+    }), CancelledError, {
+      code: 'ECANCELED', operation: 'transferDiff', resource: resourceOf(src, 'c1', dst), message: /never started/,
+    });
+    assert.equal(reports, 0);
+    assert.deepEqual(await targetState(dst, target), before);
+  });
+
+  test('an already-aborted signal leaves a target of another size unresized', { timeout: 60_000 }, async (t) => {
+    const ts = scratch(t);
+    const dst = await ts.create('a', 'backups', 'xfer-preabort-size', 8 * MiB);
+    const target = await ts.open(dst);
+    await target.write(randomBytes(1 * MiB), 3 * MiB);
+    const before = await targetState(dst, target);
+    const controller = new AbortController();
+    controller.abort();
+    await assertCephError(transferDiff({ source, target, snapshot: 'c1', signal: controller.signal }),
+      CancelledError, { code: 'ECANCELED', message: /cancelled/ });
+    assert.deepEqual(await targetState(dst, target), before, 'the target is exactly as it was');
+  });
+});
+
+// ---- refusals before any write ---------------------------------------------------
+
+describe('transferDiff: refused before any write', () => {
+  interface Setup {
+    s: Scratch;
+    src: Made;
+    dst: Made;
+    source: Image;
+    target: Image;
+    before: TargetState;
+  }
+
+  /** A source with snapshots t1, t2; a target of another size holding data, with snapshot t1 of its own. */
+  async function setup(t: TestContext): Promise<Setup> {
+    const s = scratch(t);
+    const src = await s.create('a', 'rbd', 'xfer-refuse-src', 12 * MiB);
+    const dst = await s.create('a', 'backups', 'xfer-refuse-dst', 9 * MiB + 4 * KiB);
+    const source = await s.open(src);
+    const target = await s.open(dst);
+    await fill(source, 0, 12 * MiB);
+    await source.createSnapshot('t1');
+    await source.write(randomBytes(100), 5);
+    await source.createSnapshot('t2');
+    await fill(target, 2 * MiB, 5 * MiB);
+    await target.createSnapshot('other');
+    return { s, src, dst, source, target, before: await targetState(dst, target) };
+  }
+
+  test('the target already has the end snapshot: AlreadyExistsError, target unchanged', { timeout: 60_000 }, async (t) => {
+    const { src, dst, source, target, before } = await setup(t);
+    await source.createSnapshot('other');
+    await assertCephError(transferDiff({ source, target, snapshot: 'other' }), AlreadyExistsError, {
+      code: 'EEXIST', operation: 'transferDiff', resource: resourceOf(src, 'other', dst),
+      message: /the target already has the end snapshot other/,
+    });
+    assert.deepEqual(await targetState(dst, target), before);
+  });
+
+  test('the from-snapshot missing on the target or the source: NotFoundError, target unchanged',
+    { timeout: 60_000 }, async (t) => {
+      const { src, dst, source, target, before } = await setup(t);
+      const onTarget = await assertCephError(transferDiff({ source, target, snapshot: 't2', fromSnapshot: 't1' }),
+        NotFoundError, {
+          code: 'ENOENT', operation: 'transferDiff', resource: resourceOf(src, 't2', dst),
+          message: new RegExp(`from-snapshot t1 does not exist on the target ${dst.spec}`),
+        });
+      assert.equal(onTarget.errno, 2);
+      assert.deepEqual(await targetState(dst, target), before);
+      await assertCephError(transferDiff({ source, target, snapshot: 't2', fromSnapshot: 'other' }), NotFoundError, {
+        code: 'ENOENT', operation: 'transferDiff',
+        message: new RegExp(`from-snapshot other does not exist on the source ${src.spec}`),
+      });
+      assert.deepEqual(await targetState(dst, target), before);
+    });
+
+  test('the end snapshot missing on the source: NotFoundError, target unchanged', { timeout: 60_000 }, async (t) => {
+    const { dst, source, target, before } = await setup(t);
+    await assertCephError(transferDiff({ source, target, snapshot: 'nope' }), NotFoundError, {
+      code: 'ENOENT', message: /nope/,
+    });
+    assert.deepEqual(await targetState(dst, target), before);
+  });
+
+  test('bad names and options: InvalidArgumentError, target unchanged', { timeout: 60_000 }, async (t) => {
+    const { s, dst, source, target, before } = await setup(t);
+    const badNames: unknown[] = ['', 'a/b', 'a@b', 'nul\0here', 'x'.repeat(256), 42, null];
+    for (const bad of badNames) {
+      await assertCephError(transferDiff({ source, target, snapshot: bad as string }), InvalidArgumentError, {
+        code: 'EINVAL', operation: 'transferDiff', message: /snapshot name/,
+      });
+      await assertCephError(transferDiff({ source, target, snapshot: 't2', fromSnapshot: bad as string }),
+        InvalidArgumentError, { code: 'EINVAL', operation: 'transferDiff', message: /snapshot name/ });
+    }
+    const badOptions: Array<[Partial<TransferDiffOptions>, RegExp]> = [
+      [{ concurrency: 0 }, /concurrency must be an integer in 1\.\.1024/],
+      [{ concurrency: 1.5 }, /concurrency/],
+      [{ concurrency: 5000 }, /concurrency/],
+      [{ memoryBytes: 1 * MiB }, /memoryBytes must be an integer in 4194304\.\./],
+      [{ onProgress: 'yes' as unknown as () => void }, /onProgress must be a function/],
+    ];
+    for (const [options, message] of badOptions) {
+      await assertCephError(transferDiff({ source, target, snapshot: 't2', ...options }), InvalidArgumentError, {
+        code: 'EINVAL', operation: 'transferDiff', message,
+      });
+    }
+    const atSnapshot = await s.open(dst, 'other');
+    await assertCephError(transferDiff({ source, target: atSnapshot, snapshot: 't2' }), InvalidArgumentError, {
+      code: 'EINVAL', operation: 'transferDiff', message: /the target must be open at its head/,
+    });
+    assert.deepEqual(await targetState(dst, target), before);
+  });
+});
