@@ -4,26 +4,23 @@
 #include <string>
 #include <vector>
 
+#include "diff.h"
+
 #include "args.h"
 #include "image.h"
 #include "worker.h"
 
 namespace rbdnative {
 
-namespace {
-
-struct Extents {
-  std::vector<uint64_t> ranges;  // offset, length pairs
-  std::vector<uint8_t> exists;
-};
-
 int CollectExtent(uint64_t offset, size_t length, int exists, void* arg) {
-  auto* extents = static_cast<Extents*>(arg);
+  auto* extents = static_cast<ExtentList*>(arg);
   extents->ranges.push_back(offset);
   extents->ranges.push_back(length);
   extents->exists.push_back(exists ? 1 : 0);
   return 0;
 }
+
+namespace {
 
 struct ExtentProbe {
   bool found = false;
@@ -62,10 +59,10 @@ Napi::Value ImageWrap::DiffRange(const Napi::CallbackInfo& info) {
   uint64_t length = U64Arg(info, 2, "length");
   bool include_parent = BoolArg(info, 3);
   bool whole_object = BoolArg(info, 4);
-  return RunAsync<Extents>(
+  return RunAsync<ExtentList>(
       env, Value(), &inflight_,
       [handle, from, offset, length, include_parent, whole_object](
-          Extents& out, std::string& message) {
+          ExtentList& out, std::string& message) {
         return WithHandle(handle, "image", message, [&](rbd_image_t image) {
           int rc = rbd_diff_iterate2(image, from ? from->c_str() : nullptr, offset,
                                      length, include_parent, whole_object,
@@ -78,7 +75,7 @@ Napi::Value ImageWrap::DiffRange(const Napi::CallbackInfo& info) {
           return rc;
         });
       },
-      [](Napi::Env env, Extents& extents) {
+      [](Napi::Env env, ExtentList& extents) {
         Napi::Object result = Napi::Object::New(env);
         result.Set("ranges", HandOver(env, std::move(extents.ranges), napi_biguint64_array));
         result.Set("exists", HandOver(env, std::move(extents.exists), napi_uint8_array));

@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "args.h"
+#include "diff.h"
 #include "errors.h"
 #include "worker.h"
 #include "zero_runs.h"
@@ -273,24 +274,6 @@ void TransferJob::WaitAll(rbd_image_t target) {
   while (in_flight_ > 0) HandleCompleted(target);
 }
 
-namespace {
-
-struct RangeExtents {
-  std::vector<uint64_t> offsets;
-  std::vector<uint64_t> lengths;
-  std::vector<uint8_t> exists;
-};
-
-int Collect(uint64_t offset, size_t length, int exists, void* arg) {
-  auto* extents = static_cast<RangeExtents*>(arg);
-  extents->offsets.push_back(offset);
-  extents->lengths.push_back(length);
-  extents->exists.push_back(exists ? 1 : 0);
-  return 0;
-}
-
-}  // namespace
-
 int TransferJob::Transfer(rbd_image_t source, rbd_image_t target,
                           const std::function<void(const TransferProgress&)>& report) {
   auto started = std::chrono::steady_clock::now();
@@ -298,18 +281,18 @@ int TransferJob::Transfer(rbd_image_t source, rbd_image_t target,
   const char* from = plan_.from_snapshot ? plan_.from_snapshot->c_str() : nullptr;
   for (uint64_t range = 0; range < plan_.length && !Stopping(); range += plan_.step) {
     uint64_t range_length = std::min(plan_.step, plan_.length - range);
-    RangeExtents extents;
+    ExtentList extents;
     int rc = rbd_diff_iterate2(source, from, range, range_length, true, plan_.whole_object,
-                               &Collect, &extents);
+                               &CollectExtent, &extents);
     if (rc < 0) {
       Fail(rc, "diff of the source " + Describe("range", range, range_length) + " failed: " +
                    std::strerror(-rc));
       break;
     }
     uint64_t cursor = range;
-    for (size_t i = 0; i < extents.exists.size() && !Stopping(); ++i) {
-      uint64_t offset = extents.offsets[i];
-      uint64_t length = extents.lengths[i];
+    for (size_t i = 0; i < extents.size() && !Stopping(); ++i) {
+      uint64_t offset = extents.offset(i);
+      uint64_t length = extents.length(i);
       if (plan_.zero_gaps && offset > cursor) {
         IssueExtent(source, target, cursor, offset - cursor, false);
       }
