@@ -8,6 +8,7 @@
         "native/cancel.cc",
         "native/cluster.cc",
         "native/diff.cc",
+        "native/diff_prefetch.cc",
         "native/env_state.cc",
         "native/errors.cc",
         "native/handle.cc",

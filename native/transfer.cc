@@ -7,6 +7,7 @@
 
 #include "args.h"
 #include "diff.h"
+#include "diff_prefetch.h"
 #include "errors.h"
 #include "worker.h"
 #include "zero_runs.h"
@@ -249,12 +250,21 @@ void TransferJob::WriteRuns(rbd_image_t target, Op* op) {
   }
 }
 
+void TransferJob::WakeUp() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    woken_ = true;
+  }
+  cv_.notify_one();
+}
+
 void TransferJob::HandleCompleted(rbd_image_t target) {
   std::deque<Completion*> batch;
   {
     std::unique_lock<std::mutex> lock(mu_);
     // Wake up now and then even without completions so a cancel is seen.
-    cv_.wait_for(lock, std::chrono::milliseconds(50), [&] { return !completed_.empty(); });
+    cv_.wait_for(lock, std::chrono::milliseconds(50), [&] { return !completed_.empty() || woken_; });
+    woken_ = false;
     batch.swap(completed_);
   }
   for (Completion* done : batch) {
@@ -278,18 +288,24 @@ int TransferJob::Transfer(rbd_image_t source, rbd_image_t target,
                           const std::function<void(const TransferProgress&)>& report) {
   auto started = std::chrono::steady_clock::now();
   auto last_report = started;
-  const char* from = plan_.from_snapshot ? plan_.from_snapshot->c_str() : nullptr;
-  for (uint64_t range = 0; range < plan_.length && !Stopping(); range += plan_.step) {
-    uint64_t range_length = std::min(plan_.step, plan_.length - range);
-    ExtentList extents;
-    int rc = rbd_diff_iterate2(source, from, range, range_length, true, plan_.whole_object,
-                               &CollectExtent, &extents);
-    if (rc < 0) {
-      Fail(rc, "diff of the source " + Describe("range", range, range_length) + " failed: " +
-                   std::strerror(-rc));
+  DiffPrefetcher diffs(source, plan_.from_snapshot, plan_.length, plan_.step, plan_.whole_object,
+                       [this] { WakeUp(); });
+  while (!Stopping()) {
+    DiffPrefetcher::Range range;
+    DiffPrefetcher::State state = diffs.TryTake(&range);
+    if (state == DiffPrefetcher::State::kDone) break;
+    if (state == DiffPrefetcher::State::kFailed) {
+      Fail(diffs.error(), diffs.message());
       break;
     }
-    uint64_t cursor = range;
+    if (state == DiffPrefetcher::State::kPending) {
+      // Moves data (or waits a moment) until the next range is listed.
+      HandleCompleted(target);
+      continue;
+    }
+    const ExtentList& extents = range.extents;
+    uint64_t range_end = range.start + range.length;
+    uint64_t cursor = range.start;
     for (size_t i = 0; i < extents.size() && !Stopping(); ++i) {
       uint64_t offset = extents.offset(i);
       uint64_t length = extents.length(i);
@@ -306,11 +322,12 @@ int TransferJob::Transfer(rbd_image_t source, rbd_image_t target,
         report(Progress());
       }
     }
-    if (plan_.zero_gaps && cursor < range + range_length && !Stopping()) {
-      IssueExtent(source, target, cursor, range + range_length - cursor, false);
+    if (plan_.zero_gaps && cursor < range_end && !Stopping()) {
+      IssueExtent(source, target, cursor, range_end - cursor, false);
     }
-    position_ = range + range_length;
+    position_ = range_end;
   }
+  diffs.Stop();
   WaitAll(target);
   if (error_ == 0 && cancel_->load()) Fail(-ECANCELED, "transfer cancelled");
   if (error_ == 0) {

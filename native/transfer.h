@@ -111,7 +111,11 @@ class TransferJob {
   // buffer fits in the window and the memory budget.
   void WaitForRoom(rbd_image_t target, uint64_t bytes);
   void WaitAll(rbd_image_t target);
+  // Handles the completions that arrived, waiting briefly for one (or for
+  // a WakeUp) when there are none.
   void HandleCompleted(rbd_image_t target);
+  // Ends a HandleCompleted wait early (the next diff range is ready).
+  void WakeUp();
   void Fail(int rc, std::string message);
   bool Stopping() const;
   char* AcquireBuffer(uint64_t length);
@@ -127,6 +131,7 @@ class TransferJob {
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Completion*> completed_;
+  bool woken_ = false;
 
   uint32_t in_flight_ = 0;
   uint64_t in_flight_bytes_ = 0;
