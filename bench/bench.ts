@@ -5,14 +5,15 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Cluster } from '../lib/index.js';
+import { prng } from '../lib/dev/prng.js';
 import { forgetCluster, type BenchCluster } from './clusters.js';
 import type { Config } from './options.js';
-import type { EventLoopDelay, ScenarioArgs, ScenarioResult } from './protocol.js';
+import type { ScenarioArgs, ScenarioResult } from './protocol.js';
 import { run, runTimedBash, timedScript } from './proc.js';
 import type { Ceiling, ChangeInfo, Measure, Results, ScenarioRecord } from './results.js';
-import { cpuDelta, processCpuMs, processMemoryMiB, sampleCpu } from './sample.js';
+import { cpuDelta, histogramSummary, processCpuMs, processMemoryMiB, sampleCpu } from './sample.js';
 
 const MiB = 1 << 20;
 const SCENARIO_JS = fileURLToPath(new URL('./scenario.js', import.meta.url));
@@ -39,31 +40,6 @@ function mibPerS(bytes: number, ms: number): number {
 export function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.floor(sorted.length / 2)]!;
-}
-
-export function histogramSummary(histogram: IntervalHistogram, resolutionMs: number): EventLoopDelay {
-  const ms = (ns: number): number => ns / 1e6;
-  return {
-    resolutionMs,
-    minMs: ms(histogram.min),
-    meanMs: ms(histogram.mean),
-    p50Ms: ms(histogram.percentile(50)),
-    p99Ms: ms(histogram.percentile(99)),
-    maxMs: ms(histogram.max),
-    samples: histogram.count,
-  };
-}
-
-/** mulberry32: a small seeded PRNG, so the change pattern is the same in every run. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 const ZERO_BLOCK = Buffer.alloc(4096);

@@ -6,7 +6,8 @@
 import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import type { CpuDelta } from './protocol.js';
+import type { IntervalHistogram } from 'node:perf_hooks';
+import type { CpuDelta, EventLoopDelay } from './protocol.js';
 
 let ticksPerSecond: number | undefined;
 
@@ -111,5 +112,19 @@ export function cpuDelta(before: CpuSample, after: CpuSample): CpuDelta {
     pids,
     machineBusyMs: after.machineBusyMs - before.machineBusyMs,
     machineCapacityMs: wallMs * availableParallelism(),
+  };
+}
+
+/** An event-loop delay histogram (nanoseconds) in milliseconds. */
+export function histogramSummary(histogram: IntervalHistogram, resolutionMs: number): EventLoopDelay {
+  const ms = (ns: number): number => ns / 1e6;
+  return {
+    resolutionMs,
+    minMs: ms(histogram.min),
+    meanMs: ms(histogram.mean),
+    p50Ms: ms(histogram.percentile(50)),
+    p99Ms: ms(histogram.percentile(99)),
+    maxMs: ms(histogram.max),
+    samples: histogram.count,
   };
 }

@@ -13,8 +13,8 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Cluster, copyImage, exportDiff, transferDiff, type Image, type Pool } from '../lib/index.js';
-import type { ClusterRef, EventLoopDelay, ImageRef, ScenarioArgs, ScenarioResult } from './protocol.js';
-import { cpuDelta, sampleCpu, threadCpuDelta, threadCpuMs } from './sample.js';
+import type { ClusterRef, ImageRef, ScenarioArgs, ScenarioResult } from './protocol.js';
+import { cpuDelta, histogramSummary, sampleCpu, threadCpuDelta, threadCpuMs } from './sample.js';
 
 const ELD_RESOLUTION_MS = 10;
 
@@ -63,8 +63,6 @@ function numbers(stats: object): Record<string, number | string | null> {
   }
   return out;
 }
-
-const ms = (ns: number): number => ns / 1e6;
 
 async function main(): Promise<void> {
   const args = JSON.parse(process.argv[2] ?? '') as ScenarioArgs;
@@ -130,15 +128,7 @@ async function main(): Promise<void> {
     const ended = (cpu.user + cpu.system) / 1000 - Object.values(threadsCpu).reduce((sum, ms) => sum + ms, 0);
     if (ended > 0) threadsCpu['threads that ended during the op'] = ended;
 
-    const eventLoop: EventLoopDelay = {
-      resolutionMs: ELD_RESOLUTION_MS,
-      minMs: ms(histogram.min),
-      meanMs: ms(histogram.mean),
-      p50Ms: ms(histogram.percentile(50)),
-      p99Ms: ms(histogram.percentile(99)),
-      maxMs: ms(histogram.max),
-      samples: histogram.count,
-    };
+    const eventLoop = histogramSummary(histogram, ELD_RESOLUTION_MS);
     await handles.close();
     const result: ScenarioResult = {
       op: args.op,

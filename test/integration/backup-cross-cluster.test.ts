@@ -5,21 +5,19 @@
  * the full copy (used volume); listing and delete work on b. Every data
  * check compares sha256 of `rbd export` on both clusters.
  */
-import { after, before, describe, test, type TestContext } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomBytes, randomInt } from 'node:crypto';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { randomBytes } from 'node:crypto';
 import {
-  BackupEngine, BusyError, NotFoundError, baseImageName,
-  type BackupResult, type Cluster, type FeatureName, type Image, type Pool,
+  BackupEngine, NotFoundError, baseImageName, type BackupResult, type Cluster, type Pool,
 } from '../../lib/index.js';
 import { lockObjectName } from '../../lib/backup/lock.js';
 import { connect, rbdExportSha256, uniqueName } from '../support/clusters.js';
+import {
+  BACKUP_POOL, POOL, VOLUME_FEATURES, VolumeFixtures, randomRanges, snapshotSha, snapshotsOf,
+} from '../support/backup-fixtures.js';
 
 const MiB = 1024 * 1024;
-const POOL = 'rbd';
-const BACKUP_POOL = 'backups';
-const VOLUME_FEATURES: FeatureName[] = ['layering', 'exclusive-lock', 'object-map', 'fast-diff'];
 
 let clusterA: Cluster;
 let clusterB: Cluster;
@@ -27,6 +25,7 @@ let volumes: Pool;
 let backupsA: Pool;
 let backupsB: Pool;
 let engine: BackupEngine;
+let fx: VolumeFixtures;
 
 before(async () => {
   [clusterA, clusterB] = await Promise.all([connect('a'), connect('b')]);
@@ -34,6 +33,8 @@ before(async () => {
   backupsA = await clusterA.pool(BACKUP_POOL);
   backupsB = await clusterB.pool(BACKUP_POOL);
   engine = new BackupEngine({ source: clusterA, backupCluster: clusterB });
+  // Backups go to b; a's backup pool is cleaned too, in case one went astray.
+  fx = new VolumeFixtures(volumes, [backupsA, backupsB]);
 });
 
 after(async () => {
@@ -44,102 +45,18 @@ after(async () => {
   await clusterA?.close();
 });
 
-// ---- helpers -------------------------------------------------------------
-
-async function removeImageFully(pool: Pool, name: string): Promise<void> {
-  let image: Image;
-  try {
-    image = await pool.openImage(name);
-  } catch (error) {
-    if (error instanceof NotFoundError) return;
-    throw error;
-  }
-  try {
-    for (const snap of await image.listSnapshots()) {
-      if (snap.protected) await image.unprotectSnapshot(snap.name);
-      await image.removeSnapshot(snap.name);
-    }
-  } finally {
-    await image.close();
-  }
-  for (let attempt = 1; ; attempt++) {
-    try {
-      await pool.removeImage(name);
-      return;
-    } catch (error) {
-      if (!(error instanceof BusyError) || attempt > 10) throw error;
-      await sleep(200 * attempt);
-    }
-  }
-}
-
-/** A new volume on a; it and its backups on both clusters go when the test ends. */
-async function newVolume(t: TestContext, size: number): Promise<string> {
-  const id = uniqueName('v');
-  t.after(async () => {
-    await removeImageFully(volumes, `volume-${id}`);
-    for (const pool of [backupsA, backupsB]) {
-      for (const name of await pool.listImages()) {
-        if (name.startsWith(`volume-${id}.backup.`)) await removeImageFully(pool, name);
-      }
-      await pool.removeObject(lockObjectName(id)).catch((error: unknown) => {
-        if (!(error instanceof NotFoundError)) throw error;
-      });
-    }
-  });
-  await volumes.createImage(`volume-${id}`, size, { features: VOLUME_FEATURES });
-  return id;
-}
-
-function targetId(t: TestContext): string {
-  const id = uniqueName('t');
-  t.after(() => removeImageFully(volumes, `volume-${id}`));
-  return id;
-}
-
-async function withVolume<T>(volumeId: string, use: (image: Image) => Promise<T>): Promise<T> {
-  const image = await volumes.openImage(`volume-${volumeId}`);
-  try {
-    return await use(image);
-  } finally {
-    await image.close();
-  }
-}
-
-async function writeRandom(volumeId: string, count: number, size: number): Promise<void> {
-  await withVolume(volumeId, async (image) => {
-    for (let i = 0; i < count; i++) {
-      const length = randomInt(1, 3 * MiB);
-      await image.write(randomBytes(length), randomInt(0, size - length));
-    }
-  });
-}
-
-async function snapshotsOf(pool: Pool, name: string): Promise<string[] | undefined> {
-  if (!(await pool.imageExists(name))) return undefined;
-  const image = await pool.openImage(name, { readOnly: true });
-  try {
-    return (await image.listSnapshots()).map((s) => s.name);
-  } finally {
-    await image.close();
-  }
-}
-
-const snapshotSha = (volumeId: string, snapshot: string): Promise<string> =>
-  rbdExportSha256('a', `${POOL}/volume-${volumeId}@${snapshot}`);
-
 // ---- tests ---------------------------------------------------------------
 
 describe('backups on another cluster', () => {
   test('full and incremental backups land on b, with b\'s snapshots holding the source\'s bytes',
     { timeout: 180_000 }, async (t) => {
       const size = 32 * MiB;
-      const id = await newVolume(t, size);
-      await writeRandom(id, 5, size);
+      const id = await fx.newVolume(t, size);
+      await fx.writeRandom(id, randomRanges(size, 5));
       const results: BackupResult[] = [await engine.backup({ pool: POOL, volumeId: id })];
       for (let i = 0; i < 2; i++) {
-        await writeRandom(id, 4, size);
-        if (i === 1) await withVolume(id, (image) => image.discard(8 * MiB, 8 * MiB));
+        await fx.writeRandom(id, randomRanges(size, 4));
+        if (i === 1) await fx.withVolume(id, (image) => image.discard(8 * MiB, 8 * MiB));
         results.push(await engine.backup({ pool: POOL, volumeId: id }));
       }
       assert.deepEqual(results.map((r) => r.mode), ['full', 'incremental', 'incremental']);
@@ -161,14 +78,14 @@ describe('backups on another cluster', () => {
 
   test('restores back onto a: diff into a new volume, full copy into a used one', { timeout: 180_000 }, async (t) => {
     const size = 32 * MiB;
-    const id = await newVolume(t, size);
-    await writeRandom(id, 5, size);
+    const id = await fx.newVolume(t, size);
+    await fx.writeRandom(id, randomRanges(size, 5));
     const full = await engine.backup({ pool: POOL, volumeId: id });
-    await writeRandom(id, 5, size);
+    await fx.writeRandom(id, randomRanges(size, 5));
     const incremental = await engine.backup({ pool: POOL, volumeId: id });
 
     for (const result of [full, incremental]) {
-      const fresh = targetId(t);
+      const fresh = fx.targetId(t);
       const viaDiff = await engine.restore({ backup: result.record, targetPool: POOL, targetVolumeId: fresh });
       assert.equal(viaDiff.path, 'diff');
       assert.equal(viaDiff.failedCondition, undefined);
@@ -176,9 +93,9 @@ describe('backups on another cluster', () => {
       assert.equal(await rbdExportSha256('a', `${POOL}/volume-${fresh}`), await snapshotSha(id, result.snapshot));
       assert.equal(await volumes.imageExists(`volume-${fresh}`), true, 'the target is on a');
 
-      const used = targetId(t);
+      const used = fx.targetId(t);
       await volumes.createImage(`volume-${used}`, size, { features: VOLUME_FEATURES });
-      await withVolume(used, async (image) => {
+      await fx.withVolume(used, async (image) => {
         for (let offset = 0; offset < size; offset += 4 * MiB) await image.write(randomBytes(4 * MiB), offset);
       });
       const viaCopy = await engine.restore({ backup: result.record, targetPool: POOL, targetVolumeId: used });
@@ -188,21 +105,21 @@ describe('backups on another cluster', () => {
     }
 
     // Onto the source volume itself (condition 4), after changing it.
-    await writeRandom(id, 5, size);
+    await fx.writeRandom(id, randomRanges(size, 5));
     const ontoSource = await engine.restore({ backup: full.record, targetPool: POOL, targetVolumeId: id });
     assert.equal(ontoSource.failedCondition?.number, 4);
     assert.equal(await rbdExportSha256('a', `${POOL}/volume-${id}`), await snapshotSha(id, full.snapshot));
   });
 
   test('delete works on b and removes the base with the last backup', { timeout: 120_000 }, async (t) => {
-    const id = await newVolume(t, 16 * MiB);
-    await writeRandom(id, 3, 16 * MiB);
+    const id = await fx.newVolume(t, 16 * MiB);
+    await fx.writeRandom(id, randomRanges(16 * MiB, 3));
     const first = await engine.backup({ pool: POOL, volumeId: id });
-    await writeRandom(id, 3, 16 * MiB);
+    await fx.writeRandom(id, randomRanges(16 * MiB, 3));
     const second = await engine.backup({ pool: POOL, volumeId: id });
     assert.deepEqual((await engine.delete(first.record)).removedSnapshots, [first.snapshot]);
     assert.deepEqual(await snapshotsOf(backupsB, baseImageName(id)), [second.snapshot]);
-    const target = targetId(t);
+    const target = fx.targetId(t);
     await engine.restore({ backup: second.record, targetPool: POOL, targetVolumeId: target });
     assert.equal(await rbdExportSha256('a', `${POOL}/volume-${target}`), await snapshotSha(id, second.snapshot));
     assert.deepEqual((await engine.delete(second.record)).removedImages, [baseImageName(id)]);
@@ -210,10 +127,10 @@ describe('backups on another cluster', () => {
   });
 
   test('backupMany across clusters: one outcome per request, in order', { timeout: 120_000 }, async (t) => {
-    const one = await newVolume(t, 16 * MiB);
-    const two = await newVolume(t, 16 * MiB);
-    await writeRandom(one, 3, 16 * MiB);
-    await writeRandom(two, 3, 16 * MiB);
+    const one = await fx.newVolume(t, 16 * MiB);
+    const two = await fx.newVolume(t, 16 * MiB);
+    await fx.writeRandom(one, randomRanges(16 * MiB, 3));
+    await fx.writeRandom(two, randomRanges(16 * MiB, 3));
     const missing = uniqueName('missing');
     const outcomes = await engine.backupMany([
       { pool: POOL, volumeId: one }, { pool: POOL, volumeId: two }, { pool: POOL, volumeId: missing },

@@ -7,30 +7,30 @@
  */
 import { after, before, describe, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomBytes, randomInt } from 'node:crypto';
-import { setTimeout as sleep } from 'node:timers/promises';
 import {
   BackupEngine, BusyError, InvalidArgumentError, NotFoundError, baseImageName, legacyImageName, metaObjectName,
-  type BackupRecord, type BackupResult, type Cluster, type FeatureName, type Image, type Pool,
+  type BackupRecord, type BackupResult, type Cluster, type Pool,
 } from '../../lib/index.js';
 import { lockObjectName } from '../../lib/backup/lock.js';
-import { connect, rbd, rbdExportSha256, uniqueName } from '../support/clusters.js';
+import { connect, rbd, uniqueName } from '../support/clusters.js';
+import {
+  BACKUP_POOL, POOL, VolumeFixtures, randomRanges, removeObjectQuietly, snapshotSha, snapshotsOf, volumeSha,
+} from '../support/backup-fixtures.js';
 
 const MiB = 1024 * 1024;
-const POOL = 'rbd';
-const BACKUP_POOL = 'backups';
-const VOLUME_FEATURES: FeatureName[] = ['layering', 'exclusive-lock', 'object-map', 'fast-diff'];
 
 let cluster: Cluster;
 let volumes: Pool;
 let backups: Pool;
 let engine: BackupEngine;
+let fx: VolumeFixtures;
 
 before(async () => {
   cluster = await connect('a');
   volumes = await cluster.pool(POOL);
   backups = await cluster.pool(BACKUP_POOL);
   engine = new BackupEngine({ source: cluster });
+  fx = new VolumeFixtures(volumes, [backups]);
 });
 
 after(async () => {
@@ -41,88 +41,18 @@ after(async () => {
 
 // ---- helpers -------------------------------------------------------------
 
-async function removeImageFully(pool: Pool, name: string): Promise<void> {
-  let image: Image;
-  try {
-    image = await pool.openImage(name);
-  } catch (error) {
-    if (error instanceof NotFoundError) return;
-    throw error;
-  }
-  try {
-    for (const snap of await image.listSnapshots()) {
-      if (snap.protected) await image.unprotectSnapshot(snap.name);
-      await image.removeSnapshot(snap.name);
-    }
-  } finally {
-    await image.close();
-  }
-  for (let attempt = 1; ; attempt++) {
-    try {
-      await pool.removeImage(name);
-      return;
-    } catch (error) {
-      if (!(error instanceof BusyError) || attempt > 10) throw error;
-      await sleep(200 * attempt);
-    }
-  }
-}
-
-async function removeObjectQuietly(pool: Pool, name: string): Promise<void> {
-  await pool.removeObject(name).catch((error: unknown) => {
-    if (!(error instanceof NotFoundError)) throw error;
-  });
-}
-
-async function newVolume(t: TestContext, size: number): Promise<string> {
-  const id = uniqueName('v');
-  t.after(async () => {
-    await removeImageFully(volumes, `volume-${id}`);
-    for (const name of await backups.listImages()) {
-      if (name.startsWith(`volume-${id}.backup.`)) await removeImageFully(backups, name);
-    }
-    await removeObjectQuietly(backups, lockObjectName(id));
-  });
-  await volumes.createImage(`volume-${id}`, size, { features: VOLUME_FEATURES });
-  return id;
-}
-
-async function withVolume<T>(volumeId: string, use: (image: Image) => Promise<T>): Promise<T> {
-  const image = await volumes.openImage(`volume-${volumeId}`);
-  try {
-    return await use(image);
-  } finally {
-    await image.close();
-  }
-}
-
-async function writeRandom(volumeId: string, count: number, size: number): Promise<void> {
-  await withVolume(volumeId, async (image) => {
-    for (let i = 0; i < count; i++) {
-      const length = randomInt(1, 3 * MiB);
-      await image.write(randomBytes(length), randomInt(0, size - length));
-    }
-  });
-}
-
-async function baseSnapshots(volumeId: string): Promise<string[] | undefined> {
-  if (!(await backups.imageExists(baseImageName(volumeId)))) return undefined;
-  const base = await backups.openImage(baseImageName(volumeId), { readOnly: true });
-  try {
-    return (await base.listSnapshots()).map((s) => s.name);
-  } finally {
-    await base.close();
-  }
+function baseSnapshots(volumeId: string): Promise<string[] | undefined> {
+  return snapshotsOf(backups, baseImageName(volumeId));
 }
 
 /** Three backups of a new 16 MiB volume, changed between them, each with a .meta object. */
 async function threeBackups(t: TestContext): Promise<{ id: string; results: BackupResult[] }> {
   const size = 16 * MiB;
-  const id = await newVolume(t, size);
+  const id = await fx.newVolume(t, size);
   const results: BackupResult[] = [];
   for (let i = 0; i < 3; i++) {
-    await writeRandom(id, 4, size);
-    if (i === 1) await withVolume(id, (image) => image.discard(4 * MiB, 4 * MiB));
+    await fx.writeRandom(id, randomRanges(size, 4));
+    if (i === 1) await fx.withVolume(id, (image) => image.discard(4 * MiB, 4 * MiB));
     const backupId = uniqueName('b');
     t.after(() => removeObjectQuietly(backups, metaObjectName(backupId)));
     results.push(await engine.backup({
@@ -134,12 +64,11 @@ async function threeBackups(t: TestContext): Promise<{ id: string; results: Back
 
 /** Restores into a new volume (removed at the end of the test) and compares with the source snapshot. */
 async function assertRestores(t: TestContext, record: BackupRecord, volumeId: string, snapshot: string): Promise<void> {
-  const target = uniqueName('r');
-  t.after(() => removeImageFully(volumes, `volume-${target}`));
+  const target = fx.targetId(t);
   const restored = await engine.restore({ backup: record, targetPool: POOL, targetVolumeId: target });
   assert.equal(restored.path, 'diff');
-  assert.equal(await rbdExportSha256('a', `${POOL}/volume-${target}`),
-    await rbdExportSha256('a', `${POOL}/volume-${volumeId}@${snapshot}`), `backup ${record.id} restores to ${snapshot}`);
+  assert.equal(await volumeSha(target), await snapshotSha(volumeId, snapshot),
+    `backup ${record.id} restores to ${snapshot}`);
 }
 
 function notFound(volumeId: string, backupId: string): (error: unknown) => boolean {
@@ -191,7 +120,7 @@ describe('deleting three backups in every order', () => {
           await assert.rejects(engine.delete(record), notFound(id, record.id), 'deleting twice');
         }
         // The source volume is untouched by deletes.
-        assert.deepEqual(await withVolume(id, async (image) => (await image.listSnapshots()).map((s) => s.name)),
+        assert.deepEqual(await fx.withVolume(id, async (image) => (await image.listSnapshots()).map((s) => s.name)),
           results.map((r) => r.snapshot));
       });
   }
@@ -200,7 +129,7 @@ describe('deleting three backups in every order', () => {
     async (t) => {
       const { id, results } = await threeBackups(t);
       await engine.delete(results[2].record);
-      await writeRandom(id, 3, 16 * MiB);
+      await fx.writeRandom(id, randomRanges(16 * MiB, 3));
       const next = await engine.backup({ pool: POOL, volumeId: id });
       assert.equal(next.mode, 'incremental');
       assert.equal(next.fromSnapshot, results[1].snapshot);
@@ -218,8 +147,8 @@ describe('deleting three backups in every order', () => {
 
 describe('other deletes', () => {
   test('a legacy backup: its image is removed, the diff-format backups stay', { timeout: 120_000 }, async (t) => {
-    const id = await newVolume(t, 8 * MiB);
-    await writeRandom(id, 3, 8 * MiB);
+    const id = await fx.newVolume(t, 8 * MiB);
+    await fx.writeRandom(id, randomRanges(8 * MiB, 3));
     const diffBackup = await engine.backup({ pool: POOL, volumeId: id });
     const legacyId = uniqueName('legacy');
     await rbd('a', ['cp', '--no-progress', `${POOL}/volume-${id}@${diffBackup.snapshot}`,
@@ -238,9 +167,9 @@ describe('other deletes', () => {
   });
 
   test('a legacy backup of a volume with no base image', async (t) => {
-    const id = await newVolume(t, 8 * MiB);
-    await writeRandom(id, 2, 8 * MiB);
-    await withVolume(id, (image) => image.createSnapshot('s'));
+    const id = await fx.newVolume(t, 8 * MiB);
+    await fx.writeRandom(id, randomRanges(8 * MiB, 2));
+    await fx.withVolume(id, (image) => image.createSnapshot('s'));
     const legacyId = uniqueName('legacy');
     await rbd('a', ['cp', '--no-progress', `${POOL}/volume-${id}@s`, `${BACKUP_POOL}/${legacyImageName(id, legacyId)}`]);
     const record: BackupRecord = {
@@ -256,8 +185,8 @@ describe('other deletes', () => {
   });
 
   test('a protected backup snapshot is unprotected and removed', async (t) => {
-    const id = await newVolume(t, 8 * MiB);
-    await writeRandom(id, 2, 8 * MiB);
+    const id = await fx.newVolume(t, 8 * MiB);
+    await fx.writeRandom(id, randomRanges(8 * MiB, 2));
     const first = await engine.backup({ pool: POOL, volumeId: id });
     const second = await engine.backup({ pool: POOL, volumeId: id });
     await rbd('a', ['snap', 'protect', `${BACKUP_POOL}/${baseImageName(id)}@${first.snapshot}`]);
@@ -268,7 +197,7 @@ describe('other deletes', () => {
   });
 
   test('an unknown backup id: NotFoundError, nothing removed', async (t) => {
-    const id = await newVolume(t, 8 * MiB);
+    const id = await fx.newVolume(t, 8 * MiB);
     const only = await engine.backup({ pool: POOL, volumeId: id });
     const unknown = uniqueName('unknown');
     await assert.rejects(engine.delete({ ...only.record, id: unknown }), notFound(id, unknown));
@@ -319,7 +248,7 @@ describe('other deletes', () => {
   });
 
   test('while a backup of the volume holds its lock: BusyError with lockWaitMs 0, nothing removed', async (t) => {
-    const id = await newVolume(t, 8 * MiB);
+    const id = await fx.newVolume(t, 8 * MiB);
     const only = await engine.backup({ pool: POOL, volumeId: id });
     const holder = await connect('a');
     const holderPool = await holder.pool(BACKUP_POOL);

@@ -11,20 +11,21 @@
  */
 import { after, before, describe, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomBytes, randomInt } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   AlreadyExistsError, BackupEngine, BusyError, CancelledError, CephError, InvalidArgumentError, NotFoundError,
   backupSnapshotName, baseImageName, metaObjectName, parseBackupSnapshotName,
-  type BackupRecord, type BackupResult, type Cluster, type FeatureName, type Image, type Pool, type RestoreResult,
+  type BackupRecord, type BackupResult, type Cluster, type Pool, type RestoreResult,
 } from '../../lib/index.js';
 import { lockObjectName } from '../../lib/backup/lock.js';
 import { connect, rbd, rbdExportSha256, uniqueName } from '../support/clusters.js';
+import {
+  BACKUP_POOL, POOL, VOLUME_FEATURES, VolumeFixtures, randomRanges, removeImagePatiently, removeObjectQuietly,
+  snapshotSha, snapshotsOf, volumeSha,
+} from '../support/backup-fixtures.js';
 
 const MiB = 1024 * 1024;
-const POOL = 'rbd';
-const BACKUP_POOL = 'backups';
-const VOLUME_FEATURES: FeatureName[] = ['layering', 'exclusive-lock', 'object-map', 'fast-diff'];
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/;
 
@@ -32,12 +33,14 @@ let cluster: Cluster;
 let volumes: Pool;
 let backups: Pool;
 let engine: BackupEngine;
+let fx: VolumeFixtures;
 
 before(async () => {
   cluster = await connect('a');
   volumes = await cluster.pool(POOL);
   backups = await cluster.pool(BACKUP_POOL);
   engine = new BackupEngine({ source: cluster });
+  fx = new VolumeFixtures(volumes, [backups]);
 });
 
 after(async () => {
@@ -48,101 +51,17 @@ after(async () => {
 
 // ---- helpers -------------------------------------------------------------
 
-/** Removes an image with all its snapshots; a missing image is fine. */
-async function removeImageFully(pool: Pool, name: string): Promise<void> {
-  let image: Image;
-  try {
-    image = await pool.openImage(name);
-  } catch (error) {
-    if (error instanceof NotFoundError) return;
-    throw error;
-  }
-  try {
-    for (const snap of await image.listSnapshots()) {
-      if (snap.protected) await image.unprotectSnapshot(snap.name);
-      await image.removeSnapshot(snap.name);
-    }
-  } finally {
-    await image.close();
-  }
-  for (let attempt = 1; ; attempt++) {
-    try {
-      await pool.removeImage(name);
-      return;
-    } catch (error) {
-      if (!(error instanceof BusyError) || attempt > 10) throw error;
-      await sleep(200 * attempt);
-    }
-  }
-}
-
-async function removeObjectQuietly(pool: Pool, name: string): Promise<void> {
-  await pool.removeObject(name).catch((error: unknown) => {
-    if (!(error instanceof NotFoundError)) throw error;
-  });
-}
-
-/** Everything a volume id may leave behind: the volume, its base and legacy images, its lock object. */
-async function removeVolumeAndBackups(volumeId: string): Promise<void> {
-  await removeImageFully(volumes, `volume-${volumeId}`);
-  for (const name of await backups.listImages()) {
-    if (name.startsWith(`volume-${volumeId}.backup.`)) await removeImageFully(backups, name);
-  }
-  await removeObjectQuietly(backups, lockObjectName(volumeId));
-}
-
-/** A new volume-<id> in pool rbd, removed with all its backups when the test ends. */
-async function newVolume(t: TestContext, size: number): Promise<string> {
-  const id = uniqueName('v');
-  t.after(() => removeVolumeAndBackups(id));
-  await volumes.createImage(`volume-${id}`, size, { features: VOLUME_FEATURES });
-  return id;
-}
-
-async function withVolume<T>(volumeId: string, use: (image: Image) => Promise<T>): Promise<T> {
-  const image = await volumes.openImage(`volume-${volumeId}`);
-  try {
-    return await use(image);
-  } finally {
-    await image.close();
-  }
-}
-
-/** Writes random bytes at each [offset, length]. */
-async function writeRandom(volumeId: string, ranges: Array<[number, number]>): Promise<void> {
-  await withVolume(volumeId, async (image) => {
-    for (const [offset, length] of ranges) await image.write(randomBytes(length), offset);
-  });
-}
-
-/** A few random writes anywhere in the first size bytes, some across object boundaries. */
-function randomRanges(size: number, count: number): Array<[number, number]> {
-  return Array.from({ length: count }, () => {
-    const length = randomInt(1, 3 * MiB);
-    return [randomInt(0, size - length), length] as [number, number];
-  });
-}
-
 async function sourceSnapshots(volumeId: string): Promise<string[]> {
-  return withVolume(volumeId, async (image) => (await image.listSnapshots()).map((s) => s.name));
+  return fx.withVolume(volumeId, async (image) => (await image.listSnapshots()).map((s) => s.name));
 }
 
-async function baseSnapshots(volumeId: string): Promise<string[] | undefined> {
-  if (!(await backups.imageExists(baseImageName(volumeId)))) return undefined;
-  const base = await backups.openImage(baseImageName(volumeId), { readOnly: true });
-  try {
-    return (await base.listSnapshots()).map((s) => s.name);
-  } finally {
-    await base.close();
-  }
+function baseSnapshots(volumeId: string): Promise<string[] | undefined> {
+  return snapshotsOf(backups, baseImageName(volumeId));
 }
 
 function forgetMeta(t: TestContext, backupId: string): void {
   t.after(() => removeObjectQuietly(backups, metaObjectName(backupId)));
 }
-
-const snapshotSha = (volumeId: string, snapshot: string): Promise<string> =>
-  rbdExportSha256('a', `${POOL}/volume-${volumeId}@${snapshot}`);
 
 function isResult(value: BackupResult | BackupRecord): value is BackupResult {
   return typeof (value as BackupResult).stats === 'object' && typeof (value as BackupResult).record === 'object';
@@ -152,12 +71,11 @@ function isResult(value: BackupResult | BackupRecord): value is BackupResult {
 async function assertRestores(t: TestContext, result: BackupResult | BackupRecord, volumeId: string,
   snapshot: string, using: BackupEngine = engine): Promise<RestoreResult> {
   const record = isResult(result) ? result.record : result;
-  const target = uniqueName('r');
-  t.after(() => removeImageFully(volumes, `volume-${target}`));
+  const target = fx.targetId(t);
   const restored = await using.restore({ backup: record, targetPool: POOL, targetVolumeId: target });
   assert.equal(restored.targetVolumeId, target);
   assert.equal(restored.target, `${POOL}/volume-${target}`);
-  assert.equal(await rbdExportSha256('a', `${POOL}/volume-${target}`), await snapshotSha(volumeId, snapshot),
+  assert.equal(await volumeSha(target), await snapshotSha(volumeId, snapshot),
     `restore of backup ${record.id} equals ${snapshot}`);
   return restored;
 }
@@ -174,8 +92,8 @@ describe('full and incremental backups', () => {
   test('a full backup, then incrementals with writes, a discard and a resize: every one restores to its snapshot',
     { timeout: 300_000 }, async (t) => {
       const size = 64 * MiB;
-      const id = await newVolume(t, size);
-      await writeRandom(id, [[0, 1 * MiB], [4 * MiB - 4096, 8192], [20 * MiB, 5 * MiB], [size - 1 * MiB, 1 * MiB]]);
+      const id = await fx.newVolume(t, size);
+      await fx.writeRandom(id, [[0, 1 * MiB], [4 * MiB - 4096, 8192], [20 * MiB, 5 * MiB], [size - 1 * MiB, 1 * MiB]]);
 
       const backupId = uniqueName('b');
       const first = await engine.backup({
@@ -206,12 +124,12 @@ describe('full and incremental backups', () => {
 
       const results: BackupResult[] = [first];
       const steps: Array<{ what: string; change: () => Promise<void> }> = [
-        { what: 'random writes', change: () => writeRandom(id, randomRanges(size, 6)) },
+        { what: 'random writes', change: () => fx.writeRandom(id, randomRanges(size, 6)) },
         {
           what: 'writes and discards (a whole object and part of one)',
           change: async () => {
-            await writeRandom(id, randomRanges(size, 3));
-            await withVolume(id, async (image) => {
+            await fx.writeRandom(id, randomRanges(size, 3));
+            await fx.withVolume(id, async (image) => {
               await image.discard(20 * MiB, 4 * MiB);
               await image.discard(size - 512 * 1024, 256 * 1024);
             });
@@ -220,12 +138,12 @@ describe('full and incremental backups', () => {
         {
           what: 'an extension with writes past the old end',
           change: async () => {
-            await withVolume(id, (image) => image.resize(size + 8 * MiB));
-            await writeRandom(id, [[size + 1 * MiB, 2 * MiB], [size - 4096, 8192]]);
+            await fx.withVolume(id, (image) => image.resize(size + 8 * MiB));
+            await fx.writeRandom(id, [[size + 1 * MiB, 2 * MiB], [size - 4096, 8192]]);
           },
         },
         { what: 'nothing', change: async () => undefined },
-        { what: 'writes after a no-op backup', change: () => writeRandom(id, randomRanges(size, 4)) },
+        { what: 'writes after a no-op backup', change: () => fx.writeRandom(id, randomRanges(size, 4)) },
       ];
       for (const step of steps) {
         await step.change();
@@ -276,12 +194,12 @@ describe('full and incremental backups', () => {
     });
 
   test('a named parent: incremental from that backup, not the newest', { timeout: 120_000 }, async (t) => {
-    const id = await newVolume(t, 16 * MiB);
-    await writeRandom(id, randomRanges(16 * MiB, 4));
+    const id = await fx.newVolume(t, 16 * MiB);
+    await fx.writeRandom(id, randomRanges(16 * MiB, 4));
     const first = await engine.backup({ pool: POOL, volumeId: id });
-    await writeRandom(id, randomRanges(16 * MiB, 4));
+    await fx.writeRandom(id, randomRanges(16 * MiB, 4));
     const second = await engine.backup({ pool: POOL, volumeId: id });
-    await writeRandom(id, randomRanges(16 * MiB, 4));
+    await fx.writeRandom(id, randomRanges(16 * MiB, 4));
     const third = await engine.backup({ pool: POOL, volumeId: id, parentId: first.record.id });
     assert.equal(third.mode, 'incremental');
     assert.equal(third.fromSnapshot, first.snapshot);
@@ -293,12 +211,12 @@ describe('full and incremental backups', () => {
   });
 
   test('full: true takes a full backup into the existing base', { timeout: 120_000 }, async (t) => {
-    const id = await newVolume(t, 16 * MiB);
-    await writeRandom(id, [[0, 16 * MiB]]);
+    const id = await fx.newVolume(t, 16 * MiB);
+    await fx.writeRandom(id, [[0, 16 * MiB]]);
     const first = await engine.backup({ pool: POOL, volumeId: id });
     // Holes where the base has data: a full transfer into a used base must write them.
-    await withVolume(id, (image) => image.discard(4 * MiB, 8 * MiB));
-    await writeRandom(id, randomRanges(16 * MiB, 3));
+    await fx.withVolume(id, (image) => image.discard(4 * MiB, 8 * MiB));
+    await fx.writeRandom(id, randomRanges(16 * MiB, 3));
     const full = await engine.backup({ pool: POOL, volumeId: id, full: true });
     assert.equal(full.mode, 'full');
     assert.equal(full.fromSnapshot, undefined);
@@ -312,7 +230,7 @@ describe('full and incremental backups', () => {
 
 describe('other volumes', () => {
   test('an empty volume backs up and restores as zeros', async (t) => {
-    const id = await newVolume(t, 8 * MiB);
+    const id = await fx.newVolume(t, 8 * MiB);
     const first = await engine.backup({ pool: POOL, volumeId: id });
     assert.equal(first.stats.bytesRead, 0);
     await assertRestores(t, first, id, first.snapshot);
@@ -323,8 +241,8 @@ describe('other volumes', () => {
 
   test('stripeUnit and stripeCount shape a new base image; its backups restore', { timeout: 120_000 }, async (t) => {
     const striped = new BackupEngine({ source: cluster, stripeUnit: 1 * MiB, stripeCount: 4 });
-    const id = await newVolume(t, 32 * MiB);
-    await writeRandom(id, randomRanges(32 * MiB, 6));
+    const id = await fx.newVolume(t, 32 * MiB);
+    await fx.writeRandom(id, randomRanges(32 * MiB, 6));
     const first = await striped.backup({ pool: POOL, volumeId: id });
     const base = await backups.openImage(baseImageName(id), { readOnly: true });
     try {
@@ -334,7 +252,7 @@ describe('other volumes', () => {
     } finally {
       await base.close();
     }
-    await writeRandom(id, randomRanges(32 * MiB, 6));
+    await fx.writeRandom(id, randomRanges(32 * MiB, 6));
     const second = await striped.backup({ pool: POOL, volumeId: id });
     await assertRestores(t, first, id, first.snapshot, striped);
     await assertRestores(t, second, id, second.snapshot, striped);
@@ -344,13 +262,13 @@ describe('other volumes', () => {
 describe('a broken chain becomes a full backup', () => {
   test('the newest common snapshot gone from the source: incremental from the one before',
     { timeout: 120_000 }, async (t) => {
-      const id = await newVolume(t, 16 * MiB);
-      await writeRandom(id, randomRanges(16 * MiB, 4));
+      const id = await fx.newVolume(t, 16 * MiB);
+      await fx.writeRandom(id, randomRanges(16 * MiB, 4));
       const first = await engine.backup({ pool: POOL, volumeId: id });
-      await writeRandom(id, [[0, 6 * MiB]]);
+      await fx.writeRandom(id, [[0, 6 * MiB]]);
       const second = await engine.backup({ pool: POOL, volumeId: id });
-      await withVolume(id, (image) => image.removeSnapshot(second.snapshot));
-      await writeRandom(id, [[10 * MiB, 2 * MiB]]);
+      await fx.withVolume(id, (image) => image.removeSnapshot(second.snapshot));
+      await fx.writeRandom(id, [[10 * MiB, 2 * MiB]]);
       const third = await engine.backup({ pool: POOL, volumeId: id });
       assert.equal(third.mode, 'incremental');
       assert.equal(third.fromSnapshot, first.snapshot);
@@ -363,17 +281,17 @@ describe('a broken chain becomes a full backup', () => {
     });
 
   test('no backup snapshot left on the source: converted to full, saying why', { timeout: 120_000 }, async (t) => {
-    const id = await newVolume(t, 16 * MiB);
-    await writeRandom(id, [[0, 16 * MiB]]);
+    const id = await fx.newVolume(t, 16 * MiB);
+    await fx.writeRandom(id, [[0, 16 * MiB]]);
     const first = await engine.backup({ pool: POOL, volumeId: id });
-    await writeRandom(id, randomRanges(16 * MiB, 3));
+    await fx.writeRandom(id, randomRanges(16 * MiB, 3));
     const second = await engine.backup({ pool: POOL, volumeId: id });
-    await withVolume(id, async (image) => {
+    await fx.withVolume(id, async (image) => {
       await image.removeSnapshot(first.snapshot);
       await image.removeSnapshot(second.snapshot);
       await image.discard(0, 8 * MiB);
     });
-    await writeRandom(id, randomRanges(16 * MiB, 3));
+    await fx.writeRandom(id, randomRanges(16 * MiB, 3));
     const third = await engine.backup({ pool: POOL, volumeId: id });
     assert.equal(third.mode, 'full');
     assert.equal(third.fromSnapshot, undefined);
@@ -384,7 +302,7 @@ describe('a broken chain becomes a full backup', () => {
     assert.deepEqual(await baseSnapshots(id), [first.snapshot, second.snapshot, third.snapshot]);
     await assertRestores(t, third, id, third.snapshot);
     // The next one is an incremental from the converted one again.
-    await writeRandom(id, randomRanges(16 * MiB, 2));
+    await fx.writeRandom(id, randomRanges(16 * MiB, 2));
     const fourth = await engine.backup({ pool: POOL, volumeId: id });
     assert.equal(fourth.mode, 'incremental');
     assert.equal(fourth.fromSnapshot, third.snapshot);
@@ -392,27 +310,27 @@ describe('a broken chain becomes a full backup', () => {
   });
 
   test('the common snapshot gone from the base: converted to full', { timeout: 120_000 }, async (t) => {
-    const id = await newVolume(t, 16 * MiB);
-    await writeRandom(id, [[0, 16 * MiB]]);
+    const id = await fx.newVolume(t, 16 * MiB);
+    await fx.writeRandom(id, [[0, 16 * MiB]]);
     const first = await engine.backup({ pool: POOL, volumeId: id });
     const second = await engine.backup({ pool: POOL, volumeId: id, full: true });
     await rbd('a', ['snap', 'rm', `${BACKUP_POOL}/${baseImageName(id)}@${first.snapshot}`]);
     await rbd('a', ['snap', 'rm', `${BACKUP_POOL}/${baseImageName(id)}@${second.snapshot}`]);
     // The base still exists (with no backup snapshot): "first backup", a full one into the old image.
-    await writeRandom(id, randomRanges(16 * MiB, 3));
+    await fx.writeRandom(id, randomRanges(16 * MiB, 3));
     const third = await engine.backup({ pool: POOL, volumeId: id });
     assert.equal(third.mode, 'full');
     assert.equal(third.fromSnapshot, undefined);
     await assertRestores(t, third, id, third.snapshot);
 
     // Then the base loses every snapshot the source has, and gets one of another backup only.
-    await writeRandom(id, randomRanges(16 * MiB, 3));
+    await fx.writeRandom(id, randomRanges(16 * MiB, 3));
     const fourth = await engine.backup({ pool: POOL, volumeId: id });
     assert.equal(fourth.fromSnapshot, third.snapshot);
     await rbd('a', ['snap', 'rm', `${BACKUP_POOL}/${baseImageName(id)}@${third.snapshot}`]);
     await rbd('a', ['snap', 'rm', `${BACKUP_POOL}/${baseImageName(id)}@${fourth.snapshot}`]);
     await rbd('a', ['snap', 'create', `${BACKUP_POOL}/${baseImageName(id)}@${backupSnapshotName('other')}`]);
-    await writeRandom(id, randomRanges(16 * MiB, 3));
+    await fx.writeRandom(id, randomRanges(16 * MiB, 3));
     const fifth = await engine.backup({ pool: POOL, volumeId: id });
     assert.equal(fifth.mode, 'full');
     assert.match(fifth.convertedToFull ?? '', /chain broken/);
@@ -421,13 +339,13 @@ describe('a broken chain becomes a full backup', () => {
   });
 
   test('a named parent whose snapshot is gone: converted, naming the parent', { timeout: 120_000 }, async (t) => {
-    const id = await newVolume(t, 16 * MiB);
-    await writeRandom(id, randomRanges(16 * MiB, 4));
+    const id = await fx.newVolume(t, 16 * MiB);
+    await fx.writeRandom(id, randomRanges(16 * MiB, 4));
     const first = await engine.backup({ pool: POOL, volumeId: id });
-    await writeRandom(id, randomRanges(16 * MiB, 4));
+    await fx.writeRandom(id, randomRanges(16 * MiB, 4));
     await engine.backup({ pool: POOL, volumeId: id });
-    await withVolume(id, (image) => image.removeSnapshot(first.snapshot));
-    await writeRandom(id, randomRanges(16 * MiB, 4));
+    await fx.withVolume(id, (image) => image.removeSnapshot(first.snapshot));
+    await fx.writeRandom(id, randomRanges(16 * MiB, 4));
     const third = await engine.backup({ pool: POOL, volumeId: id, parentId: first.record.id });
     assert.equal(third.mode, 'full');
     assert.equal(third.fromSnapshot, undefined);
@@ -442,8 +360,8 @@ describe('a broken chain becomes a full backup', () => {
   });
 
   test('a named parent on the first backup of a volume: converted, not silently full', async (t) => {
-    const id = await newVolume(t, 8 * MiB);
-    await writeRandom(id, [[0, 1 * MiB]]);
+    const id = await fx.newVolume(t, 8 * MiB);
+    await fx.writeRandom(id, [[0, 1 * MiB]]);
     const result = await engine.backup({ pool: POOL, volumeId: id, parentId: 'some-parent' });
     assert.equal(result.mode, 'full');
     assert.match(result.convertedToFull ?? '', /parent backup some-parent has no snapshot on the backup base image/);
@@ -454,11 +372,11 @@ describe('a broken chain becomes a full backup', () => {
 test('maxSourceSnapshots 2: the source keeps the 2 newest backup snapshots, the base all', { timeout: 180_000 },
   async (t) => {
     const trimming = new BackupEngine({ source: cluster, maxSourceSnapshots: 2 });
-    const id = await newVolume(t, 16 * MiB);
-    await withVolume(id, (image) => image.createSnapshot('manual-snapshot'));
+    const id = await fx.newVolume(t, 16 * MiB);
+    await fx.withVolume(id, (image) => image.createSnapshot('manual-snapshot'));
     const results: BackupResult[] = [];
     for (let i = 0; i < 4; i++) {
-      await writeRandom(id, randomRanges(16 * MiB, 3));
+      await fx.writeRandom(id, randomRanges(16 * MiB, 3));
       const result = await trimming.backup({ pool: POOL, volumeId: id });
       if (i > 0) assert.equal(result.fromSnapshot, results[i - 1].snapshot);
       results.push(result);
@@ -472,7 +390,7 @@ test('maxSourceSnapshots 2: the source keeps the 2 newest backup snapshots, the 
     await assertRestores(t, results[2], id, results[2].snapshot, trimming);
     for (const result of results.slice(0, 2)) {
       const restored = await trimming.restore({ backup: result.record, targetPool: POOL });
-      t.after(() => removeImageFully(volumes, `volume-${restored.targetVolumeId}`));
+      t.after(() => removeImagePatiently(volumes, `volume-${restored.targetVolumeId}`));
       assert.equal(restored.path, 'diff');
       assert.equal(await rbdExportSha256('a', `${POOL}/volume-${restored.targetVolumeId}`),
         await rbdExportSha256('a', `${BACKUP_POOL}/${baseImageName(id)}@${result.snapshot}`));
@@ -481,8 +399,8 @@ test('maxSourceSnapshots 2: the source keeps the 2 newest backup snapshots, the 
 
 describe('the .meta object', () => {
   test('volumeMetadata is written to backup.<id>.meta as version 2', async (t) => {
-    const id = await newVolume(t, 8 * MiB);
-    await writeRandom(id, [[0, 1 * MiB]]);
+    const id = await fx.newVolume(t, 8 * MiB);
+    await fx.writeRandom(id, [[0, 1 * MiB]]);
     const backupId = uniqueName('b');
     forgetMeta(t, backupId);
     const volumeMetadata = {
@@ -497,7 +415,7 @@ describe('the .meta object', () => {
   });
 
   test('without volumeMetadata no .meta object is written', async (t) => {
-    const id = await newVolume(t, 8 * MiB);
+    const id = await fx.newVolume(t, 8 * MiB);
     const backupId = uniqueName('b');
     forgetMeta(t, backupId);
     await engine.backup({ pool: POOL, volumeId: id, backupId });
@@ -506,12 +424,12 @@ describe('the .meta object', () => {
 
   test('a second backup with the same id and metadata is refused and leaves nothing', { timeout: 120_000 },
     async (t) => {
-      const id = await newVolume(t, 16 * MiB);
-      await writeRandom(id, [[0, 16 * MiB]]);
+      const id = await fx.newVolume(t, 16 * MiB);
+      await fx.writeRandom(id, [[0, 16 * MiB]]);
       const backupId = uniqueName('b');
       forgetMeta(t, backupId);
       const first = await engine.backup({ pool: POOL, volumeId: id, backupId, volumeMetadata: { 'volume-metadata': { n: 1 } } });
-      await writeRandom(id, [[2 * MiB, 6 * MiB]]);
+      await fx.writeRandom(id, [[2 * MiB, 6 * MiB]]);
       await assert.rejects(
         engine.backup({ pool: POOL, volumeId: id, backupId, volumeMetadata: { 'volume-metadata': { n: 2 } } }),
         (error: unknown) => {
@@ -527,18 +445,18 @@ describe('the .meta object', () => {
       assert.deepEqual(JSON.parse((await backups.readObject(metaObjectName(backupId))).toString()),
         { version: 2, 'volume-metadata': { n: 1 } }, 'the first .meta is untouched');
       await assertRestores(t, first, id, first.snapshot);
-      await writeRandom(id, [[12 * MiB, 1 * MiB]]);
+      await fx.writeRandom(id, [[12 * MiB, 1 * MiB]]);
       const next = await engine.backup({ pool: POOL, volumeId: id });
       assert.equal(next.fromSnapshot, first.snapshot);
       await assertRestores(t, next, id, next.snapshot);
     });
 
   test('a second backup reusing a backup id (no metadata) is refused', async (t) => {
-    const id = await newVolume(t, 8 * MiB);
-    await writeRandom(id, [[0, 1 * MiB]]);
+    const id = await fx.newVolume(t, 8 * MiB);
+    await fx.writeRandom(id, [[0, 1 * MiB]]);
     const backupId = uniqueName('b');
     const first = await engine.backup({ pool: POOL, volumeId: id, backupId });
-    await writeRandom(id, [[0, 1 * MiB]]);
+    await fx.writeRandom(id, [[0, 1 * MiB]]);
     await assert.rejects(engine.backup({ pool: POOL, volumeId: id, backupId }), AlreadyExistsError);
     assert.deepEqual(await baseSnapshots(id), [first.snapshot]);
     await assertRestores(t, first, id, first.snapshot);
@@ -546,8 +464,8 @@ describe('the .meta object', () => {
 });
 
 test('a first backup that fails at its end leaves no base image, no source snapshot', async (t) => {
-  const id = await newVolume(t, 8 * MiB);
-  await writeRandom(id, [[0, 2 * MiB]]);
+  const id = await fx.newVolume(t, 8 * MiB);
+  await fx.writeRandom(id, [[0, 2 * MiB]]);
   const backupId = uniqueName('b');
   forgetMeta(t, backupId);
   // A .meta object already there: the backup fails after its transfer, at the metadata write.
@@ -562,7 +480,7 @@ test('a first backup that fails at its end leaves no base image, no source snaps
 });
 
 test('a failed first backup leaves no lock object behind either', async (t) => {
-  const id = await newVolume(t, 8 * MiB);
+  const id = await fx.newVolume(t, 8 * MiB);
   const backupId = uniqueName('b');
   forgetMeta(t, backupId);
   await backups.writeObject(metaObjectName(backupId), 'not ours');
@@ -574,8 +492,8 @@ describe('cancellation', () => {
   test('abort in the middle: CancelledError, no new snapshot or base, and the next backup is right',
     { timeout: 600_000 }, async (t) => {
       const size = 256 * MiB;
-      const id = await newVolume(t, size);
-      await withVolume(id, async (image) => {
+      const id = await fx.newVolume(t, size);
+      await fx.withVolume(id, async (image) => {
         for (let offset = 0; offset < size; offset += 4 * MiB) await image.write(randomBytes(4 * MiB), offset);
       });
       // One 4 MiB I/O at a time: slow enough for progress reports to come before the end.
@@ -614,7 +532,7 @@ describe('cancellation', () => {
       await assertRestores(t, first, id, first.snapshot);
 
       // An incremental: no new source or base snapshot may remain.
-      await withVolume(id, async (image) => {
+      await fx.withVolume(id, async (image) => {
         for (let offset = 0; offset < size; offset += 4 * MiB) await image.write(randomBytes(4 * MiB), offset);
       });
       const secondAbort = await abortMidway(uniqueName('abort'));
@@ -624,8 +542,8 @@ describe('cancellation', () => {
 
       // Put the source back to the first backup and change a little: the diff is small, and the
       // half-written base head of the aborted run must not leak into the next backup.
-      await withVolume(id, (image) => image.rollbackSnapshot(first.snapshot));
-      await writeRandom(id, [[100 * MiB, 1 * MiB]]);
+      await fx.withVolume(id, (image) => image.rollbackSnapshot(first.snapshot));
+      await fx.writeRandom(id, [[100 * MiB, 1 * MiB]]);
       const second = await slow.backup({ pool: POOL, volumeId: id });
       assert.equal(second.mode, 'incremental');
       assert.equal(second.fromSnapshot, first.snapshot);
@@ -634,12 +552,12 @@ describe('cancellation', () => {
     });
 
   test('an already aborted signal: CancelledError before anything is made', async (t) => {
-    const id = await newVolume(t, 8 * MiB);
+    const id = await fx.newVolume(t, 8 * MiB);
     await assert.rejects(engine.backup({ pool: POOL, volumeId: id, signal: AbortSignal.abort() }), CancelledError);
   });
 
   test('an already aborted signal: a CephError ECANCELED, nothing made', async (t) => {
-    const id = await newVolume(t, 8 * MiB);
+    const id = await fx.newVolume(t, 8 * MiB);
     await assert.rejects(engine.backup({ pool: POOL, volumeId: id, signal: AbortSignal.abort() }),
       (error: unknown) => {
         assert.ok(error instanceof CephError, String(error));
@@ -666,8 +584,8 @@ describe('the per-volume lock', () => {
 
   test('two concurrent backups of one volume on one engine run one after the other', { timeout: 120_000 },
     async (t) => {
-      const id = await newVolume(t, 32 * MiB);
-      await writeRandom(id, [[0, 32 * MiB]]);
+      const id = await fx.newVolume(t, 32 * MiB);
+      await fx.writeRandom(id, [[0, 32 * MiB]]);
       const [a, b] = await Promise.all([
         engine.backup({ pool: POOL, volumeId: id }),
         engine.backup({ pool: POOL, volumeId: id }),
@@ -682,8 +600,8 @@ describe('the per-volume lock', () => {
     const other = await connect('a');
     t.after(() => other.close());
     const otherEngine = new BackupEngine({ source: other });
-    const id = await newVolume(t, 32 * MiB);
-    await writeRandom(id, [[0, 32 * MiB]]);
+    const id = await fx.newVolume(t, 32 * MiB);
+    await fx.writeRandom(id, [[0, 32 * MiB]]);
     const [a, b] = await Promise.all([
       engine.backup({ pool: POOL, volumeId: id }),
       otherEngine.backup({ pool: POOL, volumeId: id }),
@@ -695,10 +613,10 @@ describe('the per-volume lock', () => {
 
   test('while another holder has the lock: lockWaitMs 0 fails with BusyError, a waiting one goes after it',
     { timeout: 120_000 }, async (t) => {
-      const id = await newVolume(t, 16 * MiB);
-      await writeRandom(id, randomRanges(16 * MiB, 3));
+      const id = await fx.newVolume(t, 16 * MiB);
+      await fx.writeRandom(id, randomRanges(16 * MiB, 3));
       const first = await engine.backup({ pool: POOL, volumeId: id });
-      await writeRandom(id, randomRanges(16 * MiB, 3));
+      await fx.writeRandom(id, randomRanges(16 * MiB, 3));
 
       // Another client takes the volume's lock, as a backup on another host would.
       const holder = await connect('a');
@@ -769,7 +687,7 @@ describe('refusals', () => {
   ];
   for (const [what, bad] of badIds) {
     test(`a volume, backup or parent id with ${what}: InvalidArgumentError, nothing made`, async (t) => {
-      const id = await newVolume(t, 8 * MiB);
+      const id = await fx.newVolume(t, 8 * MiB);
       const isInvalid = (kind: string) => (error: unknown): boolean => {
         assert.ok(error instanceof InvalidArgumentError, `expected InvalidArgumentError, got ${String(error)}`);
         assert.equal(error.code, 'EINVAL');
@@ -793,11 +711,11 @@ describe('refusals', () => {
 
 test('backupMany of three volumes, one missing: two backups and one error, in request order',
   { timeout: 120_000 }, async (t) => {
-    const one = await newVolume(t, 16 * MiB);
+    const one = await fx.newVolume(t, 16 * MiB);
     const missing = uniqueName('missing');
-    const three = await newVolume(t, 16 * MiB);
-    await writeRandom(one, randomRanges(16 * MiB, 3));
-    await writeRandom(three, randomRanges(16 * MiB, 3));
+    const three = await fx.newVolume(t, 16 * MiB);
+    await fx.writeRandom(one, randomRanges(16 * MiB, 3));
+    await fx.writeRandom(three, randomRanges(16 * MiB, 3));
     const outcomes = await engine.backupMany([
       { pool: POOL, volumeId: one },
       { pool: POOL, volumeId: missing },

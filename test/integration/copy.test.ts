@@ -14,139 +14,25 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import {
-  CancelledError, CephError, copyImage, DEFAULT_CHUNK_SIZE, InvalidArgumentError, NotFoundError,
-  type Cluster, type CopyImageOptions, type CopyStats, type CreateImageOptions, type Image, type Pool,
-  type Progress,
+  CancelledError, copyImage, DEFAULT_CHUNK_SIZE, InvalidArgumentError, NotFoundError,
+  type CopyImageOptions, type CopyStats, type Image, type Progress,
 } from '../../lib/index.js';
-import { connect, rbdExportSha256, sha256, testCluster, uniqueName, type Which } from '../support/clusters.js';
-import { removeImageFully } from '../support/scratch.js';
+import { intBelow } from '../../lib/dev/prng.js';
+import { closeTestPools, sha256, testCluster, testPool, uniqueName, type Which } from '../support/clusters.js';
+import {
+  clusterScratch, exportSha, fill, mutate, offsetIn, resourceOf, seeded, type Made,
+} from '../support/cluster-scratch.js';
+import { assertCephError, progressLog, show } from '../support/checks.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
 
-const clusters = new Map<Which, Cluster>();
-const pools = new Map<string, Pool>();
-
-async function pool(which: Which, name: string): Promise<Pool> {
-  const key = `${which}/${name}`;
-  let found = pools.get(key);
-  if (!found) {
-    let cluster = clusters.get(which);
-    if (!cluster) {
-      cluster = await connect(which);
-      clusters.set(which, cluster);
-    }
-    found = await cluster.pool(name);
-    pools.set(key, found);
-  }
-  return found;
-}
-
 before(async () => {
-  await pool('a', 'rbd');
-  await pool('a', 'backups');
+  await testPool('a', 'rbd');
+  await testPool('a', 'backups');
 });
 
-after(async () => {
-  for (const p of pools.values()) await p.close();
-  for (const c of clusters.values()) await c.close();
-});
-
-interface Made {
-  which: Which;
-  pool: Pool;
-  name: string;
-  spec: string;
-}
-
-class Scratch {
-  readonly #undo: Array<() => Promise<void>> = [];
-
-  defer(undo: () => Promise<void>): void {
-    this.#undo.push(undo);
-  }
-
-  async create(which: Which, poolName: string, prefix: string, size: number,
-    options: CreateImageOptions = {}): Promise<Made> {
-    const p = await pool(which, poolName);
-    const name = uniqueName(prefix);
-    await p.createImage(name, size, options);
-    this.defer(() => removeImageFully(p, name));
-    return { which, pool: p, name, spec: `${poolName}/${name}` };
-  }
-
-  async open(made: Made, snapshot?: string): Promise<Image> {
-    const image = await made.pool.openImage(made.name, snapshot === undefined ? {} : { snapshot, readOnly: true });
-    this.defer(() => image.close());
-    return image;
-  }
-
-  async dispose(): Promise<void> {
-    const errors: unknown[] = [];
-    for (const undo of this.#undo.reverse()) {
-      try {
-        await undo();
-      } catch (error) {
-        errors.push(error);
-      }
-    }
-    if (errors.length > 0) throw new AggregateError(errors, 'clean-up failed');
-  }
-}
-
-function scratch(t: TestContext): Scratch {
-  const s = new Scratch();
-  t.after(() => s.dispose());
-  return s;
-}
-
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function seeded(t: TestContext): () => number {
-  const seed = process.env.COPY_TEST_SEED !== undefined
-    ? Number(process.env.COPY_TEST_SEED)
-    : (Date.now() ^ (Math.random() * 0x7fffffff)) & 0x7fffffff;
-  t.diagnostic(`seed ${seed} (COPY_TEST_SEED=${seed} replays the offsets)`);
-  return prng(seed);
-}
-
-function int(rng: () => number, below: number): number {
-  return Math.floor(rng() * below);
-}
-
-function offsetIn(rng: () => number, size: number): number {
-  const at = int(rng, size);
-  return rng() < 0.5 ? at - (at % (4 * KiB)) : at;
-}
-
-/** count random writes, discards and write-zeroes. */
-async function mutate(image: Image, rng: () => number, size: number, count: number,
-  maxLength = 2 * MiB): Promise<void> {
-  for (let i = 0; i < count; i++) {
-    const r = rng();
-    const offset = offsetIn(rng, size);
-    const length = Math.min(size - offset, 1 + int(rng, maxLength));
-    if (length <= 0) continue;
-    if (r < 0.6) await image.write(randomBytes(length), offset);
-    else if (r < 0.8) await image.discard(offset, length);
-    else await image.writeZeroes(offset, length);
-  }
-}
-
-async function fill(image: Image, offset: number, length: number): Promise<void> {
-  for (let at = offset; at < offset + length; at += 4 * MiB) {
-    await image.write(randomBytes(Math.min(4 * MiB, offset + length - at)), at);
-  }
-}
+after(closeTestPools);
 
 const ZEROES = Buffer.alloc(4 * MiB);
 
@@ -189,10 +75,6 @@ async function rbdExportSplit(which: Which, spec: string, head: number): Promise
   });
 }
 
-async function exportSha(made: Made, snapshot?: string): Promise<string> {
-  return rbdExportSha256(made.which, snapshot === undefined ? made.spec : `${made.spec}@${snapshot}`);
-}
-
 /** Snapshots the target and checks it against source@snapshot (first N bytes when the target is larger). */
 async function assertCopied(src: Made, snapshot: string, dst: Made, target: Image, size: number): Promise<void> {
   const name = uniqueName('check');
@@ -206,15 +88,6 @@ async function assertCopied(src: Made, snapshot: string, dst: Made, target: Imag
     assert.equal(split.headSha, expected, `the first ${size} bytes of ${dst.spec} differ from ${src.spec}@${snapshot}`);
   }
   await target.removeSnapshot(name);
-}
-
-function show(value: unknown): string {
-  return JSON.stringify(value, (_, v: unknown) => (typeof v === 'bigint' ? `${v}n` : v));
-}
-
-function progressLog(): { reports: Progress[]; onProgress: (p: Progress) => void } {
-  const reports: Progress[] = [];
-  return { reports, onProgress: (p) => reports.push({ ...p }) };
 }
 
 function assertProgress(reports: readonly Progress[], total: number, stats: CopyStats): void {
@@ -238,31 +111,10 @@ function assertStats(stats: CopyStats, size: number, discarded = 0): void {
   }
 }
 
-async function assertCephError(promise: Promise<unknown>, Class: new (...args: never[]) => CephError,
-  shape: { code: string; operation?: string; resource?: string; message: RegExp }): Promise<CephError> {
-  let caught: unknown;
-  await assert.rejects(promise, (error: unknown) => {
-    caught = error;
-    return true;
-  });
-  assert.ok(caught instanceof Class, `expected ${Class.name}, got ${String(caught)}`);
-  assert.equal((caught as CephError).constructor, Class);
-  const error = caught as CephError;
-  assert.equal(error.code, shape.code);
-  if (shape.operation !== undefined) assert.equal(error.operation, shape.operation);
-  if (shape.resource !== undefined) assert.equal(error.resource, shape.resource);
-  assert.match(error.message, shape.message);
-  return error;
-}
-
-function resourceOf(src: Made, snapshot: string, dst: Made): string {
-  return `${src.spec}@${snapshot} -> ${dst.spec}`;
-}
-
 describe('copyImage: data', () => {
   test('into a new empty image of the same size (default and small unaligned chunks)', { timeout: 120_000 }, async (t) => {
-    const s = scratch(t);
-    const rng = seeded(t);
+    const s = clusterScratch(t);
+    const rng = seeded(t, 'COPY_TEST_SEED');
     const SIZE = 40 * MiB + 8 * KiB;
     const src = await s.create('a', 'rbd', 'copy-new-src', SIZE);
     const source = await s.open(src);
@@ -285,8 +137,8 @@ describe('copyImage: data', () => {
 
   test('final partial chunk: chunkSize 3 MiB, a 17 MiB + 4 KiB source with data at its very end',
     { timeout: 120_000 }, async (t) => {
-      const s = scratch(t);
-      const rng = seeded(t);
+      const s = clusterScratch(t);
+      const rng = seeded(t, 'COPY_TEST_SEED');
       const SIZE = 17 * MiB + 4 * KiB;
       const src = await s.create('a', 'rbd', 'copy-tail-src', SIZE);
       const source = await s.open(src);
@@ -309,12 +161,12 @@ describe('copyImage: data', () => {
     });
 
   test('a sparse source (mostly holes) into a used target: the holes are zeroed', { timeout: 120_000 }, async (t) => {
-    const s = scratch(t);
-    const rng = seeded(t);
+    const s = clusterScratch(t);
+    const rng = seeded(t, 'COPY_TEST_SEED');
     const SIZE = 64 * MiB;
     const src = await s.create('a', 'rbd', 'copy-sparse-src', SIZE);
     const source = await s.open(src);
-    for (let i = 0; i < 4; i++) await source.write(randomBytes(1 + int(rng, 64 * KiB)), offsetIn(rng, SIZE - 64 * KiB));
+    for (let i = 0; i < 4; i++) await source.write(randomBytes(1 + intBelow(rng, 64 * KiB)), offsetIn(rng, SIZE - 64 * KiB));
     await source.createSnapshot('snap');
     for (const chunkSize of [undefined, 7 * MiB + 12 * KiB]) {
       const dst = await s.create('a', 'backups', 'copy-sparse-dst', SIZE, { order: 20 });
@@ -329,8 +181,8 @@ describe('copyImage: data', () => {
   });
 
   test('skipZeroes false on a new image still gives the same bytes', { timeout: 60_000 }, async (t) => {
-    const s = scratch(t);
-    const rng = seeded(t);
+    const s = clusterScratch(t);
+    const rng = seeded(t, 'COPY_TEST_SEED');
     const SIZE = 12 * MiB;
     const src = await s.create('a', 'rbd', 'copy-noskip-src', SIZE);
     const source = await s.open(src);
@@ -344,8 +196,8 @@ describe('copyImage: data', () => {
   });
 
   test('cross-cluster, order 22 -> 20, into a used target', { timeout: 120_000 }, async (t) => {
-    const s = scratch(t);
-    const rng = seeded(t);
+    const s = clusterScratch(t);
+    const rng = seeded(t, 'COPY_TEST_SEED');
     const SIZE = 20 * MiB + 12 * KiB;
     const src = await s.create('a', 'rbd', 'copy-x-src', SIZE, { order: 22 });
     const source = await s.open(src);
@@ -364,8 +216,8 @@ describe('copyImage: a larger target holding data', () => {
   async function larger(t: TestContext, sourceSize: number, excess: number): Promise<{
     src: Made; dst: Made; source: Image; target: Image; oldTail: Buffer;
   }> {
-    const s = scratch(t);
-    const rng = seeded(t);
+    const s = clusterScratch(t);
+    const rng = seeded(t, 'COPY_TEST_SEED');
     const src = await s.create('a', 'rbd', 'copy-big-src', sourceSize);
     const source = await s.open(src);
     await mutate(source, rng, sourceSize, 8);
@@ -435,7 +287,7 @@ describe('copyImage: a larger target holding data', () => {
 
 describe('copyImage: large thin images', () => {
   test('an excess beyond 2 GiB is discarded (in pieces below rbd_discard\'s limit)', { timeout: 300_000 }, async (t) => {
-    const s = scratch(t);
+    const s = clusterScratch(t);
     const SIZE = 4 * MiB;
     const EXCESS = 2 * 1024 * MiB + 8 * MiB;
     const src = await s.create('a', 'rbd', 'copy-huge-src', SIZE);
@@ -463,7 +315,7 @@ describe('copyImage: large thin images', () => {
 
 describe('copyImage: refusals and cancel', () => {
   test('a target smaller than the source: InvalidArgumentError, target unchanged', { timeout: 60_000 }, async (t) => {
-    const s = scratch(t);
+    const s = clusterScratch(t);
     const src = await s.create('a', 'rbd', 'copy-small-src', 8 * MiB + 1);
     const source = await s.open(src);
     await fill(source, 0, 8 * MiB + 1);
@@ -482,7 +334,7 @@ describe('copyImage: refusals and cancel', () => {
 
   test('bad arguments: InvalidArgumentError; a missing snapshot: NotFoundError; target unchanged', { timeout: 60_000 },
     async (t) => {
-      const s = scratch(t);
+      const s = clusterScratch(t);
       const src = await s.create('a', 'rbd', 'copy-bad-src', 4 * MiB);
       const source = await s.open(src);
       await source.write(randomBytes(MiB), 0);
@@ -519,7 +371,7 @@ describe('copyImage: refusals and cancel', () => {
 
   test('cancel: aborted from onProgress gives CancelledError; an already-aborted signal writes nothing; a retry succeeds',
     { timeout: 180_000 }, async (t) => {
-      const s = scratch(t);
+      const s = clusterScratch(t);
       const SIZE = 128 * MiB;
       const src = await s.create('a', 'rbd', 'copy-cancel-src', SIZE);
       const source = await s.open(src);

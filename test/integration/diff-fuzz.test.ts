@@ -26,6 +26,7 @@ import {
   CephError, DiffStreamError, exportDiff, importDiff,
   type Cluster, type ImportDiffStats, type Pool,
 } from '../../lib/index.js';
+import { intBelow, prng } from '../../lib/dev/prng.js';
 import { connect, rbd, rbdExportSha256, testCluster, uniqueName } from '../support/clusters.js';
 import { removeImageFully } from '../support/scratch.js';
 
@@ -50,17 +51,6 @@ after(async () => {
   await rbdPool?.close();
   await cluster?.close();
 });
-
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 // ---- the stream's layout, read independently of the library's parser ---------------
 
@@ -130,7 +120,7 @@ class Mutator {
   }
 
   int(below: number): number {
-    return Math.floor(this.#rng() * below);
+    return intBelow(this.#rng, below);
   }
 
   pick<T>(items: readonly T[]): T {

@@ -19,142 +19,27 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
-  AlreadyExistsError, CancelledError, CephError, DiffStreamError, exportDiff, importDiff, InvalidArgumentError,
-  NotFoundError, type Cluster, type CreateImageOptions, type ExportDiffOptions, type Image, type Pool,
+  AlreadyExistsError, CancelledError, DiffStreamError, exportDiff, importDiff, InvalidArgumentError,
+  NotFoundError, type ExportDiffOptions, type Image,
 } from '../../lib/index.js';
 import { DiffStreamParser, type DiffRecord } from '../../lib/engine/diff-parser.js';
-import { connect, rbdExportSha256, sha256, testCluster, uniqueName, type Which } from '../support/clusters.js';
-import { removeImageFully } from '../support/scratch.js';
+import { closeTestPools, sha256, testCluster, testPool, type Which } from '../support/clusters.js';
+import {
+  assertSameSnapshot, ClusterScratch, clusterScratch, fill, mutate, seeded, targetState, type Made,
+} from '../support/cluster-scratch.js';
+import { assertCephError } from '../support/checks.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
-
-// ---- clusters, pools, scratch images -----------------------------------------------
-
-const clusters = new Map<Which, Cluster>();
-const pools = new Map<string, Pool>();
-
-async function pool(which: Which, name: string): Promise<Pool> {
-  const key = `${which}/${name}`;
-  let found = pools.get(key);
-  if (!found) {
-    let cluster = clusters.get(which);
-    if (!cluster) {
-      cluster = await connect(which);
-      clusters.set(which, cluster);
-    }
-    found = await cluster.pool(name);
-    pools.set(key, found);
-  }
-  return found;
-}
+/** mutate's share of writes here, below its default: a few more discards for the streams to carry. */
+const WRITE_SHARE = 0.55;
 
 before(async () => {
-  await pool('a', 'rbd');
-  await pool('a', 'backups');
+  await testPool('a', 'rbd');
+  await testPool('a', 'backups');
 });
 
-after(async () => {
-  for (const p of pools.values()) await p.close();
-  for (const c of clusters.values()) await c.close();
-});
-
-interface Made {
-  which: Which;
-  pool: Pool;
-  name: string;
-  spec: string;
-}
-
-class Scratch {
-  readonly #undo: Array<() => Promise<void>> = [];
-
-  defer(undo: () => Promise<void>): void {
-    this.#undo.push(undo);
-  }
-
-  async create(which: Which, poolName: string, prefix: string, size: number,
-    options: CreateImageOptions = {}): Promise<Made> {
-    const p = await pool(which, poolName);
-    const name = uniqueName(prefix);
-    await p.createImage(name, size, options);
-    this.defer(() => removeImageFully(p, name));
-    return { which, pool: p, name, spec: `${poolName}/${name}` };
-  }
-
-  /** A name for an image some tool will create; removed at the end if it exists. */
-  async reserve(which: Which, poolName: string, prefix: string): Promise<Made> {
-    const p = await pool(which, poolName);
-    const name = uniqueName(prefix);
-    this.defer(() => removeImageFully(p, name));
-    return { which, pool: p, name, spec: `${poolName}/${name}` };
-  }
-
-  async open(made: Made, snapshot?: string): Promise<Image> {
-    const image = await made.pool.openImage(made.name, snapshot === undefined ? {} : { snapshot, readOnly: true });
-    this.defer(() => image.close());
-    return image;
-  }
-
-  async dispose(): Promise<void> {
-    const errors: unknown[] = [];
-    for (const undo of this.#undo.reverse()) {
-      try {
-        await undo();
-      } catch (error) {
-        errors.push(error);
-      }
-    }
-    if (errors.length > 0) throw new AggregateError(errors, 'clean-up failed');
-  }
-}
-
-function scratch(t: TestContext): Scratch {
-  const s = new Scratch();
-  t.after(() => s.dispose());
-  return s;
-}
-
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function seeded(t: TestContext): () => number {
-  const seed = process.env.DIFF_STREAM_TEST_SEED !== undefined
-    ? Number(process.env.DIFF_STREAM_TEST_SEED)
-    : (Date.now() ^ (Math.random() * 0x7fffffff)) & 0x7fffffff;
-  t.diagnostic(`seed ${seed} (DIFF_STREAM_TEST_SEED=${seed} replays the offsets)`);
-  return prng(seed);
-}
-
-function int(rng: () => number, below: number): number {
-  return Math.floor(rng() * below);
-}
-
-function offsetIn(rng: () => number, size: number): number {
-  const at = int(rng, size);
-  return rng() < 0.5 ? at - (at % (4 * KiB)) : at;
-}
-
-async function mutate(image: Image, rng: () => number, size: number, count: number,
-  maxLength = 2 * MiB): Promise<void> {
-  for (let i = 0; i < count; i++) {
-    const r = rng();
-    const offset = offsetIn(rng, size);
-    const length = Math.min(size - offset, 1 + int(rng, maxLength));
-    if (length <= 0) continue;
-    if (r < 0.55) await image.write(randomBytes(length), offset);
-    else if (r < 0.8) await image.discard(offset, length);
-    else await image.writeZeroes(offset, length);
-  }
-}
+after(closeTestPools);
 
 /** Random data with zero runs of every length inside it (zero runs become 'z' records). */
 async function writeWithZeroRuns(image: Image, offset: number, length: number): Promise<void> {
@@ -163,21 +48,6 @@ async function writeWithZeroRuns(image: Image, offset: number, length: number): 
     if (at + run <= length) data.fill(0, at, at + run);
   }
   await image.write(data, offset);
-}
-
-async function fill(image: Image, offset: number, length: number): Promise<void> {
-  for (let at = offset; at < offset + length; at += 4 * MiB) {
-    await image.write(randomBytes(Math.min(4 * MiB, offset + length - at)), at);
-  }
-}
-
-async function exportSha(made: Made, snapshot?: string): Promise<string> {
-  return rbdExportSha256(made.which, snapshot === undefined ? made.spec : `${made.spec}@${snapshot}`);
-}
-
-async function assertSameSnapshot(source: Made, target: Made, snapshot: string): Promise<void> {
-  const [expected, actual] = await Promise.all([exportSha(source, snapshot), exportSha(target, snapshot)]);
-  assert.equal(actual, expected, `${target.spec}@${snapshot} differs from ${source.spec}@${snapshot}`);
 }
 
 async function collect(stream: AsyncIterable<Buffer>): Promise<Buffer> {
@@ -282,59 +152,28 @@ async function readAll(image: Image): Promise<Buffer> {
   return image.read(0, size);
 }
 
-async function assertCephError(promise: Promise<unknown>, Class: new (...args: never[]) => CephError,
-  shape: { code: string; operation?: string; resource?: string; message: RegExp }): Promise<CephError> {
-  let caught: unknown;
-  await assert.rejects(promise, (error: unknown) => {
-    caught = error;
-    return true;
-  });
-  assert.ok(caught instanceof Class, `expected ${Class.name}, got ${String(caught)}`);
-  assert.equal((caught as CephError).constructor, Class);
-  const error = caught as CephError;
-  assert.equal(error.code, shape.code);
-  if (shape.operation !== undefined) assert.equal(error.operation, shape.operation);
-  if (shape.resource !== undefined) assert.equal(error.resource, shape.resource);
-  assert.match(error.message, shape.message);
-  return error;
-}
-
-interface TargetState {
-  sha: string;
-  size: bigint;
-  snapshots: string[];
-}
-
-async function targetState(made: Made, image: Image): Promise<TargetState> {
-  return {
-    sha: await exportSha(made),
-    size: (await image.stat()).size,
-    snapshots: (await image.listSnapshots()).map((s) => s.name),
-  };
-}
-
 /**
  * A source with four snapshots: s1 (data with zero runs), s2 (writes,
  * discards and write-zeroes over data, shrunk to an unaligned size), s3
  * (grown, more changes), s4 (shrunk and grown again with no snapshot in
  * between, so only holes tell).
  */
-async function chain(s: Scratch, rng: () => number, which: Which = 'a'): Promise<{ src: Made; source: Image }> {
+async function chain(s: ClusterScratch, rng: () => number, which: Which = 'a'): Promise<{ src: Made; source: Image }> {
   const src = await s.create(which, 'rbd', 'stream-src', 24 * MiB);
   const source = await s.open(src);
   await fill(source, 0, 2 * MiB);
   await fill(source, 8 * MiB, 4 * MiB);
-  await mutate(source, rng, 24 * MiB, 8);
+  await mutate(source, rng, 24 * MiB, 8, WRITE_SHARE);
   await writeWithZeroRuns(source, 5 * MiB + 3, 2 * MiB);
   await source.createSnapshot('s1');
-  await mutate(source, rng, 24 * MiB, 8);
+  await mutate(source, rng, 24 * MiB, 8, WRITE_SHARE);
   await source.discard(8 * MiB, 4 * MiB);
   await source.writeZeroes(1 * MiB + 100, 300 * KiB);
   await source.resize(19 * MiB + 12 * KiB + 1);
   await source.createSnapshot('s2');
   await source.resize(30 * MiB);
   await source.write(randomBytes(2 * MiB + 5), 26 * MiB);
-  await mutate(source, rng, 30 * MiB, 6);
+  await mutate(source, rng, 30 * MiB, 6, WRITE_SHARE);
   await source.createSnapshot('s3');
   await source.resize(3 * MiB + 5);
   await source.resize(30 * MiB);
@@ -405,7 +244,7 @@ process.stdout.write(JSON.stringify({ baseline, peak, chunks, bytes }));
 `;
 
 describe('exportDiff: back-pressure', () => {
-  const s = new Scratch();
+  const s = new ClusterScratch();
   const SIZE = 256 * MiB;
   let src: Made;
 
@@ -425,7 +264,7 @@ describe('exportDiff: back-pressure', () => {
 
   /** Runs the child on src@big with memoryBytes, its stdout going into rbd import-diff on cluster b. */
   async function measure(t: TestContext, memoryBytes: number | null): Promise<{ growth: number; dst: Made }> {
-    const ts = scratch(t);
+    const ts = clusterScratch(t);
     const dst = await ts.create('b', 'backups', 'stream-big-dst', SIZE);
     const { info } = await testCluster('a');
     const child = spawn(process.execPath, ['--input-type=module', '-e', RSS_CHILD], {
@@ -472,8 +311,8 @@ describe('exportDiff: back-pressure', () => {
 describe('diff streams: byte-compatible with the rbd tool', () => {
   test('our exportDiff into `rbd import-diff -`: full, then incrementals with discards and resizes',
     { timeout: 180_000 }, async (t) => {
-      const s = scratch(t);
-      const { src, source } = await chain(s, seeded(t));
+      const s = clusterScratch(t);
+      const { src, source } = await chain(s, seeded(t, 'DIFF_STREAM_TEST_SEED'));
       const dst = await s.create('a', 'backups', 'stream-to-rbd', 1 * MiB);
       await rbdImportDiff('a', exportDiff(source, { snapshot: 's1' }), dst.spec);
       await assertSameSnapshot(src, dst, 's1');
@@ -488,8 +327,8 @@ describe('diff streams: byte-compatible with the rbd tool', () => {
     });
 
   test('`rbd export-diff` into our importDiff: full, incremental, whole-object', { timeout: 180_000 }, async (t) => {
-    const s = scratch(t);
-    const { src } = await chain(s, seeded(t));
+    const s = clusterScratch(t);
+    const { src } = await chain(s, seeded(t, 'DIFF_STREAM_TEST_SEED'));
     const dst = await s.create('a', 'backups', 'stream-from-rbd', 4 * MiB);
     const target = await s.open(dst);
     const steps: Array<[string | undefined, string, string[]]> = [
@@ -510,8 +349,8 @@ describe('diff streams: byte-compatible with the rbd tool', () => {
 
   test('our stream and rbd\'s stream of the same diff apply to the same bytes; two exports are identical',
     { timeout: 120_000 }, async (t) => {
-      const s = scratch(t);
-      const { src, source } = await chain(s, seeded(t));
+      const s = clusterScratch(t);
+      const { src, source } = await chain(s, seeded(t, 'DIFF_STREAM_TEST_SEED'));
       const atS1 = await readAll(await s.open(src, 's1'));
       const atS2 = await readAll(await s.open(src, 's2'));
       for (const [from, older, to, newer] of [[undefined, Buffer.alloc(0), 's1', atS1], ['s1', atS1, 's2', atS2]] as const) {
@@ -533,8 +372,8 @@ describe('diff streams: byte-compatible with the rbd tool', () => {
 
   test('exportDiff progress: done never above total, the last report covers the image', { timeout: 60_000 },
     async (t) => {
-      const s = scratch(t);
-      const { src, source } = await chain(s, seeded(t));
+      const s = clusterScratch(t);
+      const { src, source } = await chain(s, seeded(t, 'DIFF_STREAM_TEST_SEED'));
       for (const [from, to] of [[undefined, 's3'], ['s1', 's2']] as const) {
         const reports: Array<{ done: number; total: number; bytesRead: number }> = [];
         await collect(exportDiff(source, { snapshot: to, fromSnapshot: from, onProgress: (p) => reports.push({ ...p }) }));
@@ -550,7 +389,7 @@ describe('diff streams: byte-compatible with the rbd tool', () => {
 
   test('diffs without data: resize only (shrink, grow) and no change at all, both ways', { timeout: 120_000 },
     async (t) => {
-      const s = scratch(t);
+      const s = clusterScratch(t);
       const src = await s.create('a', 'rbd', 'stream-nodata', 12 * MiB);
       const source = await s.open(src);
       await fill(source, 0, 12 * MiB);
@@ -583,8 +422,8 @@ describe('diff streams: byte-compatible with the rbd tool', () => {
 
   test('our own export into our own import, cross-cluster (a -> b), full and incremental', { timeout: 180_000 },
     async (t) => {
-      const s = scratch(t);
-      const { src, source } = await chain(s, seeded(t));
+      const s = clusterScratch(t);
+      const { src, source } = await chain(s, seeded(t, 'DIFF_STREAM_TEST_SEED'));
       const dst = await s.create('b', 'backups', 'stream-round', 30 * MiB, { order: 20 });
       const target = await s.open(dst);
       const full = await importDiff(exportDiff(source, { snapshot: 's1' }), target);
@@ -612,13 +451,13 @@ describe('diff streams: byte-compatible with the rbd tool', () => {
 describe('importDiff: refusals, truncation, the end snapshot', () => {
   /** A source at s1 and s2 (s2 adds data, discards, grows), and a target already holding s1. */
   async function setup(t: TestContext): Promise<{
-    s: Scratch; src: Made; dst: Made; source: Image; target: Image; full: Buffer; incremental: Buffer;
+    s: ClusterScratch; src: Made; dst: Made; source: Image; target: Image; full: Buffer; incremental: Buffer;
   }> {
-    const s = scratch(t);
-    const rng = seeded(t);
+    const s = clusterScratch(t);
+    const rng = seeded(t, 'DIFF_STREAM_TEST_SEED');
     const src = await s.create('a', 'rbd', 'stream-rule-src', 8 * MiB);
     const source = await s.open(src);
-    await mutate(source, rng, 8 * MiB, 6);
+    await mutate(source, rng, 8 * MiB, 6, WRITE_SHARE);
     await source.createSnapshot('s1');
     await source.write(randomBytes(300 * KiB), 1 * MiB + 7);
     await source.write(randomBytes(2 * MiB), 5 * MiB);
@@ -797,7 +636,7 @@ describe('exportDiff: errors, cancel, handle release', () => {
   }
 
   test('bad names and missing snapshots fail the stream with typed errors', { timeout: 60_000 }, async (t) => {
-    const s = scratch(t);
+    const s = clusterScratch(t);
     const src = await s.create('a', 'rbd', 'stream-err', 4 * MiB);
     const source = await s.open(src);
     await source.write(randomBytes(MiB), 0);
@@ -819,7 +658,7 @@ describe('exportDiff: errors, cancel, handle release', () => {
 
   test('aborting mid-stream fails it with CancelledError; the snapshot handle is released', { timeout: 120_000 },
     async (t) => {
-      const s = scratch(t);
+      const s = clusterScratch(t);
       const src = await s.create('a', 'rbd', 'stream-cancel', 64 * MiB);
       const source = await s.open(src);
       await fill(source, 0, 64 * MiB);
@@ -845,7 +684,7 @@ describe('exportDiff: errors, cancel, handle release', () => {
     });
 
   test('a consumer that stops early (destroy) releases the snapshot handle', { timeout: 120_000 }, async (t) => {
-    const s = scratch(t);
+    const s = clusterScratch(t);
     const src = await s.create('a', 'rbd', 'stream-destroy', 32 * MiB);
     const source = await s.open(src);
     await fill(source, 0, 32 * MiB);
@@ -863,7 +702,7 @@ describe('exportDiff: errors, cancel, handle release', () => {
   });
 
   test('an already-aborted signal fails an export with data with CancelledError', { timeout: 60_000 }, async (t) => {
-    const s = scratch(t);
+    const s = clusterScratch(t);
     const src = await s.create('a', 'rbd', 'stream-preabort', 8 * MiB);
     const source = await s.open(src);
     await source.write(randomBytes(MiB), 0);
@@ -876,7 +715,7 @@ describe('exportDiff: errors, cancel, handle release', () => {
   });
 
   test('an already-aborted signal fails an export without data too', { timeout: 60_000 }, async (t) => {
-    const s = scratch(t);
+    const s = clusterScratch(t);
     const src = await s.create('a', 'rbd', 'stream-preabort-empty', 8 * MiB);
     const source = await s.open(src);
     await source.createSnapshot('p');

@@ -16,28 +16,23 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import {
   CephError, InvalidArgumentError, NotFoundError,
-  type Cluster, type DiffExtent, type DiffOptions, type Image,
+  type DiffExtent, type DiffOptions, type Image,
   type Pool,
 } from '../../lib/index.js';
 import { scratch, type Scratch, writeRandom } from '../support/scratch.js';
-import { connect, rbdExportSha256, sha256 } from '../support/clusters.js';
+import { closeTestPools, rbdExportSha256, sha256, testPool } from '../support/clusters.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
 const POOL = 'rbd';
 
-let cluster: Cluster;
 let pool: Pool;
 
 before(async () => {
-  cluster = await connect();
-  pool = await cluster.pool(POOL);
+  pool = await testPool('a', POOL);
 });
 
-after(async () => {
-  await pool?.close();
-  await cluster?.close();
-});
+after(closeTestPools);
 
 /** A byte range [start, end) and whether it holds data. */
 type Range = [start: number, end: number, exists: boolean];

@@ -10,10 +10,10 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import {
-  type Cluster, type Pool,
+  type Pool,
 } from '../../lib/index.js';
 import { scratch, Scratch } from '../support/scratch.js';
-import { connect, rbdExportSha256, sha256 } from '../support/clusters.js';
+import { closeTestPools, rbdExportSha256, sha256, testPool } from '../support/clusters.js';
 
 const MiB = 1024 * 1024;
 const POOL = 'rbd';
@@ -22,18 +22,13 @@ const TICK_MS = 10;
 const GAP_BOUND_MS = 200;
 const PARENT_SIZE = 256 * MiB;
 
-let cluster: Cluster;
 let pool: Pool;
 
 before(async () => {
-  cluster = await connect();
-  pool = await cluster.pool(POOL);
+  pool = await testPool('a', POOL);
 });
 
-after(async () => {
-  await pool?.close();
-  await cluster?.close();
-});
+after(closeTestPools);
 
 interface Measured<T> {
   result: T;

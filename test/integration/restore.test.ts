@@ -11,28 +11,27 @@
 import { after, before, describe, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { createHash, randomBytes, randomInt } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { setTimeout as sleep } from 'node:timers/promises';
 import {
-  BackupEngine, BusyError, CancelledError, CephError, InvalidArgumentError, NotFoundError, baseImageName, legacyImageName,
-  type BackupRecord, type BackupResult, type Cluster, type FeatureName, type Image, type Pool,
+  BackupEngine, CancelledError, CephError, InvalidArgumentError, NotFoundError, baseImageName, legacyImageName,
+  type BackupRecord, type BackupResult, type Cluster, type Pool,
 } from '../../lib/index.js';
-import { lockObjectName } from '../../lib/backup/lock.js';
-import { connect, rbd, rbdExportSha256, sha256, testCluster, uniqueName } from '../support/clusters.js';
+import { connect, rbd, sha256, testCluster, uniqueName } from '../support/clusters.js';
+import {
+  BACKUP_POOL, POOL, VOLUME_FEATURES, VolumeFixtures, randomRanges, removeImagePatiently, snapshotSha, volumeSha,
+} from '../support/backup-fixtures.js';
 
 const MiB = 1024 * 1024;
-const POOL = 'rbd';
-const BACKUP_POOL = 'backups';
-const VOLUME_FEATURES: FeatureName[] = ['layering', 'exclusive-lock', 'object-map', 'fast-diff'];
 
 let cluster: Cluster;
 let volumes: Pool;
 let backups: Pool;
 let engine: BackupEngine;
+let fx: VolumeFixtures;
 let scratchDir: string;
 
 before(async () => {
@@ -40,6 +39,7 @@ before(async () => {
   volumes = await cluster.pool(POOL);
   backups = await cluster.pool(BACKUP_POOL);
   engine = new BackupEngine({ source: cluster });
+  fx = new VolumeFixtures(volumes, [backups]);
   scratchDir = await mkdtemp(join(tmpdir(), 'restore-test-'));
 });
 
@@ -52,91 +52,14 @@ after(async () => {
 
 // ---- helpers -------------------------------------------------------------
 
-async function removeImageFully(pool: Pool, name: string): Promise<void> {
-  let image: Image;
-  try {
-    image = await pool.openImage(name);
-  } catch (error) {
-    if (error instanceof NotFoundError) return;
-    throw error;
-  }
-  try {
-    for (const snap of await image.listSnapshots()) {
-      if (snap.protected) await image.unprotectSnapshot(snap.name);
-      await image.removeSnapshot(snap.name);
-    }
-  } finally {
-    await image.close();
-  }
-  for (let attempt = 1; ; attempt++) {
-    try {
-      await pool.removeImage(name);
-      return;
-    } catch (error) {
-      if (!(error instanceof BusyError) || attempt > 10) throw error;
-      await sleep(200 * attempt);
-    }
-  }
-}
-
-async function removeVolumeAndBackups(volumeId: string): Promise<void> {
-  await removeImageFully(volumes, `volume-${volumeId}`);
-  for (const name of await backups.listImages()) {
-    if (name.startsWith(`volume-${volumeId}.backup.`)) await removeImageFully(backups, name);
-  }
-  await backups.removeObject(lockObjectName(volumeId)).catch((error: unknown) => {
-    if (!(error instanceof NotFoundError)) throw error;
-  });
-}
-
-/** A new volume-<id> (removed with its backups when the test ends). */
-async function newVolume(t: TestContext, size: number, features = VOLUME_FEATURES): Promise<string> {
-  const id = uniqueName('v');
-  t.after(() => removeVolumeAndBackups(id));
-  await volumes.createImage(`volume-${id}`, size, { features });
-  return id;
-}
-
-/** A volume id for a restore target, removed when the test ends. */
-function targetId(t: TestContext): string {
-  const id = uniqueName('t');
-  t.after(() => removeImageFully(volumes, `volume-${id}`));
-  return id;
-}
-
-async function withVolume<T>(volumeId: string, use: (image: Image) => Promise<T>): Promise<T> {
-  const image = await volumes.openImage(`volume-${volumeId}`);
-  try {
-    return await use(image);
-  } finally {
-    await image.close();
-  }
-}
-
-async function writeRandom(volumeId: string, ranges: Array<[number, number]>): Promise<void> {
-  await withVolume(volumeId, async (image) => {
-    for (const [offset, length] of ranges) await image.write(randomBytes(length), offset);
-  });
-}
-
-function randomRanges(size: number, count: number): Array<[number, number]> {
-  return Array.from({ length: count }, () => {
-    const length = randomInt(1, 2 * MiB);
-    return [randomInt(0, size - length), length] as [number, number];
-  });
-}
-
 /** A volume with data here and there (holes between) and one backup of it. */
 async function backedUpVolume(t: TestContext, size = 16 * MiB): Promise<{ id: string; backup: BackupResult }> {
-  const id = await newVolume(t, size);
-  await writeRandom(id, [[0, 1 * MiB], [5 * MiB - 100, 3000], ...randomRanges(size, 3), [size - 4096, 4096]]);
+  const id = await fx.newVolume(t, size);
+  await fx.writeRandom(id,
+    [[0, 1 * MiB], [5 * MiB - 100, 3000], ...randomRanges(size, 3, 2 * MiB), [size - 4096, 4096]]);
   const backup = await engine.backup({ pool: POOL, volumeId: id });
   return { id, backup };
 }
-
-const snapshotSha = (volumeId: string, snapshot: string): Promise<string> =>
-  rbdExportSha256('a', `${POOL}/volume-${volumeId}@${snapshot}`);
-const volumeSha = (volumeId: string): Promise<string> => rbdExportSha256('a', `${POOL}/volume-${volumeId}`);
 
 /**
  * `rbd export` of spec: sha256 of its first n bytes, whether everything
@@ -233,10 +156,10 @@ function hashingStream(): { stream: Writable; digest: () => string; length: () =
 describe('all five conditions hold: the diff path', () => {
   test('into a new volume: diff, the snapshot\'s bytes, no leftover snapshot', { timeout: 120_000 }, async (t) => {
     const { id, backup } = await backedUpVolume(t);
-    await writeRandom(id, randomRanges(16 * MiB, 4));
+    await fx.writeRandom(id, randomRanges(16 * MiB, 4, 2 * MiB));
     const incremental = await engine.backup({ pool: POOL, volumeId: id });
     for (const result of [backup, incremental]) {
-      const target = targetId(t);
+      const target = fx.targetId(t);
       const restored = await engine.restore({ backup: result.record, targetPool: POOL, targetVolumeId: target });
       assert.equal(restored.path, 'diff');
       assert.equal(restored.failedCondition, undefined);
@@ -253,7 +176,7 @@ describe('all five conditions hold: the diff path', () => {
   test('without targetVolumeId: a new volume with a UUID id', async (t) => {
     const { id, backup } = await backedUpVolume(t, 8 * MiB);
     const restored = await engine.restore({ backup: backup.record, targetPool: POOL });
-    t.after(() => removeImageFully(volumes, `volume-${restored.targetVolumeId}`));
+    t.after(() => removeImagePatiently(volumes, `volume-${restored.targetVolumeId}`));
     assert.match(restored.targetVolumeId ?? '', /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
     assert.equal(restored.path, 'diff');
     assert.equal(await volumeSha(restored.targetVolumeId!), await snapshotSha(id, backup.snapshot));
@@ -261,7 +184,7 @@ describe('all five conditions hold: the diff path', () => {
 
   test('into an existing empty volume of the same size: diff', async (t) => {
     const { id, backup } = await backedUpVolume(t);
-    const target = targetId(t);
+    const target = fx.targetId(t);
     await volumes.createImage(`volume-${target}`, 16 * MiB, { features: VOLUME_FEATURES });
     const restored = await engine.restore({ backup: backup.record, targetPool: POOL, targetVolumeId: target });
     assert.equal(restored.path, 'diff');
@@ -272,7 +195,7 @@ describe('all five conditions hold: the diff path', () => {
   test('into an empty volume larger than the backup: diff, size kept, first N bytes equal, the rest zeros',
     { timeout: 120_000 }, async (t) => {
       const { id, backup } = await backedUpVolume(t);
-      const target = targetId(t);
+      const target = fx.targetId(t);
       await volumes.createImage(`volume-${target}`, 24 * MiB, { features: VOLUME_FEATURES });
       const restored = await engine.restore({ backup: backup.record, targetPool: POOL, targetVolumeId: target });
       assert.equal(restored.path, 'diff');
@@ -288,7 +211,7 @@ describe('all five conditions hold: the diff path', () => {
   test('a record without volume_id but naming its base restores by diff', async (t) => {
     const { id, backup } = await backedUpVolume(t, 8 * MiB);
     const record: BackupRecord = { ...backup.record, volume_id: '' };
-    const target = targetId(t);
+    const target = fx.targetId(t);
     const restored = await engine.restore({ backup: record, targetPool: POOL, targetVolumeId: target });
     assert.equal(restored.path, 'diff');
     assert.equal(await volumeSha(target), await snapshotSha(id, backup.snapshot));
@@ -307,7 +230,7 @@ describe('all five conditions hold: the diff path', () => {
       driver_info: {},
     };
     const record = engine.importRecord(Buffer.from(JSON.stringify(cinder)).toString('base64'));
-    const target = targetId(t);
+    const target = fx.targetId(t);
     const restored = await engine.restore({ backup: record, targetPool: POOL, targetVolumeId: target });
     assert.equal(restored.path, 'diff');
     assert.equal(await volumeSha(target), await snapshotSha(id, backup.snapshot));
@@ -319,16 +242,16 @@ describe('all five conditions hold: the diff path', () => {
 describe('condition 1: no base image', () => {
   test('a legacy image and no base: full copy, condition 1, the legacy bytes', { timeout: 120_000 }, async (t) => {
     const size = 20 * MiB + 12 * 1024;
-    const id = await newVolume(t, size);
-    await writeRandom(id, [[0, 3 * MiB], [9 * MiB, 1 * MiB], [size - 8192, 8192]]);
-    await withVolume(id, (image) => image.createSnapshot('legacy-source'));
+    const id = await fx.newVolume(t, size);
+    await fx.writeRandom(id, [[0, 3 * MiB], [9 * MiB, 1 * MiB], [size - 8192, 8192]]);
+    await fx.withVolume(id, (image) => image.createSnapshot('legacy-source'));
     const record = await legacyBackup(id, 'legacy-source');
-    await writeRandom(id, [[0, 1 * MiB]]);
+    await fx.writeRandom(id, [[0, 1 * MiB]]);
     assert.equal(await backups.imageExists(baseImageName(id)), false);
 
     // A chunk size that does not divide the size: the last chunk is partial.
     const chunky = new BackupEngine({ source: cluster, chunkSize: 3 * MiB });
-    const target = targetId(t);
+    const target = fx.targetId(t);
     const restored = await chunky.restore({ backup: record, targetPool: POOL, targetVolumeId: target });
     assert.equal(restored.path, 'full');
     assert.deepEqual(restored.failedCondition,
@@ -340,16 +263,16 @@ describe('condition 1: no base image', () => {
 
     // The same record as Cinder exported it (line-wrapped base64) restores too.
     const wrapped = engine.exportRecord(record).match(/.{1,76}/g)!.join('\n');
-    const again = targetId(t);
+    const again = fx.targetId(t);
     const viaImport = await engine.restore({ backup: engine.importRecord(wrapped), targetPool: POOL, targetVolumeId: again });
     assert.equal(viaImport.failedCondition?.number, 1);
     assert.equal(await volumeSha(again), await snapshotSha(id, 'legacy-source'));
   });
 
   test('a legacy image to a file: condition 1 comes before condition 3', async (t) => {
-    const id = await newVolume(t, 8 * MiB);
-    await writeRandom(id, [[1 * MiB, 2 * MiB]]);
-    await withVolume(id, (image) => image.createSnapshot('legacy-source'));
+    const id = await fx.newVolume(t, 8 * MiB);
+    await fx.writeRandom(id, [[1 * MiB, 2 * MiB]]);
+    await fx.withVolume(id, (image) => image.createSnapshot('legacy-source'));
     const record = await legacyBackup(id, 'legacy-source');
     const file = join(scratchDir, uniqueName('legacy'));
     const restored = await engine.restore({ backup: record, targetFile: file });
@@ -362,17 +285,17 @@ describe('condition 2: the base has no single restore point of this backup', () 
   test('the base exists without this backup\'s snapshot, a legacy image does: full copy, condition 2',
     { timeout: 120_000 }, async (t) => {
       const { id, backup } = await backedUpVolume(t);
-      await writeRandom(id, randomRanges(16 * MiB, 3));
-      await withVolume(id, (image) => image.createSnapshot('legacy-source'));
+      await fx.writeRandom(id, randomRanges(16 * MiB, 3, 2 * MiB));
+      await fx.withVolume(id, (image) => image.createSnapshot('legacy-source'));
       const record = await legacyBackup(id, 'legacy-source');
-      const target = targetId(t);
+      const target = fx.targetId(t);
       const restored = await engine.restore({ backup: record, targetPool: POOL, targetVolumeId: target });
       assert.equal(restored.path, 'full');
       assert.deepEqual(restored.failedCondition, { number: 2, reason: 'the base image has no snapshot of this backup' });
       assert.equal(restored.source, `${BACKUP_POOL}/${legacyImageName(id, record.id)}`);
       assert.equal(await volumeSha(target), await snapshotSha(id, 'legacy-source'));
       // The diff-format backup beside it is unaffected.
-      const other = targetId(t);
+      const other = fx.targetId(t);
       assert.equal((await engine.restore({ backup: backup.record, targetPool: POOL, targetVolumeId: other })).path, 'diff');
       assert.equal(await volumeSha(other), await snapshotSha(id, backup.snapshot));
     });
@@ -381,7 +304,7 @@ describe('condition 2: the base has no single restore point of this backup', () 
     const { id, backup } = await backedUpVolume(t, 8 * MiB);
     const second = `backup.${backup.record.id}.snap.1234567890.5`;
     await rbd('a', ['snap', 'create', `${BACKUP_POOL}/${baseImageName(id)}@${second}`]);
-    const target = targetId(t);
+    const target = fx.targetId(t);
     const file = join(scratchDir, uniqueName('two-points'));
     const check = (error: unknown): boolean => {
       assert.ok(error instanceof CephError, `expected a CephError, got ${String(error)}`);
@@ -402,7 +325,7 @@ describe('condition 2: the base has no single restore point of this backup', () 
   test('two restore points: the error is an InvalidArgumentError', async (t) => {
     const { id, backup } = await backedUpVolume(t, 8 * MiB);
     await rbd('a', ['snap', 'create', `${BACKUP_POOL}/${baseImageName(id)}@backup.${backup.record.id}.snap.1234567890.5`]);
-    await assert.rejects(engine.restore({ backup: backup.record, targetPool: POOL, targetVolumeId: targetId(t) }),
+    await assert.rejects(engine.restore({ backup: backup.record, targetPool: POOL, targetVolumeId: fx.targetId(t) }),
       InvalidArgumentError);
   });
 });
@@ -410,7 +333,7 @@ describe('condition 2: the base has no single restore point of this backup', () 
 describe('condition 3: the target is not an RBD image', () => {
   test('to a file: full copy, condition 3, the snapshot\'s bytes', { timeout: 120_000 }, async (t) => {
     const { id, backup } = await backedUpVolume(t);
-    await writeRandom(id, randomRanges(16 * MiB, 3));
+    await fx.writeRandom(id, randomRanges(16 * MiB, 3, 2 * MiB));
     const incremental = await engine.backup({ pool: POOL, volumeId: id });
     for (const result of [backup, incremental]) {
       const file = join(scratchDir, uniqueName('file'));
@@ -456,7 +379,7 @@ describe('condition 4: the target is the backup\'s own source volume', () => {
     { timeout: 120_000 }, async (t) => {
       const { id, backup } = await backedUpVolume(t);
       // Change data, and write where the backup had holes: the copy must put the holes back.
-      await writeRandom(id, [[0, 16 * MiB]]);
+      await fx.writeRandom(id, [[0, 16 * MiB]]);
       assert.notEqual(await volumeSha(id), await snapshotSha(id, backup.snapshot));
       const restored = await engine.restore({ backup: backup.record, targetPool: POOL, targetVolumeId: id });
       assert.equal(restored.path, 'full');
@@ -469,8 +392,8 @@ describe('condition 4: the target is the backup\'s own source volume', () => {
   test('onto the source volume extended since: condition 4, size kept, the excess discarded', { timeout: 120_000 },
     async (t) => {
       const { id, backup } = await backedUpVolume(t);
-      await withVolume(id, (image) => image.resize(24 * MiB));
-      await writeRandom(id, [[0, 24 * MiB]]);
+      await fx.withVolume(id, (image) => image.resize(24 * MiB));
+      await fx.writeRandom(id, [[0, 24 * MiB]]);
       const restored = await engine.restore({ backup: backup.record, targetPool: POOL, targetVolumeId: id });
       assert.equal(restored.failedCondition?.number, 4);
       assert.equal(await imageSize(volumes, `volume-${id}`), BigInt(24 * MiB));
@@ -484,9 +407,9 @@ describe('condition 5: the target already holds data', () => {
   test('a used volume of the same size: full copy, condition 5, every byte replaced', { timeout: 120_000 },
     async (t) => {
       const { id, backup } = await backedUpVolume(t);
-      const target = targetId(t);
+      const target = fx.targetId(t);
       await volumes.createImage(`volume-${target}`, 16 * MiB, { features: VOLUME_FEATURES });
-      await writeRandom(target, [[0, 16 * MiB]]);
+      await fx.writeRandom(target, [[0, 16 * MiB]]);
       const restored = await engine.restore({ backup: backup.record, targetPool: POOL, targetVolumeId: target });
       assert.equal(restored.path, 'full');
       assert.deepEqual(restored.failedCondition, { number: 5, reason: 'the target volume already holds data' });
@@ -495,9 +418,9 @@ describe('condition 5: the target already holds data', () => {
 
   test('a used volume larger than the backup: the excess is discarded (default)', { timeout: 120_000 }, async (t) => {
     const { id, backup } = await backedUpVolume(t);
-    const target = targetId(t);
+    const target = fx.targetId(t);
     await volumes.createImage(`volume-${target}`, 24 * MiB, { features: VOLUME_FEATURES });
-    await writeRandom(target, [[0, 24 * MiB]]);
+    await fx.writeRandom(target, [[0, 24 * MiB]]);
     const restored = await engine.restore({ backup: backup.record, targetPool: POOL, targetVolumeId: target });
     assert.equal(restored.failedCondition?.number, 5);
     assert.equal(await imageSize(volumes, `volume-${target}`), BigInt(24 * MiB));
@@ -508,18 +431,18 @@ describe('condition 5: the target already holds data', () => {
 
   test('restoreDiscardExcessBytes false: the excess keeps its old bytes', { timeout: 120_000 }, async (t) => {
     const { id, backup } = await backedUpVolume(t);
-    const target = targetId(t);
+    const target = fx.targetId(t);
     await volumes.createImage(`volume-${target}`, 24 * MiB, { features: VOLUME_FEATURES });
     const tail = randomBytes(8 * MiB);
-    await writeRandom(target, [[0, 16 * MiB]]);
-    await withVolume(target, (image) => image.write(tail, 16 * MiB));
+    await fx.writeRandom(target, [[0, 16 * MiB]]);
+    await fx.withVolume(target, (image) => image.write(tail, 16 * MiB));
     const keeping = new BackupEngine({ source: cluster, restoreDiscardExcessBytes: false });
     const restored = await keeping.restore({ backup: backup.record, targetPool: POOL, targetVolumeId: target });
     assert.equal(restored.failedCondition?.number, 5);
     const exported = await rbdExportPrefix(`${POOL}/volume-${target}`, 16 * MiB);
     assert.equal(exported.sha, await snapshotSha(id, backup.snapshot));
     assert.equal(exported.restIsZero, false);
-    const kept = await withVolume(target, (image) => image.read(16 * MiB, 8 * MiB));
+    const kept = await fx.withVolume(target, (image) => image.read(16 * MiB, 8 * MiB));
     assert.ok(kept.equals(tail), 'the bytes past the backup are untouched');
   });
 });
@@ -529,9 +452,9 @@ describe('condition 5: the target already holds data', () => {
 describe('refusals that change nothing', () => {
   test('a target smaller than the backup: InvalidArgumentError, the target unchanged', async (t) => {
     const { backup } = await backedUpVolume(t);
-    const target = targetId(t);
+    const target = fx.targetId(t);
     await volumes.createImage(`volume-${target}`, 8 * MiB, { features: VOLUME_FEATURES });
-    await writeRandom(target, [[0, 8 * MiB]]);
+    await fx.writeRandom(target, [[0, 8 * MiB]]);
     const before = await volumeSha(target);
     await assert.rejects(engine.restore({ backup: backup.record, targetPool: POOL, targetVolumeId: target }),
       (error: unknown) => {
@@ -548,7 +471,7 @@ describe('refusals that change nothing', () => {
 
   test('an empty target smaller than the backup: refused too, not resized', async (t) => {
     const { backup } = await backedUpVolume(t);
-    const target = targetId(t);
+    const target = fx.targetId(t);
     await volumes.createImage(`volume-${target}`, 4 * MiB, { features: VOLUME_FEATURES });
     await assert.rejects(engine.restore({ backup: backup.record, targetPool: POOL, targetVolumeId: target }),
       InvalidArgumentError);
@@ -557,7 +480,7 @@ describe('refusals that change nothing', () => {
 
   test('an unknown backup id: NotFoundError, no target created', async (t) => {
     const { id, backup } = await backedUpVolume(t, 8 * MiB);
-    const target = targetId(t);
+    const target = fx.targetId(t);
     const record: BackupRecord = { ...backup.record, id: uniqueName('unknown') };
     await assert.rejects(engine.restore({ backup: record, targetPool: POOL, targetVolumeId: target }),
       (error: unknown) => {
@@ -572,8 +495,8 @@ describe('refusals that change nothing', () => {
 
   test('a vanished base image: NotFoundError naming it, no target created', async (t) => {
     const { id, backup } = await backedUpVolume(t, 8 * MiB);
-    await removeImageFully(backups, baseImageName(id));
-    const target = targetId(t);
+    await removeImagePatiently(backups, baseImageName(id));
+    const target = fx.targetId(t);
     await assert.rejects(engine.restore({ backup: backup.record, targetPool: POOL, targetVolumeId: target }),
       (error: unknown) => {
         assert.ok(error instanceof NotFoundError, `expected NotFoundError, got ${String(error)}`);
@@ -588,7 +511,7 @@ describe('refusals that change nothing', () => {
 
   test('a record with neither volume_id nor service_metadata: InvalidArgumentError', async (t) => {
     const { backup } = await backedUpVolume(t, 8 * MiB);
-    const target = targetId(t);
+    const target = fx.targetId(t);
     for (const record of [
       { ...backup.record, volume_id: '', service_metadata: null },
       { ...backup.record, volume_id: undefined as unknown as string, service_metadata: null },
@@ -630,8 +553,8 @@ describe('cancellation', () => {
   /** A 256 MiB volume full of data and a backup of it, and an engine doing one 4 MiB I/O at a time. */
   async function bigBackup(t: TestContext): Promise<{ id: string; backup: BackupResult; slow: BackupEngine }> {
     const size = 256 * MiB;
-    const id = await newVolume(t, size);
-    await withVolume(id, async (image) => {
+    const id = await fx.newVolume(t, size);
+    await fx.withVolume(id, async (image) => {
       for (let offset = 0; offset < size; offset += 4 * MiB) await image.write(randomBytes(4 * MiB), offset);
     });
     const slow = new BackupEngine({ source: cluster, ioConcurrency: 1, memoryBytes: 4 * MiB });
@@ -655,7 +578,7 @@ describe('cancellation', () => {
   test('abort into a new volume: CancelledError, the volume it created is removed, a retry is right',
     { timeout: 300_000 }, async (t) => {
       const { id, backup, slow } = await bigBackup(t);
-      const target = targetId(t);
+      const target = fx.targetId(t);
       const error = await abortedRestore(slow, backup.record, target);
       assert.ok(error instanceof CancelledError, `expected CancelledError, got ${String(error)}`);
       assert.equal(await volumes.imageExists(`volume-${target}`), false);
@@ -666,7 +589,7 @@ describe('cancellation', () => {
 
   test('abort of a diff restore into a larger empty volume leaves the volume its size, and a retry is right', { timeout: 300_000, }, async (t) => {
     const { id, backup, slow } = await bigBackup(t);
-    const target = targetId(t);
+    const target = fx.targetId(t);
     const size = 320 * MiB;
     await volumes.createImage(`volume-${target}`, size, { features: VOLUME_FEATURES });
     const error = await abortedRestore(slow, backup.record, target);

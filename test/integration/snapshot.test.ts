@@ -6,51 +6,24 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import {
-  AlreadyExistsError, BusyError, CancelledError, CephError, InvalidArgumentError, NotFoundError,
-  type Cluster, type CreateImageOptions, type Image, type ParentInfo, type Pool,
+  AlreadyExistsError, BusyError, CancelledError, InvalidArgumentError, NotFoundError,
+  type CreateImageOptions, type Image, type ParentInfo, type Pool,
 } from '../../lib/index.js';
 import { scratch, type Scratch, writeRandom } from '../support/scratch.js';
-import { connect, rbd, rbdExportSha256, sha256 } from '../support/clusters.js';
+import { assertFails } from '../support/checks.js';
+import { closeTestPools, rbd, rbdExportSha256, sha256, testPool } from '../support/clusters.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
 const POOL = 'rbd';
 
-let cluster: Cluster;
 let pool: Pool;
 
 before(async () => {
-  cluster = await connect();
-  pool = await cluster.pool(POOL);
+  pool = await testPool('a', POOL);
 });
 
-after(async () => {
-  await pool?.close();
-  await cluster?.close();
-});
-
-interface ErrorShape {
-  code: string;
-  errno: number;
-  operation: string;
-  resource: string;
-  message: RegExp;
-}
-
-/** Asserts that call fails (thrown or rejected) with exactly this class and these fields. */
-async function assertFails(call: () => unknown, Class: abstract new (...args: never[]) => CephError,
-  shape: ErrorShape): Promise<void> {
-  await assert.rejects(async () => call(), (error: unknown) => {
-    assert.ok(error instanceof Class, `expected ${Class.name}, got ${String(error)}`);
-    assert.equal(error.constructor, Class);
-    assert.equal(error.code, shape.code);
-    assert.equal(error.errno, shape.errno);
-    assert.equal(error.operation, shape.operation);
-    assert.equal(error.resource, shape.resource);
-    assert.match(error.message, shape.message);
-    return true;
-  });
-}
+after(closeTestPools);
 
 interface RbdSnap {
   id: number;

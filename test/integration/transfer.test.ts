@@ -14,189 +14,29 @@ import { after, before, describe, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import {
-  AlreadyExistsError, CancelledError, CephError, InvalidArgumentError, NotFoundError, transferDiff,
-  type Cluster, type CreateImageOptions, type Image, type Pool, type Progress, type TransferDiffOptions,
-  type TransferStats,
+  AlreadyExistsError, CancelledError, InvalidArgumentError, NotFoundError, transferDiff,
+  type Image, type Progress, type TransferDiffOptions, type TransferStats,
 } from '../../lib/index.js';
-import { connect, rbdExportSha256, uniqueName, type Which } from '../support/clusters.js';
+import { intBelow } from '../../lib/dev/prng.js';
+import { closeTestPools, testPool, uniqueName } from '../support/clusters.js';
+import {
+  assertSameSnapshot, ClusterScratch, clusterScratch, fill, mutate, offsetIn, resourceOf, seeded,
+  targetState, type Made, type TargetState,
+} from '../support/cluster-scratch.js';
+import { assertCephError, progressLog, show } from '../support/checks.js';
 import { removeImageFully } from '../support/scratch.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
 
-// ---- clusters and pools -----------------------------------------------------
-
-const clusters = new Map<Which, Cluster>();
-const pools = new Map<string, Pool>();
-
-async function pool(which: Which, name: string): Promise<Pool> {
-  const key = `${which}/${name}`;
-  let found = pools.get(key);
-  if (!found) {
-    let cluster = clusters.get(which);
-    if (!cluster) {
-      cluster = await connect(which);
-      clusters.set(which, cluster);
-    }
-    found = await cluster.pool(name);
-    pools.set(key, found);
-  }
-  return found;
-}
-
 before(async () => {
-  await pool('a', 'rbd');
-  await pool('a', 'backups');
+  await testPool('a', 'rbd');
+  await testPool('a', 'backups');
 });
 
-after(async () => {
-  for (const p of pools.values()) await p.close();
-  for (const c of clusters.values()) await c.close();
-});
-
-// ---- scratch images, removed whatever happens ---------------------------------
-
-interface Made {
-  which: Which;
-  pool: Pool;
-  name: string;
-  /** 'pool/name', for rbd. */
-  spec: string;
-}
-
-class Scratch {
-  readonly #undo: Array<() => Promise<void>> = [];
-
-  defer(undo: () => Promise<void>): void {
-    this.#undo.push(undo);
-  }
-
-  async create(which: Which, poolName: string, prefix: string, size: number,
-    options: CreateImageOptions = {}): Promise<Made> {
-    const p = await pool(which, poolName);
-    const name = uniqueName(prefix);
-    await p.createImage(name, size, options);
-    this.defer(() => removeImageFully(p, name));
-    return { which, pool: p, name, spec: `${poolName}/${name}` };
-  }
-
-  async open(made: Made, snapshot?: string): Promise<Image> {
-    const image = await made.pool.openImage(made.name, snapshot === undefined ? {} : { snapshot, readOnly: true });
-    this.defer(() => image.close());
-    return image;
-  }
-
-  async dispose(): Promise<void> {
-    const errors: unknown[] = [];
-    for (const undo of this.#undo.reverse()) {
-      try {
-        await undo();
-      } catch (error) {
-        errors.push(error);
-      }
-    }
-    if (errors.length > 0) throw new AggregateError(errors, 'clean-up failed');
-  }
-}
-
-function scratch(t: TestContext): Scratch {
-  const s = new Scratch();
-  t.after(() => s.dispose());
-  return s;
-}
-
-// ---- seeded randomness for offsets --------------------------------------------
-
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function seeded(t: TestContext): () => number {
-  const seed = process.env.TRANSFER_TEST_SEED !== undefined
-    ? Number(process.env.TRANSFER_TEST_SEED)
-    : (Date.now() ^ (Math.random() * 0x7fffffff)) & 0x7fffffff;
-  t.diagnostic(`seed ${seed} (TRANSFER_TEST_SEED=${seed} replays the offsets)`);
-  return prng(seed);
-}
-
-function int(rng: () => number, below: number): number {
-  return Math.floor(rng() * below);
-}
-
-/** An offset, 4 KiB-aligned half of the time and anywhere otherwise. */
-function offsetIn(rng: () => number, size: number): number {
-  const at = int(rng, size);
-  return rng() < 0.5 ? at - (at % (4 * KiB)) : at;
-}
-
-interface Change {
-  kind: 'write' | 'discard' | 'writeZeroes';
-  offset: number;
-  length: number;
-}
-
-/** count random writes, discards and write-zeroes; returns what was done, for the log. */
-async function mutate(image: Image, rng: () => number, size: number, count: number,
-  maxLength = 2 * MiB): Promise<Change[]> {
-  const changes: Change[] = [];
-  for (let i = 0; i < count; i++) {
-    const r = rng();
-    const kind: Change['kind'] = r < 0.6 ? 'write' : r < 0.8 ? 'discard' : 'writeZeroes';
-    const offset = offsetIn(rng, size);
-    const length = Math.min(size - offset, 1 + int(rng, maxLength));
-    if (length <= 0) continue;
-    if (kind === 'write') await image.write(randomBytes(length), offset);
-    else if (kind === 'discard') await image.discard(offset, length);
-    else await image.writeZeroes(offset, length);
-    changes.push({ kind, offset, length });
-  }
-  return changes;
-}
-
-/** Fills [offset, offset + length) with random data in 4 MiB writes. */
-async function fill(image: Image, offset: number, length: number): Promise<void> {
-  for (let at = offset; at < offset + length; at += 4 * MiB) {
-    await image.write(randomBytes(Math.min(4 * MiB, offset + length - at)), at);
-  }
-}
+after(closeTestPools);
 
 // ---- checks -------------------------------------------------------------------
-
-async function exportSha(made: Made, snapshot?: string): Promise<string> {
-  return rbdExportSha256(made.which, snapshot === undefined ? made.spec : `${made.spec}@${snapshot}`);
-}
-
-async function assertSameSnapshot(source: Made, target: Made, snapshot: string, context = ''): Promise<void> {
-  const [expected, actual] = await Promise.all([exportSha(source, snapshot), exportSha(target, snapshot)]);
-  assert.equal(actual, expected, `${target.spec}@${snapshot} differs from ${source.spec}@${snapshot} ${context}`);
-}
-
-/** What must stay as it was when an operation is refused before writing. */
-interface TargetState {
-  sha: string;
-  size: bigint;
-  snapshots: string[];
-}
-
-async function targetState(made: Made, image: Image): Promise<TargetState> {
-  return {
-    sha: await exportSha(made),
-    size: (await image.stat()).size,
-    snapshots: (await image.listSnapshots()).map((s) => s.name),
-  };
-}
-
-function progressLog(): { reports: Progress[]; onProgress: (p: Progress) => void } {
-  const reports: Progress[] = [];
-  return { reports, onProgress: (p) => reports.push({ ...p }) };
-}
 
 /** Progress: done never above total, never going back, the last report done == total. */
 function assertProgress(reports: readonly Progress[], total: bigint, stats: TransferStats): void {
@@ -229,38 +69,13 @@ async function assertZeros(image: Image, offset: number, length: number, what: s
   assert.equal(nonZero, -1, `${what}: byte ${offset + nonZero} of ${image.spec} is not zero`);
 }
 
-async function assertCephError(promise: Promise<unknown>, Class: new (...args: never[]) => CephError,
-  shape: { code: string; operation?: string; resource?: string; message: RegExp }): Promise<CephError> {
-  let caught: unknown;
-  await assert.rejects(promise, (error: unknown) => {
-    caught = error;
-    return true;
-  });
-  assert.ok(caught instanceof Class, `expected ${Class.name}, got ${String(caught)}`);
-  assert.equal((caught as CephError).constructor, Class);
-  const error = caught as CephError;
-  assert.equal(error.code, shape.code);
-  if (shape.operation !== undefined) assert.equal(error.operation, shape.operation);
-  if (shape.resource !== undefined) assert.equal(error.resource, shape.resource);
-  assert.match(error.message, shape.message);
-  return error;
-}
-
-function show(value: unknown): string {
-  return JSON.stringify(value, (_, v: unknown) => (typeof v === 'bigint' ? `${v}n` : v));
-}
-
-function resourceOf(source: Made, snapshot: string, target: Made): string {
-  return `${source.spec}@${snapshot} -> ${target.spec}`;
-}
-
 // ---- chains -------------------------------------------------------------------
 
 describe('transferDiff: chains of snapshots', () => {
   test('whole history into a new image, then four incrementals; rbd (order 22) -> backups (order 20)',
     { timeout: 180_000 }, async (t) => {
-      const s = scratch(t);
-      const rng = seeded(t);
+      const s = clusterScratch(t);
+      const rng = seeded(t, 'TRANSFER_TEST_SEED');
       const SIZE = 48 * MiB;
       const src = await s.create('a', 'rbd', 'xfer-chain-src', SIZE, { order: 22 });
       const dst = await s.create('a', 'backups', 'xfer-chain-dst', SIZE, { order: 20 });
@@ -282,8 +97,8 @@ describe('transferDiff: chains of snapshots', () => {
       await assertSameSnapshot(src, dst, 's1');
 
       for (let step = 2; step <= 5; step++) {
-        const changes = await mutate(source, rng, SIZE, 4 + int(rng, 8));
-        const extra = { kind: 'write', offset: offsetIn(rng, SIZE - 64 * KiB), length: 1 + int(rng, 64 * KiB) } as const;
+        const changes = await mutate(source, rng, SIZE, 4 + intBelow(rng, 8));
+        const extra = { kind: 'write', offset: offsetIn(rng, SIZE - 64 * KiB), length: 1 + intBelow(rng, 64 * KiB) } as const;
         await source.write(randomBytes(extra.length), extra.offset);
         changes.push(extra);
         const snapshot = `s${step}`;
@@ -307,8 +122,8 @@ describe('transferDiff: chains of snapshots', () => {
 
   test('resize down and up between snapshots: re-grown regions read as zeros; order 22 -> 23',
     { timeout: 180_000 }, async (t) => {
-      const s = scratch(t);
-      const rng = seeded(t);
+      const s = clusterScratch(t);
+      const rng = seeded(t, 'TRANSFER_TEST_SEED');
       const src = await s.create('a', 'rbd', 'xfer-resize-src', 16 * MiB, { order: 22 });
       const dst = await s.create('a', 'backups', 'xfer-resize-dst', 16 * MiB, { order: 23 });
       const source = await s.open(src);
@@ -366,8 +181,8 @@ describe('transferDiff: chains of snapshots', () => {
 
   test('cross-cluster: a/rbd (order 22) -> b/backups (order 23), full then three incrementals, one wholeObject',
     { timeout: 180_000 }, async (t) => {
-      const s = scratch(t);
-      const rng = seeded(t);
+      const s = clusterScratch(t);
+      const rng = seeded(t, 'TRANSFER_TEST_SEED');
       const SIZE = 40 * MiB + 512 * KiB;
       const src = await s.create('a', 'rbd', 'xfer-x-src', SIZE, { order: 22 });
       const dst = await s.create('b', 'backups', 'xfer-x-dst', SIZE, { order: 23 });
@@ -394,8 +209,8 @@ describe('transferDiff: chains of snapshots', () => {
     });
 
   test('a clone as the source: the whole history includes the parent\'s data', { timeout: 120_000 }, async (t) => {
-    const s = scratch(t);
-    const rng = seeded(t);
+    const s = clusterScratch(t);
+    const rng = seeded(t, 'TRANSFER_TEST_SEED');
     const SIZE = 16 * MiB;
     const parent = await s.create('a', 'rbd', 'xfer-parent', SIZE);
     const parentImage = await s.open(parent);
@@ -417,7 +232,7 @@ describe('transferDiff: chains of snapshots', () => {
   });
 
   test('an unchanged source: nothing read or written, the end snapshot still made', { timeout: 60_000 }, async (t) => {
-    const s = scratch(t);
+    const s = clusterScratch(t);
     const SIZE = 32 * MiB;
     const src = await s.create('a', 'rbd', 'xfer-same-src', SIZE);
     const dst = await s.create('a', 'backups', 'xfer-same-dst', SIZE);
@@ -442,8 +257,8 @@ describe('transferDiff: chains of snapshots', () => {
 describe('transferDiff: a full transfer into a target holding other data', () => {
   for (const [label, delta] of [['the same size', 0], ['larger', 5 * MiB + 12 * KiB], ['smaller', -3 * MiB - 5]] as const) {
     test(`target ${label}: byte-identical afterwards, holes zeroed`, { timeout: 120_000 }, async (t) => {
-      const s = scratch(t);
-      const rng = seeded(t);
+      const s = clusterScratch(t);
+      const rng = seeded(t, 'TRANSFER_TEST_SEED');
       const SIZE = 24 * MiB + 4 * KiB;
       const src = await s.create('a', 'rbd', 'xfer-used-src', SIZE);
       const dst = await s.create('a', 'backups', 'xfer-used-dst', SIZE + delta, { order: 21 });
@@ -452,7 +267,7 @@ describe('transferDiff: a full transfer into a target holding other data', () =>
       await fill(target, 0, SIZE + delta);
       await target.createSnapshot('old-backup');
       // A sparse source: a few islands of data, one of them zeros written over data.
-      for (let i = 0; i < 5; i++) await source.write(randomBytes(1 + int(rng, 300 * KiB)), offsetIn(rng, SIZE - 300 * KiB));
+      for (let i = 0; i < 5; i++) await source.write(randomBytes(1 + intBelow(rng, 300 * KiB)), offsetIn(rng, SIZE - 300 * KiB));
       await source.write(randomBytes(1 * MiB), 9 * MiB);
       await source.writeZeroes(9 * MiB + 100 * KiB, 200 * KiB);
       await source.createSnapshot('full');
@@ -474,7 +289,7 @@ describe('transferDiff: a hole larger than 2 GiB in a used target', () => {
   // 32 MiB source objects make one diff range 8 GiB long, so the whole hole
   // after the data is zeroed in a single write-zeroes of more than 2^31 bytes.
   test('is zeroed whole; checksums equal', { timeout: 300_000 }, async (t) => {
-    const s = scratch(t);
+    const s = clusterScratch(t);
     const SIZE = 2 * 1024 * MiB + 68 * MiB;
     const src = await s.create('a', 'rbd', 'xfer-hole-src', SIZE, { order: 25 });
     const dst = await s.create('a', 'backups', 'xfer-hole-dst', SIZE);
@@ -495,7 +310,7 @@ describe('transferDiff: a hole larger than 2 GiB in a used target', () => {
 // ---- cancel ---------------------------------------------------------------------
 
 describe('transferDiff: cancel', () => {
-  const s = new Scratch();
+  const s = new ClusterScratch();
   const SIZE = 256 * MiB;
   let src: Made;
   let source: Image;
@@ -511,7 +326,7 @@ describe('transferDiff: cancel', () => {
 
   test('aborted from onProgress mid-way: CancelledError, no end snapshot, a retry succeeds',
     { timeout: 180_000 }, async (t) => {
-      const ts = scratch(t);
+      const ts = clusterScratch(t);
       const dst = await ts.create('a', 'backups', 'xfer-cancel-dst', SIZE);
       const target = await ts.open(dst);
       const controller = new AbortController();
@@ -548,14 +363,14 @@ describe('transferDiff: cancel', () => {
 
   test('aborted after a short delay during an incremental: CancelledError, no end snapshot, a retry succeeds',
     { timeout: 180_000 }, async (t) => {
-      const ts = scratch(t);
-      const rng = seeded(t);
+      const ts = clusterScratch(t);
+      const rng = seeded(t, 'TRANSFER_TEST_SEED');
       const dst = await ts.create('a', 'backups', 'xfer-cancel-inc', SIZE);
       const target = await ts.open(dst);
       await transferDiff({ source, target, snapshot: 'c1' });
       // Rewrite half of the image in random places, so the diff is long.
       for (let i = 0; i < 32; i++) {
-        const at = int(rng, SIZE / (4 * MiB)) * 4 * MiB;
+        const at = intBelow(rng, SIZE / (4 * MiB)) * 4 * MiB;
         await source.write(randomBytes(4 * MiB), at);
       }
       await source.discard(100 * MiB, 8 * MiB);
@@ -584,7 +399,7 @@ describe('transferDiff: cancel', () => {
     });
 
   test('an already-aborted signal rejects before anything is written', { timeout: 60_000 }, async (t) => {
-    const ts = scratch(t);
+    const ts = clusterScratch(t);
     const dst = await ts.create('a', 'backups', 'xfer-preabort', SIZE);
     const target = await ts.open(dst);
     await target.write(randomBytes(1 * MiB), 3 * MiB);
@@ -602,7 +417,7 @@ describe('transferDiff: cancel', () => {
   });
 
   test('an already-aborted signal leaves a target of another size unresized', { timeout: 60_000 }, async (t) => {
-    const ts = scratch(t);
+    const ts = clusterScratch(t);
     const dst = await ts.create('a', 'backups', 'xfer-preabort-size', 8 * MiB);
     const target = await ts.open(dst);
     await target.write(randomBytes(1 * MiB), 3 * MiB);
@@ -619,7 +434,7 @@ describe('transferDiff: cancel', () => {
 
 describe('transferDiff: refused before any write', () => {
   interface Setup {
-    s: Scratch;
+    s: ClusterScratch;
     src: Made;
     dst: Made;
     source: Image;
@@ -629,7 +444,7 @@ describe('transferDiff: refused before any write', () => {
 
   /** A source with snapshots t1, t2; a target of another size holding data, with snapshot t1 of its own. */
   async function setup(t: TestContext): Promise<Setup> {
-    const s = scratch(t);
+    const s = clusterScratch(t);
     const src = await s.create('a', 'rbd', 'xfer-refuse-src', 12 * MiB);
     const dst = await s.create('a', 'backups', 'xfer-refuse-dst', 9 * MiB + 4 * KiB);
     const source = await s.open(src);

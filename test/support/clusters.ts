@@ -7,7 +7,7 @@ import { execFile, spawn, spawnSync } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { createHash, randomBytes } from 'node:crypto';
-import { Cluster, type ConnectOptions } from '../../lib/index.js';
+import { Cluster, type ConnectOptions, type Pool } from '../../lib/index.js';
 import { ThrowawayCluster, type ClusterInfo } from '../../lib/dev/throwaway-cluster.js';
 
 export type Which = 'a' | 'b';
@@ -50,6 +50,34 @@ export const TEST_TIMEOUTS = { timeoutMs: 20_000, opTimeoutMs: 60_000 } as const
 export async function connect(which: Which = 'a', options: ConnectOptions = {}): Promise<Cluster> {
   const { info } = await testCluster(which);
   return Cluster.connect({ conf: info.conf, keyring: info.keyring, ...TEST_TIMEOUTS, ...options });
+}
+
+// Each test file runs in a process of its own: these last as long as its tests.
+const connections = new Map<Which, Cluster>();
+const pools = new Map<string, Pool>();
+
+/** Pool `name` of cluster `which`, connected and opened on first use and kept until closeTestPools(). */
+export async function testPool(which: Which, name: string): Promise<Pool> {
+  const key = `${which}/${name}`;
+  let found = pools.get(key);
+  if (!found) {
+    let cluster = connections.get(which);
+    if (!cluster) {
+      cluster = await connect(which);
+      connections.set(which, cluster);
+    }
+    found = await cluster.pool(name);
+    pools.set(key, found);
+  }
+  return found;
+}
+
+/** Closes every pool and connection testPool() opened. */
+export async function closeTestPools(): Promise<void> {
+  for (const p of pools.values()) await p.close();
+  for (const c of connections.values()) await c.close();
+  pools.clear();
+  connections.clear();
 }
 
 /** A name no other test (or earlier run) uses. */

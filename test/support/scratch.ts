@@ -4,13 +4,18 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { TestContext } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import {
-  NotFoundError, type CreateImageOptions, type Image, type OpenImageOptions, type Pool,
+  BusyError, NotFoundError, type CreateImageOptions, type Image, type OpenImageOptions, type Pool,
 } from '../../lib/index.js';
 import { uniqueName } from './clusters.js';
 
-/** Removes an image with all its snapshots (unprotecting them first); a missing image is fine. */
-export async function removeImageFully(from: Pool, name: string): Promise<void> {
+/**
+ * Removes an image with all its snapshots (unprotecting them first); a
+ * missing image is fine. With busyRetries, an image still in use (EBUSY) is
+ * tried again that many times, waiting longer each time.
+ */
+export async function removeImageFully(from: Pool, name: string, { busyRetries = 0 } = {}): Promise<void> {
   let image: Image;
   try {
     image = await from.openImage(name);
@@ -26,19 +31,44 @@ export async function removeImageFully(from: Pool, name: string): Promise<void> 
   } finally {
     await image.close();
   }
-  await from.removeImage(name);
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await from.removeImage(name);
+      return;
+    } catch (error) {
+      if (!(error instanceof BusyError) || attempt > busyRetries) throw error;
+      await sleep(200 * attempt);
+    }
+  }
 }
 
-export class Scratch {
-  readonly #pool: Pool;
+/** Clean-up steps, run in reverse order by dispose(), every one even when some fail. */
+export class UndoStack {
   readonly #undo: Array<() => Promise<void>> = [];
-
-  constructor(pool: Pool) {
-    this.#pool = pool;
-  }
 
   defer(undo: () => Promise<void>): void {
     this.#undo.push(undo);
+  }
+
+  async dispose(): Promise<void> {
+    const errors: unknown[] = [];
+    for (const undo of this.#undo.reverse()) {
+      try {
+        await undo();
+      } catch (error) {
+        errors.push(error);
+      }
+    }
+    if (errors.length > 0) throw new AggregateError(errors, 'clean-up failed');
+  }
+}
+
+export class Scratch extends UndoStack {
+  readonly #pool: Pool;
+
+  constructor(pool: Pool) {
+    super();
+    this.#pool = pool;
   }
 
   async createImage(prefix: string, size: number, options: CreateImageOptions = {}, on: Pool = this.#pool): Promise<string> {
@@ -59,18 +89,6 @@ export class Scratch {
     const image = await on.openImage(name, options);
     this.defer(() => image.close());
     return image;
-  }
-
-  async dispose(): Promise<void> {
-    const errors: unknown[] = [];
-    for (const undo of this.#undo.reverse()) {
-      try {
-        await undo();
-      } catch (error) {
-        errors.push(error);
-      }
-    }
-    if (errors.length > 0) throw new AggregateError(errors, 'clean-up failed');
   }
 }
 

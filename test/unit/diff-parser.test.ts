@@ -14,25 +14,10 @@ import {
   DIFF_HEADER, END_RECORD, MAX_NAME_BYTES, RECORD_WRITE, RECORD_ZERO, encodeExtentHead, encodeName, encodeSize,
   RECORD_FROM, RECORD_TO,
 } from '../../lib/engine/diff-format.js';
+import { intBelow, prng } from '../../lib/dev/prng.js';
 
 const OP = 'importDiff';
 const RES = 'rbd/unit-target';
-
-/** Seeded PRNG (mulberry32) so every random case can be replayed from its logged seed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function int(rng: () => number, below: number): number {
-  return Math.floor(rng() * below);
-}
 
 /** A stream built record by record, remembering where each record starts. */
 class StreamBuilder {
@@ -189,7 +174,7 @@ describe('DiffStreamParser: well-formed streams', () => {
     const rng = prng(seed);
     for (let round = 0; round < 300; round++) {
       const biggest = [2, 17, 100, 5000, 100_000][round % 5];
-      assert.deepEqual(parse(split(stream, () => 1 + int(rng, biggest))), expected, `seed ${seed} round ${round}`);
+      assert.deepEqual(parse(split(stream, () => 1 + intBelow(rng, biggest))), expected, `seed ${seed} round ${round}`);
     }
     // Chunk edges right at every record boundary, and one byte either side.
     const { builder } = sampleStream();
@@ -219,7 +204,7 @@ describe('DiffStreamParser: well-formed streams', () => {
       const seed = (Date.now() ^ maxPiece) & 0x7fffffff;
       const rng = prng(seed);
       t.diagnostic(`maxPiece ${maxPiece}: seed ${seed}`);
-      assert.deepEqual(parse(split(stream, () => 1 + int(rng, 3000)), maxPiece), whole);
+      assert.deepEqual(parse(split(stream, () => 1 + intBelow(rng, 3000)), maxPiece), whole);
     }
   });
 
@@ -428,16 +413,16 @@ describe('DiffStreamParser: malformed streams', () => {
     const outcomes = { parsed: 0, refused: 0 };
     for (let round = 0; round < 5000; round++) {
       const variant = Buffer.from(stream);
-      const flips = 1 + int(rng, 4);
+      const flips = 1 + intBelow(rng, 4);
       for (let i = 0; i < flips; i++) {
         // Half of the flips land in the record heads, where they matter most.
-        const at = rng() < 0.5 ? int(rng, 110) : int(rng, variant.length);
-        variant[at] = int(rng, 256);
+        const at = rng() < 0.5 ? intBelow(rng, 110) : intBelow(rng, variant.length);
+        variant[at] = intBelow(rng, 256);
       }
-      const cut = rng() < 0.3 ? int(rng, variant.length + 1) : variant.length;
-      const parser = new DiffStreamParser(OP, RES, 1 + int(rng, 100_000));
+      const cut = rng() < 0.3 ? intBelow(rng, variant.length + 1) : variant.length;
+      const parser = new DiffStreamParser(OP, RES, 1 + intBelow(rng, 100_000));
       try {
-        for (const chunk of split(variant.subarray(0, cut), () => 1 + int(rng, 4000))) parser.push(chunk);
+        for (const chunk of split(variant.subarray(0, cut), () => 1 + intBelow(rng, 4000))) parser.push(chunk);
         parser.finish();
         outcomes.parsed++;
       } catch (error) {

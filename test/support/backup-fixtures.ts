@@ -1,0 +1,118 @@
+/**
+ * Volumes for the BackupEngine tests, named as Cinder names them
+ * (volume-<id> in pool rbd of cluster a), with random data, and everything
+ * backups of them leave behind (backup images, the lock object) removed
+ * when the test that made them ends.
+ */
+import type { TestContext } from 'node:test';
+import { randomBytes, randomInt } from 'node:crypto';
+import { NotFoundError, type FeatureName, type Image, type Pool } from '../../lib/index.js';
+import { lockObjectName } from '../../lib/backup/lock.js';
+import { rbdExportSha256, uniqueName } from './clusters.js';
+import { removeImageFully } from './scratch.js';
+
+const MiB = 1024 * 1024;
+
+export const POOL = 'rbd';
+export const BACKUP_POOL = 'backups';
+export const VOLUME_FEATURES: FeatureName[] = ['layering', 'exclusive-lock', 'object-map', 'fast-diff'];
+
+/**
+ * removeImageFully, retrying EBUSY: an image a backup or restore has just
+ * used can still be held for a moment.
+ */
+export function removeImagePatiently(pool: Pool, name: string): Promise<void> {
+  return removeImageFully(pool, name, { busyRetries: 10 });
+}
+
+/** Removes a RADOS object; a missing one is fine. */
+export async function removeObjectQuietly(pool: Pool, name: string): Promise<void> {
+  await pool.removeObject(name).catch((error: unknown) => {
+    if (!(error instanceof NotFoundError)) throw error;
+  });
+}
+
+/**
+ * count random [offset, length] ranges of up to maxLength bytes in the first
+ * size bytes, some across object boundaries.
+ */
+export function randomRanges(size: number, count: number, maxLength = 3 * MiB): Array<[number, number]> {
+  return Array.from({ length: count }, () => {
+    const length = randomInt(1, maxLength);
+    return [randomInt(0, size - length), length] as [number, number];
+  });
+}
+
+/** The snapshot names of an image; undefined when there is no such image. */
+export async function snapshotsOf(pool: Pool, name: string): Promise<string[] | undefined> {
+  if (!(await pool.imageExists(name))) return undefined;
+  const image = await pool.openImage(name, { readOnly: true });
+  try {
+    return (await image.listSnapshots()).map((s) => s.name);
+  } finally {
+    await image.close();
+  }
+}
+
+/** sha256 of `rbd export` of a volume's snapshot. */
+export function snapshotSha(volumeId: string, snapshot: string): Promise<string> {
+  return rbdExportSha256('a', `${POOL}/volume-${volumeId}@${snapshot}`);
+}
+
+/** sha256 of `rbd export` of a volume. */
+export function volumeSha(volumeId: string): Promise<string> {
+  return rbdExportSha256('a', `${POOL}/volume-${volumeId}`);
+}
+
+/** Volumes in `volumes`, whose backups may land in any of `backupPools`. */
+export class VolumeFixtures {
+  readonly #volumes: Pool;
+  readonly #backupPools: readonly Pool[];
+
+  constructor(volumes: Pool, backupPools: readonly Pool[]) {
+    this.#volumes = volumes;
+    this.#backupPools = backupPools;
+  }
+
+  /** A new volume-<id>, removed with all its backups when the test ends. */
+  async newVolume(t: TestContext, size: number, features = VOLUME_FEATURES): Promise<string> {
+    const id = uniqueName('v');
+    t.after(() => this.#removeVolumeAndBackups(id));
+    await this.#volumes.createImage(`volume-${id}`, size, { features });
+    return id;
+  }
+
+  /** A volume id for a restore target, removed when the test ends. */
+  targetId(t: TestContext): string {
+    const id = uniqueName('t');
+    t.after(() => removeImagePatiently(this.#volumes, `volume-${id}`));
+    return id;
+  }
+
+  async withVolume<T>(volumeId: string, use: (image: Image) => Promise<T>): Promise<T> {
+    const image = await this.#volumes.openImage(`volume-${volumeId}`);
+    try {
+      return await use(image);
+    } finally {
+      await image.close();
+    }
+  }
+
+  /** Writes random bytes at each [offset, length]. */
+  async writeRandom(volumeId: string, ranges: Array<[number, number]>): Promise<void> {
+    await this.withVolume(volumeId, async (image) => {
+      for (const [offset, length] of ranges) await image.write(randomBytes(length), offset);
+    });
+  }
+
+  /** Everything a volume id may leave behind: the volume, its base and legacy images, its lock object. */
+  async #removeVolumeAndBackups(volumeId: string): Promise<void> {
+    await removeImagePatiently(this.#volumes, `volume-${volumeId}`);
+    for (const pool of this.#backupPools) {
+      for (const name of await pool.listImages()) {
+        if (name.startsWith(`volume-${volumeId}.backup.`)) await removeImagePatiently(pool, name);
+      }
+      await removeObjectQuietly(pool, lockObjectName(volumeId));
+    }
+  }
+}
