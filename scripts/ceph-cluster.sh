@@ -300,10 +300,11 @@ admin socket = $DIR/run/\$name.asok
 # a throwaway cluster on a busy CI disk should not die for that.
 mon data avail crit = 0
 mon data avail warn = 1
-# Every osdmap change (osd create, crush add, pool create, rbd pool init's
-# snapshot check) waits for a paxos proposal; the 1 s default makes start
-# ~4x slower for nothing on a one-mon cluster.
-paxos propose interval = 0.1
+# Every osdmap change (osd create, crush add, pool create, every RBD
+# snapshot's id) waits for a paxos proposal; the 1 s default makes start
+# ~4x slower and each snapshot ~100 ms for nothing on a one-mon cluster.
+paxos propose interval = 0.01
+paxos min wait = 0.01
 
 [osd]
 # Loopback only; the OSD picks free ports in ms_bind_port_min..max
