@@ -60,6 +60,10 @@ export class Cluster {
       // Otherwise librbd silently skips the parts of a discard that do not
       // cover whole 64 KiB blocks, and discarded ranges keep their old bytes.
       ['rbd_skip_partial_discard', 'false'],
+      // Diff iteration lists each changed object with one round trip, at
+      // most this many at once (librbd's default is 10): incrementals are
+      // mostly that listing.
+      ['rbd_concurrent_management_ops', '32'],
       ['client_mount_timeout', seconds(timeoutMs)],
       ['rados_mon_op_timeout', seconds(timeoutMs)],
     ];
