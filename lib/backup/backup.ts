@@ -15,13 +15,14 @@ import { checkName } from '../ceph/validate.js';
 import { transferDiff, type TransferStats } from '../engine/transfer.js';
 import type { Progress } from '../engine/options.js';
 import { decideChain, snapshotsToTrim } from './chain.js';
+import { removeImageWithSnapshots, undo } from './cleanup.js';
 import { BASE_IMAGE_FEATURES, type ResolvedConfig } from './config.js';
 import { lockObjectName, VolumeLock } from './lock.js';
 import { logBackup } from './log.js';
 import {
   backupSnapshotName, baseImageName, checkId, metaObjectName, parseBackupSnapshotName, volumeImageName,
 } from './naming.js';
-import { CEPH_BACKUP_SERVICE, isoTime, type BackupRecord } from './record.js';
+import { newRecord, type BackupRecord } from './record.js';
 
 export interface BackupRequest {
   /** The source pool holding volume-<volumeId>. */
@@ -60,16 +61,6 @@ export interface BackupResult {
   stats: TransferStats;
 }
 
-const GiB = 1n << 30n;
-
-/** Removes what a failed run made; reports but never masks the original failure. */
-async function undo(step: string, action: () => Promise<void>): Promise<void> {
-  try {
-    await action();
-  } catch (error) {
-    logBackup('cleanup step "%s" failed: %s', step, (error as Error).message);
-  }
-}
 
 /**
  * A killed or failed transfer leaves writes on the base image head past its
@@ -180,25 +171,12 @@ export async function runBackup(config: ResolvedConfig, request: BackupRequest):
         await undo(`trim source snapshot ${old}`, () => volume.removeSnapshot(old));
       }
       const now = new Date();
-      const record: BackupRecord = {
-        id: backupId,
-        volume_id: volumeId,
-        container: config.backupPool,
-        service: CEPH_BACKUP_SERVICE,
-        service_metadata: JSON.stringify({ base: baseName }),
-        size: Number((size + GiB - 1n) / GiB),
-        object_count: 0,
-        parent_id: decision.mode === 'incremental' ? decision.parentId : null,
-        status: 'available',
-        display_name: request.displayName ?? null,
-        display_description: request.displayDescription ?? null,
-        created_at: isoTime(now),
-        updated_at: isoTime(now),
-        data_timestamp: isoTime(now),
-        availability_zone: null,
-        snapshot_id: null,
-        num_dependent_backups: 0,
-      };
+      const record = newRecord({
+        id: backupId, volumeId, container: config.backupPool, baseImage: baseName, sizeBytes: size,
+        parentId: decision.mode === 'incremental' ? decision.parentId : null,
+        createdAt: now, updatedAt: now,
+        displayName: request.displayName, displayDescription: request.displayDescription,
+      });
       return {
         record, snapshot, fromSnapshot, baseImage: baseName, stats, convertedToFull,
         mode: fromSnapshot ? 'incremental' : 'full',
@@ -215,15 +193,7 @@ export async function runBackup(config: ResolvedConfig, request: BackupRequest):
           await undo('close the new base image', () => failedBase.close());
           opened.splice(opened.indexOf(failedBase), 1);
         }
-        await undo('remove the new base image', async () => {
-          const image = await backupPool.openImage(baseName);
-          try {
-            for (const s of await image.listSnapshots()) await image.removeSnapshot(s.name);
-          } finally {
-            await image.close();
-          }
-          await backupPool.removeImage(baseName);
-        });
+        await undo('remove the new base image', () => removeImageWithSnapshots(backupPool, baseName));
         // The volume has no backups after all: its lock object goes too
         // (while still locked, so no other run is using it).
         await undo('remove the lock object', () => backupPool.removeObject(lockObjectName(volumeId)));

@@ -5,7 +5,7 @@
 import type { ResolvedConfig } from './config.js';
 import { backupSnapshots } from './chain.js';
 import { baseImageName, checkId, parseBackupSnapshotName, parseLegacyImageName } from './naming.js';
-import { CEPH_BACKUP_SERVICE, isoTime, type BackupRecord } from './record.js';
+import { newRecord, type BackupRecord } from './record.js';
 
 export interface ListedBackup {
   /** A record to restore or delete it with (or to export). */
@@ -16,31 +16,6 @@ export interface ListedBackup {
   snapshot: string | undefined;
   sizeBytes: bigint;
   createdAt: Date;
-}
-
-const GiB = 1n << 30n;
-
-function record(config: ResolvedConfig, volumeId: string, backupId: string, image: string,
-  sizeBytes: bigint, createdAt: Date, parentId: string | null, base: boolean): BackupRecord {
-  return {
-    id: backupId,
-    volume_id: volumeId,
-    container: config.backupPool,
-    service: CEPH_BACKUP_SERVICE,
-    service_metadata: base ? JSON.stringify({ base: image }) : null,
-    size: Number((sizeBytes + GiB - 1n) / GiB),
-    object_count: 0,
-    parent_id: parentId,
-    status: 'available',
-    display_name: null,
-    display_description: null,
-    created_at: isoTime(createdAt),
-    updated_at: null,
-    data_timestamp: isoTime(createdAt),
-    availability_zone: null,
-    snapshot_id: null,
-    num_dependent_backups: 0,
-  };
 }
 
 export async function runList(config: ResolvedConfig, volumeIdInput: string): Promise<ListedBackup[]> {
@@ -61,7 +36,10 @@ export async function runList(config: ResolvedConfig, volumeIdInput: string): Pr
           const createdAt = Number.isFinite(parsed.seconds) ? new Date(parsed.seconds * 1000) : snap.timestamp;
           // Each backup on the base holds the diff from the one before it.
           listed.push({
-            record: record(config, volumeId, parsed.backupId, baseName, snap.size, createdAt, parentId, true),
+            record: newRecord({
+              id: parsed.backupId, volumeId, container: config.backupPool, baseImage: baseName,
+              sizeBytes: snap.size, parentId, createdAt,
+            }),
             image: baseName, snapshot: name, sizeBytes: snap.size, createdAt,
           });
           parentId = parsed.backupId;
@@ -77,7 +55,10 @@ export async function runList(config: ResolvedConfig, volumeIdInput: string): Pr
       try {
         const { size, createdAt } = await image.stat();
         listed.push({
-          record: record(config, volumeId, backupId, name, size, createdAt, null, false),
+          record: newRecord({
+            id: backupId, volumeId, container: config.backupPool, baseImage: undefined,
+            sizeBytes: size, parentId: null, createdAt,
+          }),
           image: name, snapshot: undefined, sizeBytes: size, createdAt,
         });
       } finally {

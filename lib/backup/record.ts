@@ -57,6 +57,45 @@ export function recordBaseImage(record: Pick<BackupRecord, 'service_metadata'>):
   return undefined;
 }
 
+const GiB = 1n << 30n;
+
+/** A record for a backup found in or made into a backup pool. */
+export function newRecord(fields: {
+  id: string;
+  volumeId: string;
+  container: string;
+  /** The diff-format base image holding it; undefined for a legacy image. */
+  baseImage: string | undefined;
+  sizeBytes: bigint;
+  parentId: string | null;
+  createdAt: Date;
+  /** When the record itself was last written; null when rebuilt from the pool. */
+  updatedAt?: Date;
+  displayName?: string;
+  displayDescription?: string;
+}): BackupRecord {
+  return {
+    id: fields.id,
+    volume_id: fields.volumeId,
+    container: fields.container,
+    service: CEPH_BACKUP_SERVICE,
+    service_metadata: fields.baseImage === undefined ? null : JSON.stringify({ base: fields.baseImage }),
+    // Cinder counts volume sizes in whole GiB.
+    size: Number((fields.sizeBytes + GiB - 1n) / GiB),
+    object_count: 0,
+    parent_id: fields.parentId,
+    status: 'available',
+    display_name: fields.displayName ?? null,
+    display_description: fields.displayDescription ?? null,
+    created_at: isoTime(fields.createdAt),
+    updated_at: fields.updatedAt ? isoTime(fields.updatedAt) : null,
+    data_timestamp: isoTime(fields.createdAt),
+    availability_zone: null,
+    snapshot_id: null,
+    num_dependent_backups: 0,
+  };
+}
+
 export function exportRecord(record: BackupRecord): string {
   return Buffer.from(JSON.stringify(record), 'utf8').toString('base64');
 }

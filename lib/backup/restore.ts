@@ -14,6 +14,7 @@ import { exportRaw } from '../engine/raw-export.js';
 import type { Progress } from '../engine/options.js';
 import { transferDiff } from '../engine/transfer.js';
 import { restorePoints } from './chain.js';
+import { removeImageWithSnapshots, undo } from './cleanup.js';
 import type { ResolvedConfig } from './config.js';
 import { decideRestore, type RestoreDecision } from './conditions.js';
 import { logBackup } from './log.js';
@@ -191,27 +192,13 @@ export async function runRestore(config: ResolvedConfig, request: RestoreRequest
       await target?.close().catch(() => undefined);
       target = undefined;
       // A volume this restore created and could not fill is worth nothing.
-      if (created) await removeQuietly(targetPool, targetName);
+      if (created) await undo('remove the volume this restore created', () => removeImageWithSnapshots(targetPool, targetName));
       throw error;
     } finally {
       await target?.close();
     }
   } finally {
     for (const handle of opened.reverse()) await handle.close().catch(() => undefined);
-  }
-}
-
-async function removeQuietly(pool: Pool, name: string): Promise<void> {
-  try {
-    const image = await pool.openImage(name);
-    try {
-      for (const s of await image.listSnapshots()) await image.removeSnapshot(s.name);
-    } finally {
-      await image.close();
-    }
-    await pool.removeImage(name);
-  } catch (error) {
-    logBackup('could not remove %s/%s after a failed restore: %s', pool.spec, name, (error as Error).message);
   }
 }
 
