@@ -325,22 +325,25 @@ Napi::Value ImageWrap::Write(const Napi::CallbackInfo& info) {
                   });
 }
 
-Napi::Value ImageWrap::WriteZeroes(const Napi::CallbackInfo& info) {
+Napi::Value ImageWrap::InPieces(const Napi::CallbackInfo& info, const char* what,
+                                const char* call_name,
+                                std::function<int(rbd_image_t, uint64_t, uint64_t)> call) {
   uint64_t offset = U64Arg(info, 0, "offset");
   uint64_t length = U64Arg(info, 1, "length");
   auto handle = OpenHandle(info.Env());
+  std::string name = what;
+  std::string failed = std::string(call_name) + " failed";
   return RunAsync(info.Env(), Value(), &inflight_,
-                  [handle, offset, length](std::string& message) {
+                  [handle, offset, length, name, failed, call = std::move(call)](std::string& message) {
                     return WithHandle(handle, "image", message, [&](rbd_image_t image) {
-                      int rc = CheckRange(image, offset, length, "writeZeroes", message);
+                      int rc = CheckRange(image, offset, length, name.c_str(), message);
                       if (rc < 0) return rc;
-                      uint64_t done = 0;
-                      while (done < length) {
+                      for (uint64_t done = 0; done < length;) {
                         uint64_t piece = std::min(length - done, kDiscardPiece);
-                        ssize_t n = rbd_write_zeroes(image, offset + done, piece, 0, 0);
-                        if (n < 0) {
-                          message = "rbd_write_zeroes failed";
-                          return static_cast<int>(n);
+                        rc = call(image, offset + done, piece);
+                        if (rc < 0) {
+                          message = failed;
+                          return rc;
                         }
                         done += piece;
                       }
@@ -349,28 +352,18 @@ Napi::Value ImageWrap::WriteZeroes(const Napi::CallbackInfo& info) {
                   });
 }
 
-Napi::Value ImageWrap::Discard(const Napi::CallbackInfo& info) {
-  uint64_t offset = U64Arg(info, 0, "offset");
-  uint64_t length = U64Arg(info, 1, "length");
-  auto handle = OpenHandle(info.Env());
-  return RunAsync(info.Env(), Value(), &inflight_,
-                  [handle, offset, length](std::string& message) {
-                    return WithHandle(handle, "image", message, [&](rbd_image_t image) {
-                      int rc = CheckRange(image, offset, length, "discard", message);
-                      if (rc < 0) return rc;
-                      uint64_t done = 0;
-                      while (done < length) {
-                        uint64_t piece = std::min(length - done, kDiscardPiece);
-                        rc = rbd_discard(image, offset + done, piece);
-                        if (rc < 0) {
-                          message = "rbd_discard failed";
-                          return rc;
-                        }
-                        done += piece;
-                      }
-                      return 0;
-                    });
+Napi::Value ImageWrap::WriteZeroes(const Napi::CallbackInfo& info) {
+  return InPieces(info, "writeZeroes", "rbd_write_zeroes",
+                  [](rbd_image_t image, uint64_t offset, uint64_t length) {
+                    ssize_t n = rbd_write_zeroes(image, offset, length, 0, 0);
+                    return n < 0 ? static_cast<int>(n) : 0;
                   });
+}
+
+Napi::Value ImageWrap::Discard(const Napi::CallbackInfo& info) {
+  return InPieces(info, "discard", "rbd_discard", [](rbd_image_t image, uint64_t offset, uint64_t length) {
+    return rbd_discard(image, offset, length);
+  });
 }
 
 Napi::Value ImageWrap::Flush(const Napi::CallbackInfo& info) {

@@ -76,6 +76,11 @@ class ImageWrap : public Napi::ObjectWrap<ImageWrap> {
   Napi::Value Simple(const Napi::CallbackInfo& info, const char* what,
                      std::function<int(rbd_image_t)> call);
 
+  // Runs call over [offset, length) (arguments 0 and 1) in pieces below
+  // 2 GiB, after checking the range is inside the image.
+  Napi::Value InPieces(const Napi::CallbackInfo& info, const char* what, const char* call_name,
+                       std::function<int(rbd_image_t, uint64_t, uint64_t)> call);
+
   std::shared_ptr<ImageHandle> handle_;
   EnvState* state_;
   int inflight_ = 0;

@@ -120,56 +120,49 @@ void TransferJob::IssueRead(rbd_image_t source, uint64_t offset, uint64_t length
   in_flight_bytes_ += length;
   order_.push_back(op);
   ++in_flight_;
-  ++stats_.ops;
   auto* done = new Completion{this, op, Kind::kRead, offset, length};
+  bool started = StartAio(done, "read from the source", [&](rbd_completion_t c) {
+    return rbd_aio_read2(source, offset, length, op->buffer, c, 0);
+  });
+  if (!started) FinishOp(op);
+}
+
+bool TransferJob::StartAio(Completion* done, const char* what,
+                           const std::function<int(rbd_completion_t)>& submit) {
   rbd_completion_t c;
   int rc = rbd_aio_create_completion(done, &TransferJob::OnComplete, &c);
   if (rc >= 0) {
-    rc = rbd_aio_read2(source, offset, length, op->buffer, c, 0);
+    rc = submit(c);
     if (rc < 0) rbd_aio_release(c);
   }
   if (rc < 0) {
+    Fail(rc, Describe(what, done->offset, done->length) + " could not start");
     delete done;
-    Fail(rc, Describe("read from the source", offset, length) + " could not start");
-    FinishOp(op);
+    return false;
   }
+  ++stats_.ops;
+  return true;
 }
 
 void TransferJob::IssueWrite(rbd_image_t target, Op* op, uint64_t offset,
                              uint64_t length, const char* data) {
   auto* done = new Completion{this, op, Kind::kWrite, offset, length};
-  rbd_completion_t c;
-  int rc = rbd_aio_create_completion(done, &TransferJob::OnComplete, &c);
-  if (rc >= 0) {
-    rc = rbd_aio_write2(target, offset, length, data, c, 0);
-    if (rc < 0) rbd_aio_release(c);
+  if (StartAio(done, "write to the target", [&](rbd_completion_t c) {
+        return rbd_aio_write2(target, offset, length, data, c, 0);
+      })) {
+    ++op->pending;
   }
-  if (rc < 0) {
-    delete done;
-    Fail(rc, Describe("write to the target", offset, length) + " could not start");
-    return;
-  }
-  ++op->pending;
-  ++stats_.ops;
 }
 
 void TransferJob::IssueZero(rbd_image_t target, Op* op, uint64_t offset, uint64_t length) {
   auto* done = new Completion{this, op, Kind::kZero, offset, length};
-  rbd_completion_t c;
-  int rc = rbd_aio_create_completion(done, &TransferJob::OnComplete, &c);
-  if (rc >= 0) {
-    // write-zeroes, not discard: librbd may skip partial-object discards,
-    // which would leave old bytes behind.
-    rc = rbd_aio_write_zeroes(target, offset, length, c, 0, 0);
-    if (rc < 0) rbd_aio_release(c);
+  // write-zeroes, not discard: librbd may skip partial-object discards,
+  // which would leave old bytes behind.
+  if (StartAio(done, "write-zeroes on the target", [&](rbd_completion_t c) {
+        return rbd_aio_write_zeroes(target, offset, length, c, 0, 0);
+      })) {
+    ++op->pending;
   }
-  if (rc < 0) {
-    delete done;
-    Fail(rc, Describe("write-zeroes on the target", offset, length) + " could not start");
-    return;
-  }
-  ++op->pending;
-  ++stats_.ops;
 }
 
 void TransferJob::IssueExtent(rbd_image_t source, rbd_image_t target, uint64_t offset,

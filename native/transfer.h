@@ -101,6 +101,10 @@ class TransferJob {
   void IssueExtent(rbd_image_t source, rbd_image_t target, uint64_t offset,
                    uint64_t length, bool exists);
   void IssueRead(rbd_image_t source, uint64_t offset, uint64_t length);
+  // Creates done's completion and runs submit with it; false (and the
+  // failure recorded) when either could not start.
+  bool StartAio(Completion* done, const char* what,
+                const std::function<int(rbd_completion_t)>& submit);
   void IssueZero(rbd_image_t target, Op* op, uint64_t offset, uint64_t length);
   void IssueWrite(rbd_image_t target, Op* op, uint64_t offset, uint64_t length,
                   const char* data);
