@@ -1,5 +1,6 @@
 #include "diff_prefetch.h"
 
+#include <algorithm>
 #include <cstring>
 
 namespace rbdnative {
@@ -20,10 +21,12 @@ int CollectUnlessStopped(uint64_t offset, size_t length, int exists, void* arg) 
 }  // namespace
 
 DiffPrefetcher::DiffPrefetcher(rbd_image_t image, std::optional<std::string> from, uint64_t length,
-                               uint64_t step, bool whole_object, std::function<void()> notify)
+                               uint64_t first_step, uint64_t step, bool whole_object,
+                               std::function<void()> notify)
     : image_(image),
       from_(std::move(from)),
       length_(length),
+      first_step_(std::min(first_step, step)),
       step_(step),
       whole_object_(whole_object),
       notify_(std::move(notify)),
@@ -41,7 +44,8 @@ void DiffPrefetcher::Stop() {
 
 void DiffPrefetcher::Loop() {
   const char* from = from_ ? from_->c_str() : nullptr;
-  for (uint64_t start = 0; start < length_; start += step_) {
+  uint64_t span = first_step_;
+  for (uint64_t start = 0; start < length_; start += span, span = std::min(span * 4, step_)) {
     {
       std::unique_lock<std::mutex> lock(mu_);
       room_.wait(lock, [&] { return ready_.size() < kAhead || stop_.load(); });
@@ -49,7 +53,7 @@ void DiffPrefetcher::Loop() {
     if (stop_.load()) break;
     Range range;
     range.start = start;
-    range.length = std::min(step_, length_ - start);
+    range.length = std::min(span, length_ - start);
     Collecting collecting{&range.extents, &stop_};
     int rc = rbd_diff_iterate2(image_, from, range.start, range.length, true, whole_object_,
                                &CollectUnlessStopped, &collecting);

@@ -281,7 +281,8 @@ int TransferJob::Transfer(rbd_image_t source, rbd_image_t target,
                           const std::function<void(const TransferProgress&)>& report) {
   auto started = std::chrono::steady_clock::now();
   auto last_report = started;
-  DiffPrefetcher diffs(source, plan_.from_snapshot, plan_.length, plan_.step, plan_.whole_object,
+  DiffPrefetcher diffs(source, plan_.from_snapshot, plan_.length,
+                       plan_.first_step == 0 ? plan_.step : plan_.first_step, plan_.step, plan_.whole_object,
                        [this] { WakeUp(); });
   while (!Stopping()) {
     DiffPrefetcher::Range range;
@@ -394,6 +395,7 @@ Napi::Value StartTransfer(const Napi::CallbackInfo& info) {
   if (from_value.IsString()) plan.from_snapshot = from_value.As<Napi::String>().Utf8Value();
   plan.length = U64Field(env, options, "length", 0);
   plan.step = U64Field(env, options, "step", plan.step);
+  plan.first_step = U64Field(env, options, "firstStep", plan.first_step);
   plan.io_size = U64Field(env, options, "ioSize", plan.io_size);
   plan.window = static_cast<uint32_t>(U64Field(env, options, "window", plan.window));
   plan.memory = U64Field(env, options, "memory", plan.memory);

@@ -30,6 +30,11 @@ struct TransferPlan {
   uint64_t length = 0;
   // Bytes looked at per rbd_diff_iterate2 call (the "chunk").
   uint64_t step = 1ull << 30;
+  // The first call looks at this many bytes, and each next one at four
+  // times as many up to step: data starts moving after a short listing
+  // rather than after a whole step's (exact listing costs a round trip per
+  // changed object). Zero: step.
+  uint64_t first_step = 0;
   // Largest single aio read/write.
   uint64_t io_size = 4ull << 20;
   // Most aio operations in flight.

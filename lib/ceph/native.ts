@@ -123,6 +123,8 @@ export interface NativeTransferPlan {
   fromSnapshot?: string;
   length: bigint;
   step: bigint;
+  /** The first diff call's span; each next one is four times longer, up to step. Default: step. */
+  firstStep?: bigint;
   ioSize: bigint;
   window: number;
   memory: bigint;

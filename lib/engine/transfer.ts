@@ -37,6 +37,12 @@ export interface TransferStats extends NativeTransferStats {
 
 /** Objects covered by one diff call of the engine. */
 const OBJECTS_PER_STEP = 256n;
+/**
+ * Objects covered by its first diff call: listing exact extents costs a
+ * round trip per changed object, and no data moves until the first range
+ * is listed (~7 ms for a 1% change over 256 objects, against ~0.7 ms here).
+ */
+const OBJECTS_FIRST_STEP = 16n;
 
 export async function transferDiff(options: TransferDiffOptions): Promise<TransferStats> {
   const { source, target, snapshot, fromSnapshot } = options;
@@ -77,6 +83,7 @@ export async function transferDiff(options: TransferDiffOptions): Promise<Transf
       fromSnapshot,
       length: size,
       step: objectSize * OBJECTS_PER_STEP,
+      firstStep: objectSize * OBJECTS_FIRST_STEP,
       ioSize: ioSizeFor(objectSize),
       window: limits.concurrency,
       memory: BigInt(limits.memoryBytes),

@@ -120,6 +120,37 @@ describe('transferDiff: chains of snapshots', () => {
       for (const snapshot of ['s1', 's2', 's3', 's4']) await assertSameSnapshot(src, dst, snapshot);
     });
 
+  test('640 small objects (order 16): the diff is listed in growing ranges, and writes across their ends land',
+    { timeout: 180_000 }, async (t) => {
+      const s = clusterScratch(t);
+      const rng = seeded(t, 'TRANSFER_TEST_SEED');
+      const SIZE = 40 * MiB;
+      const src = await s.create('a', 'rbd', 'xfer-ranges-src', SIZE, { order: 16 });
+      const dst = await s.create('a', 'backups', 'xfer-ranges-dst', SIZE, { order: 16 });
+      const source = await s.open(src);
+      const target = await s.open(dst);
+      // The engine lists 16 objects, then 64, then 256 at a time: with 64 KiB
+      // objects its ranges end at 1, 5, 21 and 37 MiB.
+      const rangeEnds = [1, 5, 21, 37].map((m) => m * MiB);
+      const acrossEnds = async (length: number): Promise<void> => {
+        for (const end of rangeEnds) await source.write(randomBytes(length), end - Math.floor(length / 2));
+      };
+      await mutate(source, rng, SIZE, 10);
+      await acrossEnds(96 * KiB);
+      await source.createSnapshot('s1');
+      const full = await transferDiff({ source, target, snapshot: 's1' });
+      assert.ok(full.bytesWritten >= rangeEnds.length * 96 * KiB, show(full));
+      await assertSameSnapshot(src, dst, 's1');
+
+      await mutate(source, rng, SIZE, 10);
+      await acrossEnds(3 * KiB);
+      await source.createSnapshot('s2');
+      const { reports, onProgress } = progressLog();
+      const inc = await transferDiff({ source, target, snapshot: 's2', fromSnapshot: 's1', onProgress });
+      assertProgress(reports, BigInt(SIZE), inc);
+      await assertSameSnapshot(src, dst, 's2');
+    });
+
   test('resize down and up between snapshots: re-grown regions read as zeros; order 22 -> 23',
     { timeout: 180_000 }, async (t) => {
       const s = clusterScratch(t);
