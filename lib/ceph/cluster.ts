@@ -64,6 +64,15 @@ export class Cluster {
       // most this many at once (librbd's default is 10): incrementals are
       // mostly that listing.
       ['rbd_concurrent_management_ops', '32'],
+      // The engine moves large aligned extents with its own bounded window:
+      // librbd's cache would only copy every byte once more and serialize
+      // on its lock, and with it off, aio writes use the engine's buffers
+      // in place (librbd holds back a write's completion until it has let
+      // go of the buffer, and the engine frees buffers only on completion).
+      // Measured on a 2 GiB full copy: ~830 -> ~950 MiB/s, client CPU
+      // 1.6 -> 1.2 s.
+      ['rbd_cache', 'false'],
+      ['rbd_disable_zero_copy_writes', 'false'],
       ['client_mount_timeout', seconds(timeoutMs)],
       ['rados_mon_op_timeout', seconds(timeoutMs)],
     ];
