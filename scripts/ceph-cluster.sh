@@ -28,7 +28,10 @@
 #   few seconds later, marks itself full, and from then on writes (even
 #   opening an image, which registers a watch) block until the client's
 #   60 s `rados osd op timeout` and fail with ETIMEDOUT. Size it generously;
-#   the data lives in RAM.
+#   the data lives in RAM. memstore counts every snapshot clone at its
+#   object's full size: the first small write to each object after a
+#   snapshot adds a whole object (4 MiB by default) to the usage, so random
+#   writes between snapshots fill it long before the data does.
 # - Tunables: CEPH_CLUSTER_CLI_TIMEOUT (s per CLI call, default 60),
 #   CEPH_CLUSTER_START_DEADLINE (s per wait during start, default 120).
 set -euo pipefail
