@@ -45,7 +45,7 @@ void DiffPrefetcher::Stop() {
 void DiffPrefetcher::Loop() {
   const char* from = from_ ? from_->c_str() : nullptr;
   uint64_t span = first_step_;
-  for (uint64_t start = 0; start < length_; start += span, span = std::min(span * 4, step_)) {
+  for (uint64_t start = 0; start < length_; start += span, span = span > step_ / 4 ? step_ : span * 4) {
     {
       std::unique_lock<std::mutex> lock(mu_);
       room_.wait(lock, [&] { return ready_.size() < kAhead || stop_.load(); });
