@@ -437,9 +437,12 @@ export class Bench {
     }
     const speed = (c: Ceiling): number => c.reportedMiBPerS ?? c.wallMiBPerS;
     this.results.ceilingRuns = ceilings;
-    this.results.ceiling = [...ceilings].sort((x, y) => speed(x) - speed(y))[Math.floor((ceilings.length - 1) / 2)]!;
+    // The best run: interference from the rest of the machine only ever
+    // slows a run down, so the fastest one is the closest to what the
+    // cluster can do (and the strictest yardstick for the 75% bar).
+    this.results.ceiling = ceilings.reduce((best, c) => (speed(c) > speed(best) ? c : best));
     this.log(`  ceiling: ${ceilings.map((c) => speed(c).toFixed(0)).join(', ')} MiB/s reported by rbd bench; ` +
-      `median ${speed(this.results.ceiling).toFixed(0)}`);
+      `best ${speed(this.results.ceiling).toFixed(0)}`);
     await this.snapshot(a, 'rbd/src@s1');
     const s1 = await this.exportHash(a, 'rbd/src@s1', true);
     this.#hashes.set('A:rbd/src@s1', Promise.resolve(s1));

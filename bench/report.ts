@@ -66,7 +66,7 @@ export function printReport(results: Results): void {
   const ceiling = results.ceiling;
   if (ceiling) {
     const all = (results.ceilingRuns ?? []).map((c) => n(c.reportedMiBPerS)).join(', ');
-    out.push('', `write ceiling: ${n(ceiling.reportedMiBPerS)} MiB/s (median of ${all}) as reported by \`${ceiling.command}\` ` +
+    out.push('', `write ceiling: ${n(ceiling.reportedMiBPerS)} MiB/s (best of ${all}) as reported by \`${ceiling.command}\` ` +
       `(${n(ceiling.wallMiBPerS)} MiB/s by wall clock, ${n(ceiling.elapsedMs / 1000, 2)} s; ` +
       `OSD CPU ${n(ceiling.osdCpuMs / 1000, 2)} s, rbd CPU ${n(ceiling.clientCpuMs / 1000, 2)} s)`);
   }

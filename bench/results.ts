@@ -97,7 +97,7 @@ export interface Results {
   config: Record<string, unknown>;
   clusters: Record<string, unknown>;
   cliStartupMs?: number;
-  /** The median (by reported MiB/s) of ceilingRuns. */
+  /** The fastest (by reported MiB/s) of ceilingRuns. */
   ceiling?: Ceiling;
   /** The fill of rbd/src, then rbd bench on fresh scratch images of the same size. */
   ceilingRuns?: Ceiling[];
