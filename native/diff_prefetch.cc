@@ -38,6 +38,10 @@ DiffPrefetcher::~DiffPrefetcher() {
 }
 
 void DiffPrefetcher::Stop() {
+  // Set under the lock: the loop checks stop_ under it before it waits, so
+  // the flag cannot land between that check and the wait (a lost wake-up
+  // that would leave the loop, and the join, waiting forever).
+  std::lock_guard<std::mutex> lock(mu_);
   stop_.store(true);
   room_.notify_all();
 }

@@ -49,10 +49,11 @@ void TransferJob::OnComplete(rbd_completion_t c, void* arg) {
   done->rc = rbd_aio_get_return_value(c);
   rbd_aio_release(c);
   TransferJob* job = done->job;
-  {
-    std::lock_guard<std::mutex> lock(job->mu_);
-    job->completed_.push_back(done);
-  }
+  // Notified under the lock: once it is released the job thread may see
+  // this completion, finish, and free the job, so nothing here may touch
+  // the job after that.
+  std::lock_guard<std::mutex> lock(job->mu_);
+  job->completed_.push_back(done);
   job->cv_.notify_one();
 }
 
@@ -311,7 +312,9 @@ int TransferJob::Transfer(rbd_image_t source, rbd_image_t target,
       cursor = offset + length;
       position_ = cursor;
       auto now = std::chrono::steady_clock::now();
-      if (now - last_report > std::chrono::milliseconds(100)) {
+      // After a failure or a cancel, bytes below the cursor may never have
+      // been written: no more reports.
+      if (!Stopping() && now - last_report > std::chrono::milliseconds(100)) {
         last_report = now;
         report(Progress());
       }
