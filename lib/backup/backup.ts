@@ -19,6 +19,7 @@ import { removeImageWithSnapshots, undo } from './cleanup.js';
 import { BASE_IMAGE_FEATURES, type ResolvedConfig } from './config.js';
 import { lockObjectName, VolumeLock } from './lock.js';
 import { logBackup } from './log.js';
+import { removeMetaObject } from './meta.js';
 import {
   backupSnapshotName, baseImageName, checkId, metaObjectName, parseBackupSnapshotName, volumeImageName,
 } from './naming.js';
@@ -120,18 +121,28 @@ export async function runBackup(config: ResolvedConfig, request: BackupRequest):
     const baseExists = await backupPool.imageExists(baseName);
     let base: Image | undefined = baseExists ? await backupPool.openImage(baseName) : undefined;
     if (base) opened.push(base);
-    const sourceSnapshots = (await volume.listSnapshots()).map((s) => s.name);
+    const ofThisBackup = (name: string): boolean => parseBackupSnapshotName(name)?.backupId === backupId;
+    let sourceSnapshots = (await volume.listSnapshots()).map((s) => s.name);
     const baseSnapshots = base ? (await base.listSnapshots()).map((s) => s.name) : undefined;
     // A backup id names one backup: a second one under it would give the
     // base image two restore points for it, and no restore could choose.
-    const reused = [...sourceSnapshots, ...(baseSnapshots ?? [])]
-      .find((name) => parseBackupSnapshotName(name)?.backupId === backupId);
+    const reused = (baseSnapshots ?? []).find(ofThisBackup);
     if (reused !== undefined) {
       throw new AlreadyExistsError({
         code: 'EEXIST', operation, resource: `volume ${volumeId}`,
-        detail: `backup id ${backupId} is already used (snapshot ${reused})`,
+        detail: `backup id ${backupId} is already used (snapshot ${reused} of ${backupPool.spec}/${baseName})`,
       });
     }
+    // The base snapshot is made only once every byte is written, so
+    // without it this id holds no backup here: a source snapshot of it is
+    // what an interrupted run of this same backup (killed, or whose
+    // clean-up failed) or a deleted backup of that id left behind.
+    // Removing it lets the retry succeed instead of refusing the id forever.
+    for (const leftover of sourceSnapshots.filter(ofThisBackup)) {
+      logBackup('backup %s of volume %s: removing %s, left by an earlier run that did not finish', backupId, volumeId, leftover);
+      await volume.removeSnapshot(leftover);
+    }
+    sourceSnapshots = sourceSnapshots.filter((name) => !ofThisBackup(name));
     const decision = decideChain({ sourceSnapshots, baseSnapshots, parentId: request.parentId, full: request.full });
     const fromSnapshot = decision.mode === 'incremental' ? decision.fromSnapshot : undefined;
     const convertedToFull = decision.mode === 'converted' ? decision.reason : undefined;
@@ -141,6 +152,7 @@ export async function runBackup(config: ResolvedConfig, request: BackupRequest):
     const { size } = await volume.stat();
     let createdBase = false;
     let createdSnapshot = false;
+    let metaWritten = false;
     try {
       if (!base) {
         await backupPool.createImage(baseName, size, {
@@ -163,13 +175,26 @@ export async function runBackup(config: ResolvedConfig, request: BackupRequest):
         concurrency: config.ioConcurrency, memoryBytes: config.memoryBytes,
       });
       if (request.volumeMetadata !== undefined) {
-        await backupPool.writeObject(metaObjectName(backupId),
-          JSON.stringify({ version: 2, ...request.volumeMetadata }), { exclusive: true });
+        // Set before the write: one that fails (a timeout) may still have
+        // been applied, and must be undone too.
+        metaWritten = true;
+        try {
+          await backupPool.writeObject(metaObjectName(backupId),
+            JSON.stringify({ version: 2, ...request.volumeMetadata }), { exclusive: true });
+        } catch (error) {
+          // Refused because one was there already: that one is not ours.
+          if (error instanceof AlreadyExistsError) metaWritten = false;
+          throw error;
+        }
       }
-      for (const old of snapshotsToTrim(await volume.listSnapshots().then((l) => l.map((s) => s.name)),
-        config.maxSourceSnapshots)) {
-        await undo(`trim source snapshot ${old}`, () => volume.removeSnapshot(old));
-      }
+      // The backup is complete: trimming old source snapshots is
+      // housekeeping, and its failure must not undo the backup.
+      await undo('trim source snapshots', async () => {
+        const names = (await volume.listSnapshots()).map((s) => s.name);
+        for (const old of snapshotsToTrim(names, config.maxSourceSnapshots)) {
+          await undo(`trim source snapshot ${old}`, () => volume.removeSnapshot(old));
+        }
+      });
       const now = new Date();
       const record = newRecord({
         id: backupId, volumeId, container: config.backupPool, baseImage: baseName, sizeBytes: size,
@@ -183,6 +208,7 @@ export async function runBackup(config: ResolvedConfig, request: BackupRequest):
       };
     } catch (error) {
       logBackup('backup %s of volume %s failed: %s; cleaning up', backupId, volumeId, (error as Error).message);
+      if (metaWritten) await undo('remove the new .meta object', async () => { await removeMetaObject(backupPool, backupId); });
       if (createdSnapshot) await undo('remove the new source snapshot', () => volume.removeSnapshot(snapshot));
       const failedBase = base;
       if (failedBase && !createdBase && await failedBase.snapshotExists(snapshot).catch(() => false)) {

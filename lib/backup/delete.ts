@@ -1,16 +1,18 @@
 /**
  * Deletion of one backup: its snapshot leaves the base image, the base
- * image goes only with its last backup snapshot (retried while it is still
- * busy), a legacy image goes whole, and the .meta object goes too.
+ * image goes with its last backup snapshot (retried while it is still
+ * busy) or when it holds no snapshot at all, a legacy image goes whole, and
+ * the .meta object goes too.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { BusyError, CephError, invalidArgument, NotFoundError } from '../ceph/errors.js';
+import { BusyError, invalidArgument, NotFoundError } from '../ceph/errors.js';
 import type { Pool } from '../ceph/pool.js';
 import { backupSnapshots, restorePoints } from './chain.js';
 import type { ResolvedConfig } from './config.js';
 import { lockObjectName, VolumeLock } from './lock.js';
 import { logBackup } from './log.js';
-import { baseImageName, checkId, legacyImageName, metaObjectName } from './naming.js';
+import { removeMetaObject } from './meta.js';
+import { baseImageName, checkId, legacyImageName } from './naming.js';
 import { recordBaseImage, type BackupRecord } from './record.js';
 
 export interface DeleteResult {
@@ -61,8 +63,10 @@ export async function runDelete(config: ResolvedConfig, backup: BackupRecord): P
     if (baseName && images.includes(baseName)) {
       const base = await pool.openImage(baseName);
       let remaining: string[];
+      let hadSnapshots: boolean;
       try {
         const snapshots = await base.listSnapshots();
+        hadSnapshots = snapshots.length > 0;
         for (const name of restorePoints(snapshots.map((s) => s.name), backupId)) {
           if (snapshots.find((s) => s.name === name)?.protected) await base.unprotectSnapshot(name);
           await base.removeSnapshot(name);
@@ -72,7 +76,11 @@ export async function runDelete(config: ResolvedConfig, backup: BackupRecord): P
       } finally {
         await base.close();
       }
-      if (result.removedSnapshots.length > 0 && remaining.length === 0) {
+      // The base image goes with its last backup, and also when it holds no
+      // snapshot at all: then an earlier delete removed the last backup but
+      // not the image (it was busy), or a first backup was killed, and
+      // nothing else would ever remove it.
+      if (remaining.length === 0 && (result.removedSnapshots.length > 0 || !hadSnapshots)) {
         await removeImageRetrying(pool, baseName);
         result.removedImages.push(baseName);
         // The volume has no backups left; its lock object goes too (while
@@ -84,12 +92,7 @@ export async function runDelete(config: ResolvedConfig, backup: BackupRecord): P
       await removeImageRetrying(pool, legacyName);
       result.removedImages.push(legacyName);
     }
-    try {
-      await pool.removeObject(metaObjectName(backupId));
-      result.removedMetadata = true;
-    } catch (error) {
-      if (!(error instanceof CephError && error.code === 'ENOENT')) throw error;
-    }
+    result.removedMetadata = await removeMetaObject(pool, backupId);
     if (result.removedSnapshots.length === 0 && result.removedImages.length === 0) throw notFound();
     logBackup('deleted backup %s: %o', backupId, result);
     return result;

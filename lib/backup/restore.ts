@@ -163,6 +163,9 @@ export async function runRestore(config: ResolvedConfig, request: RestoreRequest
       let bytesRead: number;
       if (decision.path === 'diff') {
         const restoring = target;
+        // The transfer sizes the volume to the backup; it gets its own size
+        // back whether the restore works or not (without hiding why not).
+        const ownSize = (): Promise<void> => restoring.resize(targetSize);
         try {
           const stats = await transferDiff({
             source: source.image, snapshot: decision.restorePoint, target: restoring,
@@ -173,11 +176,11 @@ export async function runRestore(config: ResolvedConfig, request: RestoreRequest
           // The transfer leaves the restore point's snapshot on the target;
           // the volume does not want it.
           await restoring.removeSnapshot(decision.restorePoint);
-        } finally {
-          // The transfer sized the volume to the backup; give it back its
-          // own size, whether the restore worked or not.
-          if (targetSize !== source.size) await restoring.resize(targetSize);
+        } catch (error) {
+          if (targetSize !== source.size) await undo('give the target volume its own size back', ownSize);
+          throw error;
         }
+        if (targetSize !== source.size) await ownSize();
       } else {
         const stats = await copyImage({
           source: source.image, ...(source.snapshot === undefined ? {} : { snapshot: source.snapshot }), target,

@@ -196,6 +196,22 @@ describe('other deletes', () => {
     await assertRestores(t, second.record, id, second.snapshot);
   });
 
+  test('a base image left without snapshots (an earlier delete could not remove it) goes on the retry', async (t) => {
+    const id = await fx.newVolume(t, 8 * MiB);
+    await fx.writeRandom(id, randomRanges(8 * MiB, 2));
+    const backupId = uniqueName('b');
+    t.after(() => removeObjectQuietly(backups, metaObjectName(backupId)));
+    const only = await engine.backup({ pool: POOL, volumeId: id, backupId, volumeMetadata: {} });
+    // What a delete whose image removal stayed busy leaves behind: the
+    // snapshot gone, the base image, its lock object and the .meta still there.
+    await rbd('a', ['snap', 'rm', `${BACKUP_POOL}/${baseImageName(id)}@${only.snapshot}`]);
+    const deleted = await engine.delete(only.record);
+    assert.deepEqual(deleted, { removedSnapshots: [], removedImages: [baseImageName(id)], removedMetadata: true });
+    assert.equal(await baseSnapshots(id), undefined, 'the base image is gone');
+    assert.equal(await backups.objectExists(lockObjectName(id)), false);
+    assert.equal(await backups.objectExists(metaObjectName(backupId)), false);
+  });
+
   test('an unknown backup id: NotFoundError, nothing removed', async (t) => {
     const id = await fx.newVolume(t, 8 * MiB);
     const only = await engine.backup({ pool: POOL, volumeId: id });

@@ -463,6 +463,27 @@ describe('the .meta object', () => {
   });
 });
 
+test('a source snapshot left by an interrupted run of the same id is removed, and the retry succeeds',
+  { timeout: 120_000 }, async (t) => {
+    const id = await fx.newVolume(t, 16 * MiB);
+    await fx.writeRandom(id, [[0, 16 * MiB]]);
+    const first = await engine.backup({ pool: POOL, volumeId: id });
+    await fx.writeRandom(id, [[3 * MiB, 2 * MiB]]);
+    const backupId = uniqueName('b');
+    // What a run of backupId killed during its transfer leaves: its source
+    // snapshot, and nothing of it on the base image.
+    const leftover = backupSnapshotName(backupId, new Date(Date.now() - 60_000));
+    await fx.withVolume(id, (image) => image.createSnapshot(leftover));
+    await fx.writeRandom(id, [[9 * MiB, 1 * MiB]]);
+    const retry = await engine.backup({ pool: POOL, volumeId: id, backupId });
+    assert.equal(retry.mode, 'incremental');
+    assert.equal(retry.fromSnapshot, first.snapshot);
+    assert.notEqual(retry.snapshot, leftover);
+    assert.deepEqual(await sourceSnapshots(id), [first.snapshot, retry.snapshot], 'the leftover is gone');
+    assert.deepEqual(await baseSnapshots(id), [first.snapshot, retry.snapshot]);
+    await assertRestores(t, retry, id, retry.snapshot);
+  });
+
 test('a first backup that fails at its end leaves no base image, no source snapshot', async (t) => {
   const id = await fx.newVolume(t, 8 * MiB);
   await fx.writeRandom(id, [[0, 2 * MiB]]);
