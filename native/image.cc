@@ -7,6 +7,7 @@
 
 #include "args.h"
 #include "cancel.h"
+#include "env_state.h"
 #include "errors.h"
 #include "worker.h"
 
@@ -519,6 +520,9 @@ Napi::Value ImageWrap::Flatten(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto handle = OpenHandle(env);
   CancelFlag cancel = CancelToken::FlagOf(info[1]);
+  // Registered like a transfer, so closing everything (at exit, at env
+  // teardown) cancels a running flatten instead of waiting for all of it.
+  EnvState::Get(env)->AddJob(cancel);
   auto* worker = new FlattenWorker(env, Value(), &inflight_, handle, info[0], cancel);
   return worker->Start();
 }

@@ -163,6 +163,46 @@ describe('a process that never closes its handles', () => {
   });
 });
 
+describe('a process that exits during a flatten', () => {
+  test('(e) process.exit(0) cancels the flatten: the clone keeps its parent and its bytes', { timeout: 180_000 },
+    async () => {
+      // 4096 objects of 16 KiB: a flatten long enough to be caught mid-way.
+      const size = 64 * MiB;
+      const data = randomBytes(size);
+      const parent = uniqueName('lc-parent');
+      await pool.createImage(parent, size, { order: 14 });
+      const child = uniqueName('lc-clone');
+      try {
+        const image = await pool.openImage(parent);
+        await image.write(data, 0);
+        await image.createSnapshot('base');
+        await image.protectSnapshot('base');
+        await image.close();
+        await pool.clone({ pool, image: parent, snapshot: 'base' }, child, { order: 14 });
+        const result = await runChild('exit-flatten', child);
+        const sha = checkExit(result, 'exit-flatten');
+        // Without the cancel, exit would have waited for the whole flatten
+        // and the clone would have no parent left.
+        const clone = await pool.openImage(child, { readOnly: true });
+        try {
+          const parentInfo = await clone.parent();
+          assert.equal(parentInfo?.image, parent, 'the clone still has its parent');
+          assert.equal(parentInfo?.snapshot, 'base');
+          assert.equal(sha256(await clone.read(0, MiB)), sha, 'the child\'s own write is there');
+          assert.ok((await clone.read(MiB, size - MiB)).equals(data.subarray(MiB)), 'the rest reads as the parent');
+        } finally {
+          await clone.close();
+        }
+      } finally {
+        await dropDeadWatchers(child);
+        await pool.removeImage(child).catch(() => undefined);
+        await rbd('a', ['snap', 'unprotect', `rbd/${parent}@base`]).catch(() => undefined);
+        await rbd('a', ['snap', 'rm', `rbd/${parent}@base`]).catch(() => undefined);
+        await pool.removeImage(parent).catch(() => undefined);
+      }
+    });
+});
+
 describe('closing an image', () => {
   let image: Image;
   let name: string;
