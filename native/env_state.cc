@@ -11,6 +11,8 @@ struct DisposeWork {
 
 void CleanupHook(EnvState* state) {
   state->CloseEverything();
+  // Cancelled and with their handles closed, they end in moments.
+  state->WaitForThreads();
   state->tearing_down = true;
   // The references die with the environment; resetting them here keeps
   // their destructors from touching it later. The state itself is left
@@ -52,6 +54,24 @@ void EnvState::CloseEverything() {
   }
   // Waits for calls in flight (a cancelled job drains in moments).
   for (auto& root : live) root->CloseTree();
+}
+
+void EnvState::ThreadStarted() {
+  std::lock_guard<std::mutex> lock(threads_mu);
+  ++live_threads;
+}
+
+void EnvState::ThreadEnded() {
+  // Notified under the lock, like every hand-off to a waiter that may
+  // return (and move on) as soon as it sees the count.
+  std::lock_guard<std::mutex> lock(threads_mu);
+  --live_threads;
+  threads_cv.notify_all();
+}
+
+void EnvState::WaitForThreads() {
+  std::unique_lock<std::mutex> lock(threads_mu);
+  threads_cv.wait(lock, [this] { return live_threads == 0; });
 }
 
 void EnvState::AddJob(const std::shared_ptr<std::atomic<bool>>& cancel) {

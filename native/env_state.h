@@ -7,6 +7,7 @@
 #include <uv.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -36,6 +37,16 @@ struct EnvState {
   // so it runs on the thread pool, or right away once the environment is
   // being torn down and the handle is already closed.
   void Dispose(std::shared_ptr<Handle> handle);
+  // Native threads (transfers) mark their start and their very end. The
+  // cleanup hook waits for them: Node deletes their thread-safe functions
+  // right after the cleanup hooks, and a thread that released its own
+  // later would touch freed memory.
+  void ThreadStarted();
+  void ThreadEnded();
+  void WaitForThreads();
+  std::mutex threads_mu;
+  std::condition_variable threads_cv;
+  int live_threads = 0;
   // Stops running jobs and closes every open handle, children first. Used
   // at process exit (process.exit() skips the cleanup hook) and by the
   // cleanup hook itself.

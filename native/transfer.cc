@@ -423,7 +423,9 @@ Napi::Value StartTransfer(const Napi::CallbackInfo& info) {
   Napi::Promise promise = settle->deferred.Promise();
 
   auto tsfn = Napi::ThreadSafeFunction::New(env, on_progress, "rbd-backup:transfer", 0, 1);
-  std::thread([settle, tsfn]() mutable {
+  EnvState* state = EnvState::Get(env);
+  state->ThreadStarted();
+  std::thread([settle, tsfn, state]() mutable {
     auto report = [&tsfn](const TransferProgress& progress) {
       auto* copy = new TransferProgress(progress);
       napi_status status = tsfn.NonBlockingCall(
@@ -456,6 +458,7 @@ Napi::Value StartTransfer(const Napi::CallbackInfo& info) {
     // job's handles are released here and the rest dies with the process.
     if (status != napi_ok) settle->job.reset();
     tsfn.Release();
+    state->ThreadEnded();
   }).detach();
   return promise;
 }

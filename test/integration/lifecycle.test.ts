@@ -7,18 +7,21 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { Worker } from 'node:worker_threads';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { inspect } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
-  BusyError, ClosedError, Cluster, type Image, type Pool,
+  BusyError, ClosedError, Cluster, transferDiff, type Image, type Pool,
 } from '../../lib/index.js';
 import type { ClusterInfo } from '../../lib/dev/throwaway-cluster.js';
 import { connect, rbd, rbdExportSha256, sha256, testCluster, uniqueName } from '../support/clusters.js';
 
 const MiB = 1 << 20;
 const CHILD = fileURLToPath(new URL('../fixtures/lifecycle-child.js', import.meta.url));
+const WORKER = fileURLToPath(new URL('../fixtures/transfer-worker.js', import.meta.url));
 const CHILD_TIMEOUT_MS = 90_000;
 
 let info: ClusterInfo;
@@ -199,6 +202,42 @@ describe('a process that exits during a flatten', () => {
         await rbd('a', ['snap', 'unprotect', `rbd/${parent}@base`]).catch(() => undefined);
         await rbd('a', ['snap', 'rm', `rbd/${parent}@base`]).catch(() => undefined);
         await pool.removeImage(parent).catch(() => undefined);
+      }
+    });
+});
+
+describe('a worker thread terminated during a transfer', () => {
+  test('the process lives on, the target has no end snapshot, and a retry transfers every byte', { timeout: 180_000 },
+    async () => {
+      // Big enough that one-at-a-time copying reports progress from the middle.
+      const size = 256 * MiB;
+      const data = randomBytes(size);
+      const sourceName = await newImage(size);
+      const targetName = await newImage(MiB);
+      const source = await pool.openImage(sourceName);
+      await source.write(data, 0);
+      await source.createSnapshot('s1');
+      try {
+        const worker = new Worker(WORKER, {
+          workerData: { conf: info.conf, keyring: info.keyring, pool: 'rbd', source: sourceName, snapshot: 's1', target: targetName },
+        });
+        const exited = once(worker, 'exit');
+        const [message] = await Promise.race([once(worker, 'message'), exited.then(() => ['exited'])]) as [string];
+        assert.equal(message, 'progress', 'the worker reported progress before it was terminated');
+        await worker.terminate();
+        await exited;
+        // What the terminated worker left open goes with its environment.
+        assert.deepEqual(await watchers(targetName), []);
+        const target = await pool.openImage(targetName);
+        try {
+          assert.equal(await target.snapshotExists('s1'), false, 'no end snapshot after the cancelled transfer');
+          await transferDiff({ source, snapshot: 's1', target });
+          assert.equal(await rbdExportSha256('a', `rbd/${targetName}@s1`), sha256(data));
+        } finally {
+          await target.close();
+        }
+      } finally {
+        await source.close();
       }
     });
 });
