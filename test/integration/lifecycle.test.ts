@@ -18,6 +18,7 @@ import {
 } from '../../lib/index.js';
 import type { ClusterInfo } from '../../lib/dev/throwaway-cluster.js';
 import { connect, rbd, rbdExportSha256, sha256, testCluster, uniqueName } from '../support/clusters.js';
+import { removeImageFully } from '../support/scratch.js';
 
 const MiB = 1 << 20;
 const CHILD = fileURLToPath(new URL('../fixtures/lifecycle-child.js', import.meta.url));
@@ -121,7 +122,7 @@ before(async () => {
 
 after(async () => {
   for (const name of deadOwners) await dropDeadWatchers(name);
-  for (const name of images) await pool.removeImage(name).catch(() => undefined);
+  for (const name of images) await removeImageFully(pool, name).catch(() => undefined);
   await pool.close();
   await cluster.close();
 });
@@ -198,10 +199,8 @@ describe('a process that exits during a flatten', () => {
         }
       } finally {
         await dropDeadWatchers(child);
-        await pool.removeImage(child).catch(() => undefined);
-        await rbd('a', ['snap', 'unprotect', `rbd/${parent}@base`]).catch(() => undefined);
-        await rbd('a', ['snap', 'rm', `rbd/${parent}@base`]).catch(() => undefined);
-        await pool.removeImage(parent).catch(() => undefined);
+        await removeImageFully(pool, child).catch(() => undefined);
+        await removeImageFully(pool, parent).catch(() => undefined);
       }
     });
 });
