@@ -5,7 +5,7 @@
  * delete, in every order, the remaining backups still restore byte for
  * byte; deleting twice is a NotFoundError.
  */
-import { after, before, describe, test, type TestContext } from 'node:test';
+import { describe, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   BackupEngine, BusyError, InvalidArgumentError, NotFoundError, baseImageName, legacyImageName, metaObjectName,
@@ -15,29 +15,17 @@ import { lockObjectName } from '../../lib/backup/lock.js';
 import { connect, rbd, uniqueName } from '../support/clusters.js';
 import {
   BACKUP_POOL, POOL, VolumeFixtures, randomRanges, removeObjectQuietly, snapshotSha, snapshotsOf, volumeSha,
+  useBackupTestbed,
 } from '../support/backup-fixtures.js';
 
 const MiB = 1024 * 1024;
 
 let cluster: Cluster;
-let volumes: Pool;
 let backups: Pool;
 let engine: BackupEngine;
 let fx: VolumeFixtures;
 
-before(async () => {
-  cluster = await connect('a');
-  volumes = await cluster.pool(POOL);
-  backups = await cluster.pool(BACKUP_POOL);
-  engine = new BackupEngine({ source: cluster });
-  fx = new VolumeFixtures(volumes, [backups]);
-});
-
-after(async () => {
-  await backups?.close();
-  await volumes?.close();
-  await cluster?.close();
-});
+useBackupTestbed((testbed) => ({ cluster, backups, engine, fx } = testbed));
 
 // ---- helpers -------------------------------------------------------------
 

@@ -9,7 +9,7 @@
  * Every data check compares sha256 of `rbd export` of the source snapshot
  * with `rbd export` of the restored volume.
  */
-import { after, before, describe, test, type TestContext } from 'node:test';
+import { describe, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -22,7 +22,7 @@ import { lockObjectName } from '../../lib/backup/lock.js';
 import { connect, rbd, rbdExportSha256, uniqueName } from '../support/clusters.js';
 import {
   BACKUP_POOL, POOL, VOLUME_FEATURES, VolumeFixtures, randomRanges, removeImagePatiently, removeObjectQuietly,
-  snapshotSha, snapshotsOf, volumeSha,
+  snapshotSha, snapshotsOf, volumeSha, useBackupTestbed,
 } from '../support/backup-fixtures.js';
 
 const MiB = 1024 * 1024;
@@ -35,19 +35,7 @@ let backups: Pool;
 let engine: BackupEngine;
 let fx: VolumeFixtures;
 
-before(async () => {
-  cluster = await connect('a');
-  volumes = await cluster.pool(POOL);
-  backups = await cluster.pool(BACKUP_POOL);
-  engine = new BackupEngine({ source: cluster });
-  fx = new VolumeFixtures(volumes, [backups]);
-});
-
-after(async () => {
-  await backups?.close();
-  await volumes?.close();
-  await cluster?.close();
-});
+useBackupTestbed((testbed) => ({ cluster, volumes, backups, engine, fx } = testbed));
 
 // ---- helpers -------------------------------------------------------------
 

@@ -20,9 +20,10 @@ import {
   BackupEngine, CancelledError, CephError, InvalidArgumentError, NotFoundError, baseImageName, legacyImageName,
   type BackupRecord, type BackupResult, type Cluster, type Pool,
 } from '../../lib/index.js';
-import { connect, rbd, sha256, testCluster, uniqueName } from '../support/clusters.js';
+import { rbd, sha256, testCluster, uniqueName } from '../support/clusters.js';
 import {
-  BACKUP_POOL, POOL, VOLUME_FEATURES, VolumeFixtures, randomRanges, removeImagePatiently, snapshotSha, volumeSha,
+  BACKUP_POOL, POOL, VOLUME_FEATURES, VolumeFixtures, randomRanges, removeImagePatiently, snapshotSha,
+  volumeSha, useBackupTestbed,
 } from '../support/backup-fixtures.js';
 
 const MiB = 1024 * 1024;
@@ -34,19 +35,13 @@ let engine: BackupEngine;
 let fx: VolumeFixtures;
 let scratchDir: string;
 
+useBackupTestbed((testbed) => ({ cluster, volumes, backups, engine, fx } = testbed));
+
 before(async () => {
-  cluster = await connect('a');
-  volumes = await cluster.pool(POOL);
-  backups = await cluster.pool(BACKUP_POOL);
-  engine = new BackupEngine({ source: cluster });
-  fx = new VolumeFixtures(volumes, [backups]);
   scratchDir = await mkdtemp(join(tmpdir(), 'restore-test-'));
 });
 
 after(async () => {
-  await backups?.close();
-  await volumes?.close();
-  await cluster?.close();
   if (scratchDir) await rm(scratchDir, { recursive: true, force: true });
 });
 

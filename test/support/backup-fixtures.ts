@@ -4,11 +4,13 @@
  * backups of them leave behind (backup images, the lock object) removed
  * when the test that made them ends.
  */
-import type { TestContext } from 'node:test';
+import { after, before, type TestContext } from 'node:test';
 import { randomBytes, randomInt } from 'node:crypto';
-import { NotFoundError, type FeatureName, type Image, type Pool } from '../../lib/index.js';
+import {
+  BackupEngine, NotFoundError, type Cluster, type FeatureName, type Image, type Pool,
+} from '../../lib/index.js';
 import { lockObjectName } from '../../lib/backup/lock.js';
-import { rbdExportSha256, uniqueName } from './clusters.js';
+import { connect, rbdExportSha256, uniqueName } from './clusters.js';
 import { removeImageFully } from './scratch.js';
 
 const MiB = 1024 * 1024;
@@ -115,4 +117,39 @@ export class VolumeFixtures {
       await removeObjectQuietly(pool, lockObjectName(volumeId));
     }
   }
+}
+
+/** What the BackupEngine test files work with: cluster a, its two pools, an engine on it, the volume fixtures. */
+export interface BackupTestbed {
+  cluster: Cluster;
+  volumes: Pool;
+  backups: Pool;
+  engine: BackupEngine;
+  fx: VolumeFixtures;
+}
+
+/**
+ * Registers the test file's before and after hooks: the before hook
+ * connects, opens the pools and hands the testbed to `ready`; the after
+ * hook closes whatever was opened.
+ */
+export function useBackupTestbed(ready: (testbed: BackupTestbed) => void): void {
+  let cluster: Cluster | undefined;
+  let volumes: Pool | undefined;
+  let backups: Pool | undefined;
+  before(async () => {
+    cluster = await connect('a');
+    volumes = await cluster.pool(POOL);
+    backups = await cluster.pool(BACKUP_POOL);
+    ready({
+      cluster, volumes, backups,
+      engine: new BackupEngine({ source: cluster }),
+      fx: new VolumeFixtures(volumes, [backups]),
+    });
+  });
+  after(async () => {
+    await backups?.close();
+    await volumes?.close();
+    await cluster?.close();
+  });
 }
