@@ -135,14 +135,14 @@ async function cycle(sourceCluster: Cluster, backupCluster: Cluster, poolName: s
         `${incremental.mode} from ${full.record.id.slice(0, 8)}`, 'by restores below');
 
       // The older backup into a new volume: all five conditions hold.
-      const first = await engine.restore({ backup: full.record, targetPool: poolName });
+      const first = await engine.restore({ backup: full.record, target: { volume: { pool: poolName } } });
       made.push(`volume-${first.targetVolumeId}`);
       const firstSha = await withImage(pool, `volume-${first.targetVolumeId}`, (image) => imageSha256(image));
       verify('restore of the full backup', firstSha, fullSha);
       row('restore full -> new volume', first.bytesRead, first.elapsedMs, first.path, firstSha === fullSha ? 'sha256 equal' : 'MISMATCH');
 
       // The newer backup onto that volume, which now holds data: condition 5 fails.
-      const second = await engine.restore({ backup: incremental.record, targetPool: poolName, targetVolumeId: first.targetVolumeId });
+      const second = await engine.restore({ backup: incremental.record, target: { volume: { pool: poolName, id: first.targetVolumeId } } });
       const secondSha = await withImage(pool, `volume-${second.targetVolumeId}`, (image) => imageSha256(image));
       verify('restore of the incremental backup', secondSha, incrementalSha);
       row('restore incr. -> used volume', Number(second.size), second.elapsedMs,
@@ -155,7 +155,7 @@ async function cycle(sourceCluster: Cluster, backupCluster: Cluster, poolName: s
       const listed = await engine.listBackups(volumeId);
       say(`backups of ${volumeId} in the backup pool: ${listed.map((l) => l.record.id.slice(0, 8)).join(', ')}`);
       for (const entry of [...listed].reverse()) await engine.delete(entry.record);
-      say('deleted both backups (the base image went with the last one)');
+      say('deleted both backups (the chain image went with the last one)');
       for (const snapshot of await volume.listSnapshots()) await volume.removeSnapshot(snapshot.name);
     } finally {
       await volume.close();

@@ -20,10 +20,14 @@ export { exportRaw, type ExportRawOptions, type ExportRawStats } from './engine/
 export { BackupEngine, type BackupOutcome } from './backup/engine.js';
 export type { BackupEngineConfig } from './backup/config.js';
 export type { BackupRequest, BackupResult, VolumeMetadata } from './backup/backup.js';
-export type { RestoreRequest, RestoreResult } from './backup/restore.js';
-export type { DeleteResult } from './backup/delete.js';
+export type { RestoreRequest, RestoreResult, RestoreTarget } from './backup/restore.js';
+export type { DeleteOptions, DeleteResult } from './backup/delete.js';
+export type { PruneOptions, PruneResult, PrunedBackup } from './backup/prune.js';
+export { parseRetentionPolicy, decideRetention, type RetentionPolicy, type RetentionDecision } from './backup/retention.js';
+export { InconsistentBackupError } from './backup/errors.js';
+export type { LockHolder } from './backup/lock.js';
 export type { ListedBackup } from './backup/list.js';
 export { exportRecord, importRecord, type BackupRecord } from './backup/record.js';
 export {
-  baseImageName, legacyImageName, volumeImageName, backupSnapshotName, metaObjectName, parseBackupSnapshotName,
+  baseImageName, backupImageName, volumeImageName, backupSnapshotName, metaObjectName, parseBackupSnapshotName,
 } from './backup/naming.js';

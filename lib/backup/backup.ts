@@ -1,10 +1,11 @@
 /**
- * One backup of one volume, with Cinder's Ceph semantics: a
- * volume-<id>.backup.base image in the backup pool, one snapshot per backup
- * on the source and (carried over by the transfer) on the base image, and
- * incrementals as snapshot-to-snapshot diffs. On failure nothing half-made
- * remains: the new source snapshot goes, and so does a base image this run
- * created.
+ * One backup of one volume, laid out as Cinder's Ceph driver lays it out
+ * since Train: a full backup creates its own chain image
+ * volume-<id>.backup.<backup id>, an incremental continues the chain image
+ * holding its parent's snapshot (`.backup.base` chains of older releases
+ * included); one snapshot per backup on the source and, carried over by the
+ * transfer, on the chain image. Phases: open and lock, choose the chain,
+ * transfer, finish. On failure nothing half-made remains.
  */
 import { randomUUID } from 'node:crypto';
 import { AlreadyExistsError, NotFoundError } from '../ceph/errors.js';
@@ -14,15 +15,15 @@ import type { Pool } from '../ceph/pool.js';
 import { checkName } from '../ceph/validate.js';
 import { transferDiff, type TransferStats } from '../engine/transfer.js';
 import type { Progress } from '../engine/options.js';
-import { decideChain, snapshotsToTrim } from './chain.js';
-import { removeImageWithSnapshots, undo } from './cleanup.js';
+import { decideChain, orphanSourceSnapshots, snapshotsToTrim, type ChainDecision } from './chain.js';
+import { OperationScope, removeImageWithSnapshots, undo } from './cleanup.js';
 import { BASE_IMAGE_FEATURES, type ResolvedConfig } from './config.js';
-import { lockObjectName, VolumeLock } from './lock.js';
+import { INCOMPLETE_KEY, readBackupImages } from './inventory.js';
+import { backupPoints, unfinishedImages, type BackupImage } from './layout.js';
+import { lockObjectName, VolumeLock, type LockHolder } from './lock.js';
 import { logBackup } from './log.js';
 import { removeMetaObject } from './meta.js';
-import {
-  backupSnapshotName, baseImageName, checkId, metaObjectName, parseBackupSnapshotName, volumeImageName,
-} from './naming.js';
+import { backupImageName, backupSnapshotName, checkId, metaObjectName, volumeImageName } from './naming.js';
 import { newRecord, type BackupRecord } from './record.js';
 
 export interface BackupRequest {
@@ -31,14 +32,22 @@ export interface BackupRequest {
   volumeId: string;
   /** Default: a new UUID. */
   backupId?: string;
-  /** Make an incremental from this backup's snapshot. */
+  /** Make an incremental from this backup's snapshot (in the chain image holding it). */
   parentId?: string;
-  /** A full backup even when an incremental is possible. */
+  /** A full backup (a new chain image) even when an incremental is possible. */
   full?: boolean;
   /** Written to backup.<backupId>.meta (Cinder's version 2 metadata object). */
   volumeMetadata?: VolumeMetadata;
   displayName?: string;
   displayDescription?: string;
+  /**
+   * When another live run holds the volume's lock: 'wait' (up to the
+   * engine's lockWaitMs) or 'skip' (fail at once with a BusyError naming the
+   * holder). Default 'wait'. A dead holder's lock is broken either way.
+   */
+  onBusy?: 'wait' | 'skip';
+  /** Called when a live holder of the volume's lock is waited for. */
+  onLockWait?: (holder: LockHolder) => void;
   signal?: AbortSignal;
   onProgress?: (progress: Progress) => void;
 }
@@ -51,28 +60,104 @@ export interface VolumeMetadata {
 
 export interface BackupResult {
   record: BackupRecord;
-  /** The backup's snapshot, on the source volume and on the base image. */
+  /** The backup's snapshot, on the source volume and on the chain image. */
   snapshot: string;
   /** Where the incremental started; undefined for a full backup. */
   fromSnapshot: string | undefined;
   mode: 'full' | 'incremental';
   /** Why an incremental became a full backup, when it did. */
   convertedToFull: string | undefined;
+  /** The chain image holding it (the record's service_metadata base). */
   baseImage: string;
   stats: TransferStats;
 }
 
+interface Opened {
+  volume: Image;
+  backupPool: Pool;
+  /** The request's signal, aborted also when the volume lock is lost. */
+  signal: AbortSignal;
+}
+
+async function openVolume(pool: Pool, volumeId: string, operation: string): Promise<Image> {
+  const name = volumeImageName(volumeId);
+  try {
+    return await pool.openImage(name);
+  } catch (error) {
+    if (!(error instanceof NotFoundError)) throw error;
+    throw new NotFoundError({
+      code: 'ENOENT', operation, resource: `${pool.spec}/${name}`,
+      detail: `volume ${volumeId} does not exist in pool ${pool.spec}`,
+    });
+  }
+}
+
+async function openAndLock(scope: OperationScope, config: ResolvedConfig, request: BackupRequest,
+  volumeId: string, operation: string): Promise<Opened> {
+  const sourcePool = await scope.adopt(config.source.pool(request.pool));
+  const backupPool = await scope.adopt(config.backupCluster.pool(config.backupPool));
+  const volume = await scope.adopt(openVolume(sourcePool, volumeId, operation));
+  const lock = await VolumeLock.acquire(backupPool, volumeId, operation, {
+    waitMs: config.lockWaitMs, ttlMs: config.lockTtlMs, onBusy: request.onBusy, onWait: request.onLockWait,
+  });
+  scope.defer('release the volume lock', () => lock.release());
+  const signal = request.signal ? AbortSignal.any([request.signal, lock.lost]) : lock.lost;
+  return { volume, backupPool, signal };
+}
 
 /**
- * A killed or failed transfer leaves writes on the base image head past its
+ * What killed runs left (ours hold the lock, so none is running): source
+ * snapshots no chain image holds, whatever backup id they carry, and chain
+ * images whose first backup never finished.
+ */
+async function removeLeftovers(opened: Opened, images: BackupImage[], volumeId: string): Promise<BackupImage[]> {
+  const { volume, backupPool } = opened;
+  const sourceSnapshots = (await volume.listSnapshots()).map((s) => s.name);
+  for (const orphan of orphanSourceSnapshots(sourceSnapshots, images)) {
+    logBackup('volume %s: removing source snapshot %s, which no chain image holds (a killed run or a deleted backup left it)', volumeId, orphan);
+    await undo(`remove source snapshot ${orphan}`, () => volume.removeSnapshot(orphan));
+  }
+  const unfinished = unfinishedImages(images);
+  for (const image of unfinished) {
+    logBackup('volume %s: removing %s, left by backup %s, which did not finish', volumeId, image.name, image.incomplete);
+    await removeImageWithSnapshots(backupPool, image.name);
+    await undo(`remove the .meta of backup ${image.incomplete}`, async () => { await removeMetaObject(backupPool, image.incomplete!); });
+  }
+  return images.filter((image) => !unfinished.includes(image));
+}
+
+async function chooseChain(opened: Opened, request: BackupRequest, ids: { volumeId: string; backupId: string },
+  operation: string): Promise<{ decision: ChainDecision; images: BackupImage[] }> {
+  const { volumeId, backupId } = ids;
+  const images = await removeLeftovers(opened, await readBackupImages(opened.backupPool, volumeId), volumeId);
+  // A backup id names one backup: a second one under it would give the
+  // pool two restore points for it, and no restore could choose.
+  const reused = backupPoints(images).find((point) => point.backupId === backupId)
+    ?? images.find((image) => image.name === backupImageName(volumeId, backupId));
+  if (reused !== undefined) {
+    throw new AlreadyExistsError({
+      code: 'EEXIST', operation, resource: `volume ${volumeId}`,
+      detail: `backup id ${backupId} is already used (${opened.backupPool.spec}/${'image' in reused ? reused.image.name : reused.name})`,
+    });
+  }
+  const sourceSnapshots = (await opened.volume.listSnapshots()).map((s) => s.name);
+  const decision = decideChain({
+    volumeId, backupId, images, sourceSnapshots, parentId: request.parentId, full: request.full, operation,
+  });
+  if (decision.mode === 'converted') logBackup('volume %s: %s; taking a full backup instead', volumeId, decision.reason);
+  return { decision, images };
+}
+
+/**
+ * A killed or failed transfer leaves writes on the chain image head past its
  * newest snapshot; an incremental from that snapshot would carry them into
  * the next one. Put the head back first when it differs.
  */
-async function ensureCleanHead(base: Image, fromSnapshot: string): Promise<void> {
-  const snap = (await base.listSnapshots()).find((s) => s.name === fromSnapshot);
-  let dirty = snap !== undefined && snap.size !== (await base.stat()).size;
+async function ensureCleanHead(chain: Image, fromSnapshot: string): Promise<void> {
+  const snap = (await chain.listSnapshots()).find((s) => s.name === fromSnapshot);
+  let dirty = snap !== undefined && snap.size !== (await chain.stat()).size;
   if (!dirty) {
-    for await (const batch of base.diff({ fromSnapshot, wholeObject: true })) {
+    for await (const batch of chain.diff({ fromSnapshot, wholeObject: true })) {
       if (batch.length > 0) {
         dirty = true;
         break;
@@ -80,9 +165,59 @@ async function ensureCleanHead(base: Image, fromSnapshot: string): Promise<void>
     }
   }
   if (dirty) {
-    logBackup('base %s head changed since %s (an interrupted run); rolling back', base.spec, fromSnapshot);
-    await base.rollbackSnapshot(fromSnapshot);
+    logBackup('chain image %s head changed since %s (an interrupted run); rolling back', chain.spec, fromSnapshot);
+    await chain.rollbackSnapshot(fromSnapshot);
   }
+}
+
+/** The chain image to write into: the parent's, or a new one marked unfinished until the backup completes. */
+async function openChainImage(scope: OperationScope, config: ResolvedConfig, opened: Opened,
+  decision: ChainDecision, backupId: string, size: bigint): Promise<Image> {
+  const { backupPool } = opened;
+  if (decision.mode === 'incremental') {
+    const chain = await scope.adopt(backupPool.openImage(decision.image));
+    await ensureCleanHead(chain, decision.fromSnapshot);
+    return chain;
+  }
+  await backupPool.createImage(decision.image, size, {
+    features: BASE_IMAGE_FEATURES,
+    ...(config.stripeUnit > 0n ? { stripeUnit: config.stripeUnit } : {}),
+    ...(config.stripeCount > 0n ? { stripeCount: config.stripeCount } : {}),
+  });
+  let chain: Image | undefined;
+  scope.onFailure('remove the new chain image', async () => {
+    await chain?.close();
+    await removeImageWithSnapshots(backupPool, decision.image);
+  });
+  chain = await scope.adopt(backupPool.openImage(decision.image));
+  await chain.setMetadata(INCOMPLETE_KEY, backupId);
+  return chain;
+}
+
+async function writeMeta(scope: OperationScope, pool: Pool, backupId: string, metadata: VolumeMetadata): Promise<void> {
+  // Undone even when the write fails: one that timed out may still have
+  // been applied. Not when it was refused because one was there already:
+  // that one is not ours.
+  let ours = true;
+  scope.onFailure('remove the new .meta object', async () => {
+    if (ours) await removeMetaObject(pool, backupId);
+  });
+  try {
+    await pool.writeObject(metaObjectName(backupId), JSON.stringify({ version: 2, ...metadata }), { exclusive: true });
+  } catch (error) {
+    if (error instanceof AlreadyExistsError) ours = false;
+    throw error;
+  }
+}
+
+/** Housekeeping after a complete backup: its failure must not undo the backup. */
+async function trimSourceSnapshots(volume: Image, keep: number): Promise<void> {
+  await undo('trim source snapshots', async () => {
+    const names = (await volume.listSnapshots()).map((s) => s.name);
+    for (const old of snapshotsToTrim(names, keep)) {
+      await undo(`trim source snapshot ${old}`, () => volume.removeSnapshot(old));
+    }
+  });
 }
 
 export async function runBackup(config: ResolvedConfig, request: BackupRequest): Promise<BackupResult> {
@@ -92,143 +227,49 @@ export async function runBackup(config: ResolvedConfig, request: BackupRequest):
   if (request.parentId !== undefined) checkId('backup', request.parentId, operation);
   checkName('pool', request.pool, operation, `${String(request.pool)}/${volumeImageName(volumeId)}`);
   if (request.signal?.aborted) throw cancelledError(operation, `volume ${volumeId}`, request.signal);
-  const volumeName = volumeImageName(volumeId);
-  const baseName = baseImageName(volumeId);
 
-  const sourcePool = await config.source.pool(request.pool);
-  const opened: Array<Image | Pool> = [sourcePool];
-  let lock: VolumeLock | undefined;
-  try {
-    const backupPool = await config.backupCluster.pool(config.backupPool);
-    opened.push(backupPool);
-    let volume: Image;
-    try {
-      volume = await sourcePool.openImage(volumeName);
-    } catch (error) {
-      if (error instanceof NotFoundError) {
-        throw new NotFoundError({
-          code: 'ENOENT', operation, resource: `${sourcePool.spec}/${volumeName}`,
-          detail: `volume ${volumeId} does not exist in pool ${sourcePool.spec}`,
-        });
-      }
-      throw error;
-    }
-    opened.push(volume);
-    lock = await VolumeLock.acquire(backupPool, volumeId, operation,
-      { waitMs: config.lockWaitMs, ttlMs: config.lockTtlMs });
-    const signal = request.signal ? AbortSignal.any([request.signal, lock.lost]) : lock.lost;
-
-    const baseExists = await backupPool.imageExists(baseName);
-    let base: Image | undefined = baseExists ? await backupPool.openImage(baseName) : undefined;
-    if (base) opened.push(base);
-    const ofThisBackup = (name: string): boolean => parseBackupSnapshotName(name)?.backupId === backupId;
-    let sourceSnapshots = (await volume.listSnapshots()).map((s) => s.name);
-    const baseSnapshots = base ? (await base.listSnapshots()).map((s) => s.name) : undefined;
-    // A backup id names one backup: a second one under it would give the
-    // base image two restore points for it, and no restore could choose.
-    const reused = (baseSnapshots ?? []).find(ofThisBackup);
-    if (reused !== undefined) {
-      throw new AlreadyExistsError({
-        code: 'EEXIST', operation, resource: `volume ${volumeId}`,
-        detail: `backup id ${backupId} is already used (snapshot ${reused} of ${backupPool.spec}/${baseName})`,
-      });
-    }
-    // The base snapshot is made only once every byte is written, so
-    // without it this id holds no backup here: a source snapshot of it is
-    // what an interrupted run of this same backup (killed, or whose
-    // clean-up failed) or a deleted backup of that id left behind.
-    // Removing it lets the retry succeed instead of refusing the id forever.
-    for (const leftover of sourceSnapshots.filter(ofThisBackup)) {
-      logBackup('backup %s of volume %s: removing %s, left by an earlier run that did not finish', backupId, volumeId, leftover);
-      await volume.removeSnapshot(leftover);
-    }
-    sourceSnapshots = sourceSnapshots.filter((name) => !ofThisBackup(name));
-    const decision = decideChain({ sourceSnapshots, baseSnapshots, parentId: request.parentId, full: request.full });
-    const fromSnapshot = decision.mode === 'incremental' ? decision.fromSnapshot : undefined;
-    const convertedToFull = decision.mode === 'converted' ? decision.reason : undefined;
-    if (convertedToFull) logBackup('volume %s: %s; taking a full backup instead', volumeId, convertedToFull);
-
-    const snapshot = backupSnapshotName(backupId);
-    const { size } = await volume.stat();
-    let createdBase = false;
-    let createdSnapshot = false;
-    let metaWritten = false;
-    try {
-      if (!base) {
-        await backupPool.createImage(baseName, size, {
-          features: BASE_IMAGE_FEATURES,
-          ...(config.stripeUnit > 0n ? { stripeUnit: config.stripeUnit } : {}),
-          ...(config.stripeCount > 0n ? { stripeCount: config.stripeCount } : {}),
-        });
-        createdBase = true;
-        base = await backupPool.openImage(baseName);
-        opened.push(base);
-      } else if (fromSnapshot) {
-        await ensureCleanHead(base, fromSnapshot);
-      }
-      await volume.createSnapshot(snapshot);
-      createdSnapshot = true;
-      logBackup('backup %s of volume %s: %s from %s', backupId, volumeId, decision.mode, fromSnapshot ?? '(start)');
-      const stats = await transferDiff({
-        source: volume, snapshot, fromSnapshot, target: base,
-        signal, onProgress: request.onProgress,
-        concurrency: config.ioConcurrency, memoryBytes: config.memoryBytes,
-      });
-      if (request.volumeMetadata !== undefined) {
-        // Set before the write: one that fails (a timeout) may still have
-        // been applied, and must be undone too.
-        metaWritten = true;
-        try {
-          await backupPool.writeObject(metaObjectName(backupId),
-            JSON.stringify({ version: 2, ...request.volumeMetadata }), { exclusive: true });
-        } catch (error) {
-          // Refused because one was there already: that one is not ours.
-          if (error instanceof AlreadyExistsError) metaWritten = false;
-          throw error;
-        }
-      }
-      // The backup is complete: trimming old source snapshots is
-      // housekeeping, and its failure must not undo the backup.
-      await undo('trim source snapshots', async () => {
-        const names = (await volume.listSnapshots()).map((s) => s.name);
-        for (const old of snapshotsToTrim(names, config.maxSourceSnapshots)) {
-          await undo(`trim source snapshot ${old}`, () => volume.removeSnapshot(old));
-        }
-      });
-      const now = new Date();
-      const record = newRecord({
-        id: backupId, volumeId, container: config.backupPool, baseImage: baseName, sizeBytes: size,
-        parentId: decision.mode === 'incremental' ? decision.parentId : null,
-        createdAt: now, updatedAt: now,
-        displayName: request.displayName, displayDescription: request.displayDescription,
-      });
-      return {
-        record, snapshot, fromSnapshot, baseImage: baseName, stats, convertedToFull,
-        mode: fromSnapshot ? 'incremental' : 'full',
-      };
-    } catch (error) {
-      logBackup('backup %s of volume %s failed: %s; cleaning up', backupId, volumeId, (error as Error).message);
-      if (metaWritten) await undo('remove the new .meta object', async () => { await removeMetaObject(backupPool, backupId); });
-      if (createdSnapshot) await undo('remove the new source snapshot', () => volume.removeSnapshot(snapshot));
-      const failedBase = base;
-      if (failedBase && !createdBase && await failedBase.snapshotExists(snapshot).catch(() => false)) {
-        await undo('remove the new base snapshot', () => failedBase.removeSnapshot(snapshot));
-      }
-      if (createdBase) {
-        if (failedBase) {
-          await undo('close the new base image', () => failedBase.close());
-          opened.splice(opened.indexOf(failedBase), 1);
-        }
-        await undo('remove the new base image', () => removeImageWithSnapshots(backupPool, baseName));
-        // The volume has no backups after all: its lock object goes too
-        // (while still locked, so no other run is using it).
-        await undo('remove the lock object', () => backupPool.removeObject(lockObjectName(volumeId)));
-      }
-      throw error;
-    }
-  } finally {
-    // The lock lives on an object of the backup pool: release it while that is still open.
-    if (lock) await undo('release the volume lock', () => lock!.release());
-    for (const handle of opened.reverse()) await undo('close', () => handle.close());
+  await using scope = new OperationScope();
+  const opened = await openAndLock(scope, config, request, volumeId, operation);
+  const { decision, images } = await chooseChain(opened, request, { volumeId, backupId }, operation);
+  if (images.length === 0) {
+    // The volume would have no backups after all: its lock object goes too
+    // (while still locked, so no other run is using it).
+    scope.onFailure('remove the lock object', () => opened.backupPool.removeObject(lockObjectName(volumeId)));
   }
+  const { size } = await opened.volume.stat();
+  const chain = await openChainImage(scope, config, opened, decision, backupId, size);
+  const fromSnapshot = decision.mode === 'incremental' ? decision.fromSnapshot : undefined;
+
+  const snapshot = backupSnapshotName(backupId);
+  const { volume } = opened;
+  await volume.createSnapshot(snapshot);
+  scope.onFailure('remove the new source snapshot', () => volume.removeSnapshot(snapshot));
+  // The transfer creates it last; a failure after that must not leave it.
+  scope.onFailure('remove the new chain snapshot', async () => {
+    if (await chain.snapshotExists(snapshot)) await chain.removeSnapshot(snapshot);
+  });
+  logBackup('backup %s of volume %s: %s into %s from %s', backupId, volumeId, decision.mode, decision.image, fromSnapshot ?? '(start)');
+  const stats = await transferDiff({
+    source: volume, snapshot, fromSnapshot, target: chain,
+    signal: opened.signal, onProgress: request.onProgress,
+    concurrency: config.ioConcurrency, memoryBytes: config.memoryBytes,
+  });
+
+  if (request.volumeMetadata !== undefined) await writeMeta(scope, opened.backupPool, backupId, request.volumeMetadata);
+  if (decision.mode !== 'incremental') await chain.removeMetadata(INCOMPLETE_KEY);
+  scope.commit();
+  await trimSourceSnapshots(volume, config.maxSourceSnapshots);
+
+  const now = new Date();
+  return {
+    record: newRecord({
+      id: backupId, volumeId, container: config.backupPool, baseImage: decision.image, sizeBytes: size,
+      parentId: decision.mode === 'incremental' ? decision.parentId : null,
+      createdAt: now, updatedAt: now,
+      displayName: request.displayName, displayDescription: request.displayDescription,
+    }),
+    snapshot, fromSnapshot, baseImage: decision.image, stats,
+    convertedToFull: decision.mode === 'converted' ? decision.reason : undefined,
+    mode: decision.mode === 'incremental' ? 'incremental' : 'full',
+  };
 }

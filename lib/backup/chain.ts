@@ -1,15 +1,20 @@
 /**
- * Decisions over snapshot names, kept free of I/O so they can be tested on
- * their own: where an incremental backup starts, and which snapshot of a
- * base image is a backup's restore point.
+ * Where a backup goes, decided over snapshot names and the volume's backup
+ * images as Cinder's Ceph driver decides it (_backup_rbd): a full backup
+ * starts a chain image of its own, an incremental continues the chain image
+ * holding its parent's snapshot. Also which source snapshots are of no use
+ * any more. Free of I/O so it can be tested on its own.
  */
-import { parseBackupSnapshotName } from './naming.js';
+import { NotFoundError } from '../ceph/errors.js';
+import { InconsistentBackupError } from './errors.js';
+import { isChainImage, type BackupImage } from './layout.js';
+import { backupImageName, parseBackupSnapshotName } from './naming.js';
 
 export type ChainDecision =
-  | { mode: 'full'; reason: 'first backup' | 'requested' }
-  | { mode: 'incremental'; fromSnapshot: string; parentId: string }
-  /** There were backups, but the chain to the source is broken: full instead. */
-  | { mode: 'converted'; reason: string };
+  | { mode: 'full'; image: string; reason: 'first backup' | 'requested' }
+  | { mode: 'incremental'; image: string; fromSnapshot: string; parentId: string }
+  /** There were backups, but none can be continued from the source: full instead. */
+  | { mode: 'converted'; image: string; reason: string };
 
 /**
  * Backup snapshots among names (in creation order), oldest first by their
@@ -29,45 +34,78 @@ export function backupSnapshots(names: readonly string[]): string[] {
     .map((entry) => entry.name);
 }
 
+/** The chain image holding each backup snapshot name. */
+function chainOf(images: readonly BackupImage[]): Map<string, BackupImage> {
+  const holders = new Map<string, BackupImage>();
+  for (const image of images.filter(isChainImage)) {
+    for (const snapshot of image.snapshots) holders.set(snapshot.name, image);
+  }
+  return holders;
+}
+
 export function decideChain(options: {
+  volumeId: string;
+  backupId: string;
+  images: readonly BackupImage[];
   sourceSnapshots: readonly string[];
-  baseSnapshots: readonly string[] | undefined;
   parentId?: string;
   full?: boolean;
+  operation: string;
 }): ChainDecision {
-  const { sourceSnapshots, baseSnapshots, parentId } = options;
-  if (options.full) return { mode: 'full', reason: 'requested' };
-  const onBase = new Set(backupSnapshots(baseSnapshots ?? []));
-  if (baseSnapshots === undefined || onBase.size === 0) {
-    if (parentId !== undefined) {
-      return { mode: 'converted', reason: `parent backup ${parentId} has no snapshot on the backup base image` };
-    }
-    return { mode: 'full', reason: 'first backup' };
-  }
-  const common = backupSnapshots(sourceSnapshots).filter((name) => onBase.has(name));
+  const { volumeId, images, sourceSnapshots, parentId, operation } = options;
+  const image = backupImageName(volumeId, options.backupId);
+  if (options.full) return { mode: 'full', image, reason: 'requested' };
+  const onChain = chainOf(images);
+  const onSource = new Set(sourceSnapshots);
   if (parentId !== undefined) {
-    const parentSnaps = common.filter((name) => parseBackupSnapshotName(name)!.backupId === parentId);
-    if (parentSnaps.length === 0) {
+    const parentSnaps = [...onChain.keys()].filter((name) => parseBackupSnapshotName(name)!.backupId === parentId);
+    if (parentSnaps.length > 1) {
+      throw new InconsistentBackupError({
+        operation, resource: `backup ${parentId}`,
+        detail: `parent backup ${parentId} has ${parentSnaps.length} snapshots (${parentSnaps.map((n) => `${onChain.get(n)!.name}@${n}`).join(', ')}); expected one`,
+      });
+    }
+    const [parentSnap] = parentSnaps;
+    if (parentSnap === undefined) {
+      if (images.some((i) => i.suffix === parentId && !isChainImage(i) && i.incomplete === undefined)) {
+        return { mode: 'converted', image, reason: `parent backup ${parentId} is a legacy full copy, which has no snapshot to continue from` };
+      }
+      throw new NotFoundError({
+        code: 'ENOENT', operation, resource: `backup ${parentId}`,
+        detail: `parent backup ${parentId} is not among the backups of volume ${volumeId} in the backup pool; check the id, or leave the parent out to continue from the newest backup`,
+      });
+    }
+    if (!onSource.has(parentSnap)) {
       return {
-        mode: 'converted',
-        reason: `parent backup ${parentId}'s snapshot is not on both the source volume and the backup base image`,
+        mode: 'converted', image,
+        reason: `parent backup ${parentId}'s snapshot ${parentSnap} is no longer on the source volume`,
       };
     }
-    return { mode: 'incremental', fromSnapshot: parentSnaps[parentSnaps.length - 1], parentId };
+    return { mode: 'incremental', image: onChain.get(parentSnap)!.name, fromSnapshot: parentSnap, parentId };
   }
+  if (onChain.size === 0) return { mode: 'full', image, reason: 'first backup' };
+  const common = backupSnapshots(sourceSnapshots).filter((name) => onChain.has(name));
   if (common.length === 0) {
     return {
-      mode: 'converted',
-      reason: 'no backup snapshot is on both the source volume and the backup base image (chain broken)',
+      mode: 'converted', image,
+      reason: 'no backup snapshot is on both the source volume and a chain image (chain broken)',
     };
   }
   const fromSnapshot = common[common.length - 1];
-  return { mode: 'incremental', fromSnapshot, parentId: parseBackupSnapshotName(fromSnapshot)!.backupId };
+  return {
+    mode: 'incremental', image: onChain.get(fromSnapshot)!.name, fromSnapshot,
+    parentId: parseBackupSnapshotName(fromSnapshot)!.backupId,
+  };
 }
 
-/** The base image snapshots that belong to backupId. */
-export function restorePoints(baseSnapshots: readonly string[], backupId: string): string[] {
-  return baseSnapshots.filter((name) => parseBackupSnapshotName(name)?.backupId === backupId);
+/**
+ * Backup snapshots on the source that no chain image holds: left by a run
+ * that was killed or by a deleted backup, no incremental can start from
+ * them, and they only cost the volume space.
+ */
+export function orphanSourceSnapshots(sourceSnapshots: readonly string[], images: readonly BackupImage[]): string[] {
+  const onChain = chainOf(images);
+  return backupSnapshots(sourceSnapshots).filter((name) => !onChain.has(name));
 }
 
 /**

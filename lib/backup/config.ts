@@ -14,7 +14,12 @@ export interface BackupEngineConfig {
   backupPool?: string;
   /** Full-copy restore chunk size. Default 128 MiB. */
   chunkSize?: number | bigint;
-  /** Backup snapshots kept on each source volume; 0 keeps all. Default 0. */
+  /**
+   * Backup snapshots kept on each source volume after a backup; 0 keeps all.
+   * Default 2: the newest is where the next incremental starts, and one more
+   * lets an incremental continue from the backup before it when the newest
+   * is deleted.
+   */
   maxSourceSnapshots?: number;
   /** Stripe unit of new base images; 0 = pool default. Default 0. */
   stripeUnit?: number | bigint;
@@ -66,7 +71,7 @@ export function resolveConfig(config: BackupEngineConfig): ResolvedConfig {
     backupCluster: config.backupCluster ?? config.source,
     backupPool,
     chunkSize,
-    maxSourceSnapshots: toIntInRange('maxSourceSnapshots', config.maxSourceSnapshots ?? 0, 0, 1 << 20, op, 'config'),
+    maxSourceSnapshots: toIntInRange('maxSourceSnapshots', config.maxSourceSnapshots ?? 2, 0, 1 << 20, op, 'config'),
     stripeUnit: toU64('stripeUnit', config.stripeUnit ?? 0, op, 'config'),
     stripeCount: toU64('stripeCount', config.stripeCount ?? 0, op, 'config'),
     restoreDiscardExcessBytes: config.restoreDiscardExcessBytes ?? true,

@@ -1,25 +1,42 @@
 /**
- * Deletion of one backup: its snapshot leaves the base image, the base
- * image goes with its last backup snapshot (retried while it is still
- * busy) or when it holds no snapshot at all, a legacy image goes whole, and
- * the .meta object goes too.
+ * Deletion of one backup, in whichever layout holds it: its snapshot leaves
+ * its chain image, the chain image goes with its last backup snapshot
+ * (retried while it is still busy), a legacy full copy goes whole, and the
+ * .meta object goes too. Any backup of a chain can go on its own: an RBD
+ * snapshot does not depend on its neighbours. With the source pool given,
+ * the backup's snapshot leaves the source volume as well.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { BusyError, invalidArgument, NotFoundError } from '../ceph/errors.js';
+import { BusyError, NotFoundError } from '../ceph/errors.js';
 import type { Pool } from '../ceph/pool.js';
-import { backupSnapshots, restorePoints } from './chain.js';
+import { checkName } from '../ceph/validate.js';
+import { backupSnapshots } from './chain.js';
+import { OperationScope, undo } from './cleanup.js';
 import type { ResolvedConfig } from './config.js';
+import { readBackupImages } from './inventory.js';
+import { isChainImage, locateBackup, type BackupImage } from './layout.js';
 import { lockObjectName, VolumeLock } from './lock.js';
 import { logBackup } from './log.js';
 import { removeMetaObject } from './meta.js';
-import { baseImageName, checkId, legacyImageName } from './naming.js';
-import { recordBaseImage, type BackupRecord } from './record.js';
+import { volumeImageName } from './naming.js';
+import { recordLocation, type BackupRecord } from './record.js';
+
+export interface DeleteOptions {
+  /**
+   * The pool of the backup's source volume: its snapshot of the backup is
+   * removed too (it can start no incremental once the backup is gone). Left
+   * out, the next backup of the volume removes it.
+   */
+  sourcePool?: string;
+}
 
 export interface DeleteResult {
   removedSnapshots: string[];
-  /** Images removed: the base image with its last backup, or a legacy image. */
+  /** Images removed: the chain image with its last backup, or a legacy image. */
   removedImages: string[];
   removedMetadata: boolean;
+  /** The backup's snapshot removed from the source volume, if it was. */
+  removedSourceSnapshot: string | undefined;
 }
 
 const BUSY_RETRIES = 10;
@@ -37,67 +54,80 @@ async function removeImageRetrying(pool: Pool, name: string): Promise<void> {
   }
 }
 
-export async function runDelete(config: ResolvedConfig, backup: BackupRecord): Promise<DeleteResult> {
-  const operation = 'delete';
-  if (!backup || typeof backup !== 'object') throw invalidArgument(operation, 'backup', 'a backup record is required');
-  const backupId = checkId('backup', backup.id, operation);
-  const volumeId = backup.volume_id ? checkId('volume', backup.volume_id, operation) : undefined;
-  const baseName = recordBaseImage(backup) ?? (volumeId ? baseImageName(volumeId) : undefined);
-  const pool = await config.backupCluster.pool(
-    typeof backup.container === 'string' && backup.container ? backup.container : config.backupPool);
-  const result: DeleteResult = { removedSnapshots: [], removedImages: [], removedMetadata: false };
-  let lock: VolumeLock | undefined;
-  try {
-    const legacyName = volumeId ? legacyImageName(volumeId, backupId) : undefined;
-    const notFound = (): NotFoundError => new NotFoundError({
-      code: 'ENOENT', operation, resource: `${pool.spec}/${baseName ?? `backup ${backupId}`}`,
-      detail: `no snapshot or image of backup ${backupId} was found${result.removedMetadata ? ' (its .meta object was removed)' : ''}`,
-    });
-    // Nothing to lock (and no lock object to create) for a volume without backups here.
-    const present = await pool.listImages();
-    if (!present.some((name) => name === baseName || name === legacyName)) throw notFound();
-    if (volumeId) {
-      lock = await VolumeLock.acquire(pool, volumeId, operation, { waitMs: config.lockWaitMs, ttlMs: config.lockTtlMs });
-    }
-    const images = await pool.listImages();
-    if (baseName && images.includes(baseName)) {
-      const base = await pool.openImage(baseName);
-      let remaining: string[];
-      let hadSnapshots: boolean;
-      try {
-        const snapshots = await base.listSnapshots();
-        hadSnapshots = snapshots.length > 0;
-        for (const name of restorePoints(snapshots.map((s) => s.name), backupId)) {
-          if (snapshots.find((s) => s.name === name)?.protected) await base.unprotectSnapshot(name);
-          await base.removeSnapshot(name);
-          result.removedSnapshots.push(name);
-        }
-        remaining = backupSnapshots((await base.listSnapshots()).map((s) => s.name));
-      } finally {
-        await base.close();
-      }
-      // The base image goes with its last backup, and also when it holds no
-      // snapshot at all: then an earlier delete removed the last backup but
-      // not the image (it was busy), or a first backup was killed, and
-      // nothing else would ever remove it.
-      if (remaining.length === 0 && (result.removedSnapshots.length > 0 || !hadSnapshots)) {
-        await removeImageRetrying(pool, baseName);
-        result.removedImages.push(baseName);
-        // The volume has no backups left; its lock object goes too (while
-        // still locked, so no other run is using it).
-        if (volumeId) await pool.removeObject(lockObjectName(volumeId)).catch(() => undefined);
-      }
-    }
-    if (legacyName && images.includes(legacyName)) {
-      await removeImageRetrying(pool, legacyName);
-      result.removedImages.push(legacyName);
-    }
-    result.removedMetadata = await removeMetaObject(pool, backupId);
-    if (result.removedSnapshots.length === 0 && result.removedImages.length === 0) throw notFound();
-    logBackup('deleted backup %s: %o', backupId, result);
-    return result;
-  } finally {
-    await lock?.release().catch(() => undefined);
-    await pool.close();
+/** Removes one located backup (the caller holds the volume lock). */
+export async function removeBackup(pool: Pool, found: { image: BackupImage; snapshot: { name: string; protected: boolean } | undefined },
+  backupId: string): Promise<Omit<DeleteResult, 'removedSourceSnapshot'>> {
+  const result = { removedSnapshots: [] as string[], removedImages: [] as string[], removedMetadata: false };
+  const { image, snapshot } = found;
+  let removeImage = !isChainImage(image);
+  if (snapshot !== undefined) {
+    await using chain = await pool.openImage(image.name);
+    if (snapshot.protected) await chain.unprotectSnapshot(snapshot.name);
+    await chain.removeSnapshot(snapshot.name);
+    result.removedSnapshots.push(snapshot.name);
+    const remaining = backupSnapshots((await chain.listSnapshots()).map((s) => s.name));
+    // A chain image's head is no backup: it goes with its last backup snapshot.
+    removeImage = remaining.length === 0;
   }
+  if (removeImage) {
+    await removeImageRetrying(pool, image.name);
+    result.removedImages.push(image.name);
+  }
+  result.removedMetadata = await removeMetaObject(pool, backupId);
+  return result;
+}
+
+/** The backup's snapshot leaves the source volume; a protected one (cloned from) stays. */
+export async function removeSourceSnapshot(config: ResolvedConfig, sourcePool: string, volumeId: string,
+  snapshot: string): Promise<boolean> {
+  let removed = false;
+  await undo(`remove source snapshot ${snapshot}`, async () => {
+    await using pool = await config.source.pool(sourcePool);
+    let volume;
+    try {
+      volume = await pool.openImage(volumeImageName(volumeId));
+    } catch (error) {
+      if (error instanceof NotFoundError) return;
+      throw error;
+    }
+    await using opened = volume;
+    if (!(await opened.snapshotExists(snapshot))) return;
+    await opened.removeSnapshot(snapshot);
+    removed = true;
+  });
+  return removed;
+}
+
+export async function runDelete(config: ResolvedConfig, backup: BackupRecord, options: DeleteOptions = {}): Promise<DeleteResult> {
+  const operation = 'delete';
+  const location = recordLocation(backup, operation);
+  const { backupId, volumeId } = location;
+  if (options.sourcePool !== undefined) checkName('pool', options.sourcePool, operation, options.sourcePool);
+
+  await using scope = new OperationScope();
+  const pool = await scope.adopt(config.backupCluster.pool(location.container ?? config.backupPool));
+  // Nothing to lock (and no lock object to create) for a volume without backups here.
+  if ((await readBackupImages(pool, volumeId)).length === 0) {
+    const removedMetadata = await removeMetaObject(pool, backupId);
+    throw new NotFoundError({
+      code: 'ENOENT', operation, resource: `${pool.spec}/backup ${backupId}`,
+      detail: `volume ${volumeId} has no backup images here${removedMetadata ? ' (the backup\'s .meta object was removed)' : ''}`,
+    });
+  }
+  const lock = await VolumeLock.acquire(pool, volumeId, operation, { waitMs: config.lockWaitMs, ttlMs: config.lockTtlMs });
+  scope.defer('release the volume lock', () => lock.release());
+  const images = await readBackupImages(pool, volumeId);
+  const found = locateBackup(images, location, operation);
+  const removed = await removeBackup(pool, found, backupId);
+  if (removed.removedImages.length === images.length) {
+    // The volume has no backups left; its lock object goes too (while
+    // still locked, so no other run is using it).
+    scope.defer('remove the lock object', () => pool.removeObject(lockObjectName(volumeId)));
+  }
+  const removedSourceSnapshot = options.sourcePool !== undefined && found.snapshot !== undefined &&
+    await removeSourceSnapshot(config, options.sourcePool, volumeId, found.snapshot.name)
+    ? found.snapshot.name : undefined;
+  const result = { ...removed, removedSourceSnapshot };
+  logBackup('deleted backup %s: %o', backupId, result);
+  return result;
 }

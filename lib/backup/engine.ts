@@ -6,8 +6,9 @@ import PQueue from 'p-queue';
 import type { Cluster } from '../ceph/cluster.js';
 import { runBackup, type BackupRequest, type BackupResult } from './backup.js';
 import { resolveConfig, type BackupEngineConfig, type ResolvedConfig } from './config.js';
-import { runDelete, type DeleteResult } from './delete.js';
+import { runDelete, type DeleteOptions, type DeleteResult } from './delete.js';
 import { runList, type ListedBackup } from './list.js';
+import { runPrune, type PruneOptions, type PruneResult } from './prune.js';
 import { exportRecord, importRecord, type BackupRecord } from './record.js';
 import { runRestore, type RestoreRequest, type RestoreResult } from './restore.js';
 
@@ -34,12 +35,20 @@ export class BackupEngine {
     return runRestore(this.config, request);
   }
 
-  /** Removes a backup; the base image goes with its last backup. */
-  delete(backup: BackupRecord): Promise<DeleteResult> {
-    return runDelete(this.config, backup);
+  /** Removes a backup from its chain image (the image goes with its last backup) or a legacy copy. */
+  delete(backup: BackupRecord, options?: DeleteOptions): Promise<DeleteResult> {
+    return runDelete(this.config, backup, options);
   }
 
-  /** The backups of a volume, oldest first, read from the backup pool. */
+  /**
+   * Removes the backups of a volume that a retention policy such as
+   * 'latest3,days7,weeks4,months6' does not keep; never the newest.
+   */
+  prune(volumeId: string, policy: string, options?: PruneOptions): Promise<PruneResult> {
+    return runPrune(this.config, volumeId, policy, options);
+  }
+
+  /** The backups of a volume in every chain image and legacy copy, oldest first, read from the backup pool. */
   listBackups(volumeId: string): Promise<ListedBackup[]> {
     return runList(this.config, volumeId);
   }
@@ -57,13 +66,17 @@ export class BackupEngine {
   /**
    * Backs up many volumes, at most volumeConcurrency at a time per source
    * cluster; one outcome per request, in request order, failures included.
+   * With onBusy 'skip' (how a fleet of hosts shares one volume list), a
+   * volume another live run holds is skipped at once: its outcome's error is
+   * a BusyError naming the holder.
    */
-  async backupMany(requests: readonly BackupRequest[]): Promise<BackupOutcome[]> {
+  async backupMany(requests: readonly BackupRequest[], options: { onBusy?: 'wait' | 'skip' } = {}): Promise<BackupOutcome[]> {
     const sourceQueue = this.#queue(this.config.source);
     const backupQueue = this.#queue(this.config.backupCluster);
     const run = async (request: BackupRequest): Promise<BackupOutcome> => {
       try {
-        return { volumeId: request.volumeId, ok: true, result: await this.backup(request) };
+        const result = await this.backup(options.onBusy ? { onBusy: options.onBusy, ...request } : request);
+        return { volumeId: request.volumeId, ok: true, result };
       } catch (error) {
         return { volumeId: request.volumeId, ok: false, error: error instanceof Error ? error : new Error(String(error)) };
       }

@@ -1,10 +1,12 @@
 /**
  * The backups of a volume, read from the backup pool itself (no database):
- * the snapshots of its diff-format base image and its legacy images.
+ * every backup snapshot of every chain image and every legacy full copy,
+ * oldest first, each with a record that restores exactly it.
  */
 import type { ResolvedConfig } from './config.js';
-import { backupSnapshots } from './chain.js';
-import { baseImageName, checkId, parseBackupSnapshotName, parseLegacyImageName } from './naming.js';
+import { readBackupImages } from './inventory.js';
+import { backupPoints } from './layout.js';
+import { checkId } from './naming.js';
 import { newRecord, type BackupRecord } from './record.js';
 
 export interface ListedBackup {
@@ -12,61 +14,28 @@ export interface ListedBackup {
   record: BackupRecord;
   /** The image holding it. */
   image: string;
-  /** Its snapshot on the base image; undefined for a legacy image. */
+  /** Its snapshot on the chain image; undefined for a legacy full copy. */
   snapshot: string | undefined;
+  /** The first backup of its chain image (or a legacy copy): not an incremental. */
+  full: boolean;
   sizeBytes: bigint;
   createdAt: Date;
 }
 
 export async function runList(config: ResolvedConfig, volumeIdInput: string): Promise<ListedBackup[]> {
   const volumeId = checkId('volume', volumeIdInput, 'listBackups');
-  const pool = await config.backupCluster.pool(config.backupPool);
-  try {
-    const images = await pool.listImages();
-    const listed: ListedBackup[] = [];
-    const baseName = baseImageName(volumeId);
-    if (images.includes(baseName)) {
-      const base = await pool.openImage(baseName, { readOnly: true });
-      try {
-        const snapshots = await base.listSnapshots();
-        let parentId: string | null = null;
-        for (const name of backupSnapshots(snapshots.map((s) => s.name))) {
-          const snap = snapshots.find((s) => s.name === name)!;
-          const parsed = parseBackupSnapshotName(name)!;
-          const createdAt = Number.isFinite(parsed.seconds) ? new Date(parsed.seconds * 1000) : snap.timestamp;
-          // Each backup on the base holds the diff from the one before it.
-          listed.push({
-            record: newRecord({
-              id: parsed.backupId, volumeId, container: config.backupPool, baseImage: baseName,
-              sizeBytes: snap.size, parentId, createdAt,
-            }),
-            image: baseName, snapshot: name, sizeBytes: snap.size, createdAt,
-          });
-          parentId = parsed.backupId;
-        }
-      } finally {
-        await base.close();
-      }
-    }
-    for (const name of images) {
-      const backupId = parseLegacyImageName(volumeId, name);
-      if (backupId === undefined) continue;
-      const image = await pool.openImage(name, { readOnly: true });
-      try {
-        const { size, createdAt } = await image.stat();
-        listed.push({
-          record: newRecord({
-            id: backupId, volumeId, container: config.backupPool, baseImage: undefined,
-            sizeBytes: size, parentId: null, createdAt,
-          }),
-          image: name, snapshot: undefined, sizeBytes: size, createdAt,
-        });
-      } finally {
-        await image.close();
-      }
-    }
-    return listed;
-  } finally {
-    await pool.close();
-  }
+  await using pool = await config.backupCluster.pool(config.backupPool);
+  return backupPoints(await readBackupImages(pool, volumeId)).map((point) => ({
+    record: newRecord({
+      id: point.backupId, volumeId, container: config.backupPool,
+      // Cinder writes no service_metadata for a legacy full copy; its name says where it is.
+      baseImage: point.snapshot === undefined ? undefined : point.image.name,
+      sizeBytes: point.size, parentId: point.parentId, createdAt: point.createdAt,
+    }),
+    image: point.image.name,
+    snapshot: point.snapshot?.name,
+    full: point.parentId === null,
+    sizeBytes: point.size,
+    createdAt: point.createdAt,
+  }));
 }

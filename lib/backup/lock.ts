@@ -17,7 +17,15 @@ export function lockObjectName(volumeId: string): string {
   return `volume-${volumeId}.backup.lock`;
 }
 
+export interface LockHolder {
+  client: string;
+  address: string;
+  description: string;
+}
+
 export interface LockOptions {
+  onBusy?: 'wait' | 'skip';
+  onWait?: (holder: LockHolder) => void;
   /** How long to wait for a lock another holder has. */
   waitMs: number;
   /** How long the lock lives without renewal (renewed every third of it). */

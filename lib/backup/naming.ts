@@ -23,13 +23,20 @@ export function volumeImageName(volumeId: string): string {
   return `volume-${volumeId}`;
 }
 
-/** The diff-format base image: one per volume, one snapshot per backup. */
+/**
+ * The pre-Train (2019) chain image: one per volume, one snapshot per backup.
+ * Cinder still writes it for backups of a volume snapshot.
+ */
 export function baseImageName(volumeId: string): string {
   return `volume-${volumeId}.backup.base`;
 }
 
-/** A legacy (non-diff) full backup: one image per backup. */
-export function legacyImageName(volumeId: string, backupId: string): string {
+/**
+ * The image a full backup creates: since Train a chain image that the
+ * incrementals after it continue (one snapshot per backup), before that a
+ * legacy full copy without snapshots.
+ */
+export function backupImageName(volumeId: string, backupId: string): string {
   return `volume-${volumeId}.backup.${backupId}`;
 }
 
@@ -58,10 +65,25 @@ export function parseBackupSnapshotName(name: string): ParsedSnapshotName | unde
   return { backupId: match[1], stamp: match[2], seconds: Number(match[2]) };
 }
 
-/** The backup id of a legacy image name of this volume, if it is one. */
-export function parseLegacyImageName(volumeId: string, imageName: string): string | undefined {
+/**
+ * What follows `volume-<volumeId>.backup.` in a backup image name of this
+ * volume ('base' or a full backup's id); undefined for any other name.
+ */
+export function parseBackupImageName(volumeId: string, imageName: string): string | undefined {
   const prefix = `volume-${volumeId}.backup.`;
   if (!imageName.startsWith(prefix)) return undefined;
   const rest = imageName.slice(prefix.length);
-  return rest !== 'base' && ID.test(rest) ? rest : undefined;
+  return rest === 'base' || ID.test(rest) ? rest : undefined;
+}
+
+/**
+ * A backup image name taken from input (a record's service_metadata): only
+ * this volume's backup images may be addressed, never another image.
+ */
+export function checkBackupImageName(volumeId: string, imageName: unknown, operation: string): string {
+  if (typeof imageName !== 'string' || parseBackupImageName(volumeId, imageName) === undefined) {
+    throw invalidArgument(operation, `volume ${volumeId}`,
+      `the record's service_metadata must name a backup image of this volume (volume-${volumeId}.backup.<base or backup id>), got ${JSON.stringify(imageName)}`);
+  }
+  return imageName;
 }

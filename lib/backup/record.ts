@@ -4,7 +4,7 @@
  * import here, and ours import into Cinder.
  */
 import { invalidArgument } from '../ceph/errors.js';
-import { checkId } from './naming.js';
+import { checkBackupImageName, checkId } from './naming.js';
 
 export const CEPH_BACKUP_SERVICE = 'cinder.backup.drivers.ceph.CephBackupDriver';
 
@@ -43,8 +43,55 @@ export function isoTime(date: Date): string {
   return date.toISOString().replace(/\.\d{3}Z$/, 'Z');
 }
 
+/** `volume-<volume id>.backup.<suffix>`: the volume id a chain image name carries. */
+const BACKUP_IMAGE = /^volume-(.+)\.backup\.[^.]+$/;
+
+export interface RecordLocation {
+  backupId: string;
+  volumeId: string;
+  /** The chain image its service_metadata names, checked to be this volume's. */
+  namedImage: string | undefined;
+  /** The backup pool; undefined when the record leaves it to the engine's. */
+  container: string | undefined;
+  /** Taken from a volume snapshot (Cinder copies those into `.backup.base`). */
+  fromVolumeSnapshot: boolean;
+}
+
+/**
+ * The ids a record addresses images with, every one checked: no record,
+ * whatever it holds, may address an image of another volume or outside the
+ * backup image names. A missing volume_id is taken from the chain image
+ * name, and checked there.
+ */
+export function recordLocation(record: unknown, operation: string): RecordLocation {
+  if (!record || typeof record !== 'object') throw invalidArgument(operation, 'backup', 'a backup record is required');
+  const fields = record as Partial<BackupRecord>;
+  const backupId = checkId('backup', fields.id, operation);
+  const namedImage = recordBaseImage(fields);
+  let volumeId: string;
+  if (fields.volume_id === undefined || fields.volume_id === null || fields.volume_id === '') {
+    const carried = namedImage === undefined ? undefined : BACKUP_IMAGE.exec(namedImage)?.[1];
+    if (carried === undefined) {
+      throw invalidArgument(operation, `backup ${backupId}`,
+        'the record has no volume_id, and no service_metadata base image name that carries one');
+    }
+    volumeId = checkId('volume', carried, operation);
+  } else {
+    volumeId = checkId('volume', fields.volume_id, operation);
+  }
+  if (namedImage !== undefined) checkBackupImageName(volumeId, namedImage, operation);
+  if (fields.container !== undefined && fields.container !== null && typeof fields.container !== 'string') {
+    throw invalidArgument(operation, `backup ${backupId}`, 'container must be a pool name');
+  }
+  return {
+    backupId, volumeId, namedImage,
+    container: fields.container ? fields.container : undefined,
+    fromVolumeSnapshot: typeof fields.snapshot_id === 'string' && fields.snapshot_id !== '',
+  };
+}
+
 /** The base image a record names in its service_metadata, if any. */
-export function recordBaseImage(record: Pick<BackupRecord, 'service_metadata'>): string | undefined {
+export function recordBaseImage(record: { service_metadata?: unknown }): string | undefined {
   if (typeof record.service_metadata !== 'string' || record.service_metadata === '') return undefined;
   try {
     const metadata: unknown = JSON.parse(record.service_metadata);
@@ -128,8 +175,8 @@ export function importRecord(text: string): BackupRecord {
   if (fields.service_metadata !== null && typeof fields.service_metadata !== 'string') {
     fail('service_metadata must be a string or null');
   }
-  if (fields.volume_id !== undefined && fields.volume_id !== null) checkId('volume', fields.volume_id, operation);
   if (fields.parent_id !== undefined && fields.parent_id !== null) checkId('backup', fields.parent_id, operation);
+  recordLocation(fields, operation);
   return {
     volume_id: '',
     service: CEPH_BACKUP_SERVICE,

@@ -1,11 +1,12 @@
 /**
- * Restore of one backup, choosing between the diff path (allowed only when
- * the five conditions of conditions.ts hold) and the chunked full copy.
- * Nothing is changed before every check has passed.
+ * Restore of one backup from exactly its own point in time (its snapshot on
+ * its chain image, or a legacy full copy's head), choosing between the diff
+ * path (allowed only when the five conditions of conditions.ts hold) and the
+ * chunked full copy. Nothing is changed before every check has passed.
  */
 import { randomUUID } from 'node:crypto';
 import type { Writable } from 'node:stream';
-import { InvalidArgumentError, invalidArgument, NotFoundError } from '../ceph/errors.js';
+import { invalidArgument } from '../ceph/errors.js';
 import type { Image } from '../ceph/image.js';
 import type { Pool } from '../ceph/pool.js';
 import { checkName } from '../ceph/validate.js';
@@ -13,24 +14,27 @@ import { copyImage } from '../engine/copy.js';
 import { exportRaw } from '../engine/raw-export.js';
 import type { Progress } from '../engine/options.js';
 import { transferDiff } from '../engine/transfer.js';
-import { restorePoints } from './chain.js';
-import { removeImageWithSnapshots, undo } from './cleanup.js';
+import { OperationScope, removeImageWithSnapshots } from './cleanup.js';
 import type { ResolvedConfig } from './config.js';
 import { decideRestore, type RestoreDecision } from './conditions.js';
+import { readBackupImages } from './inventory.js';
+import { locateBackup } from './layout.js';
 import { logBackup } from './log.js';
-import { baseImageName, checkId, legacyImageName, volumeImageName } from './naming.js';
-import { recordBaseImage, type BackupRecord } from './record.js';
+import { checkId, volumeImageName } from './naming.js';
+import { recordLocation, type BackupRecord } from './record.js';
+
+/** Where a restore writes: exactly one of a volume, a file or a stream. */
+export type RestoreTarget =
+  /** volume-<id> in pool (created when missing; id defaults to a new UUID). */
+  | { volume: { pool: string; id?: string }; file?: never; stream?: never }
+  /** A local file, as a raw image; an existing file is refused. */
+  | { file: string; volume?: never; stream?: never }
+  /** A Writable, as a raw image; ended at the end. */
+  | { stream: Writable; volume?: never; file?: never };
 
 export interface RestoreRequest {
   backup: BackupRecord;
-  /** Restore into volume-<targetVolumeId> (created when missing) in targetPool... */
-  targetPool?: string;
-  /** ...default a new volume id. */
-  targetVolumeId?: string;
-  /** ...or into a local file (raw image; an existing file is refused)... */
-  targetFile?: string;
-  /** ...or into a Writable (raw image, ended at the end). */
-  targetStream?: Writable;
+  target: RestoreTarget;
   signal?: AbortSignal;
   onProgress?: (progress: Progress) => void;
 }
@@ -39,7 +43,7 @@ export interface RestoreResult {
   path: 'diff' | 'full';
   /** For a full copy: the first of the five conditions that failed, and why. */
   failedCondition: { number: 1 | 2 | 3 | 4 | 5; reason: string } | undefined;
-  /** Where the data came from: base image @ restore point, or a legacy image. */
+  /** Where the data came from: chain image @ restore point, or a legacy image. */
   source: string;
   /** The target: pool/volume-<id>, a file path, or 'stream'. */
   target: string;
@@ -55,164 +59,146 @@ interface Source {
   snapshot: string | undefined;
   spec: string;
   size: bigint;
+  /** Its snapshot, as condition 2 counts restore points. */
+  restorePoints: string[];
+}
+
+type CheckedTarget =
+  | { kind: 'volume'; pool: string; volumeId: string }
+  | { kind: 'raw'; to: string | Writable; name: string };
+
+function checkTarget(target: unknown, backupId: string, operation: string): CheckedTarget {
+  const resource = `backup ${backupId}`;
+  if (!target || typeof target !== 'object') {
+    throw invalidArgument(operation, resource, 'a target is required: { volume: { pool, id? } }, { file } or { stream }');
+  }
+  const given = (['volume', 'file', 'stream'] as const).filter((key) => (target as Record<string, unknown>)[key] !== undefined);
+  if (given.length !== 1) {
+    throw invalidArgument(operation, resource,
+      `the target must name exactly one of volume, file or stream, got ${given.length === 0 ? 'none' : given.join(' and ')}`);
+  }
+  const { volume, file, stream } = target as { volume?: { pool?: unknown; id?: unknown }; file?: unknown; stream?: Writable };
+  if (volume !== undefined) {
+    if (!volume || typeof volume !== 'object') throw invalidArgument(operation, resource, 'target.volume must be { pool, id? }');
+    const pool = checkName('pool', volume.pool, operation, String(volume.pool));
+    return { kind: 'volume', pool, volumeId: checkId('volume', volume.id ?? randomUUID(), operation) };
+  }
+  if (file !== undefined) {
+    if (typeof file !== 'string' || file === '') throw invalidArgument(operation, resource, 'target.file must be a path');
+    return { kind: 'raw', to: file, name: file };
+  }
+  return { kind: 'raw', to: stream!, name: 'stream' };
+}
+
+async function openSource(scope: OperationScope, pool: Pool, location: ReturnType<typeof recordLocation>,
+  operation: string): Promise<Source> {
+  const images = await readBackupImages(pool, location.volumeId);
+  const found = locateBackup(images, location, operation);
+  const image = await scope.adopt(pool.openImage(found.image.name, { readOnly: true }));
+  const snapshot = found.snapshot?.name;
+  return {
+    image, snapshot,
+    spec: `${pool.spec}/${found.image.name}${snapshot === undefined ? '' : `@${snapshot}`}`,
+    size: found.snapshot?.size ?? found.image.size,
+    restorePoints: snapshot === undefined ? [] : [snapshot],
+  };
+}
+
+async function restoreIntoVolume(scope: OperationScope, config: ResolvedConfig, request: RestoreRequest,
+  source: Source, target: { pool: string; volumeId: string }, backupVolumeId: string, operation: string) {
+  const targetPool = await scope.adopt(config.source.pool(target.pool));
+  const targetName = volumeImageName(target.volumeId);
+  const targetSpec = `${targetPool.spec}/${targetName}`;
+  let created = false;
+  if (!(await targetPool.imageExists(targetName))) {
+    await targetPool.createImage(targetName, source.size);
+    created = true;
+  }
+  let volume: Image | undefined;
+  // A volume this restore created and could not fill is worth nothing.
+  if (created) {
+    scope.onFailure('remove the volume this restore created', async () => {
+      await volume?.close();
+      await removeImageWithSnapshots(targetPool, targetName);
+    });
+  }
+  volume = await scope.adopt(targetPool.openImage(targetName));
+  const { size: targetSize } = await volume.stat();
+  if (targetSize < source.size) {
+    throw invalidArgument(operation, targetSpec,
+      `the target volume is ${targetSize} bytes, smaller than the backup's ${source.size}; restore into a new volume or grow this one first`);
+  }
+  const decision = decideRestore({
+    baseExists: true, restorePoints: source.restorePoints, targetIsRbd: true,
+    targetIsSource: target.volumeId === backupVolumeId,
+    targetHasExtents: created ? false : await volume.hasExtents(),
+  });
+  logBackup('restore %s -> %s: %s', source.spec, targetSpec,
+    decision.path === 'diff' ? 'diff' : `full copy (condition ${decision.condition}: ${decision.reason})`);
+  const engine = {
+    signal: request.signal, onProgress: request.onProgress,
+    concurrency: config.ioConcurrency, memoryBytes: config.memoryBytes,
+  };
+  let bytesRead: number;
+  if (decision.path === 'diff') {
+    const restoring = volume;
+    // The transfer sizes the volume to the backup; it gets its own size
+    // back whether the restore works or not (without hiding why not).
+    if (targetSize !== source.size) {
+      scope.onFailure('give the target volume its own size back', () => restoring.resize(targetSize));
+    }
+    const stats = await transferDiff({ source: source.image, snapshot: decision.restorePoint, target: restoring, ...engine });
+    bytesRead = stats.bytesRead;
+    // The transfer leaves the restore point's snapshot on the target; the volume does not want it.
+    await restoring.removeSnapshot(decision.restorePoint);
+    if (targetSize !== source.size) await restoring.resize(targetSize);
+  } else {
+    const stats = await copyImage({
+      source: source.image, ...(source.snapshot === undefined ? {} : { snapshot: source.snapshot }), target: volume,
+      chunkSize: config.chunkSize, discardExcess: config.restoreDiscardExcessBytes, ...engine,
+    });
+    bytesRead = stats.bytesRead;
+  }
+  return { decision, targetSpec, bytesRead };
 }
 
 export async function runRestore(config: ResolvedConfig, request: RestoreRequest): Promise<RestoreResult> {
   const operation = 'restore';
-  const { backup } = request;
-  if (!backup || typeof backup !== 'object') throw invalidArgument(operation, 'backup', 'a backup record is required');
-  const backupId = checkId('backup', backup.id, operation);
-  const volumeId = backup.volume_id ? checkId('volume', backup.volume_id, operation) : undefined;
-  const targets = [request.targetPool !== undefined, request.targetFile !== undefined, request.targetStream !== undefined]
-    .filter(Boolean).length;
-  if (targets !== 1) {
-    throw invalidArgument(operation, `backup ${backupId}`, 'give exactly one of targetPool, targetFile, targetStream');
-  }
-  if (request.targetPool !== undefined) checkName('pool', request.targetPool, operation, request.targetPool);
-  const targetVolumeId = request.targetPool !== undefined
-    ? checkId('volume', request.targetVolumeId ?? randomUUID(), operation)
-    : undefined;
-  if (request.targetVolumeId !== undefined && request.targetPool === undefined) {
-    throw invalidArgument(operation, `backup ${backupId}`, 'targetVolumeId needs targetPool');
-  }
-  const baseName = recordBaseImage(backup) ?? (volumeId ? baseImageName(volumeId) : undefined);
-  if (baseName === undefined) {
-    throw invalidArgument(operation, `backup ${backupId}`, 'the record names neither a base image nor a volume id');
-  }
-  checkName('image', baseName, operation, baseName);
-  const backupPoolName = typeof backup.container === 'string' && backup.container ? backup.container : config.backupPool;
-
-  const opened: Array<Image | Pool> = [];
+  if (!request || typeof request !== 'object') throw invalidArgument(operation, 'request', 'a restore request is required');
+  const location = recordLocation(request.backup, operation);
+  const target = checkTarget(request.target, location.backupId, operation);
   const started = performance.now();
-  try {
-    const backupPool = await config.backupCluster.pool(backupPoolName);
-    opened.push(backupPool);
-    const images = await backupPool.listImages();
-    const baseExists = images.includes(baseName);
-    let points: string[] = [];
-    let source: Source | undefined;
-    if (baseExists) {
-      const base = await backupPool.openImage(baseName, { readOnly: true });
-      opened.push(base);
-      const snapshots = await base.listSnapshots();
-      points = restorePoints(snapshots.map((s) => s.name), backupId);
-      if (points.length > 1) {
-        throw new InvalidArgumentError({
-          code: 'EINVAL', operation, resource: `${backupPool.spec}/${baseName}`,
-          detail: `backup ${backupId} has ${points.length} restore points (${points.join(', ')}); expected one`,
-        });
-      }
-      if (points.length === 1) {
-        const point = snapshots.find((s) => s.name === points[0])!;
-        source = { image: base, snapshot: point.name, spec: `${backupPool.spec}/${baseName}@${point.name}`, size: point.size };
-      }
-    }
-    if (!source) {
-      // No restore point on a diff-format base: a legacy full backup image.
-      const legacyName = volumeId ? legacyImageName(volumeId, backupId) : undefined;
-      if (!legacyName || !images.includes(legacyName)) {
-        throw new NotFoundError({
-          code: 'ENOENT', operation, resource: `${backupPool.spec}/${baseName}`,
-          detail: baseExists
-            ? `backup ${backupId} has no snapshot on the base image and no legacy image ${legacyName ?? ''}`.trim()
-            : `backup ${backupId}'s base image ${baseName} does not exist${legacyName ? ` and neither does ${legacyName}` : ''}`,
-        });
-      }
-      const legacy = await backupPool.openImage(legacyName, { readOnly: true });
-      opened.push(legacy);
-      source = { image: legacy, snapshot: undefined, spec: `${backupPool.spec}/${legacyName}`, size: (await legacy.stat()).size };
-    }
 
-    if (request.targetPool === undefined) {
-      const decision = decideRestore({
-        baseExists, restorePoints: points, targetIsRbd: false, targetIsSource: false, targetHasExtents: undefined,
-      });
-      const stats = await exportRaw(source.image, {
-        ...(source.snapshot === undefined ? {} : { snapshot: source.snapshot }),
-        to: request.targetFile ?? request.targetStream!,
-        signal: request.signal, onProgress: request.onProgress,
-        concurrency: config.ioConcurrency, memoryBytes: config.memoryBytes,
-      });
-      return result(decision, source, request.targetFile ?? 'stream', undefined, stats.size, stats.bytesRead, started);
-    }
-
-    const targetPool = await config.source.pool(request.targetPool);
-    opened.push(targetPool);
-    const targetName = volumeImageName(targetVolumeId!);
-    const targetSpec = `${targetPool.spec}/${targetName}`;
-    let created = false;
-    if (!(await targetPool.imageExists(targetName))) {
-      await targetPool.createImage(targetName, source.size);
-      created = true;
-    }
-    let target: Image | undefined;
-    try {
-      target = await targetPool.openImage(targetName);
-      const { size: targetSize } = await target.stat();
-      if (targetSize < source.size) {
-        throw invalidArgument(operation, targetSpec,
-          `the target volume is ${targetSize} bytes, smaller than the backup's ${source.size}`);
-      }
-      const decision = decideRestore({
-        baseExists, restorePoints: points, targetIsRbd: true,
-        targetIsSource: targetVolumeId === volumeId,
-        targetHasExtents: created ? false : await target.hasExtents(),
-      });
-      logBackup('restore %s -> %s: %s', source.spec, targetSpec,
-        decision.path === 'diff' ? 'diff' : `full copy (condition ${decision.condition}: ${decision.reason})`);
-      let bytesRead: number;
-      if (decision.path === 'diff') {
-        const restoring = target;
-        // The transfer sizes the volume to the backup; it gets its own size
-        // back whether the restore works or not (without hiding why not).
-        const ownSize = (): Promise<void> => restoring.resize(targetSize);
-        try {
-          const stats = await transferDiff({
-            source: source.image, snapshot: decision.restorePoint, target: restoring,
-            signal: request.signal, onProgress: request.onProgress,
-            concurrency: config.ioConcurrency, memoryBytes: config.memoryBytes,
-          });
-          bytesRead = stats.bytesRead;
-          // The transfer leaves the restore point's snapshot on the target;
-          // the volume does not want it.
-          await restoring.removeSnapshot(decision.restorePoint);
-        } catch (error) {
-          if (targetSize !== source.size) await undo('give the target volume its own size back', ownSize);
-          throw error;
-        }
-        if (targetSize !== source.size) await ownSize();
-      } else {
-        const stats = await copyImage({
-          source: source.image, ...(source.snapshot === undefined ? {} : { snapshot: source.snapshot }), target,
-          chunkSize: config.chunkSize, discardExcess: config.restoreDiscardExcessBytes,
-          signal: request.signal, onProgress: request.onProgress,
-          concurrency: config.ioConcurrency, memoryBytes: config.memoryBytes,
-        });
-        bytesRead = stats.bytesRead;
-      }
-      return result(decision, source, targetSpec, targetVolumeId, source.size, bytesRead, started);
-    } catch (error) {
-      await target?.close().catch(() => undefined);
-      target = undefined;
-      // A volume this restore created and could not fill is worth nothing.
-      if (created) await undo('remove the volume this restore created', () => removeImageWithSnapshots(targetPool, targetName));
-      throw error;
-    } finally {
-      await target?.close();
-    }
-  } finally {
-    for (const handle of opened.reverse()) await handle.close().catch(() => undefined);
+  await using scope = new OperationScope();
+  const backupPool = await scope.adopt(config.backupCluster.pool(location.container ?? config.backupPool));
+  const source = await openSource(scope, backupPool, location, operation);
+  let decision: RestoreDecision;
+  let targetName: string;
+  let bytesRead: number;
+  let size = source.size;
+  if (target.kind === 'raw') {
+    decision = decideRestore({
+      baseExists: true, restorePoints: source.restorePoints, targetIsRbd: false, targetIsSource: false,
+      targetHasExtents: undefined,
+    });
+    const stats = await exportRaw(source.image, {
+      ...(source.snapshot === undefined ? {} : { snapshot: source.snapshot }), to: target.to,
+      signal: request.signal, onProgress: request.onProgress,
+      concurrency: config.ioConcurrency, memoryBytes: config.memoryBytes,
+    });
+    ({ size, bytesRead } = stats);
+    targetName = target.name;
+  } else {
+    ({ decision, targetSpec: targetName, bytesRead } =
+      await restoreIntoVolume(scope, config, request, source, target, location.volumeId, operation));
   }
-}
-
-function result(decision: RestoreDecision, source: Source, target: string, targetVolumeId: string | undefined,
-  size: bigint, bytesRead: number, started: number): RestoreResult {
+  scope.commit();
   return {
     path: decision.path,
     failedCondition: decision.path === 'full' ? { number: decision.condition, reason: decision.reason } : undefined,
     source: source.spec,
-    target,
-    targetVolumeId,
+    target: targetName,
+    targetVolumeId: target.kind === 'volume' ? target.volumeId : undefined,
     size,
     bytesRead,
     elapsedMs: performance.now() - started,

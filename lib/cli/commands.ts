@@ -8,6 +8,7 @@ import { Cluster, type ConnectOptions } from '../ceph/cluster.js';
 import { NotFoundError } from '../ceph/errors.js';
 import { BackupEngine } from '../backup/engine.js';
 import type { BackupRecord } from '../backup/record.js';
+import type { RestoreTarget } from '../backup/restore.js';
 import { EXIT_CODES_HELP, UsageError } from './exit-codes.js';
 import { progressReporter } from './progress.js';
 
@@ -81,6 +82,22 @@ const RECORD_OPTIONS: Options = {
 
 const MiB = 1 << 20;
 
+function restoreTarget(values: Values): RestoreTarget {
+  const given = ['target-pool', 'target-file', 'stdout'].filter((name) => values[name] !== undefined);
+  if (given.length !== 1) {
+    throw new UsageError(`give exactly one of --target-pool, --target-file, --stdout${given.length ? ` (got ${given.map((g) => `--${g}`).join(' and ')})` : ''}`);
+  }
+  if (values['target-volume'] !== undefined && values['target-pool'] === undefined) {
+    throw new UsageError('--target-volume needs --target-pool');
+  }
+  if (typeof values['target-pool'] === 'string') {
+    const id = values['target-volume'] as string | undefined;
+    return { volume: { pool: values['target-pool'], ...(id === undefined ? {} : { id }) } };
+  }
+  if (typeof values['target-file'] === 'string') return { file: values['target-file'] };
+  return { stream: process.stdout };
+}
+
 export const COMMANDS: Record<string, Command> = {
   backup: {
     summary: 'back up a volume (full the first time, incremental after)',
@@ -146,14 +163,7 @@ ${RECORD_HELP}
       const record = await findRecord(engine, values);
       const progress = values.json || values.stdout ? undefined : progressReporter('restore');
       try {
-        return await engine.restore({
-          backup: record,
-          targetPool: values['target-pool'] as string | undefined,
-          targetVolumeId: values['target-volume'] as string | undefined,
-          targetFile: values['target-file'] as string | undefined,
-          targetStream: values.stdout ? process.stdout : undefined,
-          signal, onProgress: progress?.onProgress,
-        });
+        return await engine.restore({ backup: record, target: restoreTarget(values), signal, onProgress: progress?.onProgress });
       } finally {
         progress?.finish();
       }
@@ -168,11 +178,16 @@ ${RECORD_HELP}
     },
   },
   delete: {
-    summary: 'delete a backup (the base image goes with the last one)',
-    usage: `rbd-backup delete (--record TEXT | --record-file PATH | --volume ID --backup-id ID)\n\n${RECORD_HELP}`,
-    options: RECORD_OPTIONS,
+    summary: 'delete a backup (its chain image goes with its last backup)',
+    usage: `rbd-backup delete (--record TEXT | --record-file PATH | --volume ID --backup-id ID) [--pool POOL]
+
+${RECORD_HELP}
+  --pool POOL           the source volume's pool: its snapshot of the backup goes too
+                        (default: left for the volume's next backup to remove)`,
+    options: { ...RECORD_OPTIONS, pool: { type: 'string' } },
     async run(engine, values) {
-      return engine.delete(await findRecord(engine, values));
+      const record = await findRecord(engine, values);
+      return engine.delete(record, typeof values.pool === 'string' ? { sourcePool: values.pool } : {});
     },
     print(value) {
       const r = value as Awaited<ReturnType<BackupEngine['delete']>>;
@@ -180,6 +195,34 @@ ${RECORD_HELP}
         ...r.removedSnapshots.map((s) => `removed snapshot ${s}`),
         ...r.removedImages.map((i) => `removed image ${i}`),
         ...(r.removedMetadata ? ['removed its .meta object'] : []),
+        ...(r.removedSourceSnapshot ? [`removed source snapshot ${r.removedSourceSnapshot}`] : []),
+      ].join('\n');
+    },
+  },
+  prune: {
+    summary: "remove the backups a retention policy does not keep (never the newest)",
+    usage: `rbd-backup prune --volume ID --keep POLICY [--dry-run] [--pool POOL]
+
+  --volume ID       the volume id
+  --keep POLICY     e.g. latest3,days7,weeks4,months6: the newest N backups, and the
+                    newest of each of the last N hours/days/weeks/months/years (UTC)
+  --dry-run         report what would be kept and removed, remove nothing
+  --pool POOL       the source volume's pool: removed backups' snapshots leave it too`,
+    options: { volume: { type: 'string' }, keep: { type: 'string' }, 'dry-run': { type: 'boolean' }, pool: { type: 'string' } },
+    async run(engine, values) {
+      return engine.prune(need(values, 'volume'), need(values, 'keep'), {
+        dryRun: values['dry-run'] === true,
+        ...(typeof values.pool === 'string' ? { sourcePool: values.pool } : {}),
+      });
+    },
+    print(value) {
+      const r = value as Awaited<ReturnType<BackupEngine['prune']>>;
+      const verb = r.dryRun ? 'would remove' : 'removed';
+      return [
+        ...r.kept.map((k) => `keep    ${k.backupId}  ${k.createdAt.toISOString()}  ${k.image}  (${k.reasons.join('; ')})`),
+        ...r.removed.map((k) => `${r.dryRun ? 'remove' : 'removed'} ${k.backupId}  ${k.createdAt.toISOString()}  ${k.image}`),
+        ...r.removedImages.map((i) => `removed image ${i}`),
+        `${r.kept.length} kept, ${r.removed.length} ${verb}`,
       ].join('\n');
     },
   },
@@ -193,7 +236,7 @@ ${RECORD_HELP}
     print(value) {
       const listed = value as Awaited<ReturnType<BackupEngine['listBackups']>>;
       if (listed.length === 0) return 'no backups';
-      return listed.map((l) => `${l.record.id}  ${l.createdAt.toISOString()}  ${(Number(l.sizeBytes) / MiB).toFixed(0)} MiB  ${l.snapshot ? `${l.image}@${l.snapshot}` : `${l.image} (legacy)`}`).join('\n');
+      return listed.map((l) => `${l.record.id}  ${l.createdAt.toISOString()}  ${l.full ? 'full' : 'incr'}  ${(Number(l.sizeBytes) / MiB).toFixed(0)} MiB  ${l.snapshot ? `${l.image}@${l.snapshot}` : `${l.image} (legacy full copy)`}`).join('\n');
     },
   },
   'export-record': {

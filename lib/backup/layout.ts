@@ -1,0 +1,157 @@
+/**
+ * The backups of one volume as its backup images hold them, in every layout
+ * Cinder's Ceph driver has written: chain images (any
+ * volume-<id>.backup.<suffix> holding backup snapshots: `.backup.base`
+ * before Train, one per full backup since), legacy full copies (no backup
+ * snapshot; their head is the backup), and images a run of ours left
+ * unfinished. Pure: inventory.ts reads the images.
+ */
+import { NotFoundError } from '../ceph/errors.js';
+import type { SnapshotInfo } from '../ceph/snapshot.js';
+import { InconsistentBackupError } from './errors.js';
+import { parseBackupSnapshotName } from './naming.js';
+
+export interface BackupImage {
+  name: string;
+  /** 'base' or the backup id its name carries. */
+  suffix: string;
+  size: bigint;
+  createdAt: Date;
+  /** Its backup snapshots, oldest first. */
+  snapshots: SnapshotInfo[];
+  /** The backup id of the run of ours that created it and has not finished. */
+  incomplete: string | undefined;
+}
+
+export interface BackupPoint {
+  backupId: string;
+  image: BackupImage;
+  /** Its snapshot on a chain image; undefined for a legacy full copy (restored from its head). */
+  snapshot: SnapshotInfo | undefined;
+  /** The backup before it on the same chain image; null for the first and for legacy copies. */
+  parentId: string | null;
+  createdAt: Date;
+  size: bigint;
+}
+
+/** Its head is not any backup's data once it holds a backup snapshot. */
+export function isChainImage(image: BackupImage): boolean {
+  return image.snapshots.length > 0;
+}
+
+/** A snapshot-less image that is a backup's full copy (not debris of ours, not an unnamed `.backup.base` copy). */
+function isLegacyCopy(image: BackupImage): boolean {
+  return !isChainImage(image) && image.incomplete === undefined && image.suffix !== 'base';
+}
+
+/** Images that a run of ours created and did not finish: no backup is in them. */
+export function unfinishedImages(images: readonly BackupImage[]): BackupImage[] {
+  return images.filter((image) => !isChainImage(image) && image.incomplete !== undefined);
+}
+
+export function snapshotTime(snapshot: SnapshotInfo): Date {
+  const seconds = parseBackupSnapshotName(snapshot.name)?.seconds ?? NaN;
+  return Number.isFinite(seconds) ? new Date(seconds * 1000) : snapshot.timestamp;
+}
+
+/** Every backup of the volume, oldest first. */
+export function backupPoints(images: readonly BackupImage[]): BackupPoint[] {
+  const points: BackupPoint[] = [];
+  for (const image of images) {
+    if (isChainImage(image)) {
+      let parentId: string | null = null;
+      for (const snapshot of image.snapshots) {
+        const backupId = parseBackupSnapshotName(snapshot.name)!.backupId;
+        points.push({ backupId, image, snapshot, parentId, createdAt: snapshotTime(snapshot), size: snapshot.size });
+        parentId = backupId;
+      }
+    } else if (isLegacyCopy(image)) {
+      points.push({
+        backupId: image.suffix, image, snapshot: undefined, parentId: null, createdAt: image.createdAt, size: image.size,
+      });
+    }
+  }
+  // Stable: within a chain, snapshot order already is time order.
+  return points.sort((a, b) => a.createdAt.getTime() - b.createdAt.getTime());
+}
+
+/** The chain images holding a snapshot of backupId, with that snapshot. */
+function holdersOf(images: readonly BackupImage[], backupId: string, operation: string, volume: string) {
+  const holders: Array<{ image: BackupImage; snapshot: SnapshotInfo }> = [];
+  for (const image of images) {
+    const own = image.snapshots.filter((s) => parseBackupSnapshotName(s.name)?.backupId === backupId);
+    // Cinder's rule (_get_backup_snap_name): a backup has at most one snapshot.
+    if (own.length > 1) {
+      throw new InconsistentBackupError({
+        operation, resource: image.name,
+        detail: `backup ${backupId} has ${own.length} snapshots (${own.map((s) => s.name).join(', ')}) on ${image.name}; expected one`,
+      });
+    }
+    if (own.length === 1) holders.push({ image, snapshot: own[0] });
+  }
+  if (holders.length > 1) {
+    throw new InconsistentBackupError({
+      operation, resource: volume,
+      detail: `backup ${backupId} has a snapshot on ${holders.length} chain images (${holders.map((h) => `${h.image.name}@${h.snapshot.name}`).join(', ')}); expected one`,
+    });
+  }
+  return holders[0];
+}
+
+export interface BackupLookup {
+  volumeId: string;
+  backupId: string;
+  /** The chain image the record's service_metadata names, already checked to be this volume's. */
+  namedImage: string | undefined;
+  /** The record is of a backup taken from a volume snapshot (Cinder copies those into `.backup.base`). */
+  fromVolumeSnapshot: boolean;
+}
+
+/**
+ * Where a backup's data is: its snapshot on a chain image, or the head of a
+ * legacy full copy, never the head of a chain image, which later
+ * incrementals have changed.
+ */
+export function locateBackup(images: readonly BackupImage[], lookup: BackupLookup, operation: string):
+  { image: BackupImage; snapshot: SnapshotInfo | undefined } {
+  const { volumeId, backupId, namedImage } = lookup;
+  const volume = `volume ${volumeId}`;
+  const holder = holdersOf(images, backupId, operation, volume);
+  const notFound = (detail: string): NotFoundError => new NotFoundError({
+    code: 'ENOENT', operation, resource: `backup ${backupId}`, detail,
+  });
+  if (namedImage !== undefined) {
+    const named = images.find((image) => image.name === namedImage);
+    if (holder && holder.image !== named) {
+      throw new InconsistentBackupError({
+        operation, resource: `backup ${backupId}`,
+        detail: `the record names chain image ${namedImage}, but the backup's snapshot is on ${holder.image.name} (${holder.snapshot.name})`,
+      });
+    }
+    if (holder) return holder;
+    if (!named) throw notFound(`its image ${namedImage} does not exist in the backup pool`);
+    if (isChainImage(named)) {
+      throw new InconsistentBackupError({
+        operation, resource: `backup ${backupId}`,
+        detail: `the record names chain image ${namedImage}, which has no snapshot of backup ${backupId}`,
+      });
+    }
+    if (named.incomplete !== undefined) {
+      throw notFound(`${namedImage} holds no backup: the run of backup ${named.incomplete} that created it did not finish`);
+    }
+    // A snapshot-less image is the full copy of the backup its name
+    // carries (or, for `.backup.base`, of a volume snapshot's backup), of no other.
+    if (named.suffix !== backupId && named.suffix !== 'base') {
+      throw notFound(`${namedImage} has no backup snapshot and is the full copy of backup ${named.suffix}, not of this one`);
+    }
+    return { image: named, snapshot: undefined };
+  }
+  if (holder) return holder;
+  const own = images.find((image) => image.suffix === backupId && isLegacyCopy(image));
+  if (own) return { image: own, snapshot: undefined };
+  const base = images.find((image) => image.suffix === 'base');
+  if (lookup.fromVolumeSnapshot && base && !isChainImage(base) && base.incomplete === undefined) {
+    return { image: base, snapshot: undefined };
+  }
+  throw notFound(`no snapshot of it is on any backup image of volume ${volumeId} and no legacy copy volume-${volumeId}.backup.${backupId} exists`);
+}

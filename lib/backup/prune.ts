@@ -1,0 +1,83 @@
+/**
+ * Retention applied: the backups a policy (retention.ts) does not keep are
+ * removed under the volume's lock, oldest first, each as a delete removes it
+ * (a chain image goes with its last backup). The volume's newest backup
+ * always stays.
+ */
+import { checkName } from '../ceph/validate.js';
+import { OperationScope } from './cleanup.js';
+import type { ResolvedConfig } from './config.js';
+import { removeBackup, removeSourceSnapshot } from './delete.js';
+import { readBackupImages } from './inventory.js';
+import { backupPoints, type BackupPoint } from './layout.js';
+import { VolumeLock } from './lock.js';
+import { logBackup } from './log.js';
+import { checkId } from './naming.js';
+import { decideRetention, parseRetentionPolicy } from './retention.js';
+
+export interface PruneOptions {
+  /** Decide and report, remove nothing. */
+  dryRun?: boolean;
+  /** The source volume's pool: removed backups' snapshots leave the volume too. */
+  sourcePool?: string;
+  /** The time periods are counted back from; default now. */
+  now?: Date;
+}
+
+export interface PrunedBackup {
+  backupId: string;
+  /** The image holding it (and its snapshot there, for a chain image). */
+  image: string;
+  snapshot: string | undefined;
+  createdAt: Date;
+}
+
+export interface PruneResult {
+  kept: Array<PrunedBackup & { reasons: string[] }>;
+  /** Removed (or, in a dry run, to be removed), oldest first. */
+  removed: PrunedBackup[];
+  /** Chain images removed with their last backup. */
+  removedImages: string[];
+  dryRun: boolean;
+}
+
+function describe(point: BackupPoint): PrunedBackup {
+  return { backupId: point.backupId, image: point.image.name, snapshot: point.snapshot?.name, createdAt: point.createdAt };
+}
+
+export async function runPrune(config: ResolvedConfig, volumeIdInput: string, policyText: string,
+  options: PruneOptions = {}): Promise<PruneResult> {
+  const operation = 'prune';
+  const volumeId = checkId('volume', volumeIdInput, operation);
+  const policy = parseRetentionPolicy(policyText, operation);
+  if (options.sourcePool !== undefined) checkName('pool', options.sourcePool, operation, options.sourcePool);
+  const now = options.now ?? new Date();
+  const dryRun = options.dryRun === true;
+
+  await using scope = new OperationScope();
+  const pool = await scope.adopt(config.backupCluster.pool(config.backupPool));
+  const result: PruneResult = { kept: [], removed: [], removedImages: [], dryRun };
+  if ((await readBackupImages(pool, volumeId)).length === 0) return result;
+  if (!dryRun) {
+    const lock = await VolumeLock.acquire(pool, volumeId, operation, { waitMs: config.lockWaitMs, ttlMs: config.lockTtlMs });
+    scope.defer('release the volume lock', () => lock.release());
+  }
+  const images = await readBackupImages(pool, volumeId);
+  const points = backupPoints(images);
+  const decision = decideRetention(points, policy, now);
+  const byId = new Map(points.map((p) => [p.backupId, p]));
+  result.kept = decision.keep.map((k) => ({ ...describe(byId.get(k.backupId)!), reasons: k.reasons }));
+  for (const backupId of decision.remove) {
+    const point = byId.get(backupId)!;
+    result.removed.push(describe(point));
+    if (dryRun) continue;
+    const removed = await removeBackup(pool, point, backupId);
+    result.removedImages.push(...removed.removedImages);
+    if (options.sourcePool !== undefined && point.snapshot !== undefined) {
+      await removeSourceSnapshot(config, options.sourcePool, volumeId, point.snapshot.name);
+    }
+  }
+  logBackup('prune of volume %s (%s)%s: kept %d, removed %d', volumeId, policyText, dryRun ? ' (dry run)' : '',
+    result.kept.length, result.removed.length);
+  return result;
+}

@@ -1,0 +1,105 @@
+/**
+ * Backup layouts of every Cinder release (lib/backup/layout.ts): which
+ * images are chains, legacy copies or debris, the listing, and where each
+ * backup's data is. No cluster needed.
+ */
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { backupPoints, locateBackup, unfinishedImages, type BackupImage } from '../../lib/backup/layout.js';
+import { InconsistentBackupError } from '../../lib/backup/errors.js';
+import { NotFoundError } from '../../lib/ceph/errors.js';
+import type { SnapshotInfo } from '../../lib/ceph/snapshot.js';
+
+const V = 'vol1';
+let nextId = 1n;
+
+function snap(backupId: string, seconds: number): SnapshotInfo {
+  return {
+    id: nextId++, name: `backup.${backupId}.snap.${seconds}.5`, size: 1n << 30n,
+    timestamp: new Date(seconds * 1000), protected: false,
+  };
+}
+
+function image(suffix: string, snapshots: SnapshotInfo[], extra: Partial<BackupImage> = {}): BackupImage {
+  return {
+    name: `volume-${V}.backup.${suffix}`, suffix, size: 1n << 30n, createdAt: new Date(1000), snapshots,
+    incomplete: undefined, ...extra,
+  };
+}
+
+const lookup = (backupId: string, namedImage?: string) =>
+  ({ volumeId: V, backupId, namedImage, fromVolumeSnapshot: false });
+
+describe('backupPoints', () => {
+  test('every backup of every chain, oldest first, parents within their chain', () => {
+    const images = [
+      image('base', [snap('old1', 100), snap('old2', 200)]),
+      image('f1', [snap('f1', 300), snap('i1', 400), snap('i2', 600)]),
+      image('f2', [snap('f2', 500)]),
+      image('legacy1', [], { createdAt: new Date(550_000) }),
+    ];
+    const points = backupPoints(images);
+    assert.deepEqual(points.map((p) => [p.backupId, p.parentId, p.image.suffix]), [
+      ['old1', null, 'base'], ['old2', 'old1', 'base'], ['f1', null, 'f1'], ['i1', 'f1', 'f1'],
+      ['f2', null, 'f2'], ['legacy1', null, 'legacy1'], ['i2', 'i1', 'f1'],
+    ]);
+    assert.equal(points.find((p) => p.backupId === 'legacy1')!.snapshot, undefined);
+  });
+
+  test('images a run of ours did not finish and a snapshot-less .backup.base hold no listed backup', () => {
+    const debris = image('b9', [], { incomplete: 'b9' });
+    const images = [debris, image('base', [])];
+    assert.deepEqual(backupPoints(images), []);
+    assert.deepEqual(unfinishedImages(images), [debris]);
+  });
+});
+
+describe('locateBackup', () => {
+  const chainF1 = image('f1', [snap('f1', 300), snap('i1', 400)]);
+  const base = image('base', [snap('old1', 100)]);
+  const legacy = image('legacy1', []);
+  const images = [chainF1, base, legacy];
+
+  test('a backup in a chain is its snapshot there, never the chain head', () => {
+    for (const named of [undefined, chainF1.name]) {
+      const found = locateBackup(images, lookup('f1', named), 'restore');
+      assert.equal(found.image, chainF1);
+      assert.equal(found.snapshot?.name, chainF1.snapshots[0].name);
+    }
+    assert.equal(locateBackup(images, lookup('old1'), 'restore').snapshot?.name, base.snapshots[0].name);
+  });
+
+  test('a legacy full copy is its head', () => {
+    const found = locateBackup(images, lookup('legacy1'), 'restore');
+    assert.equal(found.image, legacy);
+    assert.equal(found.snapshot, undefined);
+  });
+
+  test('a record naming a chain image that lacks the snapshot is refused, naming both', () => {
+    assert.throws(() => locateBackup(images, lookup('old1', chainF1.name), 'restore'),
+      (e: unknown) => e instanceof InconsistentBackupError && /volume-vol1\.backup\.f1/.test(e.message) && /volume-vol1\.backup\.base/.test(e.message));
+    assert.throws(() => locateBackup(images, lookup('nope', chainF1.name), 'restore'), InconsistentBackupError);
+  });
+
+  test('a snapshot on two chain images, or two snapshots of one backup, is refused', () => {
+    const twice = [image('f1', [snap('x', 1)]), image('f2', [snap('x', 2)])];
+    assert.throws(() => locateBackup(twice, lookup('x'), 'restore'), InconsistentBackupError);
+    const doubled = [image('f1', [snap('x', 1), snap('x', 2)])];
+    assert.throws(() => locateBackup(doubled, lookup('x'), 'restore'), InconsistentBackupError);
+  });
+
+  test('a named image that is missing, unfinished or another backup\'s legacy copy is not found', () => {
+    assert.throws(() => locateBackup(images, lookup('zz', `volume-${V}.backup.gone`), 'restore'), NotFoundError);
+    const debris = image('b9', [], { incomplete: 'b9' });
+    assert.throws(() => locateBackup([debris], lookup('b9', debris.name), 'restore'), NotFoundError);
+    assert.throws(() => locateBackup([debris], lookup('b9'), 'restore'), NotFoundError);
+    assert.throws(() => locateBackup(images, lookup('other', legacy.name), 'restore'), NotFoundError);
+    assert.throws(() => locateBackup(images, lookup('unknown'), 'restore'), NotFoundError);
+  });
+
+  test('a backup of a volume snapshot is the head of a snapshot-less .backup.base', () => {
+    const plainBase = image('base', []);
+    assert.equal(locateBackup([plainBase], { ...lookup('s1'), fromVolumeSnapshot: true }, 'restore').image, plainBase);
+    assert.throws(() => locateBackup([plainBase], lookup('s1'), 'restore'), NotFoundError);
+  });
+});
