@@ -153,9 +153,18 @@ async function cycle(sourceCluster: Cluster, backupCluster: Cluster, poolName: s
       say(table(rows));
       say('');
       const listed = await engine.listBackups(volumeId);
-      say(`backups of ${volumeId} in the backup pool: ${listed.map((l) => l.record.id.slice(0, 8)).join(', ')}`);
-      for (const entry of [...listed].reverse()) await engine.delete(entry.record);
-      say('deleted both backups (the chain image went with the last one)');
+      say(`backups of ${volumeId} in the backup pool: ${listed.map((l) => `${l.record.id.slice(0, 8)} (${l.full ? 'full' : 'incremental'}, ${l.image}@${l.snapshot})`).join(', ')}`);
+
+      // Retention: the full backup goes from the chain, the incremental after it must stay exact.
+      const pruned = await engine.prune(volumeId, 'latest1', { sourcePool: poolName });
+      say(`prune latest1: kept ${pruned.kept.map((k) => `${k.backupId.slice(0, 8)} (${k.reasons.join('; ')})`).join(', ')}; removed ${pruned.removed.map((r) => r.backupId.slice(0, 8)).join(', ')}`);
+      const survivor = await engine.restore({ backup: incremental.record, target: { volume: { pool: poolName } } });
+      made.push(`volume-${survivor.targetVolumeId}`);
+      const survivorSha = await withImage(pool, `volume-${survivor.targetVolumeId}`, (image) => imageSha256(image));
+      verify('restore of the incremental after the prune', survivorSha, incrementalSha);
+      say(`restore of ${incremental.record.id.slice(0, 8)} after the prune: sha256 equal to its source snapshot`);
+      await engine.delete(incremental.record, { sourcePool: poolName });
+      say('deleted the last backup (its chain image went with it)');
       for (const snapshot of await volume.listSnapshots()) await volume.removeSnapshot(snapshot.name);
     } finally {
       await volume.close();
