@@ -265,10 +265,15 @@ Napi::Value ClusterWrap::OpenPool(const Napi::CallbackInfo& info) {
       });
 }
 
+size_t ClusterWrap::OpenInPools(HandleKind kind) const {
+  size_t count = 0;
+  for (auto& pool : handle_->LiveChildren()) count += pool->OpenChildren(kind);
+  return count;
+}
+
 Napi::Value ClusterWrap::OpenImageCount(const Napi::CallbackInfo& info) {
-  size_t images = 0;
-  for (auto& pool : handle_->LiveChildren()) images += pool->OpenChildren();
-  return Napi::Number::New(info.Env(), static_cast<double>(images));
+  return Napi::Number::New(info.Env(),
+                           static_cast<double>(OpenInPools(HandleKind::kImage)));
 }
 
 Napi::Value ClusterWrap::CloseCluster(const Napi::CallbackInfo& info) {
@@ -282,16 +287,11 @@ Napi::Value ClusterWrap::CloseCluster(const Napi::CallbackInfo& info) {
     throw MakeError(env, EBUSY,
                     std::to_string(inflight_) + " cluster operation(s) in flight");
   }
-  size_t images = 0;
-  for (auto& pool : handle_->LiveChildren()) images += pool->OpenChildren();
-  if (images > 0) {
-    throw MakeError(env, EBUSY,
-                    std::to_string(images) + " image(s) still open; close them first");
-  }
+  RefuseWhileOpen(env, OpenInPools(HandleKind::kImage), OpenInPools(HandleKind::kWatch));
   closed_ = true;
   auto handle = handle_;
-  // Pools without open images go with the cluster: an ioctx holds nothing
-  // that could be lost.
+  // Pools without open images or watches go with the cluster: an ioctx
+  // holds nothing that could be lost.
   return RunAsync(env, Value(), &inflight_, [handle](std::string&) {
     handle->CloseTree();
     return 0;

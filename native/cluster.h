@@ -13,7 +13,8 @@ namespace rbdnative {
 
 class ClusterHandle : public Handle {
  public:
-  explicit ClusterHandle(rados_t cluster) : cluster_(cluster) {}
+  explicit ClusterHandle(rados_t cluster)
+      : Handle(HandleKind::kCluster), cluster_(cluster) {}
   ~ClusterHandle() override { Close(); }
   rados_t get() const { return cluster_; }
 
@@ -44,6 +45,8 @@ class ClusterWrap : public Napi::ObjectWrap<ClusterWrap> {
   Napi::Value OpenPool(const Napi::CallbackInfo& info);
   Napi::Value OpenImageCount(const Napi::CallbackInfo& info);
   Napi::Value CloseCluster(const Napi::CallbackInfo& info);
+  // Open children of this kind over all of the cluster's open pools.
+  size_t OpenInPools(HandleKind kind) const;
 
   std::shared_ptr<ClusterHandle> handle_;
   EnvState* state_;

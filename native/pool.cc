@@ -434,8 +434,20 @@ Napi::Value PoolWrap::UnlockObject(const Napi::CallbackInfo& info) {
                   });
 }
 
+void RefuseWhileOpen(Napi::Env env, size_t images, size_t watches) {
+  if (images > 0) {
+    throw MakeError(env, EBUSY,
+                    std::to_string(images) + " image(s) still open; close them first");
+  }
+  if (watches > 0) {
+    throw MakeError(env, EBUSY,
+                    std::to_string(watches) + " watch(es) still open; close them first");
+  }
+}
+
 Napi::Value PoolWrap::OpenImageCount(const Napi::CallbackInfo& info) {
-  return Napi::Number::New(info.Env(), static_cast<double>(handle_->OpenChildren()));
+  return Napi::Number::New(info.Env(),
+                           static_cast<double>(handle_->OpenChildren(HandleKind::kImage)));
 }
 
 Napi::Value PoolWrap::ClosePool(const Napi::CallbackInfo& info) {
@@ -450,11 +462,8 @@ Napi::Value PoolWrap::ClosePool(const Napi::CallbackInfo& info) {
     throw MakeError(env, EBUSY,
                     std::to_string(inflight_) + " pool operation(s) in flight");
   }
-  size_t images = handle_->OpenChildren();
-  if (images > 0) {
-    throw MakeError(env, EBUSY,
-                    std::to_string(images) + " image(s) still open; close them first");
-  }
+  RefuseWhileOpen(env, handle_->OpenChildren(HandleKind::kImage),
+                  handle_->OpenChildren(HandleKind::kWatch));
   closed_ = true;
   auto handle = handle_;
   return RunAsync(env, Value(), &inflight_, [handle](std::string&) {

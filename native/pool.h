@@ -16,7 +16,7 @@ namespace rbdnative {
 class PoolHandle : public Handle {
  public:
   PoolHandle(std::shared_ptr<ClusterHandle> cluster, rados_ioctx_t io)
-      : cluster_(std::move(cluster)), io_(io) {}
+      : Handle(HandleKind::kPool), cluster_(std::move(cluster)), io_(io) {}
   ~PoolHandle() override { Close(); }
   rados_ioctx_t get() const { return io_; }
   const std::shared_ptr<ClusterHandle>& cluster() const { return cluster_; }
@@ -29,6 +29,10 @@ class PoolHandle : public Handle {
   std::shared_ptr<ClusterHandle> cluster_;
   rados_ioctx_t io_;
 };
+
+// Throws EBUSY naming the images or watches still open: a pool (or its
+// cluster) does not close under them.
+void RefuseWhileOpen(Napi::Env env, size_t images, size_t watches);
 
 class PoolWrap : public Napi::ObjectWrap<PoolWrap> {
  public:
