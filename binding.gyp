@@ -13,6 +13,7 @@
         "native/errors.cc",
         "native/handle.cc",
         "native/image.cc",
+        "native/object_lock.cc",
         "native/pool.cc",
         "native/snapshot.cc",
         "native/transfer.cc",

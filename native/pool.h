@@ -6,6 +6,7 @@
 #include <rados/librados.h>
 
 #include <memory>
+#include <vector>
 
 #include "cluster.h"
 #include "env_state.h"
@@ -53,10 +54,12 @@ class PoolWrap : public Napi::ObjectWrap<PoolWrap> {
   Napi::Value WriteObject(const Napi::CallbackInfo& info);
   Napi::Value RemoveObject(const Napi::CallbackInfo& info);
   Napi::Value ObjectExists(const Napi::CallbackInfo& info);
-  Napi::Value LockObject(const Napi::CallbackInfo& info);
-  Napi::Value UnlockObject(const Napi::CallbackInfo& info);
   Napi::Value OpenImageCount(const Napi::CallbackInfo& info);
   Napi::Value ClosePool(const Napi::CallbackInfo& info);
+  // object_lock.cc
+  static void DefineObjectLockMethods(std::vector<PropertyDescriptor>& methods);
+  Napi::Value LockObject(const Napi::CallbackInfo& info);
+  Napi::Value UnlockObject(const Napi::CallbackInfo& info);
 
   std::shared_ptr<PoolHandle> handle_;
   EnvState* state_;
