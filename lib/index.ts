@@ -1,6 +1,7 @@
 export { Cluster, type ConnectOptions } from './ceph/cluster.js';
 export {
   Pool, type CreateImageOptions, type OpenImageOptions, type CloneParent, type WriteObjectOptions, type ObjectLock,
+  type ObjectLocker, type ObjectLockers,
 } from './ceph/pool.js';
 export { Image, MAX_READ_BYTES, type ImageStat, type FlattenOptions } from './ceph/image.js';
 export type { SnapshotInfo, ParentInfo } from './ceph/snapshot.js';

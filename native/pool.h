@@ -60,6 +60,8 @@ class PoolWrap : public Napi::ObjectWrap<PoolWrap> {
   static void DefineObjectLockMethods(std::vector<PropertyDescriptor>& methods);
   Napi::Value LockObject(const Napi::CallbackInfo& info);
   Napi::Value UnlockObject(const Napi::CallbackInfo& info);
+  Napi::Value ListLockers(const Napi::CallbackInfo& info);
+  Napi::Value BreakLock(const Napi::CallbackInfo& info);
 
   std::shared_ptr<PoolHandle> handle_;
   EnvState* state_;

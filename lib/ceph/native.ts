@@ -30,6 +30,12 @@ export interface NativeCreateOptions {
   stripeCount?: bigint;
 }
 
+export interface NativeLockers {
+  exclusive: boolean;
+  tag: string;
+  lockers: Array<{ client: string; cookie: string; address: string }>;
+}
+
 export interface NativePool {
   listImages(): Promise<string[]>;
   createImage(name: string, size: bigint, options: NativeCreateOptions): Promise<void>;
@@ -44,6 +50,8 @@ export interface NativePool {
   lockObject(name: string, lockName: string, cookie: string, description: string, durationMs: number,
     renew: boolean): Promise<void>;
   unlockObject(name: string, lockName: string, cookie: string): Promise<void>;
+  listLockers(name: string, lockName: string): Promise<NativeLockers>;
+  breakLock(name: string, lockName: string, client: string, cookie: string): Promise<void>;
   openImageCount(): number;
   close(): Promise<void>;
 }

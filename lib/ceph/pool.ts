@@ -52,6 +52,25 @@ export interface ObjectLock {
   renew?: boolean;
 }
 
+/** One holder of an object lock, as rados_list_lockers reports it. */
+export interface ObjectLocker {
+  /** The holder's connection: 'client.<gid>', gid being its Cluster.instanceId(). */
+  client: string;
+  cookie: string;
+  /** The holder's address (e.g. 'v1:127.0.0.1:0/1283590212'), what Cluster.blocklistAdd takes. */
+  address: string;
+}
+
+export interface ObjectLockers {
+  exclusive: boolean;
+  /** The tag of a shared lock; '' for an exclusive one. */
+  tag: string;
+  lockers: ObjectLocker[];
+}
+
+/** How rados_list_lockers names a holder: the entity type and its global id. */
+const LOCK_HOLDER = /^client\.[0-9]{1,20}$/;
+
 export class Pool {
   readonly #native: NativePool;
   readonly cluster: Cluster;
@@ -188,7 +207,7 @@ export class Pool {
   async lockObject(name: string, lock: ObjectLock): Promise<void> {
     const resource = this.#object(name, 'lockObject');
     checkName('lock cookie', lock.cookie, 'lockObject', resource, { allowSeparators: true });
-    checkName('lock cookie', lock.name, 'lockObject', resource, { allowSeparators: true });
+    checkName('lock', lock.name, 'lockObject', resource, { allowSeparators: true });
     const durationMs = toIntInRange('durationMs', lock.durationMs ?? 0, 0, 2 ** 40, 'lockObject', resource);
     return nativeCall('lockObject', resource, () => this.#native.lockObject(name, lock.name, lock.cookie,
       lock.description ?? '', durationMs, lock.renew ?? false));
@@ -198,6 +217,33 @@ export class Pool {
   async unlockObject(name: string, lock: Pick<ObjectLock, 'name' | 'cookie'>): Promise<void> {
     const resource = this.#object(name, 'unlockObject');
     return nativeCall('unlockObject', resource, () => this.#native.unlockObject(name, lock.name, lock.cookie));
+  }
+
+  /**
+   * rados_list_lockers: who holds the lock named lockName on the object. An
+   * object that does not exist, or holds no such lock, gives no lockers.
+   */
+  async listLockers(name: string, lockName: string): Promise<ObjectLockers> {
+    const resource = this.#object(name, 'listLockers');
+    checkName('lock', lockName, 'listLockers', resource, { allowSeparators: true });
+    return nativeCall('listLockers', resource, () => this.#native.listLockers(name, lockName));
+  }
+
+  /**
+   * rados_break_lock: removes another holder's lock (client and cookie as
+   * listLockers reports them). NotFoundError when that holder no longer has
+   * it. Breaking a lock does not stop its holder: fence it first
+   * (Cluster.blocklistAdd) if it may still be alive.
+   */
+  async breakLock(name: string, lockName: string, client: string, cookie: string): Promise<void> {
+    const resource = this.#object(name, 'breakLock');
+    checkName('lock', lockName, 'breakLock', resource, { allowSeparators: true });
+    checkName('lock cookie', cookie, 'breakLock', resource, { allowSeparators: true });
+    if (typeof client !== 'string' || !LOCK_HOLDER.test(client)) {
+      throw invalidArgument('breakLock', resource,
+        `lock holder must be 'client.<id>' as listLockers reports it, got ${JSON.stringify(String(client))}`);
+    }
+    return nativeCall('breakLock', resource, () => this.#native.breakLock(name, lockName, client, cookie));
   }
 
   #object(name: string, operation: string): string {
