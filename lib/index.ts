@@ -9,7 +9,7 @@ export type { DiffExtent, DiffOptions } from './ceph/diff.js';
 export type { FeatureName } from './ceph/features.js';
 export {
   CephError, NotFoundError, AlreadyExistsError, BusyError, HasSnapshotsError, PermissionError,
-  TimeoutError, InvalidArgumentError, ClosedError, NotSupportedError, CancelledError,
+  TimeoutError, InvalidArgumentError, ClosedError, NotSupportedError, CancelledError, BlocklistedError,
 } from './ceph/errors.js';
 export { transferDiff, type TransferDiffOptions, type TransferStats } from './engine/transfer.js';
 export { copyImage, DEFAULT_CHUNK_SIZE, type CopyImageOptions, type CopyStats } from './engine/copy.js';

@@ -19,6 +19,8 @@ export interface NativeCluster {
   createPool(name: string): Promise<void>;
   deletePool(name: string): Promise<void>;
   openPool(name: string, namespace?: string): Promise<NativePool>;
+  instanceId(): bigint;
+  blocklistAdd(address: string, expireSeconds: number): Promise<void>;
   openImageCount(): number;
   close(): Promise<void>;
 }
