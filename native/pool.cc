@@ -399,23 +399,9 @@ Napi::Value PoolWrap::OpenImageCount(const Napi::CallbackInfo& info) {
 
 Napi::Value PoolWrap::ClosePool(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (closed_ || !handle_->IsOpen()) {
-    closed_ = true;
-    auto deferred = Napi::Promise::Deferred::New(env);
-    deferred.Resolve(env.Undefined());
-    return deferred.Promise();
-  }
-  if (inflight_ > 0) {
-    throw MakeError(env, EBUSY,
-                    std::to_string(inflight_) + " pool operation(s) in flight");
-  }
-  RefuseWhileOpen(env, handle_->OpenChildren(HandleKind::kImage),
-                  handle_->OpenChildren(HandleKind::kWatch));
-  closed_ = true;
-  auto handle = handle_;
-  return RunAsync(env, Value(), &inflight_, [handle](std::string&) {
-    handle->Close();
-    return 0;
+  return CloseOnce(env, Value(), &inflight_, &closed_, handle_, "pool", [&] {
+    RefuseWhileOpen(env, handle_->OpenChildren(HandleKind::kImage),
+                    handle_->OpenChildren(HandleKind::kWatch));
   });
 }
 
