@@ -17,6 +17,7 @@
         "native/pool.cc",
         "native/snapshot.cc",
         "native/transfer.cc",
+        "native/watch.cc",
         "native/zero_runs.cc"
       ],
       "dependencies": [

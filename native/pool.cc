@@ -91,6 +91,7 @@ Napi::Function PoolWrap::Define(Napi::Env env) {
       InstanceMethod("openImageCount", &PoolWrap::OpenImageCount),
       InstanceMethod("close", &PoolWrap::ClosePool)};
   DefineObjectLockMethods(methods);
+  DefineWatchMethods(methods);
   return DefineClass(env, "NativePool", methods);
 }
 

@@ -62,6 +62,10 @@ class PoolWrap : public Napi::ObjectWrap<PoolWrap> {
   Napi::Value UnlockObject(const Napi::CallbackInfo& info);
   Napi::Value ListLockers(const Napi::CallbackInfo& info);
   Napi::Value BreakLock(const Napi::CallbackInfo& info);
+  // watch.cc
+  static void DefineWatchMethods(std::vector<PropertyDescriptor>& methods);
+  Napi::Value WatchObject(const Napi::CallbackInfo& info);
+  Napi::Value NotifyObject(const Napi::CallbackInfo& info);
 
   std::shared_ptr<PoolHandle> handle_;
   EnvState* state_;

@@ -159,8 +159,9 @@ export class Cluster {
   }
 
   /**
-   * rados_shutdown. Refused with a BusyError while images are open or calls
-   * are in flight; pools without open images are closed along with it.
+   * rados_shutdown. Refused with a BusyError while images or watches are
+   * open or calls are in flight; pools without either are closed along with
+   * it.
    * Closing twice is harmless.
    */
   async close(): Promise<void> {

@@ -38,6 +38,17 @@ export interface NativeLockers {
   lockers: Array<{ client: string; cookie: string; address: string }>;
 }
 
+export interface NativeNotifyReply {
+  acks: Array<{ gid: bigint; cookie: bigint; reply: Buffer }>;
+  timeouts: Array<{ gid: bigint; cookie: bigint }>;
+}
+
+export interface NativeWatch {
+  id(): bigint;
+  check(): Promise<number>;
+  close(): Promise<void>;
+}
+
 export interface NativePool {
   listImages(): Promise<string[]>;
   createImage(name: string, size: bigint, options: NativeCreateOptions): Promise<void>;
@@ -54,6 +65,8 @@ export interface NativePool {
   unlockObject(name: string, lockName: string, cookie: string): Promise<void>;
   listLockers(name: string, lockName: string): Promise<NativeLockers>;
   breakLock(name: string, lockName: string, client: string, cookie: string): Promise<void>;
+  watchObject(name: string, timeoutSeconds: number): Promise<NativeWatch>;
+  notifyObject(name: string, timeoutMs: number, payload: Buffer | null): Promise<NativeNotifyReply>;
   openImageCount(): number;
   close(): Promise<void>;
 }
