@@ -13,9 +13,11 @@
         "native/errors.cc",
         "native/handle.cc",
         "native/image.cc",
+        "native/object_lock.cc",
         "native/pool.cc",
         "native/snapshot.cc",
         "native/transfer.cc",
+        "native/watch.cc",
         "native/zero_runs.cc"
       ],
       "dependencies": [

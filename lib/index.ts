@@ -1,14 +1,17 @@
 export { Cluster, type ConnectOptions } from './ceph/cluster.js';
 export {
   Pool, type CreateImageOptions, type OpenImageOptions, type CloneParent, type WriteObjectOptions, type ObjectLock,
+  type ObjectLocker, type ObjectLockers, type WatchObjectOptions, type NotifyObjectOptions, type NotifyAck,
+  type NotifyTimeout, type NotifyResult,
 } from './ceph/pool.js';
+export { ObjectWatch } from './ceph/watch.js';
 export { Image, MAX_READ_BYTES, type ImageStat, type FlattenOptions } from './ceph/image.js';
 export type { SnapshotInfo, ParentInfo } from './ceph/snapshot.js';
 export type { DiffExtent, DiffOptions } from './ceph/diff.js';
 export type { FeatureName } from './ceph/features.js';
 export {
   CephError, NotFoundError, AlreadyExistsError, BusyError, HasSnapshotsError, PermissionError,
-  TimeoutError, InvalidArgumentError, ClosedError, NotSupportedError, CancelledError,
+  TimeoutError, InvalidArgumentError, ClosedError, NotSupportedError, CancelledError, BlocklistedError,
 } from './ceph/errors.js';
 export { transferDiff, type TransferDiffOptions, type TransferStats } from './engine/transfer.js';
 export { copyImage, DEFAULT_CHUNK_SIZE, type CopyImageOptions, type CopyStats } from './engine/copy.js';

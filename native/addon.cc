@@ -7,6 +7,7 @@
 #include "image.h"
 #include "pool.h"
 #include "transfer.h"
+#include "watch.h"
 #include "zero_runs.h"
 
 namespace rbdnative {
@@ -16,10 +17,12 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   Napi::Function cluster = ClusterWrap::Define(env);
   Napi::Function pool = PoolWrap::Define(env);
   Napi::Function image = ImageWrap::Define(env);
+  Napi::Function watch = WatchWrap::Define(env);
   Napi::Function cancel = CancelToken::Define(env);
   state->cluster_ctor = Napi::Persistent(cluster);
   state->pool_ctor = Napi::Persistent(pool);
   state->image_ctor = Napi::Persistent(image);
+  state->watch_ctor = Napi::Persistent(watch);
   state->cancel_ctor = Napi::Persistent(cancel);
   exports.Set("connect", Napi::Function::New(env, ClusterWrap::Connect, "connect"));
   exports.Set("CancelToken", cancel);

@@ -86,6 +86,8 @@ Napi::Function ClusterWrap::Define(Napi::Env env) {
        InstanceMethod("createPool", &ClusterWrap::CreatePool),
        InstanceMethod("deletePool", &ClusterWrap::DeletePool),
        InstanceMethod("openPool", &ClusterWrap::OpenPool),
+       InstanceMethod("instanceId", &ClusterWrap::InstanceId),
+       InstanceMethod("blocklistAdd", &ClusterWrap::BlocklistAdd),
        InstanceMethod("openImageCount", &ClusterWrap::OpenImageCount),
        InstanceMethod("close", &ClusterWrap::CloseCluster)});
 }
@@ -265,10 +267,38 @@ Napi::Value ClusterWrap::OpenPool(const Napi::CallbackInfo& info) {
       });
 }
 
+// No I/O: the id was read when the connection was made, so this answers on
+// the JavaScript thread without waiting for a close in progress.
+Napi::Value ClusterWrap::InstanceId(const Napi::CallbackInfo& info) {
+  return BigU64(info.Env(), OpenHandle(info.Env())->instance_id());
+}
+
+Napi::Value ClusterWrap::BlocklistAdd(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto handle = OpenHandle(env);
+  std::string address = StringArg(info, 0, "client address");
+  uint64_t expire = U64Arg(info, 1, "blocklist expiry");
+  if (expire > UINT32_MAX) ThrowInvalid(env, "blocklist expiry must fit in 32 bits");
+  return RunAsync(env, Value(), &inflight_, [handle, address, expire](std::string& message) {
+    return WithHandle(handle, "cluster", message, [&](rados_t c) {
+      // librados takes a mutable string; give it a copy of its own.
+      std::string mutable_address = address;
+      int rc = rados_blocklist_add(c, mutable_address.data(), static_cast<uint32_t>(expire));
+      if (rc < 0) message = "rados_blocklist_add failed";
+      return rc;
+    });
+  });
+}
+
+size_t ClusterWrap::OpenInPools(HandleKind kind) const {
+  size_t count = 0;
+  for (auto& pool : handle_->LiveChildren()) count += pool->OpenChildren(kind);
+  return count;
+}
+
 Napi::Value ClusterWrap::OpenImageCount(const Napi::CallbackInfo& info) {
-  size_t images = 0;
-  for (auto& pool : handle_->LiveChildren()) images += pool->OpenChildren();
-  return Napi::Number::New(info.Env(), static_cast<double>(images));
+  return Napi::Number::New(info.Env(),
+                           static_cast<double>(OpenInPools(HandleKind::kImage)));
 }
 
 Napi::Value ClusterWrap::CloseCluster(const Napi::CallbackInfo& info) {
@@ -282,16 +312,11 @@ Napi::Value ClusterWrap::CloseCluster(const Napi::CallbackInfo& info) {
     throw MakeError(env, EBUSY,
                     std::to_string(inflight_) + " cluster operation(s) in flight");
   }
-  size_t images = 0;
-  for (auto& pool : handle_->LiveChildren()) images += pool->OpenChildren();
-  if (images > 0) {
-    throw MakeError(env, EBUSY,
-                    std::to_string(images) + " image(s) still open; close them first");
-  }
+  RefuseWhileOpen(env, OpenInPools(HandleKind::kImage), OpenInPools(HandleKind::kWatch));
   closed_ = true;
   auto handle = handle_;
-  // Pools without open images go with the cluster: an ioctx holds nothing
-  // that could be lost.
+  // Pools without open images or watches go with the cluster: an ioctx
+  // holds nothing that could be lost.
   return RunAsync(env, Value(), &inflight_, [handle](std::string&) {
     handle->CloseTree();
     return 0;

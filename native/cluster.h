@@ -13,15 +13,22 @@ namespace rbdnative {
 
 class ClusterHandle : public Handle {
  public:
-  explicit ClusterHandle(rados_t cluster) : cluster_(cluster) {}
+  // Called on a worker right after rados_connect, which fixes the id for
+  // the life of the connection.
+  explicit ClusterHandle(rados_t cluster)
+      : Handle(HandleKind::kCluster),
+        cluster_(cluster),
+        instance_id_(rados_get_instance_id(cluster)) {}
   ~ClusterHandle() override { Close(); }
   rados_t get() const { return cluster_; }
+  uint64_t instance_id() const { return instance_id_; }
 
  protected:
   void Release() override;
 
  private:
   rados_t cluster_;
+  const uint64_t instance_id_;
 };
 
 class ClusterWrap : public Napi::ObjectWrap<ClusterWrap> {
@@ -42,8 +49,12 @@ class ClusterWrap : public Napi::ObjectWrap<ClusterWrap> {
   Napi::Value CreatePool(const Napi::CallbackInfo& info);
   Napi::Value DeletePool(const Napi::CallbackInfo& info);
   Napi::Value OpenPool(const Napi::CallbackInfo& info);
+  Napi::Value InstanceId(const Napi::CallbackInfo& info);
+  Napi::Value BlocklistAdd(const Napi::CallbackInfo& info);
   Napi::Value OpenImageCount(const Napi::CallbackInfo& info);
   Napi::Value CloseCluster(const Napi::CallbackInfo& info);
+  // Open children of this kind over all of the cluster's open pools.
+  size_t OpenInPools(HandleKind kind) const;
 
   std::shared_ptr<ClusterHandle> handle_;
   EnvState* state_;

@@ -20,6 +20,7 @@ void CleanupHook(EnvState* state) {
   state->cluster_ctor.Reset();
   state->pool_ctor.Reset();
   state->image_ctor.Reset();
+  state->watch_ctor.Reset();
   state->cancel_ctor.Reset();
 }
 

@@ -20,6 +20,7 @@ struct EnvState {
   Napi::FunctionReference cluster_ctor;
   Napi::FunctionReference pool_ctor;
   Napi::FunctionReference image_ctor;
+  Napi::FunctionReference watch_ctor;
   Napi::FunctionReference cancel_ctor;
   uv_loop_t* loop = nullptr;
   bool tearing_down = false;

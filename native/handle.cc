@@ -36,6 +36,12 @@ std::vector<std::shared_ptr<Handle>> Handle::LiveChildren() {
   return live;
 }
 
-size_t Handle::OpenChildren() { return LiveChildren().size(); }
+size_t Handle::OpenChildren(HandleKind kind) {
+  size_t count = 0;
+  for (auto& child : LiveChildren()) {
+    if (child->kind() == kind) ++count;
+  }
+  return count;
+}
 
 }  // namespace rbdnative

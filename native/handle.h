@@ -12,13 +12,17 @@
 
 namespace rbdnative {
 
+// What a handle is, so a parent can count its open children by kind (a pool
+// refuses to close with an image or a watch open, and says which).
+enum class HandleKind { kCluster, kPool, kImage, kWatch };
+
 // A handle is released exactly once: by an explicit close, by the last owner
 // going away, or by the environment cleanup hook at exit. Workers hold a
 // shared lock while they use the raw handle, so a release waits for calls in
 // flight instead of pulling the handle out from under them.
 class Handle {
  public:
-  Handle() = default;
+  explicit Handle(HandleKind kind) : kind_(kind) {}
   Handle(const Handle&) = delete;
   Handle& operator=(const Handle&) = delete;
   virtual ~Handle() = default;
@@ -28,6 +32,7 @@ class Handle {
     return std::shared_lock<std::shared_mutex>(mu_);
   }
   bool IsOpen() const { return !released_.load(); }
+  HandleKind kind() const { return kind_; }
 
   // Releases children first (an image before its pool, a pool before its
   // cluster) because librados must not be shut down under an open image.
@@ -35,8 +40,9 @@ class Handle {
   void Close();
 
   void AddChild(const std::shared_ptr<Handle>& child);
-  // Number of children that are still open, for refusing an early close.
-  size_t OpenChildren();
+  // Number of children of this kind that are still open, for refusing an
+  // early close.
+  size_t OpenChildren(HandleKind kind);
   std::vector<std::shared_ptr<Handle>> LiveChildren();
 
  protected:
@@ -45,6 +51,7 @@ class Handle {
   virtual void Release() = 0;
 
  private:
+  const HandleKind kind_;
   mutable std::shared_mutex mu_;
   std::atomic<bool> released_{false};
   std::mutex children_mu_;

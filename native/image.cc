@@ -528,23 +528,7 @@ Napi::Value ImageWrap::Flatten(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value ImageWrap::CloseImage(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (closed_ || !handle_->IsOpen()) {
-    closed_ = true;
-    auto deferred = Napi::Promise::Deferred::New(env);
-    deferred.Resolve(env.Undefined());
-    return deferred.Promise();
-  }
-  if (inflight_ > 0) {
-    throw MakeError(env, EBUSY,
-                    std::to_string(inflight_) + " image operation(s) in flight");
-  }
-  closed_ = true;
-  auto handle = handle_;
-  return RunAsync(env, Value(), &inflight_, [handle](std::string&) {
-    handle->Close();
-    return 0;
-  });
+  return CloseOnce(info.Env(), Value(), &inflight_, &closed_, handle_, "image");
 }
 
 }  // namespace rbdnative

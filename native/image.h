@@ -16,7 +16,7 @@ namespace rbdnative {
 class ImageHandle : public Handle {
  public:
   ImageHandle(std::shared_ptr<PoolHandle> pool, rbd_image_t image)
-      : pool_(std::move(pool)), image_(image) {}
+      : Handle(HandleKind::kImage), pool_(std::move(pool)), image_(image) {}
   ~ImageHandle() override { Close(); }
   rbd_image_t get() const { return image_; }
   const std::shared_ptr<PoolHandle>& pool() const { return pool_; }

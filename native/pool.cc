@@ -78,21 +78,21 @@ void PoolHandle::Release() {
 }
 
 Napi::Function PoolWrap::Define(Napi::Env env) {
-  return DefineClass(
-      env, "NativePool",
-      {InstanceMethod("listImages", &PoolWrap::ListImages),
-       InstanceMethod("createImage", &PoolWrap::CreateImage),
-       InstanceMethod("removeImage", &PoolWrap::RemoveImage),
-       InstanceMethod("openImage", &PoolWrap::OpenImage),
-       InstanceMethod("clone", &PoolWrap::Clone),
-       InstanceMethod("readObject", &PoolWrap::ReadObject),
-       InstanceMethod("writeObject", &PoolWrap::WriteObject),
-       InstanceMethod("removeObject", &PoolWrap::RemoveObject),
-       InstanceMethod("objectExists", &PoolWrap::ObjectExists),
-       InstanceMethod("lockObject", &PoolWrap::LockObject),
-       InstanceMethod("unlockObject", &PoolWrap::UnlockObject),
-       InstanceMethod("openImageCount", &PoolWrap::OpenImageCount),
-       InstanceMethod("close", &PoolWrap::ClosePool)});
+  std::vector<PropertyDescriptor> methods = {
+      InstanceMethod("listImages", &PoolWrap::ListImages),
+      InstanceMethod("createImage", &PoolWrap::CreateImage),
+      InstanceMethod("removeImage", &PoolWrap::RemoveImage),
+      InstanceMethod("openImage", &PoolWrap::OpenImage),
+      InstanceMethod("clone", &PoolWrap::Clone),
+      InstanceMethod("readObject", &PoolWrap::ReadObject),
+      InstanceMethod("writeObject", &PoolWrap::WriteObject),
+      InstanceMethod("removeObject", &PoolWrap::RemoveObject),
+      InstanceMethod("objectExists", &PoolWrap::ObjectExists),
+      InstanceMethod("openImageCount", &PoolWrap::OpenImageCount),
+      InstanceMethod("close", &PoolWrap::ClosePool)};
+  DefineObjectLockMethods(methods);
+  DefineWatchMethods(methods);
+  return DefineClass(env, "NativePool", methods);
 }
 
 PoolWrap::PoolWrap(const Napi::CallbackInfo& info)
@@ -382,84 +382,27 @@ Napi::Value PoolWrap::ObjectExists(const Napi::CallbackInfo& info) {
       [](Napi::Env env, bool& exists) { return Napi::Boolean::New(env, exists); });
 }
 
-Napi::Value PoolWrap::LockObject(const Napi::CallbackInfo& info) {
-  auto handle = OpenHandle(info.Env());
-  std::string oid = StringArg(info, 0, "object name");
-  std::string name = StringArg(info, 1, "lock name");
-  std::string cookie = StringArg(info, 2, "lock cookie");
-  std::string description = StringArg(info, 3, "lock description");
-  uint64_t duration_ms = U64Arg(info, 4, "lock duration");
-  bool renew = BoolArg(info, 5);
-  return RunAsync(info.Env(), Value(), &inflight_,
-                  [handle, oid, name, cookie, description, duration_ms, renew](std::string& message) {
-                    return WithHandle(handle, "pool", message, [&](rados_ioctx_t io) {
-                      struct timeval duration {
-                        static_cast<time_t>(duration_ms / 1000),
-                            static_cast<suseconds_t>((duration_ms % 1000) * 1000)
-                      };
-                      int rc = rados_lock_exclusive(io, oid.c_str(), name.c_str(), cookie.c_str(),
-                                                    description.c_str(),
-                                                    duration_ms ? &duration : nullptr,
-                                                    renew ? LIBRADOS_LOCK_FLAG_MUST_RENEW : 0);
-                      if (rc == -EBUSY) {
-                        message = "the lock is held by another client or cookie";
-                      } else if (rc == -EEXIST) {
-                        message = "this client already holds the lock with this cookie";
-                      } else if (rc == -ENOENT && renew) {
-                        message = "the lock to renew is no longer held (it expired or was broken)";
-                      } else if (rc < 0) {
-                        message = "rados_lock_exclusive failed";
-                      }
-                      return rc;
-                    });
-                  });
-}
-
-Napi::Value PoolWrap::UnlockObject(const Napi::CallbackInfo& info) {
-  auto handle = OpenHandle(info.Env());
-  std::string oid = StringArg(info, 0, "object name");
-  std::string name = StringArg(info, 1, "lock name");
-  std::string cookie = StringArg(info, 2, "lock cookie");
-  return RunAsync(info.Env(), Value(), &inflight_,
-                  [handle, oid, name, cookie](std::string& message) {
-                    return WithHandle(handle, "pool", message, [&](rados_ioctx_t io) {
-                      int rc = rados_unlock(io, oid.c_str(), name.c_str(), cookie.c_str());
-                      if (rc == -ENOENT) {
-                        message = "this client holds no such lock";
-                      } else if (rc < 0) {
-                        message = "rados_unlock failed";
-                      }
-                      return rc;
-                    });
-                  });
-}
-
-Napi::Value PoolWrap::OpenImageCount(const Napi::CallbackInfo& info) {
-  return Napi::Number::New(info.Env(), static_cast<double>(handle_->OpenChildren()));
-}
-
-Napi::Value PoolWrap::ClosePool(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (closed_ || !handle_->IsOpen()) {
-    closed_ = true;
-    auto deferred = Napi::Promise::Deferred::New(env);
-    deferred.Resolve(env.Undefined());
-    return deferred.Promise();
-  }
-  if (inflight_ > 0) {
-    throw MakeError(env, EBUSY,
-                    std::to_string(inflight_) + " pool operation(s) in flight");
-  }
-  size_t images = handle_->OpenChildren();
+void RefuseWhileOpen(Napi::Env env, size_t images, size_t watches) {
   if (images > 0) {
     throw MakeError(env, EBUSY,
                     std::to_string(images) + " image(s) still open; close them first");
   }
-  closed_ = true;
-  auto handle = handle_;
-  return RunAsync(env, Value(), &inflight_, [handle](std::string&) {
-    handle->Close();
-    return 0;
+  if (watches > 0) {
+    throw MakeError(env, EBUSY,
+                    std::to_string(watches) + " watch(es) still open; close them first");
+  }
+}
+
+Napi::Value PoolWrap::OpenImageCount(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(),
+                           static_cast<double>(handle_->OpenChildren(HandleKind::kImage)));
+}
+
+Napi::Value PoolWrap::ClosePool(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return CloseOnce(env, Value(), &inflight_, &closed_, handle_, "pool", [&] {
+    RefuseWhileOpen(env, handle_->OpenChildren(HandleKind::kImage),
+                    handle_->OpenChildren(HandleKind::kWatch));
   });
 }
 

@@ -6,6 +6,7 @@
 #include <rados/librados.h>
 
 #include <memory>
+#include <vector>
 
 #include "cluster.h"
 #include "env_state.h"
@@ -16,7 +17,7 @@ namespace rbdnative {
 class PoolHandle : public Handle {
  public:
   PoolHandle(std::shared_ptr<ClusterHandle> cluster, rados_ioctx_t io)
-      : cluster_(std::move(cluster)), io_(io) {}
+      : Handle(HandleKind::kPool), cluster_(std::move(cluster)), io_(io) {}
   ~PoolHandle() override { Close(); }
   rados_ioctx_t get() const { return io_; }
   const std::shared_ptr<ClusterHandle>& cluster() const { return cluster_; }
@@ -29,6 +30,10 @@ class PoolHandle : public Handle {
   std::shared_ptr<ClusterHandle> cluster_;
   rados_ioctx_t io_;
 };
+
+// Throws EBUSY naming the images or watches still open: a pool (or its
+// cluster) does not close under them.
+void RefuseWhileOpen(Napi::Env env, size_t images, size_t watches);
 
 class PoolWrap : public Napi::ObjectWrap<PoolWrap> {
  public:
@@ -49,10 +54,18 @@ class PoolWrap : public Napi::ObjectWrap<PoolWrap> {
   Napi::Value WriteObject(const Napi::CallbackInfo& info);
   Napi::Value RemoveObject(const Napi::CallbackInfo& info);
   Napi::Value ObjectExists(const Napi::CallbackInfo& info);
-  Napi::Value LockObject(const Napi::CallbackInfo& info);
-  Napi::Value UnlockObject(const Napi::CallbackInfo& info);
   Napi::Value OpenImageCount(const Napi::CallbackInfo& info);
   Napi::Value ClosePool(const Napi::CallbackInfo& info);
+  // object_lock.cc
+  static void DefineObjectLockMethods(std::vector<PropertyDescriptor>& methods);
+  Napi::Value LockObject(const Napi::CallbackInfo& info);
+  Napi::Value UnlockObject(const Napi::CallbackInfo& info);
+  Napi::Value ListLockers(const Napi::CallbackInfo& info);
+  Napi::Value BreakLock(const Napi::CallbackInfo& info);
+  // watch.cc
+  static void DefineWatchMethods(std::vector<PropertyDescriptor>& methods);
+  Napi::Value WatchObject(const Napi::CallbackInfo& info);
+  Napi::Value NotifyObject(const Napi::CallbackInfo& info);
 
   std::shared_ptr<PoolHandle> handle_;
   EnvState* state_;

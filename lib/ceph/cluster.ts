@@ -3,7 +3,7 @@
  * (rados_create2, rados_conf_*, rados_connect, rados_pool_*, rados_shutdown).
  */
 import { addon, type NativeCluster } from './native.js';
-import { nativeCall, TimeoutError } from './errors.js';
+import { fromNative, invalidArgument, nativeCall, TimeoutError } from './errors.js';
 import { checkName, toIntInRange } from './validate.js';
 import { Pool } from './pool.js';
 import { logCeph } from './log.js';
@@ -28,6 +28,10 @@ export interface ConnectOptions {
 }
 
 const DEFAULT_CONF = '/etc/ceph/ceph.conf';
+/** An entity address or address vector ('v1:127.0.0.1:0/1283590212', '[v2:...,v1:...]'): printable ASCII without spaces. */
+const CLIENT_ADDRESS = /^[\x21-\x7e]{1,256}$/;
+/** The longest blocklisting accepted: a year. Fencing wants far less. */
+const MAX_BLOCKLIST_SECONDS = 365 * 24 * 3600;
 const DEFAULT_TIMEOUT_MS = 30_000;
 
 function seconds(ms: number): string {
@@ -127,8 +131,37 @@ export class Cluster {
   }
 
   /**
-   * rados_shutdown. Refused with a BusyError while images are open or calls
-   * are in flight; pools without open images are closed along with it.
+   * rados_get_instance_id: this connection's global id, the gid its watches
+   * and notify acks carry and the <gid> of 'client.<gid>' in lock holders.
+   * Fixed for the life of the connection; answers without I/O.
+   */
+  instanceId(): bigint {
+    try {
+      return this.#native.instanceId();
+    } catch (error) {
+      throw fromNative(error, 'instanceId', this.name);
+    }
+  }
+
+  /**
+   * rados_blocklist_add: fences a client (an address as Pool.listLockers
+   * reports it) for expireSeconds: the OSDs refuse its operations from then
+   * on. A blocklisted connection cannot recover: its owner must close it and
+   * connect again.
+   */
+  async blocklistAdd(address: string, expireSeconds: number): Promise<void> {
+    if (typeof address !== 'string' || !CLIENT_ADDRESS.test(address)) {
+      throw invalidArgument('blocklistAdd', this.name,
+        `client address must be 1..256 printable characters without spaces, got ${JSON.stringify(String(address)).slice(0, 80)}`);
+    }
+    const seconds = toIntInRange('expireSeconds', expireSeconds, 1, MAX_BLOCKLIST_SECONDS, 'blocklistAdd', this.name);
+    return nativeCall('blocklistAdd', `${this.name} ${address}`, () => this.#native.blocklistAdd(address, seconds));
+  }
+
+  /**
+   * rados_shutdown. Refused with a BusyError while images or watches are
+   * open or calls are in flight; pools without either are closed along with
+   * it.
    * Closing twice is harmless.
    */
   async close(): Promise<void> {

@@ -24,12 +24,13 @@ const descriptions: Record<string, string> = {
   ERANGE: 'out of range',
   EIO: 'input/output error',
   ESHUTDOWN: 'client is blocklisted or shut down',
+  ENOTCONN: 'not connected',
 };
 
 const errnoOf: Record<string, number> = {
   EPERM: 1, ENOENT: 2, EIO: 5, EBADF: 9, ENOMEM: 12, EACCES: 13, EBUSY: 16, EEXIST: 17,
   EINVAL: 22, EFBIG: 27, ENOSPC: 28, EROFS: 30, ERANGE: 34, ENOTEMPTY: 39,
-  EOPNOTSUPP: 95, ESHUTDOWN: 108, ETIMEDOUT: 110, EDQUOT: 122, ECANCELED: 125,
+  EOPNOTSUPP: 95, ENOTCONN: 107, ESHUTDOWN: 108, ETIMEDOUT: 110, EDQUOT: 122, ECANCELED: 125,
 };
 
 export interface CephErrorDetails {
@@ -73,6 +74,8 @@ export class InvalidArgumentError extends CephError {}
 export class ClosedError extends CephError {}
 export class NotSupportedError extends CephError {}
 export class CancelledError extends CephError {}
+/** ESHUTDOWN: this connection was blocklisted (fenced); close it and connect again. */
+export class BlocklistedError extends CephError {}
 
 const classes: Record<string, new (details: CephErrorDetails) => CephError> = {
   ENOENT: NotFoundError,
@@ -86,6 +89,7 @@ const classes: Record<string, new (details: CephErrorDetails) => CephError> = {
   EBADF: ClosedError,
   EOPNOTSUPP: NotSupportedError,
   ECANCELED: CancelledError,
+  ESHUTDOWN: BlocklistedError,
 };
 
 /** The error class for a code, plain CephError for codes without one. */

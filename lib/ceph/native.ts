@@ -19,6 +19,8 @@ export interface NativeCluster {
   createPool(name: string): Promise<void>;
   deletePool(name: string): Promise<void>;
   openPool(name: string, namespace?: string): Promise<NativePool>;
+  instanceId(): bigint;
+  blocklistAdd(address: string, expireSeconds: number): Promise<void>;
   openImageCount(): number;
   close(): Promise<void>;
 }
@@ -28,6 +30,23 @@ export interface NativeCreateOptions {
   order?: number;
   stripeUnit?: bigint;
   stripeCount?: bigint;
+}
+
+export interface NativeLockers {
+  exclusive: boolean;
+  tag: string;
+  lockers: Array<{ client: string; cookie: string; address: string }>;
+}
+
+export interface NativeNotifyReply {
+  acks: Array<{ gid: bigint; cookie: bigint; reply: Buffer }>;
+  timeouts: Array<{ gid: bigint; cookie: bigint }>;
+}
+
+export interface NativeWatch {
+  id(): bigint;
+  check(): Promise<number>;
+  close(): Promise<void>;
 }
 
 export interface NativePool {
@@ -44,6 +63,10 @@ export interface NativePool {
   lockObject(name: string, lockName: string, cookie: string, description: string, durationMs: number,
     renew: boolean): Promise<void>;
   unlockObject(name: string, lockName: string, cookie: string): Promise<void>;
+  listLockers(name: string, lockName: string): Promise<NativeLockers>;
+  breakLock(name: string, lockName: string, client: string, cookie: string): Promise<void>;
+  watchObject(name: string, timeoutSeconds: number): Promise<NativeWatch>;
+  notifyObject(name: string, timeoutMs: number, payload: Buffer | null): Promise<NativeNotifyReply>;
   openImageCount(): number;
   close(): Promise<void>;
 }

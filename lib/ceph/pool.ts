@@ -8,6 +8,7 @@ import { invalidArgument, nativeCall } from './errors.js';
 import { checkName, toIntInRange, toU64 } from './validate.js';
 import { featureBits, type FeatureName } from './features.js';
 import { Image } from './image.js';
+import { ObjectWatch } from './watch.js';
 import type { Cluster } from './cluster.js';
 
 export interface CreateImageOptions {
@@ -51,6 +52,75 @@ export interface ObjectLock {
   /** Extend a lock this client holds with this cookie. */
   renew?: boolean;
 }
+
+/** One holder of an object lock, as rados_list_lockers reports it. */
+export interface ObjectLocker {
+  /** The holder's connection: 'client.<gid>', gid being its Cluster.instanceId(). */
+  client: string;
+  cookie: string;
+  /** The holder's address (e.g. 'v1:127.0.0.1:0/1283590212'), what Cluster.blocklistAdd takes. */
+  address: string;
+}
+
+export interface ObjectLockers {
+  exclusive: boolean;
+  /** The tag of a shared lock; '' for an exclusive one. */
+  tag: string;
+  lockers: ObjectLocker[];
+}
+
+export interface WatchObjectOptions {
+  /**
+   * Seconds the OSD keeps the watch without hearing from this client
+   * (rados_watch3's timeout; librados' default is 30): a killed holder's
+   * watch ends that long after it died. librados pings each watch once per
+   * objecter_tick_interval (5 s by default) and a watch left unpinged for
+   * its timeout lapses even though its holder lives, so a timeout below
+   * twice that interval is refused (InvalidArgumentError): for a shorter
+   * one, connect with `options: { objecter_tick_interval: '1' }`. 1..3600.
+   */
+  timeoutSeconds: number;
+}
+
+export interface NotifyObjectOptions {
+  /**
+   * How long the OSD waits for the watchers' acks. The OSD counts whole
+   * seconds: this is rounded up to one. 1..600000.
+   */
+  timeoutMs: number;
+  /** Sent to every watcher (at most 1 MiB); default empty. */
+  payload?: Buffer | string;
+}
+
+/** A watcher that acknowledged a notify. */
+export interface NotifyAck {
+  /** The watcher's connection: its Cluster.instanceId(). */
+  gid: bigint;
+  /** The watch's ObjectWatch.id. */
+  cookie: bigint;
+  /** What the watcher acked with (empty from an ObjectWatch). */
+  reply: Buffer;
+}
+
+/** A watcher the OSD still had that did not ack in time (dead, partitioned, or slow). */
+export interface NotifyTimeout {
+  gid: bigint;
+  cookie: bigint;
+}
+
+export interface NotifyResult {
+  acks: NotifyAck[];
+  timeouts: NotifyTimeout[];
+}
+
+/** The longest per-watch timeout accepted: an hour. */
+const MAX_WATCH_TIMEOUT_SECONDS = 3600;
+/** The longest notify timeout accepted: ten minutes. */
+const MAX_NOTIFY_TIMEOUT_MS = 600_000;
+const MAX_NOTIFY_PAYLOAD = 1 << 20;
+
+/** How rados_list_lockers names a holder: the entity type and its global id. */
+const LOCK_HOLDER = /^client\.[0-9]{1,20}$/;
 
 export class Pool {
   readonly #native: NativePool;
@@ -188,7 +258,7 @@ export class Pool {
   async lockObject(name: string, lock: ObjectLock): Promise<void> {
     const resource = this.#object(name, 'lockObject');
     checkName('lock cookie', lock.cookie, 'lockObject', resource, { allowSeparators: true });
-    checkName('lock cookie', lock.name, 'lockObject', resource, { allowSeparators: true });
+    checkName('lock', lock.name, 'lockObject', resource, { allowSeparators: true });
     const durationMs = toIntInRange('durationMs', lock.durationMs ?? 0, 0, 2 ** 40, 'lockObject', resource);
     return nativeCall('lockObject', resource, () => this.#native.lockObject(name, lock.name, lock.cookie,
       lock.description ?? '', durationMs, lock.renew ?? false));
@@ -200,13 +270,79 @@ export class Pool {
     return nativeCall('unlockObject', resource, () => this.#native.unlockObject(name, lock.name, lock.cookie));
   }
 
+  /**
+   * rados_list_lockers: who holds the lock named lockName on the object. An
+   * object that does not exist, or holds no such lock, gives no lockers.
+   */
+  async listLockers(name: string, lockName: string): Promise<ObjectLockers> {
+    const resource = this.#object(name, 'listLockers');
+    checkName('lock', lockName, 'listLockers', resource, { allowSeparators: true });
+    return nativeCall('listLockers', resource, () => this.#native.listLockers(name, lockName));
+  }
+
+  /**
+   * rados_break_lock: removes another holder's lock (client and cookie as
+   * listLockers reports them). NotFoundError when that holder no longer has
+   * it. Breaking a lock does not stop its holder: fence it first
+   * (Cluster.blocklistAdd) if it may still be alive.
+   */
+  async breakLock(name: string, lockName: string, client: string, cookie: string): Promise<void> {
+    const resource = this.#object(name, 'breakLock');
+    checkName('lock', lockName, 'breakLock', resource, { allowSeparators: true });
+    checkName('lock cookie', cookie, 'breakLock', resource, { allowSeparators: true });
+    if (typeof client !== 'string' || !LOCK_HOLDER.test(client)) {
+      throw invalidArgument('breakLock', resource,
+        `lock holder must be 'client.<id>' as listLockers reports it, got ${JSON.stringify(String(client))}`);
+    }
+    return nativeCall('breakLock', resource, () => this.#native.breakLock(name, lockName, client, cookie));
+  }
+
+  /**
+   * rados_watch3: watches an existing object (NotFoundError otherwise) until
+   * the ObjectWatch is closed. Every notify on the object is acked at once,
+   * from librados' thread. This pool refuses close() while the watch is
+   * open.
+   */
+  async watchObject(name: string, options: WatchObjectOptions): Promise<ObjectWatch> {
+    const resource = this.#object(name, 'watchObject');
+    const timeoutSeconds = toIntInRange('timeoutSeconds', options?.timeoutSeconds, 1, MAX_WATCH_TIMEOUT_SECONDS,
+      'watchObject', resource);
+    const native = await nativeCall('watchObject', resource, () => this.#native.watchObject(name, timeoutSeconds));
+    return new ObjectWatch(native, this, name);
+  }
+
+  /**
+   * rados_notify2: notifies the object's watchers and waits up to timeoutMs
+   * for their acks. Watchers that did not ack in time are listed in
+   * timeouts, not thrown (librados reports ETIMEDOUT then, with the same
+   * reply); a watch that already lapsed on the OSD is in neither list.
+   * NotFoundError for a missing object.
+   */
+  async notifyObject(name: string, options: NotifyObjectOptions): Promise<NotifyResult> {
+    const resource = this.#object(name, 'notifyObject');
+    const timeoutMs = toIntInRange('timeoutMs', options?.timeoutMs, 1, MAX_NOTIFY_TIMEOUT_MS, 'notifyObject',
+      resource);
+    const payload = typeof options.payload === 'string' ? Buffer.from(options.payload) : options.payload;
+    if (payload !== undefined && !Buffer.isBuffer(payload)) {
+      throw invalidArgument('notifyObject', resource, 'payload must be a Buffer or a string');
+    }
+    if (payload !== undefined && payload.length > MAX_NOTIFY_PAYLOAD) {
+      throw invalidArgument('notifyObject', resource, `payload is larger than ${MAX_NOTIFY_PAYLOAD} bytes`);
+    }
+    // librados hands the OSD whole seconds (rounded down, and 0 becomes the
+    // OSD's 30 s default): round up so the wait is never shorter than asked.
+    const wholeSecondsMs = Math.ceil(timeoutMs / 1000) * 1000;
+    return nativeCall('notifyObject', resource,
+      () => this.#native.notifyObject(name, wholeSecondsMs, payload ?? null));
+  }
+
   #object(name: string, operation: string): string {
     const resource = `${this.spec}/${String(name)}`;
     checkName('object', name, operation, resource);
     return resource;
   }
 
-  /** rados_ioctx_destroy; refused with a BusyError while images of this pool are open. */
+  /** rados_ioctx_destroy; refused with a BusyError while images or watches of this pool are open. */
   async close(): Promise<void> {
     return nativeCall('close', this.spec, () => this.#native.close());
   }

@@ -9,7 +9,7 @@ const MAX_NAME_BYTES = 255;
 const MAX_U64 = (1n << 64n) - 1n;
 
 export type NameKind = 'pool' | 'namespace' | 'image' | 'snapshot' | 'object' | 'metadata key'
-  | 'lock cookie' | 'user';
+  | 'lock' | 'lock cookie' | 'user';
 
 /**
  * Pool, image and snapshot names: non-empty, at most 255 bytes, without

@@ -6,7 +6,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  AlreadyExistsError, BusyError, CancelledError, CephError, ClosedError, HasSnapshotsError,
+  AlreadyExistsError, BlocklistedError, BusyError, CancelledError, CephError, ClosedError, HasSnapshotsError,
   InvalidArgumentError, NotFoundError, NotSupportedError, PermissionError, TimeoutError,
   cephError, fromNative, invalidArgument, nativeCall,
 } from '../../lib/ceph/errors.js';
@@ -29,6 +29,7 @@ const mapping: Array<[string, number, new (...args: never[]) => CephError, strin
   ['EBADF', 9, ClosedError, 'handle is closed'],
   ['ECANCELED', 125, CancelledError, 'cancelled'],
   ['EOPNOTSUPP', 95, NotSupportedError, 'not supported'],
+  ['ESHUTDOWN', 108, BlocklistedError, 'client is blocklisted or shut down'],
 ];
 
 describe('fromNative', () => {
@@ -181,6 +182,7 @@ describe('CephError', () => {
     assert.equal(publicApi.ClosedError, ClosedError);
     assert.equal(publicApi.NotSupportedError, NotSupportedError);
     assert.equal(publicApi.CancelledError, CancelledError);
+    assert.equal(publicApi.BlocklistedError, BlocklistedError);
   });
 });
 
