@@ -1,35 +1,85 @@
 /**
  * The per-volume lock that keeps two backups of one volume (or a backup and
- * a delete) from running at once, across processes and hosts: a RADOS lock
- * on an object in the backup pool. It expires on its own when its holder
- * dies and is renewed while held; a holder that loses it stops its work.
+ * a delete or prune) from running at once, across processes and hosts: a
+ * RADOS lock on an object in the backup pool, renewed while held. Like
+ * librbd's exclusive lock, the holder keeps a watch on the lock object and
+ * answers notifies; a contender that finds the lock held sends one, and a
+ * holder that does not answer is dead (or cut off): the contender fences it
+ * by blocklisting its address and breaks its lock, instead of waiting out
+ * the lock's life.
  */
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { BusyError, CephError } from '../ceph/errors.js';
+import { BusyError, CephError, NotFoundError } from '../ceph/errors.js';
 import type { Pool } from '../ceph/pool.js';
+import type { ObjectWatch } from '../ceph/watch.js';
 import { logBackup } from './log.js';
 
 const LOCK_NAME = 'rbd-backup';
+/**
+ * A killed holder's watch ends on the OSD after this long (rados_watch3's
+ * timeout; at least twice librados' 5 s ping interval). Contenders do not
+ * wait for it: a dead holder answers no notify while its watch lingers.
+ */
+const WATCH_TIMEOUT_SECONDS = 10;
+/** How long a live holder has to answer: its librados thread answers at once. */
+const NOTIFY_TIMEOUT_MS = 3000;
 
 export function lockObjectName(volumeId: string): string {
   return `volume-${volumeId}.backup.lock`;
 }
 
+/** Who holds a lock, as RADOS reports it. */
 export interface LockHolder {
+  /** 'client.<gid>' */
   client: string;
   address: string;
+  /** What the holder wrote into the lock object: the operation, volume, host and pid. */
   description: string;
 }
 
 export interface LockOptions {
-  onBusy?: 'wait' | 'skip';
-  onWait?: (holder: LockHolder) => void;
-  /** How long to wait for a lock another holder has. */
+  /** How long to wait for a lock a live holder has. */
   waitMs: number;
   /** How long the lock lives without renewal (renewed every third of it). */
   ttlMs: number;
+  /** 'skip': fail at once with a BusyError naming the live holder instead of waiting. */
+  onBusy?: 'wait' | 'skip';
+  /** Called once when a live holder is found and waited for. */
+  onWait?: (holder: LockHolder) => void;
+}
+
+/** The holder of the lock on object, if any, and whether it answered a notify. */
+async function inspectHolder(pool: Pool, object: string): Promise<{ holder: LockHolder & { cookie: string }; alive: boolean } | undefined> {
+  const { lockers } = await pool.listLockers(object, LOCK_NAME);
+  const [holder] = lockers;
+  if (!holder) return undefined;
+  const [{ acks }, content] = await Promise.all([
+    pool.notifyObject(object, { timeoutMs: NOTIFY_TIMEOUT_MS }),
+    pool.readObject(object).catch(() => Buffer.alloc(0)),
+  ]);
+  const description = content.toString('utf8').slice(0, 200) || 'an unknown holder';
+  const gid = holder.client.replace(/^client\./, '');
+  return { holder: { ...holder, description }, alive: acks.some((ack) => String(ack.gid) === gid) };
+}
+
+/** Fences a dead holder (so it cannot wake up and write) and breaks its lock. */
+async function breakDeadLock(pool: Pool, object: string, holder: LockHolder & { cookie: string }, ttlMs: number): Promise<void> {
+  logBackup('lock %s/%s: holder %s at %s (%s) does not answer; fencing it and breaking its lock',
+    pool.spec, object, holder.client, holder.address, holder.description);
+  try {
+    await pool.cluster.blocklistAdd(holder.address, Math.max(60, Math.ceil((2 * ttlMs) / 1000)));
+  } catch (error) {
+    // Without the mon capability to blocklist, the lock is still broken: a
+    // holder that answers no notify has stopped renewing it.
+    logBackup('lock %s/%s: could not blocklist %s: %s', pool.spec, object, holder.address, (error as Error).message);
+  }
+  try {
+    await pool.breakLock(object, LOCK_NAME, holder.client, holder.cookie);
+  } catch (error) {
+    if (!(error instanceof NotFoundError)) throw error;
+  }
 }
 
 export class VolumeLock {
@@ -37,6 +87,7 @@ export class VolumeLock {
   readonly #object: string;
   readonly #cookie = randomUUID();
   readonly #ttlMs: number;
+  #watch: ObjectWatch | undefined;
   #timer: NodeJS.Timeout | undefined;
   #renewing: Promise<void> | undefined;
   #released = false;
@@ -55,30 +106,59 @@ export class VolumeLock {
 
   static async acquire(pool: Pool, volumeId: string, purpose: string, options: LockOptions): Promise<VolumeLock> {
     const lock = new VolumeLock(pool, lockObjectName(volumeId), options.ttlMs);
-    const deadline = Date.now() + options.waitMs;
-    let delay = 100;
-    for (;;) {
-      try {
-        await pool.lockObject(lock.#object, {
-          name: LOCK_NAME, cookie: lock.#cookie, durationMs: options.ttlMs,
-          description: `${purpose} of volume ${volumeId} by ${hostname()} pid ${process.pid}`,
-        });
-        break;
-      } catch (error) {
-        if (!(error instanceof BusyError)) throw error;
-        if (Date.now() >= deadline) {
-          throw new BusyError({
-            code: 'EBUSY', operation: purpose, resource: `volume ${volumeId}`,
-            detail: `another backup operation on this volume holds its lock (${pool.spec}/${lock.#object}); waited ${options.waitMs} ms`,
-          });
-        }
-        await sleep(Math.min(delay, Math.max(1, deadline - Date.now())));
-        delay = Math.min(delay * 2, 2000);
-      }
+    try {
+      await lock.#take(volumeId, purpose, options);
+    } catch (error) {
+      await lock.#watch?.close().catch(() => undefined);
+      throw error;
     }
     logBackup('locked %s/%s', pool.spec, lock.#object);
     lock.#schedule();
     return lock;
+  }
+
+  async #take(volumeId: string, purpose: string, options: LockOptions): Promise<void> {
+    const pool = this.#pool;
+    // The watch comes first, so that no contender ever sees this holder's
+    // lock without its watch and takes it for dead. Watching needs the
+    // object to exist.
+    await pool.writeObject(this.#object, '', { exclusive: true }).catch((error: unknown) => {
+      if (!(error instanceof CephError && error.code === 'EEXIST')) throw error;
+    });
+    this.#watch = await pool.watchObject(this.#object, { timeoutSeconds: WATCH_TIMEOUT_SECONDS });
+    const deadline = Date.now() + options.waitMs;
+    let delay = 100;
+    let toldWaiting = false;
+    for (;;) {
+      try {
+        const description = `${purpose} of volume ${volumeId} by ${hostname()} pid ${process.pid}`;
+        await pool.lockObject(this.#object, { name: LOCK_NAME, cookie: this.#cookie, durationMs: options.ttlMs, description });
+        // RADOS lists a lock's holders without its description: contenders read it here.
+        await pool.writeObject(this.#object, description);
+        return;
+      } catch (error) {
+        if (!(error instanceof BusyError)) throw error;
+      }
+      const found = await inspectHolder(pool, this.#object);
+      if (found && !found.alive) {
+        await breakDeadLock(pool, this.#object, found.holder, options.ttlMs);
+        continue;
+      }
+      const held = found ? `${found.holder.description} (${found.holder.client} at ${found.holder.address})` : 'another client';
+      if (options.onBusy === 'skip' || Date.now() >= deadline) {
+        throw new BusyError({
+          code: 'EBUSY', operation: purpose, resource: `volume ${volumeId}`,
+          detail: `its lock ${pool.spec}/${this.#object} is held by ${held}${options.onBusy === 'skip' ? '; skipped' : `; waited ${options.waitMs} ms`}`,
+        });
+      }
+      if (!toldWaiting && found) {
+        toldWaiting = true;
+        logBackup('volume %s: waiting for the lock held by %s', volumeId, held);
+        options.onWait?.(found.holder);
+      }
+      await sleep(Math.min(delay, Math.max(1, deadline - Date.now())));
+      delay = Math.min(delay * 2, 2000);
+    }
   }
 
   #schedule(): void {
@@ -104,6 +184,8 @@ export class VolumeLock {
     } catch (error) {
       // Expired or broken meanwhile: nothing left to release.
       if (!(error instanceof CephError && error.code === 'ENOENT')) throw error;
+    } finally {
+      await this.#watch?.close();
     }
     logBackup('unlocked %s/%s', this.#pool.spec, this.#object);
   }

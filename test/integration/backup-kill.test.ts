@@ -8,7 +8,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { BackupEngine } from '../../lib/index.js';
+import { BackupEngine, BusyError } from '../../lib/index.js';
+import { VolumeLock } from '../../lib/backup/lock.js';
 import { INCOMPLETE_KEY } from '../../lib/backup/inventory.js';
 import { testCluster } from '../support/clusters.js';
 import { POOL, snapshotSha, snapshotsOf, useBackupTestbed, volumeSha, type BackupTestbed } from '../support/backup-fixtures.js';
@@ -96,3 +97,24 @@ test('a killed incremental: the chain head is rolled back and the next increment
       assert.equal(await volumeSha(id), await snapshotSha(volumeId, backup.snapshot), backup.record.id);
     }
   });
+
+test('a live holder is waited for (and said so) or skipped, never broken', { timeout: 120_000 }, async (t) => {
+  const volumeId = await tb.fx.newVolume(t, 8 * MiB);
+  const holder = await VolumeLock.acquire(tb.backups, volumeId, 'test holder', { waitMs: 0, ttlMs: 60_000 });
+  try {
+    const engine = new BackupEngine({ source: tb.cluster, lockWaitMs: 1500 });
+    const [skipped] = await engine.backupMany([{ pool: POOL, volumeId, backupId: 's1' }], { onBusy: 'skip' });
+    assert.equal(skipped.ok, false);
+    assert.ok(!skipped.ok && skipped.error instanceof BusyError && /test holder of volume/.test(skipped.error.message),
+      !skipped.ok ? skipped.error.message : '');
+    const waitedFor: string[] = [];
+    await assert.rejects(engine.backup({ pool: POOL, volumeId, backupId: 's2', onLockWait: (h) => waitedFor.push(h.description) }),
+      (e: unknown) => e instanceof BusyError && /waited 1500 ms/.test(e.message));
+    assert.equal(waitedFor.length, 1);
+    assert.match(waitedFor[0], /test holder of volume/);
+  } finally {
+    await holder.release();
+  }
+  const after = await tb.engine.backup({ pool: POOL, volumeId, backupId: 's3' });
+  assert.equal(after.mode, 'full');
+});
