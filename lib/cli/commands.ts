@@ -126,6 +126,7 @@ export const COMMANDS: Record<string, Command> = {
           backupId: values['backup-id'] as string | undefined, parentId: values.parent as string | undefined,
           full: values.full === true, volumeMetadata,
           displayName: values.name as string | undefined, displayDescription: values.description as string | undefined,
+          onLockWait: (holder) => process.stderr.write(`waiting for the volume's lock, held by ${holder.description} (${holder.client} at ${holder.address})\n`),
           signal, onProgress: progress?.onProgress,
         });
         return { ...result, exportedRecord: engine.exportRecord(result.record) };

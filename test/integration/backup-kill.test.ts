@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { BackupEngine, BusyError } from '../../lib/index.js';
 import { VolumeLock } from '../../lib/backup/lock.js';
 import { INCOMPLETE_KEY } from '../../lib/backup/inventory.js';
-import { testCluster } from '../support/clusters.js';
+import { connect, testCluster } from '../support/clusters.js';
 import { POOL, snapshotSha, snapshotsOf, useBackupTestbed, volumeSha, type BackupTestbed } from '../support/backup-fixtures.js';
 
 const CHILD = fileURLToPath(new URL('../fixtures/backup-child.js', import.meta.url));
@@ -117,4 +117,27 @@ test('a live holder is waited for (and said so) or skipped, never broken', { tim
   }
   const after = await tb.engine.backup({ pool: POOL, volumeId, backupId: 's3' });
   assert.equal(after.mode, 'full');
+});
+
+test('two hosts running backupMany over one volume list back each volume up once', { timeout: 180_000 }, async (t) => {
+  const volumeIds = await Promise.all([1, 2, 3, 4].map(() => tb.fx.newVolume(t, 8 * MiB)));
+  const other = await connect('a');
+  try {
+    const hosts = [new BackupEngine({ source: tb.cluster }), new BackupEngine({ source: other })];
+    const rounds = await Promise.all(hosts.map((engine) =>
+      engine.backupMany(volumeIds.map((volumeId) => ({ pool: POOL, volumeId })), { onBusy: 'skip' })));
+    for (const [i, volumeId] of volumeIds.entries()) {
+      const outcomes = rounds.map((round) => round[i]);
+      const backups = await tb.engine.listBackups(volumeId);
+      assert.equal(backups.length, outcomes.filter((o) => o.ok).length, volumeId);
+      // Each volume got at least one backup; a second host either skipped it
+      // (BusyError naming the holder) or came after the first had finished.
+      assert.ok(backups.length >= 1, volumeId);
+      for (const outcome of outcomes) {
+        if (!outcome.ok) assert.ok(outcome.error instanceof BusyError && /held by/.test(outcome.error.message), outcome.error.message);
+      }
+    }
+  } finally {
+    await other.close();
+  }
 });
