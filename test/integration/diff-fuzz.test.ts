@@ -49,10 +49,9 @@ async function runFixture(name: string, timeoutMs: number): Promise<string[]> {
 test('a size record beyond what librbd can represent is refused in a child that survives, and the target is unchanged',
   { timeout: 120_000 }, async (t) => {
     const s = scratch(t, pool);
+    // A new image, as in the reproduction: its first write after the resize is the one that aborted.
     const name = await s.createImage('over-limit', 8 * MiB);
     const image = await s.open(name);
-    await image.write(Buffer.alloc(4096, 7), 0);
-    await image.createSnapshot('before');
     const sha = await rbdExportSha256('a', `backups/${name}`);
     const over = maxImageSize({ objectSize: 4n << 20n, stripeUnit: 4n << 20n, stripeCount: 1n }) + 1n;
     for (const size of [(1n << 64n) - 1n, (1n << 64n) - (4n << 20n), 1n << 63n, over]) {
@@ -70,10 +69,9 @@ test('a size record beyond what librbd can represent is refused in a child that 
       assert.equal(result.name, 'DiffStreamError', `size ${size}: ${line}`);
       assert.match(result.message ?? '', new RegExp(`image size ${size} is larger than ${over - 1n}`));
       assert.equal((await image.stat()).size, BigInt(8 * MiB));
-      assert.deepEqual((await image.listSnapshots()).map((x) => x.name), ['before']);
+      assert.deepEqual(await image.listSnapshots(), []);
       assert.equal(await rbdExportSha256('a', `backups/${name}`), sha);
     }
-    await image.removeSnapshot('before');
   });
 
 test('corrupted diff streams, in a child process', { timeout: 900_000 }, async (t) => {
