@@ -124,6 +124,28 @@ export function fromNative(error: unknown, operation: string, resource: string):
   return cephError({ code, errno: error.errno as number, operation, resource, detail });
 }
 
+function isSystemFailure(error: unknown): error is NodeJS.ErrnoException & { code: string } {
+  return error instanceof Error && typeof (error as NodeJS.ErrnoException).code === 'string';
+}
+
+/**
+ * A Node file-system failure (its errno is negative, its code 'EEXIST',
+ * 'ENOENT', ...) as the typed CephError of its code: the library's callers
+ * handle one error family, whatever the resource.
+ */
+export function fromSystem(error: unknown, operation: string, resource: string, doing: string): CephError {
+  if (error instanceof CephError) return error;
+  if (!isSystemFailure(error)) {
+    return new CephError({ code: 'EIO', operation, resource, detail: `${doing}: ${String(error)}`, cause: error });
+  }
+  const errno = typeof error.errno === 'number' ? Math.abs(error.errno) : undefined;
+  return cephError({
+    code: error.code, operation, resource, cause: error,
+    detail: `${doing}: ${descriptions[error.code] ?? error.message}`,
+    ...(errno === undefined ? {} : { errno }),
+  });
+}
+
 /** An InvalidArgumentError for input refused before reaching Ceph. */
 export function invalidArgument(operation: string, resource: string, detail: string): CephError {
   return new InvalidArgumentError({ code: 'EINVAL', operation, resource, detail });

@@ -6,6 +6,7 @@
 import type { NativeImage } from './native.js';
 import { invalidArgument, nativeCall } from './errors.js';
 import { checkName, toU64 } from './validate.js';
+import { checkImageSize, type ImageLayout } from './limits.js';
 import { featureNames, type FeatureName } from './features.js';
 import { toParentInfo, toSnapshotInfo, type ParentInfo, type SnapshotInfo } from './snapshot.js';
 import { iterateDiff, OBJECTS_PER_CALL, type DiffExtent, type DiffOptions } from './diff.js';
@@ -82,10 +83,17 @@ export class Image {
     return { ...s, features: featureNames(s.features), featureBits: s.features, createdAt: new Date(createdAtMs) };
   }
 
-  /** rbd_resize */
+  /** rbd_resize; sizes beyond what librbd can represent for this image's layout (lib/ceph/limits.ts) are refused first. */
   async resize(size: number | bigint): Promise<void> {
     const bytes = toU64('size', size, 'resize', this.spec);
+    checkImageSize(bytes, await this.layout(), 'resize', this.spec);
     return this.#call('resize', (n) => n.resize(bytes));
+  }
+
+  /** The object size and striping, from rbd_stat and rbd_get_stripe_unit/count. */
+  async layout(): Promise<ImageLayout> {
+    const { objectSize, stripeUnit, stripeCount } = await this.stat();
+    return { objectSize, stripeUnit, stripeCount };
   }
 
   /** rbd_snap_list, with rbd_snap_get_timestamp and rbd_snap_is_protected per snapshot */

@@ -6,6 +6,7 @@
 import type { NativeCreateOptions, NativePool } from './native.js';
 import { invalidArgument, nativeCall } from './errors.js';
 import { checkName, toIntInRange, toU64 } from './validate.js';
+import { checkImageSize, DEFAULT_ORDER, MAX_ORDER, MAX_STRIPE, MIN_ORDER, type ImageLayout } from './limits.js';
 import { featureBits, type FeatureName } from './features.js';
 import { Image } from './image.js';
 import { ObjectWatch } from './watch.js';
@@ -14,7 +15,7 @@ import type { Cluster } from './cluster.js';
 export interface CreateImageOptions {
   /** Feature names; default: librbd's rbd_default_features. */
   features?: readonly FeatureName[];
-  /** Object size as a power of two (12..26); default 22 (4 MiB). */
+  /** Object size as a power of two (12..25); default 22 (4 MiB). */
   order?: number;
   /** Stripe unit in bytes; 0 or absent = the object size. */
   stripeUnit?: number | bigint;
@@ -162,11 +163,12 @@ export class Pool {
     return (await this.listImages()).includes(name);
   }
 
-  /** rbd_create4 */
+  /** rbd_create4; sizes beyond what librbd can represent (lib/ceph/limits.ts) are refused first. */
   async createImage(name: string, size: number | bigint, options: CreateImageOptions = {}): Promise<void> {
     const resource = this.#image(name, 'createImage');
     const bytes = toU64('size', size, 'createImage', resource);
     const native = createOptions(options, 'createImage', resource);
+    checkImageSize(bytes, layoutOf(native), 'createImage', resource);
     return nativeCall('createImage', resource, () => this.#native.createImage(name, bytes, native));
   }
 
@@ -352,9 +354,6 @@ export class Pool {
   }
 }
 
-/** librbd's default object size, 4 MiB. */
-const DEFAULT_ORDER = 22;
-
 function createOptions(options: CreateImageOptions, operation: string, resource: string): NativeCreateOptions {
   const native: NativeCreateOptions = {};
   if (options.features !== undefined) {
@@ -364,15 +363,15 @@ function createOptions(options: CreateImageOptions, operation: string, resource:
     native.features = featureBits(options.features, operation, resource);
   }
   if (options.order !== undefined) {
-    native.order = toIntInRange('order', options.order, 12, 26, operation, resource);
+    native.order = toIntInRange('order', options.order, MIN_ORDER, MAX_ORDER, operation, resource);
   }
   // 0 means "the pool's default", which is what leaving the option unset says.
   if (options.stripeUnit !== undefined) {
-    const unit = toU64('stripeUnit', options.stripeUnit, operation, resource);
+    const unit = toStripe('stripeUnit', options.stripeUnit, operation, resource);
     if (unit !== 0n) native.stripeUnit = unit;
   }
   if (options.stripeCount !== undefined) {
-    const count = toU64('stripeCount', options.stripeCount, operation, resource);
+    const count = toStripe('stripeCount', options.stripeCount, operation, resource);
     if (count !== 0n) native.stripeCount = count;
   }
   // librbd takes both or neither: fill in the documented default of the other.
@@ -381,4 +380,16 @@ function createOptions(options: CreateImageOptions, operation: string, resource:
     native.stripeUnit = 1n << BigInt(native.order ?? DEFAULT_ORDER);
   }
   return native;
+}
+
+function toStripe(what: string, value: unknown, operation: string, resource: string): bigint {
+  const stripe = toU64(what, value, operation, resource);
+  if (stripe > MAX_STRIPE) throw invalidArgument(operation, resource, `${what} ${stripe} is larger than 2^32-1`);
+  return stripe;
+}
+
+/** The layout librbd gives an image created with these options (without an order: rbd_default_order's 4 MiB). */
+function layoutOf(native: NativeCreateOptions): ImageLayout {
+  const objectSize = 1n << BigInt(native.order ?? DEFAULT_ORDER);
+  return { objectSize, stripeUnit: native.stripeUnit ?? objectSize, stripeCount: native.stripeCount ?? 1n };
 }

@@ -4,16 +4,20 @@
  * target and the end snapshot must not; the size record resizes the target;
  * the end snapshot is created only after every write succeeded and the
  * stream ended well. Writes are kept in flight in a bounded window, and the
- * stream is read only as fast as they complete.
+ * stream is read only as fast as they complete; records that overlap apply
+ * in stream order. A refused stream leaves the target's size and snapshots
+ * as they were (data records already applied stay, as with import-diff).
  */
 import type { Readable } from 'node:stream';
 import { AlreadyExistsError, NotFoundError, invalidArgument } from '../ceph/errors.js';
 import { cancelledError } from '../ceph/cancel.js';
 import type { Image } from '../ceph/image.js';
+import { maxImageSize, MAX_OBJECT_COUNT } from '../ceph/limits.js';
 import { DiffStreamError } from './diff-format.js';
 import { DiffStreamParser, type DiffRecord } from './diff-parser.js';
 import { checkEngineOptions, DEFAULT_STREAM_MEMORY_BYTES, type EngineOptions } from './options.js';
 import { Window } from './window.js';
+import { InFlightRanges } from './in-flight-ranges.js';
 import { logEngine } from './log.js';
 
 export interface ImportDiffStats {
@@ -38,11 +42,16 @@ export async function importDiff(stream: Readable | AsyncIterable<Buffer>, targe
   const started = performance.now();
   const parser = new DiffStreamParser(operation, resource);
   const window = new Window(concurrency, memoryBytes);
+  // The window alone would let a later record overtake an earlier one on the
+  // same bytes (two 'w' records on one range came out in either order).
+  const ranges = new InFlightRanges();
   const stats: ImportDiffStats = {
     fromSnapshot: undefined, snapshot: undefined, size: undefined,
     bytesWritten: 0, bytesZeroed: 0, streamBytes: 0, elapsedMs: 0,
   };
-  let size = (await target.stat()).size;
+  const { size: originalSize, objectSize, stripeUnit, stripeCount } = await target.stat();
+  const maxSize = maxImageSize({ objectSize, stripeUnit, stripeCount });
+  let size = originalSize;
   // The size record's resize waits for the first data record (or the end),
   // so the snapshot checks of every metadata record come before any change.
   let resizeTo: bigint | undefined;
@@ -59,11 +68,20 @@ export async function importDiff(stream: Readable | AsyncIterable<Buffer>, targe
     }
   };
 
+  // Checked against the size the image is about to have, before resizing
+  // to it: a first record that is refused then changes nothing.
   const checkExtent = (record: { offset: bigint; at: number }, length: bigint): void => {
-    if (record.offset + length > size) {
+    const end = resizeTo ?? size;
+    if (record.offset + length > end) {
       throw new DiffStreamError(operation, resource, record.at,
-        `extent of ${length} bytes at offset ${record.offset} passes the end of the image (size ${size})`);
+        `extent of ${length} bytes at offset ${record.offset} passes the end of the image (size ${end})`);
     }
+  };
+
+  /** Starts op on [offset, offset + length) once the earlier operations overlapping it are done. */
+  const inOrder = async (offset: bigint, length: bigint, op: () => Promise<void>, bytes = 0): Promise<void> => {
+    await ranges.overlapsSettled(offset, offset + length);
+    await window.run(() => ranges.track(offset, offset + length, op()), bytes);
   };
 
   const apply = async (record: DiffRecord): Promise<void> => {
@@ -86,24 +104,29 @@ export async function importDiff(stream: Readable | AsyncIterable<Buffer>, targe
         stats.snapshot = record.name;
         return;
       case 'size':
+        if (record.size > maxSize) {
+          throw new DiffStreamError(operation, resource, record.at,
+            `image size ${record.size} is larger than ${maxSize}, the most ${MAX_OBJECT_COUNT} objects of ` +
+            `${objectSize} bytes hold`);
+        }
         stats.size = record.size;
         resizeTo = record.size;
         return;
       case 'data': {
-        await resize();
-        checkExtent(record, BigInt(record.data.length));
         const { data, offset } = record;
-        await window.run(async () => {
+        checkExtent(record, BigInt(data.length));
+        await resize();
+        await inOrder(offset, BigInt(data.length), async () => {
           await target.write(data, offset);
           stats.bytesWritten += data.length;
         }, data.length);
         return;
       }
       case 'zero': {
-        await resize();
-        checkExtent(record, record.length);
         const { offset, length } = record;
-        await window.run(async () => {
+        checkExtent(record, length);
+        await resize();
+        await inOrder(offset, length, async () => {
           await target.writeZeroes(offset, length);
           stats.bytesZeroed += Number(length);
         });
@@ -136,9 +159,19 @@ export async function importDiff(stream: Readable | AsyncIterable<Buffer>, targe
     // Let the writes in flight settle before reporting, so the caller never
     // races them (a retry, a close); their own errors matter less than this one.
     await window.settle();
+    if (size !== originalSize) await restoreSize(target, originalSize, error);
     throw error;
   }
   stats.elapsedMs = performance.now() - started;
   logEngine('importDiff %s: %o', resource, stats);
   return stats;
+}
+
+/** After a refused stream, the target's size as before the import; the refusal is what the caller hears of. */
+async function restoreSize(target: Image, size: bigint, refusal: unknown): Promise<void> {
+  try {
+    await target.resize(size);
+  } catch (error) {
+    logEngine('importDiff %s: could not restore the size %d after %o: %o', target.spec, size, refusal, error);
+  }
 }

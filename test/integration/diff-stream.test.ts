@@ -16,14 +16,13 @@ import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   AlreadyExistsError, CancelledError, DiffStreamError, exportDiff, importDiff, InvalidArgumentError,
   NotFoundError, type ExportDiffOptions, type Image,
 } from '../../lib/index.js';
 import { DiffStreamParser, type DiffRecord } from '../../lib/engine/diff-parser.js';
-import { closeTestPools, sha256, testCluster, testPool, type Which } from '../support/clusters.js';
+import { closeTestPools, rbdArgs, rbdImportDiff, sha256, testCluster, testPool, waitExit, type Which } from '../support/clusters.js';
 import {
   assertSameSnapshot, ClusterScratch, clusterScratch, fill, mutate, seeded, targetState, type Made,
 } from '../support/cluster-scratch.js';
@@ -57,31 +56,6 @@ async function collect(stream: AsyncIterable<Buffer>): Promise<Buffer> {
 }
 
 // ---- the rbd tool ------------------------------------------------------------------
-
-async function rbdArgs(which: Which, args: string[]): Promise<string[]> {
-  const { info } = await testCluster(which);
-  return ['-c', info.conf, '--keyring', info.keyring, ...args];
-}
-
-function waitExit(child: ReturnType<typeof spawn>, what: string): Promise<void> {
-  let stderr = '';
-  child.stderr?.on('data', (chunk: Buffer) => { stderr += chunk.toString(); });
-  return new Promise((resolve, reject) => {
-    child.once('error', reject);
-    child.once('close', (code) => {
-      if (code === 0) resolve();
-      else reject(new Error(`${what} exited ${code}: ${stderr.trim()}`));
-    });
-  });
-}
-
-/** Feeds stream into `rbd import-diff - spec`. */
-async function rbdImportDiff(which: Which, stream: Readable, spec: string): Promise<void> {
-  const child = spawn('rbd', await rbdArgs(which, ['import-diff', '--no-progress', '-', spec]),
-    { stdio: ['pipe', 'ignore', 'pipe'] });
-  const exited = waitExit(child, `rbd import-diff - ${spec}`);
-  await Promise.all([pipeline(stream, child.stdin!), exited]);
-}
 
 /** `rbd export-diff [--from-snap from] spec@snap -`, as a Readable, and its exit. */
 async function rbdExportDiff(which: Which, specAtSnap: string, from?: string, extra: string[] = []): Promise<{

@@ -4,6 +4,8 @@
  * starts its own instead and stops it when the process exits.
  */
 import { execFile, spawn, spawnSync } from 'node:child_process';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { rmSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { createHash, randomBytes } from 'node:crypto';
@@ -116,4 +118,29 @@ export async function rbd(which: Which, args: string[]): Promise<string> {
   const { stdout } = await promisify(execFile)('rbd', ['-c', info.conf, '--keyring', info.keyring, ...args],
     { maxBuffer: 64 << 20 });
   return stdout;
+}
+
+export async function rbdArgs(which: Which, args: string[]): Promise<string[]> {
+  const { info } = await testCluster(which);
+  return ['-c', info.conf, '--keyring', info.keyring, ...args];
+}
+
+export function waitExit(child: ReturnType<typeof spawn>, what: string): Promise<void> {
+  let stderr = '';
+  child.stderr?.on('data', (chunk: Buffer) => { stderr += chunk.toString(); });
+  return new Promise((resolve, reject) => {
+    child.once('error', reject);
+    child.once('close', (code) => {
+      if (code === 0) resolve();
+      else reject(new Error(`${what} exited ${code}: ${stderr.trim()}`));
+    });
+  });
+}
+
+/** Feeds stream into `rbd import-diff - spec`. */
+export async function rbdImportDiff(which: Which, stream: Readable, spec: string): Promise<void> {
+  const child = spawn('rbd', await rbdArgs(which, ['import-diff', '--no-progress', '-', spec]),
+    { stdio: ['pipe', 'ignore', 'pipe'] });
+  const exited = waitExit(child, `rbd import-diff - ${spec}`);
+  await Promise.all([pipeline(stream, child.stdin!), exited]);
 }
