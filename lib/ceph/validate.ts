@@ -35,8 +35,19 @@ export function checkName(kind: NameKind, value: unknown, operation: string, res
     throw invalidArgument(operation, resource,
       `${kind} name ${JSON.stringify(value)} must not contain '/' or '@'`);
   }
+  if ((kind === 'pool' || kind === 'namespace') && value !== '' && !POOL_NAME.test(value)) {
+    throw invalidArgument(operation, resource,
+      `${kind} name ${JSON.stringify(value)} must be letters, digits, '_', '-' and '.', not starting with '.' (Ceph reserves those for its own pools)`);
+  }
   return value;
 }
+
+/**
+ * Pool and namespace names as the Ceph tools and dashboard create them.
+ * Ceph itself stores any bytes, but a name with a newline, a path step
+ * ('..') or look-alike unicode only ever reaches a pool nobody meant.
+ */
+const POOL_NAME = /^[A-Za-z0-9_-][A-Za-z0-9_.-]*$/;
 
 /** A size, offset or length: a non-negative integer number or bigint below 2^64. */
 export function toU64(what: string, value: unknown, operation: string, resource: string): bigint {

@@ -42,6 +42,18 @@ describe('checkName', () => {
     assert.equal(checkName('namespace', '', OP, RES, { allowEmpty: true }), '');
   });
 
+  test('pool and namespace names follow the Ceph tools\' rules', () => {
+    for (const name of ['rbd', 'backups', 'volumes-ssd', 'pool_2', 'a.b', 'A1']) {
+      assert.equal(checkName('pool', name, OP, RES), name);
+      assert.equal(checkName('namespace', name, OP, RES), name);
+    }
+    for (const name of ['..', '.', '.hidden', 'a\nb', 'tab\t', 'rb\u0501', 'pöol', 'sp ace', 'semi;colon', '\u202erbd']) {
+      assert.throws(() => checkName('pool', name, OP, RES), invalid(/letters, digits/), `accepted pool ${JSON.stringify(name)}`);
+      assert.throws(() => checkName('namespace', name, OP, RES), invalid(/letters, digits/), `accepted namespace ${JSON.stringify(name)}`);
+    }
+    assert.equal(checkName('image', 'volume-ü', OP, RES), 'volume-ü', 'image names keep their wider rules');
+  });
+
   test("refuses '/' and '@' anywhere in the name", () => {
     for (const name of ['/', '@', 'a/b', 'a@b', '../rbd', 'img@snap', '/leading', 'trailing@', 'x/y@z']) {
       assert.throws(() => checkName('image', name, OP, RES),
