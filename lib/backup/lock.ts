@@ -1,7 +1,7 @@
 /**
  * The per-volume lock that keeps two backups of one volume (or a backup and
- * a delete or prune) from running at once, across processes and hosts: a
- * RADOS lock on an object in the backup pool, renewed while held. Like
+ * a delete or prune, or two restores into one volume) from running at once,
+ * across processes and hosts: a RADOS lock on an object, renewed while held. Like
  * librbd's exclusive lock, the holder keeps a watch on the lock object and
  * answers notifies; a contender that finds the lock held sends one, and a
  * holder that does not answer is dead (or cut off): the contender fences it
@@ -30,6 +30,11 @@ export function lockObjectName(volumeId: string): string {
   return `volume-${volumeId}.backup.lock`;
 }
 
+/** The lock a restore into volume-<volumeId> holds, beside the volume in its pool. */
+export function restoreLockObjectName(volumeId: string): string {
+  return `volume-${volumeId}.restore.lock`;
+}
+
 /** Who holds a lock, as RADOS reports it. */
 export interface LockHolder {
   /** 'client.<gid>' */
@@ -48,6 +53,8 @@ export interface LockOptions {
   onBusy?: 'wait' | 'skip';
   /** Called once when a live holder is found and waited for. */
   onWait?: (holder: LockHolder) => void;
+  /** The lock object; default the volume's backup lock, lockObjectName(volumeId). */
+  object?: string;
 }
 
 /** The holder of the lock on object, if any, and whether it answered a notify. */
@@ -105,7 +112,7 @@ export class VolumeLock {
   }
 
   static async acquire(pool: Pool, volumeId: string, purpose: string, options: LockOptions): Promise<VolumeLock> {
-    const lock = new VolumeLock(pool, lockObjectName(volumeId), options.ttlMs);
+    const lock = new VolumeLock(pool, options.object ?? lockObjectName(volumeId), options.ttlMs);
     try {
       await lock.#take(volumeId, purpose, options);
     } catch (error) {

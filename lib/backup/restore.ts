@@ -6,7 +6,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Writable } from 'node:stream';
-import { invalidArgument } from '../ceph/errors.js';
+import { invalidArgument, NotFoundError } from '../ceph/errors.js';
 import type { Image } from '../ceph/image.js';
 import type { Pool } from '../ceph/pool.js';
 import { checkName } from '../ceph/validate.js';
@@ -19,6 +19,7 @@ import type { ResolvedConfig } from './config.js';
 import { decideRestore, type RestoreDecision } from './conditions.js';
 import { readBackupImages } from './inventory.js';
 import { locateBackup } from './layout.js';
+import { restoreLockObjectName, VolumeLock } from './lock.js';
 import { logBackup } from './log.js';
 import { checkId, volumeImageName } from './naming.js';
 import { recordLocation, type BackupRecord } from './record.js';
@@ -104,14 +105,48 @@ async function openSource(scope: OperationScope, pool: Pool, location: ReturnTyp
   };
 }
 
-async function restoreIntoVolume(scope: OperationScope, config: ResolvedConfig, request: RestoreRequest,
-  source: Source, target: { pool: string; volumeId: string }, backupVolumeId: string, operation: string) {
-  const targetPool = await scope.adopt(config.source.pool(target.pool));
-  const targetName = volumeImageName(target.volumeId);
-  const targetSpec = `${targetPool.spec}/${targetName}`;
+/**
+ * Image metadata a restore sets on a volume it creates, until the volume
+ * holds the whole backup: a volume carrying it that no live restore is
+ * working on was left by a killed one, and is removed.
+ */
+export const RESTORING_KEY = 'rbd-backup.restoring';
+
+/** Whether the volume carries RESTORING_KEY: a half-restored volume of a dead restore, when its restore lock is ours. */
+export async function isHalfRestored(pool: Pool, name: string): Promise<string | undefined> {
+  let image;
+  try {
+    image = await pool.openImage(name, { readOnly: true });
+  } catch (error) {
+    if (error instanceof NotFoundError) return undefined;
+    throw error;
+  }
+  await using opened = image;
+  return opened.getMetadata(RESTORING_KEY);
+}
+
+/**
+ * The target volume, locked against other restores into it: created (and
+ * marked as being restored) when missing, made again when a killed restore
+ * left it half-restored.
+ */
+async function openTargetVolume(scope: OperationScope, config: ResolvedConfig, targetPool: Pool, volumeId: string,
+  size: bigint, operation: string): Promise<{ volume: Image; created: boolean }> {
+  const name = volumeImageName(volumeId);
+  const lock = await VolumeLock.acquire(targetPool, volumeId, operation, {
+    waitMs: config.lockWaitMs, ttlMs: config.lockTtlMs, object: restoreLockObjectName(volumeId),
+  });
+  scope.defer('release the restore lock', () => lock.release());
+  // Removed while still locked, so no other restore is using it.
+  scope.defer('remove the restore lock object', () => targetPool.removeObject(restoreLockObjectName(volumeId)));
+  const leftBy = await isHalfRestored(targetPool, name);
+  if (leftBy !== undefined) {
+    logBackup('%s/%s: removing the half-restored volume a killed restore of backup %s left', targetPool.spec, name, leftBy);
+    await removeImageWithSnapshots(targetPool, name);
+  }
   let created = false;
-  if (!(await targetPool.imageExists(targetName))) {
-    await targetPool.createImage(targetName, source.size);
+  if (!(await targetPool.imageExists(name))) {
+    await targetPool.createImage(name, size);
     created = true;
   }
   let volume: Image | undefined;
@@ -119,10 +154,20 @@ async function restoreIntoVolume(scope: OperationScope, config: ResolvedConfig, 
   if (created) {
     scope.onFailure('remove the volume this restore created', async () => {
       await volume?.close();
-      await removeImageWithSnapshots(targetPool, targetName);
+      await removeImageWithSnapshots(targetPool, name);
     });
   }
-  volume = await scope.adopt(targetPool.openImage(targetName));
+  volume = await scope.adopt(targetPool.openImage(name));
+  if (created) await volume.setMetadata(RESTORING_KEY, operation);
+  return { volume, created };
+}
+
+async function restoreIntoVolume(scope: OperationScope, config: ResolvedConfig, request: RestoreRequest,
+  source: Source, target: { pool: string; volumeId: string }, backupVolumeId: string, operation: string) {
+  const targetPool = await scope.adopt(config.source.pool(target.pool));
+  const targetName = volumeImageName(target.volumeId);
+  const targetSpec = `${targetPool.spec}/${targetName}`;
+  const { volume, created } = await openTargetVolume(scope, config, targetPool, target.volumeId, source.size, operation);
   const { size: targetSize } = await volume.stat();
   if (targetSize < source.size) {
     throw invalidArgument(operation, targetSpec,
@@ -159,6 +204,7 @@ async function restoreIntoVolume(scope: OperationScope, config: ResolvedConfig, 
     });
     bytesRead = stats.bytesRead;
   }
+  if (created) await volume.removeMetadata(RESTORING_KEY);
   return { decision, targetSpec, bytesRead };
 }
 
