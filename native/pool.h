@@ -1,5 +1,5 @@
-// A pool (and namespace) opened for I/O (rados_ioctx_t): images in it and
-// whole small objects.
+// A pool (and namespace) opened for I/O (rados_ioctx_t): images in it,
+// whole small objects, their locks (object_lock.cc) and watches (watch.cc).
 #pragma once
 
 #include <napi.h>

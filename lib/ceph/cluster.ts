@@ -1,6 +1,7 @@
 /**
  * A connection to one Ceph cluster: the TypeScript face of native/cluster.cc
- * (rados_create2, rados_conf_*, rados_connect, rados_pool_*, rados_shutdown).
+ * (rados_create2, rados_conf_*, rados_connect, rados_pool_*, rados_get_instance_id,
+ * rados_blocklist_add, rados_shutdown).
  */
 import { addon, type NativeCluster } from './native.js';
 import { fromNative, invalidArgument, nativeCall, TimeoutError } from './errors.js';

@@ -1,7 +1,9 @@
 /**
  * A pool (optionally a namespace in it) opened for I/O: the TypeScript face
  * of native/pool.cc (rados_ioctx_t, rbd_list2, rbd_create4, rbd_remove,
- * rbd_open, rbd_clone3 and whole-object rados calls).
+ * rbd_open, rbd_clone3 and whole-object rados calls), native/object_lock.cc
+ * (rados_lock_exclusive, rados_unlock, rados_list_lockers, rados_break_lock)
+ * and native/watch.cc (rados_watch3, rados_notify2).
  */
 import type { NativeCreateOptions, NativePool } from './native.js';
 import { invalidArgument, nativeCall } from './errors.js';

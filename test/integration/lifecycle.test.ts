@@ -19,6 +19,7 @@ import {
 import type { ClusterInfo } from '../../lib/dev/throwaway-cluster.js';
 import { connect, rbd, rbdExportSha256, sha256, testCluster, uniqueName } from '../support/clusters.js';
 import { removeImageFully } from '../support/scratch.js';
+import { runFixture, type ChildResult } from '../support/fixture-process.js';
 
 const MiB = 1 << 20;
 const CHILD = fileURLToPath(new URL('../fixtures/lifecycle-child.js', import.meta.url));
@@ -32,36 +33,11 @@ const images: string[] = [];
 /** Images a child process left open when it died: their watch outlives it. */
 const deadOwners: string[] = [];
 
-interface ChildResult {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
 /** Runs the lifecycle fixture; kills it (and fails) if it does not exit in time. */
 function runChild(mode: string, image: string, nodeArgs: string[] = []): Promise<ChildResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...nodeArgs, CHILD, mode], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: {
-        ...process.env,
-        FIXTURE_CONF: info.conf, FIXTURE_KEYRING: info.keyring, FIXTURE_POOL: 'rbd', FIXTURE_IMAGE: image,
-      },
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => { stdout += chunk.toString(); });
-    child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString(); });
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`child (${mode}) did not exit within ${CHILD_TIMEOUT_MS} ms; stdout: ${stdout} stderr: ${stderr}`));
-    }, CHILD_TIMEOUT_MS);
-    child.once('error', (error) => { clearTimeout(timer); reject(error); });
-    child.once('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr });
-    });
+  return runFixture(CHILD, [mode], {
+    nodeArgs, timeoutMs: CHILD_TIMEOUT_MS,
+    env: { FIXTURE_CONF: info.conf, FIXTURE_KEYRING: info.keyring, FIXTURE_POOL: 'rbd', FIXTURE_IMAGE: image },
   });
 }
 
