@@ -26,6 +26,7 @@ export type { BackupRequest, BackupResult, VolumeMetadata } from './backup/backu
 export type { RestoreRequest, RestoreResult, RestoreTarget } from './backup/restore.js';
 export type { DeleteOptions, DeleteResult } from './backup/delete.js';
 export type { PruneOptions, PruneResult, PrunedBackup } from './backup/prune.js';
+export type { GcOptions, GcResult } from './backup/gc.js';
 export { parseRetentionPolicy, decideRetention, type RetentionPolicy, type RetentionDecision } from './backup/retention.js';
 export { InconsistentBackupError } from './backup/errors.js';
 export type { LockHolder } from './backup/lock.js';

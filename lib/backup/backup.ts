@@ -15,11 +15,12 @@ import type { Pool } from '../ceph/pool.js';
 import { checkName } from '../ceph/validate.js';
 import { transferDiff, type TransferStats } from '../engine/transfer.js';
 import type { Progress } from '../engine/options.js';
-import { decideChain, orphanSourceSnapshots, snapshotsToTrim, type ChainDecision } from './chain.js';
+import { decideChain, snapshotsToTrim, type ChainDecision } from './chain.js';
 import { OperationScope, removeImageWithSnapshots, undo } from './cleanup.js';
 import { BASE_IMAGE_FEATURES, type ResolvedConfig } from './config.js';
 import { INCOMPLETE_KEY, readBackupImages } from './inventory.js';
-import { backupPoints, unfinishedImages, type BackupImage } from './layout.js';
+import { backupPoints, type BackupImage } from './layout.js';
+import { findLeftovers, removeLeftovers } from './leftovers.js';
 import { lockObjectName, VolumeLock, type LockHolder } from './lock.js';
 import { logBackup } from './log.js';
 import { removeMetaObject } from './meta.js';
@@ -105,31 +106,15 @@ async function openAndLock(scope: OperationScope, config: ResolvedConfig, reques
   return { volume, backupPool, signal };
 }
 
-/**
- * What killed runs left (ours hold the lock, so none is running): source
- * snapshots no chain image holds, whatever backup id they carry, and chain
- * images whose first backup never finished.
- */
-async function removeLeftovers(opened: Opened, images: BackupImage[], volumeId: string): Promise<BackupImage[]> {
-  const { volume, backupPool } = opened;
-  const sourceSnapshots = (await volume.listSnapshots()).map((s) => s.name);
-  for (const orphan of orphanSourceSnapshots(sourceSnapshots, images)) {
-    logBackup('volume %s: removing source snapshot %s, which no chain image holds (a killed run or a deleted backup left it)', volumeId, orphan);
-    await undo(`remove source snapshot ${orphan}`, () => volume.removeSnapshot(orphan));
-  }
-  const unfinished = unfinishedImages(images);
-  for (const image of unfinished) {
-    logBackup('volume %s: removing %s, left by backup %s, which did not finish', volumeId, image.name, image.incomplete);
-    await removeImageWithSnapshots(backupPool, image.name);
-    await undo(`remove the .meta of backup ${image.incomplete}`, async () => { await removeMetaObject(backupPool, image.incomplete!); });
-  }
-  return images.filter((image) => !unfinished.includes(image));
-}
-
 async function chooseChain(opened: Opened, request: BackupRequest, ids: { volumeId: string; backupId: string },
   operation: string): Promise<{ decision: ChainDecision; images: BackupImage[] }> {
   const { volumeId, backupId } = ids;
-  const images = await removeLeftovers(opened, await readBackupImages(opened.backupPool, volumeId), volumeId);
+  const found = await readBackupImages(opened.backupPool, volumeId);
+  const listed = (await opened.volume.listSnapshots()).map((s) => s.name);
+  const leftovers = findLeftovers(found, listed);
+  const { removedSnapshots } = await removeLeftovers(opened.backupPool, opened.volume, leftovers, volumeId);
+  const images = found.filter((image) => !leftovers.images.includes(image));
+  const sourceSnapshots = listed.filter((name) => !removedSnapshots.includes(name));
   // A backup id names one backup: a second one under it would give the
   // pool two restore points for it, and no restore could choose.
   const reused = backupPoints(images).find((point) => point.backupId === backupId)
@@ -140,7 +125,6 @@ async function chooseChain(opened: Opened, request: BackupRequest, ids: { volume
       detail: `backup id ${backupId} is already used (${opened.backupPool.spec}/${'image' in reused ? reused.image.name : reused.name})`,
     });
   }
-  const sourceSnapshots = (await opened.volume.listSnapshots()).map((s) => s.name);
   const decision = decideChain({
     volumeId, backupId, images, sourceSnapshots, parentId: request.parentId, full: request.full, operation,
   });

@@ -7,6 +7,7 @@ import type { Cluster } from '../ceph/cluster.js';
 import { runBackup, type BackupRequest, type BackupResult } from './backup.js';
 import { resolveConfig, type BackupEngineConfig, type ResolvedConfig } from './config.js';
 import { runDelete, type DeleteOptions, type DeleteResult } from './delete.js';
+import { runGc, type GcOptions, type GcResult } from './gc.js';
 import { runList, type ListedBackup } from './list.js';
 import { runPrune, type PruneOptions, type PruneResult } from './prune.js';
 import { exportRecord, importRecord, type BackupRecord } from './record.js';
@@ -46,6 +47,15 @@ export class BackupEngine {
    */
   prune(volumeId: string, policy: string, options?: PruneOptions): Promise<PruneResult> {
     return runPrune(this.config, volumeId, policy, options);
+  }
+
+  /**
+   * Finds and removes what killed runs left across the backup pool (and the
+   * source pool, when named): unfinished chain images, orphan source
+   * snapshots, dead holders' locks, half-restored volumes.
+   */
+  gc(options?: GcOptions): Promise<GcResult> {
+    return runGc(this.config, options);
   }
 
   /** The backups of a volume in every chain image and legacy copy, oldest first, read from the backup pool. */

@@ -55,6 +55,8 @@ export interface LockOptions {
   onWait?: (holder: LockHolder) => void;
   /** The lock object; default the volume's backup lock, lockObjectName(volumeId). */
   object?: string;
+  /** Called when a dead holder's lock was broken. */
+  onBreak?: (holder: LockHolder) => void;
 }
 
 /** The holder of the lock on object, if any, and whether it answered a notify. */
@@ -111,6 +113,12 @@ export class VolumeLock {
     return this.#lost.signal;
   }
 
+  /** The live holder of a volume's lock (one that answers a notify), if any; nothing is changed. */
+  static async liveHolder(pool: Pool, object: string): Promise<LockHolder | undefined> {
+    const found = await inspectHolder(pool, object);
+    return found?.alive ? found.holder : undefined;
+  }
+
   static async acquire(pool: Pool, volumeId: string, purpose: string, options: LockOptions): Promise<VolumeLock> {
     const lock = new VolumeLock(pool, options.object ?? lockObjectName(volumeId), options.ttlMs);
     try {
@@ -149,6 +157,7 @@ export class VolumeLock {
       const found = await inspectHolder(pool, this.#object);
       if (found && !found.alive) {
         await breakDeadLock(pool, this.#object, found.holder, options.ttlMs);
+        options.onBreak?.(found.holder);
         continue;
       }
       const held = found ? `${found.holder.description} (${found.holder.client} at ${found.holder.address})` : 'another client';

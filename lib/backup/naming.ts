@@ -76,6 +76,18 @@ export function parseBackupImageName(volumeId: string, imageName: string): strin
   return rest === 'base' || ID.test(rest) ? rest : undefined;
 }
 
+/** The volume id a backup image name (`volume-<id>.backup.<suffix>`) carries, if it is one. */
+export function volumeOfBackupImage(imageName: string): string | undefined {
+  const match = /^volume-(.+?)\.backup\.([^.]+)$/.exec(imageName);
+  return match && ID.test(match[1]) && parseBackupImageName(match[1], imageName) !== undefined ? match[1] : undefined;
+}
+
+/** The volume id of a volume image name (`volume-<id>`), if it is one. */
+export function volumeOfVolumeImage(imageName: string): string | undefined {
+  const match = /^volume-(.+)$/.exec(imageName);
+  return match && ID.test(match[1]) ? match[1] : undefined;
+}
+
 /**
  * A backup image name taken from input (a record's service_metadata): only
  * this volume's backup images may be addressed, never another image.

@@ -4,7 +4,7 @@
  * import here, and ours import into Cinder.
  */
 import { invalidArgument } from '../ceph/errors.js';
-import { checkBackupImageName, checkId } from './naming.js';
+import { checkBackupImageName, checkId, volumeOfBackupImage } from './naming.js';
 
 export const CEPH_BACKUP_SERVICE = 'cinder.backup.drivers.ceph.CephBackupDriver';
 
@@ -43,9 +43,6 @@ export function isoTime(date: Date): string {
   return date.toISOString().replace(/\.\d{3}Z$/, 'Z');
 }
 
-/** `volume-<volume id>.backup.<suffix>`: the volume id a chain image name carries. */
-const BACKUP_IMAGE = /^volume-(.+)\.backup\.[^.]+$/;
-
 export interface RecordLocation {
   backupId: string;
   volumeId: string;
@@ -70,7 +67,7 @@ export function recordLocation(record: unknown, operation: string): RecordLocati
   const namedImage = recordBaseImage(fields);
   let volumeId: string;
   if (fields.volume_id === undefined || fields.volume_id === null || fields.volume_id === '') {
-    const carried = namedImage === undefined ? undefined : BACKUP_IMAGE.exec(namedImage)?.[1];
+    const carried = namedImage === undefined ? undefined : volumeOfBackupImage(namedImage);
     if (carried === undefined) {
       throw invalidArgument(operation, `backup ${backupId}`,
         'the record has no volume_id, and no service_metadata base image name that carries one');

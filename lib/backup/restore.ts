@@ -22,7 +22,7 @@ import { locateBackup } from './layout.js';
 import { restoreLockObjectName, VolumeLock } from './lock.js';
 import { logBackup } from './log.js';
 import { checkId, volumeImageName } from './naming.js';
-import { recordLocation, type BackupRecord } from './record.js';
+import { recordLocation, type BackupRecord, type RecordLocation } from './record.js';
 
 /** Where a restore writes: exactly one of a volume, a file or a stream. */
 export type RestoreTarget =
@@ -91,7 +91,7 @@ function checkTarget(target: unknown, backupId: string, operation: string): Chec
   return { kind: 'raw', to: stream!, name: 'stream' };
 }
 
-async function openSource(scope: OperationScope, pool: Pool, location: ReturnType<typeof recordLocation>,
+async function openSource(scope: OperationScope, pool: Pool, location: RecordLocation,
   operation: string): Promise<Source> {
   const images = await readBackupImages(pool, location.volumeId);
   const found = locateBackup(images, location, operation);
@@ -122,7 +122,7 @@ export async function isHalfRestored(pool: Pool, name: string): Promise<string |
     throw error;
   }
   await using opened = image;
-  return opened.getMetadata(RESTORING_KEY);
+  return await opened.getMetadata(RESTORING_KEY);
 }
 
 /**
@@ -131,7 +131,7 @@ export async function isHalfRestored(pool: Pool, name: string): Promise<string |
  * left it half-restored.
  */
 async function openTargetVolume(scope: OperationScope, config: ResolvedConfig, targetPool: Pool, volumeId: string,
-  size: bigint, operation: string): Promise<{ volume: Image; created: boolean }> {
+  size: bigint, backupId: string, operation: string): Promise<{ volume: Image; created: boolean }> {
   const name = volumeImageName(volumeId);
   const lock = await VolumeLock.acquire(targetPool, volumeId, operation, {
     waitMs: config.lockWaitMs, ttlMs: config.lockTtlMs, object: restoreLockObjectName(volumeId),
@@ -158,16 +158,17 @@ async function openTargetVolume(scope: OperationScope, config: ResolvedConfig, t
     });
   }
   volume = await scope.adopt(targetPool.openImage(name));
-  if (created) await volume.setMetadata(RESTORING_KEY, operation);
+  if (created) await volume.setMetadata(RESTORING_KEY, backupId);
   return { volume, created };
 }
 
 async function restoreIntoVolume(scope: OperationScope, config: ResolvedConfig, request: RestoreRequest,
-  source: Source, target: { pool: string; volumeId: string }, backupVolumeId: string, operation: string) {
+  source: Source, target: { pool: string; volumeId: string }, location: RecordLocation, operation: string) {
   const targetPool = await scope.adopt(config.source.pool(target.pool));
   const targetName = volumeImageName(target.volumeId);
   const targetSpec = `${targetPool.spec}/${targetName}`;
-  const { volume, created } = await openTargetVolume(scope, config, targetPool, target.volumeId, source.size, operation);
+  const { volume, created } = await openTargetVolume(scope, config, targetPool, target.volumeId, source.size,
+    location.backupId, operation);
   const { size: targetSize } = await volume.stat();
   if (targetSize < source.size) {
     throw invalidArgument(operation, targetSpec,
@@ -175,7 +176,7 @@ async function restoreIntoVolume(scope: OperationScope, config: ResolvedConfig, 
   }
   const decision = decideRestore({
     baseExists: true, restorePoints: source.restorePoints, targetIsRbd: true,
-    targetIsSource: target.volumeId === backupVolumeId,
+    targetIsSource: target.volumeId === location.volumeId,
     targetHasExtents: created ? false : await volume.hasExtents(),
   });
   logBackup('restore %s -> %s: %s', source.spec, targetSpec,
@@ -236,7 +237,7 @@ export async function runRestore(config: ResolvedConfig, request: RestoreRequest
     targetName = target.name;
   } else {
     ({ decision, targetSpec: targetName, bytesRead } =
-      await restoreIntoVolume(scope, config, request, source, target, location.volumeId, operation));
+      await restoreIntoVolume(scope, config, request, source, target, location, operation));
   }
   scope.commit();
   return {

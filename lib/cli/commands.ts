@@ -227,6 +227,32 @@ ${RECORD_HELP}
       ].join('\n');
     },
   },
+  gc: {
+    summary: 'remove what killed runs left (unfinished images, orphan snapshots, dead locks)',
+    usage: `rbd-backup gc [--pool POOL] [--dry-run]
+
+  --pool POOL       the source volumes' pool: orphan backup snapshots on the volumes
+                    and half-restored volumes there are removed too
+  --dry-run         report what would be removed, remove nothing`,
+    options: { pool: { type: 'string' }, 'dry-run': { type: 'boolean' } },
+    async run(engine, values) {
+      return engine.gc({
+        dryRun: values['dry-run'] === true,
+        ...(typeof values.pool === 'string' ? { sourcePool: values.pool } : {}),
+      });
+    },
+    print(value) {
+      const r = value as Awaited<ReturnType<BackupEngine['gc']>>;
+      const verb = r.dryRun ? 'would remove' : 'removed';
+      return [
+        ...r.removedImages.map((i) => `${verb} image ${i}`),
+        ...r.removedSnapshots.map((s) => `${verb} snapshot ${s}`),
+        ...r.brokenLocks.map((b) => `broke the lock ${b.object} of ${b.holder.description} (${b.holder.client}, fenced)`),
+        ...r.skipped.map((s) => `skipped volume ${s.volumeId}: ${s.reason}`),
+        `${r.removedImages.length} image(s) and ${r.removedSnapshots.length} snapshot(s) ${verb}`,
+      ].join('\n');
+    },
+  },
   ls: {
     summary: "list a volume's backups (read from the backup pool)",
     usage: 'rbd-backup ls --volume ID',

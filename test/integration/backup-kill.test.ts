@@ -6,40 +6,37 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { BackupEngine, BusyError } from '../../lib/index.js';
 import { VolumeLock } from '../../lib/backup/lock.js';
 import { INCOMPLETE_KEY } from '../../lib/backup/inventory.js';
+import { RESTORING_KEY } from '../../lib/backup/restore.js';
 import { connect, testCluster } from '../support/clusters.js';
+import { startFixture } from '../support/fixture-process.js';
 import { POOL, snapshotSha, snapshotsOf, useBackupTestbed, volumeSha, type BackupTestbed } from '../support/backup-fixtures.js';
 
-const CHILD = fileURLToPath(new URL('../fixtures/backup-child.js', import.meta.url));
+const CHILD = fileURLToPath(new URL('../fixtures/engine-child.js', import.meta.url));
 const MiB = 1 << 20;
 const SIZE = 96 * MiB;
 
 let tb: BackupTestbed;
 useBackupTestbed((testbed) => { tb = testbed; });
 
-/** Runs a backup in a child process and SIGKILLs it at its first progress report. */
-async function killedBackup(volumeId: string, backupId: string, full: boolean): Promise<void> {
+/** Runs a backup or restore in a child process and SIGKILLs it at its first progress report. */
+async function killedRun(operation: 'backup' | 'restore', env: Record<string, string>): Promise<void> {
   const { info } = await testCluster('a');
-  const child = spawn(process.execPath, [CHILD], {
-    env: {
-      ...process.env, FIXTURE_CONF: info.conf, FIXTURE_KEYRING: info.keyring, FIXTURE_POOL: POOL,
-      FIXTURE_VOLUME: volumeId, FIXTURE_BACKUP: backupId, FIXTURE_FULL: full ? '1' : '0',
-    },
-    stdio: ['ignore', 'pipe', 'inherit'],
+  const fixture = startFixture(CHILD, [operation], {
+    env: { FIXTURE_CONF: info.conf, FIXTURE_KEYRING: info.keyring, FIXTURE_POOL: POOL, ...env }, timeoutMs: 120_000,
   });
-  const exited = new Promise<NodeJS.Signals | null>((resolve) => child.once('exit', (_code, signal) => resolve(signal)));
-  let output = '';
-  child.stdout.on('data', (chunk: Buffer) => {
-    output += chunk.toString();
-    if (output.includes('BACKUP-PROGRESS')) child.kill('SIGKILL');
-  });
-  const signal = await exited;
-  assert.equal(signal, 'SIGKILL', `the child was killed mid-backup (it printed: ${output.trim()})`);
-  assert.ok(!output.includes('BACKUP-DONE'));
+  await fixture.line('ENGINE-PROGRESS');
+  fixture.child.kill('SIGKILL');
+  const { signal, stdout } = await fixture.exited;
+  assert.equal(signal, 'SIGKILL', `the child was killed mid-${operation} (it printed: ${stdout.trim()})`);
+  assert.ok(!stdout.includes('ENGINE-DONE'));
+}
+
+function killedBackup(volumeId: string, backupId: string, full: boolean): Promise<void> {
+  return killedRun('backup', { FIXTURE_VOLUME: volumeId, FIXTURE_BACKUP: backupId, FIXTURE_FULL: full ? '1' : '0' });
 }
 
 async function fill(volumeId: string, seed: number): Promise<void> {
@@ -141,3 +138,85 @@ test('two hosts running backupMany over one volume list back each volume up once
     await other.close();
   }
 });
+
+test('a killed restore into a new volume: the next restore into it removes the half-restored volume and is exact',
+  { timeout: 240_000 }, async (t) => {
+    const volumeId = await tb.fx.newVolume(t, SIZE);
+    await fill(volumeId, 4);
+    const backup = await tb.engine.backup({ pool: POOL, volumeId, backupId: 'r1' });
+    const target = tb.fx.targetId(t);
+    await killedRun('restore', { FIXTURE_RECORD: tb.engine.exportRecord(backup.record), FIXTURE_VOLUME: target });
+    const half = await tb.volumes.openImage(`volume-${target}`, { readOnly: true });
+    assert.equal(await half.getMetadata(RESTORING_KEY), 'r1', 'the killed restore marked the volume it created');
+    await half.close();
+    // The dead restore's lock and watch would hold this back for a minute; it is fenced instead.
+    const engine = new BackupEngine({ source: tb.cluster, lockWaitMs: 20_000 });
+    const again = await engine.restore({ backup: backup.record, target: { volume: { pool: POOL, id: target } } });
+    assert.equal(again.path, 'diff', 'the half-restored volume was removed, so the new one is empty');
+    assert.equal(await volumeSha(target), await snapshotSha(volumeId, backup.snapshot));
+    const done = await tb.volumes.openImage(`volume-${target}`, { readOnly: true });
+    assert.equal(await done.getMetadata(RESTORING_KEY), undefined, 'a complete restore is unmarked');
+    await done.close();
+    assert.equal(await tb.volumes.objectExists(`volume-${target}.restore.lock`), false);
+  });
+
+test('a restore into a volume that exists and was not made by a restore never removes it', { timeout: 120_000 }, async (t) => {
+  const volumeId = await tb.fx.newVolume(t, SIZE);
+  await fill(volumeId, 5);
+  const backup = await tb.engine.backup({ pool: POOL, volumeId, backupId: 'r2' });
+  const target = await tb.fx.newVolume(t, SIZE);
+  await fill(target, 6);
+  const result = await tb.engine.restore({ backup: backup.record, target: { volume: { pool: POOL, id: target } } });
+  assert.equal(result.path, 'full');
+  assert.equal(result.failedCondition?.number, 5);
+  assert.equal(await volumeSha(target), await snapshotSha(volumeId, backup.snapshot));
+});
+
+test('gc finds and removes what killed runs left across the pools, and leaves volumes live runs hold alone',
+  { timeout: 300_000 }, async (t) => {
+    // A killed first backup: an unfinished chain image, a source snapshot, a dead holder's lock.
+    const killed = await tb.fx.newVolume(t, SIZE);
+    await fill(killed, 7);
+    await killedBackup(killed, 'gk1', true);
+    // A complete backup with an orphan source snapshot beside it.
+    const orphaned = await tb.fx.newVolume(t, 8 * MiB);
+    const kept = await tb.engine.backup({ pool: POOL, volumeId: orphaned, backupId: 'gk2' });
+    const orphan = 'backup.gone.snap.1700000000.5';
+    await tb.fx.withVolume(orphaned, (image) => image.createSnapshot(orphan));
+    // A killed restore's half-restored volume.
+    const target = tb.fx.targetId(t);
+    await killedRun('restore', { FIXTURE_RECORD: tb.engine.exportRecord(kept.record), FIXTURE_VOLUME: target });
+    // A volume a live run holds, with an unfinished image that must stay.
+    const busy = await tb.fx.newVolume(t, 8 * MiB);
+    const busyImage = `volume-${busy}.backup.live1`;
+    await tb.backups.createImage(busyImage, 8 * MiB);
+    await using live = await tb.backups.openImage(busyImage);
+    await live.setMetadata(INCOMPLETE_KEY, 'live1');
+    const holder = await VolumeLock.acquire(tb.backups, busy, 'live test run', { waitMs: 0, ttlMs: 60_000 });
+    t.after(() => holder.release());
+
+    const engine = new BackupEngine({ source: tb.cluster });
+    const dry = await engine.gc({ sourcePool: POOL, dryRun: true });
+    const expectedImages = [`${tb.backups.spec}/volume-${killed}.backup.gk1`, `${POOL}/volume-${target}`];
+    for (const image of expectedImages) assert.ok(dry.removedImages.includes(image), `dry run finds ${image}`);
+    assert.ok(dry.removedSnapshots.includes(`${POOL}/volume-${orphaned}@${orphan}`), 'dry run finds the orphan');
+    assert.ok(dry.removedSnapshots.some((s) => s.startsWith(`${POOL}/volume-${killed}@backup.gk1.snap.`)));
+    assert.ok(await tb.backups.imageExists(`volume-${killed}.backup.gk1`), 'a dry run removes nothing');
+    assert.ok(!dry.removedImages.some((i) => i.endsWith(busyImage)), 'nor reports what a live run holds');
+    assert.ok(dry.skipped.some((s) => s.volumeId === busy));
+
+    const real = await engine.gc({ sourcePool: POOL });
+    for (const image of expectedImages) assert.ok(real.removedImages.includes(image), `gc removes ${image}`);
+    assert.equal(await tb.backups.imageExists(`volume-${killed}.backup.gk1`), false);
+    assert.equal(await tb.volumes.imageExists(`volume-${target}`), false);
+    assert.deepEqual((await snapshotsOf(tb.volumes, `volume-${orphaned}`))!.filter((s) => s === orphan), []);
+    assert.deepEqual((await snapshotsOf(tb.volumes, `volume-${killed}`))!.filter((s) => s.includes('gk1')), []);
+    assert.ok(real.brokenLocks.some((b) => b.object.endsWith(`volume-${killed}.backup.lock`)), 'the dead holder\'s lock was broken');
+    assert.equal(await tb.backups.objectExists(`volume-${killed}.backup.lock`), false, 'and its lock object removed');
+    assert.ok(real.skipped.some((s) => s.volumeId === busy && /live test run/.test(s.reason)), 'the live run is skipped');
+    assert.ok(await tb.backups.imageExists(busyImage), 'and its image left alone');
+    // The complete backup is untouched and exact.
+    const id = tb.fx.targetId(t);
+    await engine.restore({ backup: kept.record, target: { volume: { pool: POOL, id } } });
+    assert.equal(await volumeSha(id), await snapshotSha(orphaned, kept.snapshot));
+  });

@@ -1,0 +1,48 @@
+/**
+ * What killed runs leave in a volume's backups: source snapshots that no
+ * chain image holds (whatever backup id they carry) and chain images whose
+ * first backup never finished. The next backup of the volume and `gc`
+ * remove them, under the volume's lock, so no run that made them is alive.
+ */
+import type { Image } from '../ceph/image.js';
+import type { Pool } from '../ceph/pool.js';
+import { orphanSourceSnapshots } from './chain.js';
+import { removeImageWithSnapshots, undo } from './cleanup.js';
+import { unfinishedImages, type BackupImage } from './layout.js';
+import { logBackup } from './log.js';
+import { removeMetaObject } from './meta.js';
+
+export interface Leftovers {
+  /** Backup snapshots on the source volume that no chain image holds. */
+  snapshots: string[];
+  /** Chain images a run created and never finished. */
+  images: BackupImage[];
+}
+
+export function findLeftovers(images: readonly BackupImage[], sourceSnapshots: readonly string[] | undefined): Leftovers {
+  return { snapshots: sourceSnapshots ? orphanSourceSnapshots(sourceSnapshots, images) : [], images: unfinishedImages(images) };
+}
+
+/**
+ * Removes them; a source snapshot that cannot go (protected: something was
+ * cloned from it) stays, and is not reported as removed.
+ */
+export async function removeLeftovers(backupPool: Pool, volume: Image | undefined, leftovers: Leftovers,
+  volumeId: string): Promise<{ removedSnapshots: string[]; removedImages: string[] }> {
+  const removedSnapshots: string[] = [];
+  for (const orphan of volume ? leftovers.snapshots : []) {
+    logBackup('volume %s: removing source snapshot %s, which no chain image holds (a killed run or a deleted backup left it)', volumeId, orphan);
+    await undo(`remove source snapshot ${orphan}`, async () => {
+      await volume!.removeSnapshot(orphan);
+      removedSnapshots.push(orphan);
+    });
+  }
+  const removedImages: string[] = [];
+  for (const image of leftovers.images) {
+    logBackup('volume %s: removing %s, left by backup %s, which did not finish', volumeId, image.name, image.incomplete);
+    await removeImageWithSnapshots(backupPool, image.name);
+    removedImages.push(image.name);
+    await undo(`remove the .meta of backup ${image.incomplete}`, async () => { await removeMetaObject(backupPool, image.incomplete!); });
+  }
+  return { removedSnapshots, removedImages };
+}
