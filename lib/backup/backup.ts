@@ -19,7 +19,7 @@ import { decideChain, snapshotsToTrim, type ChainDecision } from './chain.js';
 import { OperationScope, removeImageWithSnapshots, undo } from './cleanup.js';
 import { BASE_IMAGE_FEATURES, type ResolvedConfig } from './config.js';
 import { INCOMPLETE_KEY, readBackupImages } from './inventory.js';
-import { backupPoints, type BackupImage } from './layout.js';
+import { backupPoints } from './layout.js';
 import { findLeftovers, removeLeftovers } from './leftovers.js';
 import { lockObjectName, VolumeLock, type LockHolder } from './lock.js';
 import { logBackup } from './log.js';
@@ -107,7 +107,7 @@ async function openAndLock(scope: OperationScope, config: ResolvedConfig, reques
 }
 
 async function chooseChain(opened: Opened, request: BackupRequest, ids: { volumeId: string; backupId: string },
-  operation: string): Promise<{ decision: ChainDecision; images: BackupImage[] }> {
+  operation: string): Promise<{ decision: ChainDecision }> {
   const { volumeId, backupId } = ids;
   const found = await readBackupImages(opened.backupPool, volumeId);
   const listed = (await opened.volume.listSnapshots()).map((s) => s.name);
@@ -129,7 +129,7 @@ async function chooseChain(opened: Opened, request: BackupRequest, ids: { volume
     volumeId, backupId, images, sourceSnapshots, parentId: request.parentId, full: request.full, operation,
   });
   if (decision.mode === 'converted') logBackup('volume %s: %s; taking a full backup instead', volumeId, decision.reason);
-  return { decision, images };
+  return { decision };
 }
 
 /**
@@ -214,12 +214,14 @@ export async function runBackup(config: ResolvedConfig, request: BackupRequest):
 
   await using scope = new OperationScope();
   const opened = await openAndLock(scope, config, request, volumeId, operation);
-  const { decision, images } = await chooseChain(opened, request, { volumeId, backupId }, operation);
-  if (images.length === 0) {
-    // The volume would have no backups after all: its lock object goes too
-    // (while still locked, so no other run is using it).
-    scope.onFailure('remove the lock object', () => opened.backupPool.removeObject(lockObjectName(volumeId)));
-  }
+  // A failed first backup leaves the volume without backups: its lock
+  // object goes too (while still locked, so no other run is using it).
+  scope.onFailure('remove the lock object of a volume without backups', async () => {
+    if ((await readBackupImages(opened.backupPool, volumeId)).length === 0) {
+      await opened.backupPool.removeObject(lockObjectName(volumeId));
+    }
+  });
+  const { decision } = await chooseChain(opened, request, { volumeId, backupId }, operation);
   const { size } = await opened.volume.stat();
   const chain = await openChainImage(scope, config, opened, decision, backupId, size);
   const fromSnapshot = decision.mode === 'incremental' ? decision.fromSnapshot : undefined;

@@ -13,12 +13,12 @@ import { checkName } from '../ceph/validate.js';
 import { backupSnapshots } from './chain.js';
 import { OperationScope, undo } from './cleanup.js';
 import type { ResolvedConfig } from './config.js';
-import { readBackupImages } from './inventory.js';
+import { INCOMPLETE_KEY, readBackupImages } from './inventory.js';
 import { isChainImage, locateBackup, type BackupImage } from './layout.js';
 import { lockObjectName, VolumeLock } from './lock.js';
 import { logBackup } from './log.js';
 import { removeMetaObject } from './meta.js';
-import { volumeImageName } from './naming.js';
+import { parseBackupSnapshotName, volumeImageName } from './naming.js';
 import { recordLocation, type BackupRecord } from './record.js';
 
 export interface DeleteOptions {
@@ -63,6 +63,13 @@ export async function removeBackup(pool: Pool, found: { image: BackupImage; snap
   if (snapshot !== undefined) {
     await using chain = await pool.openImage(image.name);
     if (snapshot.protected) await chain.unprotectSnapshot(snapshot.name);
+    const before = backupSnapshots((await chain.listSnapshots()).map((s) => s.name));
+    if (before.length === 1 && before[0] === snapshot.name) {
+      // Its last backup: should the image outlive it (busy, or a killed
+      // run), the mark keeps it from passing for a legacy full copy of the
+      // backup its name carries, and the next backup or gc removes it.
+      await chain.setMetadata(INCOMPLETE_KEY, backupId);
+    }
     await chain.removeSnapshot(snapshot.name);
     result.removedSnapshots.push(snapshot.name);
     const remaining = backupSnapshots((await chain.listSnapshots()).map((s) => s.name));
@@ -117,7 +124,14 @@ export async function runDelete(config: ResolvedConfig, backup: BackupRecord, op
   const lock = await VolumeLock.acquire(pool, volumeId, operation, { waitMs: config.lockWaitMs, ttlMs: config.lockTtlMs });
   scope.defer('release the volume lock', () => lock.release());
   const images = await readBackupImages(pool, volumeId);
-  const found = locateBackup(images, location, operation);
+  const named = images.find((image) => image.name === location.namedImage);
+  // A chain image the record names that holds no backup snapshot any more
+  // (its last delete found it busy, or a run was killed) goes now, as
+  // Cinder's _try_delete_base_image removes a base image without snapshots.
+  const elsewhere = images.some((image) => image.snapshots.some((s) => parseBackupSnapshotName(s.name)?.backupId === backupId));
+  const found = named && !isChainImage(named) && !elsewhere
+    ? { image: named, snapshot: undefined }
+    : locateBackup(images, location, operation);
   const removed = await removeBackup(pool, found, backupId);
   if (removed.removedImages.length === images.length) {
     // The volume has no backups left; its lock object goes too (while

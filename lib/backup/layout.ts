@@ -130,21 +130,13 @@ export function locateBackup(images: readonly BackupImage[], lookup: BackupLooku
     }
     if (holder) return holder;
     if (!named) throw notFound(`its image ${namedImage} does not exist in the backup pool`);
-    if (isChainImage(named)) {
-      throw new InconsistentBackupError({
-        operation, resource: `backup ${backupId}`,
-        detail: `the record names chain image ${namedImage}, which has no snapshot of backup ${backupId}`,
-      });
-    }
-    if (named.incomplete !== undefined) {
-      throw notFound(`${namedImage} holds no backup: the run of backup ${named.incomplete} that created it did not finish`);
-    }
-    // A snapshot-less image is the full copy of the backup its name
-    // carries (or, for `.backup.base`, of a volume snapshot's backup), of no other.
-    if (named.suffix !== backupId && named.suffix !== 'base') {
-      throw notFound(`${namedImage} has no backup snapshot and is the full copy of backup ${named.suffix}, not of this one`);
-    }
-    return { image: named, snapshot: undefined };
+    // Cinder writes service_metadata only for backups into chain images
+    // (_backup_rbd), never for a legacy full copy: a named image without
+    // backup snapshots is a chain whose backups are gone (deleted, or an
+    // unfinished run's), and its head is no backup's data.
+    throw notFound(isChainImage(named)
+      ? `its chain image ${namedImage} has no snapshot of backup ${backupId} (deleted already?)`
+      : `its chain image ${namedImage} holds no backup snapshot${named.incomplete === undefined ? '' : ` (left by backup ${named.incomplete}, which did not finish)`}`);
   }
   if (holder) return holder;
   const own = images.find((image) => image.suffix === backupId && isLegacyCopy(image));

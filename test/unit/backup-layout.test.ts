@@ -76,9 +76,22 @@ describe('locateBackup', () => {
   });
 
   test('a record naming a chain image that lacks the snapshot is refused, naming both', () => {
+    // The snapshot is on another image: the pool contradicts the record.
     assert.throws(() => locateBackup(images, lookup('old1', chainF1.name), 'restore'),
       (e: unknown) => e instanceof InconsistentBackupError && /volume-vol1\.backup\.f1/.test(e.message) && /volume-vol1\.backup\.base/.test(e.message));
-    assert.throws(() => locateBackup(images, lookup('nope', chainF1.name), 'restore'), InconsistentBackupError);
+    // On no image at all: deleted already.
+    assert.throws(() => locateBackup(images, lookup('nope', chainF1.name), 'restore'),
+      (e: unknown) => e instanceof NotFoundError && /volume-vol1\.backup\.f1/.test(e.message) && /backup nope/.test(e.message));
+  });
+
+  test('a named image without backup snapshots is never a legacy copy: its head is no backup', () => {
+    // What a delete leaves when removing the emptied chain image fails (Cinder writes
+    // service_metadata only for chain backups, never for a legacy copy).
+    const emptied = image('b1', []);
+    assert.throws(() => locateBackup([emptied], lookup('b1', emptied.name), 'restore'), NotFoundError);
+    const marked = image('b1', [], { incomplete: 'b2' });
+    assert.throws(() => locateBackup([marked], lookup('b1'), 'restore'), NotFoundError);
+    assert.deepEqual(backupPoints([marked]), []);
   });
 
   test('a snapshot on two chain images, or two snapshots of one backup, is refused', () => {
