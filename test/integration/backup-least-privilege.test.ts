@@ -2,8 +2,9 @@
  * Backups with the least privilege Cinder deployments give: the volume user
  * may only use the volume pool and the backup user only the backup pool
  * (`mon 'profile rbd' osd 'profile rbd pool=<pool>'`). A full backup, an
- * incremental and a restore work that way, and neither user can reach the
- * other's pool.
+ * incremental, a second chain image, a restore and deletes (the source
+ * snapshot included) work that way, and neither user can reach the other's
+ * pool.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -44,7 +45,9 @@ describe('backups with least-privilege users', () => {
     await volume?.close();
     for (const name of made) await removeImageFully(adminPool, name);
     const backupPool = await admin.pool('backups');
-    await removeImageFully(backupPool, `volume-${volumeId}.backup.base`);
+    for (const name of await backupPool.listImages()) {
+      if (name.startsWith(`volume-${volumeId}.backup.`)) await removeImageFully(backupPool, name);
+    }
     await backupPool.removeObject(`volume-${volumeId}.backup.lock`).catch(() => undefined);
     await backupPool.close();
     await adminPool?.close();
@@ -53,21 +56,41 @@ describe('backups with least-privilege users', () => {
     await admin?.close();
   });
 
-  test('full and incremental backups and a restore need only the two pools', { timeout: 120_000 }, async () => {
+  test('full and incremental backups, a restore and deletes need only the two pools', { timeout: 120_000 }, async () => {
     const engine = new BackupEngine({ source: volumes, backupCluster: backups });
+    // Each backup's source snapshot, checksummed before a later backup trims it (default: 2 kept).
+    const sha = new Map<string, string>();
+    const checksum = async (snapshot: string): Promise<void> => {
+      sha.set(snapshot, await rbdExportSha256('a', `rbd/volume-${volumeId}@${snapshot}`));
+    };
     const full = await engine.backup({ pool: 'rbd', volumeId });
+    await checksum(full.snapshot);
+    assert.equal(full.baseImage, `volume-${volumeId}.backup.${full.record.id}`);
     await volume.write(randomBytes(MiB), 4 * MiB);
     const incremental = await engine.backup({ pool: 'rbd', volumeId });
+    await checksum(incremental.snapshot);
     assert.equal(incremental.mode, 'incremental');
     assert.equal(incremental.fromSnapshot, full.snapshot);
+    assert.equal(incremental.baseImage, full.baseImage);
+    await volume.write(randomBytes(MiB), 12 * MiB);
+    const second = await engine.backup({ pool: 'rbd', volumeId, full: true });
+    await checksum(second.snapshot);
+    assert.notEqual(second.baseImage, full.baseImage);
 
-    const restored = await engine.restore({ backup: full.record, targetPool: 'rbd' });
-    made.push(`volume-${restored.targetVolumeId}`);
-    assert.equal(restored.path, 'diff');
-    assert.equal(await rbdExportSha256('a', `rbd/volume-${restored.targetVolumeId}`),
-      await rbdExportSha256('a', `rbd/volume-${volumeId}@${full.snapshot}`));
-    await engine.delete(incremental.record);
-    await engine.delete(full.record);
+    for (const result of [full, incremental, second]) {
+      const restored = await engine.restore({ backup: result.record, target: { volume: { pool: 'rbd' } } });
+      made.push(`volume-${restored.targetVolumeId}`);
+      assert.equal(restored.path, 'diff');
+      assert.equal(await rbdExportSha256('a', `rbd/volume-${restored.targetVolumeId}`), sha.get(result.snapshot));
+    }
+    // The default keeps 2 source snapshots: the full backup's was trimmed by the third backup.
+    assert.deepEqual((await volume.listSnapshots()).map((s) => s.name), [incremental.snapshot, second.snapshot]);
+    const deleted = await engine.delete(incremental.record, { sourcePool: 'rbd' });
+    assert.equal(deleted.removedSourceSnapshot, incremental.snapshot);
+    assert.deepEqual((await engine.delete(full.record, { sourcePool: 'rbd' })).removedImages, [full.baseImage]);
+    assert.deepEqual((await engine.delete(second.record, { sourcePool: 'rbd' })).removedImages, [second.baseImage]);
+    assert.deepEqual((await volume.listSnapshots()).map((s) => s.name), []);
+    assert.deepEqual(await engine.listBackups(volumeId), []);
   });
 
   test('the backup user cannot reach the volume pool, nor the volume user the backup pool', async () => {

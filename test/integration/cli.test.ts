@@ -1,6 +1,8 @@
 /**
  * The rbd-backup command line, run as a user would (a child process, no
- * TTY): each command against a real cluster, its JSON and text output, its
+ * TTY): each command against a real cluster (a full backup into its own
+ * chain image, an incremental continuing it, restore to exactly one target,
+ * prune, delete with the source snapshot), its JSON and text output, its
  * progress lines and its documented exit codes.
  */
 import { after, before, describe, test } from 'node:test';
@@ -33,6 +35,16 @@ function run(args: string[]): Promise<Run> {
   });
 }
 
+/** run, with standard output as bytes (a raw image). */
+function runRaw(args: string[]): Promise<{ code: number | null; stdout: Buffer; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [CLI, ...args], { encoding: 'buffer', maxBuffer: 64 << 20, timeout: 120_000 },
+      (error, stdout, stderr) => {
+        resolve({ code: error ? (typeof error.code === 'number' ? error.code : null) : 0, stdout, stderr: stderr.toString() });
+      });
+  });
+}
+
 describe('rbd-backup CLI', () => {
   let cluster: Cluster;
   let pool: Pool;
@@ -41,6 +53,7 @@ describe('rbd-backup CLI', () => {
   const volumeId = uniqueName('cli');
   const restoredId = uniqueName('clir');
   const backupId = uniqueName('bk');
+  const secondId = uniqueName('bk2');
 
   before(async () => {
     const { info } = await testCluster('a');
@@ -61,7 +74,9 @@ describe('rbd-backup CLI', () => {
     await removeImageFully(pool, `volume-${volumeId}`);
     await removeImageFully(pool, `volume-${restoredId}`);
     const backups = await cluster.pool('backups');
-    await removeImageFully(backups, `volume-${volumeId}.backup.base`);
+    for (const name of await backups.listImages()) {
+      if (name.startsWith(`volume-${volumeId}.backup.`)) await removeImageFully(backups, name);
+    }
     await backups.removeObject(`volume-${volumeId}.backup.lock`).catch(() => undefined);
     await backups.close();
     await pool?.close();
@@ -72,13 +87,19 @@ describe('rbd-backup CLI', () => {
   test('--help lists the commands and the exit codes; bad usage exits 2', async () => {
     const help = await run(['--help']);
     assert.equal(help.code, 0);
-    for (const command of ['backup', 'restore', 'delete', 'ls', 'export-record', 'import-record']) {
+    for (const command of ['backup', 'restore', 'delete', 'prune', 'ls', 'export-record', 'import-record']) {
       assert.match(help.stdout, new RegExp(`^  ${command} `, 'm'));
     }
     assert.match(help.stdout, /130 +cancelled/);
     const commandHelp = await run(['restore', '--help']);
     assert.equal(commandHelp.code, 0);
     assert.match(commandHelp.stdout, /--target-pool POOL/);
+    const deleteHelp = await run(['delete', '--help']);
+    assert.equal(deleteHelp.code, 0);
+    assert.match(deleteHelp.stdout, /--pool POOL/);
+    const pruneHelp = await run(['prune', '--help']);
+    assert.equal(pruneHelp.code, 0);
+    assert.match(pruneHelp.stdout, /--keep POLICY/);
     const unknown = await run(['frobnicate']);
     assert.equal(unknown.code, 2);
     assert.match(unknown.stderr, /unknown command "frobnicate"/);
@@ -90,48 +111,113 @@ describe('rbd-backup CLI', () => {
     assert.match(missing.stderr, /--pool is required/);
   });
 
-  test('backup, ls, restore to a volume and to a file, records, delete', { timeout: 300_000 }, async () => {
-    const backup = await run(['backup', ...clusterArgs, '--pool', 'rbd', '--volume', volumeId, '--backup-id', backupId]);
-    assert.equal(backup.code, 0, backup.stderr);
-    assert.match(backup.stdout, new RegExp(`^backup ${backupId} of volume ${volumeId}: full$`, 'm'));
-    // Not a terminal: progress comes as plain lines on stderr, ending at 100%.
-    assert.match(backup.stderr, /^backup: 100% /m);
-    const snapshot = /^snapshot (\S+) on /m.exec(backup.stdout)![1];
+  test('backup (full, then incremental), ls, restore to a volume and to a file, records, prune, delete',
+    { timeout: 300_000 }, async () => {
+      const chain = `volume-${volumeId}.backup.${backupId}`;
+      const backup = await run(['backup', ...clusterArgs, '--pool', 'rbd', '--volume', volumeId, '--backup-id', backupId]);
+      assert.equal(backup.code, 0, backup.stderr);
+      assert.match(backup.stdout, new RegExp(`^backup ${backupId} of volume ${volumeId}: full$`, 'm'));
+      // Not a terminal: progress comes as plain lines on stderr, ending at 100%.
+      assert.match(backup.stderr, /^backup: 100% /m);
+      const [, snapshot, image] = /^snapshot (\S+) on (\S+)$/m.exec(backup.stdout)!;
+      assert.equal(image, chain, 'a full backup has its own chain image');
+      const expected = await rbdExportSha256('a', `rbd/volume-${volumeId}@${snapshot}`);
 
-    const listed = await run(['ls', ...clusterArgs, '--volume', volumeId, '--json']);
-    assert.equal(listed.code, 0, listed.stderr);
-    const entries = JSON.parse(listed.stdout) as Array<{ record: { id: string }; snapshot: string }>;
-    assert.deepEqual(entries.map((e) => [e.record.id, e.snapshot]), [[backupId, snapshot]]);
+      const source = await pool.openImage(`volume-${volumeId}`);
+      try {
+        await source.write(randomBytes(2 * MiB), 8 * MiB);
+      } finally {
+        await source.close();
+      }
+      const second = await run(['backup', ...clusterArgs, '--pool', 'rbd', '--volume', volumeId, '--backup-id', secondId]);
+      assert.equal(second.code, 0, second.stderr);
+      assert.match(second.stdout, new RegExp(`^backup ${secondId} of volume ${volumeId}: incremental from ${snapshot.replace(/\./g, '\\.')}$`, 'm'));
+      const [, secondSnapshot, secondImage] = /^snapshot (\S+) on (\S+)$/m.exec(second.stdout)!;
+      assert.equal(secondImage, chain, 'the incremental continues the chain image');
+      const secondExpected = await rbdExportSha256('a', `rbd/volume-${volumeId}@${secondSnapshot}`);
 
-    const restored = await run(['restore', ...clusterArgs, '--volume', volumeId, '--backup-id', backupId,
-      '--target-pool', 'rbd', '--target-volume', restoredId, '--json']);
-    assert.equal(restored.code, 0, restored.stderr);
-    assert.equal((JSON.parse(restored.stdout) as { path: string }).path, 'diff');
-    const expected = await rbdExportSha256('a', `rbd/volume-${volumeId}@${snapshot}`);
-    assert.equal(await rbdExportSha256('a', `rbd/volume-${restoredId}`), expected);
+      const listed = await run(['ls', ...clusterArgs, '--volume', volumeId, '--json']);
+      assert.equal(listed.code, 0, listed.stderr);
+      const entries = JSON.parse(listed.stdout) as Array<{ record: { id: string }; snapshot: string; image: string; full: boolean }>;
+      assert.deepEqual(entries.map((e) => [e.record.id, e.image, e.snapshot, e.full]),
+        [[backupId, chain, snapshot, true], [secondId, chain, secondSnapshot, false]]);
+      const listedText = await run(['ls', ...clusterArgs, '--volume', volumeId]);
+      assert.equal(listedText.code, 0, listedText.stderr);
+      const lines = listedText.stdout.trim().split('\n');
+      assert.equal(lines.length, 2);
+      assert.match(lines[0], new RegExp(`^${backupId}  \\S+  full  \\d+ MiB  ${chain.replace(/\./g, '\\.')}@${snapshot.replace(/\./g, '\\.')}$`));
+      assert.match(lines[1], new RegExp(`^${secondId}  \\S+  incr  \\d+ MiB  ${chain.replace(/\./g, '\\.')}@`));
 
-    const exported = await run(['export-record', ...clusterArgs, '--volume', volumeId, '--backup-id', backupId]);
-    assert.equal(exported.code, 0, exported.stderr);
-    const record = exported.stdout.trim();
-    const imported = await run(['import-record', ...clusterArgs, record]);
-    assert.equal(imported.code, 0, imported.stderr);
-    assert.match(imported.stdout, new RegExp(`backup ${backupId} of volume ${volumeId} in pool backups`));
+      const restored = await run(['restore', ...clusterArgs, '--volume', volumeId, '--backup-id', backupId,
+        '--target-pool', 'rbd', '--target-volume', restoredId, '--json']);
+      assert.equal(restored.code, 0, restored.stderr);
+      const result = JSON.parse(restored.stdout) as { path: string; source: string; target: string };
+      assert.equal(result.path, 'diff');
+      assert.equal(result.source, `backups/${chain}@${snapshot}`);
+      assert.equal(result.target, `rbd/volume-${restoredId}`);
+      assert.equal(await rbdExportSha256('a', `rbd/volume-${restoredId}`), expected);
 
-    const file = join(dir, 'restored.raw');
-    const toFile = await run(['restore', ...clusterArgs, '--record', record, '--target-file', file]);
-    assert.equal(toFile.code, 0, toFile.stderr);
-    assert.match(toFile.stdout, /full copy because condition 3 failed: the target is not an RBD image/);
-    assert.equal(createHash('sha256').update(await readFile(file)).digest('hex'), expected);
-    const again = await run(['restore', ...clusterArgs, '--record', record, '--target-file', file]);
-    assert.notEqual(again.code, 0, 'an existing file is refused');
-    assert.equal(createHash('sha256').update(await readFile(file)).digest('hex'), expected, 'and left as it was');
+      // Exactly one target.
+      const noTarget = await run(['restore', ...clusterArgs, '--volume', volumeId, '--backup-id', backupId]);
+      assert.equal(noTarget.code, 2, noTarget.stderr);
+      assert.match(noTarget.stderr, /give exactly one of --target-pool, --target-file, --stdout/);
+      const twoTargets = await run(['restore', ...clusterArgs, '--volume', volumeId, '--backup-id', backupId,
+        '--target-pool', 'rbd', '--target-file', join(dir, 'never.raw')]);
+      assert.equal(twoTargets.code, 2, twoTargets.stderr);
+      assert.match(twoTargets.stderr, /got --target-pool and --target-file/);
+      const volumeWithoutPool = await run(['restore', ...clusterArgs, '--volume', volumeId, '--backup-id', backupId,
+        '--target-file', join(dir, 'never.raw'), '--target-volume', 'x1']);
+      assert.equal(volumeWithoutPool.code, 2, volumeWithoutPool.stderr);
+      assert.match(volumeWithoutPool.stderr, /--target-volume needs --target-pool/);
+      await assert.rejects(readFile(join(dir, 'never.raw')), { code: 'ENOENT' });
 
-    const deleted = await run(['delete', ...clusterArgs, '--record', record]);
-    assert.equal(deleted.code, 0, deleted.stderr);
-    assert.match(deleted.stdout, new RegExp(`removed image volume-${volumeId}\\.backup\\.base`));
-    const deletedAgain = await run(['delete', ...clusterArgs, '--record', record]);
-    assert.equal(deletedAgain.code, 3, deletedAgain.stderr);
-  });
+      const exported = await run(['export-record', ...clusterArgs, '--volume', volumeId, '--backup-id', backupId]);
+      assert.equal(exported.code, 0, exported.stderr);
+      const record = exported.stdout.trim();
+      const imported = await run(['import-record', ...clusterArgs, record]);
+      assert.equal(imported.code, 0, imported.stderr);
+      assert.match(imported.stdout, new RegExp(`backup ${backupId} of volume ${volumeId} in pool backups`));
+      assert.ok(imported.stdout.includes(`"base":"${chain}"`), imported.stdout);
+
+      const file = join(dir, 'restored.raw');
+      const toFile = await run(['restore', ...clusterArgs, '--record', record, '--target-file', file]);
+      assert.equal(toFile.code, 0, toFile.stderr);
+      assert.match(toFile.stdout, /full copy because condition 3 failed: the target is not an RBD image/);
+      assert.equal(createHash('sha256').update(await readFile(file)).digest('hex'), expected);
+      const again = await run(['restore', ...clusterArgs, '--record', record, '--target-file', file]);
+      assert.notEqual(again.code, 0, 'an existing file is refused');
+      assert.equal(createHash('sha256').update(await readFile(file)).digest('hex'), expected, 'and left as it was');
+      const toStdout = await runRaw(['restore', ...clusterArgs, '--volume', volumeId, '--backup-id', secondId, '--stdout']);
+      assert.equal(toStdout.code, 0, toStdout.stderr);
+      assert.equal(toStdout.stdout.length, 16 * MiB);
+      assert.equal(createHash('sha256').update(toStdout.stdout).digest('hex'), secondExpected);
+
+      // A dry-run prune reports and removes nothing; a bad policy is an invalid argument.
+      const dryRun = await run(['prune', ...clusterArgs, '--volume', volumeId, '--keep', 'latest1', '--dry-run']);
+      assert.equal(dryRun.code, 0, dryRun.stderr);
+      assert.match(dryRun.stdout, new RegExp(`^keep    ${secondId} `, 'm'));
+      assert.match(dryRun.stdout, new RegExp(`^remove ${backupId} `, 'm'));
+      assert.match(dryRun.stdout, /^1 kept, 1 would remove$/m);
+      const badPolicy = await run(['prune', ...clusterArgs, '--volume', volumeId, '--keep', 'lastest1']);
+      assert.equal(badPolicy.code, 7, badPolicy.stderr);
+      const stillListed = JSON.parse((await run(['ls', ...clusterArgs, '--volume', volumeId, '--json'])).stdout) as unknown[];
+      assert.equal(stillListed.length, 2);
+
+      // The incremental goes first, with its source snapshot (--pool); the chain image goes with the last backup.
+      const deletedSecond = await run(['delete', ...clusterArgs, '--volume', volumeId, '--backup-id', secondId, '--pool', 'rbd']);
+      assert.equal(deletedSecond.code, 0, deletedSecond.stderr);
+      assert.match(deletedSecond.stdout, new RegExp(`^removed snapshot ${secondSnapshot.replace(/\./g, '\\.')}$`, 'm'));
+      assert.match(deletedSecond.stdout, new RegExp(`^removed source snapshot ${secondSnapshot.replace(/\./g, '\\.')}$`, 'm'));
+      assert.doesNotMatch(deletedSecond.stdout, /removed image/);
+      const deleted = await run(['delete', ...clusterArgs, '--record', record]);
+      assert.equal(deleted.code, 0, deleted.stderr);
+      assert.match(deleted.stdout, new RegExp(`removed image ${chain.replace(/\./g, '\\.')}`));
+      assert.doesNotMatch(deleted.stdout, /removed source snapshot/, 'without --pool the source is left alone');
+      const deletedAgain = await run(['delete', ...clusterArgs, '--record', record]);
+      assert.equal(deletedAgain.code, 3, deletedAgain.stderr);
+      const none = await run(['ls', ...clusterArgs, '--volume', volumeId]);
+      assert.equal(none.stdout.trim(), 'no backups');
+    });
 
   test('documented exit codes for a missing backup, a bad id and a bad record', async () => {
     const missing = await run(['restore', ...clusterArgs, '--volume', volumeId, '--backup-id', 'nope',

@@ -1,9 +1,12 @@
 /**
- * BackupEngine.restore against a real cluster: the diff path only when all
- * five of Cinder's conditions hold, otherwise a chunked full copy, with the
- * first failing condition reported; legacy (non-diff) backup images; files
- * and streams; targets larger or smaller than the backup; typed refusals
- * that change nothing.
+ * BackupEngine.restore against a real cluster: from exactly the backup's
+ * snapshot on its chain image (never a chain image's head), or a legacy
+ * full copy's head; the diff path only when all five of Cinder's
+ * conditions hold, otherwise a chunked full copy, with the first failing
+ * condition reported; targets as one of { volume }, { file }, { stream };
+ * targets larger or smaller than the backup; typed refusals that change
+ * nothing (records naming another volume's or a non-backup image, an
+ * inconsistent pool).
  *
  * Every data check compares sha256 of `rbd export` of the source snapshot
  * with `rbd export` of the restored volume (or the restored file's bytes).
@@ -17,8 +20,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import {
-  BackupEngine, CancelledError, CephError, InvalidArgumentError, NotFoundError, baseImageName, legacyImageName,
-  type BackupRecord, type BackupResult, type Cluster, type Pool,
+  BackupEngine, CancelledError, CephError, InconsistentBackupError, InvalidArgumentError, NotFoundError,
+  backupImageName, baseImageName, type BackupRecord, type BackupResult, type Cluster, type Pool, type RestoreRequest,
 } from '../../lib/index.js';
 import { rbd, sha256, testCluster, uniqueName } from '../support/clusters.js';
 import {
@@ -103,13 +106,14 @@ async function snapshotNames(pool: Pool, name: string): Promise<string[]> {
 }
 
 /**
- * A legacy (non-diff) full backup of volumeId: the image
- * volume-<id>.backup.<backupId> holding a copy of a snapshot of the volume,
- * and its record (no service_metadata, as Cinder wrote them).
+ * A legacy full copy of volumeId (a non-RBD source's backup): the image
+ * volume-<id>.backup.<backupId> holding a copy of a snapshot of the volume
+ * and no snapshot of its own, and its record (no service_metadata, as
+ * Cinder wrote them).
  */
 async function legacyBackup(volumeId: string, snapshot: string, backupId = uniqueName('legacy')): Promise<BackupRecord> {
   await rbd('a', ['cp', '--no-progress', `${POOL}/volume-${volumeId}@${snapshot}`,
-    `${BACKUP_POOL}/${legacyImageName(volumeId, backupId)}`]);
+    `${BACKUP_POOL}/${backupImageName(volumeId, backupId)}`]);
   return {
     id: backupId,
     volume_id: volumeId,
@@ -153,12 +157,13 @@ describe('all five conditions hold: the diff path', () => {
     const { id, backup } = await backedUpVolume(t);
     await fx.writeRandom(id, randomRanges(16 * MiB, 4, 2 * MiB));
     const incremental = await engine.backup({ pool: POOL, volumeId: id });
+    assert.equal(incremental.baseImage, backup.baseImage);
     for (const result of [backup, incremental]) {
       const target = fx.targetId(t);
-      const restored = await engine.restore({ backup: result.record, targetPool: POOL, targetVolumeId: target });
+      const restored = await engine.restore({ backup: result.record, target: { volume: { pool: POOL, id: target } } });
       assert.equal(restored.path, 'diff');
       assert.equal(restored.failedCondition, undefined);
-      assert.equal(restored.source, `${BACKUP_POOL}/volume-${id}.backup.base@${result.snapshot}`);
+      assert.equal(restored.source, `${BACKUP_POOL}/${backupImageName(id, backup.record.id)}@${result.snapshot}`);
       assert.equal(restored.target, `${POOL}/volume-${target}`);
       assert.equal(restored.targetVolumeId, target);
       assert.equal(restored.size, BigInt(16 * MiB));
@@ -168,9 +173,9 @@ describe('all five conditions hold: the diff path', () => {
     }
   });
 
-  test('without targetVolumeId: a new volume with a UUID id', async (t) => {
+  test('a volume target without an id: a new volume with a UUID id', async (t) => {
     const { id, backup } = await backedUpVolume(t, 8 * MiB);
-    const restored = await engine.restore({ backup: backup.record, targetPool: POOL });
+    const restored = await engine.restore({ backup: backup.record, target: { volume: { pool: POOL } } });
     t.after(() => removeImagePatiently(volumes, `volume-${restored.targetVolumeId}`));
     assert.match(restored.targetVolumeId ?? '', /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
     assert.equal(restored.path, 'diff');
@@ -181,7 +186,7 @@ describe('all five conditions hold: the diff path', () => {
     const { id, backup } = await backedUpVolume(t);
     const target = fx.targetId(t);
     await volumes.createImage(`volume-${target}`, 16 * MiB, { features: VOLUME_FEATURES });
-    const restored = await engine.restore({ backup: backup.record, targetPool: POOL, targetVolumeId: target });
+    const restored = await engine.restore({ backup: backup.record, target: { volume: { pool: POOL, id: target } } });
     assert.equal(restored.path, 'diff');
     assert.equal(await volumeSha(target), await snapshotSha(id, backup.snapshot));
     assert.deepEqual(await snapshotNames(volumes, `volume-${target}`), []);
@@ -192,7 +197,7 @@ describe('all five conditions hold: the diff path', () => {
       const { id, backup } = await backedUpVolume(t);
       const target = fx.targetId(t);
       await volumes.createImage(`volume-${target}`, 24 * MiB, { features: VOLUME_FEATURES });
-      const restored = await engine.restore({ backup: backup.record, targetPool: POOL, targetVolumeId: target });
+      const restored = await engine.restore({ backup: backup.record, target: { volume: { pool: POOL, id: target } } });
       assert.equal(restored.path, 'diff');
       assert.equal(restored.size, BigInt(16 * MiB));
       assert.equal(await imageSize(volumes, `volume-${target}`), BigInt(24 * MiB), 'the volume keeps its size');
@@ -203,14 +208,37 @@ describe('all five conditions hold: the diff path', () => {
       assert.equal(exported.restIsZero, true);
     });
 
-  test('a record without volume_id but naming its base restores by diff', async (t) => {
+  test('a record without volume_id but naming its chain image restores by diff', async (t) => {
     const { id, backup } = await backedUpVolume(t, 8 * MiB);
-    const record: BackupRecord = { ...backup.record, volume_id: '' };
-    const target = fx.targetId(t);
-    const restored = await engine.restore({ backup: record, targetPool: POOL, targetVolumeId: target });
-    assert.equal(restored.path, 'diff');
-    assert.equal(await volumeSha(target), await snapshotSha(id, backup.snapshot));
+    for (const volume_id of ['', null]) {
+      const record: BackupRecord = { ...backup.record, volume_id: volume_id as string };
+      const target = fx.targetId(t);
+      const restored = await engine.restore({ backup: record, target: { volume: { pool: POOL, id: target } } });
+      assert.equal(restored.path, 'diff');
+      assert.equal(restored.source, `${BACKUP_POOL}/${backup.baseImage}@${backup.snapshot}`);
+      assert.equal(await volumeSha(target), await snapshotSha(id, backup.snapshot));
+    }
   });
+
+  test('a full backup\'s record without service_metadata: its snapshot, never its chain image\'s head',
+    { timeout: 120_000 }, async (t) => {
+      const { id, backup } = await backedUpVolume(t);
+      // The chain image volume-<id>.backup.<full backup id> is named like a legacy full copy of
+      // that backup, but its head holds the incremental's data now.
+      await fx.writeRandom(id, [[0, 16 * MiB]]);
+      const incremental = await engine.backup({ pool: POOL, volumeId: id });
+      assert.equal(incremental.baseImage, backupImageName(id, backup.record.id));
+      const bare: BackupRecord = { ...backup.record, service_metadata: null };
+      const target = fx.targetId(t);
+      const restored = await engine.restore({ backup: bare, target: { volume: { pool: POOL, id: target } } });
+      assert.equal(restored.path, 'diff');
+      assert.equal(restored.source, `${BACKUP_POOL}/${backup.baseImage}@${backup.snapshot}`);
+      assert.equal(await volumeSha(target), await snapshotSha(id, backup.snapshot));
+      const sink = hashingStream();
+      const streamed = await engine.restore({ backup: bare, target: { stream: sink.stream } });
+      assert.equal(streamed.source, `${BACKUP_POOL}/${backup.baseImage}@${backup.snapshot}`);
+      assert.equal(sink.digest(), await snapshotSha(id, backup.snapshot));
+    });
 
   test('a record in Cinder\'s export shape (every Cinder field) imports and restores', async (t) => {
     const { id, backup } = await backedUpVolume(t, 8 * MiB);
@@ -218,7 +246,7 @@ describe('all five conditions hold: the diff path', () => {
       id: backup.record.id, user_id: '2c8a1f0e9d7b4a6c8e5f3a1b0c9d8e7f', project_id: '9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b',
       volume_id: id, host: 'backup-host-1', availability_zone: 'nova', container: BACKUP_POOL, parent_id: null,
       status: 'available', fail_reason: null, size: 1, display_name: 'nightly', display_description: 'from cinder',
-      service_metadata: `{"base": "volume-${id}.backup.base"}`, service: 'cinder.backup.drivers.ceph.CephBackupDriver',
+      service_metadata: `{"base": "${backup.baseImage}"}`, service: 'cinder.backup.drivers.ceph.CephBackupDriver',
       object_count: 0, temp_volume_id: null, temp_snapshot_id: null, num_dependent_backups: 0, snapshot_id: null,
       data_timestamp: '2024-05-01T10:00:00Z', restore_volume_id: null, metadata: {}, encryption_key_id: null,
       created_at: '2024-05-01T10:00:00Z', updated_at: '2024-05-01T10:00:00Z', deleted_at: null, deleted: false,
@@ -226,7 +254,7 @@ describe('all five conditions hold: the diff path', () => {
     };
     const record = engine.importRecord(Buffer.from(JSON.stringify(cinder)).toString('base64'));
     const target = fx.targetId(t);
-    const restored = await engine.restore({ backup: record, targetPool: POOL, targetVolumeId: target });
+    const restored = await engine.restore({ backup: record, target: { volume: { pool: POOL, id: target } } });
     assert.equal(restored.path, 'diff');
     assert.equal(await volumeSha(target), await snapshotSha(id, backup.snapshot));
   });
@@ -234,95 +262,121 @@ describe('all five conditions hold: the diff path', () => {
 
 // ---- each condition failing ------------------------------------------------
 
-describe('condition 1: no base image', () => {
-  test('a legacy image and no base: full copy, condition 1, the legacy bytes', { timeout: 120_000 }, async (t) => {
-    const size = 20 * MiB + 12 * 1024;
-    const id = await fx.newVolume(t, size);
-    await fx.writeRandom(id, [[0, 3 * MiB], [9 * MiB, 1 * MiB], [size - 8192, 8192]]);
-    await fx.withVolume(id, (image) => image.createSnapshot('legacy-source'));
-    const record = await legacyBackup(id, 'legacy-source');
-    await fx.writeRandom(id, [[0, 1 * MiB]]);
-    assert.equal(await backups.imageExists(baseImageName(id)), false);
+describe('condition 1: the backup\'s image exists (a missing one is a NotFoundError, under refusals)', () => {
+  test('a legacy full copy and no chain image: condition 1 holds, condition 2 fails (no snapshot): full copy of its head',
+    { timeout: 120_000 }, async (t) => {
+      const size = 20 * MiB + 12 * 1024;
+      const id = await fx.newVolume(t, size);
+      await fx.writeRandom(id, [[0, 3 * MiB], [9 * MiB, 1 * MiB], [size - 8192, 8192]]);
+      await fx.withVolume(id, (image) => image.createSnapshot('legacy-source'));
+      const record = await legacyBackup(id, 'legacy-source');
+      await fx.writeRandom(id, [[0, 1 * MiB]]);
+      assert.deepEqual((await backups.listImages()).filter((n) => n.startsWith(`volume-${id}.backup.`)),
+        [backupImageName(id, record.id)], 'no chain image, no .backup.base');
 
-    // A chunk size that does not divide the size: the last chunk is partial.
-    const chunky = new BackupEngine({ source: cluster, chunkSize: 3 * MiB });
-    const target = fx.targetId(t);
-    const restored = await chunky.restore({ backup: record, targetPool: POOL, targetVolumeId: target });
-    assert.equal(restored.path, 'full');
-    assert.deepEqual(restored.failedCondition,
-      { number: 1, reason: 'the backup has no diff-format base image in the backup pool' });
-    assert.equal(restored.source, `${BACKUP_POOL}/${legacyImageName(id, record.id)}`);
-    assert.equal(restored.size, BigInt(size));
-    assert.equal(await volumeSha(target), await snapshotSha(id, 'legacy-source'));
-    assert.equal(await imageSize(volumes, `volume-${target}`), BigInt(size));
+      // A chunk size that does not divide the size: the last chunk is partial.
+      const chunky = new BackupEngine({ source: cluster, chunkSize: 3 * MiB });
+      const target = fx.targetId(t);
+      const restored = await chunky.restore({ backup: record, target: { volume: { pool: POOL, id: target } } });
+      assert.equal(restored.path, 'full');
+      assert.deepEqual(restored.failedCondition, { number: 2, reason: 'the base image has no snapshot of this backup' });
+      assert.equal(restored.source, `${BACKUP_POOL}/${backupImageName(id, record.id)}`);
+      assert.equal(restored.size, BigInt(size));
+      assert.equal(await volumeSha(target), await snapshotSha(id, 'legacy-source'));
+      assert.equal(await imageSize(volumes, `volume-${target}`), BigInt(size));
 
-    // The same record as Cinder exported it (line-wrapped base64) restores too.
-    const wrapped = engine.exportRecord(record).match(/.{1,76}/g)!.join('\n');
-    const again = fx.targetId(t);
-    const viaImport = await engine.restore({ backup: engine.importRecord(wrapped), targetPool: POOL, targetVolumeId: again });
-    assert.equal(viaImport.failedCondition?.number, 1);
-    assert.equal(await volumeSha(again), await snapshotSha(id, 'legacy-source'));
-  });
+      // The same record as Cinder exported it (line-wrapped base64) restores too.
+      const wrapped = engine.exportRecord(record).match(/.{1,76}/g)!.join('\n');
+      const again = fx.targetId(t);
+      const viaImport = await engine.restore({ backup: engine.importRecord(wrapped), target: { volume: { pool: POOL, id: again } } });
+      assert.equal(viaImport.failedCondition?.number, 2);
+      assert.equal(await volumeSha(again), await snapshotSha(id, 'legacy-source'));
+    });
 
-  test('a legacy image to a file: condition 1 comes before condition 3', async (t) => {
+  test('a legacy full copy to a file: condition 2 comes before condition 3', async (t) => {
     const id = await fx.newVolume(t, 8 * MiB);
     await fx.writeRandom(id, [[1 * MiB, 2 * MiB]]);
     await fx.withVolume(id, (image) => image.createSnapshot('legacy-source'));
     const record = await legacyBackup(id, 'legacy-source');
     const file = join(scratchDir, uniqueName('legacy'));
-    const restored = await engine.restore({ backup: record, targetFile: file });
-    assert.equal(restored.failedCondition?.number, 1);
+    t.after(() => rm(file, { force: true }));
+    const restored = await engine.restore({ backup: record, target: { file } });
+    assert.equal(restored.failedCondition?.number, 2);
+    assert.equal(restored.source, `${BACKUP_POOL}/${backupImageName(id, record.id)}`);
     assert.equal(sha256(await readFile(file)), await snapshotSha(id, 'legacy-source'));
   });
 });
 
-describe('condition 2: the base has no single restore point of this backup', () => {
-  test('the base exists without this backup\'s snapshot, a legacy image does: full copy, condition 2',
+describe('condition 2: no single restore point of this backup', () => {
+  test('a chain image without this backup\'s snapshot, a legacy copy of it beside: full copy, condition 2',
     { timeout: 120_000 }, async (t) => {
       const { id, backup } = await backedUpVolume(t);
       await fx.writeRandom(id, randomRanges(16 * MiB, 3, 2 * MiB));
       await fx.withVolume(id, (image) => image.createSnapshot('legacy-source'));
       const record = await legacyBackup(id, 'legacy-source');
       const target = fx.targetId(t);
-      const restored = await engine.restore({ backup: record, targetPool: POOL, targetVolumeId: target });
+      const restored = await engine.restore({ backup: record, target: { volume: { pool: POOL, id: target } } });
       assert.equal(restored.path, 'full');
       assert.deepEqual(restored.failedCondition, { number: 2, reason: 'the base image has no snapshot of this backup' });
-      assert.equal(restored.source, `${BACKUP_POOL}/${legacyImageName(id, record.id)}`);
+      assert.equal(restored.source, `${BACKUP_POOL}/${backupImageName(id, record.id)}`);
       assert.equal(await volumeSha(target), await snapshotSha(id, 'legacy-source'));
-      // The diff-format backup beside it is unaffected.
+      // The chain-image backup beside it is unaffected.
       const other = fx.targetId(t);
-      assert.equal((await engine.restore({ backup: backup.record, targetPool: POOL, targetVolumeId: other })).path, 'diff');
+      assert.equal((await engine.restore({ backup: backup.record, target: { volume: { pool: POOL, id: other } } })).path, 'diff');
       assert.equal(await volumeSha(other), await snapshotSha(id, backup.snapshot));
     });
 
-  test('two restore points for one backup: a typed EINVAL naming both, nothing created', async (t) => {
-    const { id, backup } = await backedUpVolume(t, 8 * MiB);
-    const second = `backup.${backup.record.id}.snap.1234567890.5`;
-    await rbd('a', ['snap', 'create', `${BACKUP_POOL}/${baseImageName(id)}@${second}`]);
-    const target = fx.targetId(t);
-    const file = join(scratchDir, uniqueName('two-points'));
-    const check = (error: unknown): boolean => {
-      assert.ok(error instanceof CephError, `expected a CephError, got ${String(error)}`);
-      assert.equal(error.code, 'EINVAL');
-      assert.equal(error.errno, 22);
-      assert.equal(error.operation, 'restore');
-      assert.equal(error.resource, `${BACKUP_POOL}/${baseImageName(id)}`);
-      assert.match(error.message, /has 2 restore points/);
-      assert.ok(error.message.includes(backup.snapshot) && error.message.includes(second), error.message);
-      return true;
-    };
-    await assert.rejects(engine.restore({ backup: backup.record, targetPool: POOL, targetVolumeId: target }), check);
-    await assert.rejects(engine.restore({ backup: backup.record, targetFile: file }), check);
-    assert.equal(await volumes.imageExists(`volume-${target}`), false, 'no target volume created');
-    await assert.rejects(stat(file), { code: 'ENOENT' });
-  });
+  test('two snapshots of one backup on its chain image: InconsistentBackupError naming both, nothing created',
+    async (t) => {
+      const { backup } = await backedUpVolume(t, 8 * MiB);
+      const second = `backup.${backup.record.id}.snap.1234567890.5`;
+      await rbd('a', ['snap', 'create', `${BACKUP_POOL}/${backup.baseImage}@${second}`]);
+      const target = fx.targetId(t);
+      const file = join(scratchDir, uniqueName('two-points'));
+      const check = (error: unknown): boolean => {
+        assert.ok(error instanceof InconsistentBackupError, `expected InconsistentBackupError, got ${String(error)}`);
+        assert.ok(error instanceof CephError);
+        assert.equal(error.code, 'EUCLEAN');
+        assert.equal(error.errno, 117);
+        assert.equal(error.operation, 'restore');
+        assert.equal(error.resource, backup.baseImage);
+        assert.match(error.message, new RegExp(`backup ${backup.record.id} has 2 snapshots`));
+        assert.ok(error.message.includes(backup.snapshot) && error.message.includes(second), error.message);
+        return true;
+      };
+      await assert.rejects(engine.restore({ backup: backup.record, target: { volume: { pool: POOL, id: target } } }), check);
+      await assert.rejects(engine.restore({ backup: backup.record, target: { file } }), check);
+      // A record without service_metadata finds the same two.
+      await assert.rejects(engine.restore({ backup: { ...backup.record, service_metadata: null }, target: { file } }), check);
+      assert.equal(await volumes.imageExists(`volume-${target}`), false, 'no target volume created');
+      await assert.rejects(stat(file), { code: 'ENOENT' });
+    });
 
-  test('two restore points: the error is an InvalidArgumentError', async (t) => {
-    const { id, backup } = await backedUpVolume(t, 8 * MiB);
-    await rbd('a', ['snap', 'create', `${BACKUP_POOL}/${baseImageName(id)}@backup.${backup.record.id}.snap.1234567890.5`]);
-    await assert.rejects(engine.restore({ backup: backup.record, targetPool: POOL, targetVolumeId: fx.targetId(t) }),
-      InvalidArgumentError);
-  });
+  test('a backup\'s snapshot on two chain images: InconsistentBackupError naming both, nothing created',
+    { timeout: 120_000 }, async (t) => {
+      const { id, backup } = await backedUpVolume(t, 8 * MiB);
+      const other = await engine.backup({ pool: POOL, volumeId: id, full: true });
+      await rbd('a', ['snap', 'create', `${BACKUP_POOL}/${other.baseImage}@${backup.snapshot}`]);
+      const target = fx.targetId(t);
+      for (const record of [backup.record, { ...backup.record, service_metadata: null }]) {
+        await assert.rejects(engine.restore({ backup: record, target: { volume: { pool: POOL, id: target } } }),
+          (error: unknown) => {
+            assert.ok(error instanceof InconsistentBackupError, `expected InconsistentBackupError, got ${String(error)}`);
+            assert.equal(error.code, 'EUCLEAN');
+            assert.equal(error.resource, `volume ${id}`);
+            assert.match(error.message, /has a snapshot on 2 chain images/);
+            assert.ok(error.message.includes(backup.baseImage) && error.message.includes(other.baseImage), error.message);
+            return true;
+          });
+      }
+      assert.equal(await volumes.imageExists(`volume-${target}`), false, 'no target volume created');
+      // The other backup restores as ever.
+      await assert.doesNotReject(async () => {
+        const restored = await engine.restore({ backup: other.record, target: { volume: { pool: POOL, id: target } } });
+        assert.equal(restored.path, 'diff');
+      });
+      assert.equal(await volumeSha(target), await snapshotSha(id, other.snapshot));
+    });
 });
 
 describe('condition 3: the target is not an RBD image', () => {
@@ -333,7 +387,7 @@ describe('condition 3: the target is not an RBD image', () => {
     for (const result of [backup, incremental]) {
       const file = join(scratchDir, uniqueName('file'));
       t.after(() => rm(file, { force: true }));
-      const restored = await engine.restore({ backup: result.record, targetFile: file });
+      const restored = await engine.restore({ backup: result.record, target: { file } });
       assert.equal(restored.path, 'full');
       assert.deepEqual(restored.failedCondition, { number: 3, reason: 'the target is not an RBD image' });
       assert.equal(restored.target, file);
@@ -349,7 +403,7 @@ describe('condition 3: the target is not an RBD image', () => {
     const file = join(scratchDir, uniqueName('existing'));
     t.after(() => rm(file, { force: true }));
     await writeFile(file, 'keep me');
-    await assert.rejects(engine.restore({ backup: backup.record, targetFile: file }), (error: unknown) => {
+    await assert.rejects(engine.restore({ backup: backup.record, target: { file } }), (error: unknown) => {
       assert.equal((error as NodeJS.ErrnoException).code, 'EEXIST', String(error));
       return true;
     });
@@ -359,7 +413,7 @@ describe('condition 3: the target is not an RBD image', () => {
   test('to a stream: full copy, condition 3, the snapshot\'s bytes, the stream ended', async (t) => {
     const { id, backup } = await backedUpVolume(t);
     const sink = hashingStream();
-    const restored = await engine.restore({ backup: backup.record, targetStream: sink.stream });
+    const restored = await engine.restore({ backup: backup.record, target: { stream: sink.stream } });
     assert.equal(restored.path, 'full');
     assert.equal(restored.failedCondition?.number, 3);
     assert.equal(restored.target, 'stream');
@@ -376,7 +430,7 @@ describe('condition 4: the target is the backup\'s own source volume', () => {
       // Change data, and write where the backup had holes: the copy must put the holes back.
       await fx.writeRandom(id, [[0, 16 * MiB]]);
       assert.notEqual(await volumeSha(id), await snapshotSha(id, backup.snapshot));
-      const restored = await engine.restore({ backup: backup.record, targetPool: POOL, targetVolumeId: id });
+      const restored = await engine.restore({ backup: backup.record, target: { volume: { pool: POOL, id } } });
       assert.equal(restored.path, 'full');
       assert.deepEqual(restored.failedCondition, { number: 4, reason: "the target is the backup's own source volume" });
       assert.equal(restored.target, `${POOL}/volume-${id}`);
@@ -389,7 +443,7 @@ describe('condition 4: the target is the backup\'s own source volume', () => {
       const { id, backup } = await backedUpVolume(t);
       await fx.withVolume(id, (image) => image.resize(24 * MiB));
       await fx.writeRandom(id, [[0, 24 * MiB]]);
-      const restored = await engine.restore({ backup: backup.record, targetPool: POOL, targetVolumeId: id });
+      const restored = await engine.restore({ backup: backup.record, target: { volume: { pool: POOL, id } } });
       assert.equal(restored.failedCondition?.number, 4);
       assert.equal(await imageSize(volumes, `volume-${id}`), BigInt(24 * MiB));
       const exported = await rbdExportPrefix(`${POOL}/volume-${id}`, 16 * MiB);
@@ -405,7 +459,7 @@ describe('condition 5: the target already holds data', () => {
       const target = fx.targetId(t);
       await volumes.createImage(`volume-${target}`, 16 * MiB, { features: VOLUME_FEATURES });
       await fx.writeRandom(target, [[0, 16 * MiB]]);
-      const restored = await engine.restore({ backup: backup.record, targetPool: POOL, targetVolumeId: target });
+      const restored = await engine.restore({ backup: backup.record, target: { volume: { pool: POOL, id: target } } });
       assert.equal(restored.path, 'full');
       assert.deepEqual(restored.failedCondition, { number: 5, reason: 'the target volume already holds data' });
       assert.equal(await volumeSha(target), await snapshotSha(id, backup.snapshot));
@@ -416,7 +470,7 @@ describe('condition 5: the target already holds data', () => {
     const target = fx.targetId(t);
     await volumes.createImage(`volume-${target}`, 24 * MiB, { features: VOLUME_FEATURES });
     await fx.writeRandom(target, [[0, 24 * MiB]]);
-    const restored = await engine.restore({ backup: backup.record, targetPool: POOL, targetVolumeId: target });
+    const restored = await engine.restore({ backup: backup.record, target: { volume: { pool: POOL, id: target } } });
     assert.equal(restored.failedCondition?.number, 5);
     assert.equal(await imageSize(volumes, `volume-${target}`), BigInt(24 * MiB));
     const exported = await rbdExportPrefix(`${POOL}/volume-${target}`, 16 * MiB);
@@ -432,7 +486,7 @@ describe('condition 5: the target already holds data', () => {
     await fx.writeRandom(target, [[0, 16 * MiB]]);
     await fx.withVolume(target, (image) => image.write(tail, 16 * MiB));
     const keeping = new BackupEngine({ source: cluster, restoreDiscardExcessBytes: false });
-    const restored = await keeping.restore({ backup: backup.record, targetPool: POOL, targetVolumeId: target });
+    const restored = await keeping.restore({ backup: backup.record, target: { volume: { pool: POOL, id: target } } });
     assert.equal(restored.failedCondition?.number, 5);
     const exported = await rbdExportPrefix(`${POOL}/volume-${target}`, 16 * MiB);
     assert.equal(exported.sha, await snapshotSha(id, backup.snapshot));
@@ -451,7 +505,7 @@ describe('refusals that change nothing', () => {
     await volumes.createImage(`volume-${target}`, 8 * MiB, { features: VOLUME_FEATURES });
     await fx.writeRandom(target, [[0, 8 * MiB]]);
     const before = await volumeSha(target);
-    await assert.rejects(engine.restore({ backup: backup.record, targetPool: POOL, targetVolumeId: target }),
+    await assert.rejects(engine.restore({ backup: backup.record, target: { volume: { pool: POOL, id: target } } }),
       (error: unknown) => {
         assert.ok(error instanceof InvalidArgumentError, `expected InvalidArgumentError, got ${String(error)}`);
         assert.equal(error.operation, 'restore');
@@ -468,7 +522,7 @@ describe('refusals that change nothing', () => {
     const { backup } = await backedUpVolume(t);
     const target = fx.targetId(t);
     await volumes.createImage(`volume-${target}`, 4 * MiB, { features: VOLUME_FEATURES });
-    await assert.rejects(engine.restore({ backup: backup.record, targetPool: POOL, targetVolumeId: target }),
+    await assert.rejects(engine.restore({ backup: backup.record, target: { volume: { pool: POOL, id: target } } }),
       InvalidArgumentError);
     assert.equal(await imageSize(volumes, `volume-${target}`), BigInt(4 * MiB));
   });
@@ -476,70 +530,126 @@ describe('refusals that change nothing', () => {
   test('an unknown backup id: NotFoundError, no target created', async (t) => {
     const { id, backup } = await backedUpVolume(t, 8 * MiB);
     const target = fx.targetId(t);
-    const record: BackupRecord = { ...backup.record, id: uniqueName('unknown') };
-    await assert.rejects(engine.restore({ backup: record, targetPool: POOL, targetVolumeId: target }),
-      (error: unknown) => {
-        assert.ok(error instanceof NotFoundError, `expected NotFoundError, got ${String(error)}`);
-        assert.equal(error.operation, 'restore');
-        assert.equal(error.resource, `${BACKUP_POOL}/${baseImageName(id)}`);
-        assert.match(error.message, new RegExp(`backup ${record.id} has no snapshot on the base image`));
-        return true;
-      });
+    const file = join(scratchDir, uniqueName('unknown'));
+    // A record naming no chain image: no snapshot and no legacy copy of it anywhere.
+    const record: BackupRecord = { ...backup.record, id: uniqueName('unknown'), service_metadata: null };
+    const check = (error: unknown): boolean => {
+      assert.ok(error instanceof NotFoundError, `expected NotFoundError, got ${String(error)}`);
+      assert.equal(error.code, 'ENOENT');
+      assert.equal(error.operation, 'restore');
+      assert.equal(error.resource, `backup ${record.id}`);
+      assert.match(error.message, new RegExp(`no snapshot of it is on any backup image of volume ${id} ` +
+        `and no legacy copy volume-${id}\\.backup\\.${record.id} exists`));
+      return true;
+    };
+    await assert.rejects(engine.restore({ backup: record, target: { volume: { pool: POOL, id: target } } }), check);
+    await assert.rejects(engine.restore({ backup: record, target: { file } }), check);
     assert.equal(await volumes.imageExists(`volume-${target}`), false);
+    await assert.rejects(stat(file), { code: 'ENOENT' });
   });
 
-  test('a vanished base image: NotFoundError naming it, no target created', async (t) => {
-    const { id, backup } = await backedUpVolume(t, 8 * MiB);
-    await removeImagePatiently(backups, baseImageName(id));
+  test('a record naming a chain image that lacks its snapshot: NotFoundError naming both, no target created',
+    async (t) => {
+      const { backup } = await backedUpVolume(t, 8 * MiB);
+      const target = fx.targetId(t);
+      const record: BackupRecord = { ...backup.record, id: uniqueName('unknown') };
+      await assert.rejects(engine.restore({ backup: record, target: { volume: { pool: POOL, id: target } } }),
+        (error: unknown) => {
+          assert.ok(error instanceof NotFoundError, `expected NotFoundError, got ${String(error)}`);
+          assert.equal(error.code, 'ENOENT');
+          assert.equal(error.operation, 'restore');
+          assert.equal(error.resource, `backup ${record.id}`);
+          assert.ok(error.message.includes(`its chain image ${backup.baseImage} has no snapshot of backup ${record.id}`), error.message);
+          return true;
+        });
+      assert.equal(await volumes.imageExists(`volume-${target}`), false);
+    });
+
+  test('a vanished chain image: NotFoundError naming it, no target created', async (t) => {
+    const { backup } = await backedUpVolume(t, 8 * MiB);
+    await removeImagePatiently(backups, backup.baseImage);
     const target = fx.targetId(t);
-    await assert.rejects(engine.restore({ backup: backup.record, targetPool: POOL, targetVolumeId: target }),
+    await assert.rejects(engine.restore({ backup: backup.record, target: { volume: { pool: POOL, id: target } } }),
       (error: unknown) => {
         assert.ok(error instanceof NotFoundError, `expected NotFoundError, got ${String(error)}`);
-        assert.match(error.message, new RegExp(`base image volume-${id}\\.backup\\.base does not exist`));
+        assert.equal(error.resource, `backup ${backup.record.id}`);
+        assert.match(error.message, new RegExp(`its image ${backup.baseImage.replace(/\./g, '\\.')} does not exist in the backup pool`));
         return true;
       });
     assert.equal(await volumes.imageExists(`volume-${target}`), false);
     const file = join(scratchDir, uniqueName('vanished'));
-    await assert.rejects(engine.restore({ backup: backup.record, targetFile: file }), NotFoundError);
+    await assert.rejects(engine.restore({ backup: backup.record, target: { file } }), NotFoundError);
     await assert.rejects(stat(file), { code: 'ENOENT' });
   });
 
-  test('a record with neither volume_id nor service_metadata: InvalidArgumentError', async (t) => {
+  test('a record with no volume_id whose service_metadata carries none: InvalidArgumentError', async (t) => {
     const { backup } = await backedUpVolume(t, 8 * MiB);
     const target = fx.targetId(t);
     for (const record of [
       { ...backup.record, volume_id: '', service_metadata: null },
       { ...backup.record, volume_id: undefined as unknown as string, service_metadata: null },
+      { ...backup.record, volume_id: null as unknown as string, service_metadata: null },
       { ...backup.record, volume_id: '', service_metadata: '{"other": 1}' },
+      { ...backup.record, volume_id: '', service_metadata: '{"base": "not-a-backup-image"}' },
     ]) {
-      await assert.rejects(engine.restore({ backup: record, targetPool: POOL, targetVolumeId: target }),
+      await assert.rejects(engine.restore({ backup: record, target: { volume: { pool: POOL, id: target } } }),
         (error: unknown) => {
           assert.ok(error instanceof InvalidArgumentError, `expected InvalidArgumentError, got ${String(error)}`);
-          assert.match(error.message, /the record names neither a base image nor a volume id/);
+          assert.match(error.message, /the record has no volume_id, and no service_metadata base image name that carries one/);
           return true;
-        });
+        }, String(record.service_metadata));
     }
     assert.equal(await volumes.imageExists(`volume-${target}`), false);
   });
 
+  test('a record naming another volume\'s image or a non-backup image: InvalidArgumentError, nothing read or made',
+    { timeout: 120_000 }, async (t) => {
+      const { id, backup } = await backedUpVolume(t, 8 * MiB);
+      const { id: otherId, backup: otherBackup } = await backedUpVolume(t, 8 * MiB);
+      const target = fx.targetId(t);
+      const file = join(scratchDir, uniqueName('foreign'));
+      for (const base of [otherBackup.baseImage, baseImageName(otherId), `volume-${id}`, `volume-${otherId}`,
+        `${BACKUP_POOL}/${backup.baseImage}`, `${backup.baseImage}@${backup.snapshot}`, `volume-${id}.backup.`]) {
+        const record: BackupRecord = { ...backup.record, service_metadata: JSON.stringify({ base }) };
+        const check = (error: unknown): boolean => {
+          assert.ok(error instanceof InvalidArgumentError, `${base}: expected InvalidArgumentError, got ${String(error)}`);
+          assert.equal(error.operation, 'restore');
+          assert.match(error.message, new RegExp(`must name a backup image of this volume \\(volume-${id}\\.backup\\.`));
+          return true;
+        };
+        await assert.rejects(engine.restore({ backup: record, target: { volume: { pool: POOL, id: target } } }), check, base);
+        await assert.rejects(engine.restore({ backup: record, target: { file } }), check, base);
+      }
+      assert.equal(await volumes.imageExists(`volume-${target}`), false);
+      await assert.rejects(stat(file), { code: 'ENOENT' });
+    });
+
   test('bad requests: InvalidArgumentError', async (t) => {
     const { backup } = await backedUpVolume(t, 8 * MiB);
     const file = join(scratchDir, uniqueName('bad'));
-    const cases: Array<Parameters<BackupEngine['restore']>[0]> = [
+    const cases = [
       { backup: backup.record },
-      { backup: backup.record, targetPool: POOL, targetFile: file },
-      { backup: backup.record, targetFile: file, targetVolumeId: 'x1' },
-      { backup: backup.record, targetPool: POOL, targetVolumeId: '../x' },
-      { backup: backup.record, targetPool: POOL, targetVolumeId: 'A' },
-      { backup: backup.record, targetPool: 'a/b' },
-      { backup: { ...backup.record, id: 'a@b' }, targetPool: POOL },
-      { backup: { ...backup.record, volume_id: 'a/b' }, targetPool: POOL },
-      { backup: { ...backup.record, service_metadata: '{"base": "../x"}' }, targetPool: POOL },
-      { backup: null as unknown as BackupRecord, targetPool: POOL },
-    ];
+      { backup: backup.record, target: undefined },
+      { backup: backup.record, target: {} },
+      { backup: backup.record, target: { volume: { pool: POOL }, file } },
+      { backup: backup.record, target: { file, stream: hashingStream().stream } },
+      { backup: backup.record, target: { volume: null } },
+      { backup: backup.record, target: { volume: { id: 'x1' } } },
+      { backup: backup.record, target: { volume: { pool: POOL, id: '../x' } } },
+      { backup: backup.record, target: { volume: { pool: POOL, id: 'A' } } },
+      { backup: backup.record, target: { volume: { pool: 'a/b' } } },
+      { backup: backup.record, target: { file: '' } },
+      { backup: backup.record, target: { file: 5 } },
+      { backup: { ...backup.record, id: 'a@b' }, target: { volume: { pool: POOL } } },
+      { backup: { ...backup.record, volume_id: 'a/b' }, target: { volume: { pool: POOL } } },
+      { backup: { ...backup.record, service_metadata: '{"base": "../x"}' }, target: { volume: { pool: POOL } } },
+      { backup: null, target: { volume: { pool: POOL } } },
+    ] as unknown as RestoreRequest[];
     for (const request of cases) {
-      await assert.rejects(engine.restore(request), InvalidArgumentError, JSON.stringify({ ...request, backup: request.backup?.id }));
+      await assert.rejects(engine.restore(request), InvalidArgumentError,
+        JSON.stringify({ ...request, backup: request.backup?.id, target: Object.keys(request.target ?? {}) }));
     }
+    await assert.rejects(engine.restore(null as unknown as RestoreRequest), InvalidArgumentError);
     await assert.rejects(stat(file), { code: 'ENOENT' });
   });
 });
@@ -561,7 +671,7 @@ describe('cancellation', () => {
     const controller = new AbortController();
     try {
       await using.restore({
-        backup: record, targetPool: POOL, targetVolumeId: target, signal: controller.signal,
+        backup: record, target: { volume: { pool: POOL, id: target } }, signal: controller.signal,
         onProgress: (progress) => { if (progress.done < progress.total) controller.abort(); },
       });
     } catch (error) {
@@ -577,7 +687,7 @@ describe('cancellation', () => {
       const error = await abortedRestore(slow, backup.record, target);
       assert.ok(error instanceof CancelledError, `expected CancelledError, got ${String(error)}`);
       assert.equal(await volumes.imageExists(`volume-${target}`), false);
-      const restored = await slow.restore({ backup: backup.record, targetPool: POOL, targetVolumeId: target });
+      const restored = await slow.restore({ backup: backup.record, target: { volume: { pool: POOL, id: target } } });
       assert.equal(restored.path, 'diff');
       assert.equal(await volumeSha(target), await snapshotSha(id, backup.snapshot));
     });
@@ -591,7 +701,7 @@ describe('cancellation', () => {
     assert.ok(error instanceof CancelledError, `expected CancelledError, got ${String(error)}`);
     assert.deepEqual(await snapshotNames(volumes, `volume-${target}`), [], 'no restore point left on the target');
     assert.equal(await imageSize(volumes, `volume-${target}`), BigInt(size), 'the volume keeps its size');
-    await slow.restore({ backup: backup.record, targetPool: POOL, targetVolumeId: target });
+    await slow.restore({ backup: backup.record, target: { volume: { pool: POOL, id: target } } });
     assert.equal(await imageSize(volumes, `volume-${target}`), BigInt(size));
     const exported = await rbdExportPrefix(`${POOL}/volume-${target}`, 256 * MiB);
     assert.equal(exported.sha, await snapshotSha(id, backup.snapshot));

@@ -1,8 +1,9 @@
 /**
  * Volumes for the BackupEngine tests, named as Cinder names them
  * (volume-<id> in pool rbd of cluster a), with random data, and everything
- * backups of them leave behind (backup images, the lock object) removed
- * when the test that made them ends.
+ * backups of them leave behind (every volume-<id>.backup.* image: chain
+ * images, `.backup.base`, legacy copies; the lock object) removed when the
+ * test that made them ends.
  */
 import { after, before, type TestContext } from 'node:test';
 import { randomBytes, randomInt } from 'node:crypto';
@@ -56,6 +57,14 @@ export async function snapshotsOf(pool: Pool, name: string): Promise<string[] | 
   }
 }
 
+/**
+ * The backup images of a volume in a backup pool (chain images, `.backup.base`,
+ * legacy copies, unfinished ones), sorted by name.
+ */
+export async function backupImagesOf(pool: Pool, volumeId: string): Promise<string[]> {
+  return (await pool.listImages()).filter((name) => name.startsWith(`volume-${volumeId}.backup.`)).sort();
+}
+
 /** sha256 of `rbd export` of a volume's snapshot. */
 export function snapshotSha(volumeId: string, snapshot: string): Promise<string> {
   return rbdExportSha256('a', `${POOL}/volume-${volumeId}@${snapshot}`);
@@ -107,13 +116,11 @@ export class VolumeFixtures {
     });
   }
 
-  /** Everything a volume id may leave behind: the volume, its base and legacy images, its lock object. */
+  /** Everything a volume id may leave behind: the volume, its backup images of every layout, its lock object. */
   async #removeVolumeAndBackups(volumeId: string): Promise<void> {
     await removeImagePatiently(this.#volumes, `volume-${volumeId}`);
     for (const pool of this.#backupPools) {
-      for (const name of await pool.listImages()) {
-        if (name.startsWith(`volume-${volumeId}.backup.`)) await removeImagePatiently(pool, name);
-      }
+      for (const name of await backupImagesOf(pool, volumeId)) await removeImagePatiently(pool, name);
       await removeObjectQuietly(pool, lockObjectName(volumeId));
     }
   }
@@ -124,7 +131,14 @@ export interface BackupTestbed {
   cluster: Cluster;
   volumes: Pool;
   backups: Pool;
+  /** An engine with the default configuration (maxSourceSnapshots 2). */
   engine: BackupEngine;
+  /**
+   * An engine keeping every source snapshot (maxSourceSnapshots 0): for
+   * tests that compare restores of older backups with their source
+   * snapshots, or count them.
+   */
+  keepAll: BackupEngine;
   fx: VolumeFixtures;
 }
 
@@ -144,6 +158,7 @@ export function useBackupTestbed(ready: (testbed: BackupTestbed) => void): void 
     ready({
       cluster, volumes, backups,
       engine: new BackupEngine({ source: cluster }),
+      keepAll: new BackupEngine({ source: cluster, maxSourceSnapshots: 0 }),
       fx: new VolumeFixtures(volumes, [backups]),
     });
   });

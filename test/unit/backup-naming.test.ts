@@ -6,8 +6,8 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  BACKUP_SNAPSHOT, backupSnapshotName, baseImageName, checkId, legacyImageName, metaObjectName,
-  parseBackupSnapshotName, parseLegacyImageName, volumeImageName,
+  BACKUP_SNAPSHOT, backupImageName, backupSnapshotName, baseImageName, checkBackupImageName, checkId, metaObjectName,
+  parseBackupImageName, parseBackupSnapshotName, volumeImageName,
 } from '../../lib/backup/naming.js';
 import { CephError, InvalidArgumentError } from '../../lib/ceph/errors.js';
 import * as publicApi from '../../lib/index.js';
@@ -15,32 +15,54 @@ import * as publicApi from '../../lib/index.js';
 const UUID = '0b7d1e2a-5c3f-4a8e-9d6b-1f2e3a4b5c6d';
 
 describe('image and object names', () => {
-  test('volume, base, legacy and meta names are Cinder\'s', () => {
+  test('volume, pre-Train base, chain/legacy image and meta names are Cinder\'s', () => {
     assert.equal(volumeImageName(UUID), `volume-${UUID}`);
     assert.equal(baseImageName(UUID), `volume-${UUID}.backup.base`);
-    assert.equal(legacyImageName(UUID, 'b1'), `volume-${UUID}.backup.b1`);
+    assert.equal(backupImageName(UUID, 'b1'), `volume-${UUID}.backup.b1`);
+    assert.equal(backupImageName('v1', UUID), `volume-v1.backup.${UUID}`);
     assert.equal(metaObjectName('b1'), 'backup.b1.meta');
     assert.equal(metaObjectName(UUID), `backup.${UUID}.meta`);
   });
 
   test('the public API exports the same naming functions', () => {
     assert.equal(publicApi.baseImageName, baseImageName);
-    assert.equal(publicApi.legacyImageName, legacyImageName);
+    assert.equal(publicApi.backupImageName, backupImageName);
     assert.equal(publicApi.volumeImageName, volumeImageName);
     assert.equal(publicApi.metaObjectName, metaObjectName);
     assert.equal(publicApi.backupSnapshotName, backupSnapshotName);
     assert.equal(publicApi.parseBackupSnapshotName, parseBackupSnapshotName);
+    assert.equal('legacyImageName' in publicApi, false, 'replaced by backupImageName');
   });
 
-  test('parseLegacyImageName finds the backup id of this volume\'s legacy images only', () => {
-    assert.equal(parseLegacyImageName('v1', 'volume-v1.backup.b1'), 'b1');
-    assert.equal(parseLegacyImageName('v1', `volume-v1.backup.${UUID}`), UUID);
-    assert.equal(parseLegacyImageName('v1', 'volume-v1.backup.base'), undefined, 'the base is not a legacy backup');
-    assert.equal(parseLegacyImageName('v1', 'volume-v2.backup.b1'), undefined, 'another volume');
-    assert.equal(parseLegacyImageName('v1', 'volume-v1'), undefined);
-    assert.equal(parseLegacyImageName('v1', 'volume-v1.backup.'), undefined);
-    assert.equal(parseLegacyImageName('v1', 'volume-v1.backup.B1'), undefined, 'not an id');
-    assert.equal(parseLegacyImageName('v1', 'volume-v1.backup.b1.x'), undefined, 'not an id');
+  test('parseBackupImageName gives the suffix of this volume\'s backup images only, base included', () => {
+    assert.equal(parseBackupImageName('v1', 'volume-v1.backup.b1'), 'b1');
+    assert.equal(parseBackupImageName('v1', `volume-v1.backup.${UUID}`), UUID);
+    assert.equal(parseBackupImageName('v1', 'volume-v1.backup.base'), 'base', 'the pre-Train chain image');
+    assert.equal(parseBackupImageName('v1', backupImageName('v1', 'b1')), 'b1', 'round trip');
+    assert.equal(parseBackupImageName('v1', 'volume-v2.backup.b1'), undefined, 'another volume');
+    assert.equal(parseBackupImageName('v1', 'volume-v1-x.backup.b1'), undefined, 'another volume with v1 as prefix');
+    assert.equal(parseBackupImageName('v1', 'volume-v1'), undefined);
+    assert.equal(parseBackupImageName('v1', 'volume-v1.backup.'), undefined);
+    assert.equal(parseBackupImageName('v1', 'volume-v1.backup.B1'), undefined, 'not an id');
+    assert.equal(parseBackupImageName('v1', 'volume-v1.backup.b1.x'), undefined, 'not an id');
+    assert.equal(parseBackupImageName('v1', 'volume-v1.backup.base.x'), undefined, 'not an id');
+  });
+
+  test('checkBackupImageName accepts this volume\'s backup images and refuses any other name', () => {
+    for (const name of ['volume-v1.backup.base', 'volume-v1.backup.b1', `volume-v1.backup.${UUID}`]) {
+      assert.equal(checkBackupImageName('v1', name, 'someOp'), name);
+    }
+    for (const name of ['volume-v2.backup.base', 'volume-v1', 'other', '../volume-v1.backup.base',
+      'rbd/volume-v1.backup.base', 'volume-v1.backup.base@snap', 'volume-v1.backup.', '', 5, null, undefined]) {
+      assert.throws(() => checkBackupImageName('v1', name, 'someOp'), (e: unknown) => {
+        assert.ok(e instanceof InvalidArgumentError, `expected InvalidArgumentError, got ${String(e)}`);
+        assert.equal(e.code, 'EINVAL');
+        assert.equal(e.operation, 'someOp');
+        assert.equal(e.resource, 'volume v1');
+        assert.match(e.message, /must name a backup image of this volume \(volume-v1\.backup\.<base or backup id>\)/);
+        return true;
+      }, String(name));
+    }
   });
 });
 

@@ -1,15 +1,15 @@
 /**
  * Backup records (lib/backup/record.ts): Cinder's export format (base64 of
  * the record's JSON), the fields Cinder's import requires, records exported
- * by Cinder itself (test/fixtures/records), and the base image a record
- * names. No cluster needed.
+ * by Cinder itself (test/fixtures/records), the chain image a record names,
+ * and what a record may address (recordLocation). No cluster needed.
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import {
-  CEPH_BACKUP_SERVICE, exportRecord, importRecord, isoTime, recordBaseImage, REQUIRED_IMPORT_FIELDS,
-  type BackupRecord,
+  CEPH_BACKUP_SERVICE, exportRecord, importRecord, isoTime, newRecord, recordBaseImage, recordLocation,
+  REQUIRED_IMPORT_FIELDS, type BackupRecord,
 } from '../../lib/backup/record.js';
 import { BackupEngine, CephError, InvalidArgumentError, type Cluster } from '../../lib/index.js';
 import * as publicApi from '../../lib/index.js';
@@ -87,7 +87,7 @@ describe('exportRecord / importRecord', () => {
 
   test('fields the import does not require get defaults', () => {
     const minimal = {
-      id: 'b1', display_name: null, display_description: null, container: 'backups', size: 2,
+      id: 'b1', volume_id: 'v1', display_name: null, display_description: null, container: 'backups', size: 2,
       service_metadata: null, object_count: 0,
     };
     const record = importRecord(b64(minimal));
@@ -98,6 +98,26 @@ describe('exportRecord / importRecord', () => {
     assert.equal(record.status, 'available');
     assert.equal(record.num_dependent_backups, 0);
     assert.equal(recordBaseImage(record), undefined);
+  });
+
+  test('without volume_id a record imports only when its service_metadata names a chain image carrying one', () => {
+    const minimal = {
+      id: 'b1', display_name: null, display_description: null, container: 'backups', size: 2, object_count: 0,
+    };
+    const record = importRecord(b64({ ...minimal, service_metadata: JSON.stringify({ base: 'volume-v7.backup.b0' }) }));
+    assert.equal(record.volume_id, '', 'the default');
+    assert.equal(recordBaseImage(record), 'volume-v7.backup.b0');
+    for (const service_metadata of [null, '{}', JSON.stringify({ base: 'elsewhere' })]) {
+      assert.throws(() => importRecord(b64({ ...minimal, service_metadata })),
+        refused(/the record has no volume_id, and no service_metadata base image name that carries one/), String(service_metadata));
+    }
+  });
+
+  test('a record naming another volume\'s image or a non-backup image does not import', () => {
+    for (const base of ['volume-v2.backup.base', 'volume-v1', '../x']) {
+      assert.throws(() => importRecord(b64(sampleRecord({ service_metadata: JSON.stringify({ base }) }))),
+        refused(/must name a backup image of this volume/), base);
+    }
   });
 
   test('base64 is required', () => {
@@ -220,6 +240,85 @@ describe('recordBaseImage', () => {
       assert.equal(recordBaseImage({ service_metadata }), undefined, String(service_metadata));
     }
     assert.equal(recordBaseImage({ service_metadata: undefined as unknown as null }), undefined);
+  });
+});
+
+describe('recordLocation', () => {
+  function invalid(detail: RegExp): (e: unknown) => boolean {
+    return (e) => {
+      assert.ok(e instanceof InvalidArgumentError, `expected InvalidArgumentError, got ${String(e)}`);
+      assert.equal(e.code, 'EINVAL');
+      assert.equal(e.operation, 'restore');
+      assert.match(e.message, detail);
+      return true;
+    };
+  }
+
+  test('a Train+ record: its ids, its chain image, its container', () => {
+    const record = sampleRecord({ service_metadata: JSON.stringify({ base: 'volume-v1.backup.b0' }) });
+    assert.deepEqual(recordLocation(record, 'restore'), {
+      backupId: 'b1', volumeId: 'v1', namedImage: 'volume-v1.backup.b0', container: 'backups', fromVolumeSnapshot: false,
+    });
+  });
+
+  test('a pre-Train record naming .backup.base, and a legacy one naming nothing', () => {
+    assert.equal(recordLocation(sampleRecord(), 'restore').namedImage, 'volume-v1.backup.base');
+    const legacy = recordLocation(sampleRecord({ service_metadata: null, container: '' }), 'restore');
+    assert.equal(legacy.namedImage, undefined);
+    assert.equal(legacy.volumeId, 'v1');
+    assert.equal(legacy.container, undefined, 'an empty container leaves the pool to the engine');
+  });
+
+  test('a record of a backup taken from a volume snapshot says so', () => {
+    assert.equal(recordLocation(sampleRecord({ snapshot_id: 's1' }), 'restore').fromVolumeSnapshot, true);
+    assert.equal(recordLocation(sampleRecord({ snapshot_id: '' }), 'restore').fromVolumeSnapshot, false);
+  });
+
+  test('no volume_id: taken from the chain image name, which must carry one', () => {
+    for (const volume_id of ['', null, undefined]) {
+      const record = sampleRecord({ volume_id: volume_id as string, service_metadata: JSON.stringify({ base: 'volume-v7.backup.b0' }) });
+      const location = recordLocation(record, 'restore');
+      assert.equal(location.volumeId, 'v7', String(volume_id));
+      assert.equal(location.namedImage, 'volume-v7.backup.b0');
+    }
+    for (const service_metadata of [null, '', '{}', '{"other": 1}', 'not json']) {
+      assert.throws(() => recordLocation(sampleRecord({ volume_id: '', service_metadata }), 'restore'),
+        invalid(/the record has no volume_id, and no service_metadata base image name that carries one/),
+        String(service_metadata));
+    }
+    // A name that carries no valid volume id.
+    for (const base of ['volume-A.backup.base', 'volume-../x.backup.base', 'other']) {
+      assert.throws(() => recordLocation(sampleRecord({ volume_id: '', service_metadata: JSON.stringify({ base }) }), 'restore'),
+        InvalidArgumentError, base);
+    }
+  });
+
+  test('a record naming another volume\'s image or a non-backup image is refused', () => {
+    for (const base of ['volume-v2.backup.base', 'volume-v2.backup.b1', 'volume-v1', 'volume-v1.backup.b1@snap',
+      '../x', 'rbd/volume-v1.backup.base', 'volume-v1.backup.', 'volume-v1.backup.B1']) {
+      assert.throws(() => recordLocation(sampleRecord({ service_metadata: JSON.stringify({ base }) }), 'restore'),
+        invalid(/the record's service_metadata must name a backup image of this volume \(volume-v1\.backup\./), base);
+    }
+  });
+
+  test('bad ids, a bad container and no record are refused', () => {
+    for (const overrides of [{ id: '../x' }, { id: 'A' }, { id: '' }, { volume_id: 'a/b' }, { volume_id: 'a@b' }]) {
+      assert.throws(() => recordLocation(sampleRecord(overrides), 'restore'), InvalidArgumentError, JSON.stringify(overrides));
+    }
+    assert.throws(() => recordLocation({ ...sampleRecord(), container: 5 }, 'restore'), invalid(/container must be a pool name/));
+    for (const record of [null, undefined, 'b1', 5]) {
+      assert.throws(() => recordLocation(record, 'restore'), invalid(/a backup record is required/), String(record));
+    }
+  });
+
+  test('the records newRecord makes locate their chain image, or name none for a legacy copy', () => {
+    const fields = { id: 'b2', volumeId: 'v1', container: 'backups', sizeBytes: 1n, parentId: 'b1', createdAt: new Date(0) };
+    const chained = newRecord({ ...fields, baseImage: 'volume-v1.backup.b1' });
+    assert.deepEqual(JSON.parse(chained.service_metadata!), { base: 'volume-v1.backup.b1' });
+    assert.equal(recordLocation(chained, 'restore').namedImage, 'volume-v1.backup.b1');
+    const legacy = newRecord({ ...fields, baseImage: undefined });
+    assert.equal(legacy.service_metadata, null);
+    assert.equal(recordLocation(legacy, 'restore').namedImage, undefined);
   });
 });
 
