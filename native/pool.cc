@@ -82,6 +82,7 @@ Napi::Function PoolWrap::Define(Napi::Env env) {
       InstanceMethod("listImages", &PoolWrap::ListImages),
       InstanceMethod("createImage", &PoolWrap::CreateImage),
       InstanceMethod("removeImage", &PoolWrap::RemoveImage),
+      InstanceMethod("renameImage", &PoolWrap::RenameImage),
       InstanceMethod("openImage", &PoolWrap::OpenImage),
       InstanceMethod("clone", &PoolWrap::Clone),
       InstanceMethod("readObject", &PoolWrap::ReadObject),
@@ -179,6 +180,24 @@ Napi::Value PoolWrap::RemoveImage(const Napi::CallbackInfo& info) {
                         message = "image is still open or has watchers";
                       } else if (rc < 0) {
                         message = "rbd_remove failed";
+                      }
+                      return rc;
+                    });
+                  });
+}
+
+Napi::Value PoolWrap::RenameImage(const Napi::CallbackInfo& info) {
+  auto handle = OpenHandle(info.Env());
+  std::string from = StringArg(info, 0, "image name");
+  std::string to = StringArg(info, 1, "new image name");
+  return RunAsync(info.Env(), Value(), &inflight_,
+                  [handle, from, to](std::string& message) {
+                    return WithHandle(handle, "pool", message, [&](rados_ioctx_t io) {
+                      int rc = rbd_rename(io, from.c_str(), to.c_str());
+                      if (rc == -EEXIST) {
+                        message = "an image with the new name exists";
+                      } else if (rc < 0) {
+                        message = "rbd_rename failed";
                       }
                       return rc;
                     });

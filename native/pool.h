@@ -48,6 +48,7 @@ class PoolWrap : public Napi::ObjectWrap<PoolWrap> {
   Napi::Value ListImages(const Napi::CallbackInfo& info);
   Napi::Value CreateImage(const Napi::CallbackInfo& info);
   Napi::Value RemoveImage(const Napi::CallbackInfo& info);
+  Napi::Value RenameImage(const Napi::CallbackInfo& info);
   Napi::Value OpenImage(const Napi::CallbackInfo& info);
   Napi::Value Clone(const Napi::CallbackInfo& info);
   Napi::Value ReadObject(const Napi::CallbackInfo& info);

@@ -18,13 +18,15 @@ import type { Progress } from '../engine/options.js';
 import { decideChain, snapshotsToTrim, type ChainDecision } from './chain.js';
 import { OperationScope, removeImageWithSnapshots, undo } from './cleanup.js';
 import { BASE_IMAGE_FEATURES, type ResolvedConfig } from './config.js';
-import { INCOMPLETE_KEY, readBackupImages } from './inventory.js';
+import { readBackupImages } from './inventory.js';
 import { backupPoints } from './layout.js';
 import { findLeftovers, removeLeftovers } from './leftovers.js';
-import { lockObjectName, VolumeLock, type LockHolder } from './lock.js';
+import { VolumeLock, type LockHolder } from './lock.js';
 import { logBackup } from './log.js';
 import { removeMetaObject } from './meta.js';
-import { backupImageName, backupSnapshotName, checkId, metaObjectName, volumeImageName } from './naming.js';
+import {
+  backupImageName, backupSnapshotName, checkId, metaObjectName, unfinishedImageName, volumeImageName,
+} from './naming.js';
 import { newRecord, type BackupRecord } from './record.js';
 
 export interface BackupRequest {
@@ -76,6 +78,7 @@ export interface BackupResult {
 interface Opened {
   volume: Image;
   backupPool: Pool;
+  lock: VolumeLock;
   /** The request's signal, aborted also when the volume lock is lost. */
   signal: AbortSignal;
 }
@@ -103,7 +106,7 @@ async function openAndLock(scope: OperationScope, config: ResolvedConfig, reques
   });
   scope.defer('release the volume lock', () => lock.release());
   const signal = request.signal ? AbortSignal.any([request.signal, lock.lost]) : lock.lost;
-  return { volume, backupPool, signal };
+  return { volume, backupPool, lock, signal };
 }
 
 async function chooseChain(opened: Opened, request: BackupRequest, ids: { volumeId: string; backupId: string },
@@ -154,16 +157,21 @@ async function ensureCleanHead(chain: Image, fromSnapshot: string): Promise<void
   }
 }
 
-/** The chain image to write into: the parent's, or a new one marked unfinished until the backup completes. */
+/**
+ * The chain image to write into: the parent's, or a new one, which carries
+ * its unfinished name until the backup is complete, so that no reader ever
+ * takes what a killed run left for a backup.
+ */
 async function openChainImage(scope: OperationScope, config: ResolvedConfig, opened: Opened,
-  decision: ChainDecision, backupId: string, size: bigint): Promise<Image> {
+  decision: ChainDecision, volumeId: string, backupId: string, size: bigint): Promise<Image> {
   const { backupPool } = opened;
   if (decision.mode === 'incremental') {
     const chain = await scope.adopt(backupPool.openImage(decision.image));
     await ensureCleanHead(chain, decision.fromSnapshot);
     return chain;
   }
-  await backupPool.createImage(decision.image, size, {
+  const unfinished = unfinishedImageName(volumeId, backupId);
+  await backupPool.createImage(unfinished, size, {
     features: BASE_IMAGE_FEATURES,
     ...(config.stripeUnit > 0n ? { stripeUnit: config.stripeUnit } : {}),
     ...(config.stripeCount > 0n ? { stripeCount: config.stripeCount } : {}),
@@ -171,10 +179,9 @@ async function openChainImage(scope: OperationScope, config: ResolvedConfig, ope
   let chain: Image | undefined;
   scope.onFailure('remove the new chain image', async () => {
     await chain?.close();
-    await removeImageWithSnapshots(backupPool, decision.image);
+    await removeImageWithSnapshots(backupPool, unfinished);
   });
-  chain = await scope.adopt(backupPool.openImage(decision.image));
-  await chain.setMetadata(INCOMPLETE_KEY, backupId);
+  chain = await scope.adopt(backupPool.openImage(unfinished));
   return chain;
 }
 
@@ -218,12 +225,12 @@ export async function runBackup(config: ResolvedConfig, request: BackupRequest):
   // object goes too (while still locked, so no other run is using it).
   scope.onFailure('remove the lock object of a volume without backups', async () => {
     if ((await readBackupImages(opened.backupPool, volumeId)).length === 0) {
-      await opened.backupPool.removeObject(lockObjectName(volumeId));
+      await opened.lock.retire();
     }
   });
   const { decision } = await chooseChain(opened, request, { volumeId, backupId }, operation);
   const { size } = await opened.volume.stat();
-  const chain = await openChainImage(scope, config, opened, decision, backupId, size);
+  const chain = await openChainImage(scope, config, opened, decision, volumeId, backupId, size);
   const fromSnapshot = decision.mode === 'incremental' ? decision.fromSnapshot : undefined;
 
   const snapshot = backupSnapshotName(backupId);
@@ -242,7 +249,11 @@ export async function runBackup(config: ResolvedConfig, request: BackupRequest):
   });
 
   if (request.volumeMetadata !== undefined) await writeMeta(scope, opened.backupPool, backupId, request.volumeMetadata);
-  if (decision.mode !== 'incremental') await chain.removeMetadata(INCOMPLETE_KEY);
+  if (decision.mode !== 'incremental') {
+    // rbd_rename wants the image closed here (its header watch would stay on the old name).
+    await chain.close();
+    await opened.backupPool.renameImage(unfinishedImageName(volumeId, backupId), decision.image);
+  }
   scope.commit();
   await trimSourceSnapshots(volume, config.maxSourceSnapshots);
 

@@ -67,7 +67,7 @@ export function decideChain(options: {
     }
     const [parentSnap] = parentSnaps;
     if (parentSnap === undefined) {
-      if (images.some((i) => i.suffix === parentId && !isChainImage(i) && i.incomplete === undefined)) {
+      if (images.some((i) => i.suffix === parentId && i.snapshots.length === 0 && i.incomplete === undefined)) {
         return { mode: 'converted', image, reason: `parent backup ${parentId} is a legacy full copy, which has no snapshot to continue from` };
       }
       throw new NotFoundError({

@@ -15,7 +15,7 @@ import { OperationScope, undo } from './cleanup.js';
 import type { ResolvedConfig } from './config.js';
 import { INCOMPLETE_KEY, readBackupImages } from './inventory.js';
 import { isChainImage, locateBackup, type BackupImage } from './layout.js';
-import { lockObjectName, VolumeLock } from './lock.js';
+import { VolumeLock } from './lock.js';
 import { logBackup } from './log.js';
 import { removeMetaObject } from './meta.js';
 import { parseBackupSnapshotName, volumeImageName } from './naming.js';
@@ -115,10 +115,10 @@ export async function runDelete(config: ResolvedConfig, backup: BackupRecord, op
   const pool = await scope.adopt(config.backupCluster.pool(location.container ?? config.backupPool));
   // Nothing to lock (and no lock object to create) for a volume without backups here.
   if ((await readBackupImages(pool, volumeId)).length === 0) {
-    const removedMetadata = await removeMetaObject(pool, backupId);
+    // Its .meta stays: a record naming the wrong volume must not remove another backup's.
     throw new NotFoundError({
       code: 'ENOENT', operation, resource: `${pool.spec}/backup ${backupId}`,
-      detail: `volume ${volumeId} has no backup images here${removedMetadata ? ' (the backup\'s .meta object was removed)' : ''}`,
+      detail: `volume ${volumeId} has no backup images here`,
     });
   }
   const lock = await VolumeLock.acquire(pool, volumeId, operation, { waitMs: config.lockWaitMs, ttlMs: config.lockTtlMs });
@@ -129,14 +129,18 @@ export async function runDelete(config: ResolvedConfig, backup: BackupRecord, op
   // (its last delete found it busy, or a run was killed) goes now, as
   // Cinder's _try_delete_base_image removes a base image without snapshots.
   const elsewhere = images.some((image) => image.snapshots.some((s) => parseBackupSnapshotName(s.name)?.backupId === backupId));
-  const found = named && !isChainImage(named) && !elsewhere
+  // Only an image that is debris by our mark, or that carries this very
+  // backup's id: a snapshot-less image of another name may be another
+  // backup's legacy copy.
+  const emptied = named !== undefined && !isChainImage(named) && (named.incomplete !== undefined || named.suffix === backupId);
+  const found = emptied && !elsewhere
     ? { image: named, snapshot: undefined }
     : locateBackup(images, location, operation);
   const removed = await removeBackup(pool, found, backupId);
   if (removed.removedImages.length === images.length) {
     // The volume has no backups left; its lock object goes too (while
     // still locked, so no other run is using it).
-    scope.defer('remove the lock object', () => pool.removeObject(lockObjectName(volumeId)));
+    scope.defer('remove the lock object', () => lock.retire());
   }
   const removedSourceSnapshot = options.sourcePool !== undefined && found.snapshot !== undefined &&
     await removeSourceSnapshot(config, options.sourcePool, volumeId, found.snapshot.name)

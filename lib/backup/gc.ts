@@ -52,6 +52,7 @@ async function openVolumeIfAny(pool: Pool | undefined, volumeId: string) {
 async function collectVolume(config: ResolvedConfig, backupPool: Pool, sourcePool: Pool | undefined, volumeId: string,
   result: GcResult): Promise<void> {
   await using scope = new OperationScope();
+  let lock: VolumeLock | undefined;
   if (result.dryRun) {
     const holder = await VolumeLock.liveHolder(backupPool, lockObjectName(volumeId));
     if (holder) {
@@ -59,7 +60,6 @@ async function collectVolume(config: ResolvedConfig, backupPool: Pool, sourcePoo
       return;
     }
   } else {
-    let lock: VolumeLock;
     try {
       lock = await VolumeLock.acquire(backupPool, volumeId, 'gc', {
         waitMs: 0, ttlMs: config.lockTtlMs, onBusy: 'skip',
@@ -70,7 +70,8 @@ async function collectVolume(config: ResolvedConfig, backupPool: Pool, sourcePoo
       result.skipped.push({ volumeId, reason: error.message });
       return;
     }
-    scope.defer('release the volume lock', () => lock.release());
+    const held = lock;
+    scope.defer('release the volume lock', () => held.release());
   }
   const volume = await openVolumeIfAny(sourcePool, volumeId);
   if (volume) scope.defer('close the volume', () => volume.close());
@@ -85,9 +86,10 @@ async function collectVolume(config: ResolvedConfig, backupPool: Pool, sourcePoo
   const removed = await removeLeftovers(backupPool, volume, leftovers, volumeId);
   result.removedImages.push(...removed.removedImages.map((name) => `${backupPool.spec}/${name}`));
   result.removedSnapshots.push(...removed.removedSnapshots.map(at));
-  if (removed.removedImages.length === images.length) {
+  const held = lock;
+  if (held && removed.removedImages.length === images.length) {
     // Nothing of this volume is left here: its lock object goes too (while still locked).
-    scope.defer('remove the lock object', () => backupPool.removeObject(lockObjectName(volumeId)));
+    scope.defer('remove the lock object', () => held.retire());
   }
 }
 
@@ -112,7 +114,8 @@ async function collectHalfRestored(config: ResolvedConfig, pool: Pool, name: str
     return;
   }
   scope.defer('release the restore lock', () => lock.release());
-  scope.defer('remove the restore lock object', () => pool.removeObject(restoreLockObjectName(volumeId)));
+  // Looked at again under the lock: a restore may have finished meanwhile.
+  if (await isHalfRestored(pool, name) === undefined) return;
   logBackup('gc: removing %s/%s, half-restored from backup %s by a restore that did not finish', pool.spec, name, backupId);
   await removeImageWithSnapshots(pool, name);
   result.removedImages.push(`${pool.spec}/${name}`);
@@ -130,7 +133,12 @@ export async function runGc(config: ResolvedConfig, options: GcOptions = {}): Pr
     const volumeId = volumeOfBackupImage(name);
     if (volumeId !== undefined) volumeIds.add(volumeId);
   }
-  for (const volumeId of volumeIds) await collectVolume(config, backupPool, sourcePool, volumeId, result);
+  for (const volumeId of volumeIds) {
+    // One volume's failure (a busy image) must not keep gc from the others.
+    await collectVolume(config, backupPool, sourcePool, volumeId, result).catch((error: unknown) => {
+      result.skipped.push({ volumeId, reason: `failed: ${(error as Error).message}` });
+    });
+  }
   if (sourcePool) {
     for (const name of await sourcePool.listImages()) {
       const volumeId = volumeOfVolumeImage(name);

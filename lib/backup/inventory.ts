@@ -7,39 +7,50 @@ import { NotFoundError } from '../ceph/errors.js';
 import type { Pool } from '../ceph/pool.js';
 import { backupSnapshots } from './chain.js';
 import type { BackupImage } from './layout.js';
-import { parseBackupImageName } from './naming.js';
+import { parseBackupImageName, parseUnfinishedImageName } from './naming.js';
 
 /**
- * Image metadata a full backup sets on the chain image it creates and
- * removes once the backup is complete: a snapshot-less image carrying it is
- * what a killed run left, not a legacy full copy.
+ * Image metadata a delete sets on a chain image just before its last
+ * backup snapshot goes: should the image outlive it (busy, or a killed
+ * run), it is known to hold no backup (its head is a later backup's data,
+ * not the full copy its name would suggest).
  */
 export const INCOMPLETE_KEY = 'rbd-backup.incomplete';
 
+/** One image's facts, read one call at a time: a failed call leaves none in flight when the image closes. */
+async function readImage(pool: Pool, volumeId: string, name: string): Promise<BackupImage | undefined> {
+  let opened;
+  try {
+    opened = await pool.openImage(name, { readOnly: true });
+  } catch (error) {
+    // Removed between the listing and the open (a delete elsewhere).
+    if (error instanceof NotFoundError) return undefined;
+    throw error;
+  }
+  await using image = opened;
+  const snapshots = await image.listSnapshots();
+  const stat = await image.stat();
+  const unfinished = parseUnfinishedImageName(volumeId, name);
+  const incomplete = unfinished ?? await image.getMetadata(INCOMPLETE_KEY);
+  const order = backupSnapshots(snapshots.map((s) => s.name));
+  return {
+    name,
+    suffix: unfinished ?? parseBackupImageName(volumeId, name)!,
+    size: stat.size,
+    createdAt: stat.createdAt,
+    snapshots: order.map((n) => snapshots.find((s) => s.name === n)!),
+    incomplete,
+  };
+}
+
 export async function readBackupImages(pool: Pool, volumeId: string): Promise<BackupImage[]> {
-  const names = (await pool.listImages()).filter((name) => parseBackupImageName(volumeId, name) !== undefined);
-  const images = await Promise.all(names.map(async (name): Promise<BackupImage | undefined> => {
-    let opened;
-    try {
-      opened = await pool.openImage(name, { readOnly: true });
-    } catch (error) {
-      // Removed between the listing and the open (a delete elsewhere).
-      if (error instanceof NotFoundError) return undefined;
-      throw error;
-    }
-    await using image = opened;
-    const [snapshots, stat, incomplete] = await Promise.all([
-      image.listSnapshots(), image.stat(), image.getMetadata(INCOMPLETE_KEY),
-    ]);
-    const order = backupSnapshots(snapshots.map((s) => s.name));
-    return {
-      name,
-      suffix: parseBackupImageName(volumeId, name)!,
-      size: stat.size,
-      createdAt: stat.createdAt,
-      snapshots: order.map((n) => snapshots.find((s) => s.name === n)!),
-      incomplete,
-    };
-  }));
-  return images.filter((image): image is BackupImage => image !== undefined);
+  const names = (await pool.listImages()).filter((name) =>
+    parseBackupImageName(volumeId, name) !== undefined || parseUnfinishedImageName(volumeId, name) !== undefined);
+  // Settled, not Promise.all: a rejection must not leave the other reads
+  // running while the caller goes on to close the pool.
+  const settled = await Promise.allSettled(names.map((name) => readImage(pool, volumeId, name)));
+  const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+  if (failed) throw failed.reason;
+  return settled.map((s) => (s as PromiseFulfilledResult<BackupImage | undefined>).value)
+    .filter((image): image is BackupImage => image !== undefined);
 }

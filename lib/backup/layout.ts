@@ -19,7 +19,11 @@ export interface BackupImage {
   createdAt: Date;
   /** Its backup snapshots, oldest first. */
   snapshots: SnapshotInfo[];
-  /** The backup id of the run of ours that created it and has not finished. */
+  /**
+   * Set when it holds no complete backup, whatever its snapshots: a full
+   * backup's chain image under its unfinished name (the backup id), or one
+   * a delete emptied (the last backup's id).
+   */
   incomplete: string | undefined;
 }
 
@@ -36,17 +40,17 @@ export interface BackupPoint {
 
 /** Its head is not any backup's data once it holds a backup snapshot. */
 export function isChainImage(image: BackupImage): boolean {
-  return image.snapshots.length > 0;
+  return image.snapshots.length > 0 && image.incomplete === undefined;
 }
 
 /** A snapshot-less image that is a backup's full copy (not debris of ours, not an unnamed `.backup.base` copy). */
 function isLegacyCopy(image: BackupImage): boolean {
-  return !isChainImage(image) && image.incomplete === undefined && image.suffix !== 'base';
+  return image.snapshots.length === 0 && image.incomplete === undefined && image.suffix !== 'base';
 }
 
-/** Images that a run of ours created and did not finish: no backup is in them. */
+/** Images that a run of ours did not finish, or a delete emptied: no backup is in them. */
 export function unfinishedImages(images: readonly BackupImage[]): BackupImage[] {
-  return images.filter((image) => !isChainImage(image) && image.incomplete !== undefined);
+  return images.filter((image) => image.incomplete !== undefined);
 }
 
 export function snapshotTime(snapshot: SnapshotInfo): Date {
@@ -78,7 +82,7 @@ export function backupPoints(images: readonly BackupImage[]): BackupPoint[] {
 /** The chain images holding a snapshot of backupId, with that snapshot. */
 function holdersOf(images: readonly BackupImage[], backupId: string, operation: string, volume: string) {
   const holders: Array<{ image: BackupImage; snapshot: SnapshotInfo }> = [];
-  for (const image of images) {
+  for (const image of images.filter(isChainImage)) {
     const own = image.snapshots.filter((s) => parseBackupSnapshotName(s.name)?.backupId === backupId);
     // Cinder's rule (_get_backup_snap_name): a backup has at most one snapshot.
     if (own.length > 1) {

@@ -11,6 +11,7 @@ import { removeImageWithSnapshots, undo } from './cleanup.js';
 import { unfinishedImages, type BackupImage } from './layout.js';
 import { logBackup } from './log.js';
 import { removeMetaObject } from './meta.js';
+import { parseUnfinishedImageName } from './naming.js';
 
 export interface Leftovers {
   /** Backup snapshots on the source volume that no chain image holds. */
@@ -39,10 +40,15 @@ export async function removeLeftovers(backupPool: Pool, volume: Image | undefine
   }
   const removedImages: string[] = [];
   for (const image of leftovers.images) {
-    logBackup('volume %s: removing %s, left by backup %s, which did not finish', volumeId, image.name, image.incomplete);
-    await removeImageWithSnapshots(backupPool, image.name);
-    removedImages.push(image.name);
-    await undo(`remove the .meta of backup ${image.incomplete}`, async () => { await removeMetaObject(backupPool, image.incomplete!); });
+    logBackup('volume %s: removing %s, which holds no backup (left by backup %s)', volumeId, image.name, image.incomplete);
+    // One that cannot go now (busy) must not fail the backup that found it: the next run tries again.
+    await undo(`remove ${image.name}`, async () => {
+      await removeImageWithSnapshots(backupPool, image.name);
+      removedImages.push(image.name);
+      // A run that did not finish may have written its .meta; under this
+      // name the image (and so the backup id) is ours for sure.
+      if (parseUnfinishedImageName(volumeId, image.name) !== undefined) await removeMetaObject(backupPool, image.incomplete!);
+    });
   }
   return { removedSnapshots, removedImages };
 }

@@ -25,6 +25,11 @@ const LOCK_NAME = 'rbd-backup';
 const WATCH_TIMEOUT_SECONDS = 10;
 /** How long a live holder has to answer: its librados thread answers at once. */
 const NOTIFY_TIMEOUT_MS = 3000;
+/**
+ * A fenced client stays blocklisted this long (Ceph's own default for
+ * `osd blocklist add`): long past any stall it could wake up from.
+ */
+const BLOCKLIST_SECONDS = 3600;
 
 export function lockObjectName(volumeId: string): string {
   return `volume-${volumeId}.backup.lock`;
@@ -70,15 +75,20 @@ async function inspectHolder(pool: Pool, object: string): Promise<{ holder: Lock
   ]);
   const description = content.toString('utf8').slice(0, 200) || 'an unknown holder';
   const gid = holder.client.replace(/^client\./, '');
-  return { holder: { ...holder, description }, alive: acks.some((ack) => String(ack.gid) === gid) };
+  if (acks.some((ack) => String(ack.gid) === gid)) return { holder: { ...holder, description }, alive: true };
+  // A holder that released between the listing and the notify would be
+  // taken for dead: only the same holder, still holding, is.
+  const still = (await pool.listLockers(object, LOCK_NAME)).lockers
+    .some((l) => l.client === holder.client && l.cookie === holder.cookie);
+  return still ? { holder: { ...holder, description }, alive: false } : undefined;
 }
 
 /** Fences a dead holder (so it cannot wake up and write) and breaks its lock. */
-async function breakDeadLock(pool: Pool, object: string, holder: LockHolder & { cookie: string }, ttlMs: number): Promise<void> {
+async function breakDeadLock(pool: Pool, object: string, holder: LockHolder & { cookie: string }): Promise<void> {
   logBackup('lock %s/%s: holder %s at %s (%s) does not answer; fencing it and breaking its lock',
     pool.spec, object, holder.client, holder.address, holder.description);
   try {
-    await pool.cluster.blocklistAdd(holder.address, Math.max(60, Math.ceil((2 * ttlMs) / 1000)));
+    await pool.cluster.blocklistAdd(holder.address, BLOCKLIST_SECONDS);
   } catch (error) {
     // Without the mon capability to blocklist, the lock is still broken: a
     // holder that answers no notify has stopped renewing it.
@@ -148,26 +158,34 @@ export class VolumeLock {
       try {
         const description = `${purpose} of volume ${volumeId} by ${hostname()} pid ${process.pid}`;
         await pool.lockObject(this.#object, { name: LOCK_NAME, cookie: this.#cookie, durationMs: options.ttlMs, description });
-        // RADOS lists a lock's holders without its description: contenders read it here.
-        await pool.writeObject(this.#object, description);
+        try {
+          // RADOS lists a lock's holders without its description: contenders read it here.
+          await pool.writeObject(this.#object, description);
+          await this.#ensureWatch();
+        } catch (error) {
+          await pool.unlockObject(this.#object, { name: LOCK_NAME, cookie: this.#cookie }).catch(() => undefined);
+          throw error;
+        }
         return;
       } catch (error) {
         if (!(error instanceof BusyError)) throw error;
       }
       const found = await inspectHolder(pool, this.#object);
       if (found && !found.alive) {
-        await breakDeadLock(pool, this.#object, found.holder, options.ttlMs);
+        await breakDeadLock(pool, this.#object, found.holder);
         options.onBreak?.(found.holder);
         continue;
       }
-      const held = found ? `${found.holder.description} (${found.holder.client} at ${found.holder.address})` : 'another client';
+      // Released between our try and the look: try again at once.
+      if (!found) continue;
+      const held = `${found.holder.description} (${found.holder.client} at ${found.holder.address})`;
       if (options.onBusy === 'skip' || Date.now() >= deadline) {
         throw new BusyError({
           code: 'EBUSY', operation: purpose, resource: `volume ${volumeId}`,
           detail: `its lock ${pool.spec}/${this.#object} is held by ${held}${options.onBusy === 'skip' ? '; skipped' : `; waited ${options.waitMs} ms`}`,
         });
       }
-      if (!toldWaiting && found) {
+      if (!toldWaiting) {
         toldWaiting = true;
         logBackup('volume %s: waiting for the lock held by %s', volumeId, held);
         options.onWait?.(found.holder);
@@ -177,18 +195,43 @@ export class VolumeLock {
     }
   }
 
+  /**
+   * A watch lapses when its pings stop for its timeout (an OSD pause, a
+   * socket storm) and stays dead; a holder without one would be taken for
+   * dead by the next contender. Watch again when it lapsed.
+   */
+  async #ensureWatch(): Promise<void> {
+    const watch = this.#watch;
+    if (watch && await watch.check().then(() => true, () => false)) return;
+    await watch?.close().catch(() => undefined);
+    this.#watch = await this.#pool.watchObject(this.#object, { timeoutSeconds: WATCH_TIMEOUT_SECONDS });
+  }
+
   #schedule(): void {
     if (this.#released) return;
     this.#timer = setTimeout(() => {
       this.#renewing = this.#pool.lockObject(this.#object, {
         name: LOCK_NAME, cookie: this.#cookie, durationMs: this.#ttlMs, renew: true,
-      }).then(() => this.#schedule(), (error: unknown) => {
+      }).then(() => this.#ensureWatch()).then(() => this.#schedule(), (error: unknown) => {
         logBackup('lost lock %s/%s: %s', this.#pool.spec, this.#object, (error as Error).message);
         this.#lost.abort(error instanceof CephError ? error : new Error(String(error)));
       });
     }, Math.max(1000, Math.floor(this.#ttlMs / 3)));
     // A renewal timer alone must not keep the process alive.
     this.#timer.unref();
+  }
+
+  /**
+   * Removes the lock object (the volume has nothing left that needs it)
+   * while still holding the lock, unless another client watches it: a
+   * waiter's watch would go with the object, and a holder without a watch
+   * is taken for dead.
+   */
+  async retire(): Promise<void> {
+    const { acks, timeouts } = await this.#pool.notifyObject(this.#object, { timeoutMs: NOTIFY_TIMEOUT_MS });
+    const own = this.#pool.cluster.instanceId();
+    if ([...acks, ...timeouts].some((w) => w.gid !== own)) return;
+    await this.#pool.removeObject(this.#object);
   }
 
   async release(): Promise<void> {

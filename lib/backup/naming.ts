@@ -12,9 +12,10 @@ const ID = /^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$/;
 export const BACKUP_SNAPSHOT = /^backup\.([a-z0-9-]+?)\.snap\.(.+)$/;
 
 export function checkId(kind: 'volume' | 'backup', id: unknown, operation: string): string {
-  if (typeof id !== 'string' || !ID.test(id)) {
+  // A backup id 'base' would name its chain image like the pre-Train one.
+  if (typeof id !== 'string' || !ID.test(id) || (kind === 'backup' && id === 'base')) {
     throw invalidArgument(operation, `${kind} ${String(id)}`,
-      `${kind} id must be 1-64 characters of a-z, 0-9 and '-' (not starting or ending with '-'), got ${JSON.stringify(id)}`);
+      `${kind} id must be 1-64 characters of a-z, 0-9 and '-' (not starting or ending with '-'${kind === 'backup' ? ", not 'base'" : ''}), got ${JSON.stringify(id)}`);
   }
   return id;
 }
@@ -66,6 +67,22 @@ export function parseBackupSnapshotName(name: string): ParsedSnapshotName | unde
 }
 
 /**
+ * The name a full backup's new chain image has until the backup is
+ * complete; renamed to backupImageName then. No reader takes an image of
+ * this name for a backup, whatever a killed run left in it.
+ */
+export function unfinishedImageName(volumeId: string, backupId: string): string {
+  return `${backupImageName(volumeId, backupId)}.unfinished`;
+}
+
+/** The backup id an unfinished chain image name of this volume carries, if it is one. */
+export function parseUnfinishedImageName(volumeId: string, imageName: string): string | undefined {
+  const match = /^(.+)\.unfinished$/.exec(imageName);
+  const suffix = match ? parseBackupImageName(volumeId, match[1]) : undefined;
+  return suffix === 'base' ? undefined : suffix;
+}
+
+/**
  * What follows `volume-<volumeId>.backup.` in a backup image name of this
  * volume ('base' or a full backup's id); undefined for any other name.
  */
@@ -76,10 +93,13 @@ export function parseBackupImageName(volumeId: string, imageName: string): strin
   return rest === 'base' || ID.test(rest) ? rest : undefined;
 }
 
-/** The volume id a backup image name (`volume-<id>.backup.<suffix>`) carries, if it is one. */
+/** The volume id a backup image name (`volume-<id>.backup.<suffix>`, unfinished or not) carries, if it is one. */
 export function volumeOfBackupImage(imageName: string): string | undefined {
-  const match = /^volume-(.+?)\.backup\.([^.]+)$/.exec(imageName);
-  return match && ID.test(match[1]) && parseBackupImageName(match[1], imageName) !== undefined ? match[1] : undefined;
+  const match = /^volume-(.+?)\.backup\.([^.]+)(\.unfinished)?$/.exec(imageName);
+  if (!match || !ID.test(match[1])) return undefined;
+  const volumeId = match[1];
+  const known = parseBackupImageName(volumeId, imageName) ?? parseUnfinishedImageName(volumeId, imageName);
+  return known === undefined ? undefined : volumeId;
 }
 
 /** The volume id of a volume image name (`volume-<id>`), if it is one. */

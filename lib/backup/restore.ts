@@ -138,7 +138,7 @@ async function openTargetVolume(scope: OperationScope, config: ResolvedConfig, t
   });
   scope.defer('release the restore lock', () => lock.release());
   // Removed while still locked, so no other restore is using it.
-  scope.defer('remove the restore lock object', () => targetPool.removeObject(restoreLockObjectName(volumeId)));
+  scope.defer('remove the restore lock object', () => lock.retire());
   const leftBy = await isHalfRestored(targetPool, name);
   if (leftBy !== undefined) {
     logBackup('%s/%s: removing the half-restored volume a killed restore of backup %s left', targetPool.spec, name, leftBy);

@@ -53,6 +53,7 @@ export interface NativePool {
   listImages(): Promise<string[]>;
   createImage(name: string, size: bigint, options: NativeCreateOptions): Promise<void>;
   removeImage(name: string): Promise<void>;
+  renameImage(from: string, to: string): Promise<void>;
   openImage(name: string, snapshot: string | null, readOnly: boolean): Promise<NativeImage>;
   clone(parent: NativePool, parentImage: string, parentSnapshot: string, child: string,
     options: NativeCreateOptions): Promise<void>;

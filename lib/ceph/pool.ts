@@ -180,6 +180,13 @@ export class Pool {
     return nativeCall('removeImage', resource, () => this.#native.removeImage(name));
   }
 
+  /** rbd_rename; AlreadyExistsError when an image has the new name. */
+  async renameImage(name: string, newName: string): Promise<void> {
+    const resource = this.#image(name, 'renameImage');
+    this.#image(newName, 'renameImage');
+    return nativeCall('renameImage', resource, () => this.#native.renameImage(name, newName));
+  }
+
   /** rbd_open / rbd_open_read_only */
   async openImage(name: string, options: OpenImageOptions = {}): Promise<Image> {
     let resource = this.#image(name, 'openImage');

@@ -54,11 +54,9 @@ test('a killed first backup: the next one (another id) removes its source snapsh
     await killedBackup(volumeId, 'killed1', true);
     const leftovers = (await snapshotsOf(tb.volumes, `volume-${volumeId}`))!;
     assert.ok(leftovers.some((s) => s.startsWith('backup.killed1.snap.')), 'the killed run left its source snapshot');
-    const chainName = `volume-${volumeId}.backup.killed1`;
-    assert.ok(await tb.backups.imageExists(chainName), 'and its chain image');
-    const chain = await tb.backups.openImage(chainName, { readOnly: true });
-    assert.equal(await chain.getMetadata(INCOMPLETE_KEY), 'killed1', 'marked unfinished');
-    await chain.close();
+    const chainName = `volume-${volumeId}.backup.killed1.unfinished`;
+    assert.ok(await tb.backups.imageExists(chainName), 'and its chain image, under its unfinished name');
+    assert.deepEqual(await tb.engine.listBackups(volumeId), [], 'which holds no listed backup');
 
     // Waiting is capped well below the lock's 60 s life: only a broken dead lock lets this start.
     const engine = new BackupEngine({ source: tb.cluster, lockWaitMs: 20_000 });
@@ -197,17 +195,17 @@ test('gc finds and removes what killed runs left across the pools, and leaves vo
 
     const engine = new BackupEngine({ source: tb.cluster });
     const dry = await engine.gc({ sourcePool: POOL, dryRun: true });
-    const expectedImages = [`${tb.backups.spec}/volume-${killed}.backup.gk1`, `${POOL}/volume-${target}`];
+    const expectedImages = [`${tb.backups.spec}/volume-${killed}.backup.gk1.unfinished`, `${POOL}/volume-${target}`];
     for (const image of expectedImages) assert.ok(dry.removedImages.includes(image), `dry run finds ${image}`);
     assert.ok(dry.removedSnapshots.includes(`${POOL}/volume-${orphaned}@${orphan}`), 'dry run finds the orphan');
     assert.ok(dry.removedSnapshots.some((s) => s.startsWith(`${POOL}/volume-${killed}@backup.gk1.snap.`)));
-    assert.ok(await tb.backups.imageExists(`volume-${killed}.backup.gk1`), 'a dry run removes nothing');
+    assert.ok(await tb.backups.imageExists(`volume-${killed}.backup.gk1.unfinished`), 'a dry run removes nothing');
     assert.ok(!dry.removedImages.some((i) => i.endsWith(busyImage)), 'nor reports what a live run holds');
     assert.ok(dry.skipped.some((s) => s.volumeId === busy));
 
     const real = await engine.gc({ sourcePool: POOL });
     for (const image of expectedImages) assert.ok(real.removedImages.includes(image), `gc removes ${image}`);
-    assert.equal(await tb.backups.imageExists(`volume-${killed}.backup.gk1`), false);
+    assert.equal(await tb.backups.imageExists(`volume-${killed}.backup.gk1.unfinished`), false);
     assert.equal(await tb.volumes.imageExists(`volume-${target}`), false);
     assert.deepEqual((await snapshotsOf(tb.volumes, `volume-${orphaned}`))!.filter((s) => s === orphan), []);
     assert.deepEqual((await snapshotsOf(tb.volumes, `volume-${killed}`))!.filter((s) => s.includes('gk1')), []);

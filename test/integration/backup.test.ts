@@ -22,6 +22,7 @@ import {
   type BackupRecord, type BackupResult, type Cluster, type Pool, type RestoreResult,
 } from '../../lib/index.js';
 import { INCOMPLETE_KEY } from '../../lib/backup/inventory.js';
+import { unfinishedImageName } from '../../lib/backup/naming.js';
 import { lockObjectName, VolumeLock } from '../../lib/backup/lock.js';
 import { connect, rbd, uniqueName } from '../support/clusters.js';
 import {
@@ -675,23 +676,23 @@ describe('what killed runs leave, the next backup removes', () => {
     });
 
   for (const [what, withChain] of [['as the first backup', false], ['as a full backup beside a chain', true]] as const) {
-    test(`a chain image a killed run left ${what} (marked incomplete) goes, with its source snapshot and .meta`,
+    test(`a chain image a killed run left ${what} (under its unfinished name) goes, with its source snapshot and .meta`,
       { timeout: 120_000 }, async (t) => {
         const id = await fx.newVolume(t, 16 * MiB);
         await fx.writeRandom(id, [[0, 16 * MiB]]);
         const before = withChain ? await engine.backup({ pool: POOL, volumeId: id }) : undefined;
         await fx.writeRandom(id, randomRanges(16 * MiB, 3));
-        // What a full backup killed during its transfer leaves: the chain image it created,
-        // marked incomplete, with part of the data and no snapshot; its source snapshot; its .meta.
+        // What a full backup killed just before its rename leaves: the chain image it created,
+        // under its unfinished name, with its data and end snapshot; its source snapshot; its .meta.
         const killed = uniqueName('killed');
-        const killedImage = backupImageName(id, killed);
+        const killedImage = unfinishedImageName(id, killed);
         forgetMeta(t, killed);
         await fx.withVolume(id, (image) => image.createSnapshot(backupSnapshotName(killed)));
         await backups.createImage(killedImage, 16 * MiB, { features: VOLUME_FEATURES });
         const half = await backups.openImage(killedImage);
         try {
-          await half.setMetadata(INCOMPLETE_KEY, killed);
           await half.write(Buffer.alloc(1 * MiB, 7), 0);
+          await half.createSnapshot(backupSnapshotName(killed));
         } finally {
           await half.close();
         }

@@ -7,6 +7,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { backupPoints, locateBackup, unfinishedImages, type BackupImage } from '../../lib/backup/layout.js';
 import { InconsistentBackupError } from '../../lib/backup/errors.js';
+import { parseBackupImageName, parseUnfinishedImageName, unfinishedImageName, volumeOfBackupImage } from '../../lib/backup/naming.js';
 import { NotFoundError } from '../../lib/ceph/errors.js';
 import type { SnapshotInfo } from '../../lib/ceph/snapshot.js';
 
@@ -114,5 +115,26 @@ describe('locateBackup', () => {
     const plainBase = image('base', []);
     assert.equal(locateBackup([plainBase], { ...lookup('s1'), fromVolumeSnapshot: true }, 'restore').image, plainBase);
     assert.throws(() => locateBackup([plainBase], lookup('s1'), 'restore'), NotFoundError);
+  });
+});
+
+describe('unfinished chain image names', () => {
+  test('carry the backup id, are no backup image name, and still name their volume', () => {
+    assert.equal(unfinishedImageName('v1', 'b1'), 'volume-v1.backup.b1.unfinished');
+    assert.equal(parseUnfinishedImageName('v1', 'volume-v1.backup.b1.unfinished'), 'b1');
+    assert.equal(parseUnfinishedImageName('v1', 'volume-v1.backup.base.unfinished'), undefined);
+    assert.equal(parseUnfinishedImageName('v2', 'volume-v1.backup.b1.unfinished'), undefined);
+    assert.equal(parseBackupImageName('v1', 'volume-v1.backup.b1.unfinished'), undefined);
+    assert.equal(volumeOfBackupImage('volume-v1.backup.b1.unfinished'), 'v1');
+    assert.equal(volumeOfBackupImage('volume-v1.backup.base'), 'v1');
+    assert.equal(volumeOfBackupImage('volume-v1.backup.b1.other'), undefined);
+    assert.equal(volumeOfBackupImage('volume-v1'), undefined);
+  });
+
+  test('an image marked incomplete holds no backup even with snapshots', () => {
+    const killed = image('b1', [snap('b1', 10)], { incomplete: 'b1' });
+    assert.deepEqual(backupPoints([killed]), []);
+    assert.deepEqual(unfinishedImages([killed]), [killed]);
+    assert.throws(() => locateBackup([killed], lookup('b1'), 'restore'), NotFoundError);
   });
 });
