@@ -1,0 +1,128 @@
+/**
+ * One operation under one fault: a backup (full or incremental) or a
+ * restore is started, the fault strikes at a seeded moment and is healed,
+ * and then the bar is checked: the call settled within 1.5x its budget,
+ * completed with the right bytes or failed typed, a retry (with another
+ * backup id, or into the same restore target) succeeds with the right
+ * bytes, and nothing is left over.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { BackupEngine, BackupResult, ConnectOptions, RestoreResult } from '../lib/index.js';
+import { POOL } from '../test/support/backup-fixtures.js';
+import {
+  backupId, change, debrisOf, faultedEngine, filledVolume, healthyEngine, outcome, sameBytes, targetId, verifyBackup,
+  worse, type Context,
+} from './kit.js';
+import type { RunOutcome, Settled } from './outcome.js';
+import { describeError, settle, type Settling } from './settle.js';
+
+export interface Fault {
+  /** Runs once the volume (and the backup a restore or incremental needs) is made, before the call. */
+  prepare?(): Promise<void>;
+  /**
+   * When it strikes, as a share of the call's expected duration (that of
+   * the healthy backup made first): from the seed, in [0, 1).
+   */
+  at: number;
+  /** Strikes (and, for a pause, lasts); resolves when it is over or left in place until heal. */
+  strike(): Promise<void>;
+  /** Makes the cluster healthy again; runs after the call settled, whatever happened. */
+  heal(): Promise<void>;
+  /** For the details: what was done (atMs: when it struck, after the call). */
+  describe(atMs: number): string;
+}
+
+export type FaultedOperation = 'full backup' | 'incremental' | 'restore';
+
+/** Picks the operation for a run from its seed. */
+export function pickOperation(ctx: Context): FaultedOperation {
+  const r = ctx.rng();
+  return r < 0.4 ? 'full backup' : r < 0.75 ? 'incremental' : 'restore';
+}
+
+interface Prepared {
+  volumeId: string;
+  /** The backup a restore restores (and an incremental continues from). */
+  base: BackupResult;
+  /** How long the call should take on a healthy cluster: when the fault may strike. */
+  expectedMs: number;
+}
+
+/**
+ * A filled volume and a healthy full backup of it, timed: a full backup or
+ * a restore moves as much, an incremental (after a quarter of the volume
+ * changed) about a quarter of it.
+ */
+async function prepare(ctx: Context, operation: FaultedOperation): Promise<Prepared> {
+  const volumeId = await filledVolume(ctx);
+  const started = performance.now();
+  const base = await healthyEngine(ctx).backup({ pool: POOL, volumeId, backupId: backupId() });
+  const fullMs = performance.now() - started;
+  if (operation !== 'incremental') return { volumeId, base, expectedMs: 1.2 * fullMs };
+  await change(ctx, volumeId, 0.25);
+  return { volumeId, base, expectedMs: 0.5 * fullMs };
+}
+
+function call(engine: BackupEngine, operation: FaultedOperation, prepared: Prepared, target: string,
+  id: string): Promise<BackupResult | RestoreResult> {
+  if (operation === 'restore') {
+    return engine.restore({ backup: prepared.base.record, target: { volume: { pool: POOL, id: target } } });
+  }
+  return engine.backup({ pool: POOL, volumeId: prepared.volumeId, backupId: id, full: operation === 'full backup' });
+}
+
+/** The bytes a completed operation produced, checked on the healthy connection. */
+async function check(ctx: Context, operation: FaultedOperation, prepared: Prepared, target: string,
+  result: BackupResult | RestoreResult) {
+  if (operation === 'restore') {
+    const same = await sameBytes(prepared.volumeId, prepared.base.snapshot, target);
+    return { corrupt: !same, settled: 'completed' as const, detail: same ? 'restore byte-equal to the source snapshot' : 'restore differs' };
+  }
+  const backup = result as BackupResult;
+  return verifyBackup(ctx, backup.record, prepared.volumeId, backup.snapshot);
+}
+
+export async function faultedRun(ctx: Context, operation: FaultedOperation, fault: Fault,
+  connectOptions: ConnectOptions = {}): Promise<RunOutcome> {
+  const prepared = await prepare(ctx, operation);
+  await fault.prepare?.();
+  const target = targetId(ctx);
+  const engine = await faultedEngine(ctx, connectOptions);
+  const running = settle(ctx.settings.budgetMs, () => call(engine, operation, prepared, target, backupId()));
+  // Its failure is the suite's, not the library's: reported once the cluster is healed.
+  const atMs = Math.round(fault.at * prepared.expectedMs);
+  const striking = sleep(atMs).then(() => fault.strike()).then(() => undefined, (error: unknown) => error);
+  let settling: Settling<BackupResult | RestoreResult>;
+  try {
+    settling = await running;
+  } finally {
+    const failedStrike = await striking;
+    await fault.heal();
+    if (failedStrike !== undefined) throw new Error(`${fault.describe(atMs)} failed: ${describeError(failedStrike)}`);
+  }
+  const details = [`${fault.describe(atMs)}: ${settling.settled === 'completed' ? 'completed' : describeError(settling.error)}`];
+  let settled: Settled = settling.settled;
+  let corrupt = false;
+  if (settling.settled === 'completed') {
+    const checked = await check(ctx, operation, prepared, target, settling.value!);
+    corrupt = checked.corrupt;
+    settled = worse(settled, checked.settled);
+    details.push(checked.detail);
+  }
+  const debris: string[] = [];
+  if (settling.settled !== 'completed') {
+    // The retry runs on the healthy connection: what the failed call left must not stand in its way.
+    const retried = await settle(ctx.settings.budgetMs, () => call(healthyEngine(ctx), operation, prepared, target, backupId()));
+    settled = worse(settled, retried.settled);
+    if (retried.settled !== 'completed') {
+      debris.push(`the retry failed: ${describeError(retried.error)}`);
+    } else {
+      const checked = await check(ctx, operation, prepared, target, retried.value!);
+      corrupt = checked.corrupt;
+      settled = worse(settled, checked.settled);
+      details.push(`retry: ${checked.detail}`);
+    }
+  }
+  debris.push(...await debrisOf(ctx, prepared.volumeId, [target]));
+  return outcome(ctx, operation, settling, { settled, corrupt, debris, detail: details.join('; ') });
+}
