@@ -42,25 +42,25 @@ export function pickOperation(ctx: Context): FaultedOperation {
 
 interface Prepared {
   volumeId: string;
-  /** The backup a restore restores (and an incremental continues from). */
+  /** The backup a restore restores (and an incremental continues from): the healthy one, or the last one the run made. */
   base: BackupResult;
-  /** How long the call should take on a healthy cluster: when the fault may strike. */
+  /** How long the calls should take on a healthy cluster: when the fault may strike. */
   expectedMs: number;
 }
 
 /**
  * A filled volume and a healthy full backup of it, timed: a full backup or
  * a restore moves as much, an incremental (after a quarter of the volume
- * changed) about a quarter of it.
+ * changed) about half as much time.
  */
-async function prepare(ctx: Context, operation: FaultedOperation): Promise<Prepared> {
+async function prepare(ctx: Context, operations: readonly FaultedOperation[]): Promise<Prepared> {
   const volumeId = await filledVolume(ctx);
   const started = performance.now();
   const base = await healthyEngine(ctx).backup({ pool: POOL, volumeId, backupId: backupId() });
   const fullMs = performance.now() - started;
-  if (operation !== 'incremental') return { volumeId, base, expectedMs: 1.2 * fullMs };
-  await change(ctx, volumeId, 0.25);
-  return { volumeId, base, expectedMs: 0.5 * fullMs };
+  if (operations[0] === 'incremental') await change(ctx, volumeId, 0.25);
+  const expectedMs = operations.reduce((sum, op) => sum + (op === 'incremental' ? 0.5 : 1.2) * fullMs, 0);
+  return { volumeId, base, expectedMs };
 }
 
 function call(engine: BackupEngine, operation: FaultedOperation, prepared: Prepared, target: string,
@@ -72,57 +72,85 @@ function call(engine: BackupEngine, operation: FaultedOperation, prepared: Prepa
 }
 
 /** The bytes a completed operation produced, checked on the healthy connection. */
-async function check(ctx: Context, operation: FaultedOperation, prepared: Prepared, target: string,
+async function check(ctx: Context, operation: FaultedOperation, restored: BackupResult, target: string,
   result: BackupResult | RestoreResult) {
   if (operation === 'restore') {
-    const same = await sameBytes(prepared.volumeId, prepared.base.snapshot, target);
+    const same = await sameBytes(restored.record.volume_id, restored.snapshot, target);
     return { corrupt: !same, settled: 'completed' as const, detail: same ? 'restore byte-equal to the source snapshot' : 'restore differs' };
   }
   const backup = result as BackupResult;
-  return verifyBackup(ctx, backup.record, prepared.volumeId, backup.snapshot);
+  return verifyBackup(ctx, backup.record, backup.record.volume_id, backup.snapshot);
 }
 
-export async function faultedRun(ctx: Context, operation: FaultedOperation, fault: Fault,
-  connectOptions: ConnectOptions = {}): Promise<RunOutcome> {
-  const prepared = await prepare(ctx, operation);
-  await fault.prepare?.();
-  const target = targetId(ctx);
-  const engine = await faultedEngine(ctx, connectOptions);
-  const running = settle(ctx.settings.budgetMs, () => call(engine, operation, prepared, target, backupId()));
-  // Its failure is the suite's, not the library's: reported once the cluster is healed.
-  const atMs = Math.round(fault.at * prepared.expectedMs);
-  const striking = sleep(atMs).then(() => fault.strike()).then(() => undefined, (error: unknown) => error);
-  let settling: Settling<BackupResult | RestoreResult>;
-  try {
-    settling = await running;
-  } finally {
-    const failedStrike = await striking;
-    await fault.heal();
-    if (failedStrike !== undefined) throw new Error(`${fault.describe(atMs)} failed: ${describeError(failedStrike)}`);
+interface Call {
+  operation: FaultedOperation;
+  target: string;
+  /** The backup a restore restored. */
+  restores: BackupResult;
+  settling: Settling<BackupResult | RestoreResult>;
+}
+
+/** The calls one after the other on the faulted connection; a restore restores the last backup that completed. */
+async function callAll(ctx: Context, engine: BackupEngine, operations: readonly FaultedOperation[], prepared: Prepared): Promise<Call[]> {
+  const calls: Call[] = [];
+  for (const operation of operations) {
+    const target = targetId(ctx);
+    const restores = prepared.base;
+    const settling = await settle(ctx.settings.budgetMs, () => call(engine, operation, prepared, target, backupId()));
+    calls.push({ operation, target, restores, settling });
+    if (operation !== 'restore' && settling.settled === 'completed') prepared.base = settling.value as BackupResult;
   }
-  const details = [`${fault.describe(atMs)}: ${settling.settled === 'completed' ? 'completed' : describeError(settling.error)}`];
+  return calls;
+}
+
+/** After the heal: a completed call's bytes checked, a failed one retried on the healthy connection and checked. */
+async function judge(ctx: Context, prepared: Prepared, c: Call, describe: string): Promise<RunOutcome> {
+  const { operation, target, restores, settling } = c;
+  const details = [`${describe}: ${settling.settled === 'completed' ? 'completed' : describeError(settling.error)}`];
   let settled: Settled = settling.settled;
   let corrupt = false;
+  const debris: string[] = [];
   if (settling.settled === 'completed') {
-    const checked = await check(ctx, operation, prepared, target, settling.value!);
+    const checked = await check(ctx, operation, restores, target, settling.value!);
     corrupt = checked.corrupt;
     settled = worse(settled, checked.settled);
     details.push(checked.detail);
-  }
-  const debris: string[] = [];
-  if (settling.settled !== 'completed') {
+  } else {
     // The retry runs on the healthy connection: what the failed call left must not stand in its way.
-    const retried = await settle(ctx.settings.budgetMs, () => call(healthyEngine(ctx), operation, prepared, target, backupId()));
+    const retried = await settle(ctx.settings.budgetMs, () => call(healthyEngine(ctx), operation, { ...prepared, base: restores }, target, backupId()));
     settled = worse(settled, retried.settled);
     if (retried.settled !== 'completed') {
       debris.push(`the retry failed: ${describeError(retried.error)}`);
     } else {
-      const checked = await check(ctx, operation, prepared, target, retried.value!);
+      const checked = await check(ctx, operation, restores, target, retried.value!);
       corrupt = checked.corrupt;
       settled = worse(settled, checked.settled);
       details.push(`retry: ${checked.detail}`);
     }
   }
-  debris.push(...await debrisOf(ctx, prepared.volumeId, [target]));
   return outcome(ctx, operation, settling, { settled, corrupt, debris, detail: details.join('; ') });
+}
+
+/** Runs the operations under the fault, heals it, checks each, and looks for debris; one outcome per operation. */
+export async function faultedRun(ctx: Context, operations: readonly FaultedOperation[], fault: Fault,
+  connectOptions: ConnectOptions = {}): Promise<RunOutcome[]> {
+  const prepared = await prepare(ctx, operations);
+  await fault.prepare?.();
+  const engine = await faultedEngine(ctx, connectOptions);
+  const running = callAll(ctx, engine, operations, prepared);
+  // Its failure is the suite's, not the library's: reported once the cluster is healed.
+  const atMs = Math.round(fault.at * prepared.expectedMs);
+  const striking = sleep(atMs).then(() => fault.strike()).then(() => undefined, (error: unknown) => error);
+  let calls: Call[];
+  try {
+    calls = await running;
+  } finally {
+    const failedStrike = await striking;
+    await fault.heal();
+    if (failedStrike !== undefined) throw new Error(`${fault.describe(atMs)} failed: ${describeError(failedStrike)}`);
+  }
+  const outcomes: RunOutcome[] = [];
+  for (const c of calls) outcomes.push(await judge(ctx, prepared, c, fault.describe(atMs)));
+  outcomes.at(-1)!.debris.push(...await debrisOf(ctx, prepared.volumeId, calls.map((c) => c.target)));
+  return outcomes;
 }

@@ -6,8 +6,9 @@
  * and a listing) after the retry.
  */
 import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import {
-  BackupEngine, TimeoutError, type BackupRecord, type BackupEngineConfig, type Cluster, type ConnectOptions, type Pool,
+  BackupEngine, NotFoundError, TimeoutError, type BackupRecord, type BackupEngineConfig, type Cluster, type ConnectOptions, type Pool,
 } from '../lib/index.js';
 import { intBelow } from '../lib/dev/prng.js';
 import type { ThrowawayCluster } from '../lib/dev/throwaway-cluster.js';
@@ -15,12 +16,14 @@ import { lockObjectName, restoreLockObjectName } from '../lib/backup/lock.js';
 import { RESTORING_KEY } from '../lib/backup/restore.js';
 import { parseBackupSnapshotName } from '../lib/backup/naming.js';
 import { BACKUP_POOL, POOL, snapshotSha, snapshotsOf, VolumeFixtures, volumeSha, type Teardown } from '../test/support/backup-fixtures.js';
-import { connect, uniqueName } from '../test/support/clusters.js';
+import { connect, rbd, uniqueName } from '../test/support/clusters.js';
 import { fill } from '../test/support/cluster-scratch.js';
 import type { RunOutcome, Settled } from './outcome.js';
 import { describeError, settle, type Settling } from './settle.js';
 
 const MiB = 1 << 20;
+/** Looks for debris, when an operation landing late gets in the way. */
+const DEBRIS_ATTEMPTS = 3;
 /** Tries of the restore that checks a backup's bytes. */
 const VERIFY_ATTEMPTS = 3;
 /** The name VolumeLock locks its objects under. */
@@ -158,6 +161,27 @@ export async function verifyBackup(ctx: Context, record: BackupRecord, volumeId:
  * held locks, half-restored or still-locked restore targets.
  */
 export async function debrisOf(ctx: Context, volumeId: string, targets: readonly string[] = []): Promise<string[]> {
+  // An operation a faulted OSD queued may still land while the listing runs (a snapshot gone between
+  // its listing and its details): look again.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await lookForDebris(ctx, volumeId, targets);
+    } catch (error) {
+      if (!(error instanceof NotFoundError) || attempt === DEBRIS_ATTEMPTS) throw error;
+      await sleep(1000);
+    }
+  }
+}
+
+/** Snapshots outside the user namespace, as `rbd snap ls --all` lists them: a removal cut short leaves one in the trash. */
+async function trashedSnapshots(spec: string): Promise<string[]> {
+  const all = JSON.parse(await rbd('a', ['snap', 'ls', '--all', '--format', 'json', spec])) as
+    Array<{ name: string; namespace: { type: string; original_name?: string } }>;
+  return all.filter((s) => s.namespace.type !== 'user')
+    .map((s) => `${spec}@${s.name} (in the ${s.namespace.type} namespace${s.namespace.original_name ? `, was ${s.namespace.original_name}` : ''})`);
+}
+
+async function lookForDebris(ctx: Context, volumeId: string, targets: readonly string[]): Promise<string[]> {
   const found: string[] = [];
   const ours = (text: string): boolean => text.includes(`volume-${volumeId}`) || targets.some((t) => text.includes(`volume-${t}`));
   const gc = await healthyEngine(ctx).gc({ dryRun: true, sourcePool: POOL });
@@ -170,7 +194,9 @@ export async function debrisOf(ctx: Context, volumeId: string, targets: readonly
     const snapshots = ((await snapshotsOf(ctx.backups, name)) ?? []).filter((s) => parseBackupSnapshotName(s));
     if (snapshots.length === 0) found.push(`${BACKUP_POOL}/${name} holds no backup`);
     for (const s of snapshots) chainSnapshots.add(s);
+    found.push(...await trashedSnapshots(`${BACKUP_POOL}/${name}`));
   }
+  found.push(...await trashedSnapshots(`${POOL}/volume-${volumeId}`));
   for (const s of ((await snapshotsOf(ctx.volumes, `volume-${volumeId}`)) ?? []).filter((x) => parseBackupSnapshotName(x))) {
     if (!chainSnapshots.has(s)) found.push(`${POOL}/volume-${volumeId}@${s} is on no chain image`);
   }

@@ -30,7 +30,8 @@ function clientSideFault(what: string): Fault {
 /** Volumes on the small full-OSD cluster: the ballast takes the rest. */
 const FULL_VOLUME_MIB = 48;
 
-const once = async (outcome: Promise<RunOutcome>): Promise<RunOutcome[]> => [await outcome];
+/** The socket-failure storms last a whole backup-and-restore cycle. */
+const CYCLE = ['full backup', 'restore'] as const;
 
 export const SCENARIOS: Scenario[] = [
   { name: 'live-writes', cluster: 'memstore', run: liveWrites },
@@ -42,20 +43,20 @@ export const SCENARIOS: Scenario[] = [
   { name: 'fuzz-streams', cluster: 'memstore', fuzz: true, run: fuzzStreams },
   {
     name: 'client-socket-failures', cluster: 'memstore',
-    run: (ctx) => once(faultedRun(ctx, pickOperation(ctx), clientSideFault('client-side ms_inject_socket_failures 200'),
-      { options: { ms_inject_socket_failures: '200' } })),
+    run: (ctx) => faultedRun(ctx, CYCLE, clientSideFault('client-side ms_inject_socket_failures 200'),
+      { options: { ms_inject_socket_failures: '200' } }),
   },
-  { name: 'osd-socket-failures', cluster: 'memstore', run: (ctx) => once(faultedRun(ctx, pickOperation(ctx), osdSocketFailures(ctx))) },
-  { name: 'osd-pause', cluster: 'memstore', run: (ctx) => once(faultedRun(ctx, pickOperation(ctx), pause(ctx))) },
-  { name: 'osd-down', cluster: 'memstore', run: (ctx) => once(faultedRun(ctx, pickOperation(ctx), markDown(ctx))) },
+  { name: 'osd-socket-failures', cluster: 'memstore', run: (ctx) => faultedRun(ctx, CYCLE, osdSocketFailures(ctx)) },
+  { name: 'osd-pause', cluster: 'memstore', run: (ctx) => faultedRun(ctx, [pickOperation(ctx)], pause(ctx)) },
+  { name: 'osd-down', cluster: 'memstore', run: (ctx) => faultedRun(ctx, [pickOperation(ctx)], markDown(ctx)) },
   {
     name: 'osd-restart', cluster: 'bluestore',
-    run: (ctx) => once(faultedRun({ ...ctx, settings: { ...ctx.settings, sizeMiB: ctx.settings.restartSizeMiB } },
-      pickOperation(ctx), restart(ctx))),
+    run: (ctx) => faultedRun({ ...ctx, settings: { ...ctx.settings, sizeMiB: ctx.settings.restartSizeMiB } },
+      [pickOperation(ctx)], restart(ctx)),
   },
   {
     name: 'full-osd', cluster: 'full',
-    run: (ctx) => once(faultedRun({ ...ctx, settings: { ...ctx.settings, sizeMiB: FULL_VOLUME_MIB } },
-      ctx.rng() < 0.5 ? 'full backup' : 'restore', full(ctx))),
+    run: (ctx) => faultedRun({ ...ctx, settings: { ...ctx.settings, sizeMiB: FULL_VOLUME_MIB } },
+      [ctx.rng() < 0.5 ? 'full backup' : 'restore'], full(ctx)),
   },
 ];
