@@ -1,16 +1,6 @@
 /** The printed form of a benchmark run: the comparison table, the ceiling, where the CPU went, and the bars. */
+import { table } from '../lib/dev/table.js';
 import { worstEventLoopRun, type Measure, type Results, type ScenarioRecord } from './results.js';
-
-
-function table(rows: string[][], rightAligned: (column: number) => boolean): string {
-  const widths = rows[0]!.map((_, column) => Math.max(...rows.map((row) => (row[column] ?? '').length)));
-  return rows.map((row, i) => {
-    const line = row.map((cell, column) => (rightAligned(column) && i > 0
-      ? cell.padStart(widths[column]!)
-      : cell.padEnd(widths[column]!))).join('  ').trimEnd();
-    return i === 0 ? `${line}\n${'-'.repeat(line.length)}` : line;
-  }).join('\n');
-}
 
 const n = (value: number | undefined, digits = 0): string =>
   (value === undefined || Number.isNaN(value) ? '-' : value.toFixed(digits));

@@ -40,6 +40,18 @@ Napi::Value ImageWrap::ListSnapshots(const Napi::CallbackInfo& info) {
           }
           int count = rc;
           for (int i = 0; i < count && rc >= 0; ++i) {
+            // rbd_snap_list also lists snapshots outside the user namespace
+            // (a removal that was cut short, or one whose clones still
+            // exist, leaves its snapshot in the trash under a UUID name),
+            // which rbd_snap_is_protected cannot find by name. Like
+            // `rbd snap ls`, list the user's snapshots only.
+            rbd_snap_namespace_type_t type = RBD_SNAP_NAMESPACE_TYPE_USER;
+            rc = rbd_snap_get_namespace_type(image, snaps[i].id, &type);
+            if (rc < 0) {
+              message = "rbd_snap_get_namespace_type failed";
+              break;
+            }
+            if (type != RBD_SNAP_NAMESPACE_TYPE_USER) continue;
             SnapshotInfo s{snaps[i].id, snaps[i].size, snaps[i].name, 0, 0, false};
             struct timespec ts {};
             rc = rbd_snap_get_timestamp(image, s.id, &ts);

@@ -32,6 +32,14 @@ export interface StartOptions {
   memstoreBytes?: number;
   /** Pools to create and `rbd pool init`. Default rbd and backups. */
   pools?: string[];
+  /**
+   * The OSD's store: 'memstore' (RAM, the default) or 'bluestore' on a
+   * sparse file in the cluster's directory, which keeps its data when the
+   * OSD restarts (restartOsd).
+   */
+  objectstore?: 'memstore' | 'bluestore';
+  /** Size of the BlueStore file. Default 4 GiB. */
+  bluestoreBytes?: number;
 }
 
 /** A free loopback port outside 6800-7300, where OSDs pick theirs. */
@@ -79,7 +87,9 @@ export class ThrowawayCluster {
     const port = options.port ?? await freePort();
     const args = ['start', '--dir', dir, '--port', String(port),
       '--memstore-bytes', String(options.memstoreBytes ?? 2 ** 31),
-      '--pools', (options.pools ?? ['rbd', 'backups']).join(',')];
+      '--pools', (options.pools ?? ['rbd', 'backups']).join(','),
+      '--objectstore', options.objectstore ?? 'memstore',
+      ...(options.bluestoreBytes === undefined ? [] : ['--bluestore-bytes', String(options.bluestoreBytes)])];
     try {
       const { stdout } = await run('bash', [CLUSTER_SCRIPT, ...args], { maxBuffer: 1 << 20 });
       return new ThrowawayCluster(parseStartOutput(stdout, dir), madeDir);
@@ -103,6 +113,19 @@ export class ThrowawayCluster {
 
   async createPool(pool: string): Promise<void> {
     await run('bash', [CLUSTER_SCRIPT, 'create-pool', '--dir', this.info.dir, '--pool', pool]);
+  }
+
+  /**
+   * Ends the OSD (SIGTERM, a clean restart, or SIGKILL, a crash) and starts
+   * it again; resolves once it serves I/O. A memstore OSD comes back empty.
+   */
+  async restartOsd(signal: 'TERM' | 'KILL' = 'TERM'): Promise<void> {
+    await run('bash', [CLUSTER_SCRIPT, 'restart-osd', '--dir', this.info.dir, '--signal', signal]);
+  }
+
+  /** SIGSTOP (pause) or SIGCONT (resume) to the OSD, by its pid file. */
+  async signalOsd(signal: 'STOP' | 'CONT'): Promise<void> {
+    await run('bash', [CLUSTER_SCRIPT, 'signal-osd', '--dir', this.info.dir, '--signal', signal]);
   }
 
   /** Stops the daemons by their pid files and removes the directory. */

@@ -9,9 +9,9 @@ import {
   AlreadyExistsError, BusyError, CancelledError, InvalidArgumentError, NotFoundError,
   type CreateImageOptions, type Image, type ParentInfo, type Pool,
 } from '../../lib/index.js';
-import { scratch, type Scratch, writeRandom } from '../support/scratch.js';
+import { removeImageFully, scratch, type Scratch, writeRandom } from '../support/scratch.js';
 import { assertFails } from '../support/checks.js';
-import { closeTestPools, rbd, rbdExportSha256, sha256, testPool } from '../support/clusters.js';
+import { closeTestPools, rbd, rbdExportSha256, sha256, testPool, uniqueName } from '../support/clusters.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -274,6 +274,23 @@ describe('clones and flatten', () => {
     await child.flush();
     assert.equal(await rbdExportSha256('a', `${POOL}/${childName}`), sha256(childModel));
     assert.equal(await rbdExportSha256('a', `${POOL}/${parent.name}@base`), sha256(parent.model));
+  });
+
+  test('a snapshot removed while a clone of it lives goes to the trash, where listSnapshots does not see it', async (t) => {
+    const s = scratch(t, pool);
+    const name = await s.createImage('trash-parent', 8 * MiB);
+    const image = await s.open(name);
+    await image.createSnapshot('kept');
+    await image.createSnapshot('base');
+    // Clone format 2 needs no protection, and moves a removed snapshot with clones into the trash namespace.
+    const child = uniqueName('trash-child');
+    await rbd('a', ['clone', '--rbd-default-clone-format', '2', `${POOL}/${name}@base`, `${POOL}/${child}`]);
+    s.defer(() => removeImageFully(pool, child));
+    await image.removeSnapshot('base');
+    const all = JSON.parse(await rbd('a', ['snap', 'ls', '--all', '--format', 'json', `${POOL}/${name}`])) as
+      Array<{ namespace: { type: string; original_name?: string } }>;
+    assert.ok(all.some((x) => x.namespace.type === 'trash' && x.namespace.original_name === 'base'), JSON.stringify(all));
+    assert.deepEqual((await image.listSnapshots()).map((x) => x.name), ['kept']);
   });
 
   test('flatten copies the parent data in, detaches the clone and reports progress', { timeout: 120_000 }, async (t) => {

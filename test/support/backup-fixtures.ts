@@ -5,7 +5,7 @@
  * images, `.backup.base`, legacy copies; the lock object) removed when the
  * test that made them ends.
  */
-import { after, before, type TestContext } from 'node:test';
+import { after, before } from 'node:test';
 import { randomBytes, randomInt } from 'node:crypto';
 import {
   BackupEngine, NotFoundError, type Cluster, type FeatureName, type Image, type Pool,
@@ -75,6 +75,14 @@ export function volumeSha(volumeId: string): Promise<string> {
   return rbdExportSha256('a', `${POOL}/volume-${volumeId}`);
 }
 
+/**
+ * Where a fixture registers its removal: a test's TestContext, or whatever
+ * else runs the steps when its work ends (the fault suite's runs).
+ */
+export interface Teardown {
+  after(step: () => Promise<void>): void;
+}
+
 /** Volumes in `volumes`, whose backups may land in any of `backupPools`. */
 export class VolumeFixtures {
   readonly #volumes: Pool;
@@ -86,7 +94,7 @@ export class VolumeFixtures {
   }
 
   /** A new volume-<id>, removed with all its backups when the test ends. */
-  async newVolume(t: TestContext, size: number, features = VOLUME_FEATURES): Promise<string> {
+  async newVolume(t: Teardown, size: number, features = VOLUME_FEATURES): Promise<string> {
     const id = uniqueName('v');
     t.after(() => this.#removeVolumeAndBackups(id));
     await this.#volumes.createImage(`volume-${id}`, size, { features });
@@ -94,7 +102,7 @@ export class VolumeFixtures {
   }
 
   /** A volume id for a restore target, removed when the test ends. */
-  targetId(t: TestContext): string {
+  targetId(t: Teardown): string {
     const id = uniqueName('t');
     t.after(() => removeImagePatiently(this.#volumes, `volume-${id}`));
     return id;
