@@ -86,13 +86,13 @@ export class Image {
   /** rbd_resize; sizes beyond what librbd can represent for this image's layout (lib/ceph/limits.ts) are refused first. */
   async resize(size: number | bigint): Promise<void> {
     const bytes = toU64('size', size, 'resize', this.spec);
-    checkImageSize(bytes, await this.layout(), 'resize', this.spec);
+    checkImageSize(bytes, await this.#layout('resize'), 'resize', this.spec);
     return this.#call('resize', (n) => n.resize(bytes));
   }
 
-  /** The object size and striping, from rbd_stat and rbd_get_stripe_unit/count. */
-  async layout(): Promise<ImageLayout> {
-    const { objectSize, stripeUnit, stripeCount } = await this.stat();
+  /** The object size and striping (rbd_stat and rbd_get_stripe_unit/count); failures name the operation that needed them. */
+  async #layout(operation: string): Promise<ImageLayout> {
+    const { objectSize, stripeUnit, stripeCount } = await this.#call(operation, (n) => n.stat());
     return { objectSize, stripeUnit, stripeCount };
   }
 
