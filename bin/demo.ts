@@ -119,7 +119,8 @@ async function cycle(sourceCluster: Cluster, backupCluster: Cluster, poolName: s
       const full = await engine.backup({ pool: poolName, volumeId, displayName: 'demo full' });
       say(`backup ${full.record.id}: ${full.mode}, snapshot ${full.snapshot}`);
       const fullSha = await imageSha256(volume, full.snapshot);
-      row('full backup', full.stats.bytesRead, full.stats.elapsedMs, `${full.mode} -> ${full.baseImage}`, 'by restores below');
+      row('full backup', full.stats.bytesRead, full.stats.elapsedMs, `${full.mode} -> its own chain image`, 'by restores below');
+      say(`chain image: ${full.baseImage}`);
 
       // 5% of the volume, in 64 KiB pieces at random places.
       let changed = 0;
@@ -153,7 +154,7 @@ async function cycle(sourceCluster: Cluster, backupCluster: Cluster, poolName: s
       say(table(rows));
       say('');
       const listed = await engine.listBackups(volumeId);
-      say(`backups of ${volumeId} in the backup pool: ${listed.map((l) => `${l.record.id.slice(0, 8)} (${l.full ? 'full' : 'incremental'}, ${l.image}@${l.snapshot})`).join(', ')}`);
+      say(`backups in the backup pool: ${listed.map((l) => `${l.record.id.slice(0, 8)} (${l.full ? 'full' : 'incremental'}, ${l.image === full.baseImage ? 'in that chain image' : l.image})`).join(', ')}`);
 
       // Retention: the full backup goes from the chain, the incremental after it must stay exact.
       const pruned = await engine.prune(volumeId, 'latest1', { sourcePool: poolName });
