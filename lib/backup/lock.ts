@@ -90,9 +90,10 @@ async function breakDeadLock(pool: Pool, object: string, holder: LockHolder & { 
   try {
     await pool.cluster.blocklistAdd(holder.address, BLOCKLIST_SECONDS);
   } catch (error) {
-    // Without the mon capability to blocklist, the lock is still broken: a
-    // holder that answers no notify has stopped renewing it.
-    logBackup('lock %s/%s: could not blocklist %s: %s', pool.spec, object, holder.address, (error as Error).message);
+    // Without the mon capability to blocklist (`profile rbd` has it), the
+    // lock is broken unfenced: a holder that was only stalled, not dead,
+    // could still write. Said loudly; the operator's caps should allow it.
+    logBackup('lock %s/%s: could NOT fence %s (%s); breaking its lock unfenced', pool.spec, object, holder.address, (error as Error).message);
   }
   try {
     await pool.breakLock(object, LOCK_NAME, holder.client, holder.cookie);
