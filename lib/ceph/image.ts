@@ -64,7 +64,10 @@ export class Image {
   }
 
   #call<T>(operation: string, call: (native: NativeImage) => Promise<T>, resource = this.spec): Promise<T> {
-    return nativeCall(operation, resource, () => call(this.#native));
+    return nativeCall(operation, resource, () => call(this.#native)).catch((error: unknown) => {
+      this.pool.cluster.afterFailure(error);
+      throw error;
+    });
   }
 
   #snap(name: string, operation: string): string {
@@ -180,16 +183,21 @@ export class Image {
       throw invalidArgument('diff', this.spec,
         `range of ${length} bytes at offset ${start} passes the end of the image (size ${size})`);
     }
-    yield* iterateDiff({
-      native: this.#native,
-      resource: this.spec,
-      fromSnapshot: from ?? null,
-      start,
-      end: start + length,
-      step: objectSize * OBJECTS_PER_CALL,
-      includeParent: options.includeParent ?? true,
-      wholeObject: options.wholeObject ?? false,
-    });
+    try {
+      yield* iterateDiff({
+        native: this.#native,
+        resource: this.spec,
+        fromSnapshot: from ?? null,
+        start,
+        end: start + length,
+        step: objectSize * OBJECTS_PER_CALL,
+        includeParent: options.includeParent ?? true,
+        wholeObject: options.wholeObject ?? false,
+      });
+    } catch (error) {
+      this.pool.cluster.afterFailure(error);
+      throw error;
+    }
   }
 
   /** Whether any data exists in the image (or its parent): rbd_diff_iterate2 stopping at the first extent. */

@@ -21,6 +21,7 @@ export interface NativeCluster {
   openPool(name: string, namespace?: string): Promise<NativePool>;
   instanceId(): bigint;
   blocklistAdd(address: string, expireSeconds: number): Promise<void>;
+  waitForLatestOsdMap(): Promise<void>;
   openImageCount(): number;
   close(): Promise<void>;
 }
