@@ -142,8 +142,8 @@ export async function verifyBackup(ctx: Context, record: BackupRecord, volumeId:
   let restored;
   // A cluster just healed may still be settling (PGs peering): a timeout is tried again.
   for (let attempt = 1; ; attempt++) {
-    restored = await settle(ctx.settings.budgetMs, () => healthyEngine(ctx).restore({
-      backup: record, target: { volume: { pool: POOL, id: target } },
+    restored = await settle(ctx.settings.budgetMs, (timeoutMs) => healthyEngine(ctx).restore({
+      backup: record, target: { volume: { pool: POOL, id: target } }, timeoutMs,
     }));
     if (!(restored.error instanceof TimeoutError) || attempt === VERIFY_ATTEMPTS) break;
   }
@@ -207,7 +207,12 @@ async function lookForDebris(ctx: Context, volumeId: string, targets: readonly s
     const snapshots = await snapshotsOf(ctx.volumes, `volume-${target}`);
     if (snapshots === undefined) continue;
     if (snapshots.length > 0) found.push(`${POOL}/volume-${target} has snapshots ${snapshots.join(', ')}`);
-    const image = await ctx.volumes.openImage(`volume-${target}`, { readOnly: true });
+    // A removal that landed late may take it between the listing and the open: gone is no debris.
+    const image = await ctx.volumes.openImage(`volume-${target}`, { readOnly: true }).catch((error: unknown) => {
+      if (error instanceof NotFoundError) return undefined;
+      throw error;
+    });
+    if (image === undefined) continue;
     try {
       const mark = await image.getMetadata(RESTORING_KEY);
       if (mark !== undefined) found.push(`${POOL}/volume-${target} is still marked half-restored (${mark})`);

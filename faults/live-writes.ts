@@ -41,7 +41,7 @@ export async function liveWrites(ctx: Context): Promise<RunOutcome[]> {
   const outcomes: RunOutcome[] = [];
   try {
     for (let i = 0; i < ctx.settings.chain; i++) {
-      const s = await settle(ctx.settings.budgetMs, () => engine.backup({ pool: POOL, volumeId, backupId: backupId() }));
+      const s = await settle(ctx.settings.budgetMs, (timeoutMs) => engine.backup({ pool: POOL, volumeId, backupId: backupId(), timeoutMs }));
       if (s.settled !== 'completed') {
         outcomes.push(outcome(ctx, `backup ${i + 1} of ${ctx.settings.chain}`, s));
         continue;

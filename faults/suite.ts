@@ -24,6 +24,8 @@ const FUZZ_PER_WORKER = 2500;
 export interface SuiteOptions {
   /** Worker runs per scenario (fuzz scenarios: see fuzz). */
   runs: number;
+  /** Worker runs of the slow scenarios. */
+  slowRuns: number;
   /** Inputs per fuzz scenario, in all. */
   fuzz: number;
   /** Scenario names; all when undefined. */
@@ -98,7 +100,9 @@ async function runWorker(cluster: ThrowawayCluster, scenario: Scenario, seed: nu
 
 /** Runs of a scenario, each with its settings. */
 function plan(scenario: Scenario, options: SuiteOptions): Settings[] {
-  if (!scenario.fuzz) return Array.from({ length: options.runs }, () => ({ ...options.settings, fuzz: 0 }));
+  if (!scenario.fuzz) {
+    return Array.from({ length: scenario.slow ? options.slowRuns : options.runs }, () => ({ ...options.settings, fuzz: 0 }));
+  }
   const runs: Settings[] = [];
   for (let left = options.fuzz; left > 0; left -= FUZZ_PER_WORKER) {
     runs.push({ ...options.settings, fuzz: Math.min(left, FUZZ_PER_WORKER) });

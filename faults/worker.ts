@@ -13,6 +13,9 @@ import { connect, testCluster } from '../test/support/clusters.js';
 import type { Context, Settings } from './kit.js';
 import { SCENARIOS } from './scenarios.js';
 
+/** The least op timeout of the connection that sets up and checks. */
+const CHECK_TIMEOUT_MS = 30_000;
+
 function env(name: string): string {
   const value = process.env[name];
   if (value === undefined) throw new Error(`${name} is not set`);
@@ -24,7 +27,9 @@ if (!scenario) throw new Error(`no scenario ${env('FAULT_SCENARIO')}`);
 const seed = Number(env('FAULT_SEED'));
 const settings = JSON.parse(env('FAULT_SETTINGS')) as Settings;
 
-const admin = await connect('a', { timeoutMs: settings.opTimeoutMs, opTimeoutMs: settings.opTimeoutMs });
+// The checker is not under test: it may wait longer than the faulted calls, for a cluster still settling after a heal.
+const checkTimeoutMs = Math.max(settings.opTimeoutMs, CHECK_TIMEOUT_MS);
+const admin = await connect('a', { timeoutMs: checkTimeoutMs, opTimeoutMs: checkTimeoutMs });
 const volumes = await admin.pool(POOL);
 const backups = await admin.pool(BACKUP_POOL);
 const steps: Array<() => Promise<void>> = [];

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: set-up, two throwaway Ceph clusters (the second for
-# cross-cluster tests), node's test runner over every test, and the clusters
-# stopped again whatever happens.
+# cross-cluster tests), node's test runner over every test, the clusters
+# stopped again whatever happens, then the fault suite's bounded subset
+# (npm run faults -- --ci), which starts clusters of its own.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -39,4 +40,11 @@ start_cluster b $((3 << 30))
 # Only *.test.js: node's runner would also run every other file under a
 # directory named test (the fixtures that tests start as child processes).
 mapfile -t tests < <(find dist/test -name '*.test.js' | sort)
-node --test --test-concurrency=1 "${tests[@]}"
+status=0
+node --test --test-concurrency=1 "${tests[@]}" || status=$?
+
+# The fault suite restarts, pauses and fills OSDs: on clusters of its own,
+# one at a time, so the test clusters go first.
+stop_clusters
+node dist/faults/run.js --ci || status=$?
+exit "$status"

@@ -11,6 +11,7 @@ import { BusyError, NotFoundError } from '../ceph/errors.js';
 import type { Pool } from '../ceph/pool.js';
 import { checkName } from '../ceph/validate.js';
 import { backupSnapshots } from './chain.js';
+import { callBudget } from './budget.js';
 import { OperationScope, undo } from './cleanup.js';
 import type { ResolvedConfig } from './config.js';
 import { readBackupImages } from './inventory.js';
@@ -28,6 +29,8 @@ export interface DeleteOptions {
    * out, the next backup of the volume removes it.
    */
   sourcePool?: string;
+  /** The call's time budget, clean-up included. Default: three op timeouts of the connections (see budget.ts). */
+  timeoutMs?: number;
 }
 
 export interface DeleteResult {
@@ -103,31 +106,41 @@ export async function runDelete(config: ResolvedConfig, backup: BackupRecord, op
   const location = recordLocation(backup, operation);
   const { backupId, volumeId } = location;
   if (options.sourcePool !== undefined) checkName('pool', options.sourcePool, operation, options.sourcePool);
+  const resource = `backup ${backupId}`;
+  const budget = callBudget(options.timeoutMs, [config.source, config.backupCluster], operation, resource);
 
-  await using scope = new OperationScope();
-  const pool = await scope.adopt(config.backupCluster.pool(location.container ?? config.backupPool));
-  // Nothing to lock (and no lock object to create) for a volume without backups here.
-  if ((await readBackupImages(pool, volumeId)).length === 0) {
-    const removedMetadata = await removeMetaObject(pool, backupId);
-    throw new NotFoundError({
-      code: 'ENOENT', operation, resource: `${pool.spec}/backup ${backupId}`,
-      detail: `volume ${volumeId} has no backup images here${removedMetadata ? ' (the backup\'s .meta object was removed)' : ''}`,
+  return OperationScope.run({ operation, resource, timeoutMs: budget.timeoutMs }, async (scope) => {
+    scope.doing = 'reading the volume\'s backups';
+    const pool = await scope.adopt(config.backupCluster.pool(location.container ?? config.backupPool));
+    // Nothing to lock (and no lock object to create) for a volume without backups here.
+    if ((await readBackupImages(pool, volumeId)).length === 0) {
+      const removedMetadata = await removeMetaObject(pool, backupId);
+      throw new NotFoundError({
+        code: 'ENOENT', operation, resource: `${pool.spec}/backup ${backupId}`,
+        detail: `volume ${volumeId} has no backup images here${removedMetadata ? ' (the backup\'s .meta object was removed)' : ''}`,
+      });
+    }
+    scope.doing = 'taking the volume\'s lock';
+    const lock = await VolumeLock.acquire(pool, volumeId, operation, {
+      waitMs: config.lockWaitMs, ttlMs: config.lockTtlMs, signal: scope.signal,
     });
-  }
-  const lock = await VolumeLock.acquire(pool, volumeId, operation, { waitMs: config.lockWaitMs, ttlMs: config.lockTtlMs });
-  scope.defer('release the volume lock', () => lock.release());
-  const images = await readBackupImages(pool, volumeId);
-  const found = locateBackup(images, location, operation);
-  const removed = await removeBackup(pool, found, backupId);
-  if (removed.removedImages.length === images.length) {
-    // The volume has no backups left; its lock object goes too (while
-    // still locked, so no other run is using it).
-    scope.defer('remove the lock object', () => pool.removeObject(lockObjectName(volumeId)));
-  }
-  const removedSourceSnapshot = options.sourcePool !== undefined && found.snapshot !== undefined &&
-    await removeSourceSnapshot(config, options.sourcePool, volumeId, found.snapshot.name)
-    ? found.snapshot.name : undefined;
-  const result = { ...removed, removedSourceSnapshot };
-  logBackup('deleted backup %s: %o', backupId, result);
-  return result;
+    scope.defer(`release the volume lock ${pool.spec}/${lockObjectName(volumeId)}`, pool, () => lock.release(), 'lock');
+    const images = await readBackupImages(pool, volumeId);
+    const found = locateBackup(images, location, operation);
+    scope.checkpoint();
+    scope.doing = 'removing the backup';
+    const removed = await removeBackup(pool, found, backupId);
+    if (removed.removedImages.length === images.length) {
+      // The volume has no backups left; its lock object goes too (while
+      // still locked, so no other run is using it).
+      scope.defer(`remove the lock object ${pool.spec}/${lockObjectName(volumeId)}`, pool, () => pool.removeObject(lockObjectName(volumeId)));
+    }
+    scope.checkpoint();
+    const removedSourceSnapshot = options.sourcePool !== undefined && found.snapshot !== undefined &&
+      await removeSourceSnapshot(config, options.sourcePool, volumeId, found.snapshot.name)
+      ? found.snapshot.name : undefined;
+    const result = { ...removed, removedSourceSnapshot };
+    logBackup('deleted backup %s: %o', backupId, result);
+    return result;
+  });
 }

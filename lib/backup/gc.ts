@@ -8,6 +8,7 @@
 import { BusyError, NotFoundError } from '../ceph/errors.js';
 import type { Pool } from '../ceph/pool.js';
 import { checkName } from '../ceph/validate.js';
+import { callBudget } from './budget.js';
 import { OperationScope, removeImageWithSnapshots } from './cleanup.js';
 import type { ResolvedConfig } from './config.js';
 import { readBackupImages } from './inventory.js';
@@ -25,6 +26,11 @@ export interface GcOptions {
    * and half-restored volumes there are found.
    */
   sourcePool?: string;
+  /**
+   * The call's time budget, clean-up included. Default: three op timeouts
+   * of the connections, plus one per volume it looks at (see budget.ts).
+   */
+  timeoutMs?: number;
 }
 
 export interface GcResult {
@@ -49,9 +55,9 @@ async function openVolumeIfAny(pool: Pool | undefined, volumeId: string) {
   }
 }
 
-async function collectVolume(config: ResolvedConfig, backupPool: Pool, sourcePool: Pool | undefined, volumeId: string,
-  result: GcResult): Promise<void> {
-  await using scope = new OperationScope();
+async function collectVolume(scope: OperationScope, config: ResolvedConfig, backupPool: Pool, sourcePool: Pool | undefined,
+  volumeId: string, result: GcResult): Promise<void> {
+  scope.doing = `looking at volume ${volumeId}`;
   if (result.dryRun) {
     const holder = await VolumeLock.liveHolder(backupPool, lockObjectName(volumeId));
     if (holder) {
@@ -70,10 +76,10 @@ async function collectVolume(config: ResolvedConfig, backupPool: Pool, sourcePoo
       result.skipped.push({ volumeId, reason: error.message });
       return;
     }
-    scope.defer('release the volume lock', () => lock.release());
+    scope.defer(`release the volume lock ${backupPool.spec}/${lockObjectName(volumeId)}`, backupPool, () => lock.release(), 'lock');
   }
-  const volume = await openVolumeIfAny(sourcePool, volumeId);
-  if (volume) scope.defer('close the volume', () => volume.close());
+  const found = await openVolumeIfAny(sourcePool, volumeId);
+  const volume = found && await scope.adopt(Promise.resolve(found));
   const images = await readBackupImages(backupPool, volumeId);
   const leftovers = findLeftovers(images, volume ? (await volume.listSnapshots()).map((s) => s.name) : undefined);
   const at = (snapshot: string): string => `${sourcePool!.spec}/${volumeImageName(volumeId)}@${snapshot}`;
@@ -82,24 +88,26 @@ async function collectVolume(config: ResolvedConfig, backupPool: Pool, sourcePoo
     result.removedSnapshots.push(...leftovers.snapshots.map(at));
     return;
   }
+  scope.checkpoint();
   const removed = await removeLeftovers(backupPool, volume, leftovers, volumeId);
   result.removedImages.push(...removed.removedImages.map((name) => `${backupPool.spec}/${name}`));
   result.removedSnapshots.push(...removed.removedSnapshots.map(at));
   if (removed.removedImages.length === images.length) {
     // Nothing of this volume is left here: its lock object goes too (while still locked).
-    scope.defer('remove the lock object', () => backupPool.removeObject(lockObjectName(volumeId)));
+    scope.defer(`remove the lock object ${backupPool.spec}/${lockObjectName(volumeId)}`, backupPool,
+      () => backupPool.removeObject(lockObjectName(volumeId)));
   }
 }
 
-async function collectHalfRestored(config: ResolvedConfig, pool: Pool, name: string, volumeId: string,
+async function collectHalfRestored(scope: OperationScope, config: ResolvedConfig, pool: Pool, name: string, volumeId: string,
   result: GcResult): Promise<void> {
+  scope.doing = `looking at ${pool.spec}/${name}`;
   const backupId = await isHalfRestored(pool, name);
   if (backupId === undefined) return;
   if (result.dryRun) {
     if (!(await VolumeLock.liveHolder(pool, restoreLockObjectName(volumeId)))) result.removedImages.push(`${pool.spec}/${name}`);
     return;
   }
-  await using scope = new OperationScope();
   let lock: VolumeLock;
   try {
     lock = await VolumeLock.acquire(pool, volumeId, 'gc', {
@@ -111,8 +119,10 @@ async function collectHalfRestored(config: ResolvedConfig, pool: Pool, name: str
     result.skipped.push({ volumeId, reason: error.message });
     return;
   }
-  scope.defer('release the restore lock', () => lock.release());
-  scope.defer('remove the restore lock object', () => pool.removeObject(restoreLockObjectName(volumeId)));
+  const lockObject = `${pool.spec}/${restoreLockObjectName(volumeId)}`;
+  scope.defer(`release the restore lock ${lockObject}`, pool, () => lock.release(), 'lock');
+  scope.defer(`remove the restore lock object ${lockObject}`, pool, () => pool.removeObject(restoreLockObjectName(volumeId)));
+  scope.checkpoint();
   logBackup('gc: removing %s/%s, half-restored from backup %s by a restore that did not finish', pool.spec, name, backupId);
   await removeImageWithSnapshots(pool, name);
   result.removedImages.push(`${pool.spec}/${name}`);
@@ -121,22 +131,27 @@ async function collectHalfRestored(config: ResolvedConfig, pool: Pool, name: str
 export async function runGc(config: ResolvedConfig, options: GcOptions = {}): Promise<GcResult> {
   const operation = 'gc';
   if (options.sourcePool !== undefined) checkName('pool', options.sourcePool, operation, options.sourcePool);
+  const budget = callBudget(options.timeoutMs, [config.source, config.backupCluster], operation, config.backupPool);
   const result: GcResult = { removedImages: [], removedSnapshots: [], brokenLocks: [], skipped: [], dryRun: options.dryRun === true };
-  await using scope = new OperationScope();
-  const backupPool = await scope.adopt(config.backupCluster.pool(config.backupPool));
-  const sourcePool = options.sourcePool === undefined ? undefined : await scope.adopt(config.source.pool(options.sourcePool));
-  const volumeIds = new Set<string>();
-  for (const name of await backupPool.listImages()) {
-    const volumeId = volumeOfBackupImage(name);
-    if (volumeId !== undefined) volumeIds.add(volumeId);
-  }
-  for (const volumeId of volumeIds) await collectVolume(config, backupPool, sourcePool, volumeId, result);
-  if (sourcePool) {
-    for (const name of await sourcePool.listImages()) {
-      const volumeId = volumeOfVolumeImage(name);
-      if (volumeId !== undefined) await collectHalfRestored(config, sourcePool, name, volumeId, result);
+  return OperationScope.run({ operation, resource: config.backupPool, timeoutMs: budget.timeoutMs }, async (scope) => {
+    scope.doing = 'listing the pools';
+    const backupPool = await scope.adopt(config.backupCluster.pool(config.backupPool));
+    const sourcePool = options.sourcePool === undefined ? undefined : await scope.adopt(config.source.pool(options.sourcePool));
+    const volumeIds = new Set<string>();
+    for (const name of await backupPool.listImages()) {
+      const volumeId = volumeOfBackupImage(name);
+      if (volumeId !== undefined) volumeIds.add(volumeId);
     }
-  }
-  logBackup('gc%s: %o', result.dryRun ? ' (dry run)' : '', result);
-  return result;
+    const volumes = sourcePool ? (await sourcePool.listImages()).filter((name) => volumeOfVolumeImage(name) !== undefined) : [];
+    if (budget.grows) scope.extend((volumeIds.size + volumes.length) * budget.opTimeoutMs);
+    for (const volumeId of volumeIds) {
+      await scope.nested(`volume ${volumeId}`, (inner) => collectVolume(inner, config, backupPool, sourcePool, volumeId, result));
+    }
+    for (const name of volumes) {
+      await scope.nested(`${sourcePool!.spec}/${name}`,
+        (inner) => collectHalfRestored(inner, config, sourcePool!, name, volumeOfVolumeImage(name)!, result));
+    }
+    logBackup('gc%s: %o', result.dryRun ? ' (dry run)' : '', result);
+    return result;
+  });
 }
