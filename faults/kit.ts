@@ -15,7 +15,9 @@ import type { ThrowawayCluster } from '../lib/dev/throwaway-cluster.js';
 import { lockObjectName, restoreLockObjectName } from '../lib/backup/lock.js';
 import { RESTORING_KEY } from '../lib/backup/restore.js';
 import { parseBackupSnapshotName } from '../lib/backup/naming.js';
-import { BACKUP_POOL, POOL, snapshotSha, snapshotsOf, VolumeFixtures, volumeSha, type Teardown } from '../test/support/backup-fixtures.js';
+import {
+  BACKUP_POOL, POOL, removeImagePatiently, snapshotSha, snapshotsOf, VolumeFixtures, volumeSha, type Teardown,
+} from '../test/support/backup-fixtures.js';
 import { connect, rbd, uniqueName } from '../test/support/clusters.js';
 import { fill } from '../test/support/cluster-scratch.js';
 import type { RunOutcome, Settled } from './outcome.js';
@@ -151,6 +153,8 @@ export async function verifyBackup(ctx: Context, record: BackupRecord, volumeId:
     return { corrupt: restored.settled === 'typed', settled: restored.settled, detail: `its restore failed: ${describeError(restored.error)}` };
   }
   const same = await sameBytes(volumeId, snapshot, target);
+  // Checked: its room goes back now (memstore holds it in RAM), not when the run ends.
+  await removeImagePatiently(ctx.volumes, `volume-${target}`);
   return { corrupt: !same, settled: 'completed', detail: same ? 'restore byte-equal to the source snapshot' : `restore of ${record.id} differs from ${snapshot}` };
 }
 

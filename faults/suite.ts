@@ -42,7 +42,9 @@ export interface SuiteOptions {
 }
 
 const CLUSTERS: Record<ClusterKind, Omit<StartOptions, 'dir' | 'port'>> = {
-  memstore: { memstoreBytes: 3 * 1024 * MiB },
+  // Roomy: memstore counts every snapshot's copy-on-write clone at the object's full size, and a live-writes
+  // chain keeps a volume, its snapshots, a chain image and its snapshots (seen filling 3 GiB).
+  memstore: { memstoreBytes: 6 * 1024 * MiB },
   bluestore: { objectstore: 'bluestore', bluestoreBytes: 8 * 1024 * MiB },
   // Small, so that ballast fills it quickly (faults/osd-faults.ts full()).
   full: { memstoreBytes: 512 * MiB },
