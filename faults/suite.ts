@@ -72,7 +72,13 @@ function failedWorker(scenario: Scenario, seed: number, settled: RunOutcome['set
 function outcomesOf(scenario: Scenario, seed: number, result: ChildResult): RunOutcome[] {
   const line = result.stdout.split('\n').find((l) => l.startsWith('FAULT-OUTCOMES ') || l.startsWith('FAULT-ERROR '));
   const tail = `${result.stderr.slice(-1500)}`;
-  if (line?.startsWith('FAULT-OUTCOMES ')) return JSON.parse(line.slice('FAULT-OUTCOMES '.length)) as RunOutcome[];
+  if (line?.startsWith('FAULT-OUTCOMES ')) {
+    try {
+      return JSON.parse(line.slice('FAULT-OUTCOMES '.length)) as RunOutcome[];
+    } catch (error) {
+      return [failedWorker(scenario, seed, 'crash', `unreadable outcomes (${(error as Error).message}): ${tail}`)];
+    }
+  }
   if (line?.startsWith('FAULT-ERROR ')) {
     const { typed, message, stack } = JSON.parse(line.slice('FAULT-ERROR '.length)) as { typed: boolean; message: string; stack?: string };
     const where = (stack ?? '').split('\n').filter((l) => l.includes('/faults/')).slice(0, 3).map((l) => l.trim()).join(' < ');
@@ -90,14 +96,16 @@ async function runWorker(cluster: ThrowawayCluster, scenario: Scenario, seed: nu
     },
     timeoutMs: workerTimeoutMs(scenario, settings),
   });
+  let result: ChildResult;
   try {
-    const outcomes = outcomesOf(scenario, seed, await fixture.exited);
-    if (outcomes.some((o) => o.operation === `${scenario.name} worker`)) await undoFaults(cluster);
-    return outcomes;
+    result = await fixture.exited;
   } catch (error) {
     await undoFaults(cluster);
     return [failedWorker(scenario, seed, 'hang', (error as Error).message.slice(0, 2000))];
   }
+  const outcomes = outcomesOf(scenario, seed, result);
+  if (outcomes.some((o) => o.operation === `${scenario.name} worker`)) await undoFaults(cluster);
+  return outcomes;
 }
 
 /** Runs of a scenario, each with its settings. */

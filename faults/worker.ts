@@ -47,6 +47,6 @@ try {
 for (const step of steps.reverse()) {
   await step().catch((error: unknown) => process.stderr.write(`clean-up: ${String(error)}\n`));
 }
-process.stdout.write(`${line}\n`);
-// A call the run gave up on may still hold a native handle: do not wait for it.
-process.exit(0);
+// A call the run gave up on may still hold a native handle: do not wait for it, only for the line
+// (into a pipe, a large write is still going out when write() returns).
+process.stdout.write(`${line}\n`, () => process.exit(0));

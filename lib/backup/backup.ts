@@ -19,7 +19,7 @@ import { decideChain, snapshotsToTrim, type ChainDecision } from './chain.js';
 import { callBudget, transferAllowanceMs } from './budget.js';
 import { OperationScope, removeImageWithSnapshots, undo } from './cleanup.js';
 import { BASE_IMAGE_FEATURES, type ResolvedConfig } from './config.js';
-import { INCOMPLETE_KEY, readBackupImages } from './inventory.js';
+import { INCOMPLETE_KEY, readBackupImages, trashedBackupSnapshots } from './inventory.js';
 import { backupPoints, type BackupImage } from './layout.js';
 import { findLeftovers, removeLeftovers } from './leftovers.js';
 import { lockObjectName, VolumeLock, type LockHolder } from './lock.js';
@@ -122,7 +122,7 @@ async function chooseChain(scope: OperationScope, opened: Opened, request: Backu
   scope.doing = 'reading the volume\'s backups';
   const found = await readBackupImages(opened.backupPool, volumeId);
   const listed = (await opened.volume.listSnapshots()).map((s) => s.name);
-  const leftovers = findLeftovers(found, listed);
+  const leftovers = findLeftovers(found, { names: listed, trashed: await trashedBackupSnapshots(opened.volume) });
   scope.checkpoint();
   const { removedSnapshots } = await removeLeftovers(opened.backupPool, opened.volume, leftovers, volumeId);
   const images = found.filter((image) => !leftovers.images.includes(image));

@@ -398,11 +398,12 @@ export class OperationScope {
   }
 }
 
-/** Removes an image this run made, snapshots first (rbd_remove refuses them). */
+/** Removes an image this run made, snapshots first (rbd_remove refuses them), those in the trash too. */
 export async function removeImageWithSnapshots(pool: Pool, name: string): Promise<void> {
   const image = await pool.openImage(name);
   try {
     for (const snapshot of await image.listSnapshots()) await image.removeSnapshot(snapshot.name);
+    for (const snapshot of await image.listTrashedSnapshots()) await image.removeSnapshotById(snapshot.id);
   } finally {
     await image.close();
   }

@@ -11,7 +11,7 @@ import { checkName } from '../ceph/validate.js';
 import { callBudget } from './budget.js';
 import { OperationScope, removeImageWithSnapshots } from './cleanup.js';
 import type { ResolvedConfig } from './config.js';
-import { readBackupImages } from './inventory.js';
+import { readBackupImages, trashedBackupSnapshots } from './inventory.js';
 import { findLeftovers, removeLeftovers } from './leftovers.js';
 import { lockObjectName, restoreLockObjectName, VolumeLock, type LockHolder } from './lock.js';
 import { logBackup } from './log.js';
@@ -36,7 +36,7 @@ export interface GcOptions {
 export interface GcResult {
   /** Unfinished chain images, and half-restored volumes (pool/name). */
   removedImages: string[];
-  /** Source snapshots no chain image holds (pool/volume@snapshot). */
+  /** Source snapshots no chain image holds, and backup snapshots left in the trash (pool/image@snapshot). */
   removedSnapshots: string[];
   /** Locks of holders that answered no notify, broken after fencing them. */
   brokenLocks: Array<{ object: string; holder: LockHolder }>;
@@ -81,17 +81,20 @@ async function collectVolume(scope: OperationScope, config: ResolvedConfig, back
   const found = await openVolumeIfAny(sourcePool, volumeId);
   const volume = found && await scope.adopt(Promise.resolve(found));
   const images = await readBackupImages(backupPool, volumeId);
-  const leftovers = findLeftovers(images, volume ? (await volume.listSnapshots()).map((s) => s.name) : undefined);
+  const leftovers = findLeftovers(images, volume
+    ? { names: (await volume.listSnapshots()).map((s) => s.name), trashed: await trashedBackupSnapshots(volume) }
+    : undefined);
   const at = (snapshot: string): string => `${sourcePool!.spec}/${volumeImageName(volumeId)}@${snapshot}`;
   if (result.dryRun) {
     result.removedImages.push(...leftovers.images.map((i) => `${backupPool.spec}/${i.name}`));
-    result.removedSnapshots.push(...leftovers.snapshots.map(at));
+    result.removedSnapshots.push(...leftovers.snapshots.map(at), ...leftovers.trashed.map(({ image, snapshot }) =>
+      `${image === undefined ? `${sourcePool!.spec}/${volumeImageName(volumeId)}` : `${backupPool.spec}/${image}`}@${snapshot.name}`));
     return;
   }
   scope.checkpoint();
   const removed = await removeLeftovers(backupPool, volume, leftovers, volumeId);
   result.removedImages.push(...removed.removedImages.map((name) => `${backupPool.spec}/${name}`));
-  result.removedSnapshots.push(...removed.removedSnapshots.map(at));
+  result.removedSnapshots.push(...removed.removedSnapshots.map(at), ...removed.removedTrashed);
   if (removed.removedImages.length === images.length) {
     // Nothing of this volume is left here: its lock object goes too (while still locked).
     scope.defer(`remove the lock object ${backupPool.spec}/${lockObjectName(volumeId)}`, backupPool,

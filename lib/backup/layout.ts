@@ -7,7 +7,7 @@
  * unfinished. Pure: inventory.ts reads the images.
  */
 import { NotFoundError } from '../ceph/errors.js';
-import type { SnapshotInfo } from '../ceph/snapshot.js';
+import type { SnapshotInfo, TrashedSnapshot } from '../ceph/snapshot.js';
 import { InconsistentBackupError } from './errors.js';
 import { parseBackupSnapshotName } from './naming.js';
 
@@ -21,6 +21,8 @@ export interface BackupImage {
   snapshots: SnapshotInfo[];
   /** The backup id of the run of ours that created it and has not finished. */
   incomplete: string | undefined;
+  /** Backup snapshots in the trash namespace: a removal an OSD fault cut short left them. */
+  trashed: TrashedSnapshot[];
 }
 
 export interface BackupPoint {
