@@ -31,15 +31,15 @@ export async function leastPrivilege(ctx: Context): Promise<RunOutcome[]> {
   const outcomes: RunOutcome[] = [];
   for (const kind of ['full', 'incremental'] as const) {
     if (kind === 'incremental') await change(ctx, volumeId);
-    const s = await settle(ctx.settings.budgetMs, () => engine.backup({ pool: POOL, volumeId, backupId: backupId() }));
+    const s = await settle(ctx.settings.budgetMs, (timeoutMs) => engine.backup({ pool: POOL, volumeId, backupId: backupId(), timeoutMs }));
     if (s.settled !== 'completed') {
       outcomes.push(outcome(ctx, `${kind} backup as least-privilege users`, s));
       continue;
     }
     // The restore, too, as the two users.
     const target = targetId(ctx);
-    const restored = await settle(ctx.settings.budgetMs, () => engine.restore({
-      backup: s.value!.record, target: { volume: { pool: POOL, id: target } },
+    const restored = await settle(ctx.settings.budgetMs, (timeoutMs) => engine.restore({
+      backup: s.value!.record, target: { volume: { pool: POOL, id: target } }, timeoutMs,
     }));
     const checked = restored.settled === 'completed'
       ? await verifyBackup(ctx, s.value!.record, volumeId, s.value!.snapshot)

@@ -64,11 +64,11 @@ async function prepare(ctx: Context, operations: readonly FaultedOperation[]): P
 }
 
 function call(engine: BackupEngine, operation: FaultedOperation, prepared: Prepared, target: string,
-  id: string): Promise<BackupResult | RestoreResult> {
+  id: string, timeoutMs: number): Promise<BackupResult | RestoreResult> {
   if (operation === 'restore') {
-    return engine.restore({ backup: prepared.base.record, target: { volume: { pool: POOL, id: target } } });
+    return engine.restore({ backup: prepared.base.record, target: { volume: { pool: POOL, id: target } }, timeoutMs });
   }
-  return engine.backup({ pool: POOL, volumeId: prepared.volumeId, backupId: id, full: operation === 'full backup' });
+  return engine.backup({ pool: POOL, volumeId: prepared.volumeId, backupId: id, full: operation === 'full backup', timeoutMs });
 }
 
 /** The bytes a completed operation produced, checked on the healthy connection. */
@@ -96,7 +96,7 @@ async function callAll(ctx: Context, engine: BackupEngine, operations: readonly 
   for (const operation of operations) {
     const target = targetId(ctx);
     const restores = prepared.base;
-    const settling = await settle(ctx.settings.budgetMs, () => call(engine, operation, prepared, target, backupId()));
+    const settling = await settle(ctx.settings.budgetMs, (timeoutMs) => call(engine, operation, prepared, target, backupId(), timeoutMs));
     calls.push({ operation, target, restores, settling });
     if (operation !== 'restore' && settling.settled === 'completed') prepared.base = settling.value as BackupResult;
   }
@@ -117,7 +117,8 @@ async function judge(ctx: Context, prepared: Prepared, c: Call, describe: string
     details.push(checked.detail);
   } else {
     // The retry runs on the healthy connection: what the failed call left must not stand in its way.
-    const retried = await settle(ctx.settings.budgetMs, () => call(healthyEngine(ctx), operation, { ...prepared, base: restores }, target, backupId()));
+    const retried = await settle(ctx.settings.budgetMs,
+      (timeoutMs) => call(healthyEngine(ctx), operation, { ...prepared, base: restores }, target, backupId(), timeoutMs));
     settled = worse(settled, retried.settled);
     if (retried.settled !== 'completed') {
       debris.push(`the retry failed: ${describeError(retried.error)}`);

@@ -107,8 +107,8 @@ async function tryInput(ctx: Context, engine: BackupEngine, real: { record: Back
     return outcome(ctx, `record: ${input.kind}`, undefined, { settled, detail: 'same location as the real record' });
   }
   const target = uniqueName('fz');
-  const restored = await settle(ctx.settings.budgetMs, () => engine.restore({
-    backup: record as BackupRecord, target: { volume: { pool: POOL, id: target } },
+  const restored = await settle(ctx.settings.budgetMs, (timeoutMs) => engine.restore({
+    backup: record as BackupRecord, target: { volume: { pool: POOL, id: target } }, timeoutMs,
   }));
   settled = worst(settled, restored.settled);
   let corrupt = false;
@@ -127,7 +127,7 @@ async function tryInput(ctx: Context, engine: BackupEngine, real: { record: Back
   await removeImagePatiently(ctx.volumes, `volume-${target}`);
   // Deleting the real backup is what a record naming it should do; it is kept for the checks.
   if ((record as { id?: unknown } | null)?.id !== real.record.id) {
-    const deleted = await settle(ctx.settings.budgetMs, () => engine.delete(record as BackupRecord));
+    const deleted = await settle(ctx.settings.budgetMs, (timeoutMs) => engine.delete(record as BackupRecord, { timeoutMs }));
     settled = worst(settled, deleted.settled);
     if (deleted.settled === 'untyped' || deleted.settled === 'hang') notes.push(`delete: ${describeError(deleted.error)}`);
   }
@@ -152,6 +152,8 @@ export async function fuzzRecords(ctx: Context): Promise<RunOutcome[]> {
   return outcomes;
 }
 
+/** The fixture's own time, besides a second per variant: set-up, and each variant may take up to its 60 s limit. */
+const CHILD_BASE_MS = 300_000;
 const DIFF_FUZZ_CHILD = fileURLToPath(new URL('../test/fixtures/diff-fuzz-child.js', import.meta.url));
 
 /**
@@ -174,7 +176,7 @@ export async function fuzzStreams(ctx: Context): Promise<RunOutcome[]> {
   const iterations = Math.max(1, Math.round(ctx.settings.fuzz / 2));
   const child = await runChild(DIFF_FUZZ_CHILD, [], {
     ...await clusterEnv('a'), RBD_FUZZ_ITERATIONS: String(iterations), DIFF_FUZZ_SEED: String(ctx.seed),
-  }, 60_000 + iterations * 1000);
+  }, CHILD_BASE_MS + iterations * 1000);
   const outcomes: RunOutcome[] = [];
   const summary = /^# \d+ variants: (.*)$/m.exec(child.stdout)?.[1] ?? '';
   for (const part of summary.split('; ').filter(Boolean)) {
@@ -187,7 +189,9 @@ export async function fuzzStreams(ctx: Context): Promise<RunOutcome[]> {
   }
   if (child.signal !== null || child.code !== 0) {
     const failure = /variant \d+ \(.*/.exec(child.stdout)?.[0] ?? child.stdout.split('\n').slice(-20).join(' ');
-    const rule = child.signal !== null ? { settled: 'crash' as const, corrupt: false } : brokenRule(failure);
+    // runChild ends an overdue child with SIGKILL: that is a hang; any other signal is a crash.
+    const rule = child.signal === 'SIGKILL' ? { settled: 'hang' as const, corrupt: false }
+      : child.signal !== null ? { settled: 'crash' as const, corrupt: false } : brokenRule(failure);
     outcomes.push(outcome(ctx, 'stream', undefined, {
       ...rule, detail: `diff-fuzz-child ${child.signal ?? `exit ${child.code}`}: ${failure.slice(0, 500)} ${child.stderr.slice(-500)}`,
     }));

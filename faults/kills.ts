@@ -44,7 +44,8 @@ export async function killBackup(ctx: Context): Promise<RunOutcome[]> {
   const killed = await killedChild(ctx, 'backup', {
     FIXTURE_VOLUME: volumeId, FIXTURE_BACKUP: backupId(), FIXTURE_FULL: full ? '1' : '0',
   });
-  const retry = await settle(ctx.settings.budgetMs, () => healthyEngine(ctx).backup({ pool: POOL, volumeId, backupId: backupId() }));
+  const retry = await settle(ctx.settings.budgetMs,
+    (timeoutMs) => healthyEngine(ctx).backup({ pool: POOL, volumeId, backupId: backupId(), timeoutMs }));
   if (retry.settled !== 'completed') {
     return [outcome(ctx, 'backup retry', retry, {
       debris: [`the retry failed: ${describeError(retry.error)}`, ...await debrisOf(ctx, volumeId)], detail: killed,
@@ -63,8 +64,8 @@ export async function killRestore(ctx: Context): Promise<RunOutcome[]> {
   const backup = await engine.backup({ pool: POOL, volumeId, backupId: backupId() });
   const target = targetId(ctx);
   const killed = await killedChild(ctx, 'restore', { FIXTURE_RECORD: engine.exportRecord(backup.record), FIXTURE_VOLUME: target });
-  const retry = await settle(ctx.settings.budgetMs, () => engine.restore({
-    backup: backup.record, target: { volume: { pool: POOL, id: target } },
+  const retry = await settle(ctx.settings.budgetMs, (timeoutMs) => engine.restore({
+    backup: backup.record, target: { volume: { pool: POOL, id: target } }, timeoutMs,
   }));
   const debris = retry.settled === 'completed' ? [] : [`the retry failed: ${describeError(retry.error)}`];
   const same = retry.settled === 'completed' && await sameBytes(volumeId, backup.snapshot, target);

@@ -15,7 +15,9 @@ import type { ThrowawayCluster } from '../lib/dev/throwaway-cluster.js';
 import { lockObjectName, restoreLockObjectName } from '../lib/backup/lock.js';
 import { RESTORING_KEY } from '../lib/backup/restore.js';
 import { parseBackupSnapshotName } from '../lib/backup/naming.js';
-import { BACKUP_POOL, POOL, snapshotSha, snapshotsOf, VolumeFixtures, volumeSha, type Teardown } from '../test/support/backup-fixtures.js';
+import {
+  BACKUP_POOL, POOL, removeImagePatiently, snapshotSha, snapshotsOf, VolumeFixtures, volumeSha, type Teardown,
+} from '../test/support/backup-fixtures.js';
 import { connect, rbd, uniqueName } from '../test/support/clusters.js';
 import { fill } from '../test/support/cluster-scratch.js';
 import type { RunOutcome, Settled } from './outcome.js';
@@ -142,8 +144,8 @@ export async function verifyBackup(ctx: Context, record: BackupRecord, volumeId:
   let restored;
   // A cluster just healed may still be settling (PGs peering): a timeout is tried again.
   for (let attempt = 1; ; attempt++) {
-    restored = await settle(ctx.settings.budgetMs, () => healthyEngine(ctx).restore({
-      backup: record, target: { volume: { pool: POOL, id: target } },
+    restored = await settle(ctx.settings.budgetMs, (timeoutMs) => healthyEngine(ctx).restore({
+      backup: record, target: { volume: { pool: POOL, id: target } }, timeoutMs,
     }));
     if (!(restored.error instanceof TimeoutError) || attempt === VERIFY_ATTEMPTS) break;
   }
@@ -151,6 +153,8 @@ export async function verifyBackup(ctx: Context, record: BackupRecord, volumeId:
     return { corrupt: restored.settled === 'typed', settled: restored.settled, detail: `its restore failed: ${describeError(restored.error)}` };
   }
   const same = await sameBytes(volumeId, snapshot, target);
+  // Checked: its room goes back now (memstore holds it in RAM), not when the run ends.
+  await removeImagePatiently(ctx.volumes, `volume-${target}`);
   return { corrupt: !same, settled: 'completed', detail: same ? 'restore byte-equal to the source snapshot' : `restore of ${record.id} differs from ${snapshot}` };
 }
 
@@ -207,7 +211,12 @@ async function lookForDebris(ctx: Context, volumeId: string, targets: readonly s
     const snapshots = await snapshotsOf(ctx.volumes, `volume-${target}`);
     if (snapshots === undefined) continue;
     if (snapshots.length > 0) found.push(`${POOL}/volume-${target} has snapshots ${snapshots.join(', ')}`);
-    const image = await ctx.volumes.openImage(`volume-${target}`, { readOnly: true });
+    // A removal that landed late may take it between the listing and the open: gone is no debris.
+    const image = await ctx.volumes.openImage(`volume-${target}`, { readOnly: true }).catch((error: unknown) => {
+      if (error instanceof NotFoundError) return undefined;
+      throw error;
+    });
+    if (image === undefined) continue;
     try {
       const mark = await image.getMetadata(RESTORING_KEY);
       if (mark !== undefined) found.push(`${POOL}/volume-${target} is still marked half-restored (${mark})`);

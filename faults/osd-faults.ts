@@ -51,16 +51,28 @@ export async function undoFaults(cluster: ThrowawayCluster): Promise<void> {
   await setFullRatios(cluster.info, undefined);
 }
 
-/** Waits until a write to each pool succeeds again (up to two minutes): their PGs are active. */
-export async function untilServing(ctx: Context): Promise<void> {
-  const deadline = Date.now() + 120_000;
+/**
+ * Waits until a write to each pool succeeds again (up to three minutes):
+ * their PGs are active. After a long SIGSTOP, a size-1 PG may keep its
+ * operations "waiting for readable" (its read lease ran out while stopped,
+ * and no peer renews it; seen here after a 60 s pause): when nothing is
+ * served for kickAfterMs, the OSD is marked down once, as an operator
+ * would, which makes it peer again.
+ */
+export async function untilServing(ctx: Context, kickAfterMs = Infinity): Promise<void> {
+  const started = Date.now();
+  let kicked = false;
   for (const pool of [ctx.volumes, ctx.backups]) {
     for (;;) {
       try {
         await pool.writeObject(PROBE, String(Date.now()));
         break;
       } catch (error) {
-        if (Date.now() > deadline) throw error;
+        if (Date.now() - started > 180_000) throw error;
+        if (!kicked && Date.now() - started > kickAfterMs) {
+          kicked = true;
+          await ceph(ctx.cluster.info, ['osd', 'down', '0']);
+        }
         await sleep(500);
       }
     }
@@ -80,7 +92,7 @@ export function pause(ctx: Context): Fault {
     },
     heal: async () => {
       await ctx.cluster.signalOsd('CONT');
-      await untilServing(ctx);
+      await untilServing(ctx, 30_000);
     },
     describe: (atMs) => `OSD paused at ${atMs} ms for ${forMs} ms`,
   };

@@ -8,8 +8,9 @@
  *     [--op-timeout-ms N] [--budget-ms N] [--size-mib N] [--restart-size-mib N]
  *     [--chain N] [--kill-window-ms N] [--work-dir DIR] [--port N] [--keep-logs DIR]
  *
- * --ci is the bounded subset scripts/test.sh runs: 2 runs per scenario, 200
- * fuzz inputs each, 10 s op timeouts, small volumes. See README.md.
+ * --ci is the bounded subset scripts/test.sh runs: 2 runs per scenario (1
+ * of the slow ones), 200 fuzz inputs each, 5 s op timeouts, small volumes,
+ * a fixed seed. See README.md.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -22,6 +23,9 @@ import { runSuite, type SuiteOptions } from './suite.js';
 const USAGE = 'usage: node dist/faults/run.js [--ci] [--runs N] [--fuzz N] [--only a,b] [--seed S] ' +
   '[--op-timeout-ms N] [--budget-ms N] [--size-mib N] [--restart-size-mib N] [--chain N] [--kill-window-ms N] ' +
   `[--work-dir DIR] [--port N] [--keep-logs DIR]\nscenarios: ${SCENARIOS.map((s) => s.name).join(', ')}\n`;
+
+/** The seed of the CI subset. */
+const CI_SEED = 20261129;
 
 /** A whole number from an option, or the default. */
 function count(value: string | undefined, fallback: number, name: string): number {
@@ -47,13 +51,15 @@ function options(argv: string[]): SuiteOptions & { ci: boolean } {
   for (const name of only ?? []) {
     if (!SCENARIOS.some((s) => s.name === name)) throw new Error(`no scenario ${name}`);
   }
-  const opTimeoutMs = count(values['op-timeout-ms'], ci ? 10_000 : 20_000, 'op-timeout-ms');
+  const opTimeoutMs = count(values['op-timeout-ms'], ci ? 5000 : 20_000, 'op-timeout-ms');
   return {
     ci,
     runs: count(values.runs, ci ? 2 : 6, 'runs'),
+    slowRuns: count(values.runs, ci ? 1 : 6, 'runs'),
     fuzz: count(values.fuzz, ci ? 200 : 10_000, 'fuzz'),
     only,
-    seed: count(values.seed, (Date.now() ^ (Math.random() * 0x7fffffff)) & 0x7fffffff, 'seed'),
+    // CI replays one fixed, passing draw (a new failure there is a regression); a full run draws anew.
+    seed: count(values.seed, ci ? CI_SEED : (Date.now() ^ (Math.random() * 0x7fffffff)) & 0x7fffffff, 'seed'),
     settings: {
       opTimeoutMs,
       // Three op timeouts: room for one to run out and the clean-up after it.

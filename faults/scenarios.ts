@@ -19,6 +19,8 @@ export interface Scenario {
   cluster: ClusterKind;
   /** Its count is of inputs (settings.fuzz), not of worker runs. */
   fuzz?: boolean;
+  /** A run takes half a minute or more (the OSD comes back slowly): the CI subset runs it less. */
+  slow?: boolean;
   run(ctx: Context): Promise<RunOutcome[]>;
 }
 
@@ -48,14 +50,14 @@ export const SCENARIOS: Scenario[] = [
   },
   { name: 'osd-socket-failures', cluster: 'memstore', run: (ctx) => faultedRun(ctx, CYCLE, osdSocketFailures(ctx)) },
   { name: 'osd-pause', cluster: 'memstore', run: (ctx) => faultedRun(ctx, [pickOperation(ctx)], pause(ctx)) },
-  { name: 'osd-down', cluster: 'memstore', run: (ctx) => faultedRun(ctx, [pickOperation(ctx)], markDown(ctx)) },
+  { name: 'osd-down', cluster: 'memstore', slow: true, run: (ctx) => faultedRun(ctx, [pickOperation(ctx)], markDown(ctx)) },
   {
     name: 'osd-restart', cluster: 'bluestore',
     run: (ctx) => faultedRun({ ...ctx, settings: { ...ctx.settings, sizeMiB: ctx.settings.restartSizeMiB } },
       [pickOperation(ctx)], restart(ctx)),
   },
   {
-    name: 'full-osd', cluster: 'full',
+    name: 'full-osd', cluster: 'full', slow: true,
     run: (ctx) => faultedRun({ ...ctx, settings: { ...ctx.settings, sizeMiB: FULL_VOLUME_MIB } },
       [ctx.rng() < 0.5 ? 'full backup' : 'restore'], full(ctx)),
   },

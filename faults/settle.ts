@@ -25,8 +25,8 @@ export function describeError(error: unknown): string {
   return String(error);
 }
 
-/** Runs call, timing it; gives up waiting after GIVE_UP_FACTOR budgets. */
-export async function settle<T>(budgetMs: number, call: () => Promise<T>): Promise<Settling<T>> {
+/** Runs call with its budget (for the call's own timeoutMs), timing it; gives up waiting after GIVE_UP_FACTOR budgets. */
+export async function settle<T>(budgetMs: number, call: (timeoutMs: number) => Promise<T>): Promise<Settling<T>> {
   const started = performance.now();
   let timer: NodeJS.Timeout | undefined;
   const giveUp = new Promise<'gave up'>((resolve) => {
@@ -35,7 +35,7 @@ export async function settle<T>(budgetMs: number, call: () => Promise<T>): Promi
   type Result = { value: T } | { error: unknown } | 'gave up';
   try {
     const result = await Promise.race<Result>([
-      Promise.resolve().then(call).then((value) => ({ value }), (error: unknown) => ({ error })),
+      Promise.resolve(budgetMs).then(call).then((value) => ({ value }), (error: unknown) => ({ error })),
       giveUp,
     ]);
     const ms = performance.now() - started;

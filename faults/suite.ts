@@ -24,6 +24,8 @@ const FUZZ_PER_WORKER = 2500;
 export interface SuiteOptions {
   /** Worker runs per scenario (fuzz scenarios: see fuzz). */
   runs: number;
+  /** Worker runs of the slow scenarios. */
+  slowRuns: number;
   /** Inputs per fuzz scenario, in all. */
   fuzz: number;
   /** Scenario names; all when undefined. */
@@ -40,7 +42,9 @@ export interface SuiteOptions {
 }
 
 const CLUSTERS: Record<ClusterKind, Omit<StartOptions, 'dir' | 'port'>> = {
-  memstore: { memstoreBytes: 3 * 1024 * MiB },
+  // Roomy: memstore counts every snapshot's copy-on-write clone at the object's full size, and a live-writes
+  // chain keeps a volume, its snapshots, a chain image and its snapshots (seen filling 3 GiB).
+  memstore: { memstoreBytes: 6 * 1024 * MiB },
   bluestore: { objectstore: 'bluestore', bluestoreBytes: 8 * 1024 * MiB },
   // Small, so that ballast fills it quickly (faults/osd-faults.ts full()).
   full: { memstoreBytes: 512 * MiB },
@@ -68,7 +72,13 @@ function failedWorker(scenario: Scenario, seed: number, settled: RunOutcome['set
 function outcomesOf(scenario: Scenario, seed: number, result: ChildResult): RunOutcome[] {
   const line = result.stdout.split('\n').find((l) => l.startsWith('FAULT-OUTCOMES ') || l.startsWith('FAULT-ERROR '));
   const tail = `${result.stderr.slice(-1500)}`;
-  if (line?.startsWith('FAULT-OUTCOMES ')) return JSON.parse(line.slice('FAULT-OUTCOMES '.length)) as RunOutcome[];
+  if (line?.startsWith('FAULT-OUTCOMES ')) {
+    try {
+      return JSON.parse(line.slice('FAULT-OUTCOMES '.length)) as RunOutcome[];
+    } catch (error) {
+      return [failedWorker(scenario, seed, 'crash', `unreadable outcomes (${(error as Error).message}): ${tail}`)];
+    }
+  }
   if (line?.startsWith('FAULT-ERROR ')) {
     const { typed, message, stack } = JSON.parse(line.slice('FAULT-ERROR '.length)) as { typed: boolean; message: string; stack?: string };
     const where = (stack ?? '').split('\n').filter((l) => l.includes('/faults/')).slice(0, 3).map((l) => l.trim()).join(' < ');
@@ -86,19 +96,23 @@ async function runWorker(cluster: ThrowawayCluster, scenario: Scenario, seed: nu
     },
     timeoutMs: workerTimeoutMs(scenario, settings),
   });
+  let result: ChildResult;
   try {
-    const outcomes = outcomesOf(scenario, seed, await fixture.exited);
-    if (outcomes.some((o) => o.operation === `${scenario.name} worker`)) await undoFaults(cluster);
-    return outcomes;
+    result = await fixture.exited;
   } catch (error) {
     await undoFaults(cluster);
     return [failedWorker(scenario, seed, 'hang', (error as Error).message.slice(0, 2000))];
   }
+  const outcomes = outcomesOf(scenario, seed, result);
+  if (outcomes.some((o) => o.operation === `${scenario.name} worker`)) await undoFaults(cluster);
+  return outcomes;
 }
 
 /** Runs of a scenario, each with its settings. */
 function plan(scenario: Scenario, options: SuiteOptions): Settings[] {
-  if (!scenario.fuzz) return Array.from({ length: options.runs }, () => ({ ...options.settings, fuzz: 0 }));
+  if (!scenario.fuzz) {
+    return Array.from({ length: scenario.slow ? options.slowRuns : options.runs }, () => ({ ...options.settings, fuzz: 0 }));
+  }
   const runs: Settings[] = [];
   for (let left = options.fuzz; left > 0; left -= FUZZ_PER_WORKER) {
     runs.push({ ...options.settings, fuzz: Math.min(left, FUZZ_PER_WORKER) });

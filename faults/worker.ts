@@ -13,6 +13,9 @@ import { connect, testCluster } from '../test/support/clusters.js';
 import type { Context, Settings } from './kit.js';
 import { SCENARIOS } from './scenarios.js';
 
+/** The least op timeout of the connection that sets up and checks. */
+const CHECK_TIMEOUT_MS = 30_000;
+
 function env(name: string): string {
   const value = process.env[name];
   if (value === undefined) throw new Error(`${name} is not set`);
@@ -24,7 +27,9 @@ if (!scenario) throw new Error(`no scenario ${env('FAULT_SCENARIO')}`);
 const seed = Number(env('FAULT_SEED'));
 const settings = JSON.parse(env('FAULT_SETTINGS')) as Settings;
 
-const admin = await connect('a', { timeoutMs: settings.opTimeoutMs, opTimeoutMs: settings.opTimeoutMs });
+// The checker is not under test: it may wait longer than the faulted calls, for a cluster still settling after a heal.
+const checkTimeoutMs = Math.max(settings.opTimeoutMs, CHECK_TIMEOUT_MS);
+const admin = await connect('a', { timeoutMs: checkTimeoutMs, opTimeoutMs: checkTimeoutMs });
 const volumes = await admin.pool(POOL);
 const backups = await admin.pool(BACKUP_POOL);
 const steps: Array<() => Promise<void>> = [];
@@ -42,6 +47,6 @@ try {
 for (const step of steps.reverse()) {
   await step().catch((error: unknown) => process.stderr.write(`clean-up: ${String(error)}\n`));
 }
-process.stdout.write(`${line}\n`);
-// A call the run gave up on may still hold a native handle: do not wait for it.
-process.exit(0);
+// A call the run gave up on may still hold a native handle: do not wait for it, only for the line
+// (into a pipe, a large write is still going out when write() returns).
+process.stdout.write(`${line}\n`, () => process.exit(0));

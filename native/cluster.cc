@@ -88,6 +88,7 @@ Napi::Function ClusterWrap::Define(Napi::Env env) {
        InstanceMethod("openPool", &ClusterWrap::OpenPool),
        InstanceMethod("instanceId", &ClusterWrap::InstanceId),
        InstanceMethod("blocklistAdd", &ClusterWrap::BlocklistAdd),
+       InstanceMethod("waitForLatestOsdMap", &ClusterWrap::WaitForLatestOsdMap),
        InstanceMethod("openImageCount", &ClusterWrap::OpenImageCount),
        InstanceMethod("close", &ClusterWrap::CloseCluster)});
 }
@@ -285,6 +286,21 @@ Napi::Value ClusterWrap::BlocklistAdd(const Napi::CallbackInfo& info) {
       std::string mutable_address = address;
       int rc = rados_blocklist_add(c, mutable_address.data(), static_cast<uint32_t>(expire));
       if (rc < 0) message = "rados_blocklist_add failed";
+      return rc;
+    });
+  });
+}
+
+// rados_wait_for_latest_osdmap: asks the monitor for the newest OSD map and
+// waits for it. Pacific's Objecter can stay on a stale map after an op timed
+// out while an OSD restarted (it then sends every later op to the dead
+// instance, and each one times out); a fresh map ends that.
+Napi::Value ClusterWrap::WaitForLatestOsdMap(const Napi::CallbackInfo& info) {
+  auto handle = OpenHandle(info.Env());
+  return RunAsync(info.Env(), Value(), &inflight_, [handle](std::string& message) {
+    return WithHandle(handle, "cluster", message, [&](rados_t c) {
+      int rc = rados_wait_for_latest_osdmap(c);
+      if (rc < 0) message = "rados_wait_for_latest_osdmap failed";
       return rc;
     });
   });

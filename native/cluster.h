@@ -51,6 +51,7 @@ class ClusterWrap : public Napi::ObjectWrap<ClusterWrap> {
   Napi::Value OpenPool(const Napi::CallbackInfo& info);
   Napi::Value InstanceId(const Napi::CallbackInfo& info);
   Napi::Value BlocklistAdd(const Napi::CallbackInfo& info);
+  Napi::Value WaitForLatestOsdMap(const Napi::CallbackInfo& info);
   Napi::Value OpenImageCount(const Napi::CallbackInfo& info);
   Napi::Value CloseCluster(const Napi::CallbackInfo& info);
   // Open children of this kind over all of the cluster's open pools.

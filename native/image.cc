@@ -174,6 +174,8 @@ Napi::Function ImageWrap::Define(Napi::Env env) {
        InstanceMethod("listSnapshots", &ImageWrap::ListSnapshots),
        InstanceMethod("createSnapshot", &ImageWrap::CreateSnapshot),
        InstanceMethod("removeSnapshot", &ImageWrap::RemoveSnapshot),
+       InstanceMethod("listTrashedSnapshots", &ImageWrap::ListTrashedSnapshots),
+       InstanceMethod("removeSnapshotById", &ImageWrap::RemoveSnapshotById),
        InstanceMethod("protectSnapshot", &ImageWrap::ProtectSnapshot),
        InstanceMethod("unprotectSnapshot", &ImageWrap::UnprotectSnapshot),
        InstanceMethod("isSnapshotProtected", &ImageWrap::IsSnapshotProtected),

@@ -62,6 +62,8 @@ class ImageWrap : public Napi::ObjectWrap<ImageWrap> {
   Napi::Value ListSnapshots(const Napi::CallbackInfo& info);
   Napi::Value CreateSnapshot(const Napi::CallbackInfo& info);
   Napi::Value RemoveSnapshot(const Napi::CallbackInfo& info);
+  Napi::Value ListTrashedSnapshots(const Napi::CallbackInfo& info);
+  Napi::Value RemoveSnapshotById(const Napi::CallbackInfo& info);
   Napi::Value ProtectSnapshot(const Napi::CallbackInfo& info);
   Napi::Value UnprotectSnapshot(const Napi::CallbackInfo& info);
   Napi::Value IsSnapshotProtected(const Napi::CallbackInfo& info);

@@ -91,6 +91,74 @@ Napi::Value ImageWrap::ListSnapshots(const Napi::CallbackInfo& info) {
       });
 }
 
+// The snapshots in the trash namespace, each with the name it had: librbd
+// moves a snapshot there when it is removed while a clone of it lives, and
+// one whose removal was cut short (an OSD fault) stays there for good.
+Napi::Value ImageWrap::ListTrashedSnapshots(const Napi::CallbackInfo& info) {
+  auto handle = OpenHandle(info.Env());
+  struct Trashed {
+    uint64_t id;
+    std::string name;
+    std::string original_name;
+  };
+  using Result = std::vector<Trashed>;
+  return RunAsync<Result>(
+      info.Env(), Value(), &inflight_,
+      [handle](Result& out, std::string& message) {
+        return WithHandle(handle, "image", message, [&](rbd_image_t image) {
+          std::vector<rbd_snap_info_t> snaps(16);
+          int max = static_cast<int>(snaps.size());
+          int rc;
+          while ((rc = rbd_snap_list(image, snaps.data(), &max)) == -ERANGE) {
+            snaps.resize(max);
+          }
+          if (rc < 0) {
+            message = "rbd_snap_list failed";
+            return rc;
+          }
+          int count = rc;
+          rc = 0;
+          for (int i = 0; i < count; ++i) {
+            rbd_snap_namespace_type_t type = RBD_SNAP_NAMESPACE_TYPE_USER;
+            rc = rbd_snap_get_namespace_type(image, snaps[i].id, &type);
+            if (rc < 0) {
+              message = "rbd_snap_get_namespace_type failed";
+              break;
+            }
+            if (type != RBD_SNAP_NAMESPACE_TYPE_TRASH) continue;
+            // Snapshot names are at most 255 bytes.
+            std::vector<char> original(512, '\0');
+            rc = rbd_snap_get_trash_namespace(image, snaps[i].id, original.data(), original.size() - 1);
+            if (rc < 0) {
+              message = "rbd_snap_get_trash_namespace failed";
+              break;
+            }
+            out.push_back({snaps[i].id, snaps[i].name, original.data()});
+          }
+          rbd_snap_list_end(snaps.data());
+          return rc < 0 ? rc : 0;
+        });
+      },
+      [](Napi::Env env, Result& trashed) {
+        Napi::Array array = Napi::Array::New(env, trashed.size());
+        for (size_t i = 0; i < trashed.size(); ++i) {
+          Napi::Object s = Napi::Object::New(env);
+          s.Set("id", BigU64(env, trashed[i].id));
+          s.Set("name", trashed[i].name);
+          s.Set("originalName", trashed[i].original_name);
+          array.Set(i, s);
+        }
+        return array;
+      });
+}
+
+Napi::Value ImageWrap::RemoveSnapshotById(const Napi::CallbackInfo& info) {
+  uint64_t id = U64Arg(info, 0, "snapshot id");
+  return Simple(info, "rbd_snap_remove_by_id", [id](rbd_image_t image) {
+    return rbd_snap_remove_by_id(image, id);
+  });
+}
+
 Napi::Value ImageWrap::CreateSnapshot(const Napi::CallbackInfo& info) {
   std::string name = StringArg(info, 0, "snapshot name");
   return Simple(info, "rbd_snap_create", [name](rbd_image_t image) {

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite: set-up, two throwaway Ceph clusters (the second for
-# cross-cluster tests), node's test runner over every test, and the clusters
-# stopped again whatever happens.
+# cross-cluster tests), node's test runner over every test, the clusters
+# stopped again whatever happens, then the tests that need a cluster of their
+# own (an OSD to restart) and the fault suite's bounded subset (npm run
+# faults -- --ci), which start clusters of their own, one at a time.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -38,5 +40,16 @@ start_cluster b $((3 << 30))
 
 # Only *.test.js: node's runner would also run every other file under a
 # directory named test (the fixtures that tests start as child processes).
-mapfile -t tests < <(find dist/test -name '*.test.js' | sort)
-node --test --test-concurrency=1 "${tests[@]}"
+# Tests under test/own-cluster start clusters of their own: they run after
+# the shared clusters are stopped, so that no more than two run at once.
+mapfile -t tests < <(find dist/test -name '*.test.js' -not -path 'dist/test/own-cluster/*' | sort)
+status=0
+node --test --test-concurrency=1 "${tests[@]}" || status=$?
+
+# The fault suite restarts, pauses and fills OSDs: on clusters of its own,
+# one at a time, so the test clusters go first.
+stop_clusters
+mapfile -t own < <(find dist/test/own-cluster -name '*.test.js' | sort)
+node --test --test-concurrency=1 "${own[@]}" || status=$?
+node dist/faults/run.js --ci || status=$?
+exit "$status"

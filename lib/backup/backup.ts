@@ -16,12 +16,13 @@ import { checkName } from '../ceph/validate.js';
 import { transferDiff, type TransferStats } from '../engine/transfer.js';
 import type { Progress } from '../engine/options.js';
 import { decideChain, snapshotsToTrim, type ChainDecision } from './chain.js';
+import { callBudget, transferAllowanceMs } from './budget.js';
 import { OperationScope, removeImageWithSnapshots, undo } from './cleanup.js';
 import { BASE_IMAGE_FEATURES, type ResolvedConfig } from './config.js';
-import { readBackupImages } from './inventory.js';
-import { backupPoints } from './layout.js';
+import { readBackupImages, trashedBackupSnapshots } from './inventory.js';
+import { backupPoints, type BackupImage } from './layout.js';
 import { findLeftovers, removeLeftovers } from './leftovers.js';
-import { VolumeLock, type LockHolder } from './lock.js';
+import { lockObjectName, VolumeLock, type LockHolder } from './lock.js';
 import { logBackup } from './log.js';
 import { removeMetaObject } from './meta.js';
 import {
@@ -51,6 +52,12 @@ export interface BackupRequest {
   onBusy?: 'wait' | 'skip';
   /** Called when a live holder of the volume's lock is waited for. */
   onLockWait?: (holder: LockHolder) => void;
+  /**
+   * The call's time budget, clean-up included: past it, it rejects with a
+   * TimeoutError listing what it left. Default: three op timeouts of the
+   * connections plus a second per 16 MiB of the volume (see budget.ts).
+   */
+  timeoutMs?: number;
   signal?: AbortSignal;
   onProgress?: (progress: Progress) => void;
 }
@@ -77,9 +84,10 @@ export interface BackupResult {
 
 interface Opened {
   volume: Image;
+  sourcePool: Pool;
   backupPool: Pool;
   lock: VolumeLock;
-  /** The request's signal, aborted also when the volume lock is lost. */
+  /** The request's signal, aborted also when the volume lock is lost or the call's time is up. */
   signal: AbortSignal;
 }
 
@@ -98,23 +106,27 @@ async function openVolume(pool: Pool, volumeId: string, operation: string): Prom
 
 async function openAndLock(scope: OperationScope, config: ResolvedConfig, request: BackupRequest,
   volumeId: string, operation: string): Promise<Opened> {
+  scope.doing = 'opening the volume';
   const sourcePool = await scope.adopt(config.source.pool(request.pool));
   const backupPool = await scope.adopt(config.backupCluster.pool(config.backupPool));
   const volume = await scope.adopt(openVolume(sourcePool, volumeId, operation));
+  scope.doing = 'taking the volume\'s lock';
   const lock = await VolumeLock.acquire(backupPool, volumeId, operation, {
-    waitMs: config.lockWaitMs, ttlMs: config.lockTtlMs, onBusy: request.onBusy, onWait: request.onLockWait,
+    waitMs: config.lockWaitMs, ttlMs: config.lockTtlMs, onBusy: request.onBusy, onWait: request.onLockWait, signal: scope.signal,
   });
-  scope.defer('release the volume lock', () => lock.release());
-  const signal = request.signal ? AbortSignal.any([request.signal, lock.lost]) : lock.lost;
-  return { volume, backupPool, lock, signal };
+  scope.defer(`release the volume lock ${backupPool.spec}/${lockObjectName(volumeId)}`, backupPool, () => lock.release(), 'lock');
+  const signal = AbortSignal.any([request.signal, lock.lost, scope.signal].filter((s): s is AbortSignal => s !== undefined));
+  return { volume, sourcePool, backupPool, lock, signal };
 }
 
-async function chooseChain(opened: Opened, request: BackupRequest, ids: { volumeId: string; backupId: string },
-  operation: string): Promise<{ decision: ChainDecision }> {
+async function chooseChain(scope: OperationScope, opened: Opened, request: BackupRequest,
+  ids: { volumeId: string; backupId: string }, operation: string): Promise<{ decision: ChainDecision; images: BackupImage[] }> {
   const { volumeId, backupId } = ids;
+  scope.doing = 'reading the volume\'s backups';
   const found = await readBackupImages(opened.backupPool, volumeId);
   const listed = (await opened.volume.listSnapshots()).map((s) => s.name);
-  const leftovers = findLeftovers(found, listed);
+  const leftovers = findLeftovers(found, { names: listed, trashed: await trashedBackupSnapshots(opened.volume) });
+  scope.checkpoint();
   const { removedSnapshots } = await removeLeftovers(opened.backupPool, opened.volume, leftovers, volumeId);
   const images = found.filter((image) => !leftovers.images.includes(image));
   const sourceSnapshots = listed.filter((name) => !removedSnapshots.includes(name));
@@ -132,7 +144,7 @@ async function chooseChain(opened: Opened, request: BackupRequest, ids: { volume
     volumeId, backupId, images, sourceSnapshots, parentId: request.parentId, full: request.full, operation,
   });
   if (decision.mode === 'converted') logBackup('volume %s: %s; taking a full backup instead', volumeId, decision.reason);
-  return { decision };
+  return { decision, images };
 }
 
 /**
@@ -163,23 +175,32 @@ async function ensureCleanHead(chain: Image, fromSnapshot: string): Promise<void
  * takes what a killed run left for a backup.
  */
 async function openChainImage(scope: OperationScope, config: ResolvedConfig, opened: Opened,
-  decision: ChainDecision, volumeId: string, backupId: string, size: bigint): Promise<Image> {
+  decision: ChainDecision, ids: { volumeId: string; backupId: string }, size: bigint): Promise<Image> {
   const { backupPool } = opened;
   if (decision.mode === 'incremental') {
+    scope.doing = 'opening the chain image';
     const chain = await scope.adopt(backupPool.openImage(decision.image));
     await ensureCleanHead(chain, decision.fromSnapshot);
     return chain;
   }
-  const unfinished = unfinishedImageName(volumeId, backupId);
+  scope.doing = 'creating the chain image';
+  const unfinished = unfinishedImageName(ids.volumeId, ids.backupId);
+  let chain: Image | undefined;
+  // Registered first: a creation that timed out may still have happened.
+  // Under either name: a rename the call's time ran out on may have been
+  // done (no other image has this backup's name: chooseChain checked).
+  scope.onFailure(`remove the new chain image ${backupPool.spec}/${unfinished}`, backupPool, async () => {
+    await chain?.close();
+    for (const name of [unfinished, decision.image]) {
+      await removeImageWithSnapshots(backupPool, name).catch((error: unknown) => {
+        if (!(error instanceof NotFoundError)) throw error;
+      });
+    }
+  });
   await backupPool.createImage(unfinished, size, {
     features: BASE_IMAGE_FEATURES,
     ...(config.stripeUnit > 0n ? { stripeUnit: config.stripeUnit } : {}),
     ...(config.stripeCount > 0n ? { stripeCount: config.stripeCount } : {}),
-  });
-  let chain: Image | undefined;
-  scope.onFailure('remove the new chain image', async () => {
-    await chain?.close();
-    await removeImageWithSnapshots(backupPool, unfinished);
   });
   chain = await scope.adopt(backupPool.openImage(unfinished));
   return chain;
@@ -190,7 +211,7 @@ async function writeMeta(scope: OperationScope, pool: Pool, backupId: string, me
   // been applied. Not when it was refused because one was there already:
   // that one is not ours.
   let ours = true;
-  scope.onFailure('remove the new .meta object', async () => {
+  scope.onFailure(`remove the new ${pool.spec}/${metaObjectName(backupId)} object`, pool, async () => {
     if (ours) await removeMetaObject(pool, backupId);
   });
   try {
@@ -216,47 +237,65 @@ export async function runBackup(config: ResolvedConfig, request: BackupRequest):
   const volumeId = checkId('volume', request.volumeId, operation);
   const backupId = checkId('backup', request.backupId ?? randomUUID(), operation);
   if (request.parentId !== undefined) checkId('backup', request.parentId, operation);
-  checkName('pool', request.pool, operation, `${String(request.pool)}/${volumeImageName(volumeId)}`);
+  const resource = `${String(request.pool)}/${volumeImageName(volumeId)}`;
+  checkName('pool', request.pool, operation, resource);
+  const budget = callBudget(request.timeoutMs, [config.source, config.backupCluster], operation, resource);
   if (request.signal?.aborted) throw cancelledError(operation, `volume ${volumeId}`, request.signal);
 
-  await using scope = new OperationScope();
-  const opened = await openAndLock(scope, config, request, volumeId, operation);
-  // A failed first backup leaves the volume without backups: its lock
-  // object goes too (while still locked, so no other run is using it).
-  scope.onFailure('remove the lock object of a volume without backups', async () => {
-    if ((await readBackupImages(opened.backupPool, volumeId)).length === 0) {
-      await opened.lock.retire();
+  return OperationScope.run({ operation, resource, timeoutMs: budget.timeoutMs }, async (scope) => {
+    const opened = await openAndLock(scope, config, request, volumeId, operation);
+    const { decision, images } = await chooseChain(scope, opened, request, { volumeId, backupId }, operation);
+    if (images.length === 0) {
+      // A failed first backup leaves the volume without backups: its lock
+      // object goes too (while still locked, so no other run is using it).
+      scope.onFailure(`remove the lock object ${opened.backupPool.spec}/${lockObjectName(volumeId)}`, opened.backupPool,
+        () => opened.lock.retire());
     }
-  });
-  const { decision } = await chooseChain(opened, request, { volumeId, backupId }, operation);
-  const { size } = await opened.volume.stat();
-  const chain = await openChainImage(scope, config, opened, decision, volumeId, backupId, size);
-  const fromSnapshot = decision.mode === 'incremental' ? decision.fromSnapshot : undefined;
+    const { size } = await opened.volume.stat();
+    if (budget.grows) scope.extend(transferAllowanceMs(size));
+    const chain = await openChainImage(scope, config, opened, decision, { volumeId, backupId }, size);
+    const fromSnapshot = decision.mode === 'incremental' ? decision.fromSnapshot : undefined;
 
-  const snapshot = backupSnapshotName(backupId);
-  const { volume } = opened;
-  await volume.createSnapshot(snapshot);
-  scope.onFailure('remove the new source snapshot', () => volume.removeSnapshot(snapshot));
-  // The transfer creates it last; a failure after that must not leave it.
-  scope.onFailure('remove the new chain snapshot', async () => {
-    if (await chain.snapshotExists(snapshot)) await chain.removeSnapshot(snapshot);
-  });
-  logBackup('backup %s of volume %s: %s into %s from %s', backupId, volumeId, decision.mode, decision.image, fromSnapshot ?? '(start)');
-  const stats = await transferDiff({
-    source: volume, snapshot, fromSnapshot, target: chain,
-    signal: opened.signal, onProgress: request.onProgress,
-    concurrency: config.ioConcurrency, memoryBytes: config.memoryBytes,
-  });
+    const snapshot = backupSnapshotName(backupId);
+    const { volume, sourcePool } = opened;
+    scope.doing = 'snapshotting the volume';
+    // Registered first: a snapshot whose creation timed out may still have been made.
+    scope.onFailure(`remove the new source snapshot ${volume.spec}@${snapshot}`, sourcePool, async () => {
+      if (await volume.snapshotExists(snapshot)) await volume.removeSnapshot(snapshot);
+    });
+    await volume.createSnapshot(snapshot);
+    // The transfer creates it last; a failure after that must not leave it.
+    scope.onFailure(`remove the new chain snapshot ${chain.spec}@${snapshot}`, opened.backupPool, async () => {
+      if (await chain.snapshotExists(snapshot)) await chain.removeSnapshot(snapshot);
+    });
+    logBackup('backup %s of volume %s: %s into %s from %s', backupId, volumeId, decision.mode, decision.image, fromSnapshot ?? '(start)');
+    scope.doing = 'transferring the data';
+    const stats = await transferDiff({
+      source: volume, snapshot, fromSnapshot, target: chain,
+      signal: opened.signal, onProgress: request.onProgress,
+      concurrency: config.ioConcurrency, memoryBytes: config.memoryBytes,
+    });
 
-  if (request.volumeMetadata !== undefined) await writeMeta(scope, opened.backupPool, backupId, request.volumeMetadata);
-  if (decision.mode !== 'incremental') {
-    // rbd_rename wants the image closed here (its header watch would stay on the old name).
-    await chain.close();
-    await opened.backupPool.renameImage(unfinishedImageName(volumeId, backupId), decision.image);
-  }
-  scope.commit();
-  await trimSourceSnapshots(volume, config.maxSourceSnapshots);
+    scope.doing = 'finishing the backup';
+    if (request.volumeMetadata !== undefined) await writeMeta(scope, opened.backupPool, backupId, request.volumeMetadata);
+    if (decision.mode !== 'incremental') {
+      scope.checkpoint();
+      // rbd_rename wants the image closed here (its header watch would stay on the old name).
+      await chain.close();
+      await opened.backupPool.renameImage(unfinishedImageName(volumeId, backupId), decision.image);
+    }
+    scope.commit();
+    // Housekeeping in the clean-up's time: the backup stands whether or not it gets done.
+    scope.defer(`trim the old backup snapshots of ${volume.spec}`, sourcePool, () => trimSourceSnapshots(volume, config.maxSourceSnapshots));
+    return result(config, request, { backupId, volumeId, size, decision, snapshot, fromSnapshot, stats });
+  });
+}
 
+function result(config: ResolvedConfig, request: BackupRequest, done: {
+  backupId: string; volumeId: string; size: bigint; decision: ChainDecision; snapshot: string;
+  fromSnapshot: string | undefined; stats: TransferStats;
+}): BackupResult {
+  const { backupId, volumeId, size, decision, snapshot, fromSnapshot, stats } = done;
   const now = new Date();
   return {
     record: newRecord({

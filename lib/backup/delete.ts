@@ -11,11 +11,12 @@ import { BusyError, NotFoundError } from '../ceph/errors.js';
 import type { Pool } from '../ceph/pool.js';
 import { checkName } from '../ceph/validate.js';
 import { backupSnapshots } from './chain.js';
+import { callBudget } from './budget.js';
 import { OperationScope, undo } from './cleanup.js';
 import type { ResolvedConfig } from './config.js';
 import { INCOMPLETE_KEY, readBackupImages } from './inventory.js';
 import { isChainImage, locateBackup, type BackupImage } from './layout.js';
-import { VolumeLock } from './lock.js';
+import { lockObjectName, VolumeLock } from './lock.js';
 import { logBackup } from './log.js';
 import { removeMetaObject } from './meta.js';
 import { parseBackupSnapshotName, volumeImageName } from './naming.js';
@@ -28,6 +29,8 @@ export interface DeleteOptions {
    * out, the next backup of the volume removes it.
    */
   sourcePool?: string;
+  /** The call's time budget, clean-up included. Default: three op timeouts of the connections (see budget.ts). */
+  timeoutMs?: number;
 }
 
 export interface DeleteResult {
@@ -110,42 +113,52 @@ export async function runDelete(config: ResolvedConfig, backup: BackupRecord, op
   const location = recordLocation(backup, operation);
   const { backupId, volumeId } = location;
   if (options.sourcePool !== undefined) checkName('pool', options.sourcePool, operation, options.sourcePool);
+  const resource = `backup ${backupId}`;
+  const budget = callBudget(options.timeoutMs, [config.source, config.backupCluster], operation, resource);
 
-  await using scope = new OperationScope();
-  const pool = await scope.adopt(config.backupCluster.pool(location.container ?? config.backupPool));
-  // Nothing to lock (and no lock object to create) for a volume without backups here.
-  if ((await readBackupImages(pool, volumeId)).length === 0) {
-    // Its .meta stays: a record naming the wrong volume must not remove another backup's.
-    throw new NotFoundError({
-      code: 'ENOENT', operation, resource: `${pool.spec}/backup ${backupId}`,
-      detail: `volume ${volumeId} has no backup images here`,
+  return OperationScope.run({ operation, resource, timeoutMs: budget.timeoutMs }, async (scope) => {
+    scope.doing = 'reading the volume\'s backups';
+    const pool = await scope.adopt(config.backupCluster.pool(location.container ?? config.backupPool));
+    // Nothing to lock (and no lock object to create) for a volume without backups here.
+    if ((await readBackupImages(pool, volumeId)).length === 0) {
+      // Its .meta stays: a record naming the wrong volume must not remove another backup's.
+      throw new NotFoundError({
+        code: 'ENOENT', operation, resource: `${pool.spec}/backup ${backupId}`,
+        detail: `volume ${volumeId} has no backup images here`,
+      });
+    }
+    scope.doing = 'taking the volume\'s lock';
+    const lock = await VolumeLock.acquire(pool, volumeId, operation, {
+      waitMs: config.lockWaitMs, ttlMs: config.lockTtlMs, signal: scope.signal,
     });
-  }
-  const lock = await VolumeLock.acquire(pool, volumeId, operation, { waitMs: config.lockWaitMs, ttlMs: config.lockTtlMs });
-  scope.defer('release the volume lock', () => lock.release());
-  const images = await readBackupImages(pool, volumeId);
-  const named = images.find((image) => image.name === location.namedImage);
-  // A chain image the record names that holds no backup snapshot any more
-  // (its last delete found it busy, or a run was killed) goes now, as
-  // Cinder's _try_delete_base_image removes a base image without snapshots.
-  const elsewhere = images.some((image) => image.snapshots.some((s) => parseBackupSnapshotName(s.name)?.backupId === backupId));
-  // Only an image that is debris by our mark, or that carries this very
-  // backup's id: a snapshot-less image of another name may be another
-  // backup's legacy copy.
-  const emptied = named !== undefined && !isChainImage(named) && (named.incomplete !== undefined || named.suffix === backupId);
-  const found = emptied && !elsewhere
-    ? { image: named, snapshot: undefined }
-    : locateBackup(images, location, operation);
-  const removed = await removeBackup(pool, found, backupId);
-  if (removed.removedImages.length === images.length) {
-    // The volume has no backups left; its lock object goes too (while
-    // still locked, so no other run is using it).
-    scope.defer('remove the lock object', () => lock.retire());
-  }
-  const removedSourceSnapshot = options.sourcePool !== undefined && found.snapshot !== undefined &&
-    await removeSourceSnapshot(config, options.sourcePool, volumeId, found.snapshot.name)
-    ? found.snapshot.name : undefined;
-  const result = { ...removed, removedSourceSnapshot };
-  logBackup('deleted backup %s: %o', backupId, result);
-  return result;
+    scope.defer(`release the volume lock ${pool.spec}/${lockObjectName(volumeId)}`, pool, () => lock.release(), 'lock');
+    const images = await readBackupImages(pool, volumeId);
+    const named = images.find((image) => image.name === location.namedImage);
+    // A chain image the record names that holds no backup snapshot any more
+    // (its last delete found it busy, or a run was killed) goes now, as
+    // Cinder's _try_delete_base_image removes a base image without snapshots.
+    const elsewhere = images.some((image) => image.snapshots.some((s) => parseBackupSnapshotName(s.name)?.backupId === backupId));
+    // Only an image that is debris by our mark, or that carries this very
+    // backup's id: a snapshot-less image of another name may be another
+    // backup's legacy copy.
+    const emptied = named !== undefined && !isChainImage(named) && (named.incomplete !== undefined || named.suffix === backupId);
+    const found = emptied && !elsewhere
+      ? { image: named, snapshot: undefined }
+      : locateBackup(images, location, operation);
+    scope.checkpoint();
+    scope.doing = 'removing the backup';
+    const removed = await removeBackup(pool, found, backupId);
+    if (removed.removedImages.length === images.length) {
+      // The volume has no backups left; its lock object goes too (while
+      // still locked, so no other run is using it).
+      scope.defer(`remove the lock object ${pool.spec}/${lockObjectName(volumeId)}`, pool, () => lock.retire());
+    }
+    scope.checkpoint();
+    const removedSourceSnapshot = options.sourcePool !== undefined && found.snapshot !== undefined &&
+      await removeSourceSnapshot(config, options.sourcePool, volumeId, found.snapshot.name)
+      ? found.snapshot.name : undefined;
+    const result = { ...removed, removedSourceSnapshot };
+    logBackup('deleted backup %s: %o', backupId, result);
+    return result;
+  });
 }

@@ -1,6 +1,11 @@
 /**
  * BackupEngine: Cinder-compatible backup, restore, delete and listing of RBD
  * volumes, plus many volumes at once with per-cluster concurrency limits.
+ * Every backup, restore, delete, prune and gc has one time budget (its
+ * timeoutMs; by default three op timeouts of the connections, grown by the
+ * work it finds: budget.ts) that its steps and its clean-up share: it
+ * settles within it, completed or with a typed error (a TimeoutError when
+ * the budget ran out) listing in leftBehind what the next run or gc removes.
  */
 import PQueue from 'p-queue';
 import type { Cluster } from '../ceph/cluster.js';

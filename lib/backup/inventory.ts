@@ -1,13 +1,16 @@
 /**
  * Reads a volume's backup images from the backup pool (no database): every
- * volume-<id>.backup.<suffix> image, its backup snapshots, and whether a run
- * of ours that created it is still unfinished.
+ * volume-<id>.backup.<suffix> image, its backup snapshots (and those a cut
+ * short removal left in the trash), and whether a run of ours that created
+ * it is still unfinished.
  */
 import { NotFoundError } from '../ceph/errors.js';
+import type { Image } from '../ceph/image.js';
 import type { Pool } from '../ceph/pool.js';
+import type { TrashedSnapshot } from '../ceph/snapshot.js';
 import { backupSnapshots } from './chain.js';
 import type { BackupImage } from './layout.js';
-import { parseBackupImageName, parseUnfinishedImageName } from './naming.js';
+import { parseBackupImageName, parseBackupSnapshotName, parseUnfinishedImageName } from './naming.js';
 
 /**
  * Image metadata a delete sets on a chain image just before its last
@@ -16,6 +19,11 @@ import { parseBackupImageName, parseUnfinishedImageName } from './naming.js';
  * not the full copy its name would suggest).
  */
 export const INCOMPLETE_KEY = 'rbd-backup.incomplete';
+
+/** Backup snapshots of an image in the trash namespace (by the name they had). */
+export async function trashedBackupSnapshots(image: Image): Promise<TrashedSnapshot[]> {
+  return (await image.listTrashedSnapshots()).filter((s) => parseBackupSnapshotName(s.originalName) !== undefined);
+}
 
 /** One image's facts, read one call at a time: a failed call leaves none in flight when the image closes. */
 async function readImage(pool: Pool, volumeId: string, name: string): Promise<BackupImage | undefined> {
@@ -32,6 +40,7 @@ async function readImage(pool: Pool, volumeId: string, name: string): Promise<Ba
   const stat = await image.stat();
   const unfinished = parseUnfinishedImageName(volumeId, name);
   const incomplete = unfinished ?? await image.getMetadata(INCOMPLETE_KEY);
+  const trashed = await trashedBackupSnapshots(image);
   const order = backupSnapshots(snapshots.map((s) => s.name));
   return {
     name,
@@ -40,6 +49,7 @@ async function readImage(pool: Pool, volumeId: string, name: string): Promise<Ba
     createdAt: stat.createdAt,
     snapshots: order.map((n) => snapshots.find((s) => s.name === n)!),
     incomplete,
+    trashed,
   };
 }
 

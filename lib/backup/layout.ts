@@ -7,7 +7,7 @@
  * unfinished. Pure: inventory.ts reads the images.
  */
 import { NotFoundError } from '../ceph/errors.js';
-import type { SnapshotInfo } from '../ceph/snapshot.js';
+import type { SnapshotInfo, TrashedSnapshot } from '../ceph/snapshot.js';
 import { InconsistentBackupError } from './errors.js';
 import { parseBackupSnapshotName } from './naming.js';
 
@@ -25,6 +25,8 @@ export interface BackupImage {
    * a delete emptied (the last backup's id).
    */
   incomplete: string | undefined;
+  /** Backup snapshots in the trash namespace: a removal an OSD fault cut short left them. */
+  trashed: TrashedSnapshot[];
 }
 
 export interface BackupPoint {

@@ -1,11 +1,14 @@
 /**
  * What killed runs leave in a volume's backups: source snapshots that no
- * chain image holds (whatever backup id they carry) and chain images whose
- * first backup never finished. The next backup of the volume and `gc`
- * remove them, under the volume's lock, so no run that made them is alive.
+ * chain image holds (whatever backup id they carry), chain images whose
+ * first backup never finished, and backup snapshots whose removal an OSD
+ * fault cut short, left in the trash namespace. The next backup of the
+ * volume and `gc` remove them, under the volume's lock, so no run that made
+ * them is alive.
  */
 import type { Image } from '../ceph/image.js';
 import type { Pool } from '../ceph/pool.js';
+import type { TrashedSnapshot } from '../ceph/snapshot.js';
 import { orphanSourceSnapshots } from './chain.js';
 import { removeImageWithSnapshots, undo } from './cleanup.js';
 import { unfinishedImages, type BackupImage } from './layout.js';
@@ -18,10 +21,27 @@ export interface Leftovers {
   snapshots: string[];
   /** Chain images a run created and never finished. */
   images: BackupImage[];
+  /** Trashed backup snapshots: on the source volume (image undefined) and on the chain images that stay. */
+  trashed: Array<{ image: string | undefined; snapshot: TrashedSnapshot }>;
 }
 
-export function findLeftovers(images: readonly BackupImage[], sourceSnapshots: readonly string[] | undefined): Leftovers {
-  return { snapshots: sourceSnapshots ? orphanSourceSnapshots(sourceSnapshots, images) : [], images: unfinishedImages(images) };
+/** The source volume's snapshots, user and trashed, when it is at hand. */
+export interface SourceSnapshots {
+  names: readonly string[];
+  trashed: readonly TrashedSnapshot[];
+}
+
+export function findLeftovers(images: readonly BackupImage[], source: SourceSnapshots | undefined): Leftovers {
+  const unfinished = unfinishedImages(images);
+  return {
+    snapshots: source ? orphanSourceSnapshots(source.names, images) : [],
+    images: unfinished,
+    trashed: [
+      ...(source?.trashed ?? []).map((snapshot) => ({ image: undefined, snapshot })),
+      // An unfinished image goes whole, its trash with it.
+      ...images.filter((i) => !unfinished.includes(i)).flatMap((i) => i.trashed.map((snapshot) => ({ image: i.name, snapshot }))),
+    ],
+  };
 }
 
 /**
@@ -29,13 +49,30 @@ export function findLeftovers(images: readonly BackupImage[], sourceSnapshots: r
  * cloned from it) stays, and is not reported as removed.
  */
 export async function removeLeftovers(backupPool: Pool, volume: Image | undefined, leftovers: Leftovers,
-  volumeId: string): Promise<{ removedSnapshots: string[]; removedImages: string[] }> {
+  volumeId: string): Promise<{ removedSnapshots: string[]; removedImages: string[]; removedTrashed: string[] }> {
   const removedSnapshots: string[] = [];
   for (const orphan of volume ? leftovers.snapshots : []) {
     logBackup('volume %s: removing source snapshot %s, which no chain image holds (a killed run or a deleted backup left it)', volumeId, orphan);
     await undo(`remove source snapshot ${orphan}`, async () => {
       await volume!.removeSnapshot(orphan);
       removedSnapshots.push(orphan);
+    });
+  }
+  const removedTrashed: string[] = [];
+  for (const { image, snapshot } of leftovers.trashed) {
+    if (image === undefined && !volume) continue;
+    const where = image === undefined ? volume!.spec : `${backupPool.spec}/${image}`;
+    logBackup('volume %s: removing %s@%s, backup snapshot %s left in the trash by a removal cut short', volumeId, where,
+      snapshot.name, snapshot.originalName);
+    // A trashed snapshot a clone still uses cannot go yet; it is tried again next time.
+    await undo(`remove trashed snapshot ${where}@${snapshot.name}`, async () => {
+      if (image === undefined) {
+        await volume!.removeSnapshotById(snapshot.id);
+      } else {
+        await using chain = await backupPool.openImage(image);
+        await chain.removeSnapshotById(snapshot.id);
+      }
+      removedTrashed.push(`${where}@${snapshot.name}`);
     });
   }
   const removedImages: string[] = [];
@@ -50,5 +87,5 @@ export async function removeLeftovers(backupPool: Pool, volume: Image | undefine
       if (parseUnfinishedImageName(volumeId, image.name) !== undefined) await removeMetaObject(backupPool, image.incomplete!);
     });
   }
-  return { removedSnapshots, removedImages };
+  return { removedSnapshots, removedImages, removedTrashed };
 }

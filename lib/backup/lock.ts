@@ -62,6 +62,8 @@ export interface LockOptions {
   object?: string;
   /** Called when a dead holder's lock was broken. */
   onBreak?: (holder: LockHolder) => void;
+  /** Stops the waiting (rejecting with its reason): the caller's time is up. */
+  signal?: AbortSignal;
 }
 
 /** The holder of the lock on object, if any, and whether it answered a notify. */
@@ -191,7 +193,8 @@ export class VolumeLock {
         logBackup('volume %s: waiting for the lock held by %s', volumeId, held);
         options.onWait?.(found.holder);
       }
-      await sleep(Math.min(delay, Math.max(1, deadline - Date.now())));
+      options.signal?.throwIfAborted();
+      await sleep(Math.min(delay, Math.max(1, deadline - Date.now())), undefined, { signal: options.signal });
       delay = Math.min(delay * 2, 2000);
     }
   }

@@ -5,12 +5,13 @@
  * always stays.
  */
 import { checkName } from '../ceph/validate.js';
+import { callBudget } from './budget.js';
 import { OperationScope } from './cleanup.js';
 import type { ResolvedConfig } from './config.js';
 import { removeBackup, removeSourceSnapshot } from './delete.js';
 import { readBackupImages } from './inventory.js';
 import { backupPoints, type BackupPoint } from './layout.js';
-import { VolumeLock } from './lock.js';
+import { lockObjectName, VolumeLock } from './lock.js';
 import { logBackup } from './log.js';
 import { checkId } from './naming.js';
 import { decideRetention, parseRetentionPolicy } from './retention.js';
@@ -22,6 +23,11 @@ export interface PruneOptions {
   sourcePool?: string;
   /** The time periods are counted back from; default now. */
   now?: Date;
+  /**
+   * The call's time budget, clean-up included. Default: three op timeouts
+   * of the connections, plus one per backup to remove (see budget.ts).
+   */
+  timeoutMs?: number;
 }
 
 export interface PrunedBackup {
@@ -53,31 +59,41 @@ export async function runPrune(config: ResolvedConfig, volumeIdInput: string, po
   if (options.sourcePool !== undefined) checkName('pool', options.sourcePool, operation, options.sourcePool);
   const now = options.now ?? new Date();
   const dryRun = options.dryRun === true;
+  const resource = `volume ${volumeId}`;
+  const budget = callBudget(options.timeoutMs, [config.source, config.backupCluster], operation, resource);
 
-  await using scope = new OperationScope();
-  const pool = await scope.adopt(config.backupCluster.pool(config.backupPool));
-  const result: PruneResult = { kept: [], removed: [], removedImages: [], dryRun };
-  if ((await readBackupImages(pool, volumeId)).length === 0) return result;
-  if (!dryRun) {
-    const lock = await VolumeLock.acquire(pool, volumeId, operation, { waitMs: config.lockWaitMs, ttlMs: config.lockTtlMs });
-    scope.defer('release the volume lock', () => lock.release());
-  }
-  const images = await readBackupImages(pool, volumeId);
-  const points = backupPoints(images);
-  const decision = decideRetention(points, policy, now);
-  const byId = new Map(points.map((p) => [p.backupId, p]));
-  result.kept = decision.keep.map((k) => ({ ...describe(byId.get(k.backupId)!), reasons: k.reasons }));
-  for (const backupId of decision.remove) {
-    const point = byId.get(backupId)!;
-    result.removed.push(describe(point));
-    if (dryRun) continue;
-    const removed = await removeBackup(pool, point, backupId);
-    result.removedImages.push(...removed.removedImages);
-    if (options.sourcePool !== undefined && point.snapshot !== undefined) {
-      await removeSourceSnapshot(config, options.sourcePool, volumeId, point.snapshot.name);
+  return OperationScope.run({ operation, resource, timeoutMs: budget.timeoutMs }, async (scope) => {
+    scope.doing = 'reading the volume\'s backups';
+    const pool = await scope.adopt(config.backupCluster.pool(config.backupPool));
+    const result: PruneResult = { kept: [], removed: [], removedImages: [], dryRun };
+    if ((await readBackupImages(pool, volumeId)).length === 0) return result;
+    if (!dryRun) {
+      scope.doing = 'taking the volume\'s lock';
+      const lock = await VolumeLock.acquire(pool, volumeId, operation, {
+        waitMs: config.lockWaitMs, ttlMs: config.lockTtlMs, signal: scope.signal,
+      });
+      scope.defer(`release the volume lock ${pool.spec}/${lockObjectName(volumeId)}`, pool, () => lock.release(), 'lock');
     }
-  }
-  logBackup('prune of volume %s (%s)%s: kept %d, removed %d', volumeId, policyText, dryRun ? ' (dry run)' : '',
-    result.kept.length, result.removed.length);
-  return result;
+    const images = await readBackupImages(pool, volumeId);
+    const points = backupPoints(images);
+    const decision = decideRetention(points, policy, now);
+    if (budget.grows && !dryRun) scope.extend(decision.remove.length * budget.opTimeoutMs);
+    const byId = new Map(points.map((p) => [p.backupId, p]));
+    result.kept = decision.keep.map((k) => ({ ...describe(byId.get(k.backupId)!), reasons: k.reasons }));
+    scope.doing = 'removing backups';
+    for (const backupId of decision.remove) {
+      const point = byId.get(backupId)!;
+      result.removed.push(describe(point));
+      if (dryRun) continue;
+      scope.checkpoint();
+      const removed = await removeBackup(pool, point, backupId);
+      result.removedImages.push(...removed.removedImages);
+      if (options.sourcePool !== undefined && point.snapshot !== undefined) {
+        await removeSourceSnapshot(config, options.sourcePool, volumeId, point.snapshot.name);
+      }
+    }
+    logBackup('prune of volume %s (%s)%s: kept %d, removed %d', volumeId, policyText, dryRun ? ' (dry run)' : '',
+      result.kept.length, result.removed.length);
+    return result;
+  });
 }

@@ -14,6 +14,7 @@ import { copyImage } from '../engine/copy.js';
 import { exportRaw } from '../engine/raw-export.js';
 import type { Progress } from '../engine/options.js';
 import { transferDiff } from '../engine/transfer.js';
+import { callBudget, transferAllowanceMs } from './budget.js';
 import { OperationScope, removeImageWithSnapshots } from './cleanup.js';
 import type { ResolvedConfig } from './config.js';
 import { decideRestore, type RestoreDecision } from './conditions.js';
@@ -36,6 +37,12 @@ export type RestoreTarget =
 export interface RestoreRequest {
   backup: BackupRecord;
   target: RestoreTarget;
+  /**
+   * The call's time budget, clean-up included: past it, it rejects with a
+   * TimeoutError listing what it left. Default: three op timeouts of the
+   * connections plus a second per 16 MiB of the backup (see budget.ts).
+   */
+  timeoutMs?: number;
   signal?: AbortSignal;
   onProgress?: (progress: Progress) => void;
 }
@@ -133,29 +140,35 @@ export async function isHalfRestored(pool: Pool, name: string): Promise<string |
 async function openTargetVolume(scope: OperationScope, config: ResolvedConfig, targetPool: Pool, volumeId: string,
   size: bigint, backupId: string, operation: string): Promise<{ volume: Image; created: boolean }> {
   const name = volumeImageName(volumeId);
+  const lockObject = restoreLockObjectName(volumeId);
+  scope.doing = 'taking the target\'s restore lock';
   const lock = await VolumeLock.acquire(targetPool, volumeId, operation, {
-    waitMs: config.lockWaitMs, ttlMs: config.lockTtlMs, object: restoreLockObjectName(volumeId),
+    waitMs: config.lockWaitMs, ttlMs: config.lockTtlMs, object: lockObject, signal: scope.signal,
   });
-  scope.defer('release the restore lock', () => lock.release());
+  scope.defer(`release the restore lock ${targetPool.spec}/${lockObject}`, targetPool, () => lock.release(), 'lock');
   // Removed while still locked, so no other restore is using it.
-  scope.defer('remove the restore lock object', () => lock.retire());
+  scope.defer(`remove the restore lock object ${targetPool.spec}/${lockObject}`, targetPool, () => lock.retire());
+  scope.doing = 'preparing the target volume';
   const leftBy = await isHalfRestored(targetPool, name);
   if (leftBy !== undefined) {
     logBackup('%s/%s: removing the half-restored volume a killed restore of backup %s left', targetPool.spec, name, leftBy);
+    scope.checkpoint();
     await removeImageWithSnapshots(targetPool, name);
   }
   let created = false;
+  let volume: Image | undefined;
   if (!(await targetPool.imageExists(name))) {
+    // A volume this restore created and could not fill is worth nothing.
+    // Registered first: a creation that timed out may still have happened.
+    scope.onFailure(`remove the volume this restore created, ${targetPool.spec}/${name}`, targetPool, async () => {
+      await volume?.close();
+      await removeImageWithSnapshots(targetPool, name).catch((error: unknown) => {
+        if (!(error instanceof NotFoundError)) throw error;
+      });
+    });
+    scope.checkpoint();
     await targetPool.createImage(name, size);
     created = true;
-  }
-  let volume: Image | undefined;
-  // A volume this restore created and could not fill is worth nothing.
-  if (created) {
-    scope.onFailure('remove the volume this restore created', async () => {
-      await volume?.close();
-      await removeImageWithSnapshots(targetPool, name);
-    });
   }
   volume = await scope.adopt(targetPool.openImage(name));
   if (created) await volume.setMetadata(RESTORING_KEY, backupId);
@@ -182,7 +195,7 @@ async function restoreIntoVolume(scope: OperationScope, config: ResolvedConfig, 
   logBackup('restore %s -> %s: %s', source.spec, targetSpec,
     decision.path === 'diff' ? 'diff' : `full copy (condition ${decision.condition}: ${decision.reason})`);
   const engine = {
-    signal: request.signal, onProgress: request.onProgress,
+    signal: withRequest(scope, request), onProgress: request.onProgress,
     concurrency: config.ioConcurrency, memoryBytes: config.memoryBytes,
   };
   let bytesRead: number;
@@ -191,22 +204,30 @@ async function restoreIntoVolume(scope: OperationScope, config: ResolvedConfig, 
     // The transfer sizes the volume to the backup; it gets its own size
     // back whether the restore works or not (without hiding why not).
     if (targetSize !== source.size) {
-      scope.onFailure('give the target volume its own size back', () => restoring.resize(targetSize));
+      scope.onFailure(`give ${restoring.spec} its own size back (${targetSize} bytes)`, targetPool, () => restoring.resize(targetSize));
     }
+    scope.doing = 'transferring the data';
     const stats = await transferDiff({ source: source.image, snapshot: decision.restorePoint, target: restoring, ...engine });
     bytesRead = stats.bytesRead;
     // The transfer leaves the restore point's snapshot on the target; the volume does not want it.
     await restoring.removeSnapshot(decision.restorePoint);
     if (targetSize !== source.size) await restoring.resize(targetSize);
   } else {
+    scope.doing = 'copying the data';
     const stats = await copyImage({
       source: source.image, ...(source.snapshot === undefined ? {} : { snapshot: source.snapshot }), target: volume,
       chunkSize: config.chunkSize, discardExcess: config.restoreDiscardExcessBytes, ...engine,
     });
     bytesRead = stats.bytesRead;
   }
+  scope.checkpoint();
   if (created) await volume.removeMetadata(RESTORING_KEY);
   return { decision, targetSpec, bytesRead };
+}
+
+/** The transfer stops when the caller aborts or the call's time is up. */
+function withRequest(scope: OperationScope, request: RestoreRequest): AbortSignal {
+  return request.signal ? AbortSignal.any([request.signal, scope.signal]) : scope.signal;
 }
 
 export async function runRestore(config: ResolvedConfig, request: RestoreRequest): Promise<RestoreResult> {
@@ -214,11 +235,21 @@ export async function runRestore(config: ResolvedConfig, request: RestoreRequest
   if (!request || typeof request !== 'object') throw invalidArgument(operation, 'request', 'a restore request is required');
   const location = recordLocation(request.backup, operation);
   const target = checkTarget(request.target, location.backupId, operation);
-  const started = performance.now();
+  const resource = `backup ${location.backupId}`;
+  const budget = callBudget(request.timeoutMs, [config.source, config.backupCluster], operation, resource);
+  return OperationScope.run({ operation, resource, timeoutMs: budget.timeoutMs },
+    (scope) => restoreWithin(scope, config, request, { location, target, grows: budget.grows }));
+}
 
-  await using scope = new OperationScope();
+async function restoreWithin(scope: OperationScope, config: ResolvedConfig, request: RestoreRequest,
+  checked: { location: RecordLocation; target: CheckedTarget; grows: boolean }): Promise<RestoreResult> {
+  const { location, target } = checked;
+  const operation = scope.operation;
+  const started = performance.now();
+  scope.doing = 'opening the backup';
   const backupPool = await scope.adopt(config.backupCluster.pool(location.container ?? config.backupPool));
   const source = await openSource(scope, backupPool, location, operation);
+  if (checked.grows) scope.extend(transferAllowanceMs(source.size));
   let decision: RestoreDecision;
   let targetName: string;
   let bytesRead: number;
@@ -228,9 +259,10 @@ export async function runRestore(config: ResolvedConfig, request: RestoreRequest
       baseExists: true, restorePoints: source.restorePoints, targetIsRbd: false, targetIsSource: false,
       targetHasExtents: undefined,
     });
+    scope.doing = 'exporting the data';
     const stats = await exportRaw(source.image, {
       ...(source.snapshot === undefined ? {} : { snapshot: source.snapshot }), to: target.to,
-      signal: request.signal, onProgress: request.onProgress,
+      signal: withRequest(scope, request), onProgress: request.onProgress,
       concurrency: config.ioConcurrency, memoryBytes: config.memoryBytes,
     });
     ({ size, bytesRead } = stats);

@@ -43,10 +43,18 @@ export class Cluster {
   readonly #native: NativeCluster;
   /** How this cluster is named in errors and logs: user and where it was found. */
   readonly name: string;
+  /** The limit for connecting and for each monitor command, as connected. */
+  readonly timeoutMs: number;
+  /** The limit for each OSD operation (rados_osd_op_timeout), as connected; undefined: none. */
+  readonly opTimeoutMs: number | undefined;
+  /** The OSD map being fetched after a timeout, if it is. */
+  #refreshing: Promise<void> | undefined;
 
-  private constructor(native: NativeCluster, name: string) {
+  private constructor(native: NativeCluster, name: string, timeouts: { timeoutMs: number; opTimeoutMs: number | undefined }) {
     this.#native = native;
     this.name = name;
+    this.timeoutMs = timeouts.timeoutMs;
+    this.opTimeoutMs = timeouts.opTimeoutMs;
   }
 
   /** Connects (rados_connect) off the JavaScript thread. */
@@ -81,11 +89,9 @@ export class Cluster {
       ['client_mount_timeout', seconds(timeoutMs)],
       ['rados_mon_op_timeout', seconds(timeoutMs)],
     ];
-    if (options.opTimeoutMs !== undefined) {
-      const opTimeoutMs = toIntInRange('opTimeoutMs', options.opTimeoutMs, 1, 24 * 3600 * 1000,
-        'connect', name);
-      settings.push(['rados_osd_op_timeout', seconds(opTimeoutMs)]);
-    }
+    const opTimeoutMs = options.opTimeoutMs === undefined ? undefined
+      : toIntInRange('opTimeoutMs', options.opTimeoutMs, 1, 24 * 3600 * 1000, 'connect', name);
+    if (opTimeoutMs !== undefined) settings.push(['rados_osd_op_timeout', seconds(opTimeoutMs)]);
     if (options.monHost !== undefined) settings.push(['mon_host', options.monHost]);
     if (options.keyring !== undefined) settings.push(['keyring', options.keyring]);
     for (const [key, value] of Object.entries(options.options ?? {})) {
@@ -96,7 +102,7 @@ export class Cluster {
     const connecting = nativeCall('connect', name, () => addon.connect({ user, conf, settings }));
     const native = await withDeadline(connecting, timeoutMs, name);
     logCeph('connected %s', name);
-    return new Cluster(native, name);
+    return new Cluster(native, name, { timeoutMs, opTimeoutMs });
   }
 
   /** rados_cluster_fsid */
@@ -160,12 +166,38 @@ export class Cluster {
   }
 
   /**
+   * rados_wait_for_latest_osdmap: fetches the newest OSD map from the
+   * monitor. After an operation timed out while an OSD restarted (a crash,
+   * seen with SIGKILL), Pacific's librados can stay on the old map and send
+   * every later operation to the instance that is gone, each timing out in
+   * turn, for good; the newest map ends that. Pools and images of this
+   * cluster call it by themselves after a TimeoutError.
+   */
+  async refreshOsdMap(): Promise<void> {
+    return nativeCall('refreshOsdMap', this.name, () => this.#native.waitForLatestOsdMap());
+  }
+
+  /**
+   * @internal An operation of this cluster failed: after a timeout, the OSD
+   * map is fetched in the background (one fetch at a time).
+   */
+  afterFailure(error: unknown): void {
+    if (!(error instanceof TimeoutError) || this.#refreshing) return;
+    logCeph('%s: %s; fetching the newest OSD map', this.name, error.message);
+    this.#refreshing = this.refreshOsdMap()
+      .catch((failure: unknown) => logCeph('%s: no new OSD map: %s', this.name, (failure as Error).message))
+      .finally(() => { this.#refreshing = undefined; });
+  }
+
+  /**
    * rados_shutdown. Refused with a BusyError while images or watches are
    * open or calls are in flight; pools without either are closed along with
    * it.
    * Closing twice is harmless.
    */
   async close(): Promise<void> {
+    // A map fetch after a timeout is a call in flight: it ends first.
+    await this.#refreshing;
     return nativeCall('close', this.name, () => this.#native.close());
   }
 

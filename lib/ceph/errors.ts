@@ -52,6 +52,12 @@ export class CephError extends Error {
   readonly operation: string;
   /** What it failed on: 'pool', 'pool/image', 'pool/image@snap', or a cluster. */
   readonly resource: string;
+  /**
+   * What a failed BackupEngine call could not undo in its time budget (each
+   * a sentence naming the thing): the next run on the volume, or gc,
+   * removes it. Empty for everything else.
+   */
+  readonly leftBehind: string[] = [];
 
   constructor(details: CephErrorDetails) {
     super(`${details.operation} ${details.resource}: ${details.detail} [${details.code}]`,

@@ -8,7 +8,7 @@ import { invalidArgument, nativeCall } from './errors.js';
 import { checkName, toU64 } from './validate.js';
 import { checkImageSize, type ImageLayout } from './limits.js';
 import { featureNames, type FeatureName } from './features.js';
-import { toParentInfo, toSnapshotInfo, type ParentInfo, type SnapshotInfo } from './snapshot.js';
+import { toParentInfo, toSnapshotInfo, type ParentInfo, type SnapshotInfo, type TrashedSnapshot } from './snapshot.js';
 import { iterateDiff, OBJECTS_PER_CALL, type DiffExtent, type DiffOptions } from './diff.js';
 import { withCancel } from './cancel.js';
 import type { Pool } from './pool.js';
@@ -64,7 +64,10 @@ export class Image {
   }
 
   #call<T>(operation: string, call: (native: NativeImage) => Promise<T>, resource = this.spec): Promise<T> {
-    return nativeCall(operation, resource, () => call(this.#native));
+    return nativeCall(operation, resource, () => call(this.#native)).catch((error: unknown) => {
+      this.pool.cluster.afterFailure(error);
+      throw error;
+    });
   }
 
   #snap(name: string, operation: string): string {
@@ -111,6 +114,21 @@ export class Image {
   async removeSnapshot(name: string): Promise<void> {
     const resource = this.#snap(name, 'removeSnapshot');
     return this.#call('removeSnapshot', (n) => n.removeSnapshot(name), resource);
+  }
+
+  /**
+   * The snapshots in the trash namespace, with the names they had
+   * (rbd_snap_list, rbd_snap_get_trash_namespace): removed while a clone of
+   * them lives, or by a removal an OSD fault cut short (those stay for good).
+   */
+  async listTrashedSnapshots(): Promise<TrashedSnapshot[]> {
+    return this.#call('listTrashedSnapshots', (n) => n.listTrashedSnapshots());
+  }
+
+  /** rbd_snap_remove_by_id: also a trashed snapshot (refused while a clone of it lives). */
+  async removeSnapshotById(id: bigint): Promise<void> {
+    const snapshotId = toU64('snapshot id', id, 'removeSnapshotById', this.spec);
+    return this.#call('removeSnapshotById', (n) => n.removeSnapshotById(snapshotId), `${this.spec}@{id ${snapshotId}}`);
   }
 
   /** rbd_snap_protect */
@@ -180,16 +198,21 @@ export class Image {
       throw invalidArgument('diff', this.spec,
         `range of ${length} bytes at offset ${start} passes the end of the image (size ${size})`);
     }
-    yield* iterateDiff({
-      native: this.#native,
-      resource: this.spec,
-      fromSnapshot: from ?? null,
-      start,
-      end: start + length,
-      step: objectSize * OBJECTS_PER_CALL,
-      includeParent: options.includeParent ?? true,
-      wholeObject: options.wholeObject ?? false,
-    });
+    try {
+      yield* iterateDiff({
+        native: this.#native,
+        resource: this.spec,
+        fromSnapshot: from ?? null,
+        start,
+        end: start + length,
+        step: objectSize * OBJECTS_PER_CALL,
+        includeParent: options.includeParent ?? true,
+        wholeObject: options.wholeObject ?? false,
+      });
+    } catch (error) {
+      this.pool.cluster.afterFailure(error);
+      throw error;
+    }
   }
 
   /** Whether any data exists in the image (or its parent): rbd_diff_iterate2 stopping at the first extent. */

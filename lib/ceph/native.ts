@@ -13,6 +13,13 @@ export interface NativeConnectOptions {
   settings: Array<[string, string]>;
 }
 
+/** A snapshot in the trash namespace: its UUID name, and the name it had. */
+export interface TrashedSnapshot {
+  id: bigint;
+  name: string;
+  originalName: string;
+}
+
 export interface NativeCluster {
   fsid(): Promise<string>;
   listPools(): Promise<string[]>;
@@ -21,6 +28,7 @@ export interface NativeCluster {
   openPool(name: string, namespace?: string): Promise<NativePool>;
   instanceId(): bigint;
   blocklistAdd(address: string, expireSeconds: number): Promise<void>;
+  waitForLatestOsdMap(): Promise<void>;
   openImageCount(): number;
   close(): Promise<void>;
 }
@@ -132,6 +140,8 @@ export interface NativeImage {
   listSnapshots(): Promise<NativeSnapshot[]>;
   createSnapshot(name: string): Promise<void>;
   removeSnapshot(name: string): Promise<void>;
+  listTrashedSnapshots(): Promise<TrashedSnapshot[]>;
+  removeSnapshotById(id: bigint): Promise<void>;
   protectSnapshot(name: string): Promise<void>;
   unprotectSnapshot(name: string): Promise<void>;
   isSnapshotProtected(name: string): Promise<boolean>;

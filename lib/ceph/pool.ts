@@ -157,7 +157,7 @@ export class Pool {
 
   /** rbd_list2 */
   async listImages(): Promise<string[]> {
-    return nativeCall('listImages', this.spec, () => this.#native.listImages());
+    return this.#call('listImages', this.spec, () => this.#native.listImages());
   }
 
   async imageExists(name: string): Promise<boolean> {
@@ -171,13 +171,13 @@ export class Pool {
     const bytes = toU64('size', size, 'createImage', resource);
     const native = createOptions(options, 'createImage', resource);
     checkImageSize(bytes, layoutOf(native), 'createImage', resource);
-    return nativeCall('createImage', resource, () => this.#native.createImage(name, bytes, native));
+    return this.#call('createImage', resource, () => this.#native.createImage(name, bytes, native));
   }
 
   /** rbd_remove: fails with HasSnapshotsError while the image has snapshots. */
   async removeImage(name: string): Promise<void> {
     const resource = this.#image(name, 'removeImage');
-    return nativeCall('removeImage', resource, () => this.#native.removeImage(name));
+    return this.#call('removeImage', resource, () => this.#native.removeImage(name));
   }
 
   /** rbd_rename; AlreadyExistsError when an image has the new name. */
@@ -198,7 +198,7 @@ export class Pool {
     // librbd lets a read-write handle at a snapshot create and remove
     // snapshots; a view of a snapshot should change nothing.
     const readOnly = snapshot !== undefined || (options.readOnly ?? false);
-    const native = await nativeCall('openImage', resource,
+    const native = await this.#call('openImage', resource,
       () => this.#native.openImage(name, snapshot ?? null, readOnly));
     return new Image(native, this, name, snapshot);
   }
@@ -225,7 +225,7 @@ export class Pool {
       checkName('image', parent.image, 'clone', parentSpec);
       checkName('snapshot', parent.snapshot, 'clone', parentSpec);
       const native = createOptions(options, 'clone', resource);
-      await nativeCall('clone', `${parentSpec} -> ${resource}`, () => this.#native.clone(
+      await this.#call('clone', `${parentSpec} -> ${resource}`, () => this.#native.clone(
         parentPool.native, parent.image, parent.snapshot, childName, native));
     } finally {
       if (parentPool !== parent.pool) await parentPool.close();
@@ -235,7 +235,7 @@ export class Pool {
   /** Whole-object read of a small metadata object (at most 64 MiB). */
   async readObject(name: string): Promise<Buffer> {
     const resource = this.#object(name, 'readObject');
-    return nativeCall('readObject', resource, () => this.#native.readObject(name));
+    return this.#call('readObject', resource, () => this.#native.readObject(name));
   }
 
   /** Whole-object write; with exclusive, an existing object is never replaced. */
@@ -245,18 +245,18 @@ export class Pool {
     if (!Buffer.isBuffer(bytes)) {
       throw invalidArgument('writeObject', resource, 'data must be a Buffer or a string');
     }
-    return nativeCall('writeObject', resource,
+    return this.#call('writeObject', resource,
       () => this.#native.writeObject(name, bytes, options.exclusive ?? false));
   }
 
   async removeObject(name: string): Promise<void> {
     const resource = this.#object(name, 'removeObject');
-    return nativeCall('removeObject', resource, () => this.#native.removeObject(name));
+    return this.#call('removeObject', resource, () => this.#native.removeObject(name));
   }
 
   async objectExists(name: string): Promise<boolean> {
     const resource = this.#object(name, 'objectExists');
-    return nativeCall('objectExists', resource, () => this.#native.objectExists(name));
+    return this.#call('objectExists', resource, () => this.#native.objectExists(name));
   }
 
   /**
@@ -271,14 +271,14 @@ export class Pool {
     checkName('lock cookie', lock.cookie, 'lockObject', resource, { allowSeparators: true });
     checkName('lock', lock.name, 'lockObject', resource, { allowSeparators: true });
     const durationMs = toIntInRange('durationMs', lock.durationMs ?? 0, 0, 2 ** 40, 'lockObject', resource);
-    return nativeCall('lockObject', resource, () => this.#native.lockObject(name, lock.name, lock.cookie,
+    return this.#call('lockObject', resource, () => this.#native.lockObject(name, lock.name, lock.cookie,
       lock.description ?? '', durationMs, lock.renew ?? false));
   }
 
   /** rados_unlock: NotFoundError when this client holds no such lock. */
   async unlockObject(name: string, lock: Pick<ObjectLock, 'name' | 'cookie'>): Promise<void> {
     const resource = this.#object(name, 'unlockObject');
-    return nativeCall('unlockObject', resource, () => this.#native.unlockObject(name, lock.name, lock.cookie));
+    return this.#call('unlockObject', resource, () => this.#native.unlockObject(name, lock.name, lock.cookie));
   }
 
   /**
@@ -288,7 +288,7 @@ export class Pool {
   async listLockers(name: string, lockName: string): Promise<ObjectLockers> {
     const resource = this.#object(name, 'listLockers');
     checkName('lock', lockName, 'listLockers', resource, { allowSeparators: true });
-    return nativeCall('listLockers', resource, () => this.#native.listLockers(name, lockName));
+    return this.#call('listLockers', resource, () => this.#native.listLockers(name, lockName));
   }
 
   /**
@@ -305,7 +305,7 @@ export class Pool {
       throw invalidArgument('breakLock', resource,
         `lock holder must be 'client.<id>' as listLockers reports it, got ${JSON.stringify(String(client))}`);
     }
-    return nativeCall('breakLock', resource, () => this.#native.breakLock(name, lockName, client, cookie));
+    return this.#call('breakLock', resource, () => this.#native.breakLock(name, lockName, client, cookie));
   }
 
   /**
@@ -318,7 +318,7 @@ export class Pool {
     const resource = this.#object(name, 'watchObject');
     const timeoutSeconds = toIntInRange('timeoutSeconds', options?.timeoutSeconds, 1, MAX_WATCH_TIMEOUT_SECONDS,
       'watchObject', resource);
-    const native = await nativeCall('watchObject', resource, () => this.#native.watchObject(name, timeoutSeconds));
+    const native = await this.#call('watchObject', resource, () => this.#native.watchObject(name, timeoutSeconds));
     return new ObjectWatch(native, this, name);
   }
 
@@ -343,11 +343,19 @@ export class Pool {
     // librados hands the OSD whole seconds (rounded down, and 0 becomes the
     // OSD's 30 s default): round up so the wait is never shorter than asked.
     const wholeSecondsMs = Math.ceil(timeoutMs / 1000) * 1000;
-    return nativeCall('notifyObject', resource,
+    return this.#call('notifyObject', resource,
       () => this.#native.notifyObject(name, wholeSecondsMs, payload ?? null));
   }
 
-  #object(name: string, operation: string): string {
+  /** One native call; after a timeout, the cluster fetches the newest OSD map. */
+  #call<T>(operation: string, resource: string, call: () => Promise<T>): Promise<T> {
+    return nativeCall(operation, resource, call).catch((error: unknown) => {
+      this.cluster.afterFailure(error);
+      throw error;
+    });
+  }
+
+    #object(name: string, operation: string): string {
     const resource = `${this.spec}/${String(name)}`;
     checkName('object', name, operation, resource);
     return resource;
@@ -355,7 +363,7 @@ export class Pool {
 
   /** rados_ioctx_destroy; refused with a BusyError while images or watches of this pool are open. */
   async close(): Promise<void> {
-    return nativeCall('close', this.spec, () => this.#native.close());
+    return this.#call('close', this.spec, () => this.#native.close());
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

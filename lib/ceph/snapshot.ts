@@ -1,6 +1,8 @@
 /** Snapshot and parent descriptions returned by Image (native/snapshot.cc). */
 import type { NativeParent, NativeSnapshot } from './native.js';
 
+export type { TrashedSnapshot } from './native.js';
+
 export interface SnapshotInfo {
   id: bigint;
   name: string;

@@ -108,5 +108,11 @@ export function runTransfer(source: Image, target: Image, plan: NativeTransferPl
   return withCancel(options.signal, operation, resource,
     (token, progress) => nativeCall(operation, resource,
       () => addon.transfer(source.native, target.native, plan, token, progress ?? (() => undefined))),
-    onProgress && ((done: number, total: number, bytesRead: number) => onProgress({ done, total, bytesRead })));
+    onProgress && ((done: number, total: number, bytesRead: number) => onProgress({ done, total, bytesRead })))
+    .catch((error: unknown) => {
+      // Either side may have timed out: both fetch the newest OSD map.
+      source.pool.cluster.afterFailure(error);
+      target.pool.cluster.afterFailure(error);
+      throw error;
+    });
 }

@@ -6,7 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import {
-  AlreadyExistsError, BusyError, CancelledError, InvalidArgumentError, NotFoundError,
+  AlreadyExistsError, BusyError, CancelledError, CephError, InvalidArgumentError, NotFoundError,
   type CreateImageOptions, type Image, type ParentInfo, type Pool,
 } from '../../lib/index.js';
 import { removeImageFully, scratch, type Scratch, writeRandom } from '../support/scratch.js';
@@ -288,9 +288,22 @@ describe('clones and flatten', () => {
     s.defer(() => removeImageFully(pool, child));
     await image.removeSnapshot('base');
     const all = JSON.parse(await rbd('a', ['snap', 'ls', '--all', '--format', 'json', `${POOL}/${name}`])) as
-      Array<{ namespace: { type: string; original_name?: string } }>;
+      Array<{ name: string; namespace: { type: string; original_name?: string } }>;
     assert.ok(all.some((x) => x.namespace.type === 'trash' && x.namespace.original_name === 'base'), JSON.stringify(all));
     assert.deepEqual((await image.listSnapshots()).map((x) => x.name), ['kept']);
+
+    const trashed = await image.listTrashedSnapshots();
+    assert.equal(trashed.length, 1);
+    assert.equal(trashed[0]!.originalName, 'base');
+    assert.equal(typeof trashed[0]!.id, 'bigint');
+    assert.ok(all.some((x) => x.namespace.type === 'trash' && x.name === trashed[0]!.name));
+    // Its clone still needs it: refused, and kept.
+    await assert.rejects(image.removeSnapshotById(trashed[0]!.id), CephError);
+    assert.equal((await image.listTrashedSnapshots()).length, 1);
+    // By id, a user's snapshot goes like by name.
+    const [kept] = await image.listSnapshots();
+    await image.removeSnapshotById(kept!.id);
+    assert.deepEqual(await image.listSnapshots(), []);
   });
 
   test('flatten copies the parent data in, detaches the clone and reports progress', { timeout: 120_000 }, async (t) => {

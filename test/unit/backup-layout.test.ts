@@ -1,7 +1,8 @@
 /**
  * Backup layouts of every Cinder release (lib/backup/layout.ts): which
- * images are chains, legacy copies or debris, the listing, and where each
- * backup's data is. No cluster needed.
+ * images are chains, legacy copies or debris (and what of it the next run
+ * removes: lib/backup/leftovers.ts), the listing, and where each backup's
+ * data is. No cluster needed.
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -9,7 +10,8 @@ import { backupPoints, locateBackup, unfinishedImages, type BackupImage } from '
 import { InconsistentBackupError } from '../../lib/backup/errors.js';
 import { parseBackupImageName, parseUnfinishedImageName, unfinishedImageName, volumeOfBackupImage } from '../../lib/backup/naming.js';
 import { NotFoundError } from '../../lib/ceph/errors.js';
-import type { SnapshotInfo } from '../../lib/ceph/snapshot.js';
+import type { SnapshotInfo, TrashedSnapshot } from '../../lib/ceph/snapshot.js';
+import { findLeftovers } from '../../lib/backup/leftovers.js';
 
 const V = 'vol1';
 let nextId = 1n;
@@ -24,7 +26,7 @@ function snap(backupId: string, seconds: number): SnapshotInfo {
 function image(suffix: string, snapshots: SnapshotInfo[], extra: Partial<BackupImage> = {}): BackupImage {
   return {
     name: `volume-${V}.backup.${suffix}`, suffix, size: 1n << 30n, createdAt: new Date(1000), snapshots,
-    incomplete: undefined, ...extra,
+    incomplete: undefined, trashed: [], ...extra,
   };
 }
 
@@ -136,5 +138,29 @@ describe('unfinished chain image names', () => {
     assert.deepEqual(backupPoints([killed]), []);
     assert.deepEqual(unfinishedImages([killed]), [killed]);
     assert.throws(() => locateBackup([killed], lookup('b1'), 'restore'), NotFoundError);
+  });
+});
+
+describe('findLeftovers', () => {
+  const trash = (id: bigint, originalName: string): TrashedSnapshot => ({ id, name: `uuid-${id}`, originalName });
+
+  test('orphan source snapshots, unfinished images, and trashed backup snapshots of the volume and of the images that stay', () => {
+    const kept = image('f1', [snap('f1', 100)], { trashed: [trash(7n, 'backup.x.snap.1.5')] });
+    // An unfinished image goes whole, its trash with it.
+    const debris = image('b9', [], { incomplete: 'b9', trashed: [trash(8n, 'backup.b9.snap.2.5')] });
+    const found = findLeftovers([kept, debris], {
+      names: [kept.snapshots[0]!.name, 'backup.orphan.snap.3.5', 'manual'],
+      trashed: [trash(9n, 'backup.y.snap.4.5')],
+    });
+    assert.deepEqual(found.snapshots, ['backup.orphan.snap.3.5']);
+    assert.deepEqual(found.images, [debris]);
+    assert.deepEqual(found.trashed.map((t) => [t.image, t.snapshot.id]), [[undefined, 9n], [kept.name, 7n]]);
+  });
+
+  test('without the source volume, only the backup pool\'s', () => {
+    const kept = image('f1', [snap('f1', 100)], { trashed: [trash(7n, 'backup.x.snap.1.5')] });
+    const found = findLeftovers([kept], undefined);
+    assert.deepEqual(found.snapshots, []);
+    assert.deepEqual(found.trashed.map((t) => [t.image, t.snapshot.id]), [[kept.name, 7n]]);
   });
 });
