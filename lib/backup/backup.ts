@@ -20,7 +20,7 @@ import { callBudget, transferAllowanceMs } from './budget.js';
 import { OperationScope, removeImageWithSnapshots, undo } from './cleanup.js';
 import { BASE_IMAGE_FEATURES, type ResolvedConfig } from './config.js';
 import { readBackupImages, trashedBackupSnapshots } from './inventory.js';
-import { backupPoints, type BackupImage } from './layout.js';
+import { backupPoints } from './layout.js';
 import { findLeftovers, removeLeftovers } from './leftovers.js';
 import { lockObjectName, VolumeLock, type LockHolder } from './lock.js';
 import { logBackup } from './log.js';
@@ -120,7 +120,7 @@ async function openAndLock(scope: OperationScope, config: ResolvedConfig, reques
 }
 
 async function chooseChain(scope: OperationScope, opened: Opened, request: BackupRequest,
-  ids: { volumeId: string; backupId: string }, operation: string): Promise<{ decision: ChainDecision; images: BackupImage[] }> {
+  ids: { volumeId: string; backupId: string }, operation: string): Promise<{ decision: ChainDecision }> {
   const { volumeId, backupId } = ids;
   scope.doing = 'reading the volume\'s backups';
   const found = await readBackupImages(opened.backupPool, volumeId);
@@ -144,7 +144,7 @@ async function chooseChain(scope: OperationScope, opened: Opened, request: Backu
     volumeId, backupId, images, sourceSnapshots, parentId: request.parentId, full: request.full, operation,
   });
   if (decision.mode === 'converted') logBackup('volume %s: %s; taking a full backup instead', volumeId, decision.reason);
-  return { decision, images };
+  return { decision };
 }
 
 /**
@@ -244,13 +244,14 @@ export async function runBackup(config: ResolvedConfig, request: BackupRequest):
 
   return OperationScope.run({ operation, resource, timeoutMs: budget.timeoutMs }, async (scope) => {
     const opened = await openAndLock(scope, config, request, volumeId, operation);
-    const { decision, images } = await chooseChain(scope, opened, request, { volumeId, backupId }, operation);
-    if (images.length === 0) {
-      // A failed first backup leaves the volume without backups: its lock
-      // object goes too (while still locked, so no other run is using it).
-      scope.onFailure(`remove the lock object ${opened.backupPool.spec}/${lockObjectName(volumeId)}`, opened.backupPool,
-        () => opened.lock.retire());
-    }
+    // A failed first backup leaves the volume without backups: its lock
+    // object goes too (while still locked, so no other run is using it).
+    // Registered before anything can fail, run after the new chain image is gone.
+    scope.onFailure(`remove the lock object ${opened.backupPool.spec}/${lockObjectName(volumeId)} of a volume without backups`,
+      opened.backupPool, async () => {
+        if ((await readBackupImages(opened.backupPool, volumeId)).length === 0) await opened.lock.retire();
+      });
+    const { decision } = await chooseChain(scope, opened, request, { volumeId, backupId }, operation);
     const { size } = await opened.volume.stat();
     if (budget.grows) scope.extend(transferAllowanceMs(size));
     const chain = await openChainImage(scope, config, opened, decision, { volumeId, backupId }, size);
