@@ -182,7 +182,8 @@ Napi::Function ImageWrap::Define(Napi::Env env) {
        InstanceMethod("snapshotExists", &ImageWrap::SnapshotExists),
        InstanceMethod("rollbackSnapshot", &ImageWrap::RollbackSnapshot),
        InstanceMethod("diffRange", &ImageWrap::DiffRange),
-       InstanceMethod("hasExtents", &ImageWrap::HasExtents)});
+       InstanceMethod("hasExtents", &ImageWrap::HasExtents),
+       InstanceMethod("listWatchers", &ImageWrap::ListWatchers)});
 }
 
 ImageWrap::ImageWrap(const Napi::CallbackInfo& info)
@@ -223,6 +224,54 @@ Napi::Value ImageWrap::Simple(const Napi::CallbackInfo& info, const char* what,
                       return rc;
                     });
                   });
+}
+
+// rbd_watchers_list: the clients watching the image header, which every
+// client that opened the image for writing does (a mapped or attached
+// volume has one). The watcher array grows until it holds them all.
+Napi::Value ImageWrap::ListWatchers(const Napi::CallbackInfo& info) {
+  auto handle = OpenHandle(info.Env());
+  struct Watcher {
+    std::string address;
+    int64_t id;
+    uint64_t cookie;
+  };
+  using Result = std::vector<Watcher>;
+  return RunAsync<Result>(
+      info.Env(), Value(), &inflight_,
+      [handle](Result& out, std::string& message) {
+        return WithHandle(handle, "image", message, [&](rbd_image_t image) {
+          std::vector<rbd_image_watcher_t> watchers(8);
+          for (;;) {
+            size_t count = watchers.size();
+            int rc = rbd_watchers_list(image, watchers.data(), &count);
+            if (rc == -ERANGE && count > watchers.size()) {
+              watchers.resize(count);
+              continue;
+            }
+            if (rc < 0) {
+              message = "rbd_watchers_list failed";
+              return rc;
+            }
+            for (size_t i = 0; i < count; ++i) {
+              out.push_back({watchers[i].addr ? watchers[i].addr : "", watchers[i].id, watchers[i].cookie});
+            }
+            rbd_watchers_list_cleanup(watchers.data(), count);
+            return 0;
+          }
+        });
+      },
+      [](Napi::Env env, Result& watchers) {
+        Napi::Array array = Napi::Array::New(env, watchers.size());
+        for (size_t i = 0; i < watchers.size(); ++i) {
+          Napi::Object w = Napi::Object::New(env);
+          w.Set("address", watchers[i].address);
+          w.Set("id", Napi::BigInt::New(env, watchers[i].id));
+          w.Set("cookie", BigU64(env, watchers[i].cookie));
+          array.Set(i, w);
+        }
+        return array;
+      });
 }
 
 Napi::Value ImageWrap::Stat(const Napi::CallbackInfo& info) {

@@ -3,7 +3,7 @@
  * native/image.cc, native/snapshot.cc and native/diff.cc. Every call runs
  * off the JavaScript thread and returns a Promise.
  */
-import type { NativeImage } from './native.js';
+import type { ImageWatcher, NativeImage } from './native.js';
 import { invalidArgument, nativeCall } from './errors.js';
 import { checkName, toU64 } from './validate.js';
 import { checkImageSize, type ImageLayout } from './limits.js';
@@ -218,6 +218,16 @@ export class Image {
   /** Whether any data exists in the image (or its parent): rbd_diff_iterate2 stopping at the first extent. */
   async hasExtents(): Promise<boolean> {
     return this.#call('hasExtents', (n) => n.hasExtents());
+  }
+
+  /**
+   * rbd_watchers_list: the clients watching the image header, as `rbd
+   * status` lists them. Every client that opened the image for writing
+   * watches it (a mapped or attached volume, and this handle when it is not
+   * read-only).
+   */
+  async listWatchers(): Promise<ImageWatcher[]> {
+    return this.#call('listWatchers', (n) => n.listWatchers());
   }
 
   /** rbd_read2 into a Buffer allocated once. A read past the end of the image is an InvalidArgumentError. */

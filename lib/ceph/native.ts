@@ -13,6 +13,15 @@ export interface NativeConnectOptions {
   settings: Array<[string, string]>;
 }
 
+/** A client watching an image's header (rbd_watchers_list), as `rbd status` lists it. */
+export interface ImageWatcher {
+  /** The client's address, e.g. '127.0.0.1:0/1283590212'. */
+  address: string;
+  /** Its global id: the <gid> of client.<gid>, Cluster.instanceId() of a connection. */
+  id: bigint;
+  cookie: bigint;
+}
+
 /** A snapshot in the trash namespace: its UUID name, and the name it had. */
 export interface TrashedSnapshot {
   id: bigint;
@@ -150,6 +159,7 @@ export interface NativeImage {
   diffRange(fromSnapshot: string | null, offset: bigint, length: bigint,
     includeParent: boolean, wholeObject: boolean): Promise<NativeExtents>;
   hasExtents(): Promise<boolean>;
+  listWatchers(): Promise<ImageWatcher[]>;
   close(): Promise<void>;
 }
 
