@@ -2,14 +2,17 @@
  * exportRaw: an image (or a snapshot of it) as raw bytes, the way
  * `rbd export` writes them: into a file (written sparsely: holes are left
  * unwritten and the file is sized at the end) or sequentially into a Node
- * Writable (holes as zeros, honouring back-pressure). File-system failures
- * are CephErrors naming the path, and a file this call created is removed
- * again when the export fails or is cancelled.
+ * Writable (holes as zeros, honouring back-pressure). A file is written
+ * under a partial name beside it and gets its own name only when complete,
+ * so a failed, cancelled or killed export never leaves a file that looks
+ * whole; file-system failures are CephErrors naming the path.
  */
 import { once } from 'node:events';
-import { open, unlink, type FileHandle } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { link, lstat, open, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import type { Writable } from 'node:stream';
-import { fromSystem, invalidArgument } from '../ceph/errors.js';
+import { fromSystem, invalidArgument, type CephError } from '../ceph/errors.js';
 import { checkName } from '../ceph/validate.js';
 import type { Image } from '../ceph/image.js';
 import {
@@ -21,7 +24,11 @@ import { logEngine } from './log.js';
 export interface ExportRawOptions extends EngineOptions {
   /** The snapshot to export; absent = the image's head. */
   snapshot?: string;
-  /** A file path (created; an existing file is refused unless overwrite) or a Writable (ended at the end). */
+  /**
+   * A file path (an existing file is refused unless overwrite; written as
+   * `.<name>.partial-<random>` beside it and renamed when complete) or a
+   * Writable (ended at the end).
+   */
   to: string | Writable;
   overwrite?: boolean;
 }
@@ -47,10 +54,12 @@ async function writeZeroes(stream: Writable, length: bigint): Promise<void> {
 }
 
 interface TargetFile {
+  /** The file asked for: it appears only once the export is complete. */
   path: string;
+  /** Where the bytes go until then, beside it (a rename cannot cross file systems). */
+  partial: string;
   handle: FileHandle;
-  /** Made by this export (not an existing file overwritten): removed again if the export fails. */
-  created: boolean;
+  overwrite: boolean;
 }
 
 async function onFile<T>(path: string, doing: string, op: () => Promise<T>): Promise<T> {
@@ -61,29 +70,91 @@ async function onFile<T>(path: string, doing: string, op: () => Promise<T>): Pro
   }
 }
 
-async function openFile(path: string, overwrite: boolean): Promise<TargetFile> {
-  try {
-    return { path, handle: await open(path, 'wx'), created: true };
-  } catch (error) {
-    if (!overwrite || (error as NodeJS.ErrnoException).code !== 'EEXIST') {
-      throw fromSystem(error, 'exportRaw', path, 'cannot create the file');
-    }
-  }
-  return { path, handle: await onFile(path, 'cannot open the file', () => open(path, 'w')), created: false };
+/** A refusal as the file system would give it, before anything is read. */
+function alreadyExists(path: string): CephError {
+  return fromSystem(Object.assign(new Error(`EEXIST: file already exists '${path}'`), { code: 'EEXIST', errno: -17 }),
+    'exportRaw', path, 'cannot create the file');
 }
 
-/** Closes the file; after a failed export, removes it if the export created it (a retry would be refused). */
+/**
+ * Refuses a path the export could not give its name to, before anything
+ * is read: an existing file (unless overwrite), a directory that is not
+ * there. Also what a restore's dry run checks.
+ */
+export async function checkExportPath(path: string, overwrite = false): Promise<void> {
+  if (!overwrite && await onFile(path, 'cannot create the file', () => exists(path))) throw alreadyExists(path);
+  const dir = await onFile(path, 'cannot create the file', () => stat(dirname(path)));
+  if (!dir.isDirectory()) {
+    throw fromSystem(Object.assign(new Error(`ENOTDIR: not a directory '${dirname(path)}'`), { code: 'ENOTDIR', errno: -20 }),
+      'exportRaw', path, 'cannot create the file');
+  }
+}
+
+async function openFile(path: string, overwrite: boolean): Promise<TargetFile> {
+  await checkExportPath(path, overwrite);
+  // A dot file with a random suffix: never taken for the export itself,
+  // and two exports to one path do not write into each other's.
+  const partial = join(dirname(path), `.${basename(path)}.partial-${randomBytes(4).toString('hex')}`);
+  const handle = await onFile(path, 'cannot create the file', () => open(partial, 'wx'));
+  return { path, partial, handle, overwrite };
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await lstat(path);
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw error;
+  }
+}
+
+/**
+ * Gives a complete export its name: linked, so that a file made there
+ * meanwhile is not overwritten (renamed where the file system has no hard
+ * links, or when overwriting is asked for).
+ */
+async function publish(file: TargetFile): Promise<void> {
+  if (file.overwrite) {
+    await onFile(file.path, 'cannot rename the finished file into place', () => rename(file.partial, file.path));
+    return;
+  }
+  try {
+    await link(file.partial, file.path);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') throw alreadyExists(file.path);
+    if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP') {
+      throw fromSystem(error, 'exportRaw', file.path, 'cannot move the finished file into place');
+    }
+    if (await exists(file.path)) throw alreadyExists(file.path);
+    await onFile(file.path, 'cannot rename the finished file into place', () => rename(file.partial, file.path));
+    return;
+  }
+  await unlink(file.partial).catch((error: unknown) => logEngine('exportRaw: removing %s: %o', file.partial, error));
+}
+
+/**
+ * Closes the file and gives it its name; after a failed export (or when
+ * that fails), the partial file goes, so nothing is left at either name.
+ */
 async function closeFile(file: TargetFile, failed: boolean): Promise<void> {
   if (!failed) {
-    await onFile(file.path, 'cannot close the file', () => file.handle.close());
-    return;
+    try {
+      await onFile(file.path, 'cannot close the file', () => file.handle.close());
+      await publish(file);
+      return;
+    } catch (error) {
+      await unlink(file.partial).catch(() => undefined);
+      throw error;
+    }
   }
   // The export's own error is the one to report; these are only logged.
   try {
     await file.handle.close();
-    if (file.created) await unlink(file.path);
+    await unlink(file.partial);
   } catch (error) {
-    logEngine('exportRaw: cleaning up %s after a failure: %o', file.path, error);
+    logEngine('exportRaw: cleaning up %s after a failure: %o', file.partial, error);
   }
 }
 
