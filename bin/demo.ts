@@ -8,7 +8,7 @@
  */
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { Writable } from 'node:stream';
-import { Cluster, BackupEngine, exportRaw, type Image, type Pool } from '../lib/index.js';
+import { AlreadyExistsError, BackupEngine, Cluster, exportRaw, type Image, type Pool } from '../lib/index.js';
 import { ThrowawayCluster } from '../lib/dev/throwaway-cluster.js';
 
 const MiB = 1 << 20;
@@ -142,8 +142,15 @@ async function cycle(sourceCluster: Cluster, backupCluster: Cluster, poolName: s
       verify('restore of the full backup', firstSha, fullSha);
       row('restore full -> new volume', first.bytesRead, first.elapsedMs, first.path, firstSha === fullSha ? 'sha256 equal' : 'MISMATCH');
 
-      // The newer backup onto that volume, which now holds data: condition 5 fails.
-      const second = await engine.restore({ backup: incremental.record, target: { volume: { pool: poolName, id: first.targetVolumeId } } });
+      // The newer backup onto that volume, which now holds data: refused
+      // unless forced; a dry run says what a forced one would do; then
+      // condition 5 fails and it is a full copy.
+      const onto = { backup: incremental.record, target: { volume: { pool: poolName, id: first.targetVolumeId! } } };
+      const refused = await engine.restore(onto).then(() => undefined, (error: unknown) => error);
+      if (!(refused instanceof AlreadyExistsError)) throw new Error(`a restore onto a volume holding data was not refused: ${String(refused)}`);
+      const plan = await engine.restore({ ...onto, force: true, dryRun: true });
+      say(`restore onto that volume: refused without force (it holds data); a dry run with force: ${plan.path} copy, condition ${plan.failedCondition?.number}, nothing written`);
+      const second = await engine.restore({ ...onto, force: true });
       const secondSha = await withImage(pool, `volume-${second.targetVolumeId}`, (image) => imageSha256(image));
       verify('restore of the incremental backup', secondSha, incrementalSha);
       row('restore incr. -> used volume', Number(second.size), second.elapsedMs,

@@ -11,7 +11,7 @@ import type { Image } from '../ceph/image.js';
 import type { Pool } from '../ceph/pool.js';
 import { checkName } from '../ceph/validate.js';
 import { copyImage } from '../engine/copy.js';
-import { exportRaw } from '../engine/raw-export.js';
+import { checkExportPath, exportRaw } from '../engine/raw-export.js';
 import type { Progress } from '../engine/options.js';
 import { transferDiff } from '../engine/transfer.js';
 import { callBudget, transferAllowanceMs } from './budget.js';
@@ -24,6 +24,7 @@ import { restoreLockObjectName, VolumeLock } from './lock.js';
 import { logBackup } from './log.js';
 import { checkId, volumeImageName } from './naming.js';
 import { recordLocation, type BackupRecord, type RecordLocation } from './record.js';
+import { refuseTarget, type ExistingTarget } from './restore-target.js';
 
 /** Where a restore writes: exactly one of a volume, a file or a stream. */
 export type RestoreTarget =
@@ -43,11 +44,25 @@ export interface RestoreRequest {
    * connections plus a second per 16 MiB of the backup (see budget.ts).
    */
   timeoutMs?: number;
+  /**
+   * Write into a target volume that already holds data, that another
+   * client has open, or that is the backup's own source volume (each
+   * refused otherwise). Default false.
+   */
+  force?: boolean;
+  /**
+   * Check everything and decide the path, change nothing: the result says
+   * which path the restore would take and which condition decides it; a
+   * restore that would be refused rejects as it would. Default false.
+   */
+  dryRun?: boolean;
   signal?: AbortSignal;
   onProgress?: (progress: Progress) => void;
 }
 
 export interface RestoreResult {
+  /** Nothing was written: the path is the one the restore would take. */
+  dryRun: boolean;
   path: 'diff' | 'full';
   /** For a full copy: the first of the five conditions that failed, and why. */
   failedCondition: { number: 1 | 2 | 3 | 4 | 5; reason: string } | undefined;
@@ -119,6 +134,14 @@ async function openSource(scope: OperationScope, pool: Pool, location: RecordLoc
  */
 export const RESTORING_KEY = 'rbd-backup.restoring';
 
+/**
+ * Image metadata a restore sets on an existing volume it writes into, until
+ * the volume holds the whole backup: the data a failed restore left there is
+ * its own, so a retry may overwrite it without force. Such a volume is never
+ * removed (the restore did not create it).
+ */
+export const RESTORING_INTO_KEY = 'rbd-backup.restoring-into';
+
 /** Whether the volume carries RESTORING_KEY: a half-restored volume of a dead restore, when its restore lock is ours. */
 export async function isHalfRestored(pool: Pool, name: string): Promise<string | undefined> {
   let image;
@@ -137,8 +160,25 @@ export async function isHalfRestored(pool: Pool, name: string): Promise<string |
  * marked as being restored) when missing, made again when a killed restore
  * left it half-restored.
  */
+/** What decides whether a restore may write into an existing volume, read through a read-only handle (which watches nothing). */
+async function inspectTarget(pool: Pool, name: string, backup: { size: bigint; volumeId: string },
+  volumeId: string): Promise<ExistingTarget> {
+  await using image = await pool.openImage(name, { readOnly: true });
+  const { size } = await image.stat();
+  const hasExtents = await image.hasExtents();
+  const otherWatchers = await image.listWatchers();
+  const unfinishedRestore = await image.getMetadata(RESTORING_INTO_KEY);
+  return {
+    spec: `${pool.spec}/${name}`, otherWatchers, hasExtents, unfinishedRestore, isSource: volumeId === backup.volumeId, size,
+    backupSize: backup.size,
+  };
+}
+
 async function openTargetVolume(scope: OperationScope, config: ResolvedConfig, targetPool: Pool, volumeId: string,
-  size: bigint, backupId: string, operation: string): Promise<{ volume: Image; created: boolean }> {
+  backup: { size: bigint; id: string; volumeId: string }, request: RestoreRequest,
+  operation: string): Promise<{ volume: Image; created: boolean; hasExtents: boolean }> {
+  const size = backup.size;
+  const backupId = backup.id;
   const name = volumeImageName(volumeId);
   const lockObject = restoreLockObjectName(volumeId);
   scope.doing = 'taking the target\'s restore lock';
@@ -156,8 +196,14 @@ async function openTargetVolume(scope: OperationScope, config: ResolvedConfig, t
     await removeImageWithSnapshots(targetPool, name);
   }
   let created = false;
+  let hasExtents = false;
   let volume: Image | undefined;
-  if (!(await targetPool.imageExists(name))) {
+  if (await targetPool.imageExists(name)) {
+    const existing = await inspectTarget(targetPool, name, backup, volumeId);
+    const refusal = refuseTarget(existing, request.force === true, operation);
+    if (refusal) throw refusal;
+    hasExtents = existing.hasExtents;
+  } else {
     // A volume this restore created and could not fill is worth nothing.
     // Registered first: a creation that timed out may still have happened.
     scope.onFailure(`remove the volume this restore created, ${targetPool.spec}/${name}`, targetPool, async () => {
@@ -171,8 +217,8 @@ async function openTargetVolume(scope: OperationScope, config: ResolvedConfig, t
     created = true;
   }
   volume = await scope.adopt(targetPool.openImage(name));
-  if (created) await volume.setMetadata(RESTORING_KEY, backupId);
-  return { volume, created };
+  await volume.setMetadata(created ? RESTORING_KEY : RESTORING_INTO_KEY, backupId);
+  return { volume, created, hasExtents };
 }
 
 async function restoreIntoVolume(scope: OperationScope, config: ResolvedConfig, request: RestoreRequest,
@@ -180,17 +226,12 @@ async function restoreIntoVolume(scope: OperationScope, config: ResolvedConfig, 
   const targetPool = await scope.adopt(config.source.pool(target.pool));
   const targetName = volumeImageName(target.volumeId);
   const targetSpec = `${targetPool.spec}/${targetName}`;
-  const { volume, created } = await openTargetVolume(scope, config, targetPool, target.volumeId, source.size,
-    location.backupId, operation);
+  const { volume, created, hasExtents } = await openTargetVolume(scope, config, targetPool, target.volumeId,
+    { size: source.size, id: location.backupId, volumeId: location.volumeId }, request, operation);
   const { size: targetSize } = await volume.stat();
-  if (targetSize < source.size) {
-    throw invalidArgument(operation, targetSpec,
-      `the target volume is ${targetSize} bytes, smaller than the backup's ${source.size}; restore into a new volume or grow this one first`);
-  }
   const decision = decideRestore({
     baseExists: true, restorePoints: source.restorePoints, targetIsRbd: true,
-    targetIsSource: target.volumeId === location.volumeId,
-    targetHasExtents: created ? false : await volume.hasExtents(),
+    targetIsSource: target.volumeId === location.volumeId, targetHasExtents: hasExtents,
   });
   logBackup('restore %s -> %s: %s', source.spec, targetSpec,
     decision.path === 'diff' ? 'diff' : `full copy (condition ${decision.condition}: ${decision.reason})`);
@@ -221,8 +262,41 @@ async function restoreIntoVolume(scope: OperationScope, config: ResolvedConfig, 
     bytesRead = stats.bytesRead;
   }
   scope.checkpoint();
-  if (created) await volume.removeMetadata(RESTORING_KEY);
+  await volume.removeMetadata(created ? RESTORING_KEY : RESTORING_INTO_KEY);
   return { decision, targetSpec, bytesRead };
+}
+
+/**
+ * A dry run: the checks and the decision of a restore, with nothing
+ * written, created or locked (a volume a killed restore half-restored
+ * counts as the new volume the restore would make of it).
+ */
+async function planRestore(scope: OperationScope, config: ResolvedConfig, request: RestoreRequest, source: Source,
+  target: CheckedTarget, location: RecordLocation): Promise<{ decision: RestoreDecision; targetName: string }> {
+  const operation = scope.operation;
+  scope.doing = 'checking the target';
+  if (target.kind === 'raw') {
+    if (typeof target.to === 'string') await checkExportPath(target.to);
+    const decision = decideRestore({
+      baseExists: true, restorePoints: source.restorePoints, targetIsRbd: false, targetIsSource: false, targetHasExtents: undefined,
+    });
+    return { decision, targetName: target.name };
+  }
+  const targetPool = await scope.adopt(config.source.pool(target.pool));
+  const name = volumeImageName(target.volumeId);
+  const exists = await targetPool.imageExists(name) && await isHalfRestored(targetPool, name) === undefined;
+  let hasExtents = false;
+  if (exists) {
+    const existing = await inspectTarget(targetPool, name, { size: source.size, volumeId: location.volumeId }, target.volumeId);
+    const refusal = refuseTarget(existing, request.force === true, operation);
+    if (refusal) throw refusal;
+    hasExtents = existing.hasExtents;
+  }
+  const decision = decideRestore({
+    baseExists: true, restorePoints: source.restorePoints, targetIsRbd: true,
+    targetIsSource: target.volumeId === location.volumeId, targetHasExtents: hasExtents,
+  });
+  return { decision, targetName: `${targetPool.spec}/${name}` };
 }
 
 /** The transfer stops when the caller aborts or the call's time is up. */
@@ -252,9 +326,11 @@ async function restoreWithin(scope: OperationScope, config: ResolvedConfig, requ
   if (checked.grows) scope.extend(transferAllowanceMs(source.size));
   let decision: RestoreDecision;
   let targetName: string;
-  let bytesRead: number;
+  let bytesRead = 0;
   let size = source.size;
-  if (target.kind === 'raw') {
+  if (request.dryRun === true) {
+    ({ decision, targetName } = await planRestore(scope, config, request, source, target, location));
+  } else if (target.kind === 'raw') {
     decision = decideRestore({
       baseExists: true, restorePoints: source.restorePoints, targetIsRbd: false, targetIsSource: false,
       targetHasExtents: undefined,
@@ -273,6 +349,7 @@ async function restoreWithin(scope: OperationScope, config: ResolvedConfig, requ
   }
   scope.commit();
   return {
+    dryRun: request.dryRun === true,
     path: decision.path,
     failedCondition: decision.path === 'full' ? { number: decision.condition, reason: decision.reason } : undefined,
     source: source.spec,

@@ -113,7 +113,7 @@ describe('backups on another cluster', () => {
       await fx.withVolume(used, async (image) => {
         for (let offset = 0; offset < size; offset += 4 * MiB) await image.write(randomBytes(4 * MiB), offset);
       });
-      const viaCopy = await engine.restore({ backup: result.record, target: { volume: { pool: POOL, id: used } } });
+      const viaCopy = await engine.restore({ backup: result.record, target: { volume: { pool: POOL, id: used } }, force: true });
       assert.equal(viaCopy.path, 'full');
       assert.equal(viaCopy.failedCondition?.number, 5);
       assert.equal(await rbdExportSha256('a', `${POOL}/volume-${used}`), await snapshotSha(id, result.snapshot));
@@ -121,7 +121,7 @@ describe('backups on another cluster', () => {
 
     // Onto the source volume itself (condition 4), after changing it.
     await fx.writeRandom(id, randomRanges(size, 5));
-    const ontoSource = await engine.restore({ backup: full.record, target: { volume: { pool: POOL, id } } });
+    const ontoSource = await engine.restore({ backup: full.record, target: { volume: { pool: POOL, id } }, force: true });
     assert.equal(ontoSource.failedCondition?.number, 4);
     assert.equal(await rbdExportSha256('a', `${POOL}/volume-${id}`), await snapshotSha(id, full.snapshot));
   });

@@ -164,7 +164,7 @@ test('a restore into a volume that exists and was not made by a restore never re
   const backup = await tb.engine.backup({ pool: POOL, volumeId, backupId: 'r2' });
   const target = await tb.fx.newVolume(t, SIZE);
   await fill(target, 6);
-  const result = await tb.engine.restore({ backup: backup.record, target: { volume: { pool: POOL, id: target } } });
+  const result = await tb.engine.restore({ backup: backup.record, target: { volume: { pool: POOL, id: target } }, force: true });
   assert.equal(result.path, 'full');
   assert.equal(result.failedCondition?.number, 5);
   assert.equal(await volumeSha(target), await snapshotSha(volumeId, backup.snapshot));

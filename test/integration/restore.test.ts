@@ -14,13 +14,15 @@
 import { after, before, describe, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { readdirSync } from 'node:fs';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import {
-  BackupEngine, CancelledError, CephError, InconsistentBackupError, InvalidArgumentError, NotFoundError,
+  AlreadyExistsError, BackupEngine, BusyError, CancelledError, CephError, InconsistentBackupError, InvalidArgumentError,
+  NotFoundError,
   backupImageName, baseImageName, type BackupRecord, type BackupResult, type Cluster, type Pool, type RestoreRequest,
 } from '../../lib/index.js';
 import { rbd, sha256, testCluster, uniqueName } from '../support/clusters.js';
@@ -423,14 +425,14 @@ describe('condition 3: the target is not an RBD image', () => {
   });
 });
 
-describe('condition 4: the target is the backup\'s own source volume', () => {
+describe('condition 4: the target is the backup\'s own source volume (with force)', () => {
   test('restoring onto the source volume: full copy, condition 4, the volume gets the backup\'s bytes',
     { timeout: 120_000 }, async (t) => {
       const { id, backup } = await backedUpVolume(t);
       // Change data, and write where the backup had holes: the copy must put the holes back.
       await fx.writeRandom(id, [[0, 16 * MiB]]);
       assert.notEqual(await volumeSha(id), await snapshotSha(id, backup.snapshot));
-      const restored = await engine.restore({ backup: backup.record, target: { volume: { pool: POOL, id } } });
+      const restored = await engine.restore({ backup: backup.record, target: { volume: { pool: POOL, id } }, force: true });
       assert.equal(restored.path, 'full');
       assert.deepEqual(restored.failedCondition, { number: 4, reason: "the target is the backup's own source volume" });
       assert.equal(restored.target, `${POOL}/volume-${id}`);
@@ -443,7 +445,7 @@ describe('condition 4: the target is the backup\'s own source volume', () => {
       const { id, backup } = await backedUpVolume(t);
       await fx.withVolume(id, (image) => image.resize(24 * MiB));
       await fx.writeRandom(id, [[0, 24 * MiB]]);
-      const restored = await engine.restore({ backup: backup.record, target: { volume: { pool: POOL, id } } });
+      const restored = await engine.restore({ backup: backup.record, target: { volume: { pool: POOL, id } }, force: true });
       assert.equal(restored.failedCondition?.number, 4);
       assert.equal(await imageSize(volumes, `volume-${id}`), BigInt(24 * MiB));
       const exported = await rbdExportPrefix(`${POOL}/volume-${id}`, 16 * MiB);
@@ -452,14 +454,14 @@ describe('condition 4: the target is the backup\'s own source volume', () => {
     });
 });
 
-describe('condition 5: the target already holds data', () => {
+describe('condition 5: the target already holds data (with force)', () => {
   test('a used volume of the same size: full copy, condition 5, every byte replaced', { timeout: 120_000 },
     async (t) => {
       const { id, backup } = await backedUpVolume(t);
       const target = fx.targetId(t);
       await volumes.createImage(`volume-${target}`, 16 * MiB, { features: VOLUME_FEATURES });
       await fx.writeRandom(target, [[0, 16 * MiB]]);
-      const restored = await engine.restore({ backup: backup.record, target: { volume: { pool: POOL, id: target } } });
+      const restored = await engine.restore({ backup: backup.record, target: { volume: { pool: POOL, id: target } }, force: true });
       assert.equal(restored.path, 'full');
       assert.deepEqual(restored.failedCondition, { number: 5, reason: 'the target volume already holds data' });
       assert.equal(await volumeSha(target), await snapshotSha(id, backup.snapshot));
@@ -470,7 +472,7 @@ describe('condition 5: the target already holds data', () => {
     const target = fx.targetId(t);
     await volumes.createImage(`volume-${target}`, 24 * MiB, { features: VOLUME_FEATURES });
     await fx.writeRandom(target, [[0, 24 * MiB]]);
-    const restored = await engine.restore({ backup: backup.record, target: { volume: { pool: POOL, id: target } } });
+    const restored = await engine.restore({ backup: backup.record, target: { volume: { pool: POOL, id: target } }, force: true });
     assert.equal(restored.failedCondition?.number, 5);
     assert.equal(await imageSize(volumes, `volume-${target}`), BigInt(24 * MiB));
     const exported = await rbdExportPrefix(`${POOL}/volume-${target}`, 16 * MiB);
@@ -486,13 +488,112 @@ describe('condition 5: the target already holds data', () => {
     await fx.writeRandom(target, [[0, 16 * MiB]]);
     await fx.withVolume(target, (image) => image.write(tail, 16 * MiB));
     const keeping = new BackupEngine({ source: cluster, restoreDiscardExcessBytes: false });
-    const restored = await keeping.restore({ backup: backup.record, target: { volume: { pool: POOL, id: target } } });
+    const restored = await keeping.restore({ backup: backup.record, target: { volume: { pool: POOL, id: target } }, force: true });
     assert.equal(restored.failedCondition?.number, 5);
     const exported = await rbdExportPrefix(`${POOL}/volume-${target}`, 16 * MiB);
     assert.equal(exported.sha, await snapshotSha(id, backup.snapshot));
     assert.equal(exported.restIsZero, false);
     const kept = await fx.withVolume(target, (image) => image.read(16 * MiB, 8 * MiB));
     assert.ok(kept.equals(tail), 'the bytes past the backup are untouched');
+  });
+});
+
+// ---- safe restores -----------------------------------------------------------
+
+describe('safe restores: an existing volume is written only when it may be', () => {
+  /** A target volume of 16 MiB holding data of its own; its checksum. */
+  async function usedTarget(t: TestContext): Promise<{ target: string; before: string }> {
+    const target = fx.targetId(t);
+    await volumes.createImage(`volume-${target}`, 16 * MiB, { features: VOLUME_FEATURES });
+    await fx.writeRandom(target, [[0, 16 * MiB]]);
+    return { target, before: await volumeSha(target) };
+  }
+
+  test('a volume holding data: refused without force, unchanged; with force, every byte replaced', { timeout: 120_000 },
+    async (t) => {
+      const { id, backup } = await backedUpVolume(t);
+      const { target, before } = await usedTarget(t);
+      await assert.rejects(engine.restore({ backup: backup.record, target: { volume: { pool: POOL, id: target } } }),
+        (error: unknown) => {
+          assert.ok(error instanceof AlreadyExistsError, `expected AlreadyExistsError, got ${String(error)}`);
+          assert.equal(error.resource, `${POOL}/volume-${target}`);
+          assert.match(error.message, /the target volume already holds data; restore into a new or empty volume, or pass force: true \(--force\)/);
+          return true;
+        });
+      assert.equal(await volumeSha(target), before);
+      assert.deepEqual(await snapshotNames(volumes, `volume-${target}`), []);
+      const forced = await engine.restore({ backup: backup.record, target: { volume: { pool: POOL, id: target } }, force: true });
+      assert.equal(forced.failedCondition?.number, 5);
+      assert.equal(await volumeSha(target), await snapshotSha(id, backup.snapshot));
+    });
+
+  test('the backup\'s own source volume: refused without force, unchanged', async (t) => {
+    const { id, backup } = await backedUpVolume(t);
+    await fx.writeRandom(id, [[0, 4 * MiB]]);
+    const before = await volumeSha(id);
+    await assert.rejects(engine.restore({ backup: backup.record, target: { volume: { pool: POOL, id } } }),
+      (error: unknown) => {
+        assert.ok(error instanceof InvalidArgumentError, `expected InvalidArgumentError, got ${String(error)}`);
+        assert.match(error.message, /the target is the backup's own source volume.*force: true \(--force\)/);
+        return true;
+      });
+    assert.equal(await volumeSha(id), before);
+  });
+
+  test('a volume another client has open: BusyError naming the client, unchanged; with force, restored', { timeout: 120_000 },
+    async (t) => {
+      const { id, backup } = await backedUpVolume(t);
+      const target = fx.targetId(t);
+      await volumes.createImage(`volume-${target}`, 16 * MiB, { features: VOLUME_FEATURES });
+      const user = await volumes.openImage(`volume-${target}`);
+      try {
+        const [watcher] = await user.listWatchers();
+        assert.ok(watcher, 'an open image watches its header');
+        await assert.rejects(engine.restore({ backup: backup.record, target: { volume: { pool: POOL, id: target } } }),
+          (error: unknown) => {
+            assert.ok(error instanceof BusyError, `expected BusyError, got ${String(error)}`);
+            assert.match(error.message, new RegExp(`in use by client\\.${watcher.id} at ${watcher.address.replace(/[.[\]]/g, '\\$&')}; detach or unmap it first`));
+            return true;
+          });
+        assert.equal(await user.hasExtents(), false, 'nothing was written');
+        // A dry run says the same, and so does not hide it.
+        await assert.rejects(engine.restore({ backup: backup.record, target: { volume: { pool: POOL, id: target } }, dryRun: true }), BusyError);
+      } finally {
+        await user.close();
+      }
+      const forcedUser = await volumes.openImage(`volume-${target}`);
+      try {
+        const restored = await engine.restore({ backup: backup.record, target: { volume: { pool: POOL, id: target } }, force: true });
+        assert.equal(restored.path, 'diff', 'an empty volume: the diff path, in use or not');
+      } finally {
+        await forcedUser.close();
+      }
+      assert.equal(await volumeSha(target), await snapshotSha(id, backup.snapshot));
+    });
+
+  test('a dry run says the path and the condition and changes nothing', { timeout: 120_000 }, async (t) => {
+    const { backup } = await backedUpVolume(t);
+    const fresh = fx.targetId(t);
+    const planned = await engine.restore({ backup: backup.record, target: { volume: { pool: POOL, id: fresh } }, dryRun: true });
+    assert.equal(planned.dryRun, true);
+    assert.equal(planned.path, 'diff');
+    assert.equal(planned.bytesRead, 0);
+    assert.equal(planned.target, `${POOL}/volume-${fresh}`);
+    assert.equal(await volumes.imageExists(`volume-${fresh}`), false, 'no volume created');
+
+    const { target, before } = await usedTarget(t);
+    const forced = await engine.restore({ backup: backup.record, target: { volume: { pool: POOL, id: target } }, dryRun: true, force: true });
+    assert.deepEqual([forced.path, forced.failedCondition?.number], ['full', 5]);
+    assert.equal(await volumeSha(target), before);
+    await assert.rejects(engine.restore({ backup: backup.record, target: { volume: { pool: POOL, id: target } }, dryRun: true }),
+      AlreadyExistsError);
+
+    const file = join(scratchDir, uniqueName('dry'));
+    const toFile = await engine.restore({ backup: backup.record, target: { file }, dryRun: true });
+    assert.deepEqual([toFile.path, toFile.failedCondition?.number], ['full', 3]);
+    await assert.rejects(stat(file), { code: 'ENOENT' });
+    await assert.rejects(engine.restore({ backup: backup.record, target: { file: join(scratchDir, 'no-such-dir', 'x') }, dryRun: true }),
+      NotFoundError);
   });
 });
 
@@ -707,4 +808,28 @@ describe('cancellation', () => {
     assert.equal(exported.sha, await snapshotSha(id, backup.snapshot));
     assert.equal(exported.restIsZero, true);
   });
+
+  test('a file restore appears at its name only when complete: a cancelled one leaves nothing beside it', { timeout: 300_000 },
+    async (t) => {
+      const { id, backup, slow } = await bigBackup(t);
+      const dir = await mkdtemp(join(scratchDir, 'file-'));
+      t.after(() => rm(dir, { recursive: true, force: true }));
+      const file = join(dir, 'restored.raw');
+      const controller = new AbortController();
+      let partial: string[] = [];
+      await assert.rejects(slow.restore({
+        backup: backup.record, target: { file }, signal: controller.signal,
+        onProgress: (progress) => {
+          if (progress.done === 0 || progress.done >= progress.total || controller.signal.aborted) return;
+          partial = readdirSync(dir);
+          controller.abort();
+        },
+      }), CancelledError);
+      assert.equal(partial.length, 1, 'under way, the data went to one file');
+      assert.match(partial[0]!, /^\.restored\.raw\.partial-[0-9a-f]{8}$/, 'under a partial name beside the target');
+      assert.deepEqual(await readdir(dir), [], 'no file at its name, no partial file beside it');
+      await slow.restore({ backup: backup.record, target: { file } });
+      assert.deepEqual(await readdir(dir), ['restored.raw']);
+      assert.equal(sha256(await readFile(file)), await snapshotSha(id, backup.snapshot));
+    });
 });
