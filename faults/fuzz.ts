@@ -75,7 +75,7 @@ function mutate(rng: () => number, record: BackupRecord, exported: string): Inpu
 }
 
 /** The fields that say where a backup is (recordLocation): any other field cannot change what a restore does. */
-const LOCATION_FIELDS = ['id', 'volume_id', 'container', 'service_metadata', 'snapshot_id'];
+const LOCATION_FIELDS: ReadonlyArray<keyof BackupRecord> = ['id', 'volume_id', 'container', 'service_metadata', 'snapshot_id'];
 /** Of the records that name the real backup's location unchanged, one in this many is restored all the same. */
 const SAME_LOCATION_SAMPLE = 20;
 

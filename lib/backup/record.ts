@@ -13,6 +13,11 @@ export const REQUIRED_IMPORT_FIELDS = [
   'display_name', 'display_description', 'container', 'size', 'service_metadata', 'object_count', 'id',
 ] as const;
 
+/**
+ * A backup record with Cinder's field names. Fields of a Cinder record that
+ * are not named here are kept as they came (and exported again), but not
+ * typed: a misspelt field (`record.parentId`) is a compile error.
+ */
 export interface BackupRecord {
   id: string;
   volume_id: string;
@@ -34,8 +39,6 @@ export interface BackupRecord {
   availability_zone: string | null;
   snapshot_id: string | null;
   num_dependent_backups: number;
-  /** Any other field of a Cinder record, kept as it came. */
-  [field: string]: unknown;
 }
 
 /** Cinder's ISO 8601 form (oslo isotime): seconds, 'Z'. */
