@@ -5,9 +5,10 @@
  */
 import { access } from 'node:fs/promises';
 import { Cluster } from '../ceph/cluster.js';
-import { CephError, NotFoundError, TimeoutError, cephError } from '../ceph/errors.js';
+import { CephError, NotFoundError, PermissionError, TimeoutError, cephError } from '../ceph/errors.js';
 import { defaultKeyringSearch, splitPathList } from '../ceph/ceph-args.js';
-import { lookupClientSetting, readConf, type ConfSections } from '../ceph/ceph-conf.js';
+import { lookupClientSetting, parseConf, readConf, type ConfSections } from '../ceph/ceph-conf.js';
+import { readFile } from 'node:fs/promises';
 import type { ResolvedCluster } from './settings.js';
 
 const FLAGS = {
@@ -43,6 +44,20 @@ function keyringCandidates(target: ResolvedCluster, conf: ConfSections | undefin
   return { paths: defaultKeyringSearch(cluster, user), from: "librados' default search list" };
 }
 
+/** The first keyring file with a [client.USER] section (its key is never read out). */
+async function keyringHolding(paths: string[], user: string): Promise<string | undefined> {
+  for (const path of paths) {
+    const text = await readFile(path, 'utf8').catch(() => undefined);
+    if (text === undefined) continue;
+    try {
+      if (parseConf(text, path).has(`client.${user}`)) return path;
+    } catch {
+      // Not a keyring librados would accept either: not the one holding the key.
+    }
+  }
+  return undefined;
+}
+
 /**
  * Why the connect failed, in words: the missing configuration or keyring
  * file, the keyring that does not parse, the monitors that did not answer.
@@ -75,6 +90,15 @@ async function explain(error: CephError, target: ResolvedCluster): Promise<CephE
         detail: `cannot connect to ${who}: the keyring ${found[0]} could not be parsed (from ${keyrings.from}); it must hold a [client.${options.user}] section with key = <base64 secret>, as 'ceph auth get client.${options.user}' prints it; fix it or give another with ${flags.keyring}`,
       });
     }
+  }
+  if (error instanceof PermissionError) {
+    const holder = await keyringHolding(keyrings.paths, options.user);
+    return new PermissionError({
+      code: error.code, operation: 'connect', resource: holder ?? keyrings.paths.join(','), cause: error,
+      detail: holder === undefined
+        ? `cannot connect to ${who}: no keyring of ${keyrings.paths.join(', ')} (from ${keyrings.from}) holds a key for client.${options.user}; give its keyring with ${flags.keyring} ('ceph auth get client.${options.user} -o FILE' writes one)`
+        : `cannot connect to ${who}: the monitors refused the key for client.${options.user} in ${holder}; check it against 'ceph auth get client.${options.user}', or give the right keyring with ${flags.keyring}`,
+    });
   }
   if (error instanceof TimeoutError) {
     const monitors = options.monHost ?? (conf === undefined ? undefined : lookupClientSetting(conf.sections, options.user, 'mon_host'));

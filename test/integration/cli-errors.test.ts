@@ -11,7 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Cluster, Pool } from '../../lib/index.js';
+import { Cluster, NotFoundError, type Pool } from '../../lib/index.js';
 import type { ThrowawayCluster } from '../../lib/dev/throwaway-cluster.js';
 import { connect, testCluster, uniqueName } from '../support/clusters.js';
 import { removeImageFully } from '../support/scratch.js';
@@ -109,6 +109,26 @@ describe('rbd-backup CLI: usage, configuration and errors', () => {
     assert.equal(result.code, 1, result.stderr);
     assert.match(result.stderr, new RegExp(`the keyring ${escape(garbage)} could not be parsed \\(from --keyring\\); it must hold a \\[client\\.admin\\] section with key = `));
     assert.doesNotMatch(result.stderr, /^[^:]*Input\/output error\s*$/m);
+  });
+
+  test("a keyring without the user's key, and a refused key: which, and what to do (exit 5)", async () => {
+    await own.createUser('clinokey', 'backups');
+    const other = join(own.info.dir, 'client.clinokey.keyring');
+    const noKey = await run(['ls', '-c', own.info.conf, '-k', other, '--volume', volumeId]);
+    assert.equal(noKey.code, 5, noKey.stderr);
+    assert.match(noKey.stderr, new RegExp(`no keyring of ${escape(other)} \\(from --keyring\\) holds a key for client\\.admin; give its keyring with -k/--keyring`));
+    // The same keyring with client.admin's secret changed (bytes 16-20 of its base64 are the secret's).
+    const wrong = join(dir, 'wrong.keyring');
+    const text = await readFile(own.info.keyring, 'utf8');
+    const changed = text.replace(/(\[client\.admin\][^[]*?key = )(\S{20})(\S{4})/, (_m, head: string, keep: string, part: string) =>
+      `${head}${keep}${part === 'AAAA' ? 'BBBB' : 'AAAA'}`);
+    assert.notEqual(changed, text);
+    await writeFile(wrong, changed);
+    const refused = await run(['ls', '-c', own.info.conf, '-k', wrong, '--volume', volumeId]);
+    assert.equal(refused.code, 5, refused.stderr);
+    assert.match(refused.stderr, new RegExp(`the monitors refused the key for client\\.admin in ${escape(wrong)}; check it against 'ceph auth get client\\.admin'`));
+    const secret = /\[client\.admin\][^[]*?key = (\S+)/.exec(changed)?.[1] ?? '';
+    assert.ok(secret.length > 20 && !refused.stderr.includes(secret), 'no key in the message');
   });
 
   test('a dead monitor: its address and where to check, within the connect timeout', async () => {
@@ -227,5 +247,43 @@ describe('rbd-backup CLI: usage, configuration and errors', () => {
     const missing = await run(['import-record', ...args, '--check', forged]);
     assert.equal(missing.code, 3, missing.stderr);
     assert.match(missing.stderr, new RegExp(`the record names backup gone-backup of volume ${volumeId}, which is not in pool backups`));
+  });
+});
+
+describe('Cluster.connect reads CEPH_CONF and CEPH_ARGS for what it is not given', () => {
+  const saved = { conf: process.env.CEPH_CONF, args: process.env.CEPH_ARGS };
+  const restore = (name: 'CEPH_CONF' | 'CEPH_ARGS', value: string | undefined): void => {
+    if (value === undefined) delete process.env[name];
+    else process.env[name] = value;
+  };
+  after(() => {
+    restore('CEPH_CONF', saved.conf);
+    restore('CEPH_ARGS', saved.args);
+  });
+
+  test('CEPH_CONF, CEPH_ARGS, explicit options over both, and environment: false', async () => {
+    const { info } = await testCluster('a');
+    process.env.CEPH_CONF = info.conf;
+    delete process.env.CEPH_ARGS;
+    const viaConf = await Cluster.connect({ timeoutMs: 20_000 });
+    assert.match(viaConf.name, new RegExp(`conf ${escape(info.conf)}`));
+    await viaConf.close();
+
+    process.env.CEPH_CONF = '/nonexistent/ceph.conf';
+    process.env.CEPH_ARGS = `--conf ${info.conf} --id admin --keyring=${info.keyring}`;
+    const viaArgs = await Cluster.connect({ timeoutMs: 20_000 });
+    assert.match(viaArgs.name, new RegExp(`conf ${escape(info.conf)}`), 'CEPH_ARGS over CEPH_CONF');
+    await viaArgs.close();
+
+    await assert.rejects(Cluster.connect({ conf: '/nonexistent/explicit.conf', timeoutMs: 20_000 }),
+      (error: unknown) => error instanceof NotFoundError, 'an explicit conf wins over the environment');
+    process.env.CEPH_ARGS = '--keyring /nonexistent/keyring';
+    process.env.CEPH_CONF = info.conf;
+    await assert.rejects(Cluster.connect({ timeoutMs: 20_000 }), 'the keyring CEPH_ARGS names is used');
+    const explicitKeyring = await Cluster.connect({ keyring: info.keyring, timeoutMs: 20_000 });
+    await explicitKeyring.close();
+    // environment: false: CEPH_CONF (a working conf here) is not read, the default is.
+    await assert.rejects(Cluster.connect({ environment: false, cluster: 'cli-no-such-cluster', timeoutMs: 20_000 }),
+      (error: unknown) => error instanceof NotFoundError && error.message.includes('/etc/ceph/cli-no-such-cluster.conf'));
   });
 });
