@@ -16,7 +16,7 @@ function jsonReplacer(_key: string, value: unknown): unknown {
 
 async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
-  if (name === '--version' || name === '-V') {
+  if (name === '--version') {
     process.stdout.write(`rbd-backup ${await packageVersion()}\n`);
     return EXIT.ok;
   }

@@ -3,12 +3,11 @@
  * message that names the file or address at fault and what to do: librados
  * says only ENOENT, EIO or ETIMEDOUT.
  */
-import { access } from 'node:fs/promises';
+import { access, readFile } from 'node:fs/promises';
 import { Cluster } from '../ceph/cluster.js';
 import { CephError, NotFoundError, PermissionError, TimeoutError, cephError } from '../ceph/errors.js';
 import { defaultKeyringSearch, splitPathList } from '../ceph/ceph-args.js';
 import { lookupClientSetting, parseConf, readConf, type ConfSections } from '../ceph/ceph-conf.js';
-import { readFile } from 'node:fs/promises';
 import type { ResolvedCluster } from './settings.js';
 
 const FLAGS = {
@@ -68,7 +67,9 @@ async function explain(error: CephError, target: ResolvedCluster): Promise<CephE
   const { options } = target;
   const who = `the ${target.role} cluster as client.${options.user}`;
   const conf = await readFirstConf(options.conf);
-  if (error.code === 'ENOENT' && options.conf !== undefined && conf === undefined) {
+  const confPaths = options.conf === undefined ? [] : splitPathList(options.conf);
+  const anyConf = (await Promise.all(confPaths.map(exists))).some(Boolean);
+  if (error.code === 'ENOENT' && options.conf !== undefined && !anyConf) {
     return new NotFoundError({
       code: 'ENOENT', operation: 'connect', resource: options.conf, cause: error,
       detail: `cannot connect to ${who}: the configuration file ${options.conf} (from ${target.confFrom}) does not exist; give the cluster's ceph.conf with ${flags.conf}`,

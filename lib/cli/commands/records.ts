@@ -2,7 +2,7 @@
 import { CEPH_BACKUP_SERVICE, importRecord, type BackupRecord } from '../../backup/record.js';
 import { NotFoundError } from '../../ceph/errors.js';
 import { UsageError } from '../exit-codes.js';
-import { readUserFile, required, resolveRecord, type Command, type Output } from '../command.js';
+import { optional, readUserFile, required, resolveRecord, type Command, type Output, type Values } from '../command.js';
 
 export const exportRecord: Command = {
   summary: "print a backup's record (Cinder's base64 format)",
@@ -22,8 +22,8 @@ export const exportRecord: Command = {
 };
 
 /** The record text of `import-record [SERVICE] RECORD` or `--record-file`. */
-async function recordText(values: Record<string, unknown>, positionals: string[]): Promise<string> {
-  const file = typeof values['record-file'] === 'string' ? values['record-file'] : undefined;
+async function recordText(values: Values, positionals: string[]): Promise<string> {
+  const file = optional(values, 'record-file');
   if (file !== undefined && positionals.length > 0) throw new UsageError('give the record or --record-file, not both');
   if (file !== undefined) return readUserFile(file, '--record-file');
   if (positionals.length === 2) {
