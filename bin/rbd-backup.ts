@@ -1,16 +1,25 @@
 #!/usr/bin/env node
 /** The rbd-backup command line (see `rbd-backup --help`). */
-import { COMMANDS, commandHelp, mainHelp, parseCommand, runCommand } from '../lib/cli/commands.js';
+import { COMMANDS, commandHelp, mainHelp, parseCommand } from '../lib/cli/commands.js';
+import type { Ui } from '../lib/cli/command.js';
 import { EXIT, exitCodeFor, UsageError } from '../lib/cli/exit-codes.js';
+import { progressReporter } from '../lib/cli/progress.js';
+import { runCommand } from '../lib/cli/run.js';
+import { packageVersion } from '../lib/cli/version.js';
 
+/** JSON output: sizes (bigint inside) as numbers, errors with their fields. */
 function jsonReplacer(_key: string, value: unknown): unknown {
-  if (typeof value === 'bigint') return value.toString();
+  if (typeof value === 'bigint') return Number(value);
   if (value instanceof Error) return { ...value, name: value.name, message: value.message };
   return value;
 }
 
 async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
+  if (name === '--version') {
+    process.stdout.write(`rbd-backup ${await packageVersion()}\n`);
+    return EXIT.ok;
+  }
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     process.stdout.write(mainHelp());
     return name === undefined ? EXIT.usage : EXIT.ok;
@@ -21,21 +30,32 @@ async function main(argv: string[]): Promise<number> {
   }
   let json = rest.includes('--json');
   try {
-    const values = parseCommand(name, rest);
+    const { values, positionals } = parseCommand(name, rest);
     json = values.json === true;
     if (values.help) {
       process.stdout.write(commandHelp(name));
       return EXIT.ok;
     }
+    if (values.version) {
+      process.stdout.write(`rbd-backup ${await packageVersion()}\n`);
+      return EXIT.ok;
+    }
+    const quiet = values.quiet === true;
+    const showProgress = !json && !quiet && values['no-progress'] !== true;
     const controller = new AbortController();
+    const ui: Ui = {
+      progress: (label) => (showProgress ? progressReporter(label) : undefined),
+      notice: (text) => { if (!quiet) process.stderr.write(`rbd-backup ${name}: ${text}\n`); },
+      signal: controller.signal,
+    };
     const onSignal = (): void => controller.abort(new Error('interrupted'));
     process.once('SIGINT', onSignal);
     process.once('SIGTERM', onSignal);
     try {
-      const result = await runCommand(name, values, controller.signal);
-      // A raw image went to stdout: nothing else may follow it there.
-      if (!values.stdout) {
-        process.stdout.write(`${json ? JSON.stringify(result, jsonReplacer, 2) : COMMANDS[name].print(result)}\n`);
+      const output = await runCommand(name, values, positionals, ui);
+      // text undefined: a raw image went to stdout, and nothing else may follow it there.
+      if (output.text !== undefined) {
+        process.stdout.write(`${json ? JSON.stringify(output.data, jsonReplacer, 2) : output.text}\n`);
       }
     } finally {
       process.off('SIGINT', onSignal);
@@ -48,7 +68,7 @@ async function main(argv: string[]): Promise<number> {
       process.stderr.write(`${JSON.stringify({ error: error instanceof Error ? error : String(error), exitCode: code }, jsonReplacer)}\n`);
     } else {
       process.stderr.write(`rbd-backup ${name}: ${error instanceof Error ? error.message : String(error)}\n`);
-      if (error instanceof UsageError) process.stderr.write(`\n${commandHelp(name)}`);
+      if (error instanceof UsageError) process.stderr.write(`(rbd-backup ${name} --help for its options)\n`);
     }
     return code;
   }

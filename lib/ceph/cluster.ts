@@ -8,17 +8,36 @@ import { fromNative, invalidArgument, nativeCall, TimeoutError } from './errors.
 import { checkName, toIntInRange } from './validate.js';
 import { Pool } from './pool.js';
 import { logCeph } from './log.js';
+import { cephEnvironment, DEFAULT_CLUSTER, defaultConfPath, defaultKeyringSearch, splitPathList } from './ceph-args.js';
+import { lookupClientSetting, readConf } from './ceph-conf.js';
 
+/**
+ * Each setting not given here comes from the environment as the Ceph tools
+ * take it (CEPH_ARGS, then CEPH_CONF for the file), then from the default.
+ */
 export interface ConnectOptions {
-  /** Ceph configuration file. Default /etc/ceph/ceph.conf, unless monHost is given. */
+  /**
+   * Ceph configuration file (or a comma-separated list: the first that
+   * exists). Default: CEPH_ARGS' -c/--conf, else CEPH_CONF, else
+   * /etc/ceph/$cluster.conf; none when monHost is given.
+   */
   conf?: string;
-  /** Ceph user, with or without the 'client.' prefix. Default 'admin'. */
+  /** Ceph user, with or without the 'client.' prefix. Default: CEPH_ARGS' --id/--user/--name, else 'admin'. */
   user?: string;
-  /** Keyring file holding the user's key. */
+  /**
+   * Keyring file (or a comma-separated search list). Default: CEPH_ARGS'
+   * -k/--keyring, else the configuration's, else librados' search list
+   * (/etc/ceph/$cluster.client.$id.keyring, /etc/ceph/$cluster.keyring,
+   * /etc/ceph/keyring, /etc/ceph/keyring.bin).
+   */
   keyring?: string;
+  /** Cluster name, the $cluster of the default paths. Default: CEPH_ARGS' --cluster, else 'ceph'. */
+  cluster?: string;
+  /** Read CEPH_ARGS and CEPH_CONF for what is not given here. Default true. */
+  environment?: boolean;
   /** The user's secret key (base64), instead of a keyring. Never logged. */
   key?: string;
-  /** Monitor addresses, e.g. '127.0.0.1:6789'; overrides the file's. */
+  /** Monitor addresses, e.g. 'v2:127.0.0.1:3300'; overrides the file's. Default: CEPH_ARGS' -m/--mon-host. */
   monHost?: string;
   /** Limit for connecting and for each monitor command. Default 30000 ms. */
   timeoutMs?: number;
@@ -28,7 +47,8 @@ export interface ConnectOptions {
   options?: Record<string, string>;
 }
 
-const DEFAULT_CONF = '/etc/ceph/ceph.conf';
+/** Ceph's cluster names are used in file names: keep them to plain characters. */
+const CLUSTER_NAME = /^[A-Za-z0-9_-]{1,64}$/;
 /** An entity address or address vector ('v1:127.0.0.1:0/1283590212', '[v2:...,v1:...]'): printable ASCII without spaces. */
 const CLIENT_ADDRESS = /^[\x21-\x7e]{1,256}$/;
 /** The longest blocklisting accepted: a year. Fencing wants far less. */
@@ -59,10 +79,19 @@ export class Cluster {
 
   /** Connects (rados_connect) off the JavaScript thread. */
   static async connect(options: ConnectOptions = {}): Promise<Cluster> {
-    const user = (options.user ?? 'admin').replace(/^client\./, '');
-    const conf = options.conf ?? (options.monHost === undefined ? DEFAULT_CONF : undefined);
-    const name = `cluster(client.${user}${options.monHost ? ` mon ${options.monHost}` : ''}${conf ? ` conf ${conf}` : ''})`;
+    const env = options.environment === false ? { args: {}, confEnv: undefined } : cephEnvironment();
+    const clusterName = options.cluster ?? env.args.cluster ?? DEFAULT_CLUSTER;
+    const user = (options.user ?? env.args.user ?? 'admin').replace(/^client\./, '');
+    const monHost = options.monHost ?? env.args.monHost;
+    const conf = options.conf ?? env.args.conf ?? env.confEnv ??
+      (monHost === undefined ? defaultConfPath(clusterName) : undefined);
+    const name = `cluster(client.${user}${clusterName === DEFAULT_CLUSTER ? '' : ` cluster ${clusterName}`}${monHost ? ` mon ${monHost}` : ''}${conf ? ` conf ${conf}` : ''})`;
     checkName('user', user, 'connect', name);
+    if (!CLUSTER_NAME.test(clusterName)) {
+      throw invalidArgument('connect', name, `cluster name must be 1-64 letters, digits, '_' or '-', got ${JSON.stringify(clusterName)}`);
+    }
+    const keyring = options.keyring ?? env.args.keyring ??
+      (options.key === undefined ? await keyringOfNamedCluster(clusterName, conf, user) : undefined);
     const timeoutMs = toIntInRange('timeoutMs', options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
       1, 24 * 3600 * 1000, 'connect', name);
     const settings: Array<[string, string]> = [
@@ -92,8 +121,8 @@ export class Cluster {
     const opTimeoutMs = options.opTimeoutMs === undefined ? undefined
       : toIntInRange('opTimeoutMs', options.opTimeoutMs, 1, 24 * 3600 * 1000, 'connect', name);
     if (opTimeoutMs !== undefined) settings.push(['rados_osd_op_timeout', seconds(opTimeoutMs)]);
-    if (options.monHost !== undefined) settings.push(['mon_host', options.monHost]);
-    if (options.keyring !== undefined) settings.push(['keyring', options.keyring]);
+    if (monHost !== undefined) settings.push(['mon_host', monHost]);
+    if (keyring !== undefined) settings.push(['keyring', keyring]);
     for (const [key, value] of Object.entries(options.options ?? {})) {
       settings.push([key, String(value)]);
     }
@@ -204,6 +233,23 @@ export class Cluster {
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }
+}
+
+/**
+ * The native layer creates every connection as cluster 'ceph', so librados'
+ * own keyring search list would look for /etc/ceph/ceph.*: for another
+ * cluster name the list is given with that name, unless the configuration
+ * names a keyring itself (which librados then reads, as for 'ceph').
+ */
+async function keyringOfNamedCluster(cluster: string, conf: string | undefined, user: string): Promise<string | undefined> {
+  if (cluster === DEFAULT_CLUSTER) return undefined;
+  for (const path of conf === undefined ? [] : splitPathList(conf)) {
+    const sections = await readConf(path).catch(() => undefined);
+    if (sections === undefined) continue;
+    if (lookupClientSetting(sections, user, 'keyring') !== undefined) return undefined;
+    break;
+  }
+  return defaultKeyringSearch(cluster, user).join(',');
 }
 
 /**

@@ -37,5 +37,5 @@ export const EXIT_CODES_HELP = `Exit codes:
   4    busy (another backup of the volume runs; image in use)
   5    permission denied (cephx)
   6    timed out
-  7    invalid argument or corrupt record/stream
+  7    invalid argument, or a corrupt record, stream or configuration file
   130  cancelled (Ctrl-C)`;

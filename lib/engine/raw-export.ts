@@ -10,9 +10,9 @@
 import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { link, lstat, open, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import type { Writable } from 'node:stream';
-import { fromSystem, invalidArgument, type CephError } from '../ceph/errors.js';
+import { cephError, fromSystem, invalidArgument, type CephError } from '../ceph/errors.js';
 import { checkName } from '../ceph/validate.js';
 import type { Image } from '../ceph/image.js';
 import {
@@ -70,24 +70,28 @@ async function onFile<T>(path: string, doing: string, op: () => Promise<T>): Pro
   }
 }
 
-/** A refusal as the file system would give it, before anything is read. */
+/** A refusal as the file system would give it, saying what to do. */
+function refusal(path: string, code: 'EEXIST' | 'ENOENT' | 'ENOTDIR', detail: string): CephError {
+  return cephError({ code, errno: { EEXIST: 17, ENOENT: 2, ENOTDIR: 20 }[code], operation: 'exportRaw', resource: path, detail });
+}
+
 function alreadyExists(path: string): CephError {
-  return fromSystem(Object.assign(new Error(`EEXIST: file already exists '${path}'`), { code: 'EEXIST', errno: -17 }),
-    'exportRaw', path, 'cannot create the file');
+  return refusal(path, 'EEXIST', 'cannot create the file: it already exists and is not overwritten; remove it or give another path');
 }
 
 /**
  * Refuses a path the export could not give its name to, before anything
  * is read: an existing file (unless overwrite), a directory that is not
- * there. Also what a restore's dry run checks.
+ * there. Also what a restore's dry run and the CLI check first.
  */
 export async function checkExportPath(path: string, overwrite = false): Promise<void> {
   if (!overwrite && await onFile(path, 'cannot create the file', () => exists(path))) throw alreadyExists(path);
-  const dir = await onFile(path, 'cannot create the file', () => stat(dirname(path)));
-  if (!dir.isDirectory()) {
-    throw fromSystem(Object.assign(new Error(`ENOTDIR: not a directory '${dirname(path)}'`), { code: 'ENOTDIR', errno: -20 }),
-      'exportRaw', path, 'cannot create the file');
-  }
+  const directory = dirname(resolve(path));
+  const dir = await stat(directory).catch((error: unknown) => {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw fromSystem(error, 'exportRaw', path, 'cannot create the file');
+    throw refusal(path, 'ENOENT', `cannot create the file: the directory ${directory} does not exist; create it or give another path`);
+  });
+  if (!dir.isDirectory()) throw refusal(path, 'ENOTDIR', `cannot create the file: ${directory} is not a directory`);
 }
 
 async function openFile(path: string, overwrite: boolean): Promise<TargetFile> {

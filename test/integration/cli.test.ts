@@ -7,43 +7,16 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { Cluster, Pool } from '../../lib/index.js';
 import { connect, rbdExportSha256, testCluster, uniqueName } from '../support/clusters.js';
 import { removeImageFully } from '../support/scratch.js';
+import { run, runRaw } from '../support/cli-run.js';
 
-const CLI = fileURLToPath(new URL('../../bin/rbd-backup.js', import.meta.url));
 const MiB = 1 << 20;
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function run(args: string[]): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args], { maxBuffer: 64 << 20, timeout: 120_000 },
-      (error, stdout, stderr) => {
-        resolve({ code: error ? (typeof error.code === 'number' ? error.code : null) : 0, stdout, stderr });
-      });
-  });
-}
-
-/** run, with standard output as bytes (a raw image). */
-function runRaw(args: string[]): Promise<{ code: number | null; stdout: Buffer; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args], { encoding: 'buffer', maxBuffer: 64 << 20, timeout: 120_000 },
-      (error, stdout, stderr) => {
-        resolve({ code: error ? (typeof error.code === 'number' ? error.code : null) : 0, stdout, stderr: stderr.toString() });
-      });
-  });
-}
 
 describe('rbd-backup CLI', () => {
   let cluster: Cluster;
@@ -87,7 +60,7 @@ describe('rbd-backup CLI', () => {
   test('--help lists the commands and the exit codes; bad usage exits 2', async () => {
     const help = await run(['--help']);
     assert.equal(help.code, 0);
-    for (const command of ['backup', 'restore', 'delete', 'prune', 'ls', 'export-record', 'import-record']) {
+    for (const command of ['backup', 'restore', 'delete', 'prune', 'gc', 'ls', 'show', 'export-record', 'import-record']) {
       assert.match(help.stdout, new RegExp(`^  ${command} `, 'm'));
     }
     assert.match(help.stdout, /130 +cancelled/);
@@ -108,7 +81,7 @@ describe('rbd-backup CLI', () => {
     assert.match(badOption.stderr, /Unknown option '--bogus'/);
     const missing = await run(['backup', ...clusterArgs, '--volume', volumeId]);
     assert.equal(missing.code, 2);
-    assert.match(missing.stderr, /--pool is required/);
+    assert.match(missing.stderr, /-p\/--pool is required/);
   });
 
   test('backup (full, then incremental), ls, restore to a volume and to a file, records, prune, delete',
@@ -117,8 +90,9 @@ describe('rbd-backup CLI', () => {
       const backup = await run(['backup', ...clusterArgs, '--pool', 'rbd', '--volume', volumeId, '--backup-id', backupId]);
       assert.equal(backup.code, 0, backup.stderr);
       assert.match(backup.stdout, new RegExp(`^backup ${backupId} of volume ${volumeId}: full$`, 'm'));
-      // Not a terminal: progress comes as plain lines on stderr, ending at 100%.
-      assert.match(backup.stderr, /^backup: 100% /m);
+      // Not a terminal: progress comes as plain lines on stderr, one per tenth, ending at 100%.
+      assert.deepEqual([...backup.stderr.matchAll(/^backup: (\d+)% \(/gm)].map((m) => Number(m[1])),
+        [0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100]);
       const [, snapshot, image] = /^snapshot (\S+) on (\S+)$/m.exec(backup.stdout)!;
       assert.equal(image, chain, 'a full backup has its own chain image');
       const expected = await rbdExportSha256('a', `rbd/volume-${volumeId}@${snapshot}`);
@@ -138,15 +112,48 @@ describe('rbd-backup CLI', () => {
 
       const listed = await run(['ls', ...clusterArgs, '--volume', volumeId, '--json']);
       assert.equal(listed.code, 0, listed.stderr);
-      const entries = JSON.parse(listed.stdout) as Array<{ record: { id: string }; snapshot: string; image: string; full: boolean }>;
-      assert.deepEqual(entries.map((e) => [e.record.id, e.image, e.snapshot, e.full]),
-        [[backupId, chain, snapshot, true], [secondId, chain, secondSnapshot, false]]);
+      const entries = JSON.parse(listed.stdout) as Array<{
+        volumeId: string; backupId: string; type: string; parentId: string | null; sizeBytes: unknown;
+        createdAt: string; image: string; snapshot: string; record: { id: string; size: unknown };
+      }>;
+      assert.deepEqual(entries.map((e) => [e.volumeId, e.backupId, e.image, e.snapshot, e.type, e.parentId]),
+        [[volumeId, backupId, chain, snapshot, 'full', null], [volumeId, secondId, chain, secondSnapshot, 'incremental', backupId]]);
+      for (const e of entries) {
+        assert.equal(e.sizeBytes, 16 * MiB, 'sizes are numbers in JSON');
+        assert.equal(typeof e.record.size, 'number');
+        assert.ok(!Number.isNaN(Date.parse(e.createdAt)));
+      }
       const listedText = await run(['ls', ...clusterArgs, '--volume', volumeId]);
       assert.equal(listedText.code, 0, listedText.stderr);
       const lines = listedText.stdout.trim().split('\n');
-      assert.equal(lines.length, 2);
-      assert.match(lines[0], new RegExp(`^${backupId}  \\S+  full  \\d+ MiB  ${chain.replace(/\./g, '\\.')}@${snapshot.replace(/\./g, '\\.')}$`));
-      assert.match(lines[1], new RegExp(`^${secondId}  \\S+  incr  \\d+ MiB  ${chain.replace(/\./g, '\\.')}@`));
+      assert.equal(lines.length, 3);
+      assert.match(lines[0], /^BACKUP +TYPE +CREATED +SIZE +NAME +IMAGE@SNAPSHOT$/);
+      const at = (name: string): string => name.replace(/\./g, '\\.');
+      assert.match(lines[1], new RegExp(`^${backupId} +full +\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d +16\\.0 MiB +- +${at(chain)}@${at(snapshot)}$`));
+      assert.match(lines[2], new RegExp(`^${secondId} +incr +.+ +16\\.0 MiB +- +${at(chain)}@${at(secondSnapshot)}$`));
+
+      const all = await run(['ls', ...clusterArgs, '--all', '--json']);
+      assert.equal(all.code, 0, all.stderr);
+      const ours = (JSON.parse(all.stdout) as Array<{ volumeId: string; backupId: string }>).filter((e) => e.volumeId === volumeId);
+      assert.deepEqual(ours.map((e) => e.backupId), [backupId, secondId], 'ls --all lists every volume with backups');
+      const allText = await run(['ls', ...clusterArgs, '--all']);
+      assert.match(allText.stdout, /^VOLUME +BACKUP +TYPE/);
+      assert.match(allText.stdout, new RegExp(`^${volumeId} +${secondId} +incr `, 'm'));
+
+      const shown = await run(['show', ...clusterArgs, '--volume', volumeId, '--backup-id', secondId, '-p', 'rbd']);
+      assert.equal(shown.code, 0, shown.stderr);
+      assert.match(shown.stdout, new RegExp(`^type +incremental$`, 'm'));
+      assert.match(shown.stdout, new RegExp(`^parent +${backupId}$`, 'm'));
+      assert.match(shown.stdout, new RegExp(`^image +backups/${at(chain)}$`, 'm'));
+      assert.match(shown.stdout, new RegExp(`^snapshot +${at(secondSnapshot)}$`, 'm'));
+      assert.match(shown.stdout, /^size +16\.0 MiB$/m);
+      assert.match(shown.stdout, new RegExp(`^on source +present \\(rbd/volume-${volumeId}\\)$`, 'm'));
+      const shownJson = JSON.parse((await run(['show', ...clusterArgs, '--volume', volumeId, '--backup-id', backupId, '--json'])).stdout) as
+        { type: string; sizeBytes: unknown; sourceSnapshot: unknown };
+      assert.deepEqual([shownJson.type, shownJson.sizeBytes, shownJson.sourceSnapshot], ['full', 16 * MiB, null]);
+      const shownMissing = await run(['show', ...clusterArgs, '--volume', volumeId, '--backup-id', 'nope']);
+      assert.equal(shownMissing.code, 3);
+      assert.match(shownMissing.stderr, new RegExp(`no backup nope of volume ${volumeId} in pool backups; list them with: rbd-backup ls --volume ${volumeId}`));
 
       const restored = await run(['restore', ...clusterArgs, '--volume', volumeId, '--backup-id', backupId,
         '--target-pool', 'rbd', '--target-volume', restoredId, '--json']);
@@ -171,10 +178,32 @@ describe('rbd-backup CLI', () => {
       assert.match(volumeWithoutPool.stderr, /--target-volume needs --target-pool/);
       await assert.rejects(readFile(join(dir, 'never.raw')), { code: 'ENOENT' });
 
+      // Safe restores: the restored volume now holds data, the source is the source.
+      const ontoUsed = await run(['restore', ...clusterArgs, '--volume', volumeId, '--backup-id', backupId,
+        '--target-pool', 'rbd', '--target-volume', restoredId]);
+      assert.equal(ontoUsed.code, 1, ontoUsed.stderr);
+      assert.match(ontoUsed.stderr, /the target volume already holds data; restore into a new or empty volume, or pass force: true \(--force\)/);
+      const ontoSource = await run(['restore', ...clusterArgs, '--volume', volumeId, '--backup-id', backupId,
+        '--target-pool', 'rbd', '--target-volume', volumeId]);
+      assert.equal(ontoSource.code, 7, ontoSource.stderr);
+      assert.match(ontoSource.stderr, /the target is the backup's own source volume/);
+      const planned = await run(['restore', ...clusterArgs, '--volume', volumeId, '--backup-id', backupId,
+        '--target-pool', 'rbd', '--target-volume', restoredId, '--force', '--dry-run']);
+      assert.equal(planned.code, 0, planned.stderr);
+      assert.match(planned.stdout, new RegExp(`^dry run: would restore backups/${chain.replace(/\./g, '\\.')}@.* -> rbd/volume-${restoredId} by a full copy; nothing was changed\nfull copy because condition 5 fails: the target volume already holds data$`, 'm'));
+      const fresh = uniqueName('clid');
+      const plannedNew = await run(['restore', ...clusterArgs, '--volume', volumeId, '--backup-id', backupId,
+        '--target-pool', 'rbd', '--target-volume', fresh, '--dry-run', '--json']);
+      assert.equal(plannedNew.code, 0, plannedNew.stderr);
+      assert.deepEqual((({ dryRun, path, bytesRead }) => ({ dryRun, path, bytesRead }))(JSON.parse(plannedNew.stdout) as
+        { dryRun: boolean; path: string; bytesRead: number }), { dryRun: true, path: 'diff', bytesRead: 0 });
+      assert.equal(await pool.imageExists(`volume-${fresh}`), false, 'a dry run creates nothing');
+      assert.equal(await rbdExportSha256('a', `rbd/volume-${restoredId}`), expected, 'refusals and dry runs changed nothing');
+
       const exported = await run(['export-record', ...clusterArgs, '--volume', volumeId, '--backup-id', backupId]);
       assert.equal(exported.code, 0, exported.stderr);
       const record = exported.stdout.trim();
-      const imported = await run(['import-record', ...clusterArgs, record]);
+      const imported = await run(['import-record', record]);
       assert.equal(imported.code, 0, imported.stderr);
       assert.match(imported.stdout, new RegExp(`backup ${backupId} of volume ${volumeId} in pool backups`));
       assert.ok(imported.stdout.includes(`"base":"${chain}"`), imported.stdout);
@@ -185,7 +214,9 @@ describe('rbd-backup CLI', () => {
       assert.match(toFile.stdout, /full copy because condition 3 failed: the target is not an RBD image/);
       assert.equal(createHash('sha256').update(await readFile(file)).digest('hex'), expected);
       const again = await run(['restore', ...clusterArgs, '--record', record, '--target-file', file]);
-      assert.notEqual(again.code, 0, 'an existing file is refused');
+      assert.equal(again.code, 1, 'an existing file is refused');
+      assert.match(again.stderr, new RegExp(`${file.replace(/\./g, '\\.')}: cannot create the file: it already exists and is not overwritten; remove it or give another path \\[EEXIST\\]`));
+      assert.doesNotMatch(again.stderr, /still open/);
       assert.equal(createHash('sha256').update(await readFile(file)).digest('hex'), expected, 'and left as it was');
       const toStdout = await runRaw(['restore', ...clusterArgs, '--volume', volumeId, '--backup-id', secondId, '--stdout']);
       assert.equal(toStdout.code, 0, toStdout.stderr);
@@ -216,7 +247,7 @@ describe('rbd-backup CLI', () => {
       const deletedAgain = await run(['delete', ...clusterArgs, '--record', record]);
       assert.equal(deletedAgain.code, 3, deletedAgain.stderr);
       const none = await run(['ls', ...clusterArgs, '--volume', volumeId]);
-      assert.equal(none.stdout.trim(), 'no backups');
+      assert.equal(none.stdout.trim(), `no backups of volume ${volumeId} in pool backups`);
     });
 
   test('documented exit codes for a missing backup, a bad id and a bad record', async () => {
@@ -227,7 +258,7 @@ describe('rbd-backup CLI', () => {
     const badId = await run(['backup', ...clusterArgs, '--pool', 'rbd', '--volume', '../etc']);
     assert.equal(badId.code, 7);
     assert.match(badId.stderr, /volume id must be/);
-    const badRecord = await run(['import-record', ...clusterArgs, 'not base64!', '--json']);
+    const badRecord = await run(['import-record', 'not base64!', '--json']);
     assert.equal(badRecord.code, 7);
     const error = JSON.parse(badRecord.stderr) as { exitCode: number; error: { code: string; message: string } };
     assert.equal(error.exitCode, 7);

@@ -71,7 +71,7 @@ test('file-system failures are typed CephErrors naming the path, and leak no ima
   const existing = join(dir, 'existing.raw');
   writeFileSync(existing, 'keep me');
   await assertCephError(exportOnOwnPool(existing, {}), AlreadyExistsError,
-    { code: 'EEXIST', operation: 'exportRaw', resource: existing, message: /cannot create the file: already exists/ });
+    { code: 'EEXIST', operation: 'exportRaw', resource: existing, message: /cannot create the file: it already exists and is not overwritten; remove it or give another path/ });
   assert.equal(readFileSync(existing, 'utf8'), 'keep me', 'a refused export leaves the existing file alone');
 
   const missingDir = join(dir, 'no-such-dir', 'x.raw');

@@ -1,0 +1,107 @@
+/**
+ * What a CLI command is: its options and help, a prepare step that checks
+ * the usage and reads local files before any connection, and the run that
+ * follows (on the clusters, or offline).
+ */
+import { readFile } from 'node:fs/promises';
+import type { ParseArgsConfig } from 'node:util';
+import type { BackupEngine } from '../backup/engine.js';
+import { importRecord, type BackupRecord } from '../backup/record.js';
+import { fromSystem, NotFoundError } from '../ceph/errors.js';
+import { UsageError } from './exit-codes.js';
+import type { ProgressReporter } from './progress.js';
+
+export type Options = NonNullable<ParseArgsConfig['options']>;
+export type Values = Record<string, string | boolean | undefined>;
+
+/** What the command shows: `data` for --json, `text` for people (undefined: nothing, stdout carried a raw image). */
+export interface Output {
+  data: unknown;
+  text: string | undefined;
+}
+
+/** The terminal side of a run. */
+export interface Ui {
+  /** A progress reporter, or undefined when progress is off (--json, --quiet, --no-progress). */
+  progress(label: string): ProgressReporter | undefined;
+  /** A note on stderr (not with --quiet). */
+  notice(text: string): void;
+  signal: AbortSignal;
+}
+
+export type Prepared =
+  | { offline: true; run(ui: Ui): Promise<Output> }
+  | { offline: false; /** The backup pool, when the command names its own. */ backupPool?: string; run(engine: BackupEngine, ui: Ui): Promise<Output> };
+
+export interface Command {
+  summary: string;
+  usage: string;
+  options: Options;
+  /** Positional arguments allowed (import-record's record). */
+  positionals?: boolean;
+  /** Checks the usage and reads local input; throws UsageError (or a typed error naming a file) before connecting. */
+  prepare(values: Values, positionals: string[]): Promise<Prepared>;
+}
+
+/** A string option's value, undefined when not given. */
+export function optional(values: Values, name: string): string | undefined {
+  const value = values[name];
+  return typeof value === 'string' ? value : undefined;
+}
+
+/** A required string option; `flag` is how the help spells it ('-p/--pool'). */
+export function required(values: Values, name: string, flag = `--${name}`): string {
+  const value = values[name];
+  if (typeof value !== 'string' || value === '') throw new UsageError(`${flag} is required`);
+  return value;
+}
+
+/** Reads a local file the user named with `flag`; failures name both. */
+export async function readUserFile(path: string, flag: string): Promise<string> {
+  try {
+    return await readFile(path, 'utf8');
+  } catch (error) {
+    throw fromSystem(error, 'read', path, `cannot read ${flag} ${path}`);
+  }
+}
+
+export const RECORD_OPTIONS: Options = {
+  'record': { type: 'string' },
+  'record-file': { type: 'string' },
+  'volume': { type: 'string' },
+  'backup-id': { type: 'string' },
+};
+
+export const RECORD_HELP = `  --record TEXT | --record-file PATH   the backup's exported record, or
+  --volume ID --backup-id ID           find it in the backup pool`;
+
+/** How a command names its backup: a record in hand, or ids to look up in the backup pool. */
+export type BackupRef = { record: BackupRecord } | { volumeId: string; backupId: string };
+
+/** Reads --record / --record-file, or checks that --volume and --backup-id are both given. */
+export async function backupRef(values: Values): Promise<BackupRef> {
+  const record = optional(values, 'record');
+  const file = optional(values, 'record-file');
+  const volumeId = optional(values, 'volume');
+  const backupId = optional(values, 'backup-id');
+  const given = [record !== undefined, file !== undefined, volumeId !== undefined || backupId !== undefined].filter(Boolean).length;
+  if (given !== 1) {
+    throw new UsageError(`give the backup once: --record TEXT, --record-file PATH, or --volume ID with --backup-id ID${given > 1 ? ' (got more than one)' : ''}`);
+  }
+  if (record !== undefined) return { record: importRecord(record) };
+  if (file !== undefined) return { record: importRecord(await readUserFile(file, '--record-file')) };
+  return { volumeId: required(values, 'volume'), backupId: required(values, 'backup-id') };
+}
+
+/** The record a BackupRef names, looked up in the backup pool when it is ids. */
+export async function resolveRecord(engine: BackupEngine, ref: BackupRef): Promise<BackupRecord> {
+  if ('record' in ref) return ref.record;
+  const listed = (await engine.listBackups(ref.volumeId)).find((entry) => entry.record.id === ref.backupId);
+  if (!listed) {
+    throw new NotFoundError({
+      code: 'ENOENT', operation: 'find backup', resource: `${engine.config.backupPool}/volume-${ref.volumeId}`,
+      detail: `no backup ${ref.backupId} of volume ${ref.volumeId} in pool ${engine.config.backupPool}; list them with: rbd-backup ls --volume ${ref.volumeId}`,
+    });
+  }
+  return listed.record;
+}

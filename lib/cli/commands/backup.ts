@@ -1,0 +1,77 @@
+/** rbd-backup backup: a full or incremental backup of one volume. */
+import type { VolumeMetadata } from '../../backup/backup.js';
+import { invalidArgument } from '../../ceph/errors.js';
+import { optional, readUserFile, required, type Command } from '../command.js';
+import { formatBytes } from '../format.js';
+
+/** --metadata: a JSON object, read and checked before anything connects. */
+async function readMetadata(path: string): Promise<VolumeMetadata> {
+  const text = await readUserFile(path, '--metadata');
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (error) {
+    throw invalidArgument('read', path,
+      `--metadata ${path} is not valid JSON (${(error as Error).message}); give a file holding a JSON object such as {"volume-metadata": {...}}`);
+  }
+  if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) {
+    throw invalidArgument('read', path, `--metadata ${path} must hold a JSON object, got ${Array.isArray(parsed) ? 'an array' : typeof parsed}`);
+  }
+  return parsed as VolumeMetadata;
+}
+
+export const backup: Command = {
+  summary: 'back up a volume (full the first time, incremental after)',
+  usage: `rbd-backup backup -p POOL --volume ID [--backup-id ID] [--parent ID] [--full]
+                  [--metadata PATH] [--name TEXT] [--description TEXT]
+
+  -p, --pool POOL    the pool holding volume-<ID>
+  --volume ID        the volume id
+  --backup-id ID     default: a new UUID
+  --parent ID        make an incremental from this backup (it must be a backup of the volume)
+  --full             a full backup even when an incremental is possible
+  --metadata PATH    a JSON object (volume metadata) to store as backup.<id>.meta
+  --name TEXT        the backup's display name (in its record)
+  --description TEXT the backup's display description (in its record)`,
+  options: {
+    'pool': { type: 'string', short: 'p' }, 'volume': { type: 'string' }, 'backup-id': { type: 'string' },
+    'parent': { type: 'string' }, 'full': { type: 'boolean' }, 'metadata': { type: 'string' },
+    'name': { type: 'string' }, 'description': { type: 'string' },
+  },
+  async prepare(values) {
+    const pool = required(values, 'pool', '-p/--pool');
+    const volumeId = required(values, 'volume');
+    const metadataPath = optional(values, 'metadata');
+    const volumeMetadata = metadataPath === undefined ? undefined : await readMetadata(metadataPath);
+    return {
+      offline: false,
+      async run(engine, ui) {
+        const progress = ui.progress('backup');
+        let result;
+        try {
+          result = await engine.backup({
+            pool, volumeId, backupId: optional(values, 'backup-id'), parentId: optional(values, 'parent'),
+            full: values.full === true, volumeMetadata,
+            displayName: optional(values, 'name'), displayDescription: optional(values, 'description'),
+            onLockWait: (holder) => ui.notice(`waiting for the volume's lock, held by ${holder.description} (${holder.client} at ${holder.address})`),
+            signal: ui.signal, onProgress: progress?.onProgress,
+          });
+        } finally {
+          progress?.finish();
+        }
+        const exportedRecord = engine.exportRecord(result.record);
+        const r = result;
+        return {
+          data: { ...r, exportedRecord },
+          text: [
+            `backup ${r.record.id} of volume ${r.record.volume_id}: ${r.mode}${r.fromSnapshot ? ` from ${r.fromSnapshot}` : ''}`,
+            ...(r.convertedToFull ? [`converted to a full backup: ${r.convertedToFull}`] : []),
+            `snapshot ${r.snapshot} on ${r.baseImage}`,
+            `${formatBytes(r.stats.bytesWritten)} written, ${formatBytes(r.stats.bytesRead)} read in ${(r.stats.elapsedMs / 1000).toFixed(2)} s`,
+            `record: ${exportedRecord}`,
+          ].join('\n'),
+        };
+      },
+    };
+  },
+};

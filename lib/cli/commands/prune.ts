@@ -1,0 +1,38 @@
+/** rbd-backup prune: remove what a retention policy does not keep. */
+import { parseRetentionPolicy } from '../../backup/retention.js';
+import { optional, required, type Command } from '../command.js';
+import { formatLocalTime } from '../format.js';
+
+export const prune: Command = {
+  summary: 'remove the backups a retention policy does not keep (never the newest)',
+  usage: `rbd-backup prune --volume ID --keep POLICY [--dry-run] [-p POOL]
+
+  --volume ID       the volume id
+  --keep POLICY     e.g. latest3,days7,weeks4,months6: the newest N backups, and the
+                    newest of each of the last N hours/days/weeks/months/years (UTC)
+  --dry-run         report what would be kept and removed, remove nothing
+  -p, --pool POOL   the source volume's pool: removed backups' snapshots leave it too`,
+  options: { volume: { type: 'string' }, keep: { type: 'string' }, 'dry-run': { type: 'boolean' }, pool: { type: 'string', short: 'p' } },
+  async prepare(values) {
+    const volumeId = required(values, 'volume');
+    const policy = required(values, 'keep');
+    // A policy that does not parse is refused before connecting.
+    parseRetentionPolicy(policy);
+    const sourcePool = optional(values, 'pool');
+    return {
+      offline: false,
+      async run(engine) {
+        const r = await engine.prune(volumeId, policy, { dryRun: values['dry-run'] === true, ...(sourcePool === undefined ? {} : { sourcePool }) });
+        return {
+          data: r,
+          text: [
+            ...r.kept.map((k) => `keep    ${k.backupId}  ${formatLocalTime(k.createdAt)}  ${k.image}  (${k.reasons.join('; ')})`),
+            ...r.removed.map((k) => `${r.dryRun ? 'remove' : 'removed'} ${k.backupId}  ${formatLocalTime(k.createdAt)}  ${k.image}`),
+            ...r.removedImages.map((i) => `removed image ${i}`),
+            `${r.kept.length} kept, ${r.removed.length} ${r.dryRun ? 'would remove' : 'removed'}`,
+          ].join('\n'),
+        };
+      },
+    };
+  },
+};
