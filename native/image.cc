@@ -1,5 +1,6 @@
 #include "image.h"
 
+#include <algorithm>
 #include <cstring>
 #include <string>
 #include <utility>
@@ -183,7 +184,8 @@ Napi::Function ImageWrap::Define(Napi::Env env) {
        InstanceMethod("rollbackSnapshot", &ImageWrap::RollbackSnapshot),
        InstanceMethod("diffRange", &ImageWrap::DiffRange),
        InstanceMethod("hasExtents", &ImageWrap::HasExtents),
-       InstanceMethod("listWatchers", &ImageWrap::ListWatchers)});
+       InstanceMethod("listWatchers", &ImageWrap::ListWatchers),
+       InstanceMethod("listMetadata", &ImageWrap::ListMetadata)});
 }
 
 ImageWrap::ImageWrap(const Napi::CallbackInfo& info)
@@ -420,6 +422,55 @@ Napi::Value ImageWrap::Discard(const Napi::CallbackInfo& info) {
 
 Napi::Value ImageWrap::Flush(const Napi::CallbackInfo& info) {
   return Simple(info, "rbd_flush", [](rbd_image_t image) { return rbd_flush(image); });
+}
+
+// rbd_metadata_list: every key and value, each NUL-terminated in its buffer.
+// librbd reports the lengths it needs (and -ERANGE) when a buffer is short;
+// it compares the values buffer with the keys' total too, so both grow to
+// the larger need.
+Napi::Value ImageWrap::ListMetadata(const Napi::CallbackInfo& info) {
+  auto handle = OpenHandle(info.Env());
+  using Result = std::vector<std::pair<std::string, std::string>>;
+  return RunAsync<Result>(
+      info.Env(), Value(), &inflight_,
+      [handle](Result& out, std::string& message) {
+        return WithHandle(handle, "image", message, [&](rbd_image_t image) {
+          std::vector<char> keys(4096), values(4096);
+          for (;;) {
+            size_t keys_length = keys.size(), values_length = values.size();
+            int rc = rbd_metadata_list(image, "", 0, keys.data(), &keys_length, values.data(), &values_length);
+            if (rc == -ERANGE) {
+              size_t need = std::max(keys_length, values_length);
+              keys.resize(std::max(need, keys.size() * 2));
+              values.resize(keys.size());
+              continue;
+            }
+            if (rc < 0) {
+              message = "rbd_metadata_list failed";
+              return rc;
+            }
+            size_t k = 0, v = 0;
+            while (k < keys_length && v < values_length) {
+              std::string key(keys.data() + k, strnlen(keys.data() + k, keys_length - k));
+              std::string value(values.data() + v, strnlen(values.data() + v, values_length - v));
+              k += key.size() + 1;
+              v += value.size() + 1;
+              out.emplace_back(std::move(key), std::move(value));
+            }
+            return 0;
+          }
+        });
+      },
+      [](Napi::Env env, Result& pairs) {
+        Napi::Array array = Napi::Array::New(env, pairs.size());
+        for (size_t i = 0; i < pairs.size(); ++i) {
+          Napi::Array pair = Napi::Array::New(env, 2);
+          pair.Set(uint32_t{0}, pairs[i].first);
+          pair.Set(uint32_t{1}, pairs[i].second);
+          array.Set(i, pair);
+        }
+        return array;
+      });
 }
 
 Napi::Value ImageWrap::GetMetadata(const Napi::CallbackInfo& info) {

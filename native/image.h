@@ -64,6 +64,7 @@ class ImageWrap : public Napi::ObjectWrap<ImageWrap> {
   Napi::Value RemoveSnapshot(const Napi::CallbackInfo& info);
   Napi::Value ListTrashedSnapshots(const Napi::CallbackInfo& info);
   Napi::Value ListWatchers(const Napi::CallbackInfo& info);
+  Napi::Value ListMetadata(const Napi::CallbackInfo& info);
   Napi::Value RemoveSnapshotById(const Napi::CallbackInfo& info);
   Napi::Value ProtectSnapshot(const Napi::CallbackInfo& info);
   Napi::Value UnprotectSnapshot(const Napi::CallbackInfo& info);

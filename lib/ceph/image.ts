@@ -269,6 +269,15 @@ export class Image {
     return this.#call('getMetadata', (n) => n.getMetadata(key));
   }
 
+  /**
+   * rbd_metadata_list: the image's metadata (as `rbd image-meta list`
+   * shows it), the keys starting with prefix when one is given.
+   */
+  async listMetadata(prefix = ''): Promise<Map<string, string>> {
+    const pairs = await this.#call('listMetadata', (n) => n.listMetadata());
+    return new Map(pairs.filter(([key]) => key.startsWith(prefix)));
+  }
+
   /** rbd_metadata_set */
   async setMetadata(key: string, value: string): Promise<void> {
     checkName('metadata key', key, 'setMetadata', this.spec, { allowSeparators: true });

@@ -160,6 +160,7 @@ export interface NativeImage {
     includeParent: boolean, wholeObject: boolean): Promise<NativeExtents>;
   hasExtents(): Promise<boolean>;
   listWatchers(): Promise<ImageWatcher[]>;
+  listMetadata(): Promise<Array<[string, string]>>;
   close(): Promise<void>;
 }
 
