@@ -161,7 +161,9 @@ async function cycle(sourceCluster: Cluster, backupCluster: Cluster, poolName: s
       say(table(rows));
       say('');
       const listed = await engine.listBackups(volumeId);
-      say(`backups in the backup pool: ${listed.map((l) => `${l.record.id.slice(0, 8)} (${l.full ? 'full' : 'incremental'}, ${l.image === full.baseImage ? 'in that chain image' : l.image})`).join(', ')}`);
+      // Read from the backup pool alone: the names and sizes are kept beside the snapshots.
+      say(`backups in the backup pool: ${listed.map((l) => `${l.record.id.slice(0, 8)} "${l.record.display_name}" (${l.full ? 'full' : 'incremental'}, ` +
+        `${l.bytesWritten === undefined ? '?' : mib(l.bytesWritten)} written, ${l.image === full.baseImage ? 'in that chain image' : l.image})`).join(', ')}`);
 
       // Retention: the full backup goes from the chain, the incremental after it must stay exact.
       const pruned = await engine.prune(volumeId, 'latest1', { sourcePool: poolName });

@@ -15,6 +15,7 @@ import type { Pool } from '../ceph/pool.js';
 import { checkName } from '../ceph/validate.js';
 import { transferDiff, type TransferStats } from '../engine/transfer.js';
 import type { Progress } from '../engine/options.js';
+import { backupInfoKey, encodeBackupInfo, removeBackupInfo } from './backup-info.js';
 import { decideChain, snapshotsToTrim, type ChainDecision } from './chain.js';
 import { callBudget, transferAllowanceMs } from './budget.js';
 import { OperationScope, removeImageWithSnapshots, undo } from './cleanup.js';
@@ -279,6 +280,16 @@ export async function runBackup(config: ResolvedConfig, request: BackupRequest):
 
     scope.doing = 'finishing the backup';
     if (request.volumeMetadata !== undefined) await writeMeta(scope, opened.backupPool, backupId, request.volumeMetadata);
+    // Beside its snapshot, so that a listing from the pool alone still names
+    // it. Undone on failure only in a chain image that stays (a new one goes whole).
+    if (decision.mode === 'incremental') {
+      scope.onFailure(`remove the backup's info ${chain.spec} ${backupInfoKey(backupId)}`, opened.backupPool,
+        () => removeBackupInfo(chain, backupId));
+    }
+    await chain.setMetadata(backupInfoKey(backupId), encodeBackupInfo({
+      displayName: request.displayName ?? null, displayDescription: request.displayDescription ?? null,
+      bytesWritten: stats.bytesWritten,
+    }));
     if (decision.mode !== 'incremental') {
       scope.checkpoint();
       // rbd_rename wants the image closed here (its header watch would stay on the old name).

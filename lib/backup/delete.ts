@@ -10,6 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { BusyError, NotFoundError } from '../ceph/errors.js';
 import type { Pool } from '../ceph/pool.js';
 import { checkName } from '../ceph/validate.js';
+import { removeBackupInfo } from './backup-info.js';
 import { backupSnapshots } from './chain.js';
 import { callBudget } from './budget.js';
 import { OperationScope, undo } from './cleanup.js';
@@ -75,6 +76,7 @@ export async function removeBackup(pool: Pool, found: { image: BackupImage; snap
     }
     await chain.removeSnapshot(snapshot.name);
     result.removedSnapshots.push(snapshot.name);
+    await removeBackupInfo(chain, backupId);
     const remaining = backupSnapshots((await chain.listSnapshots()).map((s) => s.name));
     // A chain image's head is no backup: it goes with its last backup snapshot.
     removeImage = remaining.length === 0;

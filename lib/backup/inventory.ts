@@ -8,6 +8,7 @@ import { NotFoundError } from '../ceph/errors.js';
 import type { Image } from '../ceph/image.js';
 import type { Pool } from '../ceph/pool.js';
 import type { TrashedSnapshot } from '../ceph/snapshot.js';
+import { BACKUP_INFO_PREFIX, decodeBackupInfos } from './backup-info.js';
 import { backupSnapshots } from './chain.js';
 import type { BackupImage } from './layout.js';
 import { parseBackupImageName, parseBackupSnapshotName, parseUnfinishedImageName } from './naming.js';
@@ -41,6 +42,7 @@ async function readImage(pool: Pool, volumeId: string, name: string): Promise<Ba
   const unfinished = parseUnfinishedImageName(volumeId, name);
   const incomplete = unfinished ?? await image.getMetadata(INCOMPLETE_KEY);
   const trashed = await trashedBackupSnapshots(image);
+  const infos = decodeBackupInfos(await image.listMetadata(BACKUP_INFO_PREFIX));
   const order = backupSnapshots(snapshots.map((s) => s.name));
   return {
     name,
@@ -50,6 +52,7 @@ async function readImage(pool: Pool, volumeId: string, name: string): Promise<Ba
     snapshots: order.map((n) => snapshots.find((s) => s.name === n)!),
     incomplete,
     trashed,
+    infos,
   };
 }
 

@@ -8,6 +8,7 @@
  */
 import { NotFoundError } from '../ceph/errors.js';
 import type { SnapshotInfo, TrashedSnapshot } from '../ceph/snapshot.js';
+import type { BackupInfo } from './backup-info.js';
 import { InconsistentBackupError } from './errors.js';
 import { parseBackupSnapshotName } from './naming.js';
 
@@ -27,6 +28,8 @@ export interface BackupImage {
   incomplete: string | undefined;
   /** Backup snapshots in the trash namespace: a removal an OSD fault cut short left them. */
   trashed: TrashedSnapshot[];
+  /** What the pool keeps of its backups beside their snapshots, by backup id (backup-info.ts). */
+  infos: ReadonlyMap<string, BackupInfo>;
 }
 
 export interface BackupPoint {
@@ -38,6 +41,8 @@ export interface BackupPoint {
   parentId: string | null;
   createdAt: Date;
   size: bigint;
+  /** Its name, description and bytes written, when the pool keeps them. */
+  info: BackupInfo | undefined;
 }
 
 /** Its head is not any backup's data once it holds a backup snapshot. */
@@ -68,12 +73,15 @@ export function backupPoints(images: readonly BackupImage[]): BackupPoint[] {
       let parentId: string | null = null;
       for (const snapshot of image.snapshots) {
         const backupId = parseBackupSnapshotName(snapshot.name)!.backupId;
-        points.push({ backupId, image, snapshot, parentId, createdAt: snapshotTime(snapshot), size: snapshot.size });
+        points.push({
+          backupId, image, snapshot, parentId, createdAt: snapshotTime(snapshot), size: snapshot.size, info: image.infos.get(backupId),
+        });
         parentId = backupId;
       }
     } else if (isLegacyCopy(image)) {
       points.push({
         backupId: image.suffix, image, snapshot: undefined, parentId: null, createdAt: image.createdAt, size: image.size,
+        info: undefined,
       });
     }
   }

@@ -20,6 +20,8 @@ export interface ListedBackup {
   full: boolean;
   sizeBytes: bigint;
   createdAt: Date;
+  /** Bytes its transfer wrote (what changed since its parent); undefined when the pool does not say (Cinder's backups). */
+  bytesWritten: number | undefined;
 }
 
 export async function runList(config: ResolvedConfig, volumeIdInput: string): Promise<ListedBackup[]> {
@@ -31,11 +33,13 @@ export async function runList(config: ResolvedConfig, volumeIdInput: string): Pr
       // Cinder writes no service_metadata for a legacy full copy; its name says where it is.
       baseImage: point.snapshot === undefined ? undefined : point.image.name,
       sizeBytes: point.size, parentId: point.parentId, createdAt: point.createdAt,
+      displayName: point.info?.displayName ?? undefined, displayDescription: point.info?.displayDescription ?? undefined,
     }),
     image: point.image.name,
     snapshot: point.snapshot?.name,
     full: point.parentId === null,
     sizeBytes: point.size,
     createdAt: point.createdAt,
+    bytesWritten: point.info?.bytesWritten ?? undefined,
   }));
 }

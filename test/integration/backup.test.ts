@@ -646,6 +646,44 @@ describe('the .meta object', () => {
   });
 });
 
+describe('what the backup pool keeps beside each snapshot', () => {
+  async function chainInfo(chain: string): Promise<Map<string, string>> {
+    const image = await backups.openImage(chain, { readOnly: true });
+    try {
+      return await image.listMetadata('rbd-backup.backup.');
+    } finally {
+      await image.close();
+    }
+  }
+
+  test('name, description and bytes written are listed from the pool alone; a delete takes its backup\'s away',
+    { timeout: 120_000 }, async (t) => {
+      const id = await fx.newVolume(t, 16 * MiB);
+      await fx.writeRandom(id, [[0, 16 * MiB]]);
+      const full = await engine.backup({ pool: POOL, volumeId: id, displayName: 'nightly ✓', displayDescription: 'before the upgrade' });
+      await fx.writeRandom(id, [[2 * MiB, 1 * MiB]]);
+      const incremental = await engine.backup({ pool: POOL, volumeId: id, displayName: 'after' });
+      assert.equal(incremental.mode, 'incremental');
+      const listed = await engine.listBackups(id);
+      assert.deepEqual(listed.map((l) => [l.record.id, l.record.display_name, l.record.display_description, l.bytesWritten]), [
+        [full.record.id, 'nightly ✓', 'before the upgrade', full.stats.bytesWritten],
+        [incremental.record.id, 'after', null, incremental.stats.bytesWritten],
+      ]);
+      assert.equal(full.stats.bytesWritten, 16 * MiB, 'the full backup wrote the whole volume');
+      assert.ok(incremental.stats.bytesWritten >= MiB && incremental.stats.bytesWritten < 16 * MiB,
+        `the incremental wrote what changed (${incremental.stats.bytesWritten})`);
+      assert.deepEqual([...(await chainInfo(full.baseImage)).keys()].sort(),
+        [`rbd-backup.backup.${full.record.id}`, `rbd-backup.backup.${incremental.record.id}`].sort());
+      await engine.delete(incremental.record);
+      assert.deepEqual([...(await chainInfo(full.baseImage)).keys()], [`rbd-backup.backup.${full.record.id}`]);
+      // A chain image without the keys (Cinder's) lists its backups unnamed.
+      await rbd('a', ['image-meta', 'remove', `${BACKUP_POOL}/${full.baseImage}`, `rbd-backup.backup.${full.record.id}`]);
+      const unnamed = await engine.listBackups(id);
+      assert.deepEqual(unnamed.map((l) => [l.record.display_name, l.bytesWritten]), [[null, undefined]]);
+      await engine.delete(full.record);
+    });
+});
+
 describe('what killed runs leave, the next backup removes', () => {
   test('source snapshots left by interrupted runs (of the same id, of another) are removed, and the retry succeeds',
     { timeout: 120_000 }, async (t) => {

@@ -39,6 +39,7 @@ function image(suffix: string, snapshots: string[], incomplete?: string): Backup
     })),
     incomplete,
     trashed: [],
+    infos: new Map(),
   };
 }
 

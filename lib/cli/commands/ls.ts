@@ -16,6 +16,8 @@ export interface BackupEntry {
   createdAt: string;
   /** The volume's size at the backup, in bytes. */
   sizeBytes: number;
+  /** What its transfer wrote (changed since its parent), in bytes; null when the pool does not say (Cinder's backups). */
+  bytesWritten: number | null;
   name: string | null;
   description: string | null;
   /** The chain image (or legacy full copy) in the backup pool. */
@@ -31,6 +33,7 @@ export function entryOf(listed: ListedBackup): BackupEntry {
   return {
     volumeId: record.volume_id, backupId: record.id, type: listed.full ? 'full' : 'incremental',
     parentId: record.parent_id, createdAt: listed.createdAt.toISOString(), sizeBytes: Number(listed.sizeBytes),
+    bytesWritten: listed.bytesWritten ?? null,
     name: record.display_name, description: record.display_description,
     image: listed.image, snapshot: listed.snapshot ?? null, record,
   };

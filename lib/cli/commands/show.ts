@@ -60,6 +60,7 @@ ${RECORD_HELP}
             `image         ${engine.config.backupPool}/${entry.image}${entry.snapshot === null ? ' (legacy full copy)' : ''}`,
             `snapshot      ${entry.snapshot ?? '-'}`,
             `size          ${formatBytes(entry.sizeBytes)}`,
+            `written       ${entry.bytesWritten === null ? '-' : formatBytes(entry.bytesWritten)}`,
             `created       ${formatLocalTime(new Date(entry.createdAt))}`,
             `name          ${entry.name ?? '-'}`,
             `description   ${entry.description ?? '-'}`,
