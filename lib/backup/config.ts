@@ -4,6 +4,7 @@ import { checkName, toIntInRange, toU64 } from '../ceph/validate.js';
 import type { Cluster } from '../ceph/cluster.js';
 import type { FeatureName } from '../ceph/features.js';
 import { DEFAULT_CHUNK_SIZE } from '../engine/copy.js';
+import { checkEngineOptions } from '../engine/options.js';
 
 export interface BackupEngineConfig {
   /** Where the volumes are. */
@@ -58,6 +59,14 @@ export interface ResolvedConfig {
 /** Features of new base images, as Cinder creates them. */
 export const BASE_IMAGE_FEATURES: FeatureName[] = ['layering', 'exclusive-lock', 'object-map', 'fast-diff'];
 
+function engineLimits(config: BackupEngineConfig, op: string): Pick<ResolvedConfig, 'ioConcurrency' | 'memoryBytes'> {
+  const limits = checkEngineOptions({ concurrency: config.ioConcurrency, memoryBytes: config.memoryBytes }, op, 'config');
+  return {
+    ioConcurrency: config.ioConcurrency === undefined ? undefined : limits.concurrency,
+    memoryBytes: config.memoryBytes === undefined ? undefined : limits.memoryBytes,
+  };
+}
+
 export function resolveConfig(config: BackupEngineConfig): ResolvedConfig {
   const op = 'BackupEngine';
   if (!config || typeof config !== 'object' || !config.source) {
@@ -76,8 +85,9 @@ export function resolveConfig(config: BackupEngineConfig): ResolvedConfig {
     stripeCount: toU64('stripeCount', config.stripeCount ?? 0, op, 'config'),
     restoreDiscardExcessBytes: config.restoreDiscardExcessBytes ?? true,
     volumeConcurrency: toIntInRange('volumeConcurrency', config.volumeConcurrency ?? 2, 1, 256, op, 'config'),
-    ioConcurrency: config.ioConcurrency,
-    memoryBytes: config.memoryBytes,
+    // Checked here, as the transfers will check them: a bad value is refused
+    // when the engine is made, not after a backup has made its images.
+    ...engineLimits(config, op),
     lockWaitMs: toIntInRange('lockWaitMs', config.lockWaitMs ?? 60_000, 0, 24 * 3600_000, op, 'config'),
     lockTtlMs: toIntInRange('lockTtlMs', config.lockTtlMs ?? 60_000, 3000, 24 * 3600_000, op, 'config'),
   };
