@@ -18,6 +18,9 @@ namespace {
 
 struct ConnectSettings {
   std::string user;
+  // Expanded as $cluster in configuration values and librados' default
+  // paths (the keyring search list among them).
+  std::string cluster_name = "ceph";
   std::optional<std::string> conf_file;
   // Applied in order with rados_conf_set after the file; holds the key too,
   // which is why it is wiped once used.
@@ -35,7 +38,7 @@ void Wipe(std::string& secret) {
 int ConnectCluster(ConnectSettings& s, rados_t* out, std::string& message) {
   rados_t cluster = nullptr;
   std::string name = "client." + s.user;
-  int rc = rados_create2(&cluster, "ceph", name.c_str(), 0);
+  int rc = rados_create2(&cluster, s.cluster_name.c_str(), name.c_str(), 0);
   if (rc < 0) {
     message = "rados_create2 failed for " + name;
     return rc;
@@ -116,6 +119,8 @@ Napi::Value ClusterWrap::Connect(const Napi::CallbackInfo& info) {
   Napi::Value user = options.Get("user");
   if (!user.IsString()) ThrowInvalid(env, "user must be a string");
   settings->user = user.As<Napi::String>().Utf8Value();
+  Napi::Value cluster_name = options.Get("cluster");
+  if (cluster_name.IsString()) settings->cluster_name = cluster_name.As<Napi::String>().Utf8Value();
   Napi::Value conf = options.Get("conf");
   if (conf.IsString()) settings->conf_file = conf.As<Napi::String>().Utf8Value();
   Napi::Value list = options.Get("settings");

@@ -8,8 +8,7 @@ import { fromNative, invalidArgument, nativeCall, TimeoutError } from './errors.
 import { checkName, toIntInRange } from './validate.js';
 import { Pool } from './pool.js';
 import { logCeph } from './log.js';
-import { cephEnvironment, DEFAULT_CLUSTER, defaultConfPath, defaultKeyringSearch, splitPathList } from './ceph-args.js';
-import { lookupClientSetting, readConf } from './ceph-conf.js';
+import { cephEnvironment, DEFAULT_CLUSTER, defaultConfPath } from './ceph-args.js';
 
 /**
  * Each setting not given here comes from the environment as the Ceph tools
@@ -90,8 +89,9 @@ export class Cluster {
     if (!CLUSTER_NAME.test(clusterName)) {
       throw invalidArgument('connect', name, `cluster name must be 1-64 letters, digits, '_' or '-', got ${JSON.stringify(clusterName)}`);
     }
-    const keyring = options.keyring ?? env.args.keyring ??
-      (options.key === undefined ? await keyringOfNamedCluster(clusterName, conf, user) : undefined);
+    // Without one, librados searches its list for the cluster's name
+    // (/etc/ceph/$cluster.client.$id.keyring, ...): the connection carries it.
+    const keyring = options.keyring ?? env.args.keyring;
     const timeoutMs = toIntInRange('timeoutMs', options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
       1, 24 * 3600 * 1000, 'connect', name);
     const settings: Array<[string, string]> = [
@@ -128,7 +128,7 @@ export class Cluster {
     }
     if (options.key !== undefined) settings.push(['key', options.key]);
     logCeph('connecting %s', name);
-    const connecting = nativeCall('connect', name, () => addon.connect({ user, conf, settings }));
+    const connecting = nativeCall('connect', name, () => addon.connect({ user, cluster: clusterName, conf, settings }));
     const native = await withDeadline(connecting, timeoutMs, name);
     logCeph('connected %s', name);
     return new Cluster(native, name, { timeoutMs, opTimeoutMs });
@@ -233,23 +233,6 @@ export class Cluster {
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }
-}
-
-/**
- * The native layer creates every connection as cluster 'ceph', so librados'
- * own keyring search list would look for /etc/ceph/ceph.*: for another
- * cluster name the list is given with that name, unless the configuration
- * names a keyring itself (which librados then reads, as for 'ceph').
- */
-async function keyringOfNamedCluster(cluster: string, conf: string | undefined, user: string): Promise<string | undefined> {
-  if (cluster === DEFAULT_CLUSTER) return undefined;
-  for (const path of conf === undefined ? [] : splitPathList(conf)) {
-    const sections = await readConf(path).catch(() => undefined);
-    if (sections === undefined) continue;
-    if (lookupClientSetting(sections, user, 'keyring') !== undefined) return undefined;
-    break;
-  }
-  return defaultKeyringSearch(cluster, user).join(',');
 }
 
 /**

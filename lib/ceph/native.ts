@@ -7,6 +7,8 @@ import { createRequire } from 'node:module';
 
 export interface NativeConnectOptions {
   user: string;
+  /** The cluster name librados expands $cluster with (rados_create2). */
+  cluster: string;
   /** Ceph configuration file; '' reads librados' default places. */
   conf?: string;
   /** Applied with rados_conf_set after the file, in order. */

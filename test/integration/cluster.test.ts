@@ -7,7 +7,9 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { inspect } from 'node:util';
@@ -88,6 +90,24 @@ describe('connect', () => {
       assert.ok(!cluster.name.includes(adminKey));
     } finally {
       await cluster.close();
+    }
+  });
+
+  test('another cluster name is what $cluster expands to in its conf (its keyring found by it)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'named-cluster-'));
+    try {
+      // The conf names its keyring only through $cluster: found only when the connection is made as 'site2'.
+      const conf = (await readFile(info.conf, 'utf8')).replace(/^keyring = .*$/m, `keyring = ${dir}/$cluster.keyring`);
+      await writeFile(join(dir, 'site2.conf'), conf);
+      await writeFile(join(dir, 'site2.keyring'), await readFile(info.keyring));
+      const named = await Cluster.connect({ cluster: 'site2', conf: join(dir, 'site2.conf'), environment: false, ...TEST_TIMEOUTS });
+      try {
+        assert.equal(await named.fsid(), (await ceph(['fsid'])).trim());
+      } finally {
+        await named.close();
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
     }
   });
 
