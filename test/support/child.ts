@@ -1,17 +1,10 @@
 /**
- * Runs a test fixture in a child process, so that a crash or an abort in
- * librbd fails one test instead of ending the whole test run.
+ * Runs a test fixture in a child process against this process's cluster,
+ * so that a crash or an abort in librbd fails one test instead of ending
+ * the whole test run (fixture-process.ts does the spawning).
  */
-import { spawn } from 'node:child_process';
 import { testCluster, type Which } from './clusters.js';
-
-export interface ChildOutcome {
-  /** Exit code, or null when a signal ended the child (SIGABRT for a failed ceph_assert). */
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
+import { startFixture, type ChildResult } from './fixture-process.js';
 
 /** The RBD_TEST_<WHICH>_* variables that make a child use this process's cluster instead of starting one. */
 export async function clusterEnv(which: Which = 'a'): Promise<Record<string, string>> {
@@ -23,31 +16,23 @@ export async function clusterEnv(which: Which = 'a'): Promise<Record<string, str
   };
 }
 
-/** Runs `node script ...args`; kills it (by its pid) after timeoutMs. */
-export function runChild(script: string, args: string[], env: Record<string, string>,
-  timeoutMs: number): Promise<ChildOutcome> {
-  // Without NODE_TEST_CONTEXT, which node --test sets for its own children:
-  // a node:test fixture would report in the runner's internal format instead of TAP.
-  const { NODE_TEST_CONTEXT: _, ...inherited } = process.env;
-  const child = spawn(process.execPath, [script, ...args], {
-    env: { ...inherited, ...env }, stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (chunk: Buffer) => { stdout += chunk.toString(); });
-  child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString(); });
-  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-  return new Promise((resolve, reject) => {
-    child.once('error', reject);
-    child.once('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr });
-    });
-  });
+/**
+ * Runs `node script ...args` to its end; one that outlives timeoutMs is
+ * killed (by its pid) and reported with signal SIGKILL, not thrown.
+ */
+export async function runChild(script: string, args: string[], env: Record<string, string>,
+  timeoutMs: number): Promise<ChildResult> {
+  const fixture = startFixture(script, args, { env, timeoutMs });
+  try {
+    return await fixture.exited;
+  } catch (error) {
+    if (fixture.child.signalCode !== 'SIGKILL' && !fixture.child.killed) throw error;
+    return { code: null, signal: 'SIGKILL', ...fixture.output() };
+  }
 }
 
 /** What a failed child said, for an assertion message: its end, where the cause is. */
-export function describeChild(outcome: ChildOutcome): string {
+export function describeChild(outcome: ChildResult): string {
   const tail = (text: string): string => text.split('\n').slice(-40).join('\n');
   return `exit code ${outcome.code}, signal ${outcome.signal}\n--- stdout:\n${tail(outcome.stdout)}\n--- stderr:\n${tail(outcome.stderr)}`;
 }

@@ -5,6 +5,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 
 export interface ChildResult {
+  /** Exit code, or null when a signal ended the child (SIGABRT for a failed ceph_assert). */
   code: number | null;
   signal: NodeJS.Signals | null;
   stdout: string;
@@ -26,12 +27,17 @@ export interface RunningFixture {
   exited: Promise<ChildResult>;
   /** The first stdout line starting with prefix; rejects if the child exits without one. */
   line(prefix: string): Promise<string>;
+  /** What it has written so far (all of it once it has exited or was killed). */
+  output(): { stdout: string; stderr: string };
 }
 
 export function startFixture(script: string, args: string[], options: FixtureOptions): RunningFixture {
+  // Without NODE_TEST_CONTEXT, which node --test sets for its own children:
+  // a node:test fixture would report in the runner's internal format instead of TAP.
+  const { NODE_TEST_CONTEXT: _, ...inherited } = process.env;
   const child = spawn(process.execPath, [...(options.nodeArgs ?? []), script, ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, ...options.env },
+    env: { ...inherited, ...options.env },
   });
   let stdout = '';
   let stderr = '';
@@ -85,7 +91,7 @@ export function startFixture(script: string, args: string[], options: FixtureOpt
     });
   }
 
-  return { child, exited, line };
+  return { child, exited, line, output: () => ({ stdout, stderr }) };
 }
 
 /** Runs a fixture to its end. */
