@@ -1,9 +1,12 @@
 /**
- * The compiled addon (build/Release/rbd_backup.node) and the shapes of its
- * internal classes. Users never see these: lib/ceph wraps each in a class
- * that validates input and turns failures into typed errors.
+ * The compiled addon (a local build in build/Release, else the prebuilt one
+ * in prebuilds/<platform>-<arch>) and the shapes of its internal classes.
+ * Users never see these: lib/ceph wraps each in a class that validates input
+ * and turns failures into typed errors.
  */
 import { createRequire } from 'node:module';
+import { arch, platform } from 'node:process';
+import { fileURLToPath } from 'node:url';
 
 export interface NativeConnectOptions {
   user: string;
@@ -202,8 +205,49 @@ interface Addon {
 }
 
 const require = createRequire(import.meta.url);
-// dist/lib/ceph/native.js -> <package>/build/Release
-export const addon: Addon = require('../../../build/Release/rbd_backup.node') as Addon;
+// dist/lib/ceph/native.js -> the package root, where node-gyp-build looks.
+const packageRoot = fileURLToPath(new URL('../../../', import.meta.url));
+
+const BUILD_HINT = 'To build it from source, install a C++ compiler, make, python3 and the ' +
+  'librbd-dev and librados-dev packages (librbd-devel and librados-devel on RPM systems), ' +
+  'then run `npm rebuild ceph-rbd-backup`.';
+
+/**
+ * What to do about an addon that node-gyp-build could not find or that the
+ * dynamic loader refused, with the loader's own words at the end. A plain
+ * Error, not a CephError: no Ceph operation failed and there is no errno,
+ * and a caller whose import failed could not reach the error classes to
+ * test `instanceof` anyway.
+ */
+function addonLoadError(cause: unknown): Error {
+  const reason = (cause instanceof Error ? cause.message : String(cause)).trim().split('\n')[0];
+  let advice: string;
+  if (/No native build was found/.test(reason)) {
+    advice = `ceph-rbd-backup: no native addon fits this system (${platform}-${arch}): none was ` +
+      'built here (an install with --ignore-scripts skips the build), and the package ships a ' +
+      `prebuilt one for linux-x64 with glibc only. ${BUILD_HINT}`;
+  } else if (/lib(rbd|rados)\.so\.\d+: cannot open shared object file/.test(reason)) {
+    advice = 'ceph-rbd-backup: the native addon needs librbd.so.1 and librados.so.2 (Ceph 16.2 ' +
+      '"Pacific" or later), which this machine lacks: install the librbd1 and librados2 packages.';
+  } else if (/undefined symbol: (rbd|rados)_/.test(reason)) {
+    advice = 'ceph-rbd-backup: the librbd1/librados2 on this machine are older than Ceph 16.2 ' +
+      '"Pacific", the oldest release the addon works with: upgrade them.';
+  } else {
+    advice = `ceph-rbd-backup: the native addon does not load on this system. ${BUILD_HINT}`;
+  }
+  return new Error(`${advice}\n  (${reason})`, { cause });
+}
+
+function loadAddon(): Addon {
+  const nodeGypBuild = require('node-gyp-build') as (dir: string) => unknown;
+  try {
+    return nodeGypBuild(packageRoot) as Addon;
+  } catch (error) {
+    throw addonLoadError(error);
+  }
+}
+
+export const addon: Addon = loadAddon();
 
 // process.exit() skips the addon's environment cleanup hook; without this,
 // images left open would keep their watch and exclusive lock on the cluster
