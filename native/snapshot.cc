@@ -1,4 +1,5 @@
 // Snapshot calls of ImageWrap: rbd_snap_*.
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -19,6 +20,40 @@ struct SnapshotInfo {
   bool is_protected;
 };
 
+// rbd_snap_list (the array grown until it holds them all), calling visit
+// for each snapshot in the namespace wanted. rbd_snap_list lists every
+// namespace: a removal that was cut short, or one whose clones still exist,
+// leaves its snapshot in the trash under a UUID name. Stops at visit's
+// first failure (a negative code, with message set).
+int VisitSnapshots(rbd_image_t image, rbd_snap_namespace_type_t wanted, std::string& message,
+                   const std::function<int(const rbd_snap_info_t&)>& visit) {
+  std::vector<rbd_snap_info_t> snaps(16);
+  int max = static_cast<int>(snaps.size());
+  int rc;
+  while ((rc = rbd_snap_list(image, snaps.data(), &max)) == -ERANGE) {
+    snaps.resize(max);
+  }
+  if (rc < 0) {
+    message = "rbd_snap_list failed";
+    return rc;
+  }
+  int count = rc;
+  rc = 0;
+  for (int i = 0; i < count; ++i) {
+    rbd_snap_namespace_type_t type = RBD_SNAP_NAMESPACE_TYPE_USER;
+    rc = rbd_snap_get_namespace_type(image, snaps[i].id, &type);
+    if (rc < 0) {
+      message = "rbd_snap_get_namespace_type failed";
+      break;
+    }
+    if (type != wanted) continue;
+    rc = visit(snaps[i]);
+    if (rc < 0) break;
+  }
+  rbd_snap_list_end(snaps.data());
+  return rc < 0 ? rc : 0;
+}
+
 }  // namespace
 
 Napi::Value ImageWrap::ListSnapshots(const Napi::CallbackInfo& info) {
@@ -28,36 +63,15 @@ Napi::Value ImageWrap::ListSnapshots(const Napi::CallbackInfo& info) {
       info.Env(), Value(), &inflight_,
       [handle](Result& out, std::string& message) {
         return WithHandle(handle, "image", message, [&](rbd_image_t image) {
-          std::vector<rbd_snap_info_t> snaps(16);
-          int max = static_cast<int>(snaps.size());
-          int rc;
-          while ((rc = rbd_snap_list(image, snaps.data(), &max)) == -ERANGE) {
-            snaps.resize(max);
-          }
-          if (rc < 0) {
-            message = "rbd_snap_list failed";
-            return rc;
-          }
-          int count = rc;
-          for (int i = 0; i < count && rc >= 0; ++i) {
-            // rbd_snap_list also lists snapshots outside the user namespace
-            // (a removal that was cut short, or one whose clones still
-            // exist, leaves its snapshot in the trash under a UUID name),
-            // which rbd_snap_is_protected cannot find by name. Like
-            // `rbd snap ls`, list the user's snapshots only.
-            rbd_snap_namespace_type_t type = RBD_SNAP_NAMESPACE_TYPE_USER;
-            rc = rbd_snap_get_namespace_type(image, snaps[i].id, &type);
-            if (rc < 0) {
-              message = "rbd_snap_get_namespace_type failed";
-              break;
-            }
-            if (type != RBD_SNAP_NAMESPACE_TYPE_USER) continue;
-            SnapshotInfo s{snaps[i].id, snaps[i].size, snaps[i].name, 0, 0, false};
+          // Like `rbd snap ls`, the user's snapshots only (rbd_snap_is_protected
+          // cannot find a trashed one by its name).
+          return VisitSnapshots(image, RBD_SNAP_NAMESPACE_TYPE_USER, message, [&](const rbd_snap_info_t& snap) {
+            SnapshotInfo s{snap.id, snap.size, snap.name, 0, 0, false};
             struct timespec ts {};
-            rc = rbd_snap_get_timestamp(image, s.id, &ts);
+            int rc = rbd_snap_get_timestamp(image, s.id, &ts);
             if (rc < 0) {
               message = "rbd_snap_get_timestamp failed";
-              break;
+              return rc;
             }
             s.seconds = ts.tv_sec;
             s.nanoseconds = ts.tv_nsec;
@@ -65,13 +79,12 @@ Napi::Value ImageWrap::ListSnapshots(const Napi::CallbackInfo& info) {
             rc = rbd_snap_is_protected(image, s.name.c_str(), &is_protected);
             if (rc < 0) {
               message = "rbd_snap_is_protected failed";
-              break;
+              return rc;
             }
             s.is_protected = is_protected != 0;
             out.push_back(std::move(s));
-          }
-          rbd_snap_list_end(snaps.data());
-          return rc < 0 ? rc : 0;
+            return 0;
+          });
         });
       },
       [](Napi::Env env, Result& snaps) {
@@ -106,37 +119,17 @@ Napi::Value ImageWrap::ListTrashedSnapshots(const Napi::CallbackInfo& info) {
       info.Env(), Value(), &inflight_,
       [handle](Result& out, std::string& message) {
         return WithHandle(handle, "image", message, [&](rbd_image_t image) {
-          std::vector<rbd_snap_info_t> snaps(16);
-          int max = static_cast<int>(snaps.size());
-          int rc;
-          while ((rc = rbd_snap_list(image, snaps.data(), &max)) == -ERANGE) {
-            snaps.resize(max);
-          }
-          if (rc < 0) {
-            message = "rbd_snap_list failed";
-            return rc;
-          }
-          int count = rc;
-          rc = 0;
-          for (int i = 0; i < count; ++i) {
-            rbd_snap_namespace_type_t type = RBD_SNAP_NAMESPACE_TYPE_USER;
-            rc = rbd_snap_get_namespace_type(image, snaps[i].id, &type);
-            if (rc < 0) {
-              message = "rbd_snap_get_namespace_type failed";
-              break;
-            }
-            if (type != RBD_SNAP_NAMESPACE_TYPE_TRASH) continue;
+          return VisitSnapshots(image, RBD_SNAP_NAMESPACE_TYPE_TRASH, message, [&](const rbd_snap_info_t& snap) {
             // Snapshot names are at most 255 bytes.
             std::vector<char> original(512, '\0');
-            rc = rbd_snap_get_trash_namespace(image, snaps[i].id, original.data(), original.size() - 1);
+            int rc = rbd_snap_get_trash_namespace(image, snap.id, original.data(), original.size() - 1);
             if (rc < 0) {
               message = "rbd_snap_get_trash_namespace failed";
-              break;
+              return rc;
             }
-            out.push_back({snaps[i].id, snaps[i].name, original.data()});
-          }
-          rbd_snap_list_end(snaps.data());
-          return rc < 0 ? rc : 0;
+            out.push_back({snap.id, snap.name, original.data()});
+            return 0;
+          });
         });
       },
       [](Napi::Env env, Result& trashed) {
