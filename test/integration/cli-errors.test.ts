@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { Cluster, NotFoundError, type Pool } from '../../lib/index.js';
 import type { ThrowawayCluster } from '../../lib/dev/throwaway-cluster.js';
 import { connect, testCluster, uniqueName } from '../support/clusters.js';
-import { removeImageFully } from '../support/scratch.js';
+import { removeVolumeAndBackups } from '../support/backup-fixtures.js';
 import { run } from '../support/cli-run.js';
 
 const MiB = 1 << 20;
@@ -48,12 +48,8 @@ describe('rbd-backup CLI: usage, configuration and errors', () => {
   });
 
   after(async () => {
-    await removeImageFully(pool, `volume-${volumeId}`);
     const backups = await cluster.pool('backups');
-    for (const name of await backups.listImages()) {
-      if (name.startsWith(`volume-${volumeId}.backup.`)) await removeImageFully(backups, name);
-    }
-    await backups.removeObject(`volume-${volumeId}.backup.lock`).catch(() => undefined);
+    await removeVolumeAndBackups(pool, backups, volumeId);
     await backups.close();
     await pool?.close();
     await cluster?.close();

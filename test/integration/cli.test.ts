@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import type { Cluster, Pool } from '../../lib/index.js';
 import { connect, rbdExportSha256, testCluster, uniqueName } from '../support/clusters.js';
 import { removeImageFully } from '../support/scratch.js';
+import { removeVolumeAndBackups } from '../support/backup-fixtures.js';
 import { run, runRaw } from '../support/cli-run.js';
 
 const MiB = 1 << 20;
@@ -44,13 +45,9 @@ describe('rbd-backup CLI', () => {
   });
 
   after(async () => {
-    await removeImageFully(pool, `volume-${volumeId}`);
     await removeImageFully(pool, `volume-${restoredId}`);
     const backups = await cluster.pool('backups');
-    for (const name of await backups.listImages()) {
-      if (name.startsWith(`volume-${volumeId}.backup.`)) await removeImageFully(backups, name);
-    }
-    await backups.removeObject(`volume-${volumeId}.backup.lock`).catch(() => undefined);
+    await removeVolumeAndBackups(pool, backups, volumeId);
     await backups.close();
     await pool?.close();
     await cluster?.close();

@@ -65,6 +65,13 @@ export async function backupImagesOf(pool: Pool, volumeId: string): Promise<stri
   return (await pool.listImages()).filter((name) => name.startsWith(`volume-${volumeId}.backup.`)).sort();
 }
 
+/** Removes a test's volume and everything of it in the backup pool (images, lock object). */
+export async function removeVolumeAndBackups(volumes: Pool, backups: Pool, volumeId: string): Promise<void> {
+  await removeImageFully(volumes, `volume-${volumeId}`);
+  for (const name of await backupImagesOf(backups, volumeId)) await removeImageFully(backups, name);
+  await removeObjectQuietly(backups, lockObjectName(volumeId));
+}
+
 /** sha256 of `rbd export` of a volume's snapshot. */
 export function snapshotSha(volumeId: string, snapshot: string): Promise<string> {
   return rbdExportSha256('a', `${POOL}/volume-${volumeId}@${snapshot}`);
