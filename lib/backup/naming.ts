@@ -132,7 +132,8 @@ export function imageSubject(input: { pool: unknown; namespace?: unknown; image:
   const volumeId = volumeOfVolumeImage(image);
   if (volumeId !== undefined) {
     throw invalidArgument(operation, resource,
-      `image ${image} is a Cinder volume's; back it up by its volume id (volumeId '${volumeId}', --volume ${volumeId})`);
+      `image ${image} is a Cinder volume's; back it up by its volume id (volumeId '${volumeId}', --volume ${volumeId}), ` +
+      `and restore into it as a volume (target { volume: { pool, id: '${volumeId}' } }, --target-volume ${volumeId})`);
   }
   const key = imageKey(pool, namespace, image);
   if (Buffer.byteLength(key) + LONGEST_SUFFIX_BYTES > MAX_NAME_BYTES) {

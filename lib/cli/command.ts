@@ -126,7 +126,7 @@ export async function backupRef(values: Values): Promise<BackupRef> {
   const backupId = optional(values, 'backup-id');
   const given = [record !== undefined, file !== undefined, subject !== undefined || backupId !== undefined].filter(Boolean).length;
   if (given !== 1) {
-    throw new UsageError(`give the backup once: --record TEXT, --record-file PATH, or --volume ID (or --image NAME -p POOL) with --backup-id ID${given > 1 ? ' (got more than one)' : ''}`);
+    throw new UsageError(`give the backup once: --record TEXT, --record-file PATH, or --volume ID with --backup-id ID (or --image NAME -p POOL with --backup-id ID)${given > 1 ? ' (got more than one)' : ''}`);
   }
   if (record !== undefined) return { record: importRecord(record) };
   if (file !== undefined) return { record: importRecord(await readUserFile(file, '--record-file')) };

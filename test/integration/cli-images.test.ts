@@ -61,7 +61,7 @@ describe('rbd-backup --image', () => {
       [['backup', '-p', 'rbd'], /--volume ID or --image NAME is required/],
       [['ls', '--image', 'vm-1'], /--image NAME needs -p\/--pool POOL/],
       [['ls', '--volume', 'v1', '--namespace', 'ns'], /--namespace goes with --image NAME/],
-      [['ls', '--image', 'vm-1', '-p', 'rbd', '--all'], /give --volume ID, --image NAME or --all/],
+      [['ls', '--image', 'vm-1', '-p', 'rbd', '--all'], /give --volume ID or --all \(one of them; --image NAME -p POOL in place of --volume ID/],
       [['ls', '--all', '-p', 'rbd'], /-p\/--pool goes with --image NAME/],
       [['show', '--image', 'vm-1', '--volume', 'v1', '--backup-id', 'b1', '-p', 'rbd'], /not both/],
       [['restore', '--image', 'vm-1', '--backup-id', 'b1', '--target-pool', 'rbd'], /--image NAME needs -p\/--pool POOL/],

@@ -88,7 +88,7 @@ ${SUBJECT_HELP}
   async prepare(values) {
     const subject = subjectOption(values);
     const all = values.all === true;
-    if ((subject === undefined) === !all) throw new UsageError('give --volume ID, --image NAME or --all (one of them)');
+    if ((subject === undefined) === !all) throw new UsageError('give --volume ID or --all (one of them; --image NAME -p POOL in place of --volume ID for any RBD image)');
     if (subject === undefined && values.pool !== undefined) throw new UsageError('-p/--pool goes with --image NAME');
     return {
       offline: false,
