@@ -23,7 +23,7 @@ export { DiffStreamError } from './engine/diff-format.js';
 export { exportRaw, type ExportRawOptions, type ExportRawStats } from './engine/raw-export.js';
 export { BackupEngine, type BackupOutcome } from './backup/engine.js';
 export type { BackupEngineConfig } from './backup/config.js';
-export type { BackupRequest, BackupResult, VolumeMetadata } from './backup/backup.js';
+export type { BackupOptions, BackupRequest, BackupResult, VolumeMetadata } from './backup/backup.js';
 export type { RestoreRequest, RestoreResult, RestoreTarget } from './backup/restore.js';
 export type { DeleteOptions, DeleteResult } from './backup/delete.js';
 export type { PruneOptions, PruneResult, PrunedBackup } from './backup/prune.js';
@@ -32,7 +32,8 @@ export { parseRetentionPolicy, decideRetention, type RetentionPolicy, type Reten
 export { InconsistentBackupError } from './backup/errors.js';
 export type { LockHolder } from './backup/lock.js';
 export type { ListedBackup } from './backup/list.js';
-export { exportRecord, importRecord, type BackupRecord } from './backup/record.js';
+export { exportRecord, importRecord, type BackupRecord, type SourceImageField } from './backup/record.js';
 export {
   baseImageName, backupImageName, volumeImageName, backupSnapshotName, metaObjectName, parseBackupSnapshotName,
+  type ImageSubject, type NamedImage, type Subject, type SubjectInput, type VolumeSubject,
 } from './backup/naming.js';

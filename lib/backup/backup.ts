@@ -8,7 +8,7 @@
  * transfer, finish. On failure nothing half-made remains.
  */
 import { randomUUID } from 'node:crypto';
-import { AlreadyExistsError, NotFoundError } from '../ceph/errors.js';
+import { AlreadyExistsError, invalidArgument, NotFoundError } from '../ceph/errors.js';
 import { cancelledError } from '../ceph/cancel.js';
 import type { Image } from '../ceph/image.js';
 import type { Pool } from '../ceph/pool.js';
@@ -27,14 +27,23 @@ import { lockObjectName, VolumeLock, type LockHolder } from './lock.js';
 import { logBackup } from './log.js';
 import { removeMetaObject } from './meta.js';
 import {
-  backupImageName, backupSnapshotName, checkId, metaObjectName, unfinishedImageName, volumeImageName,
+  backupImageName, backupSnapshotName, checkId, describeSubject, imageSpec, imageSubject, metaObjectName, sourceImageName,
+  unfinishedImageName, volumeImageName, volumeSubject, type Subject,
 } from './naming.js';
 import { newRecord, type BackupRecord } from './record.js';
 
-export interface BackupRequest {
-  /** The source pool holding volume-<volumeId>. */
+/**
+ * What to back up: a Cinder volume by its id (the image volume-<volumeId>
+ * in pool), or any RBD image by its name (in pool and namespace), exactly
+ * one of the two.
+ */
+export type BackupRequest = BackupOptions & (
+  | { volumeId: string; image?: never; namespace?: never }
+  | { image: string; /** Default: the pool's default namespace. */ namespace?: string; volumeId?: never });
+
+export interface BackupOptions {
+  /** The source pool holding the volume or image. */
   pool: string;
-  volumeId: string;
   /** Default: a new UUID. */
   backupId?: string;
   /** Make an incremental from this backup's snapshot (in the chain image holding it). */
@@ -92,59 +101,73 @@ interface Opened {
   signal: AbortSignal;
 }
 
-async function openVolume(pool: Pool, volumeId: string, operation: string): Promise<Image> {
-  const name = volumeImageName(volumeId);
+async function openSource(pool: Pool, subject: Subject, operation: string): Promise<Image> {
+  const name = sourceImageName(subject);
   try {
     return await pool.openImage(name);
   } catch (error) {
     if (!(error instanceof NotFoundError)) throw error;
     throw new NotFoundError({
       code: 'ENOENT', operation, resource: `${pool.spec}/${name}`,
-      detail: `volume ${volumeId} does not exist in pool ${pool.spec}`,
+      detail: `${subject.kind === 'volume' ? `volume ${subject.volumeId}` : `image ${name}`} does not exist in pool ${pool.spec}`,
     });
   }
 }
 
+/** The subject a request names: exactly one of volumeId and image. */
+function requestSubject(request: BackupRequest, operation: string): Subject {
+  const { volumeId, image, namespace } = request as { volumeId?: unknown; image?: unknown; namespace?: unknown };
+  if ((volumeId === undefined) === (image === undefined)) {
+    throw invalidArgument(operation, String(request.pool),
+      `give exactly one of volumeId (a Cinder volume) and image (any RBD image), got ${volumeId === undefined ? 'neither' : 'both'}`);
+  }
+  if (volumeId !== undefined) {
+    if (namespace !== undefined) throw invalidArgument(operation, String(request.pool), 'namespace goes with image, not with volumeId');
+    return volumeSubject(volumeId, operation);
+  }
+  return imageSubject({ pool: request.pool, namespace, image }, operation);
+}
+
 async function openAndLock(scope: OperationScope, config: ResolvedConfig, request: BackupRequest,
-  volumeId: string, operation: string): Promise<Opened> {
+  subject: Subject, operation: string): Promise<Opened> {
   scope.doing = 'opening the volume';
-  const sourcePool = await scope.adopt(config.source.pool(request.pool));
+  const sourcePool = await scope.adopt(config.source.pool(request.pool, subject.kind === 'image' ? subject.namespace : ''));
   const backupPool = await scope.adopt(config.backupCluster.pool(config.backupPool));
-  const volume = await scope.adopt(openVolume(sourcePool, volumeId, operation));
+  const volume = await scope.adopt(openSource(sourcePool, subject, operation));
   scope.doing = 'taking the volume\'s lock';
-  const lock = await VolumeLock.acquire(backupPool, volumeId, operation, {
+  const lock = await VolumeLock.acquire(backupPool, subject, operation, {
     waitMs: config.lockWaitMs, ttlMs: config.lockTtlMs, onBusy: request.onBusy, onWait: request.onLockWait, signal: scope.signal,
   });
-  scope.defer(`release the volume lock ${backupPool.spec}/${lockObjectName(volumeId)}`, backupPool, () => lock.release(), 'lock');
+  scope.defer(`release the volume lock ${backupPool.spec}/${lockObjectName(subject)}`, backupPool, () => lock.release(), 'lock');
   const signal = AbortSignal.any([request.signal, lock.lost, scope.signal].filter((s): s is AbortSignal => s !== undefined));
   return { volume, sourcePool, backupPool, lock, signal };
 }
 
 async function chooseChain(scope: OperationScope, opened: Opened, request: BackupRequest,
-  ids: { volumeId: string; backupId: string }, operation: string): Promise<{ decision: ChainDecision }> {
-  const { volumeId, backupId } = ids;
+  ids: { subject: Subject; backupId: string }, operation: string): Promise<{ decision: ChainDecision }> {
+  const { subject, backupId } = ids;
   scope.doing = 'reading the volume\'s backups';
-  const found = await readBackupImages(opened.backupPool, volumeId);
+  const found = await readBackupImages(opened.backupPool, subject);
   const listed = (await opened.volume.listSnapshots()).map((s) => s.name);
   const leftovers = findLeftovers(found, { names: listed, trashed: await trashedBackupSnapshots(opened.volume) });
   scope.checkpoint();
-  const { removedSnapshots } = await removeLeftovers(opened.backupPool, opened.volume, leftovers, volumeId);
+  const { removedSnapshots } = await removeLeftovers(opened.backupPool, opened.volume, leftovers, subject);
   const images = found.filter((image) => !leftovers.images.includes(image));
   const sourceSnapshots = listed.filter((name) => !removedSnapshots.includes(name));
   // A backup id names one backup: a second one under it would give the
   // pool two restore points for it, and no restore could choose.
   const reused = backupPoints(images).find((point) => point.backupId === backupId)
-    ?? images.find((image) => image.name === backupImageName(volumeId, backupId));
+    ?? images.find((image) => image.name === backupImageName(subject, backupId));
   if (reused !== undefined) {
     throw new AlreadyExistsError({
-      code: 'EEXIST', operation, resource: `volume ${volumeId}`,
+      code: 'EEXIST', operation, resource: describeSubject(subject),
       detail: `backup id ${backupId} is already used (${opened.backupPool.spec}/${'image' in reused ? reused.image.name : reused.name})`,
     });
   }
   const decision = decideChain({
-    volumeId, backupId, images, sourceSnapshots, parentId: request.parentId, full: request.full, operation,
+    subject, backupId, images, sourceSnapshots, parentId: request.parentId, full: request.full, operation,
   });
-  if (decision.mode === 'converted') logBackup('volume %s: %s; taking a full backup instead', volumeId, decision.reason);
+  if (decision.mode === 'converted') logBackup('%s: %s; taking a full backup instead', describeSubject(subject), decision.reason);
   return { decision };
 }
 
@@ -176,7 +199,7 @@ async function ensureCleanHead(chain: Image, fromSnapshot: string): Promise<void
  * takes what a killed run left for a backup.
  */
 async function openChainImage(scope: OperationScope, config: ResolvedConfig, opened: Opened,
-  decision: ChainDecision, ids: { volumeId: string; backupId: string }, size: bigint): Promise<Image> {
+  decision: ChainDecision, ids: { subject: Subject; backupId: string }, size: bigint): Promise<Image> {
   const { backupPool } = opened;
   if (decision.mode === 'incremental') {
     scope.doing = 'opening the chain image';
@@ -185,7 +208,7 @@ async function openChainImage(scope: OperationScope, config: ResolvedConfig, ope
     return chain;
   }
   scope.doing = 'creating the chain image';
-  const unfinished = unfinishedImageName(ids.volumeId, ids.backupId);
+  const unfinished = unfinishedImageName(ids.subject, ids.backupId);
   let chain: Image | undefined;
   // Registered first: a creation that timed out may still have happened.
   // Under either name: a rename the call's time ran out on may have been
@@ -235,27 +258,27 @@ async function trimSourceSnapshots(volume: Image, keep: number): Promise<void> {
 
 export async function runBackup(config: ResolvedConfig, request: BackupRequest): Promise<BackupResult> {
   const operation = 'backup';
-  const volumeId = checkId('volume', request.volumeId, operation);
+  const subject = requestSubject(request, operation);
   const backupId = checkId('backup', request.backupId ?? randomUUID(), operation);
   if (request.parentId !== undefined) checkId('backup', request.parentId, operation);
-  const resource = `${String(request.pool)}/${volumeImageName(volumeId)}`;
+  const resource = subject.kind === 'volume' ? `${String(request.pool)}/${volumeImageName(subject.volumeId)}` : imageSpec(subject);
   checkName('pool', request.pool, operation, resource);
   const budget = callBudget(request.timeoutMs, [config.source, config.backupCluster], operation, resource);
-  if (request.signal?.aborted) throw cancelledError(operation, `volume ${volumeId}`, request.signal);
+  if (request.signal?.aborted) throw cancelledError(operation, describeSubject(subject), request.signal);
 
   return OperationScope.run({ operation, resource, timeoutMs: budget.timeoutMs }, async (scope) => {
-    const opened = await openAndLock(scope, config, request, volumeId, operation);
+    const opened = await openAndLock(scope, config, request, subject, operation);
     // A failed first backup leaves the volume without backups: its lock
     // object goes too (while still locked, so no other run is using it).
     // Registered before anything can fail, run after the new chain image is gone.
-    scope.onFailure(`remove the lock object ${opened.backupPool.spec}/${lockObjectName(volumeId)} of a volume without backups`,
+    scope.onFailure(`remove the lock object ${opened.backupPool.spec}/${lockObjectName(subject)} of a volume without backups`,
       opened.backupPool, async () => {
-        if ((await readBackupImages(opened.backupPool, volumeId)).length === 0) await opened.lock.retire();
+        if ((await readBackupImages(opened.backupPool, subject)).length === 0) await opened.lock.retire();
       });
-    const { decision } = await chooseChain(scope, opened, request, { volumeId, backupId }, operation);
+    const { decision } = await chooseChain(scope, opened, request, { subject, backupId }, operation);
     const { size } = await opened.volume.stat();
     if (budget.grows) scope.extend(transferAllowanceMs(size));
-    const chain = await openChainImage(scope, config, opened, decision, { volumeId, backupId }, size);
+    const chain = await openChainImage(scope, config, opened, decision, { subject, backupId }, size);
     const fromSnapshot = decision.mode === 'incremental' ? decision.fromSnapshot : undefined;
 
     const snapshot = backupSnapshotName(backupId);
@@ -270,7 +293,7 @@ export async function runBackup(config: ResolvedConfig, request: BackupRequest):
     scope.onFailure(`remove the new chain snapshot ${chain.spec}@${snapshot}`, opened.backupPool, async () => {
       if (await chain.snapshotExists(snapshot)) await chain.removeSnapshot(snapshot);
     });
-    logBackup('backup %s of volume %s: %s into %s from %s', backupId, volumeId, decision.mode, decision.image, fromSnapshot ?? '(start)');
+    logBackup('backup %s of %s: %s into %s from %s', backupId, describeSubject(subject), decision.mode, decision.image, fromSnapshot ?? '(start)');
     scope.doing = 'transferring the data';
     const stats = await transferDiff({
       source: volume, snapshot, fromSnapshot, target: chain,
@@ -294,24 +317,24 @@ export async function runBackup(config: ResolvedConfig, request: BackupRequest):
       scope.checkpoint();
       // rbd_rename wants the image closed here (its header watch would stay on the old name).
       await chain.close();
-      await opened.backupPool.renameImage(unfinishedImageName(volumeId, backupId), decision.image);
+      await opened.backupPool.renameImage(unfinishedImageName(subject, backupId), decision.image);
     }
     scope.commit();
     // Housekeeping in the clean-up's time: the backup stands whether or not it gets done.
     scope.defer(`trim the old backup snapshots of ${volume.spec}`, sourcePool, () => trimSourceSnapshots(volume, config.maxSourceSnapshots));
-    return result(config, request, { backupId, volumeId, size, decision, snapshot, fromSnapshot, stats });
+    return result(config, request, { backupId, subject, size, decision, snapshot, fromSnapshot, stats });
   });
 }
 
 function result(config: ResolvedConfig, request: BackupRequest, done: {
-  backupId: string; volumeId: string; size: bigint; decision: ChainDecision; snapshot: string;
+  backupId: string; subject: Subject; size: bigint; decision: ChainDecision; snapshot: string;
   fromSnapshot: string | undefined; stats: TransferStats;
 }): BackupResult {
-  const { backupId, volumeId, size, decision, snapshot, fromSnapshot, stats } = done;
+  const { backupId, subject, size, decision, snapshot, fromSnapshot, stats } = done;
   const now = new Date();
   return {
     record: newRecord({
-      id: backupId, volumeId, container: config.backupPool, baseImage: decision.image, sizeBytes: size,
+      id: backupId, subject, container: config.backupPool, baseImage: decision.image, sizeBytes: size,
       parentId: decision.mode === 'incremental' ? decision.parentId : null,
       createdAt: now, updatedAt: now,
       displayName: request.displayName, displayDescription: request.displayDescription,

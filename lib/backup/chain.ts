@@ -8,7 +8,7 @@
 import { NotFoundError } from '../ceph/errors.js';
 import { InconsistentBackupError } from './errors.js';
 import { isChainImage, type BackupImage } from './layout.js';
-import { backupImageName, parseBackupSnapshotName } from './naming.js';
+import { backupImageName, describeSubject, parseBackupSnapshotName, resolveSubject, type Subject } from './naming.js';
 
 export type ChainDecision =
   | { mode: 'full'; image: string; reason: 'first backup' | 'requested' }
@@ -44,7 +44,8 @@ function chainOf(images: readonly BackupImage[]): Map<string, BackupImage> {
 }
 
 export function decideChain(options: {
-  volumeId: string;
+  /** Whose backup it is (a string: a Cinder volume id). */
+  subject: Subject | string;
   backupId: string;
   images: readonly BackupImage[];
   sourceSnapshots: readonly string[];
@@ -52,8 +53,9 @@ export function decideChain(options: {
   full?: boolean;
   operation: string;
 }): ChainDecision {
-  const { volumeId, images, sourceSnapshots, parentId, operation } = options;
-  const image = backupImageName(volumeId, options.backupId);
+  const { images, sourceSnapshots, parentId, operation } = options;
+  const subject = resolveSubject(options.subject, operation);
+  const image = backupImageName(subject, options.backupId);
   if (options.full) return { mode: 'full', image, reason: 'requested' };
   const onChain = chainOf(images);
   const onSource = new Set(sourceSnapshots);
@@ -72,7 +74,7 @@ export function decideChain(options: {
       }
       throw new NotFoundError({
         code: 'ENOENT', operation, resource: `backup ${parentId}`,
-        detail: `parent backup ${parentId} is not among the backups of volume ${volumeId} in the backup pool; check the id, or leave the parent out to continue from the newest backup`,
+        detail: `parent backup ${parentId} is not among the backups of ${describeSubject(subject)} in the backup pool; check the id, or leave the parent out to continue from the newest backup`,
       });
     }
     if (!onSource.has(parentSnap)) {

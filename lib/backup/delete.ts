@@ -7,7 +7,7 @@
  * the backup's snapshot leaves the source volume as well.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { BusyError, NotFoundError } from '../ceph/errors.js';
+import { BusyError, invalidArgument, NotFoundError } from '../ceph/errors.js';
 import type { Pool } from '../ceph/pool.js';
 import { checkName } from '../ceph/validate.js';
 import { removeBackupInfo } from './backup-info.js';
@@ -20,14 +20,15 @@ import { isChainImage, locateBackup, type BackupImage } from './layout.js';
 import { lockObjectName, VolumeLock } from './lock.js';
 import { logBackup } from './log.js';
 import { removeMetaObject } from './meta.js';
-import { parseBackupSnapshotName, volumeImageName } from './naming.js';
+import { describeSubject, parseBackupSnapshotName, sourceImageName, type Subject } from './naming.js';
 import { recordLocation, type BackupRecord } from './record.js';
 
 export interface DeleteOptions {
   /**
    * The pool of the backup's source volume: its snapshot of the backup is
    * removed too (it can start no incremental once the backup is gone). Left
-   * out, the next backup of the volume removes it.
+   * out, the next backup of the volume removes it. A named image's backup
+   * knows its pool (and namespace): this must be that pool.
    */
   sourcePool?: string;
   /** The call's time budget, clean-up included. Default: three op timeouts of the connections (see budget.ts). */
@@ -89,15 +90,30 @@ export async function removeBackup(pool: Pool, found: { image: BackupImage; snap
   return result;
 }
 
+/**
+ * The source pool a caller named for a subject's source snapshots: a
+ * volume's is wherever the caller says (Cinder's names carry no pool), a
+ * named image's is its own, and another is refused.
+ */
+export function checkSourcePool(subject: Subject, sourcePool: string | undefined, operation: string): string | undefined {
+  if (sourcePool === undefined) return undefined;
+  checkName('pool', sourcePool, operation, sourcePool);
+  if (subject.kind === 'image' && sourcePool !== subject.pool) {
+    throw invalidArgument(operation, describeSubject(subject),
+      `the source pool given is ${sourcePool}, but the backups are of an image in pool ${subject.pool}; give ${subject.pool} or leave it out`);
+  }
+  return sourcePool;
+}
+
 /** The backup's snapshot leaves the source volume; a protected one (cloned from) stays. */
-export async function removeSourceSnapshot(config: ResolvedConfig, sourcePool: string, volumeId: string,
+export async function removeSourceSnapshot(config: ResolvedConfig, sourcePool: string, subject: Subject,
   snapshot: string): Promise<boolean> {
   let removed = false;
   await undo(`remove source snapshot ${snapshot}`, async () => {
-    await using pool = await config.source.pool(sourcePool);
+    await using pool = await config.source.pool(sourcePool, subject.kind === 'image' ? subject.namespace : '');
     let volume;
     try {
-      volume = await pool.openImage(volumeImageName(volumeId));
+      volume = await pool.openImage(sourceImageName(subject));
     } catch (error) {
       if (error instanceof NotFoundError) return;
       throw error;
@@ -113,8 +129,8 @@ export async function removeSourceSnapshot(config: ResolvedConfig, sourcePool: s
 export async function runDelete(config: ResolvedConfig, backup: BackupRecord, options: DeleteOptions = {}): Promise<DeleteResult> {
   const operation = 'delete';
   const location = recordLocation(backup, operation);
-  const { backupId, volumeId } = location;
-  if (options.sourcePool !== undefined) checkName('pool', options.sourcePool, operation, options.sourcePool);
+  const { backupId, subject } = location;
+  const sourcePool = checkSourcePool(subject, options.sourcePool, operation);
   const resource = `backup ${backupId}`;
   const budget = callBudget(options.timeoutMs, [config.source, config.backupCluster], operation, resource);
 
@@ -122,19 +138,19 @@ export async function runDelete(config: ResolvedConfig, backup: BackupRecord, op
     scope.doing = 'reading the volume\'s backups';
     const pool = await scope.adopt(config.backupCluster.pool(location.container ?? config.backupPool));
     // Nothing to lock (and no lock object to create) for a volume without backups here.
-    if ((await readBackupImages(pool, volumeId)).length === 0) {
+    if ((await readBackupImages(pool, subject)).length === 0) {
       // Its .meta stays: a record naming the wrong volume must not remove another backup's.
       throw new NotFoundError({
         code: 'ENOENT', operation, resource: `${pool.spec}/backup ${backupId}`,
-        detail: `volume ${volumeId} has no backup images here`,
+        detail: `${describeSubject(subject)} has no backup images here`,
       });
     }
     scope.doing = 'taking the volume\'s lock';
-    const lock = await VolumeLock.acquire(pool, volumeId, operation, {
+    const lock = await VolumeLock.acquire(pool, subject, operation, {
       waitMs: config.lockWaitMs, ttlMs: config.lockTtlMs, signal: scope.signal,
     });
-    scope.defer(`release the volume lock ${pool.spec}/${lockObjectName(volumeId)}`, pool, () => lock.release(), 'lock');
-    const images = await readBackupImages(pool, volumeId);
+    scope.defer(`release the volume lock ${pool.spec}/${lockObjectName(subject)}`, pool, () => lock.release(), 'lock');
+    const images = await readBackupImages(pool, subject);
     const named = images.find((image) => image.name === location.namedImage);
     // A chain image the record names that holds no backup snapshot any more
     // (its last delete found it busy, or a run was killed) goes now, as
@@ -153,11 +169,11 @@ export async function runDelete(config: ResolvedConfig, backup: BackupRecord, op
     if (removed.removedImages.length === images.length) {
       // The volume has no backups left; its lock object goes too (while
       // still locked, so no other run is using it).
-      scope.defer(`remove the lock object ${pool.spec}/${lockObjectName(volumeId)}`, pool, () => lock.retire());
+      scope.defer(`remove the lock object ${pool.spec}/${lockObjectName(subject)}`, pool, () => lock.retire());
     }
     scope.checkpoint();
-    const removedSourceSnapshot = options.sourcePool !== undefined && found.snapshot !== undefined &&
-      await removeSourceSnapshot(config, options.sourcePool, volumeId, found.snapshot.name)
+    const removedSourceSnapshot = sourcePool !== undefined && found.snapshot !== undefined &&
+      await removeSourceSnapshot(config, sourcePool, subject, found.snapshot.name)
       ? found.snapshot.name : undefined;
     const result = { ...removed, removedSourceSnapshot };
     logBackup('deleted backup %s: %o', backupId, result);

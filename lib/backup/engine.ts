@@ -14,13 +14,15 @@ import { resolveConfig, type BackupEngineConfig, type ResolvedConfig } from './c
 import { runDelete, type DeleteOptions, type DeleteResult } from './delete.js';
 import { runGc, type GcOptions, type GcResult } from './gc.js';
 import { runList, type ListedBackup } from './list.js';
+import type { SubjectInput } from './naming.js';
 import { runPrune, type PruneOptions, type PruneResult } from './prune.js';
 import { exportRecord, importRecord, type BackupRecord } from './record.js';
 import { runRestore, type RestoreRequest, type RestoreResult } from './restore.js';
 
-export type BackupOutcome =
-  | { volumeId: string; ok: true; result: BackupResult }
-  | { volumeId: string; ok: false; error: Error };
+/** One request's outcome; a named image's has volumeId '' (as its records do) and the image's name. */
+export type BackupOutcome = { volumeId: string; image?: string } & (
+  | { ok: true; result: BackupResult }
+  | { ok: false; error: Error });
 
 export class BackupEngine {
   readonly config: Readonly<ResolvedConfig>;
@@ -31,7 +33,7 @@ export class BackupEngine {
     this.config = resolveConfig(config);
   }
 
-  /** A full or incremental backup of pool/volume-<volumeId>; returns its record. */
+  /** A full or incremental backup of pool/volume-<volumeId>, or of a named image (`image`); returns its record. */
   backup(request: BackupRequest): Promise<BackupResult> {
     return runBackup(this.config, request);
   }
@@ -47,11 +49,11 @@ export class BackupEngine {
   }
 
   /**
-   * Removes the backups of a volume that a retention policy such as
+   * Removes the backups of a volume (or named image) that a retention policy such as
    * 'latest3,days7,weeks4,months6' does not keep; never the newest.
    */
-  prune(volumeId: string, policy: string, options?: PruneOptions): Promise<PruneResult> {
-    return runPrune(this.config, volumeId, policy, options);
+  prune(of: SubjectInput, policy: string, options?: PruneOptions): Promise<PruneResult> {
+    return runPrune(this.config, of, policy, options);
   }
 
   /**
@@ -63,9 +65,13 @@ export class BackupEngine {
     return runGc(this.config, options);
   }
 
-  /** The backups of a volume in every chain image and legacy copy, oldest first, read from the backup pool. */
-  listBackups(volumeId: string): Promise<ListedBackup[]> {
-    return runList(this.config, volumeId);
+  /**
+   * The backups of a volume (by id) or a named image ({ pool, namespace?,
+   * image }) in every chain image and legacy copy, oldest first, read from
+   * the backup pool.
+   */
+  listBackups(of: SubjectInput): Promise<ListedBackup[]> {
+    return runList(this.config, of);
   }
 
   /** Cinder's export format: base64 of the record's JSON. */
@@ -89,11 +95,12 @@ export class BackupEngine {
     const sourceQueue = this.#queue(this.config.source);
     const backupQueue = this.#queue(this.config.backupCluster);
     const run = async (request: BackupRequest): Promise<BackupOutcome> => {
+      const named = request.image === undefined ? { volumeId: request.volumeId } : { volumeId: '', image: request.image };
       try {
         const result = await this.backup(options.onBusy ? { onBusy: options.onBusy, ...request } : request);
-        return { volumeId: request.volumeId, ok: true, result };
+        return { ...named, ok: true, result };
       } catch (error) {
-        return { volumeId: request.volumeId, ok: false, error: error instanceof Error ? error : new Error(String(error)) };
+        return { ...named, ok: false, error: error instanceof Error ? error : new Error(String(error)) };
       }
     };
     // A backup takes a place on both clusters' queues, always in this order

@@ -13,9 +13,12 @@ import { OperationScope, removeImageWithSnapshots } from './cleanup.js';
 import type { ResolvedConfig } from './config.js';
 import { readBackupImages, trashedBackupSnapshots } from './inventory.js';
 import { findLeftovers, removeLeftovers } from './leftovers.js';
-import { lockObjectName, restoreLockObjectName, VolumeLock, type LockHolder } from './lock.js';
+import { lockObjectName, VolumeLock, type LockHolder } from './lock.js';
 import { logBackup } from './log.js';
-import { volumeImageName, volumeOfBackupImage, volumeOfVolumeImage } from './naming.js';
+import {
+  describeSubject, imageSpec, imageSubject, restoreLockObjectName, sourceImageName, subjectOfBackupImage, volumeOfVolumeImage,
+  volumeSubject, type Subject,
+} from './naming.js';
 import { isHalfRestored } from './restore.js';
 
 export interface GcOptions {
@@ -40,15 +43,34 @@ export interface GcResult {
   removedSnapshots: string[];
   /** Locks of holders that answered no notify, broken after fencing them. */
   brokenLocks: Array<{ object: string; holder: LockHolder }>;
-  /** Volumes a live run holds, left alone. */
-  skipped: Array<{ volumeId: string; reason: string }>;
+  /**
+   * Volumes and named images a live run holds, left alone: a volume by its
+   * id, a named image by pool[/namespace]/name in `image` (its volumeId '',
+   * as in its records).
+   */
+  skipped: Array<{ volumeId: string; image?: string; reason: string }>;
   dryRun: boolean;
 }
 
-async function openVolumeIfAny(pool: Pool | undefined, volumeId: string) {
-  if (!pool) return undefined;
+/** How a result names a subject: its volume id, or its image's pool[/namespace]/name. */
+function named(subject: Subject): { volumeId: string; image?: string } {
+  return subject.kind === 'volume' ? { volumeId: subject.volumeId } : { volumeId: '', image: imageSpec(subject) };
+}
+
+/**
+ * The subject's own image, when it is in the source pool gc was given: a
+ * volume's is wherever that pool is (Cinder's names carry no pool), a named
+ * image's only when that is its pool.
+ */
+async function openSourceIfAny(scope: OperationScope, config: ResolvedConfig, sourcePool: Pool | undefined, subject: Subject) {
+  if (!sourcePool) return undefined;
+  let pool = sourcePool;
+  if (subject.kind === 'image') {
+    if (subject.pool !== sourcePool.name) return undefined;
+    if (subject.namespace !== '') pool = await scope.adopt(config.source.pool(subject.pool, subject.namespace));
+  }
   try {
-    return await pool.openImage(volumeImageName(volumeId));
+    return await pool.openImage(sourceImageName(subject));
   } catch (error) {
     if (error instanceof NotFoundError) return undefined;
     throw error;
@@ -56,74 +78,75 @@ async function openVolumeIfAny(pool: Pool | undefined, volumeId: string) {
 }
 
 async function collectVolume(scope: OperationScope, config: ResolvedConfig, backupPool: Pool, sourcePool: Pool | undefined,
-  volumeId: string, result: GcResult): Promise<void> {
-  scope.doing = `looking at volume ${volumeId}`;
+  subject: Subject, result: GcResult): Promise<void> {
+  scope.doing = `looking at ${describeSubject(subject)}`;
   let lock: VolumeLock | undefined;
   if (result.dryRun) {
-    const holder = await VolumeLock.liveHolder(backupPool, lockObjectName(volumeId));
+    const holder = await VolumeLock.liveHolder(backupPool, lockObjectName(subject));
     if (holder) {
-      result.skipped.push({ volumeId, reason: `its lock is held by ${holder.description} (${holder.client} at ${holder.address})` });
+      result.skipped.push({ ...named(subject), reason: `its lock is held by ${holder.description} (${holder.client} at ${holder.address})` });
       return;
     }
   } else {
     try {
-      lock = await VolumeLock.acquire(backupPool, volumeId, 'gc', {
+      lock = await VolumeLock.acquire(backupPool, subject, 'gc', {
         waitMs: 0, ttlMs: config.lockTtlMs, onBusy: 'skip',
-        onBreak: (holder) => result.brokenLocks.push({ object: `${backupPool.spec}/${lockObjectName(volumeId)}`, holder }),
+        onBreak: (holder) => result.brokenLocks.push({ object: `${backupPool.spec}/${lockObjectName(subject)}`, holder }),
       });
     } catch (error) {
       if (!(error instanceof BusyError)) throw error;
-      result.skipped.push({ volumeId, reason: error.message });
+      result.skipped.push({ ...named(subject), reason: error.message });
       return;
     }
     const held = lock;
-    scope.defer(`release the volume lock ${backupPool.spec}/${lockObjectName(volumeId)}`, backupPool, () => held.release(), 'lock');
+    scope.defer(`release the volume lock ${backupPool.spec}/${lockObjectName(subject)}`, backupPool, () => held.release(), 'lock');
   }
-  const found = await openVolumeIfAny(sourcePool, volumeId);
+  const found = await openSourceIfAny(scope, config, sourcePool, subject);
   const volume = found && await scope.adopt(Promise.resolve(found));
-  const images = await readBackupImages(backupPool, volumeId);
+  const images = await readBackupImages(backupPool, subject);
   const leftovers = findLeftovers(images, volume
     ? { names: (await volume.listSnapshots()).map((s) => s.name), trashed: await trashedBackupSnapshots(volume) }
     : undefined);
-  const at = (snapshot: string): string => `${sourcePool!.spec}/${volumeImageName(volumeId)}@${snapshot}`;
+  // Source snapshots are listed only when the source image is at hand.
+  const at = (snapshot: string): string => `${volume!.spec}@${snapshot}`;
   if (result.dryRun) {
     result.removedImages.push(...leftovers.images.map((i) => `${backupPool.spec}/${i.name}`));
     result.removedSnapshots.push(...leftovers.snapshots.map(at), ...leftovers.trashed.map(({ image, snapshot }) =>
-      `${image === undefined ? `${sourcePool!.spec}/${volumeImageName(volumeId)}` : `${backupPool.spec}/${image}`}@${snapshot.name}`));
+      `${image === undefined ? volume!.spec : `${backupPool.spec}/${image}`}@${snapshot.name}`));
     return;
   }
   scope.checkpoint();
-  const removed = await removeLeftovers(backupPool, volume, leftovers, volumeId);
+  const removed = await removeLeftovers(backupPool, volume, leftovers, subject);
   result.removedImages.push(...removed.removedImages.map((name) => `${backupPool.spec}/${name}`));
   result.removedSnapshots.push(...removed.removedSnapshots.map(at), ...removed.removedTrashed);
   const held = lock;
   if (held && removed.removedImages.length === images.length) {
     // Nothing of this volume is left here: its lock object goes too (while still locked).
-    scope.defer(`remove the lock object ${backupPool.spec}/${lockObjectName(volumeId)}`, backupPool, () => held.retire());
+    scope.defer(`remove the lock object ${backupPool.spec}/${lockObjectName(subject)}`, backupPool, () => held.retire());
   }
 }
 
-async function collectHalfRestored(scope: OperationScope, config: ResolvedConfig, pool: Pool, name: string, volumeId: string,
+async function collectHalfRestored(scope: OperationScope, config: ResolvedConfig, pool: Pool, name: string, target: Subject,
   result: GcResult): Promise<void> {
   scope.doing = `looking at ${pool.spec}/${name}`;
   const backupId = await isHalfRestored(pool, name);
   if (backupId === undefined) return;
   if (result.dryRun) {
-    if (!(await VolumeLock.liveHolder(pool, restoreLockObjectName(volumeId)))) result.removedImages.push(`${pool.spec}/${name}`);
+    if (!(await VolumeLock.liveHolder(pool, restoreLockObjectName(target)))) result.removedImages.push(`${pool.spec}/${name}`);
     return;
   }
   let lock: VolumeLock;
   try {
-    lock = await VolumeLock.acquire(pool, volumeId, 'gc', {
-      waitMs: 0, ttlMs: config.lockTtlMs, onBusy: 'skip', object: restoreLockObjectName(volumeId),
-      onBreak: (holder) => result.brokenLocks.push({ object: `${pool.spec}/${restoreLockObjectName(volumeId)}`, holder }),
+    lock = await VolumeLock.acquire(pool, target, 'gc', {
+      waitMs: 0, ttlMs: config.lockTtlMs, onBusy: 'skip', object: restoreLockObjectName(target),
+      onBreak: (holder) => result.brokenLocks.push({ object: `${pool.spec}/${restoreLockObjectName(target)}`, holder }),
     });
   } catch (error) {
     if (!(error instanceof BusyError)) throw error;
-    result.skipped.push({ volumeId, reason: error.message });
+    result.skipped.push({ ...named(target), reason: error.message });
     return;
   }
-  const lockObject = `${pool.spec}/${restoreLockObjectName(volumeId)}`;
+  const lockObject = `${pool.spec}/${restoreLockObjectName(target)}`;
   scope.defer(`release the restore lock ${lockObject}`, pool, () => lock.release(), 'lock');
   scope.defer(`remove the restore lock object ${lockObject}`, pool, () => lock.retire());
   // Looked at again under the lock: a restore may have finished meanwhile.
@@ -132,6 +155,18 @@ async function collectHalfRestored(scope: OperationScope, config: ResolvedConfig
   logBackup('gc: removing %s/%s, half-restored from backup %s by a restore that did not finish', pool.spec, name, backupId);
   await removeImageWithSnapshots(pool, name);
   result.removedImages.push(`${pool.spec}/${name}`);
+}
+
+/** An image of the source pool as a restore target names it: a volume, or a named image; undefined for a name no target can have. */
+function restoreTargetOf(pool: Pool, name: string): Subject | undefined {
+  const volumeId = volumeOfVolumeImage(name);
+  if (volumeId !== undefined) return volumeSubject(volumeId, 'gc');
+  try {
+    return imageSubject({ pool: pool.name, namespace: pool.namespace, image: name }, 'gc');
+  } catch {
+    // Too long for its restore lock's name: no restore can have written it.
+    return undefined;
+  }
 }
 
 export async function runGc(config: ResolvedConfig, options: GcOptions = {}): Promise<GcResult> {
@@ -143,24 +178,27 @@ export async function runGc(config: ResolvedConfig, options: GcOptions = {}): Pr
     scope.doing = 'listing the pools';
     const backupPool = await scope.adopt(config.backupCluster.pool(config.backupPool));
     const sourcePool = options.sourcePool === undefined ? undefined : await scope.adopt(config.source.pool(options.sourcePool));
-    const volumeIds = new Set<string>();
+    const subjects = new Map<string, Subject>();
     for (const name of await backupPool.listImages()) {
-      const volumeId = volumeOfBackupImage(name);
-      if (volumeId !== undefined) volumeIds.add(volumeId);
+      const subject = subjectOfBackupImage(name);
+      if (subject !== undefined) subjects.set(subject.key, subject);
     }
-    const volumes = sourcePool ? (await sourcePool.listImages()).filter((name) => volumeOfVolumeImage(name) !== undefined) : [];
-    if (budget.grows) scope.extend((volumeIds.size + volumes.length) * budget.opTimeoutMs);
-    for (const volumeId of volumeIds) {
+    // Restore targets: volumes, and images a restore into a named image may have made.
+    const targets = sourcePool ? (await sourcePool.listImages()).flatMap((name) => {
+      const target = restoreTargetOf(sourcePool, name);
+      return target ? [{ name, target }] : [];
+    }) : [];
+    if (budget.grows) scope.extend((subjects.size + targets.length) * budget.opTimeoutMs);
+    for (const subject of subjects.values()) {
       // One volume's failure (a busy image) must not keep gc from the others.
-      await scope.nested(`volume ${volumeId}`, (inner) => collectVolume(inner, config, backupPool, sourcePool, volumeId, result))
+      await scope.nested(describeSubject(subject), (inner) => collectVolume(inner, config, backupPool, sourcePool, subject, result))
         .catch((error: unknown) => {
           if (error instanceof TimeoutError && scope.signal.aborted) throw error;
-          result.skipped.push({ volumeId, reason: `failed: ${(error as Error).message}` });
+          result.skipped.push({ ...named(subject), reason: `failed: ${(error as Error).message}` });
         });
     }
-    for (const name of volumes) {
-      await scope.nested(`${sourcePool!.spec}/${name}`,
-        (inner) => collectHalfRestored(inner, config, sourcePool!, name, volumeOfVolumeImage(name)!, result));
+    for (const { name, target } of targets) {
+      await scope.nested(`${sourcePool!.spec}/${name}`, (inner) => collectHalfRestored(inner, config, sourcePool!, name, target, result));
     }
     logBackup('gc%s: %o', result.dryRun ? ' (dry run)' : '', result);
     return result;

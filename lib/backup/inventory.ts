@@ -1,6 +1,6 @@
 /**
- * Reads a volume's backup images from the backup pool (no database): every
- * volume-<id>.backup.<suffix> image, its backup snapshots (and those a cut
+ * Reads a subject's backup images from the backup pool (no database): every
+ * <key>.backup.<suffix> image (volume-<id>.backup.<suffix> for a volume), its backup snapshots (and those a cut
  * short removal left in the trash), and whether a run of ours that created
  * it is still unfinished.
  */
@@ -11,7 +11,9 @@ import type { TrashedSnapshot } from '../ceph/snapshot.js';
 import { BACKUP_INFO_PREFIX, decodeBackupInfos } from './backup-info.js';
 import { backupSnapshots } from './chain.js';
 import type { BackupImage } from './layout.js';
-import { parseBackupImageName, parseBackupSnapshotName, parseUnfinishedImageName } from './naming.js';
+import {
+  parseBackupImageName, parseBackupSnapshotName, parseUnfinishedImageName, resolveSubject, type Subject,
+} from './naming.js';
 
 /**
  * Image metadata a delete sets on a chain image just before its last
@@ -27,7 +29,7 @@ export async function trashedBackupSnapshots(image: Image): Promise<TrashedSnaps
 }
 
 /** One image's facts, read one call at a time: a failed call leaves none in flight when the image closes. */
-async function readImage(pool: Pool, volumeId: string, name: string): Promise<BackupImage | undefined> {
+async function readImage(pool: Pool, subject: Subject, name: string): Promise<BackupImage | undefined> {
   let opened;
   try {
     opened = await pool.openImage(name, { readOnly: true });
@@ -39,14 +41,14 @@ async function readImage(pool: Pool, volumeId: string, name: string): Promise<Ba
   await using image = opened;
   const snapshots = await image.listSnapshots();
   const stat = await image.stat();
-  const unfinished = parseUnfinishedImageName(volumeId, name);
+  const unfinished = parseUnfinishedImageName(subject, name);
   const incomplete = unfinished ?? await image.getMetadata(INCOMPLETE_KEY);
   const trashed = await trashedBackupSnapshots(image);
   const infos = decodeBackupInfos(await image.listMetadata(BACKUP_INFO_PREFIX));
   const order = backupSnapshots(snapshots.map((s) => s.name));
   return {
     name,
-    suffix: unfinished ?? parseBackupImageName(volumeId, name)!,
+    suffix: unfinished ?? parseBackupImageName(subject, name)!,
     size: stat.size,
     createdAt: stat.createdAt,
     snapshots: order.map((n) => snapshots.find((s) => s.name === n)!),
@@ -56,12 +58,14 @@ async function readImage(pool: Pool, volumeId: string, name: string): Promise<Ba
   };
 }
 
-export async function readBackupImages(pool: Pool, volumeId: string): Promise<BackupImage[]> {
+/** The subject's backup images (a string: a Cinder volume id). */
+export async function readBackupImages(pool: Pool, of: Subject | string): Promise<BackupImage[]> {
+  const subject = resolveSubject(of, 'readBackupImages');
   const names = (await pool.listImages()).filter((name) =>
-    parseBackupImageName(volumeId, name) !== undefined || parseUnfinishedImageName(volumeId, name) !== undefined);
+    parseBackupImageName(subject, name) !== undefined || parseUnfinishedImageName(subject, name) !== undefined);
   // Settled, not Promise.all: a rejection must not leave the other reads
   // running while the caller goes on to close the pool.
-  const settled = await Promise.allSettled(names.map((name) => readImage(pool, volumeId, name)));
+  const settled = await Promise.allSettled(names.map((name) => readImage(pool, subject, name)));
   const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
   if (failed) throw failed.reason;
   return settled.map((s) => (s as PromiseFulfilledResult<BackupImage | undefined>).value)

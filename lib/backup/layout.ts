@@ -10,7 +10,7 @@ import { NotFoundError } from '../ceph/errors.js';
 import type { SnapshotInfo, TrashedSnapshot } from '../ceph/snapshot.js';
 import type { BackupInfo } from './backup-info.js';
 import { InconsistentBackupError } from './errors.js';
-import { parseBackupSnapshotName } from './naming.js';
+import { backupImageName, describeSubject, parseBackupSnapshotName, resolveSubject, type Subject } from './naming.js';
 
 export interface BackupImage {
   name: string;
@@ -90,7 +90,7 @@ export function backupPoints(images: readonly BackupImage[]): BackupPoint[] {
 }
 
 /** The chain images holding a snapshot of backupId, with that snapshot. */
-function holdersOf(images: readonly BackupImage[], backupId: string, operation: string, volume: string) {
+function holdersOf(images: readonly BackupImage[], backupId: string, operation: string, subject: string) {
   const holders: Array<{ image: BackupImage; snapshot: SnapshotInfo }> = [];
   for (const image of images.filter(isChainImage)) {
     const own = image.snapshots.filter((s) => parseBackupSnapshotName(s.name)?.backupId === backupId);
@@ -105,7 +105,7 @@ function holdersOf(images: readonly BackupImage[], backupId: string, operation: 
   }
   if (holders.length > 1) {
     throw new InconsistentBackupError({
-      operation, resource: volume,
+      operation, resource: subject,
       detail: `backup ${backupId} has a snapshot on ${holders.length} chain images (${holders.map((h) => `${h.image.name}@${h.snapshot.name}`).join(', ')}); expected one`,
     });
   }
@@ -113,9 +113,10 @@ function holdersOf(images: readonly BackupImage[], backupId: string, operation: 
 }
 
 export interface BackupLookup {
-  volumeId: string;
+  /** Whose backup it is (a string: a Cinder volume id). */
+  subject: Subject | string;
   backupId: string;
-  /** The chain image the record's service_metadata names, already checked to be this volume's. */
+  /** The chain image the record's service_metadata names, already checked to be the subject's. */
   namedImage: string | undefined;
   /** The record is of a backup taken from a volume snapshot (Cinder copies those into `.backup.base`). */
   fromVolumeSnapshot: boolean;
@@ -128,9 +129,9 @@ export interface BackupLookup {
  */
 export function locateBackup(images: readonly BackupImage[], lookup: BackupLookup, operation: string):
   { image: BackupImage; snapshot: SnapshotInfo | undefined } {
-  const { volumeId, backupId, namedImage } = lookup;
-  const volume = `volume ${volumeId}`;
-  const holder = holdersOf(images, backupId, operation, volume);
+  const { backupId, namedImage } = lookup;
+  const subject = resolveSubject(lookup.subject, operation);
+  const holder = holdersOf(images, backupId, operation, describeSubject(subject));
   const notFound = (detail: string): NotFoundError => new NotFoundError({
     code: 'ENOENT', operation, resource: `backup ${backupId}`, detail,
   });
@@ -159,5 +160,5 @@ export function locateBackup(images: readonly BackupImage[], lookup: BackupLooku
   if (lookup.fromVolumeSnapshot && base && !isChainImage(base) && base.incomplete === undefined) {
     return { image: base, snapshot: undefined };
   }
-  throw notFound(`no snapshot of it is on any backup image of volume ${volumeId} and no legacy copy volume-${volumeId}.backup.${backupId} exists`);
+  throw notFound(`no snapshot of it is on any backup image of ${describeSubject(subject)} and no legacy copy ${backupImageName(subject, backupId)} exists`);
 }

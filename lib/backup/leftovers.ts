@@ -14,7 +14,7 @@ import { removeImageWithSnapshots, undo } from './cleanup.js';
 import { unfinishedImages, type BackupImage } from './layout.js';
 import { logBackup } from './log.js';
 import { removeMetaObject } from './meta.js';
-import { parseUnfinishedImageName } from './naming.js';
+import { describeSubject, parseUnfinishedImageName, type Subject } from './naming.js';
 
 export interface Leftovers {
   /** Backup snapshots on the source volume that no chain image holds. */
@@ -49,10 +49,10 @@ export function findLeftovers(images: readonly BackupImage[], source: SourceSnap
  * cloned from it) stays, and is not reported as removed.
  */
 export async function removeLeftovers(backupPool: Pool, volume: Image | undefined, leftovers: Leftovers,
-  volumeId: string): Promise<{ removedSnapshots: string[]; removedImages: string[]; removedTrashed: string[] }> {
+  subject: Subject): Promise<{ removedSnapshots: string[]; removedImages: string[]; removedTrashed: string[] }> {
   const removedSnapshots: string[] = [];
   for (const orphan of volume ? leftovers.snapshots : []) {
-    logBackup('volume %s: removing source snapshot %s, which no chain image holds (a killed run or a deleted backup left it)', volumeId, orphan);
+    logBackup('%s: removing source snapshot %s, which no chain image holds (a killed run or a deleted backup left it)', describeSubject(subject), orphan);
     await undo(`remove source snapshot ${orphan}`, async () => {
       await volume!.removeSnapshot(orphan);
       removedSnapshots.push(orphan);
@@ -62,7 +62,7 @@ export async function removeLeftovers(backupPool: Pool, volume: Image | undefine
   for (const { image, snapshot } of leftovers.trashed) {
     if (image === undefined && !volume) continue;
     const where = image === undefined ? volume!.spec : `${backupPool.spec}/${image}`;
-    logBackup('volume %s: removing %s@%s, backup snapshot %s left in the trash by a removal cut short', volumeId, where,
+    logBackup('%s: removing %s@%s, backup snapshot %s left in the trash by a removal cut short', describeSubject(subject), where,
       snapshot.name, snapshot.originalName);
     // A trashed snapshot a clone still uses cannot go yet; it is tried again next time.
     await undo(`remove trashed snapshot ${where}@${snapshot.name}`, async () => {
@@ -77,14 +77,14 @@ export async function removeLeftovers(backupPool: Pool, volume: Image | undefine
   }
   const removedImages: string[] = [];
   for (const image of leftovers.images) {
-    logBackup('volume %s: removing %s, which holds no backup (left by backup %s)', volumeId, image.name, image.incomplete);
+    logBackup('%s: removing %s, which holds no backup (left by backup %s)', describeSubject(subject), image.name, image.incomplete);
     // One that cannot go now (busy) must not fail the backup that found it: the next run tries again.
     await undo(`remove ${image.name}`, async () => {
       await removeImageWithSnapshots(backupPool, image.name);
       removedImages.push(image.name);
       // A run that did not finish may have written its .meta; under this
       // name the image (and so the backup id) is ours for sure.
-      if (parseUnfinishedImageName(volumeId, image.name) !== undefined) await removeMetaObject(backupPool, image.incomplete!);
+      if (parseUnfinishedImageName(subject, image.name) !== undefined) await removeMetaObject(backupPool, image.incomplete!);
     });
   }
   return { removedSnapshots, removedImages, removedTrashed };

@@ -15,6 +15,7 @@ import { BusyError, CephError, NotFoundError } from '../ceph/errors.js';
 import type { Pool } from '../ceph/pool.js';
 import type { ObjectWatch } from '../ceph/watch.js';
 import { logBackup } from './log.js';
+import { describeSubject, lockObjectName, resolveSubject, type Subject } from './naming.js';
 
 const LOCK_NAME = 'rbd-backup';
 /**
@@ -31,14 +32,8 @@ const NOTIFY_TIMEOUT_MS = 3000;
  */
 const BLOCKLIST_SECONDS = 3600;
 
-export function lockObjectName(volumeId: string): string {
-  return `volume-${volumeId}.backup.lock`;
-}
-
-/** The lock a restore into volume-<volumeId> holds, beside the volume in its pool. */
-export function restoreLockObjectName(volumeId: string): string {
-  return `volume-${volumeId}.restore.lock`;
-}
+// Made in naming.ts with every other name; the fault suite and the tests take them from here.
+export { lockObjectName, restoreLockObjectName } from './naming.js';
 
 /** Who holds a lock, as RADOS reports it. */
 export interface LockHolder {
@@ -58,7 +53,7 @@ export interface LockOptions {
   onBusy?: 'wait' | 'skip';
   /** Called once when a live holder is found and waited for. */
   onWait?: (holder: LockHolder) => void;
-  /** The lock object; default the volume's backup lock, lockObjectName(volumeId). */
+  /** The lock object; default the subject's backup lock, lockObjectName(subject). */
   object?: string;
   /** Called when a dead holder's lock was broken. */
   onBreak?: (holder: LockHolder) => void;
@@ -132,10 +127,12 @@ export class VolumeLock {
     return found?.alive ? found.holder : undefined;
   }
 
-  static async acquire(pool: Pool, volumeId: string, purpose: string, options: LockOptions): Promise<VolumeLock> {
-    const lock = new VolumeLock(pool, options.object ?? lockObjectName(volumeId), options.ttlMs);
+  /** Takes the lock of a subject (a volume id is a Cinder volume's). */
+  static async acquire(pool: Pool, of: Subject | string, purpose: string, options: LockOptions): Promise<VolumeLock> {
+    const subject = resolveSubject(of, purpose);
+    const lock = new VolumeLock(pool, options.object ?? lockObjectName(subject), options.ttlMs);
     try {
-      await lock.#take(volumeId, purpose, options);
+      await lock.#take(describeSubject(subject), purpose, options);
     } catch (error) {
       await lock.#watch?.close().catch(() => undefined);
       throw error;
@@ -145,7 +142,8 @@ export class VolumeLock {
     return lock;
   }
 
-  async #take(volumeId: string, purpose: string, options: LockOptions): Promise<void> {
+  /** `what`: the subject as messages name it ('volume <id>', 'image <pool>/<name>'). */
+  async #take(what: string, purpose: string, options: LockOptions): Promise<void> {
     const pool = this.#pool;
     // The watch comes first, so that no contender ever sees this holder's
     // lock without its watch and takes it for dead. Watching needs the
@@ -159,7 +157,7 @@ export class VolumeLock {
     let toldWaiting = false;
     for (;;) {
       try {
-        const description = `${purpose} of volume ${volumeId} by ${hostname()} pid ${process.pid}`;
+        const description = `${purpose} of ${what} by ${hostname()} pid ${process.pid}`;
         await pool.lockObject(this.#object, { name: LOCK_NAME, cookie: this.#cookie, durationMs: options.ttlMs, description });
         try {
           // RADOS lists a lock's holders without its description: contenders read it here.
@@ -184,13 +182,13 @@ export class VolumeLock {
       const held = `${found.holder.description} (${found.holder.client} at ${found.holder.address})`;
       if (options.onBusy === 'skip' || Date.now() >= deadline) {
         throw new BusyError({
-          code: 'EBUSY', operation: purpose, resource: `volume ${volumeId}`,
+          code: 'EBUSY', operation: purpose, resource: what,
           detail: `its lock ${pool.spec}/${this.#object} is held by ${held}${options.onBusy === 'skip' ? '; skipped' : `; waited ${options.waitMs} ms`}`,
         });
       }
       if (!toldWaiting) {
         toldWaiting = true;
-        logBackup('volume %s: waiting for the lock held by %s', volumeId, held);
+        logBackup('%s: waiting for the lock held by %s', what, held);
         options.onWait?.(found.holder);
       }
       options.signal?.throwIfAborted();

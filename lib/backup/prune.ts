@@ -4,16 +4,15 @@
  * (a chain image goes with its last backup). The volume's newest backup
  * always stays.
  */
-import { checkName } from '../ceph/validate.js';
 import { callBudget } from './budget.js';
 import { OperationScope } from './cleanup.js';
 import type { ResolvedConfig } from './config.js';
-import { removeBackup, removeSourceSnapshot } from './delete.js';
+import { checkSourcePool, removeBackup, removeSourceSnapshot } from './delete.js';
 import { readBackupImages } from './inventory.js';
 import { backupPoints, type BackupPoint } from './layout.js';
 import { lockObjectName, VolumeLock } from './lock.js';
 import { logBackup } from './log.js';
-import { checkId } from './naming.js';
+import { describeSubject, resolveSubject, type SubjectInput } from './naming.js';
 import { decideRetention, parseRetentionPolicy } from './retention.js';
 
 export interface PruneOptions {
@@ -51,30 +50,30 @@ function describe(point: BackupPoint): PrunedBackup {
   return { backupId: point.backupId, image: point.image.name, snapshot: point.snapshot?.name, createdAt: point.createdAt };
 }
 
-export async function runPrune(config: ResolvedConfig, volumeIdInput: string, policyText: string,
+export async function runPrune(config: ResolvedConfig, of: SubjectInput, policyText: string,
   options: PruneOptions = {}): Promise<PruneResult> {
   const operation = 'prune';
-  const volumeId = checkId('volume', volumeIdInput, operation);
+  const subject = resolveSubject(of, operation);
   const policy = parseRetentionPolicy(policyText, operation);
-  if (options.sourcePool !== undefined) checkName('pool', options.sourcePool, operation, options.sourcePool);
+  const sourcePool = checkSourcePool(subject, options.sourcePool, operation);
   const now = options.now ?? new Date();
   const dryRun = options.dryRun === true;
-  const resource = `volume ${volumeId}`;
+  const resource = describeSubject(subject);
   const budget = callBudget(options.timeoutMs, [config.source, config.backupCluster], operation, resource);
 
   return OperationScope.run({ operation, resource, timeoutMs: budget.timeoutMs }, async (scope) => {
     scope.doing = 'reading the volume\'s backups';
     const pool = await scope.adopt(config.backupCluster.pool(config.backupPool));
     const result: PruneResult = { kept: [], removed: [], removedImages: [], dryRun };
-    if ((await readBackupImages(pool, volumeId)).length === 0) return result;
+    if ((await readBackupImages(pool, subject)).length === 0) return result;
     if (!dryRun) {
       scope.doing = 'taking the volume\'s lock';
-      const lock = await VolumeLock.acquire(pool, volumeId, operation, {
+      const lock = await VolumeLock.acquire(pool, subject, operation, {
         waitMs: config.lockWaitMs, ttlMs: config.lockTtlMs, signal: scope.signal,
       });
-      scope.defer(`release the volume lock ${pool.spec}/${lockObjectName(volumeId)}`, pool, () => lock.release(), 'lock');
+      scope.defer(`release the volume lock ${pool.spec}/${lockObjectName(subject)}`, pool, () => lock.release(), 'lock');
     }
-    const images = await readBackupImages(pool, volumeId);
+    const images = await readBackupImages(pool, subject);
     const points = backupPoints(images);
     const decision = decideRetention(points, policy, now);
     if (budget.grows && !dryRun) scope.extend(decision.remove.length * budget.opTimeoutMs);
@@ -88,11 +87,11 @@ export async function runPrune(config: ResolvedConfig, volumeIdInput: string, po
       scope.checkpoint();
       const removed = await removeBackup(pool, point, backupId);
       result.removedImages.push(...removed.removedImages);
-      if (options.sourcePool !== undefined && point.snapshot !== undefined) {
-        await removeSourceSnapshot(config, options.sourcePool, volumeId, point.snapshot.name);
+      if (sourcePool !== undefined && point.snapshot !== undefined) {
+        await removeSourceSnapshot(config, sourcePool, subject, point.snapshot.name);
       }
     }
-    logBackup('prune of volume %s (%s)%s: kept %d, removed %d', volumeId, policyText, dryRun ? ' (dry run)' : '',
+    logBackup('prune of %s (%s)%s: kept %d, removed %d', resource, policyText, dryRun ? ' (dry run)' : '',
       result.kept.length, result.removed.length);
     return result;
   });

@@ -4,7 +4,9 @@
  * import here, and ours import into Cinder.
  */
 import { invalidArgument } from '../ceph/errors.js';
-import { checkBackupImageName, checkId, volumeOfBackupImage } from './naming.js';
+import {
+  checkBackupImageName, checkId, imageSubject, resolveSubject, subjectOfBackupImage, volumeSubject, type Subject,
+} from './naming.js';
 
 export const CEPH_BACKUP_SERVICE = 'cinder.backup.drivers.ceph.CephBackupDriver';
 
@@ -20,6 +22,7 @@ export const REQUIRED_IMPORT_FIELDS = [
  */
 export interface BackupRecord {
   id: string;
+  /** The Cinder volume backed up; '' for a named image's backup (see source_image). */
   volume_id: string;
   /** The backup pool. */
   container: string;
@@ -39,6 +42,20 @@ export interface BackupRecord {
   availability_zone: string | null;
   snapshot_id: string | null;
   num_dependent_backups: number;
+  /**
+   * Not Cinder's: the named image backed up (a backup of a Cinder volume
+   * has none). Its chain image's name carries the same, so a record that
+   * lost this field (a round trip through Cinder) still finds its backup.
+   */
+  source_image?: SourceImageField;
+}
+
+/** A record's source_image. */
+export interface SourceImageField {
+  pool: string;
+  /** '' for the pool's default namespace. */
+  namespace: string;
+  name: string;
 }
 
 /** Cinder's ISO 8601 form (oslo isotime): seconds, 'Z'. */
@@ -48,8 +65,9 @@ export function isoTime(date: Date): string {
 
 export interface RecordLocation {
   backupId: string;
-  volumeId: string;
-  /** The chain image its service_metadata names, checked to be this volume's. */
+  /** The volume or named image it is a backup of. */
+  subject: Subject;
+  /** The chain image its service_metadata names, checked to be the subject's. */
   namedImage: string | undefined;
   /** The backup pool; undefined when the record leaves it to the engine's. */
   container: string | undefined;
@@ -57,34 +75,47 @@ export interface RecordLocation {
   fromVolumeSnapshot: boolean;
 }
 
+const absent = (value: unknown): boolean => value === undefined || value === null || value === '';
+
 /**
- * The ids a record addresses images with, every one checked: no record,
- * whatever it holds, may address an image of another volume or outside the
- * backup image names. A missing volume_id is taken from the chain image
- * name, and checked there.
+ * What a record addresses images with, every part checked: no record,
+ * whatever it holds, may address an image of another subject or outside
+ * the backup image names. The subject is its volume_id or its
+ * source_image (never both); without either, the one its chain image name
+ * carries.
  */
 export function recordLocation(record: unknown, operation: string): RecordLocation {
   if (!record || typeof record !== 'object') throw invalidArgument(operation, 'backup', 'a backup record is required');
   const fields = record as Partial<BackupRecord>;
   const backupId = checkId('backup', fields.id, operation);
   const namedImage = recordBaseImage(fields);
-  let volumeId: string;
-  if (fields.volume_id === undefined || fields.volume_id === null || fields.volume_id === '') {
-    const carried = namedImage === undefined ? undefined : volumeOfBackupImage(namedImage);
+  let subject: Subject;
+  if (!absent(fields.volume_id)) {
+    if (!absent(fields.source_image)) {
+      throw invalidArgument(operation, `backup ${backupId}`,
+        'the record names both a volume_id and a source_image; a backup is of a Cinder volume or of a named image, not both');
+    }
+    subject = volumeSubject(fields.volume_id, operation);
+  } else if (!absent(fields.source_image)) {
+    const source = fields.source_image as Partial<SourceImageField>;
+    if (typeof source !== 'object') {
+      throw invalidArgument(operation, `backup ${backupId}`, 'source_image must be { "pool", "namespace", "name" }');
+    }
+    subject = imageSubject({ pool: source.pool, namespace: source.namespace, image: source.name }, operation);
+  } else {
+    const carried = namedImage === undefined ? undefined : subjectOfBackupImage(namedImage);
     if (carried === undefined) {
       throw invalidArgument(operation, `backup ${backupId}`,
-        'the record has no volume_id, and no service_metadata base image name that carries one');
+        'the record has no volume_id, and no service_metadata base image name that carries one (nor a source_image)');
     }
-    volumeId = checkId('volume', carried, operation);
-  } else {
-    volumeId = checkId('volume', fields.volume_id, operation);
+    subject = carried;
   }
-  if (namedImage !== undefined) checkBackupImageName(volumeId, namedImage, operation);
+  if (namedImage !== undefined) checkBackupImageName(subject, namedImage, operation);
   if (fields.container !== undefined && fields.container !== null && typeof fields.container !== 'string') {
     throw invalidArgument(operation, `backup ${backupId}`, 'container must be a pool name');
   }
   return {
-    backupId, volumeId, namedImage,
+    backupId, subject, namedImage,
     container: fields.container ? fields.container : undefined,
     fromVolumeSnapshot: typeof fields.snapshot_id === 'string' && fields.snapshot_id !== '',
   };
@@ -109,7 +140,8 @@ const GiB = 1n << 30n;
 /** A record for a backup found in or made into a backup pool. */
 export function newRecord(fields: {
   id: string;
-  volumeId: string;
+  /** What it is a backup of (a string: a Cinder volume id). */
+  subject: Subject | string;
   container: string;
   /** The diff-format base image holding it; undefined for a legacy image. */
   baseImage: string | undefined;
@@ -121,9 +153,10 @@ export function newRecord(fields: {
   displayName?: string;
   displayDescription?: string;
 }): BackupRecord {
+  const subject = resolveSubject(fields.subject, 'newRecord');
   return {
     id: fields.id,
-    volume_id: fields.volumeId,
+    volume_id: subject.kind === 'volume' ? subject.volumeId : '',
     container: fields.container,
     service: CEPH_BACKUP_SERVICE,
     service_metadata: fields.baseImage === undefined ? null : JSON.stringify({ base: fields.baseImage }),
@@ -140,6 +173,7 @@ export function newRecord(fields: {
     availability_zone: null,
     snapshot_id: null,
     num_dependent_backups: 0,
+    ...(subject.kind === 'image' ? { source_image: { pool: subject.pool, namespace: subject.namespace, name: subject.image } } : {}),
   };
 }
 

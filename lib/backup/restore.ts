@@ -22,18 +22,20 @@ import { readBackupImages } from './inventory.js';
 import { locateBackup } from './layout.js';
 import { restoreLockObjectName, VolumeLock } from './lock.js';
 import { logBackup } from './log.js';
-import { checkId, volumeImageName } from './naming.js';
+import { checkId, imageSubject, sourceImageName, volumeSubject, type Subject } from './naming.js';
 import { recordLocation, type BackupRecord, type RecordLocation } from './record.js';
 import { refuseTarget, type ExistingTarget } from './restore-target.js';
 
-/** Where a restore writes: exactly one of a volume, a file or a stream. */
+/** Where a restore writes: exactly one of a volume, a named image, a file or a stream. */
 export type RestoreTarget =
   /** volume-<id> in pool (created when missing; id defaults to a new UUID). */
-  | { volume: { pool: string; id?: string }; file?: never; stream?: never }
+  | { volume: { pool: string; id?: string }; image?: never; file?: never; stream?: never }
+  /** The image name in pool (and namespace), created when missing; not a Cinder volume's name (volume-<id>: give volume). */
+  | { image: { pool: string; namespace?: string; name: string }; volume?: never; file?: never; stream?: never }
   /** A local file, as a raw image; an existing file is refused. */
-  | { file: string; volume?: never; stream?: never }
+  | { file: string; volume?: never; image?: never; stream?: never }
   /** A Writable, as a raw image; ended at the end. */
-  | { stream: Writable; volume?: never; file?: never };
+  | { stream: Writable; volume?: never; image?: never; file?: never };
 
 export interface RestoreRequest {
   backup: BackupRecord;
@@ -68,8 +70,9 @@ export interface RestoreResult {
   failedCondition: { number: 1 | 2 | 3 | 4 | 5; reason: string } | undefined;
   /** Where the data came from: chain image @ restore point, or a legacy image. */
   source: string;
-  /** The target: pool/volume-<id>, a file path, or 'stream'. */
+  /** The target: pool/volume-<id>, pool[/namespace]/image, a file path, or 'stream'. */
   target: string;
+  /** The target volume's id; undefined for any other target. */
   targetVolumeId: string | undefined;
   size: bigint;
   bytesRead: number;
@@ -86,25 +89,34 @@ interface Source {
   restorePoints: string[];
 }
 
+/** An RBD target is named as a backup subject is: a volume id (in pool) or a named image (its pool and namespace). */
 type CheckedTarget =
-  | { kind: 'volume'; pool: string; volumeId: string }
+  | { kind: 'rbd'; pool: string; namespace: string; subject: Subject }
   | { kind: 'raw'; to: string | Writable; name: string };
 
 function checkTarget(target: unknown, backupId: string, operation: string): CheckedTarget {
   const resource = `backup ${backupId}`;
   if (!target || typeof target !== 'object') {
-    throw invalidArgument(operation, resource, 'a target is required: { volume: { pool, id? } }, { file } or { stream }');
+    throw invalidArgument(operation, resource, 'a target is required: { volume: { pool, id? } }, { image: { pool, namespace?, name } }, { file } or { stream }');
   }
-  const given = (['volume', 'file', 'stream'] as const).filter((key) => (target as Record<string, unknown>)[key] !== undefined);
+  const given = (['volume', 'image', 'file', 'stream'] as const).filter((key) => (target as Record<string, unknown>)[key] !== undefined);
   if (given.length !== 1) {
     throw invalidArgument(operation, resource,
-      `the target must name exactly one of volume, file or stream, got ${given.length === 0 ? 'none' : given.join(' and ')}`);
+      `the target must name exactly one of volume, image, file or stream, got ${given.length === 0 ? 'none' : given.join(' and ')}`);
   }
-  const { volume, file, stream } = target as { volume?: { pool?: unknown; id?: unknown }; file?: unknown; stream?: Writable };
+  const { volume, image, file, stream } = target as {
+    volume?: { pool?: unknown; id?: unknown }; image?: { pool?: unknown; namespace?: unknown; name?: unknown };
+    file?: unknown; stream?: Writable;
+  };
   if (volume !== undefined) {
     if (!volume || typeof volume !== 'object') throw invalidArgument(operation, resource, 'target.volume must be { pool, id? }');
     const pool = checkName('pool', volume.pool, operation, String(volume.pool));
-    return { kind: 'volume', pool, volumeId: checkId('volume', volume.id ?? randomUUID(), operation) };
+    return { kind: 'rbd', pool, namespace: '', subject: volumeSubject(checkId('volume', volume.id ?? randomUUID(), operation), operation) };
+  }
+  if (image !== undefined) {
+    if (!image || typeof image !== 'object') throw invalidArgument(operation, resource, 'target.image must be { pool, namespace?, name }');
+    const subject = imageSubject({ pool: image.pool, namespace: image.namespace, image: image.name }, operation);
+    return { kind: 'rbd', pool: subject.pool, namespace: subject.namespace, subject };
   }
   if (file !== undefined) {
     if (typeof file !== 'string' || file === '') throw invalidArgument(operation, resource, 'target.file must be a path');
@@ -115,7 +127,7 @@ function checkTarget(target: unknown, backupId: string, operation: string): Chec
 
 async function openSource(scope: OperationScope, pool: Pool, location: RecordLocation,
   operation: string): Promise<Source> {
-  const images = await readBackupImages(pool, location.volumeId);
+  const images = await readBackupImages(pool, location.subject);
   const found = locateBackup(images, location, operation);
   const image = await scope.adopt(pool.openImage(found.image.name, { readOnly: true }));
   const snapshot = found.snapshot?.name;
@@ -161,28 +173,28 @@ export async function isHalfRestored(pool: Pool, name: string): Promise<string |
  * left it half-restored.
  */
 /** What decides whether a restore may write into an existing volume, read through a read-only handle (which watches nothing). */
-async function inspectTarget(pool: Pool, name: string, backup: { size: bigint; volumeId: string },
-  volumeId: string): Promise<ExistingTarget> {
+async function inspectTarget(pool: Pool, name: string, backup: { size: bigint; subject: Subject },
+  target: Subject): Promise<ExistingTarget> {
   await using image = await pool.openImage(name, { readOnly: true });
   const { size } = await image.stat();
   const hasExtents = await image.hasExtents();
   const otherWatchers = await image.listWatchers();
   const unfinishedRestore = await image.getMetadata(RESTORING_INTO_KEY);
   return {
-    spec: `${pool.spec}/${name}`, otherWatchers, hasExtents, unfinishedRestore, isSource: volumeId === backup.volumeId, size,
+    spec: `${pool.spec}/${name}`, otherWatchers, hasExtents, unfinishedRestore, isSource: target.key === backup.subject.key, size,
     backupSize: backup.size,
   };
 }
 
-async function openTargetVolume(scope: OperationScope, config: ResolvedConfig, targetPool: Pool, volumeId: string,
-  backup: { size: bigint; id: string; volumeId: string }, request: RestoreRequest,
+async function openTargetVolume(scope: OperationScope, config: ResolvedConfig, targetPool: Pool, target: Subject,
+  backup: { size: bigint; id: string; subject: Subject }, request: RestoreRequest,
   operation: string): Promise<{ volume: Image; created: boolean; hasExtents: boolean }> {
   const size = backup.size;
   const backupId = backup.id;
-  const name = volumeImageName(volumeId);
-  const lockObject = restoreLockObjectName(volumeId);
+  const name = sourceImageName(target);
+  const lockObject = restoreLockObjectName(target);
   scope.doing = 'taking the target\'s restore lock';
-  const lock = await VolumeLock.acquire(targetPool, volumeId, operation, {
+  const lock = await VolumeLock.acquire(targetPool, target, operation, {
     waitMs: config.lockWaitMs, ttlMs: config.lockTtlMs, object: lockObject, signal: scope.signal,
   });
   scope.defer(`release the restore lock ${targetPool.spec}/${lockObject}`, targetPool, () => lock.release(), 'lock');
@@ -199,7 +211,7 @@ async function openTargetVolume(scope: OperationScope, config: ResolvedConfig, t
   let hasExtents = false;
   let volume: Image | undefined;
   if (await targetPool.imageExists(name)) {
-    const existing = await inspectTarget(targetPool, name, backup, volumeId);
+    const existing = await inspectTarget(targetPool, name, backup, target);
     const refusal = refuseTarget(existing, request.force === true, operation);
     if (refusal) throw refusal;
     hasExtents = existing.hasExtents;
@@ -222,16 +234,16 @@ async function openTargetVolume(scope: OperationScope, config: ResolvedConfig, t
 }
 
 async function restoreIntoVolume(scope: OperationScope, config: ResolvedConfig, request: RestoreRequest,
-  source: Source, target: { pool: string; volumeId: string }, location: RecordLocation, operation: string) {
-  const targetPool = await scope.adopt(config.source.pool(target.pool));
-  const targetName = volumeImageName(target.volumeId);
+  source: Source, target: { pool: string; namespace: string; subject: Subject }, location: RecordLocation, operation: string) {
+  const targetPool = await scope.adopt(config.source.pool(target.pool, target.namespace));
+  const targetName = sourceImageName(target.subject);
   const targetSpec = `${targetPool.spec}/${targetName}`;
-  const { volume, created, hasExtents } = await openTargetVolume(scope, config, targetPool, target.volumeId,
-    { size: source.size, id: location.backupId, volumeId: location.volumeId }, request, operation);
+  const { volume, created, hasExtents } = await openTargetVolume(scope, config, targetPool, target.subject,
+    { size: source.size, id: location.backupId, subject: location.subject }, request, operation);
   const { size: targetSize } = await volume.stat();
   const decision = decideRestore({
     baseExists: true, restorePoints: source.restorePoints, targetIsRbd: true,
-    targetIsSource: target.volumeId === location.volumeId, targetHasExtents: hasExtents,
+    targetIsSource: target.subject.key === location.subject.key, targetHasExtents: hasExtents,
   });
   logBackup('restore %s -> %s: %s', source.spec, targetSpec,
     decision.path === 'diff' ? 'diff' : `full copy (condition ${decision.condition}: ${decision.reason})`);
@@ -282,19 +294,19 @@ async function planRestore(scope: OperationScope, config: ResolvedConfig, reques
     });
     return { decision, targetName: target.name };
   }
-  const targetPool = await scope.adopt(config.source.pool(target.pool));
-  const name = volumeImageName(target.volumeId);
+  const targetPool = await scope.adopt(config.source.pool(target.pool, target.namespace));
+  const name = sourceImageName(target.subject);
   const exists = await targetPool.imageExists(name) && await isHalfRestored(targetPool, name) === undefined;
   let hasExtents = false;
   if (exists) {
-    const existing = await inspectTarget(targetPool, name, { size: source.size, volumeId: location.volumeId }, target.volumeId);
+    const existing = await inspectTarget(targetPool, name, { size: source.size, subject: location.subject }, target.subject);
     const refusal = refuseTarget(existing, request.force === true, operation);
     if (refusal) throw refusal;
     hasExtents = existing.hasExtents;
   }
   const decision = decideRestore({
     baseExists: true, restorePoints: source.restorePoints, targetIsRbd: true,
-    targetIsSource: target.volumeId === location.volumeId, targetHasExtents: hasExtents,
+    targetIsSource: target.subject.key === location.subject.key, targetHasExtents: hasExtents,
   });
   return { decision, targetName: `${targetPool.spec}/${name}` };
 }
@@ -354,7 +366,7 @@ async function restoreWithin(scope: OperationScope, config: ResolvedConfig, requ
     failedCondition: decision.path === 'full' ? { number: decision.condition, reason: decision.reason } : undefined,
     source: source.spec,
     target: targetName,
-    targetVolumeId: target.kind === 'volume' ? target.volumeId : undefined,
+    targetVolumeId: target.kind === 'rbd' && target.subject.kind === 'volume' ? target.subject.volumeId : undefined,
     size,
     bytesRead,
     elapsedMs: performance.now() - started,

@@ -6,6 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import type { ParseArgsConfig } from 'node:util';
 import type { BackupEngine } from '../backup/engine.js';
+import { describeSubject, resolveSubject, type NamedImage, type SubjectInput } from '../backup/naming.js';
 import { importRecord, type BackupRecord } from '../backup/record.js';
 import { fromSystem, NotFoundError } from '../ceph/errors.js';
 import { UsageError } from './exit-codes.js';
@@ -65,42 +66,83 @@ export async function readUserFile(path: string, flag: string): Promise<string> 
   }
 }
 
+/** --volume ID, or --image NAME in -p POOL (and --namespace NS): what is backed up. */
+export const SUBJECT_OPTIONS: Options = {
+  'volume': { type: 'string' },
+  'image': { type: 'string' },
+  'pool': { type: 'string', short: 'p' },
+  'namespace': { type: 'string' },
+};
+
 export const RECORD_OPTIONS: Options = {
   'record': { type: 'string' },
   'record-file': { type: 'string' },
-  'volume': { type: 'string' },
+  ...SUBJECT_OPTIONS,
   'backup-id': { type: 'string' },
 };
 
+export const SUBJECT_HELP = `  --volume ID           a Cinder volume (the image volume-<ID>), or
+  --image NAME          any RBD image, in -p POOL (and --namespace NS)`;
+
 export const RECORD_HELP = `  --record TEXT | --record-file PATH   the backup's exported record, or
-  --volume ID --backup-id ID           find it in the backup pool`;
+  (--volume ID | --image NAME -p POOL [--namespace NS]) --backup-id ID
+                                       find it in the backup pool`;
 
-/** How a command names its backup: a record in hand, or ids to look up in the backup pool. */
-export type BackupRef = { record: BackupRecord } | { volumeId: string; backupId: string };
+/**
+ * --volume ID or --image NAME (whose pool -p names), not both; undefined
+ * when neither is given. The image's names are checked here, before
+ * anything connects.
+ */
+export function subjectOption(values: Values): string | NamedImage | undefined {
+  const volumeId = optional(values, 'volume');
+  const image = optional(values, 'image');
+  const namespace = optional(values, 'namespace');
+  if (volumeId !== undefined && image !== undefined) throw new UsageError('give --volume ID or --image NAME, not both');
+  if (namespace !== undefined && image === undefined) throw new UsageError('--namespace goes with --image NAME');
+  if (image === undefined) return volumeId;
+  const pool = optional(values, 'pool');
+  if (pool === undefined || pool === '') throw new UsageError('--image NAME needs -p/--pool POOL, the pool holding the image');
+  const input = { pool, image, ...(namespace === undefined ? {} : { namespace }) };
+  resolveSubject(input, 'usage');
+  return input;
+}
 
-/** Reads --record / --record-file, or checks that --volume and --backup-id are both given. */
+/** The flags that name a subject again, for messages that say what to run next. */
+export function subjectFlags(input: SubjectInput): string {
+  const subject = resolveSubject(input, 'usage');
+  if (subject.kind === 'volume') return `--volume ${subject.volumeId}`;
+  const quote = (text: string): string => (/^[A-Za-z0-9_.-]+$/.test(text) ? text : `'${text.replace(/'/g, "'\\''")}'`);
+  return `-p ${subject.pool}${subject.namespace ? ` --namespace ${subject.namespace}` : ''} --image ${quote(subject.image)}`;
+}
+
+/** How a command names its backup: a record in hand, or a subject and a backup id to look up in the backup pool. */
+export type BackupRef = { record: BackupRecord } | { subject: SubjectInput; backupId: string };
+
+/** Reads --record / --record-file, or checks that --volume (or --image) and --backup-id are both given. */
 export async function backupRef(values: Values): Promise<BackupRef> {
   const record = optional(values, 'record');
   const file = optional(values, 'record-file');
-  const volumeId = optional(values, 'volume');
+  const subject = subjectOption(values);
   const backupId = optional(values, 'backup-id');
-  const given = [record !== undefined, file !== undefined, volumeId !== undefined || backupId !== undefined].filter(Boolean).length;
+  const given = [record !== undefined, file !== undefined, subject !== undefined || backupId !== undefined].filter(Boolean).length;
   if (given !== 1) {
-    throw new UsageError(`give the backup once: --record TEXT, --record-file PATH, or --volume ID with --backup-id ID${given > 1 ? ' (got more than one)' : ''}`);
+    throw new UsageError(`give the backup once: --record TEXT, --record-file PATH, or --volume ID with --backup-id ID (or --image NAME -p POOL with --backup-id ID)${given > 1 ? ' (got more than one)' : ''}`);
   }
   if (record !== undefined) return { record: importRecord(record) };
   if (file !== undefined) return { record: importRecord(await readUserFile(file, '--record-file')) };
-  return { volumeId: required(values, 'volume'), backupId: required(values, 'backup-id') };
+  if (subject === undefined) throw new UsageError('--volume ID or --image NAME is required');
+  return { subject, backupId: required(values, 'backup-id') };
 }
 
 /** The record a BackupRef names, looked up in the backup pool when it is ids. */
 export async function resolveRecord(engine: BackupEngine, ref: BackupRef): Promise<BackupRecord> {
   if ('record' in ref) return ref.record;
-  const listed = (await engine.listBackups(ref.volumeId)).find((entry) => entry.record.id === ref.backupId);
+  const listed = (await engine.listBackups(ref.subject)).find((entry) => entry.record.id === ref.backupId);
   if (!listed) {
+    const subject = resolveSubject(ref.subject, 'find backup');
     throw new NotFoundError({
-      code: 'ENOENT', operation: 'find backup', resource: `${engine.config.backupPool}/volume-${ref.volumeId}`,
-      detail: `no backup ${ref.backupId} of volume ${ref.volumeId} in pool ${engine.config.backupPool}; list them with: rbd-backup ls --volume ${ref.volumeId}`,
+      code: 'ENOENT', operation: 'find backup', resource: `${engine.config.backupPool}/${subject.key}`,
+      detail: `no backup ${ref.backupId} of ${describeSubject(subject)} in pool ${engine.config.backupPool}; list them with: rbd-backup ls ${subjectFlags(ref.subject)}`,
     });
   }
   return listed.record;

@@ -48,7 +48,7 @@ async function cinderBackup(volumeId: string, backupId: string, chain: string,
   await promisify(execFile)('bash', ['-o', 'pipefail', '-c',
     `rbd ${args} export-diff --no-progress ${from ? `--from-snap ${from.snapshot} ` : ''}${POOL}/volume-${volumeId}@${snapshot} - | rbd ${args} import-diff --no-progress - ${BACKUP_POOL}/${chain}`]);
   const record = newRecord({
-    id: backupId, volumeId, container: BACKUP_POOL, baseImage: chain, sizeBytes: BigInt(SIZE), parentId,
+    id: backupId, subject: volumeId, container: BACKUP_POOL, baseImage: chain, sizeBytes: BigInt(SIZE), parentId,
     createdAt: new Date(),
   });
   return { record, snapshot, sha: await snapshotSha(volumeId, snapshot) };
@@ -62,7 +62,7 @@ async function legacyCopy(volumeId: string, backupId: string): Promise<CinderBac
   const sha = await snapshotSha(volumeId, snapshot);
   await rbd('a', ['snap', 'rm', `${POOL}/volume-${volumeId}@${snapshot}`]);
   const record = newRecord({
-    id: backupId, volumeId, container: BACKUP_POOL, baseImage: undefined, sizeBytes: BigInt(SIZE), parentId: null,
+    id: backupId, subject: volumeId, container: BACKUP_POOL, baseImage: undefined, sizeBytes: BigInt(SIZE), parentId: null,
     createdAt: new Date(),
   });
   return { record, snapshot: '', sha };

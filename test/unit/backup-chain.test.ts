@@ -44,7 +44,7 @@ function image(suffix: string, snapshots: string[], incomplete?: string): Backup
 }
 
 function decide(images: BackupImage[], sourceSnapshots: string[], more: { parentId?: string; full?: boolean } = {}) {
-  return decideChain({ volumeId: VOLUME, backupId: NEW, images, sourceSnapshots, operation: 'backup', ...more });
+  return decideChain({ subject: VOLUME, backupId: NEW, images, sourceSnapshots, operation: 'backup', ...more });
 }
 
 describe('backupSnapshots', () => {

@@ -8,7 +8,9 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { backupPoints, locateBackup, unfinishedImages, type BackupImage } from '../../lib/backup/layout.js';
 import { InconsistentBackupError } from '../../lib/backup/errors.js';
-import { parseBackupImageName, parseUnfinishedImageName, unfinishedImageName, volumeOfBackupImage } from '../../lib/backup/naming.js';
+import {
+  parseBackupImageName, parseUnfinishedImageName, subjectOfBackupImage, unfinishedImageName, volumeSubject,
+} from '../../lib/backup/naming.js';
 import { NotFoundError } from '../../lib/ceph/errors.js';
 import type { SnapshotInfo, TrashedSnapshot } from '../../lib/ceph/snapshot.js';
 import { findLeftovers } from '../../lib/backup/leftovers.js';
@@ -31,7 +33,7 @@ function image(suffix: string, snapshots: SnapshotInfo[], extra: Partial<BackupI
 }
 
 const lookup = (backupId: string, namedImage?: string) =>
-  ({ volumeId: V, backupId, namedImage, fromVolumeSnapshot: false });
+  ({ subject: V, backupId, namedImage, fromVolumeSnapshot: false });
 
 describe('backupPoints', () => {
   test('every backup of every chain, oldest first, parents within their chain', () => {
@@ -127,10 +129,10 @@ describe('unfinished chain image names', () => {
     assert.equal(parseUnfinishedImageName('v1', 'volume-v1.backup.base.unfinished'), undefined);
     assert.equal(parseUnfinishedImageName('v2', 'volume-v1.backup.b1.unfinished'), undefined);
     assert.equal(parseBackupImageName('v1', 'volume-v1.backup.b1.unfinished'), undefined);
-    assert.equal(volumeOfBackupImage('volume-v1.backup.b1.unfinished'), 'v1');
-    assert.equal(volumeOfBackupImage('volume-v1.backup.base'), 'v1');
-    assert.equal(volumeOfBackupImage('volume-v1.backup.b1.other'), undefined);
-    assert.equal(volumeOfBackupImage('volume-v1'), undefined);
+    assert.deepEqual(subjectOfBackupImage('volume-v1.backup.b1.unfinished'), volumeSubject('v1', 'test'));
+    assert.deepEqual(subjectOfBackupImage('volume-v1.backup.base'), volumeSubject('v1', 'test'));
+    assert.equal(subjectOfBackupImage('volume-v1.backup.b1.other'), undefined);
+    assert.equal(subjectOfBackupImage('volume-v1'), undefined);
   });
 
   test('an image marked incomplete holds no backup even with snapshots', () => {

@@ -11,6 +11,7 @@ import {
   CEPH_BACKUP_SERVICE, exportRecord, importRecord, isoTime, newRecord, recordBaseImage, recordLocation,
   REQUIRED_IMPORT_FIELDS, type BackupRecord,
 } from '../../lib/backup/record.js';
+import { imageSubject, volumeSubject } from '../../lib/backup/naming.js';
 import { BackupEngine, CephError, InvalidArgumentError, type Cluster } from '../../lib/index.js';
 import * as publicApi from '../../lib/index.js';
 
@@ -257,7 +258,7 @@ describe('recordLocation', () => {
   test('a Train+ record: its ids, its chain image, its container', () => {
     const record = sampleRecord({ service_metadata: JSON.stringify({ base: 'volume-v1.backup.b0' }) });
     assert.deepEqual(recordLocation(record, 'restore'), {
-      backupId: 'b1', volumeId: 'v1', namedImage: 'volume-v1.backup.b0', container: 'backups', fromVolumeSnapshot: false,
+      backupId: 'b1', subject: volumeSubject('v1', 'test'), namedImage: 'volume-v1.backup.b0', container: 'backups', fromVolumeSnapshot: false,
     });
   });
 
@@ -265,7 +266,7 @@ describe('recordLocation', () => {
     assert.equal(recordLocation(sampleRecord(), 'restore').namedImage, 'volume-v1.backup.base');
     const legacy = recordLocation(sampleRecord({ service_metadata: null, container: '' }), 'restore');
     assert.equal(legacy.namedImage, undefined);
-    assert.equal(legacy.volumeId, 'v1');
+    assert.deepEqual(legacy.subject, volumeSubject('v1', 'test'));
     assert.equal(legacy.container, undefined, 'an empty container leaves the pool to the engine');
   });
 
@@ -278,7 +279,7 @@ describe('recordLocation', () => {
     for (const volume_id of ['', null, undefined]) {
       const record = sampleRecord({ volume_id: volume_id as string, service_metadata: JSON.stringify({ base: 'volume-v7.backup.b0' }) });
       const location = recordLocation(record, 'restore');
-      assert.equal(location.volumeId, 'v7', String(volume_id));
+      assert.deepEqual(location.subject, volumeSubject('v7', 'test'), String(volume_id));
       assert.equal(location.namedImage, 'volume-v7.backup.b0');
     }
     for (const service_metadata of [null, '', '{}', '{"other": 1}', 'not json']) {
@@ -312,7 +313,7 @@ describe('recordLocation', () => {
   });
 
   test('the records newRecord makes locate their chain image, or name none for a legacy copy', () => {
-    const fields = { id: 'b2', volumeId: 'v1', container: 'backups', sizeBytes: 1n, parentId: 'b1', createdAt: new Date(0) };
+    const fields = { id: 'b2', subject: 'v1', container: 'backups', sizeBytes: 1n, parentId: 'b1', createdAt: new Date(0) };
     const chained = newRecord({ ...fields, baseImage: 'volume-v1.backup.b1' });
     assert.deepEqual(JSON.parse(chained.service_metadata!), { base: 'volume-v1.backup.b1' });
     assert.equal(recordLocation(chained, 'restore').namedImage, 'volume-v1.backup.b1');
@@ -325,5 +326,63 @@ describe('recordLocation', () => {
 describe('isoTime', () => {
   test('Cinder\'s form: seconds and Z', () => {
     assert.equal(isoTime(new Date(Date.UTC(2024, 4, 1, 10, 0, 0, 789))), '2024-05-01T10:00:00Z');
+  });
+});
+
+describe('records of named images', () => {
+  const subject = imageSubject({ pool: 'rbd', image: 'vm-100-disk-0' }, 'test');
+  const chain = 'image.rbd.vm-100-disk-0.backup.b1';
+  const named = (overrides: Record<string, unknown> = {}): Record<string, unknown> => ({
+    ...newRecord({ id: 'b2', subject, container: 'backups', baseImage: chain, sizeBytes: 1n, parentId: 'b1', createdAt: new Date(0) }),
+    ...overrides,
+  });
+
+  test('Cinder\'s fields, volume_id empty, the chain image in service_metadata, the image in source_image', () => {
+    const record = named();
+    assert.equal(record.volume_id, '');
+    assert.deepEqual(JSON.parse(record.service_metadata as string), { base: chain });
+    assert.deepEqual(record.source_image, { pool: 'rbd', namespace: '', name: 'vm-100-disk-0' });
+    for (const field of REQUIRED_IMPORT_FIELDS) assert.ok(field in record, field);
+    assert.equal('source_image' in newRecord({ id: 'b2', subject: 'v1', container: 'backups', baseImage: undefined, sizeBytes: 1n,
+      parentId: null, createdAt: new Date(0) }), false, 'a volume\'s record is as it was');
+  });
+
+  test('round trip through export and import; the location is the image', () => {
+    const record = named();
+    const imported = importRecord(exportRecord(record as unknown as BackupRecord));
+    assert.deepEqual(imported, record);
+    assert.deepEqual(recordLocation(imported, 'restore'), {
+      backupId: 'b2', subject, namedImage: chain, container: 'backups', fromVolumeSnapshot: false,
+    });
+  });
+
+  test('without source_image (a round trip through Cinder drops it) the chain image name carries the image', () => {
+    for (const source_image of [undefined, null, '']) {
+      assert.deepEqual(recordLocation(named({ source_image }), 'restore').subject, subject, String(source_image));
+    }
+    const unicode = imageSubject({ pool: 'rbd', namespace: 'ns', image: 'диск.0' }, 'test');
+    const base = `${unicode.key}.backup.b1`;
+    assert.deepEqual(recordLocation(named({ source_image: undefined, service_metadata: JSON.stringify({ base }) }), 'restore').subject, unicode);
+  });
+
+  test('a record can address only its own image\'s backups', () => {
+    const invalid = (overrides: Record<string, unknown>, detail: RegExp): void => {
+      assert.throws(() => recordLocation(named(overrides), 'restore'), (e: unknown) => {
+        assert.ok(e instanceof InvalidArgumentError, String(e));
+        assert.match(e.message, detail);
+        return true;
+      }, JSON.stringify(overrides));
+      assert.throws(() => importRecord(b64(named(overrides))), InvalidArgumentError, JSON.stringify(overrides));
+    };
+    invalid({ volume_id: 'v1' }, /names both a volume_id and a source_image/);
+    invalid({ source_image: { pool: 'other', namespace: '', name: 'vm-100-disk-0' } }, /must name a backup image of this image \(image\.other\.vm-100-disk-0/);
+    invalid({ source_image: { pool: 'rbd', namespace: '', name: 'vm-100-disk-1' } }, /must name a backup image of this image/);
+    invalid({ service_metadata: JSON.stringify({ base: 'volume-v1.backup.b1' }) }, /must name a backup image of this image/);
+    invalid({ service_metadata: JSON.stringify({ base: 'image.rbd.vm-100-disk-0%2Ebackup.backup.b1' }) }, /must name a backup image of this image/);
+    invalid({ source_image: { pool: 'rbd', namespace: '', name: 'a/b' } }, /must not contain '\/' or '@'/);
+    invalid({ source_image: { pool: 'rbd', namespace: '', name: 'volume-v1' } }, /a Cinder volume's/);
+    invalid({ source_image: 'rbd/vm-100-disk-0' }, /source_image must be \{ "pool", "namespace", "name" \}/);
+    invalid({ source_image: undefined, service_metadata: JSON.stringify({ base: 'image.rbd.vm%2D1.backup.b1' }) },
+      /no service_metadata base image name that carries one \(nor a source_image\)/);
   });
 });

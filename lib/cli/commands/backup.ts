@@ -1,7 +1,9 @@
-/** rbd-backup backup: a full or incremental backup of one volume. */
+/** rbd-backup backup: a full or incremental backup of one volume or named image. */
 import type { VolumeMetadata } from '../../backup/backup.js';
+import { describeSubject, resolveSubject } from '../../backup/naming.js';
 import { invalidArgument } from '../../ceph/errors.js';
-import { optional, readUserFile, required, type Command } from '../command.js';
+import { UsageError } from '../exit-codes.js';
+import { optional, readUserFile, required, SUBJECT_HELP, SUBJECT_OPTIONS, subjectOption, type Command } from '../command.js';
 import { formatBytes } from '../format.js';
 
 /** --metadata: a JSON object, read and checked before anything connects. */
@@ -21,12 +23,13 @@ async function readMetadata(path: string): Promise<VolumeMetadata> {
 }
 
 export const backup: Command = {
-  summary: 'back up a volume (full the first time, incremental after)',
-  usage: `rbd-backup backup -p POOL --volume ID [--backup-id ID] [--parent ID] [--full]
+  summary: 'back up a volume or image (full the first time, incremental after)',
+  usage: `rbd-backup backup -p POOL (--volume ID | --image NAME [--namespace NS]) [--backup-id ID] [--parent ID] [--full]
                   [--metadata PATH] [--name TEXT] [--description TEXT]
 
-  -p, --pool POOL    the pool holding volume-<ID>
-  --volume ID        the volume id
+  -p, --pool POOL    the pool holding volume-<ID> or the image
+${SUBJECT_HELP}
+  --namespace NS     the image's namespace in POOL (default: none)
   --backup-id ID     default: a new UUID
   --parent ID        make an incremental from this backup (it must be a backup of the volume)
   --full             a full backup even when an incremental is possible
@@ -34,13 +37,15 @@ export const backup: Command = {
   --name TEXT        the backup's display name (in its record)
   --description TEXT the backup's display description (in its record)`,
   options: {
-    'pool': { type: 'string', short: 'p' }, 'volume': { type: 'string' }, 'backup-id': { type: 'string' },
+    ...SUBJECT_OPTIONS, 'backup-id': { type: 'string' },
     'parent': { type: 'string' }, 'full': { type: 'boolean' }, 'metadata': { type: 'string' },
     'name': { type: 'string' }, 'description': { type: 'string' },
   },
   async prepare(values) {
     const pool = required(values, 'pool', '-p/--pool');
-    const volumeId = required(values, 'volume');
+    const subject = subjectOption(values);
+    if (subject === undefined) throw new UsageError('--volume ID or --image NAME is required');
+    const named = typeof subject === 'string' ? { volumeId: subject } : { image: subject.image, namespace: subject.namespace };
     const metadataPath = optional(values, 'metadata');
     const volumeMetadata = metadataPath === undefined ? undefined : await readMetadata(metadataPath);
     return {
@@ -50,7 +55,7 @@ export const backup: Command = {
         let result;
         try {
           result = await engine.backup({
-            pool, volumeId, backupId: optional(values, 'backup-id'), parentId: optional(values, 'parent'),
+            pool, ...named, backupId: optional(values, 'backup-id'), parentId: optional(values, 'parent'),
             full: values.full === true, volumeMetadata,
             displayName: optional(values, 'name'), displayDescription: optional(values, 'description'),
             onLockWait: (holder) => ui.notice(`waiting for the volume's lock, held by ${holder.description} (${holder.client} at ${holder.address})`),
@@ -64,7 +69,7 @@ export const backup: Command = {
         return {
           data: { ...r, exportedRecord },
           text: [
-            `backup ${r.record.id} of volume ${r.record.volume_id}: ${r.mode}${r.fromSnapshot ? ` from ${r.fromSnapshot}` : ''}`,
+            `backup ${r.record.id} of ${describeSubject(resolveSubject(subject, 'backup'))}: ${r.mode}${r.fromSnapshot ? ` from ${r.fromSnapshot}` : ''}`,
             ...(r.convertedToFull ? [`converted to a full backup: ${r.convertedToFull}`] : []),
             `snapshot ${r.snapshot} on ${r.baseImage}`,
             `${formatBytes(r.stats.bytesWritten)} written, ${formatBytes(r.stats.bytesRead)} read in ${(r.stats.elapsedMs / 1000).toFixed(2)} s`,

@@ -3,12 +3,13 @@ import { backupRef, optional, RECORD_HELP, RECORD_OPTIONS, resolveRecord, type C
 
 export const deleteBackup: Command = {
   summary: 'delete a backup (its chain image goes with its last backup)',
-  usage: `rbd-backup delete (--record TEXT | --record-file PATH | --volume ID --backup-id ID) [-p POOL]
+  usage: `rbd-backup delete (--record TEXT | --record-file PATH | (--volume ID | --image NAME -p POOL) --backup-id ID) [-p POOL]
 
 ${RECORD_HELP}
   -p, --pool POOL       the source volume's pool: its snapshot of the backup goes too
-                        (default: left for the volume's next backup to remove)`,
-  options: { ...RECORD_OPTIONS, pool: { type: 'string', short: 'p' } },
+                        (default: left for the volume's next backup to remove; with --image,
+                        the image's pool, and its snapshot goes too)`,
+  options: RECORD_OPTIONS,
   async prepare(values) {
     const ref = await backupRef(values);
     const sourcePool = optional(values, 'pool');

@@ -22,7 +22,7 @@ export const gc: Command = {
             ...r.removedImages.map((i) => `${verb} image ${i}`),
             ...r.removedSnapshots.map((s) => `${verb} snapshot ${s}`),
             ...r.brokenLocks.map((b) => `broke the lock ${b.object} of ${b.holder.description} (${b.holder.client}, fenced)`),
-            ...r.skipped.map((s) => `skipped volume ${s.volumeId}: ${s.reason}`),
+            ...r.skipped.map((s) => `skipped ${s.image === undefined ? `volume ${s.volumeId}` : `image ${s.image}`}: ${s.reason}`),
             `${r.removedImages.length} image(s) and ${r.removedSnapshots.length} snapshot(s) ${verb}`,
           ].join('\n'),
         };

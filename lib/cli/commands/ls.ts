@@ -1,14 +1,18 @@
-/** rbd-backup ls: the backups of one volume, or of every volume, read from the backup pool. */
+/** rbd-backup ls: the backups of one volume or image, or of every one, read from the backup pool. */
 import type { BackupEngine } from '../../backup/engine.js';
 import type { ListedBackup } from '../../backup/list.js';
-import { volumeOfBackupImage } from '../../backup/naming.js';
+import { describeSubject, resolveSubject, subjectOfBackupImage, type Subject } from '../../backup/naming.js';
+import type { SourceImageField } from '../../backup/record.js';
 import { UsageError } from '../exit-codes.js';
-import { optional, type Command } from '../command.js';
+import { SUBJECT_HELP, SUBJECT_OPTIONS, subjectOption, type Command } from '../command.js';
 import { formatBytes, formatLocalTime, formatTable } from '../format.js';
 
 /** One backup as `ls --json` and `show --json` print it (the README documents this shape). */
 export interface BackupEntry {
-  volumeId: string;
+  /** The Cinder volume backed up; null for a named image's backup. */
+  volumeId: string | null;
+  /** The named image backed up; null for a volume's backup. */
+  sourceImage: SourceImageField | null;
   backupId: string;
   type: 'full' | 'incremental';
   parentId: string | null;
@@ -29,9 +33,11 @@ export interface BackupEntry {
 }
 
 export function entryOf(listed: ListedBackup): BackupEntry {
-  const { record } = listed;
+  const { record, subject } = listed;
   return {
-    volumeId: record.volume_id, backupId: record.id, type: listed.full ? 'full' : 'incremental',
+    volumeId: subject.kind === 'volume' ? subject.volumeId : null,
+    sourceImage: subject.kind === 'image' ? { pool: subject.pool, namespace: subject.namespace, name: subject.image } : null,
+    backupId: record.id, type: listed.full ? 'full' : 'incremental',
     parentId: record.parent_id, createdAt: listed.createdAt.toISOString(), sizeBytes: Number(listed.sizeBytes),
     bytesWritten: listed.bytesWritten ?? null,
     name: record.display_name, description: record.display_description,
@@ -40,50 +46,61 @@ export function entryOf(listed: ListedBackup): BackupEntry {
 }
 
 /**
- * The volumes with backup images in the backup pool.
- * (The backup layer has no call for this yet; the image names are Cinder's.)
+ * The volumes and named images with backup images in the backup pool,
+ * volumes first, each sorted. (The backup layer has no call for this yet.)
  */
-async function volumesWithBackups(engine: BackupEngine): Promise<string[]> {
+async function subjectsWithBackups(engine: BackupEngine): Promise<Subject[]> {
   await using pool = await engine.config.backupCluster.pool(engine.config.backupPool);
-  const ids = new Set<string>();
+  const found = new Map<string, Subject>();
   for (const name of await pool.listImages()) {
-    const volumeId = volumeOfBackupImage(name);
-    if (volumeId !== undefined) ids.add(volumeId);
+    const subject = subjectOfBackupImage(name);
+    if (subject !== undefined) found.set(subject.key, subject);
   }
-  return [...ids].sort();
+  const volumes = [...found.values()].filter((s) => s.kind === 'volume').sort((a, b) => a.key.localeCompare(b.key));
+  const images = [...found.values()].filter((s) => s.kind === 'image').sort((a, b) => a.key.localeCompare(b.key));
+  return [...volumes, ...images];
+}
+
+/** The VOLUME column: a volume id, or a named image's pool[/namespace]/name (a volume id has no '/'). */
+function sourceOf(entry: BackupEntry): string {
+  if (entry.volumeId !== null) return entry.volumeId;
+  const image = entry.sourceImage!;
+  return `${image.pool}${image.namespace ? `/${image.namespace}` : ''}/${image.name}`;
 }
 
 function table(entries: BackupEntry[], withVolume: boolean): string {
   const header = [...(withVolume ? ['VOLUME'] : []), 'BACKUP', 'TYPE', 'CREATED', 'SIZE', 'NAME', 'IMAGE@SNAPSHOT'];
   return formatTable(header, entries.map((e) => [
-    ...(withVolume ? [e.volumeId] : []),
+    ...(withVolume ? [sourceOf(e)] : []),
     e.backupId, e.type === 'full' ? 'full' : 'incr', formatLocalTime(new Date(e.createdAt)), formatBytes(e.sizeBytes),
     e.name ?? '-', e.snapshot === null ? `${e.image} (legacy full copy)` : `${e.image}@${e.snapshot}`,
   ]));
 }
 
 export const ls: Command = {
-  summary: "list a volume's backups, or every volume's (read from the backup pool)",
-  usage: `rbd-backup ls (--volume ID | --all)
+  summary: "list a volume's or image's backups, or every one's (read from the backup pool)",
+  usage: `rbd-backup ls (--volume ID | --image NAME -p POOL [--namespace NS] | --all)
 
-  --volume ID       the volume's backups, oldest first
-  --all             the backups of every volume with backup images in the backup pool`,
-  options: { volume: { type: 'string' }, all: { type: 'boolean' } },
+${SUBJECT_HELP}
+                        (its backups, oldest first)
+  --all                 the backups of every volume and image with backup images in the backup pool`,
+  options: { ...SUBJECT_OPTIONS, all: { type: 'boolean' } },
   async prepare(values) {
-    const volumeId = optional(values, 'volume');
+    const subject = subjectOption(values);
     const all = values.all === true;
-    if ((volumeId === undefined) === !all) throw new UsageError('give --volume ID or --all (one of them)');
+    if ((subject === undefined) === !all) throw new UsageError('give --volume ID or --all (one of them; --image NAME -p POOL in place of --volume ID for any RBD image)');
+    if (subject === undefined && values.pool !== undefined) throw new UsageError('-p/--pool goes with --image NAME');
     return {
       offline: false,
       async run(engine) {
-        const volumes = volumeId === undefined ? await volumesWithBackups(engine) : [volumeId];
+        const subjects = subject === undefined ? await subjectsWithBackups(engine) : [subject];
         const entries: BackupEntry[] = [];
-        for (const id of volumes) entries.push(...(await engine.listBackups(id)).map(entryOf));
+        for (const one of subjects) entries.push(...(await engine.listBackups(one)).map(entryOf));
         const where = `in pool ${engine.config.backupPool}`;
         return {
           data: entries,
           text: entries.length > 0 ? table(entries, all)
-            : volumeId === undefined ? `no backups ${where}` : `no backups of volume ${volumeId} ${where}`,
+            : subject === undefined ? `no backups ${where}` : `no backups of ${describeSubject(resolveSubject(subject, 'ls'))} ${where}`,
         };
       },
     };

@@ -1,20 +1,23 @@
 /** rbd-backup prune: remove what a retention policy does not keep. */
 import { parseRetentionPolicy } from '../../backup/retention.js';
-import { optional, required, type Command } from '../command.js';
+import { UsageError } from '../exit-codes.js';
+import { optional, required, SUBJECT_HELP, SUBJECT_OPTIONS, subjectOption, type Command } from '../command.js';
 import { formatLocalTime } from '../format.js';
 
 export const prune: Command = {
   summary: 'remove the backups a retention policy does not keep (never the newest)',
-  usage: `rbd-backup prune --volume ID --keep POLICY [--dry-run] [-p POOL]
+  usage: `rbd-backup prune (--volume ID | --image NAME -p POOL [--namespace NS]) --keep POLICY [--dry-run] [-p POOL]
 
-  --volume ID       the volume id
+${SUBJECT_HELP}
   --keep POLICY     e.g. latest3,days7,weeks4,months6: the newest N backups, and the
                     newest of each of the last N hours/days/weeks/months/years (UTC)
   --dry-run         report what would be kept and removed, remove nothing
-  -p, --pool POOL   the source volume's pool: removed backups' snapshots leave it too`,
-  options: { volume: { type: 'string' }, keep: { type: 'string' }, 'dry-run': { type: 'boolean' }, pool: { type: 'string', short: 'p' } },
+  -p, --pool POOL   the source volume's pool: removed backups' snapshots leave it too
+                    (with --image, the image's pool, and they leave the image too)`,
+  options: { ...SUBJECT_OPTIONS, keep: { type: 'string' }, 'dry-run': { type: 'boolean' } },
   async prepare(values) {
-    const volumeId = required(values, 'volume');
+    const subject = subjectOption(values);
+    if (subject === undefined) throw new UsageError('--volume ID or --image NAME is required');
     const policy = required(values, 'keep');
     // A policy that does not parse is refused before connecting.
     parseRetentionPolicy(policy);
@@ -22,7 +25,7 @@ export const prune: Command = {
     return {
       offline: false,
       async run(engine) {
-        const r = await engine.prune(volumeId, policy, { dryRun: values['dry-run'] === true, ...(sourcePool === undefined ? {} : { sourcePool }) });
+        const r = await engine.prune(subject, policy, { dryRun: values['dry-run'] === true, ...(sourcePool === undefined ? {} : { sourcePool }) });
         return {
           data: r,
           text: [

@@ -1,15 +1,23 @@
 /** rbd-backup export-record and import-record: Cinder's base64 backup records. */
-import { CEPH_BACKUP_SERVICE, importRecord, type BackupRecord } from '../../backup/record.js';
+import { describeSubject } from '../../backup/naming.js';
+import { CEPH_BACKUP_SERVICE, importRecord, recordLocation, type BackupRecord } from '../../backup/record.js';
 import { NotFoundError } from '../../ceph/errors.js';
 import { UsageError } from '../exit-codes.js';
-import { optional, readUserFile, required, resolveRecord, type Command, type Output, type Values } from '../command.js';
+import {
+  optional, readUserFile, required, resolveRecord, SUBJECT_HELP, SUBJECT_OPTIONS, subjectOption, type Command, type Output, type Values,
+} from '../command.js';
 
 export const exportRecord: Command = {
   summary: "print a backup's record (Cinder's base64 format)",
-  usage: 'rbd-backup export-record --volume ID --backup-id ID',
-  options: { 'volume': { type: 'string' }, 'backup-id': { type: 'string' } },
+  usage: `rbd-backup export-record (--volume ID | --image NAME -p POOL [--namespace NS]) --backup-id ID
+
+${SUBJECT_HELP}`,
+  options: { ...SUBJECT_OPTIONS, 'backup-id': { type: 'string' } },
   async prepare(values) {
-    const ref = { volumeId: required(values, 'volume'), backupId: required(values, 'backup-id') };
+    const subject = subjectOption(values);
+    if (subject === undefined) throw new UsageError('--volume ID or --image NAME is required');
+    if (values.image === undefined && values.pool !== undefined) throw new UsageError('-p/--pool goes with --image NAME');
+    const ref = { subject, backupId: required(values, 'backup-id') };
     return {
       offline: false,
       async run(engine) {
@@ -38,7 +46,8 @@ async function recordText(values: Values, positionals: string[]): Promise<string
 }
 
 function describe(r: BackupRecord): string {
-  return `backup ${r.id} of volume ${r.volume_id || '(unknown)'} in pool ${r.container}, ${r.size} GiB, base ${r.service_metadata ?? '(legacy)'}`;
+  const subject = recordLocation(r, 'import-record').subject;
+  return `backup ${r.id} of ${describeSubject(subject)} in pool ${r.container}, ${r.size} GiB, base ${r.service_metadata ?? '(legacy)'}`;
 }
 
 export const importRecordCommand: Command = {
@@ -59,11 +68,12 @@ export const importRecordCommand: Command = {
       offline: false,
       ...(record.container ? { backupPool: record.container } : {}),
       async run(engine) {
-        const listed = (await engine.listBackups(record.volume_id)).find((l) => l.record.id === record.id);
+        const { subject } = recordLocation(record, 'import-record');
+        const listed = (await engine.listBackups(subject)).find((l) => l.record.id === record.id);
         if (listed === undefined) {
           throw new NotFoundError({
-            code: 'ENOENT', operation: 'import-record', resource: `${engine.config.backupPool}/volume-${record.volume_id}`,
-            detail: `the record names backup ${record.id} of volume ${record.volume_id}, which is not in pool ${engine.config.backupPool}; check the record and the backup cluster (--backup-conf)`,
+            code: 'ENOENT', operation: 'import-record', resource: `${engine.config.backupPool}/${subject.key}`,
+            detail: `the record names backup ${record.id} of ${describeSubject(subject)}, which is not in pool ${engine.config.backupPool}; check the record and the backup cluster (--backup-conf)`,
           });
         }
         const where = `${engine.config.backupPool}/${listed.image}${listed.snapshot ? `@${listed.snapshot}` : ''}`;

@@ -12,7 +12,16 @@ function restoreTarget(values: Values): RestoreTarget {
   }
   const pool = optional(values, 'target-pool');
   const volume = optional(values, 'target-volume');
-  if (volume !== undefined && pool === undefined) throw new UsageError('--target-volume needs --target-pool');
+  const image = optional(values, 'target-image');
+  const namespace = optional(values, 'target-namespace');
+  if (volume !== undefined && image !== undefined) throw new UsageError('give --target-volume ID or --target-image NAME, not both');
+  if ((volume !== undefined || image !== undefined) && pool === undefined) {
+    throw new UsageError(`--target-${volume !== undefined ? 'volume' : 'image'} needs --target-pool`);
+  }
+  if (namespace !== undefined && image === undefined) throw new UsageError('--target-namespace goes with --target-image NAME');
+  if (pool !== undefined && image !== undefined) {
+    return { image: { pool, name: image, ...(namespace === undefined ? {} : { namespace }) } };
+  }
   if (pool !== undefined) return { volume: { pool, ...(volume === undefined ? {} : { id: volume }) } };
   const file = optional(values, 'target-file');
   if (file !== undefined) return { file };
@@ -21,13 +30,16 @@ function restoreTarget(values: Values): RestoreTarget {
 
 export const restore: Command = {
   summary: 'restore a backup into a volume, a file or stdout',
-  usage: `rbd-backup restore (--record TEXT | --record-file PATH | --volume ID --backup-id ID)
-                   (--target-pool POOL [--target-volume ID] | --target-file PATH | --stdout)
+  usage: `rbd-backup restore (--record TEXT | --record-file PATH | (--volume ID | --image NAME -p POOL) --backup-id ID)
+                   (--target-pool POOL [--target-volume ID | --target-image NAME [--target-namespace NS]]
+                    | --target-file PATH | --stdout)
                    [--force] [--dry-run]
 
 ${RECORD_HELP}
   --target-pool POOL    restore into volume-<target-volume> there (created when missing)
   --target-volume ID    default: a new volume id
+  --target-image NAME   restore into this image of --target-pool instead (created when missing)
+  --target-namespace NS the target image's namespace (default: none)
   --target-file PATH    write a raw image file (an existing file is refused)
   --stdout              write the raw image to standard output
   --force               write into a target volume that holds data, that another
@@ -36,9 +48,11 @@ ${RECORD_HELP}
   options: {
     ...RECORD_OPTIONS,
     'target-pool': { type: 'string' }, 'target-volume': { type: 'string' }, 'target-file': { type: 'string' },
+    'target-image': { type: 'string' }, 'target-namespace': { type: 'string' },
     'stdout': { type: 'boolean' }, 'force': { type: 'boolean' }, 'dry-run': { type: 'boolean' },
   },
   async prepare(values) {
+    if (values.pool !== undefined && values.image === undefined) throw new UsageError('-p/--pool goes with --image NAME (the restore target is --target-pool)');
     const target = restoreTarget(values);
     // Before connecting: an existing file is never overwritten, a missing directory is named.
     if (target.file !== undefined) await checkExportPath(target.file);

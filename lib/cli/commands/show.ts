@@ -1,18 +1,21 @@
 /** rbd-backup show: everything known about one backup. */
+import { checkSourcePool } from '../../backup/delete.js';
 import type { BackupEngine } from '../../backup/engine.js';
-import { volumeImageName } from '../../backup/naming.js';
+import { describeSubject, resolveSubject, sourceImageName, type Subject } from '../../backup/naming.js';
+import { recordLocation } from '../../backup/record.js';
 import { NotFoundError } from '../../ceph/errors.js';
-import { backupRef, optional, RECORD_HELP, RECORD_OPTIONS, type Command } from '../command.js';
+import { backupRef, optional, RECORD_HELP, RECORD_OPTIONS, subjectFlags, type Command } from '../command.js';
 import { formatBytes, formatLocalTime } from '../format.js';
 import { entryOf, type BackupEntry } from './ls.js';
 
-/** Whether the backup's snapshot is still on the source volume ('volume missing' when the volume is gone). */
-async function sourceSnapshot(engine: BackupEngine, pool: string, entry: BackupEntry): Promise<'present' | 'absent' | 'volume missing'> {
+/** Whether the backup's snapshot is still on the source volume or image ('volume missing' when it is gone). */
+async function sourceSnapshot(engine: BackupEngine, pool: string, subject: Subject,
+  entry: BackupEntry): Promise<'present' | 'absent' | 'volume missing'> {
   if (entry.snapshot === null) return 'absent';
-  await using sourcePool = await engine.config.source.pool(pool);
+  await using sourcePool = await engine.config.source.pool(pool, subject.kind === 'image' ? subject.namespace : '');
   let volume;
   try {
-    volume = await sourcePool.openImage(volumeImageName(entry.volumeId), { readOnly: true });
+    volume = await sourcePool.openImage(sourceImageName(subject), { readOnly: true });
   } catch (error) {
     if (error instanceof NotFoundError) return 'volume missing';
     throw error;
@@ -26,21 +29,23 @@ export const show: Command = {
   usage: `rbd-backup show (--volume ID --backup-id ID | --record TEXT | --record-file PATH) [-p POOL]
 
 ${RECORD_HELP}
-  -p, --pool POOL   the source volume's pool: tells whether the backup's snapshot is still on the volume`,
-  options: { ...RECORD_OPTIONS, pool: { type: 'string', short: 'p' } },
+  -p, --pool POOL   the source volume's pool: tells whether the backup's snapshot is still on the volume
+                    (a named image's is looked at in its own pool, always)`,
+  options: RECORD_OPTIONS,
   async prepare(values) {
     const ref = await backupRef(values);
-    const pool = optional(values, 'pool');
+    const subject = 'record' in ref ? recordLocation(ref.record, 'show').subject : resolveSubject(ref.subject, 'show');
+    const pool = subject.kind === 'image' ? subject.pool : optional(values, 'pool');
+    checkSourcePool(subject, optional(values, 'pool'), 'show');
     return {
       offline: false,
       async run(engine) {
-        const volumeId = 'record' in ref ? ref.record.volume_id : ref.volumeId;
         const backupId = 'record' in ref ? ref.record.id : ref.backupId;
-        const listed = (await engine.listBackups(volumeId)).find((l) => l.record.id === backupId);
+        const listed = (await engine.listBackups(subject)).find((l) => l.record.id === backupId);
         if (listed === undefined) {
           throw new NotFoundError({
-            code: 'ENOENT', operation: 'show', resource: `${engine.config.backupPool}/volume-${volumeId}`,
-            detail: `no backup ${backupId} of volume ${volumeId} in pool ${engine.config.backupPool}; list them with: rbd-backup ls --volume ${volumeId}`,
+            code: 'ENOENT', operation: 'show', resource: `${engine.config.backupPool}/${subject.key}`,
+            detail: `no backup ${backupId} of ${describeSubject(subject)} in pool ${engine.config.backupPool}; list them with: rbd-backup ls ${subjectFlags(subject)}`,
           });
         }
         const found = entryOf(listed);
@@ -48,13 +53,13 @@ ${RECORD_HELP}
         const entry: BackupEntry = 'record' in ref
           ? { ...found, name: ref.record.display_name ?? found.name, description: ref.record.display_description ?? found.description }
           : found;
-        const snapshotOnSource = pool === undefined ? undefined : await sourceSnapshot(engine, pool, entry);
+        const snapshotOnSource = pool === undefined ? undefined : await sourceSnapshot(engine, pool, subject, entry);
         const data = { ...entry, sourceSnapshot: snapshotOnSource ?? null };
         return {
           data,
           text: [
             `backup        ${entry.backupId}`,
-            `volume        ${entry.volumeId}`,
+            subject.kind === 'volume' ? `volume        ${subject.volumeId}` : `source image  ${describeSubject(subject).slice('image '.length)}`,
             `type          ${entry.type}`,
             `parent        ${entry.parentId ?? '-'}`,
             `image         ${engine.config.backupPool}/${entry.image}${entry.snapshot === null ? ' (legacy full copy)' : ''}`,
@@ -64,7 +69,7 @@ ${RECORD_HELP}
             `created       ${formatLocalTime(new Date(entry.createdAt))}`,
             `name          ${entry.name ?? '-'}`,
             `description   ${entry.description ?? '-'}`,
-            `on source     ${snapshotOnSource === undefined ? 'unknown (give -p POOL to check)' : `${snapshotOnSource}${pool === undefined ? '' : ` (${pool}/${volumeImageName(entry.volumeId)})`}`}`,
+            `on source     ${snapshotOnSource === undefined ? 'unknown (give -p POOL to check)' : `${snapshotOnSource} (${subject.kind === 'volume' ? `${pool}/${sourceImageName(subject)}` : describeSubject(subject).slice('image '.length)})`}`,
           ].join('\n'),
         };
       },
