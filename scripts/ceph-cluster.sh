@@ -5,6 +5,8 @@
 #
 #   ceph-cluster.sh start --dir DIR --port PORT [--memstore-bytes N] [--pools p1,p2,...]
 #                         [--objectstore memstore|bluestore] [--bluestore-bytes N]
+#                         [--inject-delay-max SECONDS]
+#   ceph-cluster.sh latency --dir DIR --pool POOL [--seconds N]
 #   ceph-cluster.sh restart-osd --dir DIR [--signal TERM|KILL]
 #   ceph-cluster.sh signal-osd --dir DIR --signal STOP|CONT
 #   ceph-cluster.sh stop --dir DIR
@@ -40,6 +42,14 @@
 #   restarts the OSD (restart-osd), start it with --objectstore bluestore:
 #   BlueStore on a sparse file DIR/osd.0.block of --bluestore-bytes
 #   (default 4 GiB), which keeps its data across restarts.
+# - --inject-delay-max S makes the cluster answer like a real one, not
+#   like loopback: the OSD delays each message to a client by a random time
+#   up to S seconds (Ceph's ms_inject_delay_type=client,
+#   ms_inject_delay_probability=1, ms_inject_delay_max=S). Operations stay
+#   concurrent (16 in flight take about as long as one), unlike
+#   osd_debug_inject_dispatch_delay_*, which serialises the OSD. `latency`
+#   measures what is delivered: `rados bench` writes and random reads at
+#   queue depth 1 and 16, their average latency and throughput.
 # - Tunables: CEPH_CLUSTER_CLI_TIMEOUT (s per CLI call, default 60),
 #   CEPH_CLUSTER_START_DEADLINE (s per wait during start, default 120).
 set -euo pipefail
@@ -66,7 +76,8 @@ usage() {
   cat >&2 <<EOF
 usage:
   $PROG start --dir DIR --port PORT [--memstore-bytes N] [--pools p1,p2,...]
-        [--objectstore memstore|bluestore] [--bluestore-bytes N]
+        [--objectstore memstore|bluestore] [--bluestore-bytes N] [--inject-delay-max SECONDS]
+  $PROG latency --dir DIR --pool POOL [--seconds N]
   $PROG restart-osd --dir DIR [--signal TERM|KILL]
   $PROG signal-osd --dir DIR --signal STOP|CONT
   $PROG stop --dir DIR
@@ -79,6 +90,7 @@ EOF
 # --- argument parsing ------------------------------------------------------
 
 DIR='' PORT='' SIGNAL='' MEMSTORE_BYTES=2147483648 POOLS='' NAME='' POOL='' OBJECTSTORE=memstore BLUESTORE_BYTES=4294967296
+INJECT_DELAY_MAX=0 SECONDS_EACH=5
 
 parse_args() {
   while (($#)); do
@@ -92,6 +104,8 @@ parse_args() {
       --signal) SIGNAL=${2:?--signal needs a value}; shift 2 ;;
       --name) NAME=${2:?--name needs a value}; shift 2 ;;
       --pool) POOL=${2:?--pool needs a value}; shift 2 ;;
+      --inject-delay-max) INJECT_DELAY_MAX=${2:?--inject-delay-max needs a value}; shift 2 ;;
+      --seconds) SECONDS_EACH=${2:?--seconds needs a value}; shift 2 ;;
       -h|--help) usage ;;
       *) log "unknown argument: $1"; usage ;;
     esac
@@ -361,7 +375,20 @@ admin socket = $DIR/run/\$name.asok
 $(objectstore_conf)
 # We place the OSD in CRUSH ourselves; don't let it move itself on boot.
 osd crush update on start = false
+# The fault suite marks the OSD down again and again; by default an OSD
+# marked down 5 times in 10 minutes shuts itself down for good.
+osd max markdown count = 1000
+$(delay_conf)
 EOF
+}
+
+# The per-message delay of --inject-delay-max, on the OSD's messages to clients.
+delay_conf() {
+  [[ $INJECT_DELAY_MAX != 0 ]] || return 0
+  printf '%s\n' '# Real-cluster latency (--inject-delay-max): each message to a client waits' \
+    '# a random time up to the maximum; operations stay concurrent.' \
+    'ms inject delay type = client' 'ms inject delay probability = 1' \
+    "ms inject delay max = $INJECT_DELAY_MAX"
 }
 
 cmd_start() {
@@ -370,6 +397,7 @@ cmd_start() {
   [[ $MEMSTORE_BYTES =~ ^[0-9]+$ ]] || die "bad --memstore-bytes: $MEMSTORE_BYTES"
   [[ $OBJECTSTORE == memstore || $OBJECTSTORE == bluestore ]] || die "bad --objectstore: $OBJECTSTORE (memstore or bluestore)"
   [[ $BLUESTORE_BYTES =~ ^[0-9]+$ ]] || die "bad --bluestore-bytes: $BLUESTORE_BYTES"
+  [[ $INJECT_DELAY_MAX =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "bad --inject-delay-max: $INJECT_DELAY_MAX (seconds, e.g. 0.002)"
   require_tools ceph-mon ceph-osd ceph ceph-authtool monmaptool rbd uuidgen timeout setsid
   ! port_in_use "$PORT" || die "127.0.0.1:$PORT is already in use (another cluster still running?)"
 
@@ -544,6 +572,39 @@ cmd_stop() {
   remove_dir
 }
 
+rados_cli() {
+  timeout -k 5 "$((CLI_TIMEOUT + SECONDS_EACH))" env -u CEPH_ARGS \
+    rados --conf "$CONF" --keyring "$KEYRING" --id admin "$@" </dev/null
+}
+
+# One `rados bench` run; prints "<average latency ms> <MB/s>" from its summary.
+bench_once() {
+  local out
+  out=$(rados_cli -p "$POOL" bench "$@" 2>&1) || { log "rados bench $*: $out"; return 1; }
+  awk '/^Average Latency\(s\):/ { lat = $3 * 1000 } /^Bandwidth \(MB\/sec\):/ { bw = $3 }
+       END { if (lat == "") exit 1; printf "%.2f %.1f\n", lat, bw }' <<<"$out"
+}
+
+# What the cluster delivers: 4 KiB writes, then random reads of them, at
+# queue depth 1 and 16 (stdout: one line each).
+cmd_latency() {
+  [[ -n $POOL ]] || { log "--pool is required"; usage; }
+  [[ $SECONDS_EACH =~ ^[1-9][0-9]*$ ]] || die "bad --seconds: $SECONDS_EACH"
+  require_tools rados timeout
+  require_cluster
+  local depth result latency mbs
+  for depth in 1 16; do
+    result=$(bench_once "$SECONDS_EACH" write -t "$depth" -b 4096 --no-cleanup --run-name "latency-$depth") ||
+      die "rados bench write failed"
+    read -r latency mbs <<<"$result"
+    printf 'write qd%-2s avg latency %s ms, %s MB/s\n' "$depth" "$latency" "$mbs"
+    result=$(bench_once "$SECONDS_EACH" rand -t "$depth" --run-name "latency-$depth") || die "rados bench rand failed"
+    read -r latency mbs <<<"$result"
+    printf 'read  qd%-2s avg latency %s ms, %s MB/s\n' "$depth" "$latency" "$mbs"
+    rados_cli -p "$POOL" cleanup --run-name "latency-$depth" >/dev/null 2>&1 || log "rados cleanup of latency-$depth failed"
+  done
+}
+
 (($# >= 1)) || usage
 cmd=$1; shift
 case $cmd in
@@ -551,6 +612,7 @@ case $cmd in
   stop) parse_args "$@"; cmd_stop ;;
   create-user) parse_args "$@"; cmd_create_user ;;
   create-pool) parse_args "$@"; cmd_create_pool ;;
+  latency) parse_args "$@"; cmd_latency ;;
   restart-osd)
     parse_args "$@"; SIGNAL=${SIGNAL:-TERM}
     [[ $SIGNAL == TERM || $SIGNAL == KILL ]] || die "restart-osd: --signal TERM or KILL"
