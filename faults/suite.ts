@@ -132,12 +132,23 @@ export async function runSuite(options: SuiteOptions): Promise<ScenarioReport[]>
     });
     options.log(`${kind} cluster up in ${((performance.now() - started) / 1000).toFixed(1)} s`);
     try {
-      for (const scenario of scenarios) {
+      scenarios: for (const scenario of scenarios) {
         const report = reports.find((r) => r.scenario === scenario.name)!;
         for (const [run, settings] of plan(scenario, options).entries()) {
           const seed = runSeed(options.seed, scenario, run);
           const t0 = performance.now();
-          const outcomes = await runWorker(cluster, scenario, seed, settings);
+          let outcomes: RunOutcome[];
+          try {
+            outcomes = await runWorker(cluster, scenario, seed, settings);
+          } catch (error) {
+            // The cluster itself could not be healed (a daemon gone): the
+            // runs left on it would measure nothing. Counted as a crash, and
+            // the suite goes on with the next cluster, its table still printed.
+            const message = `the ${kind} cluster could not be healed: ${(error as Error).message.slice(0, 500)}`;
+            report.outcomes.push(failedWorker(scenario, seed, 'crash', message));
+            options.log(`${scenario.name} run ${run + 1} (seed ${seed}): ${message}; skipping the rest of this cluster's scenarios`);
+            break scenarios;
+          }
           report.outcomes.push(...outcomes);
           const slow = Math.max(0, ...outcomes.map((o) => o.settleMs ?? 0));
           options.log(`${scenario.name} run ${run + 1} (seed ${seed}): ${outcomes.length} outcome(s) in ` +
