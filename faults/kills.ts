@@ -18,8 +18,12 @@ import { describeError, settle } from './settle.js';
 
 const ENGINE_CHILD = fileURLToPath(new URL('../test/fixtures/engine-child.js', import.meta.url));
 
-/** Starts the child's operation and kills it at a seeded moment after it began; says when, or how it ended otherwise. */
-async function killedChild(ctx: Context, operation: 'backup' | 'restore', env: Record<string, string>): Promise<string> {
+/**
+ * Starts the child's operation and kills it at a seeded moment after it
+ * began; says when, or how it ended otherwise, and whether it completed.
+ */
+async function killedChild(ctx: Context, operation: 'backup' | 'restore',
+  env: Record<string, string>): Promise<{ detail: string; completed: boolean }> {
   const { conf, keyring } = ctx.cluster.info;
   const fixture = startFixture(ENGINE_CHILD, [operation], {
     env: { FIXTURE_CONF: conf, FIXTURE_KEYRING: keyring, FIXTURE_POOL: POOL, ...env }, timeoutMs: 4 * ctx.settings.budgetMs,
@@ -29,9 +33,14 @@ async function killedChild(ctx: Context, operation: 'backup' | 'restore', env: R
   await sleep(afterMs);
   fixture.child.kill('SIGKILL');
   const { signal, code, stdout, stderr } = await fixture.exited;
-  if (signal === 'SIGKILL') return `${operation} killed ${afterMs} ms after it started${stdout.includes('ENGINE-PROGRESS') ? ' (mid-transfer)' : ''}`;
+  if (signal === 'SIGKILL') {
+    return { detail: `${operation} killed ${afterMs} ms after it started${stdout.includes('ENGINE-PROGRESS') ? ' (mid-transfer)' : ''}`, completed: false };
+  }
   if (signal !== null) throw new Error(`the ${operation} child died of ${signal} before the kill: ${stderr.slice(-2000)}`);
-  return `${operation} ended (exit ${code}) before the kill at ${afterMs} ms${code === 0 ? '' : `: ${stderr.trim().split('\n').at(-1)}`}`;
+  return {
+    detail: `${operation} ended (exit ${code}) before the kill at ${afterMs} ms${code === 0 ? '' : `: ${stderr.trim().split('\n').at(-1)}`}`,
+    completed: code === 0,
+  };
 }
 
 export async function killBackup(ctx: Context): Promise<RunOutcome[]> {
@@ -41,7 +50,7 @@ export async function killBackup(ctx: Context): Promise<RunOutcome[]> {
     await healthyEngine(ctx).backup({ pool: POOL, volumeId, backupId: backupId() });
     await change(ctx, volumeId);
   }
-  const killed = await killedChild(ctx, 'backup', {
+  const { detail: killed } = await killedChild(ctx, 'backup', {
     FIXTURE_VOLUME: volumeId, FIXTURE_BACKUP: backupId(), FIXTURE_FULL: full ? '1' : '0',
   });
   const retry = await settle(ctx.settings.budgetMs,
@@ -63,9 +72,13 @@ export async function killRestore(ctx: Context): Promise<RunOutcome[]> {
   const engine = healthyEngine(ctx);
   const backup = await engine.backup({ pool: POOL, volumeId, backupId: backupId() });
   const target = targetId(ctx);
-  const killed = await killedChild(ctx, 'restore', { FIXTURE_RECORD: engine.exportRecord(backup.record), FIXTURE_VOLUME: target });
+  const { detail: killed, completed } = await killedChild(ctx, 'restore', {
+    FIXTURE_RECORD: engine.exportRecord(backup.record), FIXTURE_VOLUME: target,
+  });
+  // A killed restore's retry must need no force; restoring over one that
+  // completed is an overwrite of a volume holding data, which does.
   const retry = await settle(ctx.settings.budgetMs, (timeoutMs) => engine.restore({
-    backup: backup.record, target: { volume: { pool: POOL, id: target } }, timeoutMs,
+    backup: backup.record, target: { volume: { pool: POOL, id: target } }, force: completed, timeoutMs,
   }));
   const debris = retry.settled === 'completed' ? [] : [`the retry failed: ${describeError(retry.error)}`];
   const same = retry.settled === 'completed' && await sameBytes(volumeId, backup.snapshot, target);

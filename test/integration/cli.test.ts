@@ -8,7 +8,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Cluster, Pool } from '../../lib/index.js';
@@ -100,7 +100,10 @@ describe('rbd-backup CLI', () => {
       } finally {
         await source.close();
       }
-      const second = await run(['backup', ...clusterArgs, '--pool', 'rbd', '--volume', volumeId, '--backup-id', secondId]);
+      const metadataFile = join(dir, 'meta.json');
+      await writeFile(metadataFile, JSON.stringify({ 'volume-metadata': { tier: 'gold' } }));
+      const second = await run(['backup', ...clusterArgs, '--pool', 'rbd', '--volume', volumeId, '--backup-id', secondId,
+        '--name', 'nightly', '--description', 'before the upgrade', '--metadata', metadataFile]);
       assert.equal(second.code, 0, second.stderr);
       assert.match(second.stdout, new RegExp(`^backup ${secondId} of volume ${volumeId}: incremental from ${snapshot.replace(/\./g, '\\.')}$`, 'm'));
       const [, secondSnapshot, secondImage] = /^snapshot (\S+) on (\S+)$/m.exec(second.stdout)!;
@@ -145,9 +148,14 @@ describe('rbd-backup CLI', () => {
       assert.match(shown.stdout, new RegExp(`^snapshot +${at(secondSnapshot)}$`, 'm'));
       assert.match(shown.stdout, /^size +16\.0 MiB$/m);
       assert.match(shown.stdout, new RegExp(`^on source +present \\(rbd/volume-${volumeId}\\)$`, 'm'));
+      // Kept in the backup pool itself: no record was given.
+      assert.match(shown.stdout, /^name +nightly$/m);
+      assert.match(shown.stdout, /^description +before the upgrade$/m);
+      assert.match(shown.stdout, /^written +\d+(\.\d)? [KM]iB$/m);
+      assert.match(shown.stdout, new RegExp(`^metadata +backup\\.${secondId}\\.meta: volume-metadata$`, 'm'));
       const shownJson = JSON.parse((await run(['show', ...clusterArgs, '--volume', volumeId, '--backup-id', backupId, '--json'])).stdout) as
-        { type: string; sizeBytes: unknown; sourceSnapshot: unknown };
-      assert.deepEqual([shownJson.type, shownJson.sizeBytes, shownJson.sourceSnapshot], ['full', 16 * MiB, null]);
+        { type: string; sizeBytes: unknown; sourceSnapshot: unknown; volumeMetadata: unknown };
+      assert.deepEqual([shownJson.type, shownJson.sizeBytes, shownJson.sourceSnapshot, shownJson.volumeMetadata], ['full', 16 * MiB, null, null]);
       const shownMissing = await run(['show', ...clusterArgs, '--volume', volumeId, '--backup-id', 'nope']);
       assert.equal(shownMissing.code, 3);
       assert.match(shownMissing.stderr, new RegExp(`no backup nope of volume ${volumeId} in pool backups; list them with: rbd-backup ls --volume ${volumeId}`));

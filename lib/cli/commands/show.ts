@@ -1,7 +1,8 @@
 /** rbd-backup show: everything known about one backup. */
 import { checkSourcePool } from '../../backup/delete.js';
 import type { BackupEngine } from '../../backup/engine.js';
-import { describeSubject, resolveSubject, sourceImageName, type Subject } from '../../backup/naming.js';
+import { readMetaObject } from '../../backup/meta.js';
+import { describeSubject, metaObjectName, resolveSubject, sourceImageName, type Subject } from '../../backup/naming.js';
 import { recordLocation } from '../../backup/record.js';
 import { NotFoundError } from '../../ceph/errors.js';
 import { backupRef, optional, RECORD_HELP, RECORD_OPTIONS, subjectFlags, type Command } from '../command.js';
@@ -22,6 +23,18 @@ async function sourceSnapshot(engine: BackupEngine, pool: string, subject: Subje
   }
   await using opened = volume;
   return await opened.snapshotExists(entry.snapshot) ? 'present' : 'absent';
+}
+
+/** The volume metadata stored with the backup (its .meta object), undefined when there is none. */
+async function storedMetadata(engine: BackupEngine, backupId: string): Promise<unknown> {
+  await using pool = await engine.config.backupCluster.pool(engine.config.backupPool);
+  return readMetaObject(pool, backupId);
+}
+
+function describeMetadata(backupId: string, metadata: unknown): string {
+  if (metadata === undefined) return '-';
+  const fields = metadata && typeof metadata === 'object' ? Object.keys(metadata).filter((key) => key !== 'version') : [];
+  return `${metaObjectName(backupId)}: ${fields.length === 0 ? 'no fields' : fields.join(', ')}`;
 }
 
 export const show: Command = {
@@ -54,7 +67,8 @@ ${RECORD_HELP}
           ? { ...found, name: ref.record.display_name ?? found.name, description: ref.record.display_description ?? found.description }
           : found;
         const snapshotOnSource = pool === undefined ? undefined : await sourceSnapshot(engine, pool, subject, entry);
-        const data = { ...entry, sourceSnapshot: snapshotOnSource ?? null };
+        const volumeMetadata = await storedMetadata(engine, backupId);
+        const data = { ...entry, sourceSnapshot: snapshotOnSource ?? null, volumeMetadata: volumeMetadata ?? null };
         return {
           data,
           text: [
@@ -69,6 +83,7 @@ ${RECORD_HELP}
             `created       ${formatLocalTime(new Date(entry.createdAt))}`,
             `name          ${entry.name ?? '-'}`,
             `description   ${entry.description ?? '-'}`,
+            `metadata      ${describeMetadata(backupId, volumeMetadata)}`,
             `on source     ${snapshotOnSource === undefined ? 'unknown (give -p POOL to check)' : `${snapshotOnSource} (${subject.kind === 'volume' ? `${pool}/${sourceImageName(subject)}` : describeSubject(subject).slice('image '.length)})`}`,
           ].join('\n'),
         };
