@@ -130,7 +130,7 @@ describe('rbd-backup CLI', () => {
       assert.match(lines[0], /^BACKUP +TYPE +CREATED +SIZE +NAME +IMAGE@SNAPSHOT$/);
       const at = (name: string): string => name.replace(/\./g, '\\.');
       assert.match(lines[1], new RegExp(`^${backupId} +full +\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d +16\\.0 MiB +- +${at(chain)}@${at(snapshot)}$`));
-      assert.match(lines[2], new RegExp(`^${secondId} +incr +.+ +16\\.0 MiB +- +${at(chain)}@${at(secondSnapshot)}$`));
+      assert.match(lines[2], new RegExp(`^${secondId} +incr +.+ +16\\.0 MiB +nightly +${at(chain)}@${at(secondSnapshot)}$`));
 
       const all = await run(['ls', ...clusterArgs, '--all', '--json']);
       assert.equal(all.code, 0, all.stderr);

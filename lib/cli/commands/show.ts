@@ -28,7 +28,7 @@ async function sourceSnapshot(engine: BackupEngine, pool: string, subject: Subje
 /** The volume metadata stored with the backup (its .meta object), undefined when there is none. */
 async function storedMetadata(engine: BackupEngine, backupId: string): Promise<unknown> {
   await using pool = await engine.config.backupCluster.pool(engine.config.backupPool);
-  return readMetaObject(pool, backupId);
+  return await readMetaObject(pool, backupId);
 }
 
 function describeMetadata(backupId: string, metadata: unknown): string {
