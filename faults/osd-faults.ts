@@ -52,8 +52,8 @@ export async function undoFaults(cluster: ThrowawayCluster): Promise<void> {
 }
 
 /**
- * Waits until a write to each pool succeeds again (up to three minutes):
- * their PGs are active. After a long SIGSTOP, a size-1 PG may keep its
+ * Waits until a write, a read and a listing of each pool succeed again (up
+ * to three minutes): their PGs are active and readable. After a long SIGSTOP, a size-1 PG may keep its
  * operations "waiting for readable" (its read lease ran out while stopped,
  * and no peer renews it; seen here after a 60 s pause): when nothing is
  * served for kickAfterMs, the OSD is marked down once, as an operator
@@ -65,7 +65,12 @@ export async function untilServing(ctx: Context, kickAfterMs = Infinity): Promis
   for (const pool of [ctx.volumes, ctx.backups]) {
     for (;;) {
       try {
+        // Reads too: after a stop, a PG can take writes while its reads
+        // still wait out the read lease; and the image directory the next
+        // calls list lives in another PG than the probe.
         await pool.writeObject(PROBE, String(Date.now()));
+        await pool.readObject(PROBE);
+        await pool.listImages();
         break;
       } catch (error) {
         if (Date.now() - started > 180_000) throw error;

@@ -345,6 +345,10 @@ osd pool default pg num = 8
 osd pool default pgp num = 8
 osd pool default pg autoscale mode = off
 mon warn on pool no redundancy = false
+# A PG's read lease is renewed by its peers; with one OSD there are none,
+# so after the OSD was stopped (the fault suite's SIGSTOP) its reads wait
+# out the whole lease (0.8 x the 20 s heartbeat grace) while writes go on.
+osd pool default read lease ratio = 0.05
 mon warn on insecure global id reclaim allowed = false
 
 [mon]
