@@ -5,12 +5,13 @@
  * image holds, dead holders' locks, and volumes a killed restore created and
  * half-filled. A volume a live run is working on is skipped, never touched.
  */
-import { BusyError, NotFoundError, TimeoutError } from '../ceph/errors.js';
+import { BusyError, TimeoutError } from '../ceph/errors.js';
 import type { Pool } from '../ceph/pool.js';
 import { checkName } from '../ceph/validate.js';
 import { callBudget } from './budget.js';
 import { OperationScope, removeImageWithSnapshots } from './cleanup.js';
 import type { ResolvedConfig } from './config.js';
+import { openImageIfExists } from './open-image.js';
 import { readBackupImages, trashedBackupSnapshots } from './inventory.js';
 import { findLeftovers, removeLeftovers } from './leftovers.js';
 import { lockObjectName, VolumeLock, type LockHolder } from './lock.js';
@@ -69,12 +70,7 @@ async function openSourceIfAny(scope: OperationScope, config: ResolvedConfig, so
     if (subject.pool !== sourcePool.name) return undefined;
     if (subject.namespace !== '') pool = await scope.adopt(config.source.pool(subject.pool, subject.namespace));
   }
-  try {
-    return await pool.openImage(sourceImageName(subject));
-  } catch (error) {
-    if (error instanceof NotFoundError) return undefined;
-    throw error;
-  }
+  return openImageIfExists(pool, sourceImageName(subject));
 }
 
 async function collectVolume(scope: OperationScope, config: ResolvedConfig, backupPool: Pool, sourcePool: Pool | undefined,

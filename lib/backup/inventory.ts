@@ -4,12 +4,12 @@
  * short removal left in the trash), and whether a run of ours that created
  * it is still unfinished.
  */
-import { NotFoundError } from '../ceph/errors.js';
 import type { Image } from '../ceph/image.js';
 import type { Pool } from '../ceph/pool.js';
 import type { TrashedSnapshot } from '../ceph/snapshot.js';
 import { BACKUP_INFO_PREFIX, decodeBackupInfos } from './backup-info.js';
 import { backupSnapshots } from './chain.js';
+import { openImageIfExists } from './open-image.js';
 import type { BackupImage } from './layout.js';
 import {
   parseBackupImageName, parseBackupSnapshotName, parseUnfinishedImageName, resolveSubject, type Subject,
@@ -30,14 +30,9 @@ export async function trashedBackupSnapshots(image: Image): Promise<TrashedSnaps
 
 /** One image's facts, read one call at a time: a failed call leaves none in flight when the image closes. */
 async function readImage(pool: Pool, subject: Subject, name: string): Promise<BackupImage | undefined> {
-  let opened;
-  try {
-    opened = await pool.openImage(name, { readOnly: true });
-  } catch (error) {
-    // Removed between the listing and the open (a delete elsewhere).
-    if (error instanceof NotFoundError) return undefined;
-    throw error;
-  }
+  const opened = await openImageIfExists(pool, name, { readOnly: true });
+  // Removed between the listing and the open (a delete elsewhere).
+  if (opened === undefined) return undefined;
   await using image = opened;
   const snapshots = await image.listSnapshots();
   const stat = await image.stat();

@@ -18,6 +18,7 @@ import { callBudget, transferAllowanceMs } from './budget.js';
 import { OperationScope, removeImageWithSnapshots } from './cleanup.js';
 import type { ResolvedConfig } from './config.js';
 import { decideRestore, type RestoreDecision } from './conditions.js';
+import { openImageIfExists } from './open-image.js';
 import { readBackupImages } from './inventory.js';
 import { locateBackup } from './layout.js';
 import { restoreLockObjectName, VolumeLock } from './lock.js';
@@ -156,13 +157,8 @@ export const RESTORING_INTO_KEY = 'rbd-backup.restoring-into';
 
 /** Whether the volume carries RESTORING_KEY: a half-restored volume of a dead restore, when its restore lock is ours. */
 export async function isHalfRestored(pool: Pool, name: string): Promise<string | undefined> {
-  let image;
-  try {
-    image = await pool.openImage(name, { readOnly: true });
-  } catch (error) {
-    if (error instanceof NotFoundError) return undefined;
-    throw error;
-  }
+  const image = await openImageIfExists(pool, name, { readOnly: true });
+  if (image === undefined) return undefined;
   await using opened = image;
   return await opened.getMetadata(RESTORING_KEY);
 }
