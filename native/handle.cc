@@ -5,8 +5,13 @@ namespace rbdnative {
 void Handle::Close() {
   std::unique_lock<std::shared_mutex> lock(mu_);
   if (released_.load()) return;
-  Release();
+  if (!stuck_.load()) Release();
   released_.store(true);
+}
+
+void Handle::MarkStuck() {
+  stuck_.store(true);
+  if (Handle* up = parent()) up->MarkStuck();
 }
 
 void Handle::CloseTree() {

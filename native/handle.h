@@ -39,6 +39,15 @@ class Handle {
   void CloseTree();
   void Close();
 
+  // librbd holds operations on this handle that will never complete (an
+  // aio write waiting for an exclusive lock another client keeps, or one
+  // left behind when this client was blocklisted): closing it would wait
+  // for them forever. Its release is skipped from now on (the resource is
+  // left to the process's exit), and so are those of its ancestors, which
+  // must not be shut down under it.
+  void MarkStuck();
+  bool stuck() const { return stuck_.load(); }
+
   void AddChild(const std::shared_ptr<Handle>& child);
   // Number of children of this kind that are still open, for refusing an
   // early close.
@@ -49,11 +58,15 @@ class Handle {
   // Frees the librados/librbd resource. Called at most once, under the
   // exclusive lock. Derived destructors must call Close() themselves.
   virtual void Release() = 0;
+  // The handle this one was opened through (an image's pool, a pool's
+  // cluster), which a stuck handle keeps from being released.
+  virtual Handle* parent() const { return nullptr; }
 
  private:
   const HandleKind kind_;
   mutable std::shared_mutex mu_;
   std::atomic<bool> released_{false};
+  std::atomic<bool> stuck_{false};
   std::mutex children_mu_;
   std::vector<std::weak_ptr<Handle>> children_;
 };

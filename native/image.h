@@ -23,6 +23,7 @@ class ImageHandle : public Handle {
 
  protected:
   void Release() override;
+  Handle* parent() const override { return pool_.get(); }
 
  private:
   // The ioctx must outlive the image opened through it.

@@ -24,6 +24,7 @@ class PoolHandle : public Handle {
 
  protected:
   void Release() override;
+  Handle* parent() const override { return cluster_.get(); }
 
  private:
   // Keeps rados_t alive for as long as the ioctx exists.

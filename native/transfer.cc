@@ -142,6 +142,11 @@ bool TransferJob::StartAio(Completion* done, const char* what,
     return false;
   }
   ++stats_.ops;
+  if (done->kind == Kind::kRead) {
+    ++reads_pending_;
+  } else {
+    ++writes_pending_;
+  }
   return true;
 }
 
@@ -196,6 +201,11 @@ void TransferJob::IssueExtent(rbd_image_t source, rbd_image_t target, uint64_t o
 
 void TransferJob::Handle(rbd_image_t target, Completion* done) {
   Op* op = done->op;
+  if (done->kind == Kind::kRead) {
+    --reads_pending_;
+  } else {
+    --writes_pending_;
+  }
   if (done->kind == Kind::kRead) {
     if (done->rc < 0 || static_cast<uint64_t>(done->rc) != done->length) {
       Fail(done->rc < 0 ? static_cast<int>(done->rc) : -EIO,
@@ -268,14 +278,51 @@ void TransferJob::HandleCompleted(rbd_image_t target) {
 }
 
 void TransferJob::WaitForRoom(rbd_image_t target, uint64_t bytes) {
-  while (in_flight_ >= plan_.window ||
-         (in_flight_ > 0 && in_flight_bytes_ + bytes > plan_.memory)) {
+  // A stopping job issues nothing more, so it need not wait for room (its
+  // callers check Stopping() next); WaitAll bounds the rest.
+  while (!Stopping() && (in_flight_ >= plan_.window ||
+                         (in_flight_ > 0 && in_flight_bytes_ + bytes > plan_.memory))) {
     HandleCompleted(target);
   }
 }
 
 void TransferJob::WaitAll(rbd_image_t target) {
-  while (in_flight_ > 0) HandleCompleted(target);
+  std::optional<std::chrono::steady_clock::time_point> deadline;
+  while (in_flight_ > 0) {
+    if (Stopping()) {
+      auto now = std::chrono::steady_clock::now();
+      if (!deadline) {
+        deadline = now + std::chrono::milliseconds(plan_.drain_ms);
+      } else if (now >= *deadline) {
+        Abandon();
+        return;
+      }
+    }
+    HandleCompleted(target);
+  }
+}
+
+void TransferJob::Abandon() {
+  abandoned_ = true;
+  std::string stuck;
+  if (reads_pending_ > 0) {
+    source_->MarkStuck();
+    stuck += std::to_string(reads_pending_) + " read(s) from the source";
+  }
+  if (writes_pending_ > 0) {
+    target_->MarkStuck();
+    stuck += std::string(stuck.empty() ? "" : " and ") + std::to_string(writes_pending_) +
+             " write(s) to the target";
+  }
+  std::string what = stuck + " did not complete within " + std::to_string(plan_.drain_ms) +
+                     " ms after the transfer stopped (librbd keeps them queued: another client may hold the "
+                     "image's exclusive lock, or this client was blocklisted); the image is left open, "
+                     "its handle cannot be closed before the process exits";
+  if (error_ == 0) {
+    Fail(-ETIMEDOUT, what);
+  } else {
+    message_ += "; then " + what;
+  }
 }
 
 int TransferJob::Transfer(rbd_image_t source, rbd_image_t target,
@@ -345,9 +392,11 @@ int TransferJob::Run(const std::function<void(const TransferProgress&)>& report)
     });
   });
   // Ops are only ever deleted once finished; anything left is a bug, but
-  // never a leak.
-  for (Op* op : order_) delete op;
-  order_.clear();
+  // never a leak. An abandoned job's ops are still librbd's.
+  if (!abandoned_) {
+    for (Op* op : order_) delete op;
+    order_.clear();
+  }
   return rc;
 }
 
@@ -362,6 +411,11 @@ struct Settle {
   std::unique_ptr<InflightGuard> target_guard;
   std::unique_ptr<TransferJob> job;
   int rc = 0;
+  ~Settle() {
+    // An abandoned job may still be written into by librbd: it is left to
+    // the process's exit (its buffers are bounded by the plan's memory).
+    if (job && job->abandoned()) (void)job.release();
+  }
 };
 
 uint64_t U64Field(Napi::Env env, Napi::Object object, const char* key, uint64_t fallback) {
@@ -406,6 +460,7 @@ Napi::Value StartTransfer(const Napi::CallbackInfo& info) {
   plan.whole_object = options.Get("wholeObject").ToBoolean();
   plan.target_is_zero = options.Get("targetIsZero").ToBoolean();
   plan.zero_gaps = options.Get("zeroGaps").ToBoolean();
+  plan.drain_ms = U64Field(env, options, "drainMs", plan.drain_ms);
   if (plan.step == 0 || plan.io_size == 0 || plan.io_size > (64ull << 20) ||
       plan.window == 0 || plan.window > 1024 || plan.memory < plan.io_size) {
     ThrowInvalid(env, "transfer plan out of range (step, ioSize <= 64 MiB, window 1..1024, memory >= ioSize)");
@@ -456,7 +511,7 @@ Napi::Value StartTransfer(const Napi::CallbackInfo& info) {
     });
     // When the environment is already gone the promise cannot settle; the
     // job's handles are released here and the rest dies with the process.
-    if (status != napi_ok) settle->job.reset();
+    if (status != napi_ok && !settle->job->abandoned()) settle->job.reset();
     tsfn.Release();
     state->ThreadEnded();
   }).detach();

@@ -52,6 +52,13 @@ struct TransferPlan {
   // Zero runs shorter than this inside read data are written as data:
   // splitting a write for a small run costs more than it saves.
   uint64_t min_zero_run = 64ull << 10;
+  // Once the transfer stops (a failure or a cancel), how long the
+  // operations still in flight get to complete. librados ops end within
+  // their op timeout; librbd can keep an aio queued for good (a write
+  // waiting for an exclusive lock another client does not give up, or
+  // left behind when this client was blocklisted), so the job gives up on
+  // them then instead of waiting forever.
+  uint64_t drain_ms = 30000;
 };
 
 struct TransferStats {
@@ -86,6 +93,10 @@ class TransferJob {
   int Run(const std::function<void(const TransferProgress&)>& report);
   const TransferStats& stats() const { return stats_; }
   const std::string& message() const { return message_; }
+  // Whether it gave up on operations still in flight: librbd may yet
+  // complete them into this job's buffers and completion queue, so the
+  // job must never be freed.
+  bool abandoned() const { return abandoned_; }
 
  private:
   struct Op;
@@ -119,7 +130,12 @@ class TransferJob {
   // Waits for completions (handling them) until an op needing `bytes` of
   // buffer fits in the window and the memory budget.
   void WaitForRoom(rbd_image_t target, uint64_t bytes);
+  // Waits for every op in flight; once the transfer is stopping, for
+  // plan_.drain_ms at most (then Abandon()).
   void WaitAll(rbd_image_t target);
+  // Gives up on the ops in flight: the handles they are queued on are
+  // marked stuck and the failure says which.
+  void Abandon();
   // Handles the completions that arrived, waiting briefly for one (or for
   // a WakeUp) when there are none.
   void HandleCompleted(rbd_image_t target);
@@ -143,6 +159,10 @@ class TransferJob {
   bool woken_ = false;
 
   uint32_t in_flight_ = 0;
+  // Aio started and not yet handled, by side.
+  uint32_t reads_pending_ = 0;
+  uint32_t writes_pending_ = 0;
+  bool abandoned_ = false;
   uint64_t in_flight_bytes_ = 0;
   std::deque<Op*> order_;  // ops in issue (= offset) order, for progress
   uint64_t position_ = 0;  // how far extents have been issued

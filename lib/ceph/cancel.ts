@@ -3,12 +3,13 @@
  * (flatten, transfers) poll.
  */
 import { addon, type NativeCancelToken } from './native.js';
-import { CancelledError } from './errors.js';
+import { CancelledError, CephError } from './errors.js';
 
-export function cancelledError(operation: string, resource: string, signal?: AbortSignal): CancelledError {
+/** also: what else went wrong while the call was stopping, for the message. */
+export function cancelledError(operation: string, resource: string, signal?: AbortSignal, also?: string): CancelledError {
   const reason = signal?.reason instanceof Error ? signal.reason.message : 'aborted';
   return new CancelledError({
-    code: 'ECANCELED', operation, resource, detail: `cancelled (${reason})`,
+    code: 'ECANCELED', operation, resource, detail: `cancelled (${reason})${also === undefined ? '' : `; ${also}`}`,
     cause: signal?.reason,
   });
 }
@@ -38,7 +39,13 @@ export async function withCancel<T, A extends unknown[] = []>(signal: AbortSigna
     return await call(token, guarded);
   } catch (error) {
     if (failure) throw failure.error;
-    if (token.cancelled) throw cancelledError(operation, resource, signal);
+    if (token.cancelled) {
+      // What the native call ended with besides the cancel (its operations
+      // in flight given up on, say) is not lost.
+      const also = error instanceof CephError && error.code !== 'ECANCELED'
+        ? error.message.replace(`${operation} ${resource}: `, '') : undefined;
+      throw cancelledError(operation, resource, signal, also);
+    }
     throw error;
   } finally {
     signal?.removeEventListener('abort', onAbort);

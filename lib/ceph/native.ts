@@ -181,6 +181,12 @@ export interface NativeTransferPlan {
   wholeObject: boolean;
   targetIsZero: boolean;
   zeroGaps: boolean;
+  /**
+   * Once the transfer stops (a failure or a cancel), how long its operations
+   * still in flight get to complete before the job gives up on them and
+   * leaves the image they are queued on open for good. Default 30000.
+   */
+  drainMs?: number;
 }
 
 export interface NativeTransferStats {

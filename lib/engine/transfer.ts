@@ -101,15 +101,33 @@ export async function transferDiff(options: TransferDiffOptions): Promise<Transf
   }
 }
 
+/** When a connection has no op timeout, what an operation in flight gets to complete after a transfer stopped. */
+const DRAIN_WITHOUT_OP_TIMEOUT_MS = 30_000;
+/** Beyond the op timeout: an operation may start just before the transfer stops. */
+const DRAIN_GRACE_MS = 5_000;
+
+/**
+ * How long a stopped transfer waits for its operations in flight: those
+ * librados sends end within the op timeout of their connection; one librbd
+ * keeps queued past that never will.
+ */
+function drainMsFor(source: Image, target: Image): number {
+  const timeouts = [source, target].map((image) => image.pool.cluster.opTimeoutMs ?? DRAIN_WITHOUT_OP_TIMEOUT_MS);
+  return Math.max(...timeouts) + DRAIN_GRACE_MS;
+}
+
 /** Runs one native transfer with cancel and progress wired up. */
 export function runTransfer(source: Image, target: Image, plan: NativeTransferPlan, options: EngineOptions,
   operation: string, resource: string): Promise<NativeTransferStats> {
   const onProgress = options.onProgress;
+  const bounded = { ...plan, drainMs: plan.drainMs ?? drainMsFor(source, target) };
   return withCancel(options.signal, operation, resource,
     (token, progress) => nativeCall(operation, resource,
-      () => addon.transfer(source.native, target.native, plan, token, progress ?? (() => undefined))),
+      () => addon.transfer(source.native, target.native, bounded, token, progress ?? (() => undefined))),
     onProgress && ((done: number, total: number, bytesRead: number) => onProgress({ done, total, bytesRead })))
     .catch((error: unknown) => {
+      // A cancel hides the native failure; a stuck image is worth a line.
+      logEngine('%s %s failed: %s', operation, resource, error instanceof Error ? error.message : String(error));
       // Either side may have timed out: both fetch the newest OSD map.
       source.pool.cluster.afterFailure(error);
       target.pool.cluster.afterFailure(error);

@@ -24,6 +24,8 @@ import { runFixture, type ChildResult } from '../support/fixture-process.js';
 const MiB = 1 << 20;
 const CHILD = fileURLToPath(new URL('../fixtures/lifecycle-child.js', import.meta.url));
 const WORKER = fileURLToPath(new URL('../fixtures/transfer-worker.js', import.meta.url));
+// Not compiled: from dist/test/integration back to the sources.
+const LOCK_HOLDER = fileURLToPath(new URL('../../../test/fixtures/lock-holder.py', import.meta.url));
 const CHILD_TIMEOUT_MS = 90_000;
 
 let info: ClusterInfo;
@@ -214,6 +216,51 @@ describe('a worker thread terminated during a transfer', () => {
       } finally {
         await source.close();
       }
+    });
+});
+
+describe('a transfer whose writes librbd never sends', () => {
+  test('cancelled, it settles once its writes are given up on, everything closes and the process exits; nothing lands',
+    { timeout: 180_000 }, async () => {
+      const size = 8 * MiB;
+      const sourceName = await newImage(size);
+      const targetName = await newImage(size);
+      {
+        const source = await pool.openImage(sourceName);
+        await source.write(randomBytes(size), 0);
+        await source.close();
+      }
+      // Another client keeps the target's exclusive lock: librbd queues our writes until it is given up, never.
+      const holder = spawn('/usr/bin/python3', [LOCK_HOLDER, info.conf, info.keyring, 'rbd', targetName],
+        { stdio: ['pipe', 'pipe', 'inherit'] });
+      const holderExited = once(holder, 'exit');
+      try {
+        const [first] = await Promise.race([once(holder.stdout, 'data'), holderExited.then(() => ['exited'])]) as [unknown];
+        assert.equal(String(first).trim(), 'HOLDING', 'the lock holder took the lock');
+        const result = await runFixture(CHILD, ['stuck-write'], {
+          timeoutMs: CHILD_TIMEOUT_MS,
+          env: { FIXTURE_CONF: info.conf, FIXTURE_KEYRING: info.keyring, FIXTURE_POOL: 'rbd', FIXTURE_IMAGE: targetName,
+            FIXTURE_SOURCE: sourceName },
+        });
+        deadOwners.push(targetName);
+        const details = inspect(result);
+        // Returned from main with a librbd image it could not close: the process still ended.
+        assert.equal(result.signal, null, details);
+        assert.equal(result.code, 0, details);
+        assert.match(result.stdout, /^LIFECYCLE-DONE stuck-write$/m, details);
+        const stuck = /^LIFECYCLE-STUCK (\d+) (.*)$/m.exec(result.stdout);
+        assert.ok(stuck, details);
+        assert.match(stuck[2]!, /^CancelledError: copyImage .*cancelled .*write\(s\) to the target did not complete within 8000 ms after the transfer stopped.*\[ECANCELED\]$/);
+        // The cancel after 1 s, then the 8 s drain: settled within 1.5x that.
+        assert.ok(Number(stuck[1]) <= 1.5 * 9000, `settled after ${stuck[1]} ms`);
+        const closed = /^LIFECYCLE-CLOSED (\d+)$/m.exec(result.stdout);
+        assert.ok(closed && Number(closed[1]) <= 1.5 * 3000, `closing took ${closed?.[1]} ms`);
+      } finally {
+        holder.stdin.end();
+        await holderExited;
+      }
+      // The writes librbd held died with the child: the target holds none of the source's bytes.
+      assert.equal(await rbdExportSha256('a', `rbd/${targetName}`), sha256(Buffer.alloc(size)));
     });
 });
 
