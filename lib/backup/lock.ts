@@ -57,6 +57,8 @@ export interface LockOptions {
   object?: string;
   /** Called when a dead holder's lock was broken. */
   onBreak?: (holder: LockHolder) => void;
+  /** Said in the description, in parentheses after the subject, for whoever finds the lock (a restore names its backup). */
+  note?: string;
   /** Stops the waiting (rejecting with its reason): the caller's time is up. */
   signal?: AbortSignal;
 }
@@ -157,7 +159,7 @@ export class VolumeLock {
     let toldWaiting = false;
     for (;;) {
       try {
-        const description = `${purpose} of ${what} by ${hostname()} pid ${process.pid}`;
+        const description = `${purpose} of ${what}${options.note === undefined ? '' : ` (${options.note})`} by ${hostname()} pid ${process.pid}`;
         await pool.lockObject(this.#object, { name: LOCK_NAME, cookie: this.#cookie, durationMs: options.ttlMs, description });
         try {
           // RADOS lists a lock's holders without its description: contenders read it here.

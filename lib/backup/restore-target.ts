@@ -15,7 +15,11 @@ export interface ExistingTarget {
   /** Clients other than this restore that watch the volume's header (have it open for writing). */
   otherWatchers: readonly ImageWatcher[];
   hasExtents: boolean;
-  /** The backup id of a restore into it that did not finish: what it holds is that restore's, not the owner's. */
+  /**
+   * The backup id of a restore into it that did not finish (the volume is
+   * marked, or that restore died after its last write and left its lock):
+   * what it holds is that restore's, not the owner's.
+   */
   unfinishedRestore: string | undefined;
   /** It is the volume the backup was taken of (the same volume id). */
   isSource: boolean;

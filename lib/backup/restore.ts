@@ -155,6 +155,11 @@ export const RESTORING_KEY = 'rbd-backup.restoring';
  */
 export const RESTORING_INTO_KEY = 'rbd-backup.restoring-into';
 
+/** What a restore's lock says of it: a retry that breaks the lock of a dead restore knows which backup it was writing. */
+export function restoreLockNote(backupId: string): string {
+  return `backup ${backupId}`;
+}
+
 /** Whether the volume carries RESTORING_KEY: a half-restored volume of a dead restore, when its restore lock is ours. */
 export async function isHalfRestored(pool: Pool, name: string): Promise<string | undefined> {
   const image = await openImageIfExists(pool, name, { readOnly: true });
@@ -190,8 +195,13 @@ async function openTargetVolume(scope: OperationScope, config: ResolvedConfig, t
   const name = sourceImageName(target);
   const lockObject = restoreLockObjectName(target);
   scope.doing = 'taking the target\'s restore lock';
+  const note = restoreLockNote(backupId);
+  // A restore of this backup that died after its last write (its marks
+  // already removed) leaves only its lock behind.
+  let diedAfterWriting = false;
   const lock = await VolumeLock.acquire(targetPool, target, operation, {
-    waitMs: config.lockWaitMs, ttlMs: config.lockTtlMs, object: lockObject, signal: scope.signal,
+    waitMs: config.lockWaitMs, ttlMs: config.lockTtlMs, object: lockObject, signal: scope.signal, note,
+    onBreak: (holder) => { diedAfterWriting = holder.description.includes(`(${note})`); },
   });
   scope.defer(`release the restore lock ${targetPool.spec}/${lockObject}`, targetPool, () => lock.release(), 'lock');
   // Removed while still locked, so no other restore is using it.
@@ -207,7 +217,8 @@ async function openTargetVolume(scope: OperationScope, config: ResolvedConfig, t
   let hasExtents = false;
   let volume: Image | undefined;
   if (await targetPool.imageExists(name)) {
-    const existing = await inspectTarget(targetPool, name, backup, target);
+    const inspected = await inspectTarget(targetPool, name, backup, target);
+    const existing = { ...inspected, unfinishedRestore: inspected.unfinishedRestore ?? (diedAfterWriting ? backupId : undefined) };
     const refusal = refuseTarget(existing, request.force === true, operation);
     if (refusal) throw refusal;
     hasExtents = existing.hasExtents;

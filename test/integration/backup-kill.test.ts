@@ -7,7 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
-import { BackupEngine, BusyError } from '../../lib/index.js';
+import { AlreadyExistsError, BackupEngine, BusyError } from '../../lib/index.js';
 import { VolumeLock } from '../../lib/backup/lock.js';
 import { INCOMPLETE_KEY } from '../../lib/backup/inventory.js';
 import { RESTORING_KEY } from '../../lib/backup/restore.js';
@@ -155,6 +155,40 @@ test('a killed restore into a new volume: the next restore into it removes the h
     const done = await tb.volumes.openImage(`volume-${target}`, { readOnly: true });
     assert.equal(await done.getMetadata(RESTORING_KEY), undefined, 'a complete restore is unmarked');
     await done.close();
+    assert.equal(await tb.volumes.objectExists(`volume-${target}.restore.lock`), false);
+  });
+
+/** A child that takes the target's restore lock as a restore of backupId does, SIGKILLed: a restore that died after its last write. */
+async function deadRestoreLock(target: string, backupId: string): Promise<void> {
+  const { info } = await testCluster('a');
+  const fixture = startFixture(CHILD, ['restore-lock'], {
+    env: { FIXTURE_CONF: info.conf, FIXTURE_KEYRING: info.keyring, FIXTURE_POOL: POOL, FIXTURE_VOLUME: target, FIXTURE_BACKUP: backupId },
+    timeoutMs: 120_000,
+  });
+  await fixture.line('ENGINE-LOCKED');
+  fixture.child.kill('SIGKILL');
+  assert.equal((await fixture.exited).signal, 'SIGKILL');
+}
+
+test('a restore killed after its last write: the retry of that backup overwrites what it wrote without force, another backup\'s does not',
+  { timeout: 240_000 }, async (t) => {
+    const volumeId = await tb.fx.newVolume(t, SIZE);
+    await fill(volumeId, 7);
+    const first = await tb.engine.backup({ pool: POOL, volumeId, backupId: 'k1' });
+    await fill(volumeId, 8);
+    const second = await tb.engine.backup({ pool: POOL, volumeId, backupId: 'k2' });
+    const target = tb.fx.targetId(t);
+    await tb.engine.restore({ backup: first.record, target: { volume: { pool: POOL, id: target } } });
+    const engine = new BackupEngine({ source: tb.cluster, lockWaitMs: 20_000 });
+    const into = { volume: { pool: POOL, id: target } };
+    // The volume holds all of k1 and no mark; only the dead restore's lock says whose data it is.
+    await deadRestoreLock(target, 'k1');
+    await assert.rejects(engine.restore({ backup: second.record, target: into }),
+      (e: unknown) => e instanceof AlreadyExistsError && /already holds data/.test(e.message));
+    await deadRestoreLock(target, 'k1');
+    const again = await engine.restore({ backup: first.record, target: into });
+    assert.equal(again.path, 'full', 'a volume holding data is overwritten in full');
+    assert.equal(await volumeSha(target), await snapshotSha(volumeId, first.snapshot));
     assert.equal(await tb.volumes.objectExists(`volume-${target}.restore.lock`), false);
   });
 
