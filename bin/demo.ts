@@ -105,8 +105,8 @@ async function cycle(sourceCluster: Cluster, backupCluster: Cluster, poolName: s
   const rows: Row[] = [];
   const made: string[] = [volumeName];
   const mib = (bytes: number | bigint): string => `${(Number(bytes) / MiB).toFixed(0)} MiB`;
-  const row = (step: string, bytes: number, ms: number, path: string, check: string): void => {
-    rows.push({ step, size: mib(bytes), time: `${(ms / 1000).toFixed(2)} s`, rate: (bytes / MiB / (ms / 1000)).toFixed(0), path, check });
+  const row = (step: string, bytes: bigint, ms: number, path: string, check: string): void => {
+    rows.push({ step, size: mib(bytes), time: `${(ms / 1000).toFixed(2)} s`, rate: (Number(bytes) / MiB / (ms / 1000)).toFixed(0), path, check });
   };
   try {
     await pool.createImage(volumeName, VOLUME_SIZE, { features: ['layering', 'exclusive-lock', 'object-map', 'fast-diff'] });
@@ -153,7 +153,7 @@ async function cycle(sourceCluster: Cluster, backupCluster: Cluster, poolName: s
       const second = await engine.restore({ ...onto, force: true });
       const secondSha = await withImage(pool, `volume-${second.targetVolumeId}`, (image) => imageSha256(image));
       verify('restore of the incremental backup', secondSha, incrementalSha);
-      row('restore incr. -> used volume', Number(second.size), second.elapsedMs,
+      row('restore incr. -> used volume', second.size, second.elapsedMs,
         `full copy (condition ${second.failedCondition?.number}: ${second.failedCondition?.reason})`,
         secondSha === incrementalSha ? 'sha256 equal' : 'MISMATCH');
 

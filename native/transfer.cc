@@ -426,10 +426,10 @@ uint64_t U64Field(Napi::Env env, Napi::Object object, const char* key, uint64_t 
 
 Napi::Object StatsObject(Napi::Env env, const TransferStats& s) {
   Napi::Object result = Napi::Object::New(env);
-  result.Set("bytesRead", Napi::Number::New(env, static_cast<double>(s.bytes_read)));
-  result.Set("bytesWritten", Napi::Number::New(env, static_cast<double>(s.bytes_written)));
-  result.Set("bytesZeroed", Napi::Number::New(env, static_cast<double>(s.bytes_zeroed)));
-  result.Set("bytesSkipped", Napi::Number::New(env, static_cast<double>(s.bytes_skipped)));
+  result.Set("bytesRead", Napi::BigInt::New(env, static_cast<uint64_t>(s.bytes_read)));
+  result.Set("bytesWritten", Napi::BigInt::New(env, static_cast<uint64_t>(s.bytes_written)));
+  result.Set("bytesZeroed", Napi::BigInt::New(env, static_cast<uint64_t>(s.bytes_zeroed)));
+  result.Set("bytesSkipped", Napi::BigInt::New(env, static_cast<uint64_t>(s.bytes_skipped)));
   result.Set("extents", Napi::Number::New(env, static_cast<double>(s.extents)));
   result.Set("ops", Napi::Number::New(env, static_cast<double>(s.ops)));
   result.Set("elapsedMs", Napi::Number::New(env, s.elapsed_ms));
@@ -489,9 +489,9 @@ Napi::Value StartTransfer(const Napi::CallbackInfo& info) {
             // The TypeScript wrapper catches its callback's errors; this only
             // keeps a stray exception from unwinding into Node-API.
             try {
-              callback.Call({Napi::Number::New(env, static_cast<double>(p->done)),
-                             Napi::Number::New(env, static_cast<double>(p->total)),
-                             Napi::Number::New(env, static_cast<double>(p->bytes_read))});
+              callback.Call({Napi::BigInt::New(env, static_cast<uint64_t>(p->done)),
+                             Napi::BigInt::New(env, static_cast<uint64_t>(p->total)),
+                             Napi::BigInt::New(env, static_cast<uint64_t>(p->bytes_read))});
             } catch (const Napi::Error&) {
             }
           });

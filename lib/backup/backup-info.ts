@@ -18,7 +18,7 @@ export interface BackupInfo {
   displayName: string | null;
   displayDescription: string | null;
   /** Bytes the backup's transfer wrote into the chain image: what changed since its parent (all data for a full one). */
-  bytesWritten: number | null;
+  bytesWritten: bigint | null;
 }
 
 export function backupInfoKey(backupId: string): string {
@@ -37,7 +37,7 @@ export async function removeBackupInfo(chain: Image, backupId: string): Promise<
 export function encodeBackupInfo(info: BackupInfo): string {
   return JSON.stringify({
     version: VERSION, display_name: info.displayName, display_description: info.displayDescription,
-    bytes_written: info.bytesWritten,
+    bytes_written: info.bytesWritten === null ? null : Number(info.bytesWritten),
   });
 }
 
@@ -60,7 +60,7 @@ export function decodeBackupInfos(metadata: ReadonlyMap<string, string>): Map<st
     infos.set(key.slice(BACKUP_INFO_PREFIX.length), {
       displayName: text(fields.display_name),
       displayDescription: text(fields.display_description),
-      bytesWritten: typeof bytes === 'number' && Number.isSafeInteger(bytes) && bytes >= 0 ? bytes : null,
+      bytesWritten: typeof bytes === 'number' && Number.isSafeInteger(bytes) && bytes >= 0 ? BigInt(bytes) : null,
     });
   }
   return infos;

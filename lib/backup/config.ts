@@ -33,7 +33,7 @@ export interface BackupEngineConfig {
   /** I/O operations in flight per transfer. Default 64. */
   ioConcurrency?: number;
   /** Bytes of buffers in flight per transfer. Default 64 MiB. */
-  memoryBytes?: number;
+  memoryBytes?: number | bigint;
   /** How long a backup waits for another one of the same volume. Default 60 s. */
   lockWaitMs?: number;
   /** Life of the volume lock without renewal. Default 60 s. */

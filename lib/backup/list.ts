@@ -23,7 +23,7 @@ export interface ListedBackup {
   sizeBytes: bigint;
   createdAt: Date;
   /** Bytes its transfer wrote (what changed since its parent); undefined when the pool does not say (Cinder's backups). */
-  bytesWritten: number | undefined;
+  bytesWritten: bigint | undefined;
 }
 
 export async function runList(config: ResolvedConfig, of: SubjectInput): Promise<ListedBackup[]> {

@@ -76,7 +76,7 @@ export interface RestoreResult {
   /** The target volume's id; undefined for any other target. */
   targetVolumeId: string | undefined;
   size: bigint;
-  bytesRead: number;
+  bytesRead: bigint;
   elapsedMs: number;
 }
 
@@ -258,7 +258,7 @@ async function restoreIntoVolume(scope: OperationScope, config: ResolvedConfig, 
     signal: withRequest(scope, request), onProgress: request.onProgress,
     concurrency: config.ioConcurrency, memoryBytes: config.memoryBytes,
   };
-  let bytesRead: number;
+  let bytesRead: bigint;
   if (decision.path === 'diff') {
     const restoring = volume;
     // The transfer sizes the volume to the backup; it gets its own size
@@ -345,7 +345,7 @@ async function restoreWithin(scope: OperationScope, config: ResolvedConfig, requ
   if (checked.grows) scope.extend(transferAllowanceMs(source.size));
   let decision: RestoreDecision;
   let targetName: string;
-  let bytesRead = 0;
+  let bytesRead = 0n;
   let size = source.size;
   if (request.dryRun === true) {
     ({ decision, targetName } = await planRestore(scope, config, request, source, target, location));

@@ -190,10 +190,10 @@ export interface NativeTransferPlan {
 }
 
 export interface NativeTransferStats {
-  bytesRead: number;
-  bytesWritten: number;
-  bytesZeroed: number;
-  bytesSkipped: number;
+  bytesRead: bigint;
+  bytesWritten: bigint;
+  bytesZeroed: bigint;
+  bytesSkipped: bigint;
   extents: number;
   ops: number;
   elapsedMs: number;
@@ -206,7 +206,7 @@ interface Addon {
   /** Synchronously closes every open handle (for process exit). */
   closeAll(): void;
   transfer(source: NativeImage, target: NativeImage, plan: NativeTransferPlan,
-    cancel: NativeCancelToken, onProgress: (done: number, total: number, bytesRead: number) => void): Promise<NativeTransferStats>;
+    cancel: NativeCancelToken, onProgress: (done: bigint, total: bigint, bytesRead: bigint) => void): Promise<NativeTransferStats>;
   CancelToken: new () => NativeCancelToken;
 }
 

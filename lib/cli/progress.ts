@@ -10,13 +10,14 @@ const BAR_WIDTH = 24;
 
 /** Rate (bytes of the volume covered per second) and seconds left, once they can be told. */
 function pace(progress: Progress, elapsedMs: number): { rate: number; eta: number } | undefined {
-  if (elapsedMs <= 0 || progress.done <= 0) return undefined;
-  const rate = progress.done / (elapsedMs / 1000);
-  return { rate, eta: Math.max(0, progress.total - progress.done) / rate };
+  const done = Number(progress.done);
+  if (elapsedMs <= 0 || done <= 0) return undefined;
+  const rate = done / (elapsedMs / 1000);
+  return { rate, eta: Math.max(0, Number(progress.total) - done) / rate };
 }
 
 function fractionOf(progress: Progress): number {
-  return progress.total > 0 ? Math.min(1, progress.done / progress.total) : 0;
+  return progress.total > 0n ? Math.min(1, Number(progress.done) / Number(progress.total)) : 0;
 }
 
 /** The terminal line: `backup [#####    ]  42% 1.2 GiB/2.0 GiB 310.5 MiB/s ETA 0:03`. */

@@ -70,25 +70,25 @@ async function* generateDiff(image: Image, options: ExportDiffOptions): AsyncGen
     yield encodeName(RECORD_TO, snapshot);
     yield encodeSize(size);
     let lastReport = 0;
-    let bytesRead = 0;
+    let bytesRead = 0n;
     const pieces = readInOrder(snap, {
       fromSnapshot, wholeObject: options.wholeObject, ioSize: ioSizeFor(objectSize), limits, signal,
       operation: 'exportDiff', resource,
     });
     for await (const piece of pieces) {
       if (piece.data) {
-        bytesRead += piece.data.length;
+        bytesRead += BigInt(piece.data.length);
         yield* dataRecords(piece.offset, piece.data);
       } else {
         yield encodeExtentHead(RECORD_ZERO, piece.offset, piece.length);
       }
       if (options.onProgress && performance.now() - lastReport > 100) {
         lastReport = performance.now();
-        options.onProgress({ done: Number(piece.offset + piece.length), total: Number(size), bytesRead });
+        options.onProgress({ done: piece.offset + piece.length, total: size, bytesRead });
       }
     }
     yield END_RECORD;
-    options.onProgress?.({ done: Number(size), total: Number(size), bytesRead });
+    options.onProgress?.({ done: size, total: size, bytesRead });
   } finally {
     await snap.close();
   }

@@ -25,9 +25,9 @@ export interface ImportDiffStats {
   /** The end snapshot created on the target, if the stream named one. */
   snapshot: string | undefined;
   size: bigint | undefined;
-  bytesWritten: number;
-  bytesZeroed: number;
-  streamBytes: number;
+  bytesWritten: bigint;
+  bytesZeroed: bigint;
+  streamBytes: bigint;
   elapsedMs: number;
 }
 
@@ -47,7 +47,7 @@ export async function importDiff(stream: Readable | AsyncIterable<Buffer>, targe
   const ranges = new InFlightRanges();
   const stats: ImportDiffStats = {
     fromSnapshot: undefined, snapshot: undefined, size: undefined,
-    bytesWritten: 0, bytesZeroed: 0, streamBytes: 0, elapsedMs: 0,
+    bytesWritten: 0n, bytesZeroed: 0n, streamBytes: 0n, elapsedMs: 0,
   };
   const { size: originalSize, objectSize, stripeUnit, stripeCount } = await target.stat();
   const maxSize = maxImageSize({ objectSize, stripeUnit, stripeCount });
@@ -118,7 +118,7 @@ export async function importDiff(stream: Readable | AsyncIterable<Buffer>, targe
         await resize();
         await inOrder(offset, BigInt(data.length), async () => {
           await target.write(data, offset);
-          stats.bytesWritten += data.length;
+          stats.bytesWritten += BigInt(data.length);
         }, data.length);
         return;
       }
@@ -128,7 +128,7 @@ export async function importDiff(stream: Readable | AsyncIterable<Buffer>, targe
         await resize();
         await inOrder(offset, length, async () => {
           await target.writeZeroes(offset, length);
-          stats.bytesZeroed += Number(length);
+          stats.bytesZeroed += length;
         });
         return;
       }
@@ -142,12 +142,12 @@ export async function importDiff(stream: Readable | AsyncIterable<Buffer>, targe
     for await (const chunk of stream as AsyncIterable<Buffer | string>) {
       if (options.signal?.aborted) throw cancelledError(operation, resource, options.signal);
       const bytes = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
-      stats.streamBytes += bytes.length;
+      stats.streamBytes += BigInt(bytes.length);
       for (const record of parser.push(bytes)) await apply(record);
       window.throwIfFailed();
       if (options.onProgress && performance.now() - lastReport > 100) {
         lastReport = performance.now();
-        options.onProgress({ done: stats.streamBytes, total: 0, bytesRead: stats.streamBytes });
+        options.onProgress({ done: stats.streamBytes, total: 0n, bytesRead: stats.streamBytes });
       }
     }
     parser.finish();

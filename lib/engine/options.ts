@@ -4,11 +4,11 @@ import { toIntInRange } from '../ceph/validate.js';
 
 export interface Progress {
   /** Bytes of the source (by offset) fully handled so far. */
-  done: number;
+  done: bigint;
   /** Bytes of the source to cover. */
-  total: number;
+  total: bigint;
   /** Bytes read from the source so far. */
-  bytesRead: number;
+  bytesRead: bigint;
 }
 
 export interface EngineOptions {
@@ -21,7 +21,7 @@ export interface EngineOptions {
    * through JavaScript (exportDiff, importDiff, exportRaw), whose buffers
    * live until garbage collection: expect about three times this there.
    */
-  memoryBytes?: number;
+  memoryBytes?: number | bigint;
   /** Aborting stops the operation promptly; it fails with a CancelledError. */
   signal?: AbortSignal;
   /** Called now and then (at most every 100 ms), not once per extent. */
@@ -43,7 +43,9 @@ export function checkEngineOptions(options: EngineOptions, operation: string, re
   defaultMemoryBytes = DEFAULT_MEMORY_BYTES): EngineLimits {
   const concurrency = toIntInRange('concurrency', options.concurrency ?? DEFAULT_CONCURRENCY, 1, 1024,
     operation, resource);
-  const memoryBytes = toIntInRange('memoryBytes', options.memoryBytes ?? defaultMemoryBytes,
+  const given = options.memoryBytes ?? defaultMemoryBytes;
+  // A bigint past 2^53 turns into an inexact number, which the range refuses anyway.
+  const memoryBytes = toIntInRange('memoryBytes', typeof given === 'bigint' ? Number(given) : given,
     Number(MAX_IO_SIZE), 2 ** 40, operation, resource);
   if (options.onProgress !== undefined && typeof options.onProgress !== 'function') {
     throw invalidArgument(operation, resource, 'onProgress must be a function');

@@ -35,7 +35,7 @@ export interface ExportRawOptions extends EngineOptions {
 
 export interface ExportRawStats {
   size: bigint;
-  bytesRead: number;
+  bytesRead: bigint;
   elapsedMs: number;
 }
 
@@ -193,7 +193,7 @@ async function copyOut(view: Image, out: TargetFile | Writable, limits: EngineLi
   const file = 'handle' in out ? out : undefined;
   const { size, objectSize } = await view.stat();
   let position = 0n;
-  let bytesRead = 0;
+  let bytesRead = 0n;
   let lastReport = 0;
   const pieces = readInOrder(view, {
     ioSize: ioSizeFor(objectSize), limits, signal: options.signal, operation: 'exportRaw', resource,
@@ -208,11 +208,11 @@ async function copyOut(view: Image, out: TargetFile | Writable, limits: EngineLi
       if (piece.data) await writeAll(stream, piece.data);
       else await writeZeroes(stream, piece.length);
     }
-    if (piece.data) bytesRead += piece.data.length;
+    if (piece.data) bytesRead += BigInt(piece.data.length);
     position = piece.offset + piece.length;
     if (options.onProgress && performance.now() - lastReport > 100) {
       lastReport = performance.now();
-      options.onProgress({ done: Number(position), total: Number(size), bytesRead });
+      options.onProgress({ done: position, total: size, bytesRead });
     }
   }
   if (file) {
@@ -225,6 +225,6 @@ async function copyOut(view: Image, out: TargetFile | Writable, limits: EngineLi
     stream.end();
     await once(stream, 'finish');
   }
-  options.onProgress?.({ done: Number(size), total: Number(size), bytesRead });
+  options.onProgress?.({ done: size, total: size, bytesRead });
   return { size, bytesRead };
 }

@@ -124,7 +124,7 @@ export function runTransfer(source: Image, target: Image, plan: NativeTransferPl
   return withCancel(options.signal, operation, resource,
     (token, progress) => nativeCall(operation, resource,
       () => addon.transfer(source.native, target.native, bounded, token, progress ?? (() => undefined))),
-    onProgress && ((done: number, total: number, bytesRead: number) => onProgress({ done, total, bytesRead })))
+    onProgress && ((done: bigint, total: bigint, bytesRead: bigint) => onProgress({ done, total, bytesRead })))
     .catch((error: unknown) => {
       // A cancel hides the native failure; a stuck image is worth a line.
       logEngine('%s %s failed: %s', operation, resource, error instanceof Error ? error.message : String(error));

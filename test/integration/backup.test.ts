@@ -171,7 +171,7 @@ describe('full and incremental backups', () => {
         assert.equal(result.record.display_name, null);
         assert.equal(result.baseImage, chain, `${step.what}: the incremental continues the full backup's chain image`);
         assert.deepEqual(JSON.parse(result.record.service_metadata!), { base: chain });
-        if (step.what === 'nothing') assert.equal(result.stats.bytesRead, 0, 'an unchanged volume reads nothing');
+        if (step.what === 'nothing') assert.equal(result.stats.bytesRead, 0n, 'an unchanged volume reads nothing');
         results.push(result);
       }
       assert.equal(results[3].stats.size, BigInt(size + 8 * MiB));
@@ -312,7 +312,7 @@ describe('other volumes', () => {
   test('an empty volume backs up and restores as zeros', async (t) => {
     const id = await fx.newVolume(t, 8 * MiB);
     const first = await engine.backup({ pool: POOL, volumeId: id });
-    assert.equal(first.stats.bytesRead, 0);
+    assert.equal(first.stats.bytesRead, 0n);
     await assertRestores(t, first, id, first.snapshot);
     const second = await engine.backup({ pool: POOL, volumeId: id });
     assert.equal(second.mode, 'incremental');
@@ -669,7 +669,7 @@ describe('what the backup pool keeps beside each snapshot', () => {
         [full.record.id, 'nightly ✓', 'before the upgrade', full.stats.bytesWritten],
         [incremental.record.id, 'after', null, incremental.stats.bytesWritten],
       ]);
-      assert.equal(full.stats.bytesWritten, 16 * MiB, 'the full backup wrote the whole volume');
+      assert.equal(full.stats.bytesWritten, BigInt(16 * MiB), 'the full backup wrote the whole volume');
       assert.ok(incremental.stats.bytesWritten >= MiB && incremental.stats.bytesWritten < 16 * MiB,
         `the incremental wrote what changed (${incremental.stats.bytesWritten})`);
       assert.deepEqual([...(await chainInfo(full.baseImage)).keys()].sort(),
@@ -822,7 +822,7 @@ describe('cancellation', () => {
             pool: POOL, volumeId: id, backupId, signal: controller.signal,
             onProgress: (progress) => {
               reports++;
-              assert.equal(progress.total, size);
+              assert.equal(progress.total, BigInt(size));
               if (progress.done < progress.total) controller.abort(new Error('test aborts'));
             },
           });

@@ -26,7 +26,7 @@ import { closeTestPools, rbdArgs, rbdImportDiff, sha256, testCluster, testPool, 
 import {
   assertSameSnapshot, ClusterScratch, clusterScratch, fill, mutate, seeded, targetState, type Made,
 } from '../support/cluster-scratch.js';
-import { assertCephError } from '../support/checks.js';
+import { assertCephError, show } from '../support/checks.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -316,7 +316,7 @@ describe('diff streams: byte-compatible with the rbd tool', () => {
       const { size } = await (await s.open(src, to)).stat();
       assert.equal(stats.size, size);
       assert.equal((await target.stat()).size, size);
-      assert.ok(stats.streamBytes > 0 && stats.bytesWritten > 0, JSON.stringify({ ...stats, size: undefined }));
+      assert.ok(stats.streamBytes > 0 && stats.bytesWritten > 0, show({ ...stats, size: undefined }));
       await assertSameSnapshot(src, dst, to);
     }
   });
@@ -349,15 +349,15 @@ describe('diff streams: byte-compatible with the rbd tool', () => {
       const s = clusterScratch(t);
       const { src, source } = await chain(s, seeded(t, 'DIFF_STREAM_TEST_SEED'));
       for (const [from, to] of [[undefined, 's3'], ['s1', 's2']] as const) {
-        const reports: Array<{ done: number; total: number; bytesRead: number }> = [];
+        const reports: Array<{ done: bigint; total: bigint; bytesRead: bigint }> = [];
         await collect(exportDiff(source, { snapshot: to, fromSnapshot: from, onProgress: (p) => reports.push({ ...p }) }));
         const { size } = await (await s.open(src, to)).stat();
         assert.ok(reports.length > 0);
         for (const r of reports) {
-          assert.equal(r.total, Number(size));
+          assert.equal(r.total, size);
           assert.ok(r.done <= r.total);
         }
-        assert.equal(reports.at(-1)!.done, Number(size));
+        assert.equal(reports.at(-1)!.done, size);
       }
     });
 
@@ -488,7 +488,7 @@ describe('importDiff: refusals, truncation, the end snapshot', () => {
     const stats = await importDiff(slowly(), target);
     assert.ok(checked > 1);
     assert.equal(stats.snapshot, 's2');
-    assert.equal(stats.streamBytes, incremental.length);
+    assert.equal(stats.streamBytes, BigInt(incremental.length));
     assert.equal(await checker.snapshotExists('s2'), true);
     await assertSameSnapshot(src, dst, 's2');
   });

@@ -577,7 +577,7 @@ describe('safe restores: an existing volume is written only when it may be', () 
     const planned = await engine.restore({ backup: backup.record, target: { volume: { pool: POOL, id: fresh } }, dryRun: true });
     assert.equal(planned.dryRun, true);
     assert.equal(planned.path, 'diff');
-    assert.equal(planned.bytesRead, 0);
+    assert.equal(planned.bytesRead, 0n);
     assert.equal(planned.target, `${POOL}/volume-${fresh}`);
     assert.equal(await volumes.imageExists(`volume-${fresh}`), false, 'no volume created');
 
@@ -820,7 +820,7 @@ describe('cancellation', () => {
       await assert.rejects(slow.restore({
         backup: backup.record, target: { file }, signal: controller.signal,
         onProgress: (progress) => {
-          if (progress.done === 0 || progress.done >= progress.total || controller.signal.aborted) return;
+          if (progress.done === 0n || progress.done >= progress.total || controller.signal.aborted) return;
           partial = readdirSync(dir);
           controller.abort();
         },

@@ -8,7 +8,7 @@ import { BACKUP_INFO_PREFIX, backupInfoKey, decodeBackupInfos, encodeBackupInfo 
 
 test('one versioned JSON value per backup, under rbd-backup.backup.<id>', () => {
   assert.equal(backupInfoKey('b1'), 'rbd-backup.backup.b1');
-  const info = { displayName: 'nightly', displayDescription: null, bytesWritten: 4096 };
+  const info = { displayName: 'nightly', displayDescription: null, bytesWritten: 4096n };
   assert.deepEqual(JSON.parse(encodeBackupInfo(info)),
     { version: 1, display_name: 'nightly', display_description: null, bytes_written: 4096 });
   assert.deepEqual(decodeBackupInfos(new Map([[backupInfoKey('b1'), encodeBackupInfo(info)]])), new Map([['b1', info]]));

@@ -23,21 +23,21 @@ describe('formats', () => {
 
 describe('progress', () => {
   test('the terminal line: bar, percent, done/total, rate and ETA', () => {
-    const line = progressBar('backup', { done: 64 * MiB, total: 256 * MiB, bytesRead: 10 * MiB }, 2000);
+    const line = progressBar('backup', { done: BigInt(64 * MiB), total: BigInt(256 * MiB), bytesRead: BigInt(10 * MiB) }, 2000);
     assert.equal(line, `backup [${'#'.repeat(6)}${' '.repeat(18)}]  25% 64.0 MiB/256.0 MiB 32.0 MiB/s ETA 0:06`);
-    assert.doesNotMatch(progressBar('x', { done: 0, total: 10, bytesRead: 0 }, 0), /ETA/, 'no ETA before anything moved');
+    assert.doesNotMatch(progressBar('x', { done: 0n, total: 10n, bytesRead: 0n }, 0), /ETA/, 'no ETA before anything moved');
   });
 
   test('every tenth crossed is reported, none twice', () => {
-    assert.deepEqual(crossedTenths(-1, { done: 0, total: 100, bytesRead: 0 }), [0]);
-    assert.deepEqual(crossedTenths(0, { done: 35, total: 100, bytesRead: 0 }), [1, 2, 3]);
-    assert.deepEqual(crossedTenths(3, { done: 39, total: 100, bytesRead: 0 }), []);
-    assert.deepEqual(crossedTenths(3, { done: 100, total: 100, bytesRead: 0 }), [4, 5, 6, 7, 8, 9, 10]);
-    assert.deepEqual(crossedTenths(-1, { done: 0, total: 0, bytesRead: 0 }), [0]);
+    assert.deepEqual(crossedTenths(-1, { done: 0n, total: 100n, bytesRead: 0n }), [0]);
+    assert.deepEqual(crossedTenths(0, { done: 35n, total: 100n, bytesRead: 0n }), [1, 2, 3]);
+    assert.deepEqual(crossedTenths(3, { done: 39n, total: 100n, bytesRead: 0n }), []);
+    assert.deepEqual(crossedTenths(3, { done: 100n, total: 100n, bytesRead: 0n }), [4, 5, 6, 7, 8, 9, 10]);
+    assert.deepEqual(crossedTenths(-1, { done: 0n, total: 0n, bytesRead: 0n }), [0]);
   });
 
   test('the plain line names the step, the bytes and the rate', () => {
-    assert.equal(progressLine('restore', 3, { done: 30 * MiB, total: 100 * MiB, bytesRead: 12 * MiB }, 1000),
+    assert.equal(progressLine('restore', 3, { done: BigInt(30 * MiB), total: BigInt(100 * MiB), bytesRead: BigInt(12 * MiB) }, 1000),
       'restore: 30% (30.0 MiB of 100.0 MiB, 12.0 MiB read, 30.0 MiB/s)');
   });
 
@@ -45,9 +45,9 @@ describe('progress', () => {
     const written: string[] = [];
     const stream = { isTTY: false, write: (text: string) => { written.push(text); return true; } } as unknown as NodeJS.WriteStream;
     const reporter = progressReporter('backup', stream);
-    reporter.onProgress({ done: 0, total: 100, bytesRead: 0 });
-    reporter.onProgress({ done: 55, total: 100, bytesRead: 55 });
-    reporter.onProgress({ done: 100, total: 100, bytesRead: 100 });
+    reporter.onProgress({ done: 0n, total: 100n, bytesRead: 0n });
+    reporter.onProgress({ done: 55n, total: 100n, bytesRead: 55n });
+    reporter.onProgress({ done: 100n, total: 100n, bytesRead: 100n });
     reporter.finish();
     assert.deepEqual(written.map((line) => /^backup: (\d+)%/.exec(line)?.[1]),
       ['0', '10', '20', '30', '40', '50', '60', '70', '80', '90', '100']);

@@ -39,7 +39,7 @@ export function entryOf(listed: ListedBackup): BackupEntry {
     sourceImage: subject.kind === 'image' ? { pool: subject.pool, namespace: subject.namespace, name: subject.image } : null,
     backupId: record.id, type: listed.full ? 'full' : 'incremental',
     parentId: record.parent_id, createdAt: listed.createdAt.toISOString(), sizeBytes: Number(listed.sizeBytes),
-    bytesWritten: listed.bytesWritten ?? null,
+    bytesWritten: listed.bytesWritten === undefined ? null : Number(listed.bytesWritten),
     name: record.display_name, description: record.display_description,
     image: listed.image, snapshot: listed.snapshot ?? null, record,
   };
