@@ -46,7 +46,6 @@ class Handle {
   // left to the process's exit), and so are those of its ancestors, which
   // must not be shut down under it.
   void MarkStuck();
-  bool stuck() const { return stuck_.load(); }
 
   void AddChild(const std::shared_ptr<Handle>& child);
   // Number of children of this kind that are still open, for refusing an

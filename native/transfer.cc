@@ -203,10 +203,6 @@ void TransferJob::Handle(rbd_image_t target, Completion* done) {
   Op* op = done->op;
   if (done->kind == Kind::kRead) {
     --reads_pending_;
-  } else {
-    --writes_pending_;
-  }
-  if (done->kind == Kind::kRead) {
     if (done->rc < 0 || static_cast<uint64_t>(done->rc) != done->length) {
       Fail(done->rc < 0 ? static_cast<int>(done->rc) : -EIO,
            Describe("read from the source", done->offset, done->length) + " failed" +
@@ -220,6 +216,7 @@ void TransferJob::Handle(rbd_image_t target, Completion* done) {
     if (op->pending == 0) FinishOp(op);
     return;
   }
+  --writes_pending_;
   if (done->rc < 0) {
     const char* what = done->kind == Kind::kWrite ? "write to the target" : "write-zeroes on the target";
     Fail(static_cast<int>(done->rc), Describe(what, done->offset, done->length) + " failed: " +
