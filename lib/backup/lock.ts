@@ -129,6 +129,12 @@ export class VolumeLock {
     return found?.alive ? found.holder : undefined;
   }
 
+  /** The holder of a lock that does not answer (dead, or cut off), if any: the next contender breaks it; nothing is changed. */
+  static async deadHolder(pool: Pool, object: string): Promise<LockHolder | undefined> {
+    const found = await inspectHolder(pool, object);
+    return found && !found.alive ? found.holder : undefined;
+  }
+
   /** Takes the lock of a subject (a volume id is a Cinder volume's). */
   static async acquire(pool: Pool, of: Subject | string, purpose: string, options: LockOptions): Promise<VolumeLock> {
     const subject = resolveSubject(of, purpose);

@@ -21,7 +21,7 @@ import { decideRestore, type RestoreDecision } from './conditions.js';
 import { openImageIfExists } from './open-image.js';
 import { readBackupImages } from './inventory.js';
 import { locateBackup } from './layout.js';
-import { restoreLockObjectName, VolumeLock } from './lock.js';
+import { restoreLockObjectName, VolumeLock, type LockHolder } from './lock.js';
 import { logBackup } from './log.js';
 import { checkId, imageSubject, sourceImageName, volumeSubject, type Subject } from './naming.js';
 import { recordLocation, type BackupRecord, type RecordLocation } from './record.js';
@@ -160,6 +160,16 @@ export function restoreLockNote(backupId: string): string {
   return `backup ${backupId}`;
 }
 
+/**
+ * The target as refuseTarget judges it: its data is a restore's of this
+ * backup when that restore marked it, or when it died after its last write
+ * (marks removed, its lock not yet released): then only its dead lock says so.
+ */
+function withDeadRestore(inspected: ExistingTarget, backupId: string, deadLockHolder: LockHolder | undefined): ExistingTarget {
+  const diedAfterWriting = deadLockHolder?.description.includes(`(${restoreLockNote(backupId)})`) === true;
+  return { ...inspected, unfinishedRestore: inspected.unfinishedRestore ?? (diedAfterWriting ? backupId : undefined) };
+}
+
 /** Whether the volume carries RESTORING_KEY: a half-restored volume of a dead restore, when its restore lock is ours. */
 export async function isHalfRestored(pool: Pool, name: string): Promise<string | undefined> {
   const image = await openImageIfExists(pool, name, { readOnly: true });
@@ -195,13 +205,10 @@ async function openTargetVolume(scope: OperationScope, config: ResolvedConfig, t
   const name = sourceImageName(target);
   const lockObject = restoreLockObjectName(target);
   scope.doing = 'taking the target\'s restore lock';
-  const note = restoreLockNote(backupId);
-  // A restore of this backup that died after its last write (its marks
-  // already removed) leaves only its lock behind.
-  let diedAfterWriting = false;
+  let broken: LockHolder | undefined;
   const lock = await VolumeLock.acquire(targetPool, target, operation, {
-    waitMs: config.lockWaitMs, ttlMs: config.lockTtlMs, object: lockObject, signal: scope.signal, note,
-    onBreak: (holder) => { diedAfterWriting = holder.description.includes(`(${note})`); },
+    waitMs: config.lockWaitMs, ttlMs: config.lockTtlMs, object: lockObject, signal: scope.signal,
+    note: restoreLockNote(backupId), onBreak: (holder) => { broken = holder; },
   });
   scope.defer(`release the restore lock ${targetPool.spec}/${lockObject}`, targetPool, () => lock.release(), 'lock');
   // Removed while still locked, so no other restore is using it.
@@ -217,8 +224,7 @@ async function openTargetVolume(scope: OperationScope, config: ResolvedConfig, t
   let hasExtents = false;
   let volume: Image | undefined;
   if (await targetPool.imageExists(name)) {
-    const inspected = await inspectTarget(targetPool, name, backup, target);
-    const existing = { ...inspected, unfinishedRestore: inspected.unfinishedRestore ?? (diedAfterWriting ? backupId : undefined) };
+    const existing = withDeadRestore(await inspectTarget(targetPool, name, backup, target), backupId, broken);
     const refusal = refuseTarget(existing, request.force === true, operation);
     if (refusal) throw refusal;
     hasExtents = existing.hasExtents;
@@ -306,7 +312,9 @@ async function planRestore(scope: OperationScope, config: ResolvedConfig, reques
   const exists = await targetPool.imageExists(name) && await isHalfRestored(targetPool, name) === undefined;
   let hasExtents = false;
   if (exists) {
-    const existing = await inspectTarget(targetPool, name, { size: source.size, subject: location.subject }, target.subject);
+    const existing = withDeadRestore(
+      await inspectTarget(targetPool, name, { size: source.size, subject: location.subject }, target.subject),
+      location.backupId, await VolumeLock.deadHolder(targetPool, restoreLockObjectName(target.subject)));
     const refusal = refuseTarget(existing, request.force === true, operation);
     if (refusal) throw refusal;
     hasExtents = existing.hasExtents;

@@ -183,9 +183,13 @@ test('a restore killed after its last write: the retry of that backup overwrites
     const into = { volume: { pool: POOL, id: target } };
     // The volume holds all of k1 and no mark; only the dead restore's lock says whose data it is.
     await deadRestoreLock(target, 'k1');
-    await assert.rejects(engine.restore({ backup: second.record, target: into }),
-      (e: unknown) => e instanceof AlreadyExistsError && /already holds data/.test(e.message));
+    const holdsData = (e: unknown): boolean => e instanceof AlreadyExistsError && /already holds data/.test(e.message);
+    // A dry run judges the same way, without breaking the lock.
+    await assert.rejects(engine.restore({ backup: second.record, target: into, dryRun: true }), holdsData);
+    await assert.rejects(engine.restore({ backup: second.record, target: into }), holdsData);
     await deadRestoreLock(target, 'k1');
+    const plan = await engine.restore({ backup: first.record, target: into, dryRun: true });
+    assert.equal(plan.path, 'full');
     const again = await engine.restore({ backup: first.record, target: into });
     assert.equal(again.path, 'full', 'a volume holding data is overwritten in full');
     assert.equal(await volumeSha(target), await snapshotSha(volumeId, first.snapshot));
