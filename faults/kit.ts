@@ -24,8 +24,8 @@ import type { RunOutcome, Settled } from './outcome.js';
 import { describeError, settle, type Settling } from './settle.js';
 
 const MiB = 1 << 20;
-/** Looks for debris, when an operation landing late gets in the way. */
-const DEBRIS_ATTEMPTS = 3;
+/** Looks for debris, a second apart, when an operation landing late gets in the way. */
+const DEBRIS_ATTEMPTS = 10;
 /** Tries of the restore that checks a backup's bytes. */
 const VERIFY_ATTEMPTS = 3;
 /** The name VolumeLock locks its objects under. */
@@ -171,7 +171,9 @@ export async function debrisOf(ctx: Context, volumeId: string, targets: readonly
     try {
       return await lookForDebris(ctx, volumeId, targets);
     } catch (error) {
-      if (!(error instanceof NotFoundError) || attempt === DEBRIS_ATTEMPTS) throw error;
+      if (!(error instanceof NotFoundError)) throw error;
+      // Still there after all the looks: an image listed in its pool that cannot be opened is debris.
+      if (attempt === DEBRIS_ATTEMPTS) return [`listed but cannot be opened (a creation or removal cut short?): ${error.message}`];
       await sleep(1000);
     }
   }
