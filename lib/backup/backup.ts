@@ -139,6 +139,7 @@ async function openAndLock(scope: OperationScope, config: ResolvedConfig, reques
     waitMs: config.lockWaitMs, ttlMs: config.lockTtlMs, onBusy: request.onBusy, onWait: request.onLockWait, signal: scope.signal,
   });
   scope.defer(`release the volume lock ${backupPool.spec}/${lockObjectName(subject)}`, backupPool, () => lock.release(), 'lock');
+  scope.guardBy(lock);
   const signal = AbortSignal.any([request.signal, lock.lost, scope.signal].filter((s): s is AbortSignal => s !== undefined));
   return { volume, sourcePool, backupPool, lock, signal };
 }
@@ -216,7 +217,7 @@ async function openChainImage(scope: OperationScope, config: ResolvedConfig, ope
   scope.onFailure(`remove the new chain image ${backupPool.spec}/${unfinished}`, backupPool, async () => {
     await chain?.close();
     for (const name of [unfinished, decision.image]) {
-      await removeImageWithSnapshots(backupPool, name).catch((error: unknown) => {
+      await removeImageWithSnapshots(backupPool, name, scope).catch((error: unknown) => {
         if (!(error instanceof NotFoundError)) throw error;
       });
     }

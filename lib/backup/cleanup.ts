@@ -148,7 +148,12 @@ interface Ending {
   /** The clean-up stopped waiting: no more is listed. */
   gaveUp: () => boolean;
   report: (line: string) => void;
+  /** The call lost its lock: undo steps not yet started change nothing. */
+  lockLost: () => boolean;
 }
+
+/** Why an undo step was not run, or did not go on, after its call lost its lock. */
+const LOCK_LOST = 'not done: the call lost its lock, so another run may own what it would change';
 
 /** The steps of one pool, run in order; what is left of them when the clean-up stops waiting. */
 class Lane {
@@ -178,6 +183,10 @@ class Lane {
         return;
       }
       const step = this.#steps[this.#next++]!;
+      if (step.kind === 'undo' && this.#scope.lockLost()) {
+        if (step.listed && !gaveUp()) report(`${step.name}: ${LOCK_LOST}`);
+        continue;
+      }
       this.#current = step;
       try {
         await step.action();
@@ -260,6 +269,7 @@ export class OperationScope {
   readonly #budget: Budget;
   readonly #steps: Step[] = [];
   #committed = false;
+  #lockLost: AbortSignal | undefined;
   /** The call has settled: the work, if still going, may not register anything more. */
   #over = false;
 
@@ -324,6 +334,21 @@ export class OperationScope {
     this.#push({ name: step, lane, kind: 'undo', listed: true, always: false, action });
   }
 
+  /**
+   * The call's lock: once it is lost (it could not be renewed in time, an
+   * OSD stall say), another run may take the volume over, so undo steps not
+   * yet started are skipped and listed in leftBehind. A step already
+   * running checks it before each change (stillLocked).
+   */
+  guardBy(lock: { lost: AbortSignal }): void {
+    this.#lockLost = lock.lost;
+  }
+
+  /** Throws before a change an undo step is about to make once the call's lock was lost. */
+  stillLocked(resource: string): void {
+    if (this.#lockLost?.aborted) throw new BusyError({ code: 'EBUSY', operation: this.operation, resource, detail: LOCK_LOST });
+  }
+
   /** The call's result stands: onFailure steps will not run. */
   commit(): void {
     this.checkpoint();
@@ -386,7 +411,10 @@ export class OperationScope {
     let gaveUp = false;
     const byPool = new Map<Pool, Step[]>();
     for (const step of steps) byPool.set(step.lane, [...(byPool.get(step.lane) ?? []), step]);
-    const shared = { budget: this.#budget, gaveUp: () => gaveUp, report: (line: string) => { left.push(line); } };
+    const shared = {
+      budget: this.#budget, gaveUp: () => gaveUp, report: (line: string) => { left.push(line); },
+      lockLost: () => this.#lockLost?.aborted === true,
+    };
     const lanes = [...byPool.values()].map((laneSteps) => new Lane(laneSteps, shared));
     const timer = new AbortController();
     const running = Promise.all(lanes.map((lane) => lane.run()));
@@ -399,13 +427,21 @@ export class OperationScope {
 }
 
 /** Removes an image this run made, snapshots first (rbd_remove refuses them), those in the trash too. */
-export async function removeImageWithSnapshots(pool: Pool, name: string): Promise<void> {
+export async function removeImageWithSnapshots(pool: Pool, name: string, scope?: OperationScope): Promise<void> {
+  const spec = `${pool.spec}/${name}`;
   const image = await pool.openImage(name);
   try {
-    for (const snapshot of await image.listSnapshots()) await image.removeSnapshot(snapshot.name);
-    for (const snapshot of await image.listTrashedSnapshots()) await image.removeSnapshotById(snapshot.id);
+    for (const snapshot of await image.listSnapshots()) {
+      scope?.stillLocked(spec);
+      await image.removeSnapshot(snapshot.name);
+    }
+    for (const snapshot of await image.listTrashedSnapshots()) {
+      scope?.stillLocked(spec);
+      await image.removeSnapshotById(snapshot.id);
+    }
   } finally {
     await image.close();
   }
+  scope?.stillLocked(spec);
   await pool.removeImage(name);
 }

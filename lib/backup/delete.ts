@@ -150,6 +150,7 @@ export async function runDelete(config: ResolvedConfig, backup: BackupRecord, op
       waitMs: config.lockWaitMs, ttlMs: config.lockTtlMs, signal: scope.signal,
     });
     scope.defer(`release the volume lock ${pool.spec}/${lockObjectName(subject)}`, pool, () => lock.release(), 'lock');
+    scope.guardBy(lock);
     const images = await readBackupImages(pool, subject);
     const named = images.find((image) => image.name === location.namedImage);
     // A chain image the record names that holds no backup snapshot any more

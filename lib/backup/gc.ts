@@ -96,6 +96,7 @@ async function collectVolume(scope: OperationScope, config: ResolvedConfig, back
     }
     const held = lock;
     scope.defer(`release the volume lock ${backupPool.spec}/${lockObjectName(subject)}`, backupPool, () => held.release(), 'lock');
+    scope.guardBy(held);
   }
   const found = await openSourceIfAny(scope, config, sourcePool, subject);
   const volume = found && await scope.adopt(Promise.resolve(found));
@@ -144,6 +145,7 @@ async function collectHalfRestored(scope: OperationScope, config: ResolvedConfig
   }
   const lockObject = `${pool.spec}/${restoreLockObjectName(target)}`;
   scope.defer(`release the restore lock ${lockObject}`, pool, () => lock.release(), 'lock');
+  scope.guardBy(lock);
   scope.defer(`remove the restore lock object ${lockObject}`, pool, () => lock.retire());
   // Looked at again under the lock: a restore may have finished meanwhile.
   if (await isHalfRestored(pool, name) === undefined) return;

@@ -72,6 +72,7 @@ export async function runPrune(config: ResolvedConfig, of: SubjectInput, policyT
         waitMs: config.lockWaitMs, ttlMs: config.lockTtlMs, signal: scope.signal,
       });
       scope.defer(`release the volume lock ${pool.spec}/${lockObjectName(subject)}`, pool, () => lock.release(), 'lock');
+      scope.guardBy(lock);
     }
     const images = await readBackupImages(pool, subject);
     const points = backupPoints(images);

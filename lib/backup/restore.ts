@@ -211,6 +211,8 @@ async function openTargetVolume(scope: OperationScope, config: ResolvedConfig, t
     note: restoreLockNote(backupId), onBreak: (holder) => { broken = holder; },
   });
   scope.defer(`release the restore lock ${targetPool.spec}/${lockObject}`, targetPool, () => lock.release(), 'lock');
+  // Another restore may take the volume over once this one's lock is lost: the undo steps then leave it alone.
+  scope.guardBy(lock);
   // Removed while still locked, so no other restore is using it.
   scope.defer(`remove the restore lock object ${targetPool.spec}/${lockObject}`, targetPool, () => lock.retire());
   scope.doing = 'preparing the target volume';
@@ -233,7 +235,7 @@ async function openTargetVolume(scope: OperationScope, config: ResolvedConfig, t
     // Registered first: a creation that timed out may still have happened.
     scope.onFailure(`remove the volume this restore created, ${targetPool.spec}/${name}`, targetPool, async () => {
       await volume?.close();
-      await removeImageWithSnapshots(targetPool, name).catch((error: unknown) => {
+      await removeImageWithSnapshots(targetPool, name, scope).catch((error: unknown) => {
         if (!(error instanceof NotFoundError)) throw error;
       });
     });
@@ -270,7 +272,10 @@ async function restoreIntoVolume(scope: OperationScope, config: ResolvedConfig, 
     // The transfer sizes the volume to the backup; it gets its own size
     // back whether the restore works or not (without hiding why not).
     if (targetSize !== source.size) {
-      scope.onFailure(`give ${restoring.spec} its own size back (${targetSize} bytes)`, targetPool, () => restoring.resize(targetSize));
+      scope.onFailure(`give ${restoring.spec} its own size back (${targetSize} bytes)`, targetPool, async () => {
+        scope.stillLocked(restoring.spec);
+        await restoring.resize(targetSize);
+      });
     }
     scope.doing = 'transferring the data';
     const stats = await transferDiff({ source: source.image, snapshot: decision.restorePoint, target: restoring, ...engine });

@@ -35,6 +35,42 @@ async function rejection(call: Promise<unknown>): Promise<CephError> {
 }
 
 describe('OperationScope', () => {
+  test('once the call\'s lock is lost, undo steps change nothing (listed as not done), releases still run', async () => {
+    const pool = fakePool('p', {});
+    const ran: string[] = [];
+    const lost = new AbortController();
+    const error = await rejection(OperationScope.run(options(5000), async (scope) => {
+      scope.defer('release the lock', pool, async () => { ran.push('release'); }, 'lock');
+      scope.guardBy({ lost: lost.signal });
+      scope.onFailure('remove the volume', pool, async () => {
+        ran.push('remove: started');
+        // Lost while this step was on its way: it checks before its change.
+        lost.abort(new Error('renewal timed out'));
+        scope.stillLocked('p/volume-t1');
+        ran.push('remove: removed');
+      });
+      scope.onFailure('give the volume its size back', pool, async () => { ran.push('resize'); });
+      throw new NotFoundError({ code: 'ENOENT', operation: 'x', resource: 'p/x', detail: 'gone' });
+    }));
+    assert.ok(error instanceof NotFoundError);
+    assert.deepEqual(ran, ['resize', 'remove: started', 'release']);
+    assert.deepEqual(error.leftBehind, [
+      'remove the volume: failed (backup p/volume-t1: not done: the call lost its lock, so another run may own what it would change [EBUSY])',
+    ]);
+
+    ran.length = 0;
+    const lostBefore = new AbortController();
+    lostBefore.abort(new Error('renewal timed out'));
+    const again = await rejection(OperationScope.run(options(5000), async (scope) => {
+      scope.defer('release the lock', pool, async () => { ran.push('release'); }, 'lock');
+      scope.guardBy({ lost: lostBefore.signal });
+      scope.onFailure('remove the volume', pool, async () => { ran.push('remove'); });
+      throw new NotFoundError({ code: 'ENOENT', operation: 'x', resource: 'p/x', detail: 'gone' });
+    }));
+    assert.deepEqual(ran, ['release'], 'the undo step did not run at all');
+    assert.deepEqual(again.leftBehind, ['remove the volume: not done: the call lost its lock, so another run may own what it would change']);
+  });
+
   test('steps run newest first; onFailure steps only without commit', async () => {
     const pool = fakePool('p', {});
     const ran: string[] = [];
