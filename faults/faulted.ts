@@ -117,7 +117,7 @@ async function judge(ctx: Context, prepared: Prepared, c: Call, describe: string
     details.push(checked.detail);
   } else {
     // The retry runs on the healthy connection: what the failed call left must not stand in its way.
-    const retried = await settle(ctx.settings.budgetMs,
+    const retried = await settle(3 * ctx.settings.budgetMs,
       (timeoutMs) => call(healthyEngine(ctx), operation, { ...prepared, base: restores }, target, backupId(), timeoutMs));
     settled = worse(settled, retried.settled);
     if (retried.settled !== 'completed') {
@@ -126,7 +126,7 @@ async function judge(ctx: Context, prepared: Prepared, c: Call, describe: string
       const checked = await check(ctx, operation, restores, target, retried.value!);
       corrupt = checked.corrupt;
       settled = worse(settled, checked.settled);
-      details.push(`retry: ${checked.detail}`);
+      details.push(`retry (${Math.round(retried.ms)} ms): ${checked.detail}`);
     }
   }
   return outcome(ctx, operation, settling, { settled, corrupt, debris, detail: details.join('; ') });

@@ -25,6 +25,10 @@ struct TransferJob::Op {
 
 namespace {
 
+// How long a connection that fenced itself stays blocklisted: Ceph's own
+// default for `osd blocklist add`, long past anything it could wake up from.
+constexpr uint32_t kFenceSeconds = 3600;
+
 std::string Describe(const char* what, uint64_t offset, uint64_t length) {
   return std::string(what) + " of " + std::to_string(length) + " bytes at offset " +
          std::to_string(offset);
@@ -315,11 +319,34 @@ void TransferJob::Abandon() {
                      " ms after the transfer stopped (librbd keeps them queued: another client may hold the "
                      "image's exclusive lock, or this client was blocklisted); the image is left open, "
                      "its handle cannot be closed before the process exits";
+  if (writes_pending_ > 0) what += "; " + FenceSelf();
   if (error_ == 0) {
     Fail(-ETIMEDOUT, what);
   } else {
     message_ += "; then " + what;
   }
+}
+
+std::string TransferJob::FenceSelf() {
+  // A write librbd still holds would land whenever this client gets the
+  // image's exclusive lock back, over what another client (a retry) wrote
+  // there meanwhile. Blocklisted, this connection never writes again.
+  std::string message;
+  std::string address;
+  int rc = WithHandle(target_->pool()->cluster(), "cluster", message, [&](rados_t c) {
+    char* addrs = nullptr;
+    int r = rados_getaddrs(c, &addrs);
+    if (r < 0) return r;
+    address = addrs;
+    std::free(addrs);
+    return rados_blocklist_add(c, address.data(), kFenceSeconds);
+  });
+  if (rc < 0) {
+    return "fencing this connection so that they can never land failed (" + std::string(std::strerror(-rc)) +
+           "): close it and end the process before anything else writes to that image";
+  }
+  return "this connection fenced itself (blocklisted its address " + address +
+         " for an hour) so that they can never land: connect again";
 }
 
 int TransferJob::Transfer(rbd_image_t source, rbd_image_t target,

@@ -136,6 +136,8 @@ class TransferJob {
   // Gives up on the ops in flight: the handles they are queued on are
   // marked stuck and the failure says which.
   void Abandon();
+  // Blocklists this connection's own address; what the failure says of it.
+  std::string FenceSelf();
   // Handles the completions that arrived, waiting briefly for one (or for
   // a WakeUp) when there are none.
   void HandleCompleted(rbd_image_t target);

@@ -122,7 +122,8 @@ class Budget {
 
 /**
  * Releases a handle or a lock in the background once the calls still on it
- * have ended (until then it refuses with a BusyError).
+ * have ended (until then it refuses with a BusyError) and its cluster
+ * answers again (until then it times out).
  */
 async function releaseEventually(step: Step, steps: readonly Step[]): Promise<void> {
   for (const next of [step, ...steps]) {
@@ -131,7 +132,7 @@ async function releaseEventually(step: Step, steps: readonly Step[]): Promise<vo
         await next.action();
         break;
       } catch (error) {
-        if (!(error instanceof BusyError) || attempt === RELEASE_TRIES) {
+        if (!(error instanceof BusyError || error instanceof TimeoutError) || attempt === RELEASE_TRIES) {
           logBackup('cleanup step "%s" failed: %s', next.name, (error as Error).message);
           break;
         }

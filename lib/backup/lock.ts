@@ -254,7 +254,9 @@ export class VolumeLock {
       // Expired or broken meanwhile: nothing left to release.
       if (!(error instanceof CephError && error.code === 'ENOENT')) throw error;
     } finally {
+      // Kept when closing it fails, for the next try (a cluster not answering yet).
       await this.#watch?.close();
+      this.#watch = undefined;
     }
     logBackup('unlocked %s/%s', this.#pool.spec, this.#object);
   }

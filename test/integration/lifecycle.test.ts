@@ -69,6 +69,18 @@ async function dropDeadWatchers(image: string): Promise<void> {
   }
 }
 
+/** The client addresses on the OSD map's blocklist. */
+async function blocklisted(): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const out: Buffer[] = [];
+    const child = spawn('ceph', ['-c', info.conf, '--keyring', info.keyring, '--connect-timeout', '30', 'osd', 'blocklist', 'ls'],
+      { stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stdout.on('data', (chunk: Buffer) => out.push(chunk));
+    child.stderr.on('data', (chunk: Buffer) => out.push(chunk));
+    child.once('error', reject).once('close', () => resolve(Buffer.concat(out).toString()));
+  });
+}
+
 /** Checks a child's exit and output; returns the sha256 it says it wrote. */
 function checkExit(result: ChildResult, mode: string): string {
   const details = inspect(result);
@@ -251,6 +263,10 @@ describe('a transfer whose writes librbd never sends', () => {
         const stuck = /^LIFECYCLE-STUCK (\d+) (.*)$/m.exec(result.stdout);
         assert.ok(stuck, details);
         assert.match(stuck[2]!, /^CancelledError: copyImage .*cancelled .*write\(s\) to the target did not complete within 8000 ms after the transfer stopped.*\[ECANCELED\]$/);
+        // Those writes would land whenever it got the lock back: the connection fenced itself.
+        assert.match(stuck[2]!, /this connection fenced itself \(blocklisted its address \S+ for an hour\)/);
+        const address = /blocklisted its address (\S+) for an hour/.exec(stuck[2]!)![1]!;
+        assert.ok((await blocklisted()).includes(address), `${address} is on the OSD map's blocklist`);
         // The cancel after 1 s, then the 8 s drain: settled within 1.5x that.
         assert.ok(Number(stuck[1]) <= 1.5 * 9000, `settled after ${stuck[1]} ms`);
         const closed = /^LIFECYCLE-CLOSED (\d+)$/m.exec(result.stdout);
