@@ -72,6 +72,7 @@ function options(argv: string[]): SuiteOptions & { ci: boolean } {
     workDir: values['work-dir'] ?? '',
     port: values.port === undefined ? undefined : count(values.port, 0, 'port'),
     keepLogs: values['keep-logs'],
+    longRun: !ci,
     log: (line) => process.stderr.write(`[faults] ${line}\n`),
   };
 }

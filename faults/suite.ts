@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { ThrowawayCluster, type StartOptions } from '../lib/dev/throwaway-cluster.js';
 import { startFixture, type ChildResult } from '../test/support/fixture-process.js';
 import type { Settings } from './kit.js';
-import { undoFaults } from './osd-faults.js';
+import { trimSnapshotsWithoutSleep, undoFaults } from './osd-faults.js';
 import type { RunOutcome, ScenarioReport } from './outcome.js';
 import { SCENARIOS, type ClusterKind, type Scenario } from './scenarios.js';
 
@@ -38,6 +38,8 @@ export interface SuiteOptions {
   port: number | undefined;
   /** Where each cluster's daemon logs are copied before it is stopped; nowhere when undefined. */
   keepLogs: string | undefined;
+  /** Not the bounded CI subset: long enough that the memstore OSD must trim snapshots without its pauses. */
+  longRun: boolean;
   log(line: string): void;
 }
 
@@ -131,6 +133,7 @@ export async function runSuite(options: SuiteOptions): Promise<ScenarioReport[]>
       ...CLUSTERS[kind], dir: join(options.workDir, kind), ...(options.port === undefined ? {} : { port: options.port }),
     });
     options.log(`${kind} cluster up in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+    if (kind === 'memstore' && options.longRun) await trimSnapshotsWithoutSleep(cluster.info);
     try {
       scenarios: for (const scenario of scenarios) {
         const report = reports.find((r) => r.scenario === scenario.name)!;

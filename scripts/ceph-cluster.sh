@@ -382,13 +382,6 @@ osd crush update on start = false
 # The fault suite marks the OSD down again and again; by default an OSD
 # marked down 5 times in 10 minutes shuts itself down for good.
 osd max markdown count = 1000
-# A memstore OSD reports itself rotational, and an HDD's snap trimming
-# sleeps 5 s between batches: the copies a write keeps for a snapshot of
-# the object, freed only by the trimmer once the snapshot is removed,
-# piled up faster than that (backups make and remove snapshots all the
-# time) until the fault suite's 6 GiB OSD hit its failsafe ratio and
-# stopped taking writes.
-osd snap trim sleep hdd = 0
 $(delay_conf)
 EOF
 }
