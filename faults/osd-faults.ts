@@ -25,6 +25,11 @@ export async function ceph(info: ClusterInfo, args: string[]): Promise<string> {
   return stdout;
 }
 
+/** The OSDs as the monitor's current map has them. */
+async function osdMap(info: ClusterInfo): Promise<Array<{ up: number; state: string[] }>> {
+  return (JSON.parse(await ceph(info, ['osd', 'dump', '--format', 'json'])) as { osds: Array<{ up: number; state: string[] }> }).osds;
+}
+
 /** A command to the OSD's admin socket, which answers without the monitor. */
 async function osdAdmin(info: ClusterInfo, args: string[]): Promise<string> {
   const { stdout } = await run('ceph', ['--admin-daemon', `${info.dir}/run/osd.0.asok`, ...args], { timeout: 30_000 });
@@ -104,8 +109,7 @@ async function repeer(info: ClusterInfo): Promise<void> {
   await ceph(info, ['osd', 'down', '0']);
   const deadline = Date.now() + 60_000;
   for (;;) {
-    const dump = JSON.parse(await ceph(info, ['osd', 'dump', '--format', 'json'])) as { osds: Array<{ up: number }> };
-    if (dump.osds.every((osd) => osd.up === 1)) return;
+    if ((await osdMap(info)).every((osd) => osd.up === 1)) return;
     if (Date.now() > deadline) throw new Error('the OSD did not come back up within 60 s of being marked down');
     await sleep(250);
   }
@@ -189,8 +193,7 @@ async function settledBytesUsed(ctx: Context): Promise<{ used: number; total: nu
 
 /** Whether the monitor has marked the OSD full (it reports itself a few seconds after crossing the ratio). */
 async function osdFull(ctx: Context): Promise<boolean> {
-  const dump = JSON.parse(await ceph(ctx.cluster.info, ['osd', 'dump', '--format', 'json'])) as { osds: Array<{ state: string[] }> };
-  return dump.osds.some((osd) => osd.state.includes('full'));
+  return (await osdMap(ctx.cluster.info)).some((osd) => osd.state.includes('full'));
 }
 
 /**

@@ -19,20 +19,13 @@ import {
   PermissionError, TimeoutError,
 } from '../../lib/index.js';
 import { freePort, type ClusterInfo } from '../../lib/dev/throwaway-cluster.js';
-import { TEST_TIMEOUTS, connect, sha256, testCluster, uniqueName } from '../support/clusters.js';
+import { TEST_TIMEOUTS, ceph, connect, sha256, testCluster, uniqueName } from '../support/clusters.js';
 
 const run = promisify(execFile);
 const CHILD = fileURLToPath(new URL('../fixtures/connect-child.js', import.meta.url));
 
 let info: ClusterInfo;
 let adminKey: string;
-
-/** `ceph` against cluster a, as admin, bounded so a sick cluster fails instead of hanging. */
-async function ceph(args: string[]): Promise<string> {
-  const { stdout } = await run('ceph', ['-c', info.conf, '--keyring', info.keyring, '--connect-timeout', '30', ...args],
-    { timeout: 60_000 });
-  return stdout;
-}
 
 /** A valid cephx key that belongs to nobody. */
 async function strangerKey(): Promise<string> {
@@ -71,7 +64,7 @@ describe('connect', () => {
   test('with conf and keyring: fsid is the one `ceph fsid` reports', async () => {
     const cluster = await connect('a');
     try {
-      const expected = (await ceph(['fsid'])).trim();
+      const expected = (await ceph('a', ['fsid'])).trim();
       assert.match(expected, /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
       assert.equal(await cluster.fsid(), expected);
       assert.equal(cluster.name, `cluster(client.admin conf ${info.conf})`);
@@ -83,7 +76,7 @@ describe('connect', () => {
   test('with a monitor address and a key, without any conf file', async () => {
     const cluster = await Cluster.connect({ monHost: info.monHost, key: adminKey, ...TEST_TIMEOUTS });
     try {
-      assert.equal(await cluster.fsid(), (await ceph(['fsid'])).trim());
+      assert.equal(await cluster.fsid(), (await ceph('a', ['fsid'])).trim());
       const pools = await cluster.listPools();
       assert.ok(pools.includes('rbd') && pools.includes('backups'), `pools: ${pools.join(',')}`);
       assert.equal(cluster.name, `cluster(client.admin mon ${info.monHost})`);
@@ -102,7 +95,7 @@ describe('connect', () => {
       await writeFile(join(dir, 'site2.keyring'), await readFile(info.keyring));
       const named = await Cluster.connect({ cluster: 'site2', conf: join(dir, 'site2.conf'), environment: false, ...TEST_TIMEOUTS });
       try {
-        assert.equal(await named.fsid(), (await ceph(['fsid'])).trim());
+        assert.equal(await named.fsid(), (await ceph('a', ['fsid'])).trim());
       } finally {
         await named.close();
       }
@@ -115,7 +108,7 @@ describe('connect', () => {
     const cluster = await connect('a', { user: 'client.admin' });
     try {
       assert.equal(cluster.name, `cluster(client.admin conf ${info.conf})`);
-      assert.equal(await cluster.fsid(), (await ceph(['fsid'])).trim());
+      assert.equal(await cluster.fsid(), (await ceph('a', ['fsid'])).trim());
     } finally {
       await cluster.close();
     }
@@ -255,7 +248,7 @@ describe('pools', () => {
       await cluster.createPool(name);
       assert.ok((await cluster.listPools()).includes(name));
       // Initialised like `rbd pool init`: tagged for the rbd application.
-      assert.deepEqual(JSON.parse(await ceph(['osd', 'pool', 'application', 'get', name, '--format', 'json'])),
+      assert.deepEqual(JSON.parse(await ceph('a', ['osd', 'pool', 'application', 'get', name, '--format', 'json'])),
         { rbd: {} });
 
       // Usable for images at once, and the bytes come back.

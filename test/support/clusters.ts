@@ -120,6 +120,14 @@ export async function rbd(which: Which, args: string[]): Promise<string> {
   return stdout;
 }
 
+/** Runs the ceph tool against a test cluster as admin, bounded so a sick cluster fails instead of hanging. */
+export async function ceph(which: Which, args: string[]): Promise<string> {
+  const { info } = await testCluster(which);
+  const { stdout } = await promisify(execFile)('ceph', ['-c', info.conf, '--keyring', info.keyring, '--connect-timeout', '30', ...args],
+    { timeout: 60_000, maxBuffer: 64 << 20 });
+  return stdout;
+}
+
 export async function rbdArgs(which: Which, args: string[]): Promise<string[]> {
   const { info } = await testCluster(which);
   return ['-c', info.conf, '--keyring', info.keyring, ...args];
