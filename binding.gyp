@@ -12,6 +12,7 @@
         "native/env_state.cc",
         "native/errors.cc",
         "native/handle.cc",
+        "native/handles.cc",
         "native/image.cc",
         "native/object_lock.cc",
         "native/pool.cc",

@@ -9,6 +9,7 @@
 
 #include "args.h"
 #include "errors.h"
+#include "handles.h"
 #include "pool.h"
 #include "worker.h"
 
@@ -75,11 +76,6 @@ int ConnectCluster(ConnectSettings& s, rados_t* out, std::string& message) {
 }
 
 }  // namespace
-
-void ClusterHandle::Release() {
-  rados_shutdown(cluster_);
-  cluster_ = nullptr;
-}
 
 Napi::Function ClusterWrap::Define(Napi::Env env) {
   return DefineClass(

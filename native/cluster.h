@@ -2,34 +2,13 @@
 #pragma once
 
 #include <napi.h>
-#include <rados/librados.h>
 
 #include <memory>
 
 #include "env_state.h"
-#include "handle.h"
+#include "handles.h"
 
 namespace rbdnative {
-
-class ClusterHandle : public Handle {
- public:
-  // Called on a worker right after rados_connect, which fixes the id for
-  // the life of the connection.
-  explicit ClusterHandle(rados_t cluster)
-      : Handle(HandleKind::kCluster),
-        cluster_(cluster),
-        instance_id_(rados_get_instance_id(cluster)) {}
-  ~ClusterHandle() override { Close(); }
-  rados_t get() const { return cluster_; }
-  uint64_t instance_id() const { return instance_id_; }
-
- protected:
-  void Release() override;
-
- private:
-  rados_t cluster_;
-  const uint64_t instance_id_;
-};
 
 class ClusterWrap : public Napi::ObjectWrap<ClusterWrap> {
  public:

@@ -149,11 +149,6 @@ class FlattenWorker : public Napi::AsyncProgressWorker<FlattenProgress> {
 
 }  // namespace
 
-void ImageHandle::Release() {
-  rbd_close(image_);
-  image_ = nullptr;
-}
-
 Napi::Function ImageWrap::Define(Napi::Env env) {
   return DefineClass(
       env, "NativeImage",

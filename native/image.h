@@ -3,33 +3,14 @@
 #pragma once
 
 #include <napi.h>
-#include <rbd/librbd.h>
 
+#include <functional>
 #include <memory>
 
 #include "env_state.h"
-#include "handle.h"
-#include "pool.h"
+#include "handles.h"
 
 namespace rbdnative {
-
-class ImageHandle : public Handle {
- public:
-  ImageHandle(std::shared_ptr<PoolHandle> pool, rbd_image_t image)
-      : Handle(HandleKind::kImage), pool_(std::move(pool)), image_(image) {}
-  ~ImageHandle() override { Close(); }
-  rbd_image_t get() const { return image_; }
-  const std::shared_ptr<PoolHandle>& pool() const { return pool_; }
-
- protected:
-  void Release() override;
-  Handle* parent() const override { return pool_.get(); }
-
- private:
-  // The ioctx must outlive the image opened through it.
-  std::shared_ptr<PoolHandle> pool_;
-  rbd_image_t image_;
-};
 
 class ImageWrap : public Napi::ObjectWrap<ImageWrap> {
  public:

@@ -10,7 +10,7 @@
 
 #include "args.h"
 #include "errors.h"
-#include "image.h"
+#include "handles.h"
 #include "worker.h"
 
 namespace rbdnative {
@@ -71,11 +71,6 @@ struct ObjectData {
 };
 
 }  // namespace
-
-void PoolHandle::Release() {
-  rados_ioctx_destroy(io_);
-  io_ = nullptr;
-}
 
 Napi::Function PoolWrap::Define(Napi::Env env) {
   std::vector<PropertyDescriptor> methods = {

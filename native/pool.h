@@ -3,34 +3,14 @@
 #pragma once
 
 #include <napi.h>
-#include <rados/librados.h>
 
 #include <memory>
 #include <vector>
 
-#include "cluster.h"
 #include "env_state.h"
-#include "handle.h"
+#include "handles.h"
 
 namespace rbdnative {
-
-class PoolHandle : public Handle {
- public:
-  PoolHandle(std::shared_ptr<ClusterHandle> cluster, rados_ioctx_t io)
-      : Handle(HandleKind::kPool), cluster_(std::move(cluster)), io_(io) {}
-  ~PoolHandle() override { Close(); }
-  rados_ioctx_t get() const { return io_; }
-  const std::shared_ptr<ClusterHandle>& cluster() const { return cluster_; }
-
- protected:
-  void Release() override;
-  Handle* parent() const override { return cluster_.get(); }
-
- private:
-  // Keeps rados_t alive for as long as the ioctx exists.
-  std::shared_ptr<ClusterHandle> cluster_;
-  rados_ioctx_t io_;
-};
 
 // Throws EBUSY naming the images or watches still open: a pool (or its
 // cluster) does not close under them.

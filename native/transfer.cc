@@ -9,6 +9,7 @@
 #include "diff.h"
 #include "diff_prefetch.h"
 #include "errors.h"
+#include "image.h"
 #include "worker.h"
 #include "zero_runs.h"
 

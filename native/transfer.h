@@ -19,7 +19,7 @@
 #include <vector>
 
 #include "cancel.h"
-#include "image.h"
+#include "handles.h"
 
 namespace rbdnative {
 

@@ -11,6 +11,7 @@
 
 #include "args.h"
 #include "errors.h"
+#include "pool.h"
 #include "worker.h"
 
 namespace rbdnative {
@@ -144,25 +145,6 @@ Napi::Object GidAndCookie(Napi::Env env, uint64_t gid, uint64_t cookie) {
 }
 
 }  // namespace
-
-void WatchHandle::Release() {
-  // A watch is released before its pool: CloseTree goes children first, and
-  // a pool refuses close() while a watch of it is open.
-  auto lock = pool_->Use();
-  if (!pool_->IsOpen()) {
-    // Not reachable by the order above. Were it ever, librados could still
-    // call back into the context: leaking it is the safe way out.
-    context_.release();
-    return;
-  }
-  // A failure here (the watch already lapsed, the client is blocklisted)
-  // leaves nothing to undo: librados dropped the watch either way, and the
-  // OSD ends it after its timeout.
-  rados_unwatch2(pool_->get(), cookie_);
-  // A notify already queued may still be acked through the context.
-  rados_watch_flush(pool_->cluster()->get());
-  context_.reset();
-}
 
 void PoolWrap::DefineWatchMethods(std::vector<PropertyDescriptor>& methods) {
   methods.push_back(InstanceMethod("watchObject", &PoolWrap::WatchObject));
