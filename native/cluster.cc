@@ -1,3 +1,4 @@
+// NativeCluster: connecting to a cluster, and the calls on it (pools, blocklist, OSD map).
 #include "cluster.h"
 
 #include <rbd/librbd.h>
@@ -9,8 +10,6 @@
 
 #include "args.h"
 #include "errors.h"
-#include "handles.h"
-#include "pool.h"
 #include "worker.h"
 
 namespace rbdnative {
@@ -77,34 +76,17 @@ int ConnectCluster(ConnectSettings& s, rados_t* out, std::string& message) {
 
 }  // namespace
 
-Napi::Function ClusterWrap::Define(Napi::Env env) {
-  return DefineClass(
-      env, "NativeCluster",
-      {InstanceMethod("fsid", &ClusterWrap::Fsid),
-       InstanceMethod("listPools", &ClusterWrap::ListPools),
-       InstanceMethod("createPool", &ClusterWrap::CreatePool),
-       InstanceMethod("deletePool", &ClusterWrap::DeletePool),
-       InstanceMethod("openPool", &ClusterWrap::OpenPool),
-       InstanceMethod("instanceId", &ClusterWrap::InstanceId),
-       InstanceMethod("blocklistAdd", &ClusterWrap::BlocklistAdd),
-       InstanceMethod("waitForLatestOsdMap", &ClusterWrap::WaitForLatestOsdMap),
-       InstanceMethod("openImageCount", &ClusterWrap::OpenImageCount),
-       InstanceMethod("close", &ClusterWrap::CloseCluster)});
-}
-
-ClusterWrap::ClusterWrap(const Napi::CallbackInfo& info)
-    : Napi::ObjectWrap<ClusterWrap>(info), state_(EnvState::Get(info.Env())) {
-  if (!info[0].IsExternal()) {
-    ThrowInvalid(info.Env(), "NativeCluster is made by connect()");
-  }
-  handle_ = *info[0].As<Napi::External<std::shared_ptr<ClusterHandle>>>().Data();
-}
-
-ClusterWrap::~ClusterWrap() { state_->Dispose(std::move(handle_)); }
-
-std::shared_ptr<ClusterHandle> ClusterWrap::OpenHandle(Napi::Env env) const {
-  if (closed_) throw MakeError(env, EBADF, "cluster handle is closed");
-  return handle_;
+void ClusterWrap::DefineMethods(std::vector<PropertyDescriptor>& methods) {
+  methods.insert(methods.end(),
+                 {InstanceMethod("fsid", &ClusterWrap::Fsid),
+                  InstanceMethod("listPools", &ClusterWrap::ListPools),
+                  InstanceMethod("createPool", &ClusterWrap::CreatePool),
+                  InstanceMethod("deletePool", &ClusterWrap::DeletePool),
+                  InstanceMethod("openPool", &ClusterWrap::OpenPool),
+                  InstanceMethod("instanceId", &ClusterWrap::InstanceId),
+                  InstanceMethod("blocklistAdd", &ClusterWrap::BlocklistAdd),
+                  InstanceMethod("waitForLatestOsdMap", &ClusterWrap::WaitForLatestOsdMap),
+                  InstanceMethod("openImageCount", &ClusterWrap::OpenImageCount)});
 }
 
 Napi::Value ClusterWrap::Connect(const Napi::CallbackInfo& info) {
@@ -146,18 +128,16 @@ Napi::Value ClusterWrap::Connect(const Napi::CallbackInfo& info) {
         out = std::make_shared<ClusterHandle>(cluster);
         return 0;
       },
-      [state](Napi::Env env, std::shared_ptr<ClusterHandle>& handle) {
+      [state](Napi::Env, std::shared_ptr<ClusterHandle>& handle) {
         state->AddRoot(handle);
-        auto external =
-            Napi::External<std::shared_ptr<ClusterHandle>>::New(env, &handle);
-        return state->cluster_ctor.New({external});
+        return NewWrapper(state->cluster_ctor, handle);
       });
 }
 
 Napi::Value ClusterWrap::Fsid(const Napi::CallbackInfo& info) {
   auto handle = OpenHandle(info.Env());
-  return RunAsync<std::string>(
-      info.Env(), Value(), &inflight_,
+  return Run<std::string>(
+      info.Env(),
       [handle](std::string& out, std::string& message) {
         return WithHandle(handle, "cluster", message, [&](rados_t c) {
           char buf[64] = {0};
@@ -174,8 +154,8 @@ Napi::Value ClusterWrap::Fsid(const Napi::CallbackInfo& info) {
 
 Napi::Value ClusterWrap::ListPools(const Napi::CallbackInfo& info) {
   auto handle = OpenHandle(info.Env());
-  return RunAsync<std::vector<std::string>>(
-      info.Env(), Value(), &inflight_,
+  return Run<std::vector<std::string>>(
+      info.Env(),
       [handle](std::vector<std::string>& out, std::string& message) {
         return WithHandle(handle, "cluster", message, [&](rados_t c) {
           std::vector<char> buf(4096);
@@ -203,40 +183,40 @@ Napi::Value ClusterWrap::ListPools(const Napi::CallbackInfo& info) {
 Napi::Value ClusterWrap::CreatePool(const Napi::CallbackInfo& info) {
   auto handle = OpenHandle(info.Env());
   std::string name = StringArg(info, 0, "pool name");
-  return RunAsync(info.Env(), Value(), &inflight_,
-                  [handle, name](std::string& message) {
-                    return WithHandle(handle, "cluster", message, [&](rados_t c) {
-                      int rc = rados_pool_create(c, name.c_str());
-                      if (rc < 0) {
-                        message = "rados_pool_create failed";
-                        return rc;
-                      }
-                      rados_ioctx_t io = nullptr;
-                      rc = rados_ioctx_create(c, name.c_str(), &io);
-                      if (rc < 0) {
-                        message = "rados_ioctx_create failed";
-                        return rc;
-                      }
-                      // Same as `rbd pool init`: tags the pool for rbd.
-                      rc = rbd_pool_init(io, false);
-                      if (rc < 0) message = "rbd_pool_init failed";
-                      rados_ioctx_destroy(io);
-                      return rc;
-                    });
-                  });
+  return Run(info.Env(),
+             [handle, name](std::string& message) {
+               return WithHandle(handle, "cluster", message, [&](rados_t c) {
+                 int rc = rados_pool_create(c, name.c_str());
+                 if (rc < 0) {
+                   message = "rados_pool_create failed";
+                   return rc;
+                 }
+                 rados_ioctx_t io = nullptr;
+                 rc = rados_ioctx_create(c, name.c_str(), &io);
+                 if (rc < 0) {
+                   message = "rados_ioctx_create failed";
+                   return rc;
+                 }
+                 // Same as `rbd pool init`: tags the pool for rbd.
+                 rc = rbd_pool_init(io, false);
+                 if (rc < 0) message = "rbd_pool_init failed";
+                 rados_ioctx_destroy(io);
+                 return rc;
+               });
+             });
 }
 
 Napi::Value ClusterWrap::DeletePool(const Napi::CallbackInfo& info) {
   auto handle = OpenHandle(info.Env());
   std::string name = StringArg(info, 0, "pool name");
-  return RunAsync(info.Env(), Value(), &inflight_,
-                  [handle, name](std::string& message) {
-                    return WithHandle(handle, "cluster", message, [&](rados_t c) {
-                      int rc = rados_pool_delete(c, name.c_str());
-                      if (rc < 0) message = "rados_pool_delete failed";
-                      return rc;
-                    });
-                  });
+  return Run(info.Env(),
+             [handle, name](std::string& message) {
+               return WithHandle(handle, "cluster", message, [&](rados_t c) {
+                 int rc = rados_pool_delete(c, name.c_str());
+                 if (rc < 0) message = "rados_pool_delete failed";
+                 return rc;
+               });
+             });
 }
 
 Napi::Value ClusterWrap::OpenPool(const Napi::CallbackInfo& info) {
@@ -245,8 +225,8 @@ Napi::Value ClusterWrap::OpenPool(const Napi::CallbackInfo& info) {
   std::string name = StringArg(info, 0, "pool name");
   std::string ns = OptionalStringArg(info, 1, "namespace").value_or("");
   EnvState* state = state_;
-  return RunAsync<std::shared_ptr<PoolHandle>>(
-      env, Value(), &inflight_,
+  return Run<std::shared_ptr<PoolHandle>>(
+      env,
       [handle, name, ns](std::shared_ptr<PoolHandle>& out, std::string& message) {
         return WithHandle(handle, "cluster", message, [&](rados_t c) {
           rados_ioctx_t io = nullptr;
@@ -262,10 +242,8 @@ Napi::Value ClusterWrap::OpenPool(const Napi::CallbackInfo& info) {
           return 0;
         });
       },
-      [state](Napi::Env env, std::shared_ptr<PoolHandle>& pool) {
-        auto external =
-            Napi::External<std::shared_ptr<PoolHandle>>::New(env, &pool);
-        return state->pool_ctor.New({external});
+      [state](Napi::Env, std::shared_ptr<PoolHandle>& pool) {
+        return NewWrapper(state->pool_ctor, pool);
       });
 }
 
@@ -281,7 +259,7 @@ Napi::Value ClusterWrap::BlocklistAdd(const Napi::CallbackInfo& info) {
   std::string address = StringArg(info, 0, "client address");
   uint64_t expire = U64Arg(info, 1, "blocklist expiry");
   if (expire > UINT32_MAX) ThrowInvalid(env, "blocklist expiry must fit in 32 bits");
-  return RunAsync(env, Value(), &inflight_, [handle, address, expire](std::string& message) {
+  return Run(env, [handle, address, expire](std::string& message) {
     return WithHandle(handle, "cluster", message, [&](rados_t c) {
       // librados takes a mutable string; give it a copy of its own.
       std::string mutable_address = address;
@@ -298,7 +276,7 @@ Napi::Value ClusterWrap::BlocklistAdd(const Napi::CallbackInfo& info) {
 // instance, and each one times out); a fresh map ends that.
 Napi::Value ClusterWrap::WaitForLatestOsdMap(const Napi::CallbackInfo& info) {
   auto handle = OpenHandle(info.Env());
-  return RunAsync(info.Env(), Value(), &inflight_, [handle](std::string& message) {
+  return Run(info.Env(), [handle](std::string& message) {
     return WithHandle(handle, "cluster", message, [&](rados_t c) {
       int rc = rados_wait_for_latest_osdmap(c);
       if (rc < 0) message = "rados_wait_for_latest_osdmap failed";
@@ -307,37 +285,10 @@ Napi::Value ClusterWrap::WaitForLatestOsdMap(const Napi::CallbackInfo& info) {
   });
 }
 
-size_t ClusterWrap::OpenInPools(HandleKind kind) const {
+size_t ClusterWrap::OpenUnder(HandleKind kind) const {
   size_t count = 0;
   for (auto& pool : handle_->LiveChildren()) count += pool->OpenChildren(kind);
   return count;
-}
-
-Napi::Value ClusterWrap::OpenImageCount(const Napi::CallbackInfo& info) {
-  return Napi::Number::New(info.Env(),
-                           static_cast<double>(OpenInPools(HandleKind::kImage)));
-}
-
-Napi::Value ClusterWrap::CloseCluster(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (closed_) {
-    auto deferred = Napi::Promise::Deferred::New(env);
-    deferred.Resolve(env.Undefined());
-    return deferred.Promise();
-  }
-  if (inflight_ > 0) {
-    throw MakeError(env, EBUSY,
-                    std::to_string(inflight_) + " cluster operation(s) in flight");
-  }
-  RefuseWhileOpen(env, OpenInPools(HandleKind::kImage), OpenInPools(HandleKind::kWatch));
-  closed_ = true;
-  auto handle = handle_;
-  // Pools without open images or watches go with the cluster: an ioctx
-  // holds nothing that could be lost.
-  return RunAsync(env, Value(), &inflight_, [handle](std::string&) {
-    handle->CloseTree();
-    return 0;
-  });
 }
 
 }  // namespace rbdnative

@@ -3,24 +3,27 @@
 
 #include <napi.h>
 
-#include <memory>
-
 #include "env_state.h"
 #include "handles.h"
+#include "wrap_base.h"
 
 namespace rbdnative {
 
-class ClusterWrap : public Napi::ObjectWrap<ClusterWrap> {
+class ClusterWrap : public WrapBase<ClusterWrap, ClusterHandle> {
  public:
-  static Napi::Function Define(Napi::Env env);
+  static constexpr const char* kClassName = "NativeCluster";
+  static constexpr const char* kWhat = "cluster";
+  static constexpr const char* kMadeBy = "connect()";
+  static constexpr Napi::FunctionReference EnvState::*kConstructor = &EnvState::cluster_ctor;
+  static void DefineMethods(std::vector<PropertyDescriptor>& methods);
+
   // connect(options): rados_create2 + rados_conf_* + rados_connect.
   static Napi::Value Connect(const Napi::CallbackInfo& info);
 
-  explicit ClusterWrap(const Napi::CallbackInfo& info);
-  ~ClusterWrap() override;
+  explicit ClusterWrap(const Napi::CallbackInfo& info) : WrapBase(info) {}
 
-  // The handle, or a synchronous EBADF error once close() was called.
-  std::shared_ptr<ClusterHandle> OpenHandle(Napi::Env env) const;
+  // Images and watches are opened through the cluster's pools.
+  size_t OpenUnder(HandleKind kind) const;
 
  private:
   Napi::Value Fsid(const Napi::CallbackInfo& info);
@@ -31,15 +34,6 @@ class ClusterWrap : public Napi::ObjectWrap<ClusterWrap> {
   Napi::Value InstanceId(const Napi::CallbackInfo& info);
   Napi::Value BlocklistAdd(const Napi::CallbackInfo& info);
   Napi::Value WaitForLatestOsdMap(const Napi::CallbackInfo& info);
-  Napi::Value OpenImageCount(const Napi::CallbackInfo& info);
-  Napi::Value CloseCluster(const Napi::CallbackInfo& info);
-  // Open children of this kind over all of the cluster's open pools.
-  size_t OpenInPools(HandleKind kind) const;
-
-  std::shared_ptr<ClusterHandle> handle_;
-  EnvState* state_;
-  int inflight_ = 0;
-  bool closed_ = false;
 };
 
 }  // namespace rbdnative

@@ -59,8 +59,8 @@ Napi::Value ImageWrap::DiffRange(const Napi::CallbackInfo& info) {
   uint64_t length = U64Arg(info, 2, "length");
   bool include_parent = BoolArg(info, 3);
   bool whole_object = BoolArg(info, 4);
-  return RunAsync<ExtentList>(
-      env, Value(), &inflight_,
+  return Run<ExtentList>(
+      env,
       [handle, from, offset, length, include_parent, whole_object](
           ExtentList& out, std::string& message) {
         return WithHandle(handle, "image", message, [&](rbd_image_t image) {
@@ -85,8 +85,8 @@ Napi::Value ImageWrap::DiffRange(const Napi::CallbackInfo& info) {
 
 Napi::Value ImageWrap::HasExtents(const Napi::CallbackInfo& info) {
   auto handle = OpenHandle(info.Env());
-  return RunAsync<bool>(
-      info.Env(), Value(), &inflight_,
+  return Run<bool>(
+      info.Env(),
       [handle](bool& out, std::string& message) {
         return WithHandle(handle, "image", message, [&](rbd_image_t image) {
           uint64_t size = 0;

@@ -1,3 +1,4 @@
+// NativeImage: I/O, metadata, advisory header locks, parent and flatten of an open image.
 #include "image.h"
 
 #include <algorithm>
@@ -149,78 +150,50 @@ class FlattenWorker : public Napi::AsyncProgressWorker<FlattenProgress> {
 
 }  // namespace
 
-Napi::Function ImageWrap::Define(Napi::Env env) {
-  return DefineClass(
-      env, "NativeImage",
-      {InstanceMethod("stat", &ImageWrap::Stat),
-       InstanceMethod("resize", &ImageWrap::Resize),
-       InstanceMethod("read", &ImageWrap::Read),
-       InstanceMethod("write", &ImageWrap::Write),
-       InstanceMethod("writeZeroes", &ImageWrap::WriteZeroes),
-       InstanceMethod("discard", &ImageWrap::Discard),
-       InstanceMethod("flush", &ImageWrap::Flush),
-       InstanceMethod("getMetadata", &ImageWrap::GetMetadata),
-       InstanceMethod("setMetadata", &ImageWrap::SetMetadata),
-       InstanceMethod("removeMetadata", &ImageWrap::RemoveMetadata),
-       InstanceMethod("lock", &ImageWrap::Lock),
-       InstanceMethod("unlock", &ImageWrap::Unlock),
-       InstanceMethod("parent", &ImageWrap::Parent),
-       InstanceMethod("flatten", &ImageWrap::Flatten),
-       InstanceMethod("close", &ImageWrap::CloseImage),
-       InstanceMethod("listSnapshots", &ImageWrap::ListSnapshots),
-       InstanceMethod("createSnapshot", &ImageWrap::CreateSnapshot),
-       InstanceMethod("removeSnapshot", &ImageWrap::RemoveSnapshot),
-       InstanceMethod("listTrashedSnapshots", &ImageWrap::ListTrashedSnapshots),
-       InstanceMethod("removeSnapshotById", &ImageWrap::RemoveSnapshotById),
-       InstanceMethod("protectSnapshot", &ImageWrap::ProtectSnapshot),
-       InstanceMethod("unprotectSnapshot", &ImageWrap::UnprotectSnapshot),
-       InstanceMethod("isSnapshotProtected", &ImageWrap::IsSnapshotProtected),
-       InstanceMethod("snapshotExists", &ImageWrap::SnapshotExists),
-       InstanceMethod("rollbackSnapshot", &ImageWrap::RollbackSnapshot),
-       InstanceMethod("diffRange", &ImageWrap::DiffRange),
-       InstanceMethod("hasExtents", &ImageWrap::HasExtents),
-       InstanceMethod("listWatchers", &ImageWrap::ListWatchers),
-       InstanceMethod("listMetadata", &ImageWrap::ListMetadata)});
-}
-
-ImageWrap::ImageWrap(const Napi::CallbackInfo& info)
-    : Napi::ObjectWrap<ImageWrap>(info), state_(EnvState::Get(info.Env())) {
-  if (!info[0].IsExternal()) {
-    ThrowInvalid(info.Env(), "NativeImage is made by openImage()");
-  }
-  handle_ = *info[0].As<Napi::External<std::shared_ptr<ImageHandle>>>().Data();
-}
-
-ImageWrap::~ImageWrap() { state_->Dispose(std::move(handle_)); }
-
-std::shared_ptr<ImageHandle> ImageWrap::OpenHandle(Napi::Env env) const {
-  if (closed_ || !handle_->IsOpen()) {
-    throw MakeError(env, EBADF, "image handle is closed");
-  }
-  return handle_;
-}
-
-ImageWrap* ImageWrap::FromValue(Napi::Env env, Napi::Value value) {
-  EnvState* state = EnvState::Get(env);
-  if (!value.IsObject() ||
-      !value.As<Napi::Object>().InstanceOf(state->image_ctor.Value())) {
-    ThrowInvalid(env, "expected a NativeImage");
-  }
-  return Unwrap(value.As<Napi::Object>());
+void ImageWrap::DefineMethods(std::vector<PropertyDescriptor>& methods) {
+  methods.insert(methods.end(),
+                 {InstanceMethod("stat", &ImageWrap::Stat),
+                  InstanceMethod("resize", &ImageWrap::Resize),
+                  InstanceMethod("read", &ImageWrap::Read),
+                  InstanceMethod("write", &ImageWrap::Write),
+                  InstanceMethod("writeZeroes", &ImageWrap::WriteZeroes),
+                  InstanceMethod("discard", &ImageWrap::Discard),
+                  InstanceMethod("flush", &ImageWrap::Flush),
+                  InstanceMethod("getMetadata", &ImageWrap::GetMetadata),
+                  InstanceMethod("setMetadata", &ImageWrap::SetMetadata),
+                  InstanceMethod("removeMetadata", &ImageWrap::RemoveMetadata),
+                  InstanceMethod("listMetadata", &ImageWrap::ListMetadata),
+                  InstanceMethod("lock", &ImageWrap::Lock),
+                  InstanceMethod("unlock", &ImageWrap::Unlock),
+                  InstanceMethod("parent", &ImageWrap::Parent),
+                  InstanceMethod("flatten", &ImageWrap::Flatten),
+                  InstanceMethod("listWatchers", &ImageWrap::ListWatchers),
+                  InstanceMethod("listSnapshots", &ImageWrap::ListSnapshots),
+                  InstanceMethod("createSnapshot", &ImageWrap::CreateSnapshot),
+                  InstanceMethod("removeSnapshot", &ImageWrap::RemoveSnapshot),
+                  InstanceMethod("listTrashedSnapshots", &ImageWrap::ListTrashedSnapshots),
+                  InstanceMethod("removeSnapshotById", &ImageWrap::RemoveSnapshotById),
+                  InstanceMethod("protectSnapshot", &ImageWrap::ProtectSnapshot),
+                  InstanceMethod("unprotectSnapshot", &ImageWrap::UnprotectSnapshot),
+                  InstanceMethod("isSnapshotProtected", &ImageWrap::IsSnapshotProtected),
+                  InstanceMethod("snapshotExists", &ImageWrap::SnapshotExists),
+                  InstanceMethod("rollbackSnapshot", &ImageWrap::RollbackSnapshot),
+                  InstanceMethod("diffRange", &ImageWrap::DiffRange),
+                  InstanceMethod("hasExtents", &ImageWrap::HasExtents)});
 }
 
 Napi::Value ImageWrap::Simple(const Napi::CallbackInfo& info, const char* what,
                               std::function<int(rbd_image_t)> call) {
   auto handle = OpenHandle(info.Env());
   std::string name = what;
-  return RunAsync(info.Env(), Value(), &inflight_,
-                  [handle, name, call = std::move(call)](std::string& message) {
-                    return WithHandle(handle, "image", message, [&](rbd_image_t image) {
-                      int rc = call(image);
-                      if (rc < 0 && message.empty()) message = name + " failed";
-                      return rc;
-                    });
-                  });
+  return Run(info.Env(),
+             [handle, name, call = std::move(call)](std::string& message) {
+               return WithHandle(handle, "image", message, [&](rbd_image_t image) {
+                 int rc = call(image);
+                 if (rc < 0 && message.empty()) message = name + " failed";
+                 return rc;
+               });
+             });
 }
 
 // rbd_watchers_list: the clients watching the image header, which every
@@ -234,8 +207,8 @@ Napi::Value ImageWrap::ListWatchers(const Napi::CallbackInfo& info) {
     uint64_t cookie;
   };
   using Result = std::vector<Watcher>;
-  return RunAsync<Result>(
-      info.Env(), Value(), &inflight_,
+  return Run<Result>(
+      info.Env(),
       [handle](Result& out, std::string& message) {
         return WithHandle(handle, "image", message, [&](rbd_image_t image) {
           std::vector<rbd_image_watcher_t> watchers(8);
@@ -273,8 +246,8 @@ Napi::Value ImageWrap::ListWatchers(const Napi::CallbackInfo& info) {
 
 Napi::Value ImageWrap::Stat(const Napi::CallbackInfo& info) {
   auto handle = OpenHandle(info.Env());
-  return RunAsync<ImageStat>(
-      info.Env(), Value(), &inflight_,
+  return Run<ImageStat>(
+      info.Env(),
       [handle](ImageStat& out, std::string& message) {
         return WithHandle(handle, "image", message, [&](rbd_image_t image) {
           int rc = rbd_stat(image, &out.info, sizeof(out.info));
@@ -319,8 +292,8 @@ Napi::Value ImageWrap::Read(const Napi::CallbackInfo& info) {
   auto keep = std::make_shared<Napi::ObjectReference>(
       Napi::Persistent(buffer.As<Napi::Object>()));
   char* data = buffer.Data();
-  return RunAsync<Nothing>(
-      env, Value(), &inflight_,
+  return Run<Nothing>(
+      env,
       [handle, offset, length, data](Nothing&, std::string& message) {
         return WithHandle(handle, "image", message, [&](rbd_image_t image) {
           int rc = CheckRange(image, offset, length, "read", message);
@@ -354,24 +327,24 @@ Napi::Value ImageWrap::Write(const Napi::CallbackInfo& info) {
       Napi::Persistent(buffer.As<Napi::Object>()));
   const char* data = buffer.Data();
   uint64_t length = buffer.Length();
-  return RunAsync(env, Value(), &inflight_,
-                  [handle, offset, length, data, keep](std::string& message) {
-                    return WithHandle(handle, "image", message, [&](rbd_image_t image) {
-                      int rc = CheckRange(image, offset, length, "write", message);
-                      if (rc < 0) return rc;
-                      uint64_t done = 0;
-                      while (done < length) {
-                        ssize_t n = rbd_write2(image, offset + done, length - done,
-                                               data + done, 0);
-                        if (n <= 0) {
-                          message = "rbd_write2 failed";
-                          return n < 0 ? static_cast<int>(n) : -EIO;
-                        }
-                        done += static_cast<uint64_t>(n);
-                      }
-                      return 0;
-                    });
-                  });
+  return Run(env,
+             [handle, offset, length, data, keep](std::string& message) {
+               return WithHandle(handle, "image", message, [&](rbd_image_t image) {
+                 int rc = CheckRange(image, offset, length, "write", message);
+                 if (rc < 0) return rc;
+                 uint64_t done = 0;
+                 while (done < length) {
+                   ssize_t n = rbd_write2(image, offset + done, length - done,
+                                          data + done, 0);
+                   if (n <= 0) {
+                     message = "rbd_write2 failed";
+                     return n < 0 ? static_cast<int>(n) : -EIO;
+                   }
+                   done += static_cast<uint64_t>(n);
+                 }
+                 return 0;
+               });
+             });
 }
 
 Napi::Value ImageWrap::InPieces(const Napi::CallbackInfo& info, const char* what,
@@ -382,23 +355,23 @@ Napi::Value ImageWrap::InPieces(const Napi::CallbackInfo& info, const char* what
   auto handle = OpenHandle(info.Env());
   std::string name = what;
   std::string failed = std::string(call_name) + " failed";
-  return RunAsync(info.Env(), Value(), &inflight_,
-                  [handle, offset, length, name, failed, call = std::move(call)](std::string& message) {
-                    return WithHandle(handle, "image", message, [&](rbd_image_t image) {
-                      int rc = CheckRange(image, offset, length, name.c_str(), message);
-                      if (rc < 0) return rc;
-                      for (uint64_t done = 0; done < length;) {
-                        uint64_t piece = std::min(length - done, kDiscardPiece);
-                        rc = call(image, offset + done, piece);
-                        if (rc < 0) {
-                          message = failed;
-                          return rc;
-                        }
-                        done += piece;
-                      }
-                      return 0;
-                    });
-                  });
+  return Run(info.Env(),
+             [handle, offset, length, name, failed, call = std::move(call)](std::string& message) {
+               return WithHandle(handle, "image", message, [&](rbd_image_t image) {
+                 int rc = CheckRange(image, offset, length, name.c_str(), message);
+                 if (rc < 0) return rc;
+                 for (uint64_t done = 0; done < length;) {
+                   uint64_t piece = std::min(length - done, kDiscardPiece);
+                   rc = call(image, offset + done, piece);
+                   if (rc < 0) {
+                     message = failed;
+                     return rc;
+                   }
+                   done += piece;
+                 }
+                 return 0;
+               });
+             });
 }
 
 Napi::Value ImageWrap::WriteZeroes(const Napi::CallbackInfo& info) {
@@ -426,8 +399,8 @@ Napi::Value ImageWrap::Flush(const Napi::CallbackInfo& info) {
 Napi::Value ImageWrap::ListMetadata(const Napi::CallbackInfo& info) {
   auto handle = OpenHandle(info.Env());
   using Result = std::vector<std::pair<std::string, std::string>>;
-  return RunAsync<Result>(
-      info.Env(), Value(), &inflight_,
+  return Run<Result>(
+      info.Env(),
       [handle](Result& out, std::string& message) {
         return WithHandle(handle, "image", message, [&](rbd_image_t image) {
           std::vector<char> keys(4096), values(4096);
@@ -472,8 +445,8 @@ Napi::Value ImageWrap::GetMetadata(const Napi::CallbackInfo& info) {
   auto handle = OpenHandle(info.Env());
   std::string key = StringArg(info, 0, "metadata key");
   using Result = std::optional<std::string>;
-  return RunAsync<Result>(
-      info.Env(), Value(), &inflight_,
+  return Run<Result>(
+      info.Env(),
       [handle, key](Result& out, std::string& message) {
         return WithHandle(handle, "image", message, [&](rbd_image_t image) {
           std::vector<char> value(256);
@@ -538,44 +511,44 @@ int WithHeader(const std::shared_ptr<ImageHandle>& handle, std::string& message,
 Napi::Value ImageWrap::Lock(const Napi::CallbackInfo& info) {
   auto handle = OpenHandle(info.Env());
   std::string cookie = StringArg(info, 0, "lock cookie");
-  return RunAsync(info.Env(), Value(), &inflight_,
-                  [handle, cookie](std::string& message) {
-                    return WithHeader(handle, message, [&](rados_ioctx_t io, const std::string& oid) {
-                      int rc = rados_lock_exclusive(io, oid.c_str(), kLockName, cookie.c_str(),
-                                                    "rbd-backup image lock", nullptr, 0);
-                      if (rc == -EBUSY) {
-                        message = "image is locked by another client or cookie";
-                      } else if (rc == -EEXIST) {
-                        message = "this client already holds the lock with this cookie";
-                      } else if (rc < 0) {
-                        message = "rados_lock_exclusive failed";
-                      }
-                      return rc;
-                    });
-                  });
+  return Run(info.Env(),
+             [handle, cookie](std::string& message) {
+               return WithHeader(handle, message, [&](rados_ioctx_t io, const std::string& oid) {
+                 int rc = rados_lock_exclusive(io, oid.c_str(), kLockName, cookie.c_str(),
+                                               "rbd-backup image lock", nullptr, 0);
+                 if (rc == -EBUSY) {
+                   message = "image is locked by another client or cookie";
+                 } else if (rc == -EEXIST) {
+                   message = "this client already holds the lock with this cookie";
+                 } else if (rc < 0) {
+                   message = "rados_lock_exclusive failed";
+                 }
+                 return rc;
+               });
+             });
 }
 
 Napi::Value ImageWrap::Unlock(const Napi::CallbackInfo& info) {
   auto handle = OpenHandle(info.Env());
   std::string cookie = StringArg(info, 0, "lock cookie");
-  return RunAsync(info.Env(), Value(), &inflight_,
-                  [handle, cookie](std::string& message) {
-                    return WithHeader(handle, message, [&](rados_ioctx_t io, const std::string& oid) {
-                      int rc = rados_unlock(io, oid.c_str(), kLockName, cookie.c_str());
-                      if (rc == -ENOENT) {
-                        message = "this client holds no lock with this cookie";
-                      } else if (rc < 0) {
-                        message = "rados_unlock failed";
-                      }
-                      return rc;
-                    });
-                  });
+  return Run(info.Env(),
+             [handle, cookie](std::string& message) {
+               return WithHeader(handle, message, [&](rados_ioctx_t io, const std::string& oid) {
+                 int rc = rados_unlock(io, oid.c_str(), kLockName, cookie.c_str());
+                 if (rc == -ENOENT) {
+                   message = "this client holds no lock with this cookie";
+                 } else if (rc < 0) {
+                   message = "rados_unlock failed";
+                 }
+                 return rc;
+               });
+             });
 }
 
 Napi::Value ImageWrap::Parent(const Napi::CallbackInfo& info) {
   auto handle = OpenHandle(info.Env());
-  return RunAsync<ParentInfo>(
-      info.Env(), Value(), &inflight_,
+  return Run<ParentInfo>(
+      info.Env(),
       [handle](ParentInfo& out, std::string& message) {
         return WithHandle(handle, "image", message, [&](rbd_image_t image) {
           rbd_linked_image_spec_t parent{};
@@ -620,12 +593,8 @@ Napi::Value ImageWrap::Flatten(const Napi::CallbackInfo& info) {
   // Registered like a transfer, so closing everything (at exit, at env
   // teardown) cancels a running flatten instead of waiting for all of it.
   EnvState::Get(env)->AddJob(cancel);
-  auto* worker = new FlattenWorker(env, Value(), &inflight_, handle, info[0], cancel);
+  auto* worker = new FlattenWorker(env, Value(), Inflight(), handle, info[0], cancel);
   return worker->Start();
-}
-
-Napi::Value ImageWrap::CloseImage(const Napi::CallbackInfo& info) {
-  return CloseOnce(info.Env(), Value(), &inflight_, &closed_, handle_, "image");
 }
 
 }  // namespace rbdnative

@@ -5,26 +5,25 @@
 #include <napi.h>
 
 #include <functional>
-#include <memory>
+#include <vector>
 
 #include "env_state.h"
 #include "handles.h"
+#include "wrap_base.h"
 
 namespace rbdnative {
 
-class ImageWrap : public Napi::ObjectWrap<ImageWrap> {
+class ImageWrap : public WrapBase<ImageWrap, ImageHandle> {
  public:
-  static Napi::Function Define(Napi::Env env);
-  explicit ImageWrap(const Napi::CallbackInfo& info);
-  ~ImageWrap() override;
+  static constexpr const char* kClassName = "NativeImage";
+  static constexpr const char* kWhat = "image";
+  static constexpr const char* kMadeBy = "openImage()";
+  static constexpr Napi::FunctionReference EnvState::*kConstructor = &EnvState::image_ctor;
+  static void DefineMethods(std::vector<PropertyDescriptor>& methods);
 
-  std::shared_ptr<ImageHandle> OpenHandle(Napi::Env env) const;
-  static ImageWrap* FromValue(Napi::Env env, Napi::Value value);
-  // The in-flight counter, for calls that hold this image outside a worker.
-  int* Inflight() { return &inflight_; }
+  explicit ImageWrap(const Napi::CallbackInfo& info) : WrapBase(info) {}
 
  private:
-  // image.cc
   Napi::Value Stat(const Napi::CallbackInfo& info);
   Napi::Value Resize(const Napi::CallbackInfo& info);
   Napi::Value Read(const Napi::CallbackInfo& info);
@@ -35,18 +34,17 @@ class ImageWrap : public Napi::ObjectWrap<ImageWrap> {
   Napi::Value GetMetadata(const Napi::CallbackInfo& info);
   Napi::Value SetMetadata(const Napi::CallbackInfo& info);
   Napi::Value RemoveMetadata(const Napi::CallbackInfo& info);
+  Napi::Value ListMetadata(const Napi::CallbackInfo& info);
   Napi::Value Lock(const Napi::CallbackInfo& info);
   Napi::Value Unlock(const Napi::CallbackInfo& info);
   Napi::Value Parent(const Napi::CallbackInfo& info);
   Napi::Value Flatten(const Napi::CallbackInfo& info);
-  Napi::Value CloseImage(const Napi::CallbackInfo& info);
+  Napi::Value ListWatchers(const Napi::CallbackInfo& info);
   // snapshot.cc
   Napi::Value ListSnapshots(const Napi::CallbackInfo& info);
   Napi::Value CreateSnapshot(const Napi::CallbackInfo& info);
   Napi::Value RemoveSnapshot(const Napi::CallbackInfo& info);
   Napi::Value ListTrashedSnapshots(const Napi::CallbackInfo& info);
-  Napi::Value ListWatchers(const Napi::CallbackInfo& info);
-  Napi::Value ListMetadata(const Napi::CallbackInfo& info);
   Napi::Value RemoveSnapshotById(const Napi::CallbackInfo& info);
   Napi::Value ProtectSnapshot(const Napi::CallbackInfo& info);
   Napi::Value UnprotectSnapshot(const Napi::CallbackInfo& info);
@@ -66,11 +64,6 @@ class ImageWrap : public Napi::ObjectWrap<ImageWrap> {
   // 2 GiB, after checking the range is inside the image.
   Napi::Value InPieces(const Napi::CallbackInfo& info, const char* what, const char* call_name,
                        std::function<int(rbd_image_t, uint64_t, uint64_t)> call);
-
-  std::shared_ptr<ImageHandle> handle_;
-  EnvState* state_;
-  int inflight_ = 0;
-  bool closed_ = false;
 };
 
 }  // namespace rbdnative

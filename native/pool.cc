@@ -1,3 +1,4 @@
+// NativePool: the images of a pool, clones, and whole small objects.
 #include "pool.h"
 
 #include <rbd/librbd.h>
@@ -72,55 +73,27 @@ struct ObjectData {
 
 }  // namespace
 
-Napi::Function PoolWrap::Define(Napi::Env env) {
-  std::vector<PropertyDescriptor> methods = {
-      InstanceMethod("listImages", &PoolWrap::ListImages),
-      InstanceMethod("createImage", &PoolWrap::CreateImage),
-      InstanceMethod("removeImage", &PoolWrap::RemoveImage),
-      InstanceMethod("renameImage", &PoolWrap::RenameImage),
-      InstanceMethod("openImage", &PoolWrap::OpenImage),
-      InstanceMethod("clone", &PoolWrap::Clone),
-      InstanceMethod("readObject", &PoolWrap::ReadObject),
-      InstanceMethod("writeObject", &PoolWrap::WriteObject),
-      InstanceMethod("removeObject", &PoolWrap::RemoveObject),
-      InstanceMethod("objectExists", &PoolWrap::ObjectExists),
-      InstanceMethod("openImageCount", &PoolWrap::OpenImageCount),
-      InstanceMethod("close", &PoolWrap::ClosePool)};
+void PoolWrap::DefineMethods(std::vector<PropertyDescriptor>& methods) {
+  methods.insert(methods.end(),
+                 {InstanceMethod("listImages", &PoolWrap::ListImages),
+                  InstanceMethod("createImage", &PoolWrap::CreateImage),
+                  InstanceMethod("removeImage", &PoolWrap::RemoveImage),
+                  InstanceMethod("renameImage", &PoolWrap::RenameImage),
+                  InstanceMethod("openImage", &PoolWrap::OpenImage),
+                  InstanceMethod("clone", &PoolWrap::Clone),
+                  InstanceMethod("readObject", &PoolWrap::ReadObject),
+                  InstanceMethod("writeObject", &PoolWrap::WriteObject),
+                  InstanceMethod("removeObject", &PoolWrap::RemoveObject),
+                  InstanceMethod("objectExists", &PoolWrap::ObjectExists),
+                  InstanceMethod("openImageCount", &PoolWrap::OpenImageCount)});
   DefineObjectLockMethods(methods);
   DefineWatchMethods(methods);
-  return DefineClass(env, "NativePool", methods);
-}
-
-PoolWrap::PoolWrap(const Napi::CallbackInfo& info)
-    : Napi::ObjectWrap<PoolWrap>(info), state_(EnvState::Get(info.Env())) {
-  if (!info[0].IsExternal()) {
-    ThrowInvalid(info.Env(), "NativePool is made by openPool()");
-  }
-  handle_ = *info[0].As<Napi::External<std::shared_ptr<PoolHandle>>>().Data();
-}
-
-PoolWrap::~PoolWrap() { state_->Dispose(std::move(handle_)); }
-
-std::shared_ptr<PoolHandle> PoolWrap::OpenHandle(Napi::Env env) const {
-  if (closed_ || !handle_->IsOpen()) {
-    throw MakeError(env, EBADF, "pool handle is closed");
-  }
-  return handle_;
-}
-
-PoolWrap* PoolWrap::FromValue(Napi::Env env, Napi::Value value) {
-  EnvState* state = EnvState::Get(env);
-  if (!value.IsObject() ||
-      !value.As<Napi::Object>().InstanceOf(state->pool_ctor.Value())) {
-    ThrowInvalid(env, "expected a NativePool");
-  }
-  return Unwrap(value.As<Napi::Object>());
 }
 
 Napi::Value PoolWrap::ListImages(const Napi::CallbackInfo& info) {
   auto handle = OpenHandle(info.Env());
-  return RunAsync<std::vector<std::string>>(
-      info.Env(), Value(), &inflight_,
+  return Run<std::vector<std::string>>(
+      info.Env(),
       [handle](std::vector<std::string>& out, std::string& message) {
         return WithHandle(handle, "pool", message, [&](rados_ioctx_t io) {
           std::vector<rbd_image_spec_t> specs(64);
@@ -151,52 +124,52 @@ Napi::Value PoolWrap::CreateImage(const Napi::CallbackInfo& info) {
   std::string name = StringArg(info, 0, "image name");
   uint64_t size = U64Arg(info, 1, "size");
   CreateOptions options = ParseCreateOptions(env, info[2]);
-  return RunAsync(env, Value(), &inflight_,
-                  [handle, name, size, options](std::string& message) {
-                    return WithHandle(handle, "pool", message, [&](rados_ioctx_t io) {
-                      ImageOptions opts(options);
-                      int rc = rbd_create4(io, name.c_str(), size, opts.get());
-                      if (rc < 0) message = "rbd_create4 failed";
-                      return rc;
-                    });
-                  });
+  return Run(env,
+             [handle, name, size, options](std::string& message) {
+               return WithHandle(handle, "pool", message, [&](rados_ioctx_t io) {
+                 ImageOptions opts(options);
+                 int rc = rbd_create4(io, name.c_str(), size, opts.get());
+                 if (rc < 0) message = "rbd_create4 failed";
+                 return rc;
+               });
+             });
 }
 
 Napi::Value PoolWrap::RemoveImage(const Napi::CallbackInfo& info) {
   auto handle = OpenHandle(info.Env());
   std::string name = StringArg(info, 0, "image name");
-  return RunAsync(info.Env(), Value(), &inflight_,
-                  [handle, name](std::string& message) {
-                    return WithHandle(handle, "pool", message, [&](rados_ioctx_t io) {
-                      int rc = rbd_remove(io, name.c_str());
-                      if (rc == -ENOTEMPTY) {
-                        message = "image has snapshots";
-                      } else if (rc == -EBUSY) {
-                        message = "image is still open or has watchers";
-                      } else if (rc < 0) {
-                        message = "rbd_remove failed";
-                      }
-                      return rc;
-                    });
-                  });
+  return Run(info.Env(),
+             [handle, name](std::string& message) {
+               return WithHandle(handle, "pool", message, [&](rados_ioctx_t io) {
+                 int rc = rbd_remove(io, name.c_str());
+                 if (rc == -ENOTEMPTY) {
+                   message = "image has snapshots";
+                 } else if (rc == -EBUSY) {
+                   message = "image is still open or has watchers";
+                 } else if (rc < 0) {
+                   message = "rbd_remove failed";
+                 }
+                 return rc;
+               });
+             });
 }
 
 Napi::Value PoolWrap::RenameImage(const Napi::CallbackInfo& info) {
   auto handle = OpenHandle(info.Env());
   std::string from = StringArg(info, 0, "image name");
   std::string to = StringArg(info, 1, "new image name");
-  return RunAsync(info.Env(), Value(), &inflight_,
-                  [handle, from, to](std::string& message) {
-                    return WithHandle(handle, "pool", message, [&](rados_ioctx_t io) {
-                      int rc = rbd_rename(io, from.c_str(), to.c_str());
-                      if (rc == -EEXIST) {
-                        message = "an image with the new name exists";
-                      } else if (rc < 0) {
-                        message = "rbd_rename failed";
-                      }
-                      return rc;
-                    });
-                  });
+  return Run(info.Env(),
+             [handle, from, to](std::string& message) {
+               return WithHandle(handle, "pool", message, [&](rados_ioctx_t io) {
+                 int rc = rbd_rename(io, from.c_str(), to.c_str());
+                 if (rc == -EEXIST) {
+                   message = "an image with the new name exists";
+                 } else if (rc < 0) {
+                   message = "rbd_rename failed";
+                 }
+                 return rc;
+               });
+             });
 }
 
 Napi::Value PoolWrap::OpenImage(const Napi::CallbackInfo& info) {
@@ -206,8 +179,8 @@ Napi::Value PoolWrap::OpenImage(const Napi::CallbackInfo& info) {
   std::optional<std::string> snapshot = OptionalStringArg(info, 1, "snapshot");
   bool read_only = BoolArg(info, 2);
   EnvState* state = state_;
-  return RunAsync<std::shared_ptr<ImageHandle>>(
-      env, Value(), &inflight_,
+  return Run<std::shared_ptr<ImageHandle>>(
+      env,
       [handle, name, snapshot, read_only](std::shared_ptr<ImageHandle>& out,
                                           std::string& message) {
         return WithHandle(handle, "pool", message, [&](rados_ioctx_t io) {
@@ -225,10 +198,8 @@ Napi::Value PoolWrap::OpenImage(const Napi::CallbackInfo& info) {
           return 0;
         });
       },
-      [state](Napi::Env env, std::shared_ptr<ImageHandle>& image) {
-        auto external =
-            Napi::External<std::shared_ptr<ImageHandle>>::New(env, &image);
-        return state->image_ctor.New({external});
+      [state](Napi::Env, std::shared_ptr<ImageHandle>& image) {
+        return NewWrapper(state->image_ctor, image);
       });
 }
 
@@ -243,8 +214,8 @@ Napi::Value PoolWrap::Clone(const Napi::CallbackInfo& info) {
   if (parent_pool->cluster() != child_pool->cluster()) {
     ThrowInvalid(env, "a clone and its parent must be in the same cluster");
   }
-  return RunAsync(
-      env, Value(), &inflight_,
+  return Run(
+      env,
       [child_pool, parent_pool, parent_name, parent_snap, child_name,
        options](std::string& message) {
         auto clone = [&](rados_ioctx_t pio, rados_ioctx_t cio) {
@@ -275,8 +246,8 @@ Napi::Value PoolWrap::Clone(const Napi::CallbackInfo& info) {
 Napi::Value PoolWrap::ReadObject(const Napi::CallbackInfo& info) {
   auto handle = OpenHandle(info.Env());
   std::string oid = StringArg(info, 0, "object name");
-  return RunAsync<ObjectData>(
-      info.Env(), Value(), &inflight_,
+  return Run<ObjectData>(
+      info.Env(),
       [handle, oid](ObjectData& out, std::string& message) {
         return WithHandle(handle, "pool", message, [&](rados_ioctx_t io) {
           uint64_t size = 0;
@@ -334,48 +305,48 @@ Napi::Value PoolWrap::WriteObject(const Napi::CallbackInfo& info) {
   auto keep = std::make_shared<Napi::ObjectReference>(Napi::Persistent(buffer.As<Napi::Object>()));
   const char* data = buffer.Data();
   size_t length = buffer.Length();
-  return RunAsync(env, Value(), &inflight_,
-                  [handle, oid, keep, data, length, exclusive](std::string& message) {
-                    return WithHandle(handle, "pool", message, [&](rados_ioctx_t io) {
-                      rados_write_op_t op = rados_create_write_op();
-                      if (exclusive) {
-                        rados_write_op_create(op, LIBRADOS_CREATE_EXCLUSIVE, nullptr);
-                      }
-                      rados_write_op_write_full(op, data, length);
-                      int rc = rados_write_op_operate(op, io, oid.c_str(), nullptr, 0);
-                      rados_release_write_op(op);
-                      if (rc == -EEXIST) {
-                        message = "object already exists";
-                      } else if (rc < 0) {
-                        message = "rados_write_op_operate failed";
-                      }
-                      return rc;
-                    });
-                  });
+  return Run(env,
+             [handle, oid, keep, data, length, exclusive](std::string& message) {
+               return WithHandle(handle, "pool", message, [&](rados_ioctx_t io) {
+                 rados_write_op_t op = rados_create_write_op();
+                 if (exclusive) {
+                   rados_write_op_create(op, LIBRADOS_CREATE_EXCLUSIVE, nullptr);
+                 }
+                 rados_write_op_write_full(op, data, length);
+                 int rc = rados_write_op_operate(op, io, oid.c_str(), nullptr, 0);
+                 rados_release_write_op(op);
+                 if (rc == -EEXIST) {
+                   message = "object already exists";
+                 } else if (rc < 0) {
+                   message = "rados_write_op_operate failed";
+                 }
+                 return rc;
+               });
+             });
 }
 
 Napi::Value PoolWrap::RemoveObject(const Napi::CallbackInfo& info) {
   auto handle = OpenHandle(info.Env());
   std::string oid = StringArg(info, 0, "object name");
-  return RunAsync(info.Env(), Value(), &inflight_,
-                  [handle, oid](std::string& message) {
-                    return WithHandle(handle, "pool", message, [&](rados_ioctx_t io) {
-                      int rc = rados_remove(io, oid.c_str());
-                      if (rc == -ENOENT) {
-                        message = "object does not exist";
-                      } else if (rc < 0) {
-                        message = "rados_remove failed";
-                      }
-                      return rc;
-                    });
-                  });
+  return Run(info.Env(),
+             [handle, oid](std::string& message) {
+               return WithHandle(handle, "pool", message, [&](rados_ioctx_t io) {
+                 int rc = rados_remove(io, oid.c_str());
+                 if (rc == -ENOENT) {
+                   message = "object does not exist";
+                 } else if (rc < 0) {
+                   message = "rados_remove failed";
+                 }
+                 return rc;
+               });
+             });
 }
 
 Napi::Value PoolWrap::ObjectExists(const Napi::CallbackInfo& info) {
   auto handle = OpenHandle(info.Env());
   std::string oid = StringArg(info, 0, "object name");
-  return RunAsync<bool>(
-      info.Env(), Value(), &inflight_,
+  return Run<bool>(
+      info.Env(),
       [handle, oid](bool& out, std::string& message) {
         return WithHandle(handle, "pool", message, [&](rados_ioctx_t io) {
           uint64_t size = 0;
@@ -394,30 +365,6 @@ Napi::Value PoolWrap::ObjectExists(const Napi::CallbackInfo& info) {
         });
       },
       [](Napi::Env env, bool& exists) { return Napi::Boolean::New(env, exists); });
-}
-
-void RefuseWhileOpen(Napi::Env env, size_t images, size_t watches) {
-  if (images > 0) {
-    throw MakeError(env, EBUSY,
-                    std::to_string(images) + " image(s) still open; close them first");
-  }
-  if (watches > 0) {
-    throw MakeError(env, EBUSY,
-                    std::to_string(watches) + " watch(es) still open; close them first");
-  }
-}
-
-Napi::Value PoolWrap::OpenImageCount(const Napi::CallbackInfo& info) {
-  return Napi::Number::New(info.Env(),
-                           static_cast<double>(handle_->OpenChildren(HandleKind::kImage)));
-}
-
-Napi::Value PoolWrap::ClosePool(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  return CloseOnce(env, Value(), &inflight_, &closed_, handle_, "pool", [&] {
-    RefuseWhileOpen(env, handle_->OpenChildren(HandleKind::kImage),
-                    handle_->OpenChildren(HandleKind::kWatch));
-  });
 }
 
 }  // namespace rbdnative

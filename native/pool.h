@@ -4,26 +4,23 @@
 
 #include <napi.h>
 
-#include <memory>
 #include <vector>
 
 #include "env_state.h"
 #include "handles.h"
+#include "wrap_base.h"
 
 namespace rbdnative {
 
-// Throws EBUSY naming the images or watches still open: a pool (or its
-// cluster) does not close under them.
-void RefuseWhileOpen(Napi::Env env, size_t images, size_t watches);
-
-class PoolWrap : public Napi::ObjectWrap<PoolWrap> {
+class PoolWrap : public WrapBase<PoolWrap, PoolHandle> {
  public:
-  static Napi::Function Define(Napi::Env env);
-  explicit PoolWrap(const Napi::CallbackInfo& info);
-  ~PoolWrap() override;
+  static constexpr const char* kClassName = "NativePool";
+  static constexpr const char* kWhat = "pool";
+  static constexpr const char* kMadeBy = "openPool()";
+  static constexpr Napi::FunctionReference EnvState::*kConstructor = &EnvState::pool_ctor;
+  static void DefineMethods(std::vector<PropertyDescriptor>& methods);
 
-  std::shared_ptr<PoolHandle> OpenHandle(Napi::Env env) const;
-  static PoolWrap* FromValue(Napi::Env env, Napi::Value value);
+  explicit PoolWrap(const Napi::CallbackInfo& info) : WrapBase(info) {}
 
  private:
   Napi::Value ListImages(const Napi::CallbackInfo& info);
@@ -36,8 +33,6 @@ class PoolWrap : public Napi::ObjectWrap<PoolWrap> {
   Napi::Value WriteObject(const Napi::CallbackInfo& info);
   Napi::Value RemoveObject(const Napi::CallbackInfo& info);
   Napi::Value ObjectExists(const Napi::CallbackInfo& info);
-  Napi::Value OpenImageCount(const Napi::CallbackInfo& info);
-  Napi::Value ClosePool(const Napi::CallbackInfo& info);
   // object_lock.cc
   static void DefineObjectLockMethods(std::vector<PropertyDescriptor>& methods);
   Napi::Value LockObject(const Napi::CallbackInfo& info);
@@ -48,11 +43,6 @@ class PoolWrap : public Napi::ObjectWrap<PoolWrap> {
   static void DefineWatchMethods(std::vector<PropertyDescriptor>& methods);
   Napi::Value WatchObject(const Napi::CallbackInfo& info);
   Napi::Value NotifyObject(const Napi::CallbackInfo& info);
-
-  std::shared_ptr<PoolHandle> handle_;
-  EnvState* state_;
-  int inflight_ = 0;
-  bool closed_ = false;
 };
 
 }  // namespace rbdnative

@@ -59,8 +59,8 @@ int VisitSnapshots(rbd_image_t image, rbd_snap_namespace_type_t wanted, std::str
 Napi::Value ImageWrap::ListSnapshots(const Napi::CallbackInfo& info) {
   auto handle = OpenHandle(info.Env());
   using Result = std::vector<SnapshotInfo>;
-  return RunAsync<Result>(
-      info.Env(), Value(), &inflight_,
+  return Run<Result>(
+      info.Env(),
       [handle](Result& out, std::string& message) {
         return WithHandle(handle, "image", message, [&](rbd_image_t image) {
           // Like `rbd snap ls`, the user's snapshots only (rbd_snap_is_protected
@@ -115,8 +115,8 @@ Napi::Value ImageWrap::ListTrashedSnapshots(const Napi::CallbackInfo& info) {
     std::string original_name;
   };
   using Result = std::vector<Trashed>;
-  return RunAsync<Result>(
-      info.Env(), Value(), &inflight_,
+  return Run<Result>(
+      info.Env(),
       [handle](Result& out, std::string& message) {
         return WithHandle(handle, "image", message, [&](rbd_image_t image) {
           return VisitSnapshots(image, RBD_SNAP_NAMESPACE_TYPE_TRASH, message, [&](const rbd_snap_info_t& snap) {
@@ -183,8 +183,8 @@ Napi::Value ImageWrap::UnprotectSnapshot(const Napi::CallbackInfo& info) {
 Napi::Value ImageWrap::IsSnapshotProtected(const Napi::CallbackInfo& info) {
   auto handle = OpenHandle(info.Env());
   std::string name = StringArg(info, 0, "snapshot name");
-  return RunAsync<bool>(
-      info.Env(), Value(), &inflight_,
+  return Run<bool>(
+      info.Env(),
       [handle, name](bool& out, std::string& message) {
         return WithHandle(handle, "image", message, [&](rbd_image_t image) {
           int is_protected = 0;
@@ -203,8 +203,8 @@ Napi::Value ImageWrap::IsSnapshotProtected(const Napi::CallbackInfo& info) {
 Napi::Value ImageWrap::SnapshotExists(const Napi::CallbackInfo& info) {
   auto handle = OpenHandle(info.Env());
   std::string name = StringArg(info, 0, "snapshot name");
-  return RunAsync<bool>(
-      info.Env(), Value(), &inflight_,
+  return Run<bool>(
+      info.Env(),
       [handle, name](bool& out, std::string& message) {
         return WithHandle(handle, "image", message, [&](rbd_image_t image) {
           int rc = rbd_snap_exists(image, name.c_str(), &out);

@@ -1,5 +1,5 @@
 // Watch/notify on RADOS objects: the calls of PoolWrap that watch an object
-// and notify its watchers, and the watch handle itself.
+// and notify its watchers, and NativeWatch, the watch they make.
 #include "watch.h"
 
 #include <cstdint>
@@ -161,8 +161,8 @@ Napi::Value PoolWrap::WatchObject(const Napi::CallbackInfo& info) {
     ThrowInvalid(env, "watch timeout must be 1 to 2^32-1 seconds");
   }
   EnvState* state = state_;
-  return RunAsync<std::shared_ptr<WatchHandle>>(
-      env, Value(), &inflight_,
+  return Run<std::shared_ptr<WatchHandle>>(
+      env,
       [handle, oid, timeout](std::shared_ptr<WatchHandle>& out, std::string& message) {
         return WithHandle(handle, "pool", message, [&](rados_ioctx_t io) {
           int rc = CheckPingInterval(handle->cluster()->get(), timeout, message);
@@ -186,9 +186,8 @@ Napi::Value PoolWrap::WatchObject(const Napi::CallbackInfo& info) {
           return 0;
         });
       },
-      [state](Napi::Env env, std::shared_ptr<WatchHandle>& watch) {
-        auto external = Napi::External<std::shared_ptr<WatchHandle>>::New(env, &watch);
-        return state->watch_ctor.New({external});
+      [state](Napi::Env, std::shared_ptr<WatchHandle>& watch) {
+        return NewWrapper(state->watch_ctor, watch);
       });
 }
 
@@ -212,8 +211,8 @@ Napi::Value PoolWrap::NotifyObject(const Napi::CallbackInfo& info) {
     data = buffer.Data();
     length = buffer.Length();
   }
-  return RunAsync<NotifyReply>(
-      env, Value(), &inflight_,
+  return Run<NotifyReply>(
+      env,
       [handle, oid, timeout_ms, data, length, keep](NotifyReply& out, std::string& message) {
         return WithHandle(handle, "pool", message, [&](rados_ioctx_t io) {
           int rc = rados_notify2(io, oid.c_str(), data, static_cast<int>(length), timeout_ms,
@@ -257,29 +256,10 @@ Napi::Value PoolWrap::NotifyObject(const Napi::CallbackInfo& info) {
       });
 }
 
-Napi::Function WatchWrap::Define(Napi::Env env) {
-  return DefineClass(env, "NativeWatch",
-                     {InstanceMethod("id", &WatchWrap::Id),
-                      InstanceMethod("check", &WatchWrap::Check),
-                      InstanceMethod("close", &WatchWrap::CloseWatch)});
-}
-
-WatchWrap::WatchWrap(const Napi::CallbackInfo& info)
-    : Napi::ObjectWrap<WatchWrap>(info), state_(EnvState::Get(info.Env())) {
-  if (!info[0].IsExternal()) {
-    ThrowInvalid(info.Env(), "NativeWatch is made by watchObject()");
-  }
-  handle_ = *info[0].As<Napi::External<std::shared_ptr<WatchHandle>>>().Data();
-}
-
-// A forgotten watch is unwatched on the thread pool, like any handle.
-WatchWrap::~WatchWrap() { state_->Dispose(std::move(handle_)); }
-
-std::shared_ptr<WatchHandle> WatchWrap::OpenHandle(Napi::Env env) const {
-  if (closed_ || !handle_->IsOpen()) {
-    throw MakeError(env, EBADF, "watch handle is closed");
-  }
-  return handle_;
+void WatchWrap::DefineMethods(std::vector<PropertyDescriptor>& methods) {
+  methods.insert(methods.end(),
+                 {InstanceMethod("id", &WatchWrap::Id),
+                  InstanceMethod("check", &WatchWrap::Check)});
 }
 
 // The cookie never changes, so this answers without librados.
@@ -289,8 +269,8 @@ Napi::Value WatchWrap::Id(const Napi::CallbackInfo& info) {
 
 Napi::Value WatchWrap::Check(const Napi::CallbackInfo& info) {
   auto handle = OpenHandle(info.Env());
-  return RunAsync<int>(
-      info.Env(), Value(), &inflight_,
+  return Run<int>(
+      info.Env(),
       [handle](int& out, std::string& message) {
         return WithHandle(handle, "watch", message, [&](uint64_t cookie) {
           if (int err = handle->error()) {
@@ -309,10 +289,6 @@ Napi::Value WatchWrap::Check(const Napi::CallbackInfo& info) {
         });
       },
       [](Napi::Env env, int& ms) { return Napi::Number::New(env, ms); });
-}
-
-Napi::Value WatchWrap::CloseWatch(const Napi::CallbackInfo& info) {
-  return CloseOnce(info.Env(), Value(), &inflight_, &closed_, handle_, "watch");
 }
 
 }  // namespace rbdnative

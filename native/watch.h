@@ -4,29 +4,27 @@
 
 #include <napi.h>
 
-#include <memory>
+#include <vector>
 
 #include "env_state.h"
 #include "handles.h"
+#include "wrap_base.h"
 
 namespace rbdnative {
 
-class WatchWrap : public Napi::ObjectWrap<WatchWrap> {
+class WatchWrap : public WrapBase<WatchWrap, WatchHandle> {
  public:
-  static Napi::Function Define(Napi::Env env);
-  explicit WatchWrap(const Napi::CallbackInfo& info);
-  ~WatchWrap() override;
+  static constexpr const char* kClassName = "NativeWatch";
+  static constexpr const char* kWhat = "watch";
+  static constexpr const char* kMadeBy = "watchObject()";
+  static constexpr Napi::FunctionReference EnvState::*kConstructor = &EnvState::watch_ctor;
+  static void DefineMethods(std::vector<PropertyDescriptor>& methods);
+
+  explicit WatchWrap(const Napi::CallbackInfo& info) : WrapBase(info) {}
 
  private:
-  std::shared_ptr<WatchHandle> OpenHandle(Napi::Env env) const;
   Napi::Value Id(const Napi::CallbackInfo& info);
   Napi::Value Check(const Napi::CallbackInfo& info);
-  Napi::Value CloseWatch(const Napi::CallbackInfo& info);
-
-  std::shared_ptr<WatchHandle> handle_;
-  EnvState* state_;
-  int inflight_ = 0;
-  bool closed_ = false;
 };
 
 }  // namespace rbdnative

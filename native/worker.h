@@ -6,12 +6,10 @@
 
 #include <cstring>
 #include <functional>
-#include <memory>
 #include <string>
 #include <utility>
 
 #include "errors.h"
-#include "handle.h"
 
 namespace rbdnative {
 
@@ -103,33 +101,6 @@ inline Napi::Promise RunAsync(Napi::Env env, Napi::Object owner, int* inflight,
         return body(message);
       },
       nullptr);
-}
-
-// close() of a wrapper whose handle is a leaf or may only go once its
-// children are gone: settles at once when already closed, refuses (EBUSY)
-// while the wrapper's calls are in flight or when refuse throws (open
-// children), and otherwise releases the handle on the thread pool. `what`
-// names the handle in the refusal ("image", "pool", ...).
-inline Napi::Promise CloseOnce(Napi::Env env, Napi::Object owner, int* inflight,
-                               bool* closed, std::shared_ptr<Handle> handle,
-                               const char* what,
-                               const std::function<void()>& refuse = nullptr) {
-  if (*closed || !handle->IsOpen()) {
-    *closed = true;
-    auto deferred = Napi::Promise::Deferred::New(env);
-    deferred.Resolve(env.Undefined());
-    return deferred.Promise();
-  }
-  if (*inflight > 0) {
-    throw MakeError(env, EBUSY, std::to_string(*inflight) + " " + what +
-                                    " operation(s) in flight");
-  }
-  if (refuse) refuse();
-  *closed = true;
-  return RunAsync(env, owner, inflight, [handle](std::string&) {
-    handle->Close();
-    return 0;
-  });
 }
 
 }  // namespace rbdnative
