@@ -49,17 +49,15 @@ Napi::Value HandOver(Napi::Env env, std::vector<T>&& values, napi_typedarray_typ
   return Napi::Value(env, array);
 }
 
-}  // namespace
-
-Napi::Value ImageWrap::DiffRange(const Napi::CallbackInfo& info) {
+Napi::Value DiffRange(ImageWrap& wrap, const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  auto handle = OpenHandle(env);
+  auto handle = wrap.OpenHandle(env);
   std::optional<std::string> from = OptionalStringArg(info, 0, "from snapshot");
   uint64_t offset = U64Arg(info, 1, "offset");
   uint64_t length = U64Arg(info, 2, "length");
   bool include_parent = BoolArg(info, 3);
   bool whole_object = BoolArg(info, 4);
-  return Run<ExtentList>(
+  return wrap.Run<ExtentList>(
       env,
       [handle, from, offset, length, include_parent, whole_object](
           ExtentList& out, std::string& message) {
@@ -83,9 +81,9 @@ Napi::Value ImageWrap::DiffRange(const Napi::CallbackInfo& info) {
       });
 }
 
-Napi::Value ImageWrap::HasExtents(const Napi::CallbackInfo& info) {
-  auto handle = OpenHandle(info.Env());
-  return Run<bool>(
+Napi::Value HasExtents(ImageWrap& wrap, const Napi::CallbackInfo& info) {
+  auto handle = wrap.OpenHandle(info.Env());
+  return wrap.Run<bool>(
       info.Env(),
       [handle](bool& out, std::string& message) {
         return WithHandle(handle, "image", message, [&](rbd_image_t image) {
@@ -108,6 +106,14 @@ Napi::Value ImageWrap::HasExtents(const Napi::CallbackInfo& info) {
         });
       },
       [](Napi::Env env, bool& value) { return Napi::Boolean::New(env, value); });
+}
+
+}  // namespace
+
+void ImageWrap::DefineDiffMethods(std::vector<PropertyDescriptor>& methods) {
+  methods.insert(methods.end(),
+                 {Method<DiffRange>("diffRange"),
+                  Method<HasExtents>("hasExtents")});
 }
 
 }  // namespace rbdnative

@@ -167,19 +167,9 @@ void ImageWrap::DefineMethods(std::vector<PropertyDescriptor>& methods) {
                   InstanceMethod("unlock", &ImageWrap::Unlock),
                   InstanceMethod("parent", &ImageWrap::Parent),
                   InstanceMethod("flatten", &ImageWrap::Flatten),
-                  InstanceMethod("listWatchers", &ImageWrap::ListWatchers),
-                  InstanceMethod("listSnapshots", &ImageWrap::ListSnapshots),
-                  InstanceMethod("createSnapshot", &ImageWrap::CreateSnapshot),
-                  InstanceMethod("removeSnapshot", &ImageWrap::RemoveSnapshot),
-                  InstanceMethod("listTrashedSnapshots", &ImageWrap::ListTrashedSnapshots),
-                  InstanceMethod("removeSnapshotById", &ImageWrap::RemoveSnapshotById),
-                  InstanceMethod("protectSnapshot", &ImageWrap::ProtectSnapshot),
-                  InstanceMethod("unprotectSnapshot", &ImageWrap::UnprotectSnapshot),
-                  InstanceMethod("isSnapshotProtected", &ImageWrap::IsSnapshotProtected),
-                  InstanceMethod("snapshotExists", &ImageWrap::SnapshotExists),
-                  InstanceMethod("rollbackSnapshot", &ImageWrap::RollbackSnapshot),
-                  InstanceMethod("diffRange", &ImageWrap::DiffRange),
-                  InstanceMethod("hasExtents", &ImageWrap::HasExtents)});
+                  InstanceMethod("listWatchers", &ImageWrap::ListWatchers)});
+  DefineSnapshotMethods(methods);
+  DefineDiffMethods(methods);
 }
 
 Napi::Value ImageWrap::Simple(const Napi::CallbackInfo& info, const char* what,

@@ -23,6 +23,11 @@ class ImageWrap : public WrapBase<ImageWrap, ImageHandle> {
 
   explicit ImageWrap(const Napi::CallbackInfo& info) : WrapBase(info) {}
 
+  // Runs a call that only reports success or a negative errno; failure
+  // messages are "<what> failed".
+  Napi::Value Simple(const Napi::CallbackInfo& info, const char* what,
+                     std::function<int(rbd_image_t)> call);
+
  private:
   Napi::Value Stat(const Napi::CallbackInfo& info);
   Napi::Value Resize(const Napi::CallbackInfo& info);
@@ -40,25 +45,9 @@ class ImageWrap : public WrapBase<ImageWrap, ImageHandle> {
   Napi::Value Parent(const Napi::CallbackInfo& info);
   Napi::Value Flatten(const Napi::CallbackInfo& info);
   Napi::Value ListWatchers(const Napi::CallbackInfo& info);
-  // snapshot.cc
-  Napi::Value ListSnapshots(const Napi::CallbackInfo& info);
-  Napi::Value CreateSnapshot(const Napi::CallbackInfo& info);
-  Napi::Value RemoveSnapshot(const Napi::CallbackInfo& info);
-  Napi::Value ListTrashedSnapshots(const Napi::CallbackInfo& info);
-  Napi::Value RemoveSnapshotById(const Napi::CallbackInfo& info);
-  Napi::Value ProtectSnapshot(const Napi::CallbackInfo& info);
-  Napi::Value UnprotectSnapshot(const Napi::CallbackInfo& info);
-  Napi::Value IsSnapshotProtected(const Napi::CallbackInfo& info);
-  Napi::Value SnapshotExists(const Napi::CallbackInfo& info);
-  Napi::Value RollbackSnapshot(const Napi::CallbackInfo& info);
-  // diff.cc
-  Napi::Value DiffRange(const Napi::CallbackInfo& info);
-  Napi::Value HasExtents(const Napi::CallbackInfo& info);
-
-  // Runs a call that only reports success or a negative errno; failure
-  // messages are "<what> failed".
-  Napi::Value Simple(const Napi::CallbackInfo& info, const char* what,
-                     std::function<int(rbd_image_t)> call);
+  // Each adds the methods its file implements.
+  static void DefineSnapshotMethods(std::vector<PropertyDescriptor>& methods);  // snapshot.cc
+  static void DefineDiffMethods(std::vector<PropertyDescriptor>& methods);      // diff.cc
 
   // Runs call over [offset, length) (arguments 0 and 1) in pieces below
   // 2 GiB, after checking the range is inside the image.

@@ -74,72 +74,63 @@ int ReadLockers(rados_ioctx_t io, const std::string& oid, const std::string& nam
   return 0;
 }
 
-}  // namespace
-
-void PoolWrap::DefineObjectLockMethods(std::vector<PropertyDescriptor>& methods) {
-  methods.push_back(InstanceMethod("lockObject", &PoolWrap::LockObject));
-  methods.push_back(InstanceMethod("unlockObject", &PoolWrap::UnlockObject));
-  methods.push_back(InstanceMethod("listLockers", &PoolWrap::ListLockers));
-  methods.push_back(InstanceMethod("breakLock", &PoolWrap::BreakLock));
-}
-
-Napi::Value PoolWrap::LockObject(const Napi::CallbackInfo& info) {
-  auto handle = OpenHandle(info.Env());
+Napi::Value LockObject(PoolWrap& wrap, const Napi::CallbackInfo& info) {
+  auto handle = wrap.OpenHandle(info.Env());
   std::string oid = StringArg(info, 0, "object name");
   std::string name = StringArg(info, 1, "lock name");
   std::string cookie = StringArg(info, 2, "lock cookie");
   std::string description = StringArg(info, 3, "lock description");
   uint64_t duration_ms = U64Arg(info, 4, "lock duration");
   bool renew = BoolArg(info, 5);
-  return Run(info.Env(),
-             [handle, oid, name, cookie, description, duration_ms, renew](std::string& message) {
-               return WithHandle(handle, "pool", message, [&](rados_ioctx_t io) {
-                 struct timeval duration {
-                   static_cast<time_t>(duration_ms / 1000),
-                       static_cast<suseconds_t>((duration_ms % 1000) * 1000)
-                 };
-                 int rc = rados_lock_exclusive(io, oid.c_str(), name.c_str(), cookie.c_str(),
-                                               description.c_str(),
-                                               duration_ms ? &duration : nullptr,
-                                               renew ? LIBRADOS_LOCK_FLAG_MUST_RENEW : 0);
-                 if (rc == -EBUSY) {
-                   message = "the lock is held by another client or cookie";
-                 } else if (rc == -EEXIST) {
-                   message = "this client already holds the lock with this cookie";
-                 } else if (rc == -ENOENT && renew) {
-                   message = "the lock to renew is no longer held (it expired or was broken)";
-                 } else if (rc < 0) {
-                   message = "rados_lock_exclusive failed";
-                 }
-                 return rc;
-               });
-             });
+  return wrap.Run(info.Env(),
+                  [handle, oid, name, cookie, description, duration_ms, renew](std::string& message) {
+                    return WithHandle(handle, "pool", message, [&](rados_ioctx_t io) {
+                      struct timeval duration {
+                        static_cast<time_t>(duration_ms / 1000),
+                            static_cast<suseconds_t>((duration_ms % 1000) * 1000)
+                      };
+                      int rc = rados_lock_exclusive(io, oid.c_str(), name.c_str(), cookie.c_str(),
+                                                    description.c_str(),
+                                                    duration_ms ? &duration : nullptr,
+                                                    renew ? LIBRADOS_LOCK_FLAG_MUST_RENEW : 0);
+                      if (rc == -EBUSY) {
+                        message = "the lock is held by another client or cookie";
+                      } else if (rc == -EEXIST) {
+                        message = "this client already holds the lock with this cookie";
+                      } else if (rc == -ENOENT && renew) {
+                        message = "the lock to renew is no longer held (it expired or was broken)";
+                      } else if (rc < 0) {
+                        message = "rados_lock_exclusive failed";
+                      }
+                      return rc;
+                    });
+                  });
 }
 
-Napi::Value PoolWrap::UnlockObject(const Napi::CallbackInfo& info) {
-  auto handle = OpenHandle(info.Env());
+Napi::Value UnlockObject(PoolWrap& wrap, const Napi::CallbackInfo& info) {
+  auto handle = wrap.OpenHandle(info.Env());
   std::string oid = StringArg(info, 0, "object name");
   std::string name = StringArg(info, 1, "lock name");
   std::string cookie = StringArg(info, 2, "lock cookie");
-  return Run(info.Env(),
-             [handle, oid, name, cookie](std::string& message) {
-               return WithHandle(handle, "pool", message, [&](rados_ioctx_t io) {
-                 int rc = rados_unlock(io, oid.c_str(), name.c_str(), cookie.c_str());
-                 if (rc == -ENOENT) {
-                   message = "this client holds no such lock";
-                 } else if (rc < 0) {
-                   message = "rados_unlock failed";
-                 }
-                 return rc;
-               });
-             });
+  return wrap.Run(info.Env(),
+                  [handle, oid, name, cookie](std::string& message) {
+                    return WithHandle(handle, "pool", message, [&](rados_ioctx_t io) {
+                      int rc = rados_unlock(io, oid.c_str(), name.c_str(), cookie.c_str());
+                      if (rc == -ENOENT) {
+                        message = "this client holds no such lock";
+                      } else if (rc < 0) {
+                        message = "rados_unlock failed";
+                      }
+                      return rc;
+                    });
+                  });
 }
 
-Napi::Value PoolWrap::ListLockers(const Napi::CallbackInfo& info) {
-  auto handle = OpenHandle(info.Env());
+Napi::Value ListLockers(PoolWrap& wrap, const Napi::CallbackInfo& info) {
+  auto handle = wrap.OpenHandle(info.Env());
   std::string oid = StringArg(info, 0, "object name");
   std::string name = StringArg(info, 1, "lock name");
-  return Run<Lockers>(
+  return wrap.Run<Lockers>(
       info.Env(),
       [handle, oid, name](Lockers& out, std::string& message) {
         return WithHandle(handle, "pool", message, [&](rados_ioctx_t io) {
@@ -163,25 +154,35 @@ Napi::Value PoolWrap::ListLockers(const Napi::CallbackInfo& info) {
       });
 }
 
-Napi::Value PoolWrap::BreakLock(const Napi::CallbackInfo& info) {
-  auto handle = OpenHandle(info.Env());
+Napi::Value BreakLock(PoolWrap& wrap, const Napi::CallbackInfo& info) {
+  auto handle = wrap.OpenHandle(info.Env());
   std::string oid = StringArg(info, 0, "object name");
   std::string name = StringArg(info, 1, "lock name");
   std::string client = StringArg(info, 2, "lock holder");
   std::string cookie = StringArg(info, 3, "lock cookie");
-  return Run(info.Env(),
-             [handle, oid, name, client, cookie](std::string& message) {
-               return WithHandle(handle, "pool", message, [&](rados_ioctx_t io) {
-                 int rc = rados_break_lock(io, oid.c_str(), name.c_str(), client.c_str(),
-                                           cookie.c_str());
-                 if (rc == -ENOENT) {
-                   message = "the lock is not held by " + client + " with this cookie";
-                 } else if (rc < 0) {
-                   message = "rados_break_lock failed";
-                 }
-                 return rc;
-               });
-             });
+  return wrap.Run(info.Env(),
+                  [handle, oid, name, client, cookie](std::string& message) {
+                    return WithHandle(handle, "pool", message, [&](rados_ioctx_t io) {
+                      int rc = rados_break_lock(io, oid.c_str(), name.c_str(), client.c_str(),
+                                                cookie.c_str());
+                      if (rc == -ENOENT) {
+                        message = "the lock is not held by " + client + " with this cookie";
+                      } else if (rc < 0) {
+                        message = "rados_break_lock failed";
+                      }
+                      return rc;
+                    });
+                  });
+}
+
+}  // namespace
+
+void PoolWrap::DefineObjectLockMethods(std::vector<PropertyDescriptor>& methods) {
+  methods.insert(methods.end(),
+                 {Method<LockObject>("lockObject"),
+                  Method<UnlockObject>("unlockObject"),
+                  Method<ListLockers>("listLockers"),
+                  Method<BreakLock>("breakLock")});
 }
 
 }  // namespace rbdnative

@@ -33,16 +33,9 @@ class PoolWrap : public WrapBase<PoolWrap, PoolHandle> {
   Napi::Value WriteObject(const Napi::CallbackInfo& info);
   Napi::Value RemoveObject(const Napi::CallbackInfo& info);
   Napi::Value ObjectExists(const Napi::CallbackInfo& info);
-  // object_lock.cc
-  static void DefineObjectLockMethods(std::vector<PropertyDescriptor>& methods);
-  Napi::Value LockObject(const Napi::CallbackInfo& info);
-  Napi::Value UnlockObject(const Napi::CallbackInfo& info);
-  Napi::Value ListLockers(const Napi::CallbackInfo& info);
-  Napi::Value BreakLock(const Napi::CallbackInfo& info);
-  // watch.cc
-  static void DefineWatchMethods(std::vector<PropertyDescriptor>& methods);
-  Napi::Value WatchObject(const Napi::CallbackInfo& info);
-  Napi::Value NotifyObject(const Napi::CallbackInfo& info);
+  // Each adds the methods its file implements.
+  static void DefineObjectLockMethods(std::vector<PropertyDescriptor>& methods);  // object_lock.cc
+  static void DefineWatchMethods(std::vector<PropertyDescriptor>& methods);       // watch.cc
 };
 
 }  // namespace rbdnative

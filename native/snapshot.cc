@@ -54,12 +54,10 @@ int VisitSnapshots(rbd_image_t image, rbd_snap_namespace_type_t wanted, std::str
   return rc < 0 ? rc : 0;
 }
 
-}  // namespace
-
-Napi::Value ImageWrap::ListSnapshots(const Napi::CallbackInfo& info) {
-  auto handle = OpenHandle(info.Env());
+Napi::Value ListSnapshots(ImageWrap& wrap, const Napi::CallbackInfo& info) {
+  auto handle = wrap.OpenHandle(info.Env());
   using Result = std::vector<SnapshotInfo>;
-  return Run<Result>(
+  return wrap.Run<Result>(
       info.Env(),
       [handle](Result& out, std::string& message) {
         return WithHandle(handle, "image", message, [&](rbd_image_t image) {
@@ -107,15 +105,15 @@ Napi::Value ImageWrap::ListSnapshots(const Napi::CallbackInfo& info) {
 // The snapshots in the trash namespace, each with the name it had: librbd
 // moves a snapshot there when it is removed while a clone of it lives, and
 // one whose removal was cut short (an OSD fault) stays there for good.
-Napi::Value ImageWrap::ListTrashedSnapshots(const Napi::CallbackInfo& info) {
-  auto handle = OpenHandle(info.Env());
+Napi::Value ListTrashedSnapshots(ImageWrap& wrap, const Napi::CallbackInfo& info) {
+  auto handle = wrap.OpenHandle(info.Env());
   struct Trashed {
     uint64_t id;
     std::string name;
     std::string original_name;
   };
   using Result = std::vector<Trashed>;
-  return Run<Result>(
+  return wrap.Run<Result>(
       info.Env(),
       [handle](Result& out, std::string& message) {
         return WithHandle(handle, "image", message, [&](rbd_image_t image) {
@@ -145,45 +143,45 @@ Napi::Value ImageWrap::ListTrashedSnapshots(const Napi::CallbackInfo& info) {
       });
 }
 
-Napi::Value ImageWrap::RemoveSnapshotById(const Napi::CallbackInfo& info) {
+Napi::Value RemoveSnapshotById(ImageWrap& wrap, const Napi::CallbackInfo& info) {
   uint64_t id = U64Arg(info, 0, "snapshot id");
-  return Simple(info, "rbd_snap_remove_by_id", [id](rbd_image_t image) {
+  return wrap.Simple(info, "rbd_snap_remove_by_id", [id](rbd_image_t image) {
     return rbd_snap_remove_by_id(image, id);
   });
 }
 
-Napi::Value ImageWrap::CreateSnapshot(const Napi::CallbackInfo& info) {
+Napi::Value CreateSnapshot(ImageWrap& wrap, const Napi::CallbackInfo& info) {
   std::string name = StringArg(info, 0, "snapshot name");
-  return Simple(info, "rbd_snap_create", [name](rbd_image_t image) {
+  return wrap.Simple(info, "rbd_snap_create", [name](rbd_image_t image) {
     return rbd_snap_create(image, name.c_str());
   });
 }
 
-Napi::Value ImageWrap::RemoveSnapshot(const Napi::CallbackInfo& info) {
+Napi::Value RemoveSnapshot(ImageWrap& wrap, const Napi::CallbackInfo& info) {
   std::string name = StringArg(info, 0, "snapshot name");
-  return Simple(info, "rbd_snap_remove", [name](rbd_image_t image) {
+  return wrap.Simple(info, "rbd_snap_remove", [name](rbd_image_t image) {
     return rbd_snap_remove(image, name.c_str());
   });
 }
 
-Napi::Value ImageWrap::ProtectSnapshot(const Napi::CallbackInfo& info) {
+Napi::Value ProtectSnapshot(ImageWrap& wrap, const Napi::CallbackInfo& info) {
   std::string name = StringArg(info, 0, "snapshot name");
-  return Simple(info, "rbd_snap_protect", [name](rbd_image_t image) {
+  return wrap.Simple(info, "rbd_snap_protect", [name](rbd_image_t image) {
     return rbd_snap_protect(image, name.c_str());
   });
 }
 
-Napi::Value ImageWrap::UnprotectSnapshot(const Napi::CallbackInfo& info) {
+Napi::Value UnprotectSnapshot(ImageWrap& wrap, const Napi::CallbackInfo& info) {
   std::string name = StringArg(info, 0, "snapshot name");
-  return Simple(info, "rbd_snap_unprotect", [name](rbd_image_t image) {
+  return wrap.Simple(info, "rbd_snap_unprotect", [name](rbd_image_t image) {
     return rbd_snap_unprotect(image, name.c_str());
   });
 }
 
-Napi::Value ImageWrap::IsSnapshotProtected(const Napi::CallbackInfo& info) {
-  auto handle = OpenHandle(info.Env());
+Napi::Value IsSnapshotProtected(ImageWrap& wrap, const Napi::CallbackInfo& info) {
+  auto handle = wrap.OpenHandle(info.Env());
   std::string name = StringArg(info, 0, "snapshot name");
-  return Run<bool>(
+  return wrap.Run<bool>(
       info.Env(),
       [handle, name](bool& out, std::string& message) {
         return WithHandle(handle, "image", message, [&](rbd_image_t image) {
@@ -200,10 +198,10 @@ Napi::Value ImageWrap::IsSnapshotProtected(const Napi::CallbackInfo& info) {
       [](Napi::Env env, bool& value) { return Napi::Boolean::New(env, value); });
 }
 
-Napi::Value ImageWrap::SnapshotExists(const Napi::CallbackInfo& info) {
-  auto handle = OpenHandle(info.Env());
+Napi::Value SnapshotExists(ImageWrap& wrap, const Napi::CallbackInfo& info) {
+  auto handle = wrap.OpenHandle(info.Env());
   std::string name = StringArg(info, 0, "snapshot name");
-  return Run<bool>(
+  return wrap.Run<bool>(
       info.Env(),
       [handle, name](bool& out, std::string& message) {
         return WithHandle(handle, "image", message, [&](rbd_image_t image) {
@@ -215,11 +213,27 @@ Napi::Value ImageWrap::SnapshotExists(const Napi::CallbackInfo& info) {
       [](Napi::Env env, bool& value) { return Napi::Boolean::New(env, value); });
 }
 
-Napi::Value ImageWrap::RollbackSnapshot(const Napi::CallbackInfo& info) {
+Napi::Value RollbackSnapshot(ImageWrap& wrap, const Napi::CallbackInfo& info) {
   std::string name = StringArg(info, 0, "snapshot name");
-  return Simple(info, "rbd_snap_rollback", [name](rbd_image_t image) {
+  return wrap.Simple(info, "rbd_snap_rollback", [name](rbd_image_t image) {
     return rbd_snap_rollback(image, name.c_str());
   });
+}
+
+}  // namespace
+
+void ImageWrap::DefineSnapshotMethods(std::vector<PropertyDescriptor>& methods) {
+  methods.insert(methods.end(),
+                 {Method<ListSnapshots>("listSnapshots"),
+                  Method<CreateSnapshot>("createSnapshot"),
+                  Method<RemoveSnapshot>("removeSnapshot"),
+                  Method<ListTrashedSnapshots>("listTrashedSnapshots"),
+                  Method<RemoveSnapshotById>("removeSnapshotById"),
+                  Method<ProtectSnapshot>("protectSnapshot"),
+                  Method<UnprotectSnapshot>("unprotectSnapshot"),
+                  Method<IsSnapshotProtected>("isSnapshotProtected"),
+                  Method<SnapshotExists>("snapshotExists"),
+                  Method<RollbackSnapshot>("rollbackSnapshot")});
 }
 
 }  // namespace rbdnative

@@ -144,24 +144,17 @@ Napi::Object GidAndCookie(Napi::Env env, uint64_t gid, uint64_t cookie) {
   return object;
 }
 
-}  // namespace
-
-void PoolWrap::DefineWatchMethods(std::vector<PropertyDescriptor>& methods) {
-  methods.push_back(InstanceMethod("watchObject", &PoolWrap::WatchObject));
-  methods.push_back(InstanceMethod("notifyObject", &PoolWrap::NotifyObject));
-}
-
-Napi::Value PoolWrap::WatchObject(const Napi::CallbackInfo& info) {
+Napi::Value WatchObject(PoolWrap& wrap, const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  auto handle = OpenHandle(env);
+  auto handle = wrap.OpenHandle(env);
   std::string oid = StringArg(info, 0, "object name");
   uint64_t timeout = U64Arg(info, 1, "watch timeout");
   // 0 would mean the OSD's default (osd_client_watch_timeout, 30 s).
   if (timeout == 0 || timeout > UINT32_MAX) {
     ThrowInvalid(env, "watch timeout must be 1 to 2^32-1 seconds");
   }
-  EnvState* state = state_;
-  return Run<std::shared_ptr<WatchHandle>>(
+  EnvState* state = EnvState::Get(env);
+  return wrap.Run<std::shared_ptr<WatchHandle>>(
       env,
       [handle, oid, timeout](std::shared_ptr<WatchHandle>& out, std::string& message) {
         return WithHandle(handle, "pool", message, [&](rados_ioctx_t io) {
@@ -191,9 +184,9 @@ Napi::Value PoolWrap::WatchObject(const Napi::CallbackInfo& info) {
       });
 }
 
-Napi::Value PoolWrap::NotifyObject(const Napi::CallbackInfo& info) {
+Napi::Value NotifyObject(PoolWrap& wrap, const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  auto handle = OpenHandle(env);
+  auto handle = wrap.OpenHandle(env);
   std::string oid = StringArg(info, 0, "object name");
   uint64_t timeout_ms = U64Arg(info, 1, "notify timeout");
   // librados passes the OSD whole seconds and turns 0 into its default.
@@ -211,7 +204,7 @@ Napi::Value PoolWrap::NotifyObject(const Napi::CallbackInfo& info) {
     data = buffer.Data();
     length = buffer.Length();
   }
-  return Run<NotifyReply>(
+  return wrap.Run<NotifyReply>(
       env,
       [handle, oid, timeout_ms, data, length, keep](NotifyReply& out, std::string& message) {
         return WithHandle(handle, "pool", message, [&](rados_ioctx_t io) {
@@ -254,6 +247,14 @@ Napi::Value PoolWrap::NotifyObject(const Napi::CallbackInfo& info) {
         result.Set("timeouts", timeouts);
         return result;
       });
+}
+
+}  // namespace
+
+void PoolWrap::DefineWatchMethods(std::vector<PropertyDescriptor>& methods) {
+  methods.insert(methods.end(),
+                 {Method<WatchObject>("watchObject"),
+                  Method<NotifyObject>("notifyObject")});
 }
 
 void WatchWrap::DefineMethods(std::vector<PropertyDescriptor>& methods) {

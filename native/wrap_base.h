@@ -34,12 +34,21 @@ class WrapBase : public Napi::ObjectWrap<Self> {
 
  public:
   using PropertyDescriptor = typename Wrap::PropertyDescriptor;
+  // A method implemented as a function of the wrapper in the file of its
+  // concept (snapshot.cc, object_lock.cc, ...), so that adding one touches
+  // that file only.
+  using FreeMethod = Napi::Value (*)(Self&, const Napi::CallbackInfo&);
 
   static Napi::Function Define(Napi::Env env) {
     std::vector<PropertyDescriptor> methods;
     Self::DefineMethods(methods);
     methods.push_back(Wrap::InstanceMethod("close", &WrapBase::CloseHandle));
     return Wrap::DefineClass(env, Self::kClassName, methods);
+  }
+
+  template <FreeMethod method>
+  static PropertyDescriptor Method(const char* name) {
+    return Wrap::InstanceMethod(name, &WrapBase::Forward<method>);
   }
 
   static Self* FromValue(Napi::Env env, Napi::Value value) {
@@ -101,6 +110,11 @@ class WrapBase : public Napi::ObjectWrap<Self> {
 
  private:
   Self& self() { return static_cast<Self&>(*this); }
+
+  template <FreeMethod method>
+  Napi::Value Forward(const Napi::CallbackInfo& info) {
+    return method(self(), info);
+  }
 
   // close(): settles at once when already closed; refuses (EBUSY) while
   // calls on this wrapper are in flight or images or watches opened under it
