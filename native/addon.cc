@@ -24,6 +24,15 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   state->image_ctor = Napi::Persistent(image);
   state->watch_ctor = Napi::Persistent(watch);
   state->cancel_ctor = Napi::Persistent(cancel);
+  // Not constructible from JavaScript (each is made by the call that opens
+  // its handle): exported so that a test without a cluster can compare
+  // their prototypes with lib/ceph/native.ts.
+  Napi::Object classes = Napi::Object::New(env);
+  classes.Set(ClusterWrap::kClassName, cluster);
+  classes.Set(PoolWrap::kClassName, pool);
+  classes.Set(ImageWrap::kClassName, image);
+  classes.Set(WatchWrap::kClassName, watch);
+  exports.Set("classes", classes);
   exports.Set("connect", Napi::Function::New(env, ClusterWrap::Connect, "connect"));
   exports.Set("CancelToken", cancel);
   exports.Set("transfer", Napi::Function::New(env, StartTransfer, "transfer"));

@@ -208,6 +208,16 @@ interface Addon {
   transfer(source: NativeImage, target: NativeImage, plan: NativeTransferPlan,
     cancel: NativeCancelToken, onProgress: (done: bigint, total: bigint, bytesRead: bigint) => void): Promise<NativeTransferStats>;
   CancelToken: new () => NativeCancelToken;
+  /**
+   * The wrapper classes, which only the addon instantiates (connect(), openPool(), openImage(),
+   * watchObject()): exported so that a test can compare their prototypes with these interfaces.
+   */
+  classes: {
+    NativeCluster: { prototype: NativeCluster };
+    NativePool: { prototype: NativePool };
+    NativeImage: { prototype: NativeImage };
+    NativeWatch: { prototype: NativeWatch };
+  };
 }
 
 const require = createRequire(import.meta.url);
