@@ -17,6 +17,7 @@
         "native/object_lock.cc",
         "native/pool.cc",
         "native/snapshot.cc",
+        "native/snapshot_reader.cc",
         "native/transfer.cc",
         "native/watch.cc",
         "native/zero_runs.cc"

@@ -16,11 +16,18 @@
 namespace rbdnative {
 
 struct TransferJob::Op {
+  Op(uint64_t offset, uint64_t length) : offset(offset), length(length) {}
   uint64_t offset;
+  // Bytes of its buffer (the pieces' lengths added up), or of its hole.
   uint64_t length;
   char* buffer = nullptr;
-  // Writes/zeroes still outstanding for this op.
+  // Extents read into the buffer back to back: offset, length.
+  std::vector<std::pair<uint64_t, uint64_t>> pieces;
+  SnapshotReader::Results direct;
+  // Reads, then writes/zeroes, still outstanding for this op.
+  int reads = 0;
   int pending = 0;
+  bool read_failed = false;
   bool finished = false;
 };
 
@@ -53,13 +60,23 @@ void TransferJob::OnComplete(rbd_completion_t c, void* arg) {
   auto* done = static_cast<Completion*>(arg);
   done->rc = rbd_aio_get_return_value(c);
   rbd_aio_release(c);
-  TransferJob* job = done->job;
+  done->job->Deliver(done);
+}
+
+void TransferJob::OnDirectComplete(rados_completion_t c, void* arg) {
+  auto* done = static_cast<Completion*>(arg);
+  done->rc = rados_aio_get_return_value(c);
+  rados_aio_release(c);
+  done->job->Deliver(done);
+}
+
+void TransferJob::Deliver(Completion* done) {
   // Notified under the lock: once it is released the job thread may see
   // this completion, finish, and free the job, so nothing here may touch
   // the job after that.
-  std::lock_guard<std::mutex> lock(job->mu_);
-  job->completed_.push_back(done);
-  job->cv_.notify_one();
+  std::lock_guard<std::mutex> lock(mu_);
+  completed_.push_back(done);
+  cv_.notify_one();
 }
 
 bool TransferJob::Stopping() const { return error_ != 0 || cancel_->load(); }
@@ -115,22 +132,68 @@ void TransferJob::FinishOp(Op* op) {
   }
 }
 
-void TransferJob::IssueRead(rbd_image_t source, uint64_t offset, uint64_t length) {
-  auto* op = new Op{offset, length};
-  op->buffer = AcquireBuffer(length);
+void TransferJob::IssueReads(rbd_image_t source, Op* op) {
+  if (reader_) {
+    std::vector<SnapshotReader::Extent> extents;
+    uint64_t at = 0;
+    for (const auto& [offset, length] : op->pieces) {
+      extents.push_back({offset, length, op->buffer + at});
+      at += length;
+    }
+    auto* done = new Completion{this, op, Kind::kRead, op->offset, op->length};
+    done->direct = true;
+    rados_completion_t c;
+    int rc = rados_aio_create_completion2(done, &TransferJob::OnDirectComplete, &c);
+    if (rc >= 0) {
+      rc = reader_->Read(std::move(extents), &op->direct, c);
+      if (rc < 0) rados_aio_release(c);
+    }
+    if (rc < 0) {
+      Fail(rc, Describe("read from the source's objects", op->offset, op->length) + " could not start");
+      delete done;
+      return;
+    }
+    ++stats_.ops;
+    ++stats_.object_reads;
+    ++reads_pending_;
+    ++op->reads;
+    return;
+  }
+  uint64_t at = 0;
+  for (const auto& [offset, length] : op->pieces) {
+    auto* done = new Completion{this, op, Kind::kRead, offset, length};
+    char* into = op->buffer + at;
+    at += length;
+    if (!StartAio(done, "read from the source", [&](rbd_completion_t c) {
+          return rbd_aio_read2(source, offset, length, into, c, 0);
+        })) {
+      return;
+    }
+    ++op->reads;
+  }
+}
+
+void TransferJob::IssueBatch(rbd_image_t source, rbd_image_t target) {
+  if (batch_.pieces.empty()) return;
+  auto pieces = std::move(batch_.pieces);
+  batch_.pieces.clear();
+  uint64_t bytes = 0;
+  for (const auto& piece : pieces) bytes += piece.second;
+  WaitForRoom(target, bytes);
+  if (Stopping()) return;
+  auto* op = new Op(pieces.front().first, bytes);
+  op->pieces = std::move(pieces);
+  op->buffer = AcquireBuffer(bytes);
   if (!op->buffer) {
     delete op;
     Fail(-ENOMEM, "cannot allocate a transfer buffer");
     return;
   }
-  in_flight_bytes_ += length;
+  in_flight_bytes_ += bytes;
   order_.push_back(op);
   ++in_flight_;
-  auto* done = new Completion{this, op, Kind::kRead, offset, length};
-  bool started = StartAio(done, "read from the source", [&](rbd_completion_t c) {
-    return rbd_aio_read2(source, offset, length, op->buffer, c, 0);
-  });
-  if (!started) FinishOp(op);
+  IssueReads(source, op);
+  if (op->reads == 0) FinishOp(op);
 }
 
 bool TransferJob::StartAio(Completion* done, const char* what,
@@ -176,30 +239,35 @@ void TransferJob::IssueZero(rbd_image_t target, Op* op, uint64_t offset, uint64_
   }
 }
 
-void TransferJob::IssueExtent(rbd_image_t source, rbd_image_t target, uint64_t offset,
-                              uint64_t length, bool exists) {
-  if (!exists) {
-    if (plan_.target_is_zero) {
-      stats_.bytes_skipped += length;
-      return;
-    }
-    // Zeroing carries no data, so one op covers the whole extent.
-    WaitForRoom(target, 0);
-    if (Stopping()) return;
-    auto* op = new Op{offset, length};
-    order_.push_back(op);
-    ++in_flight_;
-    IssueZero(target, op, offset, length);
-    if (op->pending == 0) FinishOp(op);
+void TransferJob::IssueHole(rbd_image_t target, uint64_t offset, uint64_t length) {
+  if (plan_.target_is_zero) {
+    stats_.bytes_skipped += length;
     return;
   }
+  // Zeroing carries no data, so one op covers the whole extent.
+  WaitForRoom(target, 0);
+  if (Stopping()) return;
+  auto* op = new Op(offset, length);
+  order_.push_back(op);
+  ++in_flight_;
+  IssueZero(target, op, offset, length);
+  if (op->pending == 0) FinishOp(op);
+}
+
+void TransferJob::AddData(rbd_image_t source, rbd_image_t target, uint64_t offset, uint64_t length) {
   uint64_t end = offset + length;
   while (offset < end && !Stopping()) {
     // Pieces end on io_size boundaries so that they line up with objects.
-    uint64_t piece_end = std::min(end, (offset / plan_.io_size + 1) * plan_.io_size);
-    WaitForRoom(target, piece_end - offset);
-    if (Stopping()) return;
-    IssueRead(source, offset, piece_end - offset);
+    uint64_t block = offset / plan_.io_size;
+    uint64_t piece_end = std::min(end, (block + 1) * plan_.io_size);
+    if (!batch_.pieces.empty() && batch_.block != block) IssueBatch(source, target);
+    batch_.block = block;
+    auto& pieces = batch_.pieces;
+    if (!pieces.empty() && offset - (pieces.back().first + pieces.back().second) <= plan_.merge_gap) {
+      pieces.back().second = piece_end - pieces.back().first;
+    } else {
+      pieces.emplace_back(offset, piece_end - offset);
+    }
     offset = piece_end;
   }
 }
@@ -208,16 +276,31 @@ void TransferJob::Handle(rbd_image_t target, Completion* done) {
   Op* op = done->op;
   if (done->kind == Kind::kRead) {
     --reads_pending_;
-    if (done->rc < 0 || static_cast<uint64_t>(done->rc) != done->length) {
+    --op->reads;
+    if (done->direct) {
+      int rc = SnapshotReader::Finish(&op->direct, static_cast<int>(done->rc));
+      if (rc < 0) {
+        Fail(rc, Describe("read from the source's objects", done->offset, done->length) + " failed: " +
+                     std::strerror(-rc));
+        op->read_failed = true;
+      }
+    } else if (done->rc < 0 || static_cast<uint64_t>(done->rc) != done->length) {
       Fail(done->rc < 0 ? static_cast<int>(done->rc) : -EIO,
            Describe("read from the source", done->offset, done->length) + " failed" +
                (done->rc < 0 ? std::string(": ") + std::strerror(static_cast<int>(-done->rc))
                              : std::string(": short read")));
-      FinishOp(op);
-      return;
+      op->read_failed = true;
     }
-    stats_.bytes_read += done->length;
-    if (!Stopping()) WriteRuns(target, op);
+    if (!op->read_failed) stats_.bytes_read += done->length;
+    // The buffer is librbd's until every read of it has completed.
+    if (op->reads > 0) return;
+    if (!op->read_failed && !Stopping()) {
+      uint64_t at = 0;
+      for (const auto& [offset, length] : op->pieces) {
+        WriteRuns(target, op, offset, length, op->buffer + at);
+        at += length;
+      }
+    }
     if (op->pending == 0) FinishOp(op);
     return;
   }
@@ -234,25 +317,23 @@ void TransferJob::Handle(rbd_image_t target, Completion* done) {
   if (--op->pending == 0) FinishOp(op);
 }
 
-void TransferJob::WriteRuns(rbd_image_t target, Op* op) {
+void TransferJob::WriteRuns(rbd_image_t target, Op* op, uint64_t offset, uint64_t length, char* data) {
   // Data runs are written from the read buffer itself; zero runs become
   // write-zeroes, or nothing on a target that already reads as zeros.
   uint64_t data_start = 0;
-  for (const auto& [zero_start, zero_end] : FindZeroRuns(op->buffer, op->length, plan_.min_zero_run)) {
+  for (const auto& [zero_start, zero_end] : FindZeroRuns(data, length, plan_.min_zero_run)) {
     if (zero_start > data_start) {
-      IssueWrite(target, op, op->offset + data_start, zero_start - data_start,
-                 op->buffer + data_start);
+      IssueWrite(target, op, offset + data_start, zero_start - data_start, data + data_start);
     }
     if (plan_.target_is_zero) {
       stats_.bytes_skipped += zero_end - zero_start;
     } else {
-      IssueZero(target, op, op->offset + zero_start, zero_end - zero_start);
+      IssueZero(target, op, offset + zero_start, zero_end - zero_start);
     }
     data_start = zero_end;
   }
-  if (op->length > data_start) {
-    IssueWrite(target, op, op->offset + data_start, op->length - data_start,
-               op->buffer + data_start);
+  if (length > data_start) {
+    IssueWrite(target, op, offset + data_start, length - data_start, data + data_start);
   }
 }
 
@@ -309,6 +390,7 @@ void TransferJob::Abandon() {
   std::string stuck;
   if (reads_pending_ > 0) {
     source_->MarkStuck();
+    if (reader_) reader_->Leak();
     stuck += std::to_string(reads_pending_) + " read(s) from the source";
   }
   if (writes_pending_ > 0) {
@@ -376,11 +458,16 @@ int TransferJob::Transfer(rbd_image_t source, rbd_image_t target,
     for (size_t i = 0; i < extents.size() && !Stopping(); ++i) {
       uint64_t offset = extents.offset(i);
       uint64_t length = extents.length(i);
-      if (plan_.zero_gaps && offset > cursor) {
-        IssueExtent(source, target, cursor, offset - cursor, false);
-      }
+      bool exists = extents.exists[i] != 0;
+      // Holes go after the data below them, so ops stay in offset order.
+      if (!exists || (plan_.zero_gaps && offset > cursor)) IssueBatch(source, target);
+      if (plan_.zero_gaps && offset > cursor) IssueHole(target, cursor, offset - cursor);
       ++stats_.extents;
-      IssueExtent(source, target, offset, length, extents.exists[i] != 0);
+      if (exists) {
+        AddData(source, target, offset, length);
+      } else {
+        IssueHole(target, offset, length);
+      }
       cursor = offset + length;
       position_ = cursor;
       auto now = std::chrono::steady_clock::now();
@@ -391,9 +478,8 @@ int TransferJob::Transfer(rbd_image_t source, rbd_image_t target,
         report(Progress());
       }
     }
-    if (plan_.zero_gaps && cursor < range_end && !Stopping()) {
-      IssueExtent(source, target, cursor, range_end - cursor, false);
-    }
+    IssueBatch(source, target);
+    if (plan_.zero_gaps && cursor < range_end && !Stopping()) IssueHole(target, cursor, range_end - cursor);
     position_ = range_end;
   }
   diffs.Stop();
@@ -413,7 +499,16 @@ int TransferJob::Transfer(rbd_image_t source, rbd_image_t target,
 int TransferJob::Run(const std::function<void(const TransferProgress&)>& report) {
   int rc = WithHandle(source_, "source image", message_, [&](rbd_image_t source) {
     return WithHandle(target_, "target image", message_, [&](rbd_image_t target) {
-      return Transfer(source, target, report);
+      if (plan_.snapshot) {
+        reader_ = SnapshotReader::Open(source_, *plan_.snapshot, &direct_read_refused_);
+      } else {
+        direct_read_refused_ = "the snapshot to read was not named";
+      }
+      int result = Transfer(source, target, report);
+      // The reader's ioctx goes while the source (and so its cluster) is
+      // still held open.
+      if (!abandoned_) reader_.reset();
+      return result;
     });
   });
   // Ops are only ever deleted once finished; anything left is a bug, but
@@ -449,7 +544,8 @@ uint64_t U64Field(Napi::Env env, Napi::Object object, const char* key, uint64_t 
   return U64Value(env, value, key);
 }
 
-Napi::Object StatsObject(Napi::Env env, const TransferStats& s) {
+Napi::Object StatsObject(Napi::Env env, const TransferJob& job) {
+  const TransferStats& s = job.stats();
   Napi::Object result = Napi::Object::New(env);
   result.Set("bytesRead", Napi::BigInt::New(env, static_cast<uint64_t>(s.bytes_read)));
   result.Set("bytesWritten", Napi::BigInt::New(env, static_cast<uint64_t>(s.bytes_written)));
@@ -457,7 +553,11 @@ Napi::Object StatsObject(Napi::Env env, const TransferStats& s) {
   result.Set("bytesSkipped", Napi::BigInt::New(env, static_cast<uint64_t>(s.bytes_skipped)));
   result.Set("extents", Napi::Number::New(env, static_cast<double>(s.extents)));
   result.Set("ops", Napi::Number::New(env, static_cast<double>(s.ops)));
+  result.Set("objectReads", Napi::Number::New(env, static_cast<double>(s.object_reads)));
   result.Set("elapsedMs", Napi::Number::New(env, s.elapsed_ms));
+  if (!job.direct_read_refused().empty()) {
+    result.Set("directReadRefused", Napi::String::New(env, job.direct_read_refused()));
+  }
   return result;
 }
 
@@ -475,6 +575,8 @@ Napi::Value StartTransfer(const Napi::CallbackInfo& info) {
   TransferPlan plan;
   Napi::Value from_value = options.Get("fromSnapshot");
   if (from_value.IsString()) plan.from_snapshot = from_value.As<Napi::String>().Utf8Value();
+  Napi::Value snapshot_value = options.Get("snapshot");
+  if (snapshot_value.IsString()) plan.snapshot = snapshot_value.As<Napi::String>().Utf8Value();
   plan.length = U64Field(env, options, "length", 0);
   plan.step = U64Field(env, options, "step", plan.step);
   plan.first_step = U64Field(env, options, "firstStep", plan.first_step);
@@ -482,6 +584,7 @@ Napi::Value StartTransfer(const Napi::CallbackInfo& info) {
   plan.window = static_cast<uint32_t>(U64Field(env, options, "window", plan.window));
   plan.memory = U64Field(env, options, "memory", plan.memory);
   plan.min_zero_run = U64Field(env, options, "minZeroRun", plan.min_zero_run);
+  plan.merge_gap = U64Field(env, options, "mergeGap", plan.merge_gap);
   plan.whole_object = options.Get("wholeObject").ToBoolean();
   plan.target_is_zero = options.Get("targetIsZero").ToBoolean();
   plan.zero_gaps = options.Get("zeroGaps").ToBoolean();
@@ -527,10 +630,10 @@ Napi::Value StartTransfer(const Napi::CallbackInfo& info) {
       if (s->rc < 0) {
         std::string message = s->job->message().empty() ? std::strerror(-s->rc) : s->job->message();
         Napi::Error error = MakeError(env, -s->rc, message);
-        error.Set("stats", StatsObject(env, s->job->stats()));
+        error.Set("stats", StatsObject(env, *s->job));
         s->deferred.Reject(error.Value());
       } else {
-        s->deferred.Resolve(StatsObject(env, s->job->stats()));
+        s->deferred.Resolve(StatsObject(env, *s->job));
       }
       delete s;
     });

@@ -1,7 +1,11 @@
 // The copy engine: moves the extents of a source image (opened at a
 // snapshot) into a target image on a thread of its own, with a bounded window
-// of librbd aio reads whose buffers go straight into aio writes, and
+// of reads whose buffers go straight into librbd aio writes, and
 // write-zeroes (or nothing, on an empty target) for holes and zero runs.
+// The extents of one object are read together: in one RADOS operation when
+// the snapshot's objects can be read directly (snapshot_reader.h), and
+// with the small gaps between them, so they are written with fewer
+// operations too.
 #pragma once
 
 #include <napi.h>
@@ -20,12 +24,16 @@
 
 #include "cancel.h"
 #include "handles.h"
+#include "snapshot_reader.h"
 
 namespace rbdnative {
 
 struct TransferPlan {
   // Changes since this snapshot of the source; whole history when empty.
   std::optional<std::string> from_snapshot;
+  // The snapshot the source image is open at: its objects are then read
+  // directly where that gives what librbd would read.
+  std::optional<std::string> snapshot;
   // Cover [0, length) of the source.
   uint64_t length = 0;
   // Bytes looked at per rbd_diff_iterate2 call (the "chunk").
@@ -35,8 +43,14 @@ struct TransferPlan {
   // rather than after a whole step's (exact listing costs a round trip per
   // changed object). Zero: step.
   uint64_t first_step = 0;
-  // Largest single aio read/write.
+  // Largest single aio read/write; a divisor of the object size, so that
+  // the extents read together all lie in one object.
   uint64_t io_size = 4ull << 20;
+  // Changed extents of one io_size block this close together are read and
+  // written as one, the bytes in between included: those are unchanged
+  // since the from-snapshot, which the target holds too, so writing them
+  // changes nothing, and one operation costs more than a few KiB of data.
+  uint64_t merge_gap = 0;
   // Most aio operations in flight.
   uint32_t window = 64;
   // Most bytes of read buffers in flight: bounds memory whatever the
@@ -68,6 +82,8 @@ struct TransferStats {
   uint64_t bytes_skipped = 0;
   uint64_t extents = 0;
   uint64_t ops = 0;
+  // Read operations that went straight to the snapshot's objects.
+  uint64_t object_reads = 0;
   double elapsed_ms = 0;
 };
 
@@ -93,6 +109,8 @@ class TransferJob {
   int Run(const std::function<void(const TransferProgress&)>& report);
   const TransferStats& stats() const { return stats_; }
   const std::string& message() const { return message_; }
+  // Why the snapshot's objects were read through librbd, if they were.
+  const std::string& direct_read_refused() const { return direct_read_refused_; }
   // Whether it gave up on operations still in flight: librbd may yet
   // complete them into this job's buffers and completion queue, so the
   // job must never be freed.
@@ -108,15 +126,28 @@ class TransferJob {
     uint64_t offset;
     uint64_t length;
     ssize_t rc = 0;
+    // A direct read of the snapshot's objects (a RADOS completion).
+    bool direct = false;
+  };
+  // Extents of one io_size block waiting to be read together.
+  struct Batch {
+    uint64_t block = 0;
+    std::vector<std::pair<uint64_t, uint64_t>> pieces;  // offset, length
   };
 
   static void OnComplete(rbd_completion_t c, void* arg);
+  static void OnDirectComplete(rados_completion_t c, void* arg);
+  void Deliver(Completion* done);
 
   int Transfer(rbd_image_t source, rbd_image_t target,
                const std::function<void(const TransferProgress&)>& report);
-  void IssueExtent(rbd_image_t source, rbd_image_t target, uint64_t offset,
-                   uint64_t length, bool exists);
-  void IssueRead(rbd_image_t source, uint64_t offset, uint64_t length);
+  void IssueHole(rbd_image_t target, uint64_t offset, uint64_t length);
+  // Adds a data extent to the batch, issuing the batch first when the
+  // extent starts a new block.
+  void AddData(rbd_image_t source, rbd_image_t target, uint64_t offset, uint64_t length);
+  // Starts the reads of the batch, if it holds anything.
+  void IssueBatch(rbd_image_t source, rbd_image_t target);
+  void IssueReads(rbd_image_t source, Op* op);
   // Creates done's completion and runs submit with it; false (and the
   // failure recorded) when either could not start.
   bool StartAio(Completion* done, const char* what,
@@ -125,7 +156,7 @@ class TransferJob {
   void IssueWrite(rbd_image_t target, Op* op, uint64_t offset, uint64_t length,
                   const char* data);
   void Handle(rbd_image_t target, Completion* done);
-  void WriteRuns(rbd_image_t target, Op* op);
+  void WriteRuns(rbd_image_t target, Op* op, uint64_t offset, uint64_t length, char* data);
   void FinishOp(Op* op);
   // Waits for completions (handling them) until an op needing `bytes` of
   // buffer fits in the window and the memory budget.
@@ -152,6 +183,9 @@ class TransferJob {
   std::shared_ptr<ImageHandle> source_;
   std::shared_ptr<ImageHandle> target_;
   TransferPlan plan_;
+  std::unique_ptr<SnapshotReader> reader_;
+  std::string direct_read_refused_;
+  Batch batch_;
   CancelFlag cancel_;
   TransferStats stats_;
 

@@ -171,6 +171,12 @@ export interface NativeImage {
 
 export interface NativeTransferPlan {
   fromSnapshot?: string;
+  /**
+   * The snapshot the source is open at. Named, its objects are read
+   * directly (all extents of an object in one operation) when that reads
+   * what librbd would: not for clones, striped, format 1 or migrating images.
+   */
+  snapshot?: string;
   length: bigint;
   step: bigint;
   /** The first diff call's span; each next one is four times longer, up to step. Default: step. */
@@ -181,6 +187,8 @@ export interface NativeTransferPlan {
   wholeObject: boolean;
   targetIsZero: boolean;
   zeroGaps: boolean;
+  /** Changed extents of one block at most this far apart are read and written as one. Default 0. */
+  mergeGap?: bigint;
   /**
    * Once the transfer stops (a failure or a cancel), how long its operations
    * still in flight get to complete before the job gives up on them and
@@ -196,6 +204,10 @@ export interface NativeTransferStats {
   bytesSkipped: bigint;
   extents: number;
   ops: number;
+  /** Of those, reads that went straight to the snapshot's objects (one per object). */
+  objectReads: number;
+  /** Why the source's objects were read through librbd instead, when they were. */
+  directReadRefused?: string;
   elapsedMs: number;
 }
 

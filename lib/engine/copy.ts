@@ -60,6 +60,7 @@ export async function copyImage(options: CopyImageOptions): Promise<CopyStats> {
     }
     const skipZeroes = options.skipZeroes ?? !(await target.hasExtents());
     const plan: NativeTransferPlan = {
+      ...(snapshot === undefined ? {} : { snapshot }),
       length: size,
       step: chunkSize,
       ioSize: ioSizeFor(objectSize),

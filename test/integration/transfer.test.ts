@@ -18,7 +18,7 @@ import {
   type Image, type Progress, type TransferDiffOptions, type TransferStats,
 } from '../../lib/index.js';
 import { intBelow } from '../../lib/dev/prng.js';
-import { closeTestPools, testPool, uniqueName } from '../support/clusters.js';
+import { closeTestPools, rbd, testPool, uniqueName } from '../support/clusters.js';
 import {
   assertSameSnapshot, ClusterScratch, clusterScratch, fill, mutate, offsetIn, resourceOf, seeded,
   targetState, type Made, type TargetState,
@@ -260,9 +260,12 @@ describe('transferDiff: chains of snapshots', () => {
     await source.createSnapshot('c1');
     const dst = await s.create('a', 'backups', 'xfer-child-dst', SIZE);
     const target = await s.open(dst);
-    await transferDiff({ source, target, snapshot: 'c1' });
+    const stats = await transferDiff({ source, target, snapshot: 'c1' });
     await assertSameSnapshot(child, dst, 'c1');
     assert.equal(await target.parent(), null, 'the target is a plain image');
+    // A clone's objects do not hold its parent's data: read through librbd.
+    assert.match(stats.directReadRefused ?? '', /clone/, show(stats));
+    assert.equal(stats.objectReads, 0);
   });
 
   test('an unchanged source: nothing read or written, the end snapshot still made', { timeout: 60_000 }, async (t) => {
@@ -283,6 +286,93 @@ describe('transferDiff: chains of snapshots', () => {
     assertProgress(reports, BigInt(SIZE), stats);
     assert.equal(await target.snapshotExists('u2'), true);
     await assertSameSnapshot(src, dst, 'u2');
+  });
+});
+
+// ---- reading the snapshot's objects directly -------------------------------------
+
+describe('transferDiff: extents read straight from the snapshot\'s objects', () => {
+  test('many small changes per object, some closer than the merge gap: one read per object, fewer writes than extents',
+    { timeout: 120_000 }, async (t) => {
+      const s = clusterScratch(t);
+      const rng = seeded(t, 'TRANSFER_TEST_SEED');
+      const SIZE = 32 * MiB;
+      const src = await s.create('a', 'rbd', 'xfer-scatter-src', SIZE, { order: 22 });
+      const dst = await s.create('a', 'backups', 'xfer-scatter-dst', SIZE, { order: 22 });
+      const source = await s.open(src);
+      const target = await s.open(dst);
+      await fill(source, 0, SIZE);
+      await source.createSnapshot('s1');
+      await transferDiff({ source, target, snapshot: 's1' });
+      // Objects 1, 3 and 5 get 4 KiB writes 8-200 KiB apart (gaps below and
+      // above the merge gap), one ending exactly at the object's end;
+      // object 6 a discard between two writes.
+      const touched = [1, 3, 5];
+      for (const object of touched) {
+        let at = object * 4 * MiB + 32 * KiB + intBelow(rng, 16) * 4 * KiB;
+        while (at + 4 * KiB <= (object + 1) * 4 * MiB) {
+          await source.write(randomBytes(4 * KiB), at);
+          at += 4 * KiB + (2 + intBelow(rng, 49)) * 4 * KiB;
+        }
+        await source.write(randomBytes(4 * KiB), (object + 1) * 4 * MiB - 4 * KiB);
+      }
+      await source.write(randomBytes(4 * KiB), 4 * MiB);
+      await source.write(randomBytes(4 * KiB), 4 * MiB + 16 * KiB);
+      await source.write(randomBytes(4 * KiB), 24 * MiB);
+      await source.discard(24 * MiB + 64 * KiB, 1 * MiB);
+      await source.write(randomBytes(4 * KiB), 24 * MiB + 2 * MiB);
+      await source.createSnapshot('s2');
+      // The target's head differs from its s1 in the 12 KiB gap between the
+      // first two changes of object 1, which is read and written with them:
+      // the bytes written there must be the source's.
+      await target.write(randomBytes(4 * KiB), 4 * MiB + 8 * KiB);
+      const stats = await transferDiff({ source, target, snapshot: 's2', fromSnapshot: 's1' });
+      await assertSameSnapshot(src, dst, 's2', show(stats));
+      assert.equal(stats.directReadRefused, undefined, show(stats));
+      // One read per object with changes; object 6's discard may split its
+      // data into two reads (holes are zeroed in offset order).
+      assert.ok(stats.objectReads >= touched.length + 1 && stats.objectReads <= touched.length + 2,
+        `one read per changed object: ${show(stats)}`);
+      const writes = stats.ops - stats.objectReads;
+      assert.ok(writes < stats.extents, `merged extents take fewer writes (${writes}) than extents (${stats.extents})`);
+    });
+
+  test('an image whose data lives in another pool (--data-pool): read from that pool', { timeout: 120_000 }, async (t) => {
+    const s = clusterScratch(t);
+    const rng = seeded(t, 'TRANSFER_TEST_SEED');
+    const SIZE = 16 * MiB;
+    const src = await s.reserve('a', 'rbd', 'xfer-datapool-src');
+    await rbd('a', ['create', '--size', `${SIZE / MiB}M`, '--data-pool', 'backups', src.spec]);
+    const source = await s.open(src);
+    await fill(source, 0, SIZE);
+    await source.createSnapshot('d1');
+    await mutate(source, rng, SIZE, 8);
+    await source.createSnapshot('d2');
+    const dst = await s.create('a', 'backups', 'xfer-datapool-dst', SIZE);
+    const target = await s.open(dst);
+    const full = await transferDiff({ source, target, snapshot: 'd1' });
+    const incremental = await transferDiff({ source, target, snapshot: 'd2', fromSnapshot: 'd1' });
+    await assertSameSnapshot(src, dst, 'd1');
+    await assertSameSnapshot(src, dst, 'd2');
+    assert.ok(full.objectReads > 0 && full.directReadRefused === undefined, show(full));
+    assert.ok(incremental.directReadRefused === undefined, show(incremental));
+  });
+
+  test('a striped image: read through librbd', { timeout: 120_000 }, async (t) => {
+    const s = clusterScratch(t);
+    const rng = seeded(t, 'TRANSFER_TEST_SEED');
+    const SIZE = 16 * MiB;
+    const src = await s.create('a', 'rbd', 'xfer-striped-src', SIZE, { stripeUnit: 64 * KiB, stripeCount: 4 });
+    const source = await s.open(src);
+    await fill(source, 0, SIZE);
+    await mutate(source, rng, SIZE, 8);
+    await source.createSnapshot('p1');
+    const dst = await s.create('a', 'backups', 'xfer-striped-dst', SIZE);
+    const target = await s.open(dst);
+    const stats = await transferDiff({ source, target, snapshot: 'p1' });
+    await assertSameSnapshot(src, dst, 'p1');
+    assert.match(stats.directReadRefused ?? '', /striped/, show(stats));
+    assert.equal(stats.objectReads, 0);
   });
 });
 
