@@ -60,24 +60,20 @@ export async function transferDiff(options: TransferDiffOptions): Promise<Transf
     throw invalidArgument('transferDiff', resource, 'the target must be open at its head, not at a snapshot');
   }
   if (options.signal?.aborted) throw cancelledError('transferDiff', resource, options.signal);
-  // import-diff's rules, checked before anything is written.
-  if (fromSnapshot !== undefined) {
-    for (const [image, side] of [[source, 'source'], [target, 'target']] as const) {
-      if (!(await image.snapshotExists(fromSnapshot))) {
-        throw new NotFoundError({
-          code: 'ENOENT', operation: 'transferDiff', resource,
-          detail: `from-snapshot ${fromSnapshot} does not exist on the ${side} ${image.pool.spec}/${image.name}`,
-        });
-      }
-    }
+  // Opening the source at the snapshot takes a dozen round trips: it starts
+  // first, and the checks run meanwhile. A handle opened now lists every
+  // snapshot without the refresh the caller's handle may need after
+  // creating one.
+  const opening = source.pool.openImage(source.name, { snapshot, readOnly: true });
+  opening.catch(() => undefined); // awaited below, or closed if a check fails first
+  let snap: Image;
+  try {
+    await checkTransferSnapshots(opening, target, snapshot, fromSnapshot, resource);
+    snap = await opening;
+  } catch (error) {
+    await opening.then((opened) => opened.close(), () => undefined);
+    throw error;
   }
-  if (await target.snapshotExists(snapshot)) {
-    throw new AlreadyExistsError({
-      code: 'EEXIST', operation: 'transferDiff', resource,
-      detail: `the target already has the end snapshot ${snapshot}`,
-    });
-  }
-  const snap = await source.pool.openImage(source.name, { snapshot, readOnly: true });
   try {
     const { size, objectSize, features } = await snap.stat();
     // A full transfer into an image that holds nothing can skip holes and
@@ -102,12 +98,35 @@ export async function transferDiff(options: TransferDiffOptions): Promise<Transf
     logEngine('transferDiff %s from %s: %d bytes, window %d', resource, fromSnapshot ?? '(start)', size, limits.concurrency);
     const stats = await runTransfer(snap, target, plan, options, 'transferDiff', resource);
     if (stats.directReadRefused !== undefined) logEngine('transferDiff %s read through librbd: %s', resource, stats.directReadRefused);
-    await target.createSnapshot(snapshot);
+    // Nothing maps a transfer's target while it is written.
+    await target.createSnapshot(snapshot, { skipQuiesce: true });
     logEngine('transferDiff %s done: %o', resource, stats);
     return { ...stats, size };
   } finally {
     await snap.close();
   }
+}
+
+/** import-diff's rules, checked before anything is written. */
+async function checkTransferSnapshots(opening: Promise<Image>, target: Image, snapshot: string,
+  fromSnapshot: string | undefined, resource: string): Promise<void> {
+  const missing = (side: string, image: Image): NotFoundError => new NotFoundError({
+    code: 'ENOENT', operation: 'transferDiff', resource,
+    detail: `from-snapshot ${String(fromSnapshot)} does not exist on the ${side} ${image.pool.spec}/${image.name}`,
+  });
+  const [targetHasFrom, targetHasEnd] = await Promise.all([
+    fromSnapshot === undefined || target.snapshotExists(fromSnapshot),
+    target.snapshotExists(snapshot),
+  ]);
+  if (!targetHasFrom) throw missing('target', target);
+  if (targetHasEnd) {
+    throw new AlreadyExistsError({
+      code: 'EEXIST', operation: 'transferDiff', resource,
+      detail: `the target already has the end snapshot ${snapshot}`,
+    });
+  }
+  const snap = await opening;
+  if (fromSnapshot !== undefined && !(await snap.snapshotExists(fromSnapshot))) throw missing('source', snap);
 }
 
 /** When a connection has no op timeout, what an operation in flight gets to complete after a transfer stopped. */

@@ -86,7 +86,7 @@ describe('snapshot basics', () => {
 
     await assertFails(() => image.createSnapshot('taken'), AlreadyExistsError, {
       code: 'EEXIST', errno: 17, operation: 'createSnapshot', resource: `${POOL}/${name}@taken`,
-      message: new RegExp(`^createSnapshot ${POOL}/${name}@taken: rbd_snap_create failed: already exists \\[EEXIST\\]$`),
+      message: new RegExp(`^createSnapshot ${POOL}/${name}@taken: rbd_snap_create2 failed: already exists \\[EEXIST\\]$`),
     });
     await assertFails(() => image.removeSnapshot('missing'), NotFoundError, {
       code: 'ENOENT', errno: 2, operation: 'removeSnapshot', resource: `${POOL}/${name}@missing`,
