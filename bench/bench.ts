@@ -1,30 +1,27 @@
 /**
- * The scenarios: setting up the source volume, each pair of ours and rbd,
- * the verification after every run, and the measurements around them.
+ * The benchmark's toolkit for one pass: images, running one of ours or one
+ * rbd command line with the measurements around it, the verification after
+ * every run, and recording the pairs. The scenarios themselves are in
+ * pass.ts, chains.ts and restores.ts.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { Cluster } from '../lib/index.js';
-import { prng } from '../lib/dev/prng.js';
 import { forgetCluster, type BenchCluster } from './clusters.js';
 import type { Config } from './options.js';
 import type { ScenarioArgs, ScenarioResult } from './protocol.js';
 import { run, runTimedBash, timedScript } from './proc.js';
-import type { Ceiling, ChangeInfo, Measure, Results, ScenarioRecord } from './results.js';
+import { opsDelta, osdCounters } from './osd-counters.js';
+import type { Ceiling, Measure, Pass, ScenarioRecord } from './results.js';
 import { cpuDelta, histogramSummary, processCpuMs, processMemoryMiB, sampleCpu } from './sample.js';
 
 const MiB = 1 << 20;
-const SCENARIO_JS = fileURLToPath(new URL('./scenario.js', import.meta.url));
+export const SCENARIO_JS = fileURLToPath(new URL('./scenario.js', import.meta.url));
 const FEATURES = ['layering', 'exclusive-lock', 'object-map', 'fast-diff'];
 const OBJECT_SIZE = '4M';
-/** Random changes: this many bytes per write, at offsets aligned to ALIGN. */
-const CHANGE_WRITE = 64 << 10;
-const CHANGE_ALIGN = 4 << 10;
-const CHANGE_WINDOW = 16;
-const CONNECT_TIMEOUT_MS = 20_000;
-const OP_TIMEOUT_MS = 120_000;
+export const CONNECT_TIMEOUT_MS = 20_000;
+export const OP_TIMEOUT_MS = 120_000;
 
 export { FEATURES, OBJECT_SIZE };
 
@@ -46,17 +43,18 @@ const ZERO_BLOCK = Buffer.alloc(4096);
 
 export class Bench {
   readonly config: Config;
-  readonly results: Results;
+  readonly pass: Pass;
   readonly #deadline: number;
   readonly #hashes = new Map<string, Promise<{ sha256: string; bytes: number }>>();
   a!: BenchCluster;
   /** Stopped (undefined) once the cross-cluster runs are done. */
   b: BenchCluster | undefined;
 
-  constructor(config: Config, results: Results) {
+  /** deadline: performance.now() by which the whole run (every pass) must be done. */
+  constructor(config: Config, pass: Pass, deadline: number) {
     this.config = config;
-    this.results = results;
-    this.#deadline = performance.now() + config.deadlineMin * 60_000;
+    this.pass = pass;
+    this.#deadline = deadline;
   }
 
   get sizeBytes(): number {
@@ -78,7 +76,7 @@ export class Bench {
   }
 
   log(message: string): void {
-    process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${message}\n`);
+    process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)} ~${this.pass.latency} ms] ${message}\n`);
   }
 
   async rbd(c: BenchCluster, args: string[], label: string, bytes = 0): Promise<string> {
@@ -95,6 +93,10 @@ export class Bench {
   async removeImage(c: BenchCluster, spec: string): Promise<void> {
     await this.rbd(c, ['snap', 'purge', '--no-progress', spec], `snap purge ${c.name}:${spec}`);
     await this.rbd(c, ['rm', '--no-progress', spec], `rm ${c.name}:${spec}`, this.sizeBytes);
+  }
+
+  async removeSnapshot(c: BenchCluster, spec: string): Promise<void> {
+    await this.rbd(c, ['snap', 'rm', '--no-progress', spec], `snap rm ${c.name}:${spec}`);
   }
 
   async snapshot(c: BenchCluster, spec: string): Promise<void> {
@@ -133,6 +135,11 @@ export class Bench {
       },
     });
     return { sha256: hash.digest('hex'), bytes, ...(countZeroBlocks ? { zeroBlocks } : {}) };
+  }
+
+  /** Remembers a source snapshot's checksum computed elsewhere (the s1 export that also counts zero blocks). */
+  setSourceHash(c: BenchCluster, spec: string, hash: { sha256: string; bytes: number }): void {
+    this.#hashes.set(`${c.name}:${spec}`, Promise.resolve(hash));
   }
 
   sourceHash(c: BenchCluster, spec: string): Promise<{ sha256: string; bytes: number }> {
@@ -196,6 +203,7 @@ export class Bench {
       ...args, engine: this.config.engine, samplePids: this.samplePids, clientOptions: this.config.clientOptions,
       connectTimeoutMs: CONNECT_TIMEOUT_MS, opTimeoutMs: OP_TIMEOUT_MS,
     };
+    const opsBefore = await osdCounters(this.running);
     const control = monitorEventLoopDelay({ resolution: 10 });
     control.enable();
     let stdout: string;
@@ -205,6 +213,7 @@ export class Bench {
     } finally {
       control.disable();
     }
+    const osdOps = opsDelta(opsBefore, await osdCounters(this.running));
     const result = JSON.parse(stdout.trim().split('\n').pop() ?? '') as ScenarioResult;
     const clientCpuMs = result.cpu.userMs + result.cpu.systemMs;
     const { osd, mon } = this.#split(result.sampled.pids);
@@ -229,6 +238,7 @@ export class Bench {
       threadsCpuMs: result.threadsCpuMs,
       ...(result.streamBytes !== undefined ? { streamBytes: result.streamBytes } : {}),
       stats: result.stats,
+      osdOps,
     };
   }
 
@@ -237,10 +247,12 @@ export class Bench {
     const settleMs = await this.settle();
     const loadavg1 = loadavg()[0]!;
     this.log(`  rbd:  ${shown}`);
+    const opsBefore = await osdCounters(this.running);
     const before = sampleCpu(this.samplePids);
     const result = await runTimedBash(timedScript(body), args,
       { label: `rbd: ${label}`, timeoutMs: this.timeout(60_000, volumeBytes) });
     const sampled = cpuDelta(before, sampleCpu(this.samplePids));
+    const osdOps = opsDelta(opsBefore, await osdCounters(this.running));
     const { osd, mon } = this.#split(sampled.pids);
     return {
       tool: 'rbd',
@@ -255,77 +267,7 @@ export class Bench {
       loadavg1,
       verified: 'pending',
       command: shown,
-    };
-  }
-
-  /** `rbd -c X export-diff SRC - | rbd -c Y import-diff - DST`, timed as one. */
-  cliTransfer(label: string, from: BenchCluster, snapSpec: string, fromSnap: string | undefined,
-    to: BenchCluster, target: string): Promise<Measure> {
-    const exportArgs = [...from.rbdArgs, 'export-diff', '--no-progress',
-      ...(fromSnap ? ['--from-snap', fromSnap] : []), snapSpec, '-'];
-    const importArgs = [...to.rbdArgs, 'import-diff', '--no-progress', '-', target];
-    const shown = `rbd -c ${from.name} export-diff ${fromSnap ? `--from-snap ${fromSnap} ` : ''}${snapSpec} - | ` +
-      `rbd -c ${to.name} import-diff - ${target}`;
-    return this.cli(label, 'n=$1; shift; rbd "${@:1:n}" | rbd "${@:n+1}"',
-      [String(exportArgs.length), ...exportArgs, ...importArgs], this.sizeBytes, shown);
-  }
-
-  /** Writes `fraction` of the volume as CHANGE_WRITE-byte random writes at random aligned offsets. */
-  async writeChanges(spec: { pool: string; image: string }, fraction: number, seed: number): Promise<ChangeInfo> {
-    const size = this.sizeBytes;
-    const writes = Math.round((fraction * size) / CHANGE_WRITE);
-    const random = prng(seed);
-    const slots = (size - CHANGE_WRITE) / CHANGE_ALIGN + 1;
-    const blocks = new Uint8Array(size / CHANGE_ALIGN);
-    const objects = new Set<number>();
-    const offsets: number[] = [];
-    for (let i = 0; i < writes; i++) {
-      const offset = Math.floor(random() * slots) * CHANGE_ALIGN;
-      offsets.push(offset);
-      blocks.fill(1, offset / CHANGE_ALIGN, (offset + CHANGE_WRITE) / CHANGE_ALIGN);
-      objects.add(Math.floor(offset / (4 * MiB)));
-      objects.add(Math.floor((offset + CHANGE_WRITE - 1) / (4 * MiB)));
-    }
-    const started = performance.now();
-    const cluster = await Cluster.connect({
-      ...this.a.ref, timeoutMs: CONNECT_TIMEOUT_MS, opTimeoutMs: OP_TIMEOUT_MS,
-    });
-    try {
-      const pool = await cluster.pool(spec.pool);
-      try {
-        const image = await pool.openImage(spec.image);
-        try {
-          let next = 0;
-          const worker = async (): Promise<void> => {
-            while (next < offsets.length) {
-              const offset = offsets[next++]!;
-              await image.write(randomBytes(CHANGE_WRITE), offset);
-            }
-          };
-          await Promise.all(Array.from({ length: CHANGE_WINDOW }, worker));
-          await image.flush();
-        } finally {
-          await image.close();
-        }
-      } finally {
-        await pool.close();
-      }
-    } finally {
-      await cluster.close();
-    }
-    const changedBlocks = blocks.reduce((sum, b) => sum + b, 0);
-    return {
-      fraction,
-      pattern: `${writes} writes of ${CHANGE_WRITE / 1024} KiB of random bytes at uniformly random ` +
-        `${CHANGE_ALIGN / 1024} KiB-aligned offsets in [0, size - ${CHANGE_WRITE / 1024} KiB] ` +
-        `(mulberry32 seed ${seed}; overlaps possible), ${CHANGE_WINDOW} in flight`,
-      seed,
-      writes,
-      bytesWritten: writes * CHANGE_WRITE,
-      bytesChanged: changedBlocks * CHANGE_ALIGN,
-      objectsTouched: objects.size,
-      objects: Math.ceil(size / (4 * MiB)),
-      writeMs: performance.now() - started,
+      osdOps,
     };
   }
 
@@ -365,11 +307,13 @@ export class Bench {
 
   record(scenario: ScenarioRecord): void {
     if (scenario.rbd) scenario.ratio = scenario.ours.mibPerS / scenario.rbd.mibPerS;
-    this.results.scenarios.push(scenario);
-    const r = scenario.rbd;
+    if (scenario.rbd64) scenario.ratio64 = scenario.ours.mibPerS / scenario.rbd64.mibPerS;
+    this.pass.scenarios.push(scenario);
+    const other = (name: string, m: Measure | undefined, ratio: number | undefined): string =>
+      (m ? `, ${name} ${(m.elapsedMs / 1000).toFixed(2)} s (${m.mibPerS.toFixed(0)} MiB/s), ratio ${ratio!.toFixed(2)}` : '');
     this.log(`  => ${scenario.title}: ours ${(scenario.ours.elapsedMs / 1000).toFixed(2)} s ` +
-      `(${scenario.ours.mibPerS.toFixed(0)} MiB/s)` +
-      (r ? `, rbd ${(r.elapsedMs / 1000).toFixed(2)} s (${r.mibPerS.toFixed(0)} MiB/s), ratio ${scenario.ratio!.toFixed(2)}` : ''));
+      `(${scenario.ours.mibPerS.toFixed(0)} MiB/s)` + other('rbd', scenario.rbd, scenario.ratio) +
+      other('rbd@64', scenario.rbd64, scenario.ratio64));
   }
 
   osdSnapshot(label: string): void {
@@ -379,31 +323,31 @@ export class Bench {
       entry[`${c.name}.peakRssMiB`] = processMemoryMiB(c.osdPid, 'VmHWM');
       entry[`${c.name}.cpuMs`] = processCpuMs(c.osdPid);
     }
-    this.results.osd[label] = entry;
+    this.pass.osd[label] = entry;
   }
 
   /** Runs a pair `reps` times, alternating which tool goes first, and records the medians. */
   async pairs(base: Omit<ScenarioRecord, 'ours' | 'rbd' | 'oursRuns' | 'rbdRuns'>, reps: number,
     runOurs: () => Promise<Measure>, runRbd: () => Promise<Measure>): Promise<ScenarioRecord> {
-    const { oursRuns, rbdRuns } = await this.runPairs(reps, runOurs, runRbd);
+    const [oursRuns, rbdRuns] = await this.runRotating(reps, [runOurs, runRbd]) as [Measure[], Measure[]];
     return { ...base, ours: medianRun(oursRuns), rbd: medianRun(rbdRuns), oursRuns, rbdRuns };
   }
 
-  async runPairs(reps: number, runOurs: () => Promise<Measure>,
-    runRbd: () => Promise<Measure>): Promise<{ oursRuns: Measure[]; rbdRuns: Measure[] }> {
-    const oursRuns: Measure[] = [];
-    const rbdRuns: Measure[] = [];
+  /**
+   * Runs each runner `reps` times, rotating which one goes first (for two:
+   * alternating), so that neither profits from running after the other.
+   * Returns the runs of each runner, in the runners' order.
+   */
+  async runRotating(reps: number, runners: Array<() => Promise<Measure>>): Promise<Measure[][]> {
+    const runs = runners.map((): Measure[] => []);
     for (let rep = 0; rep < reps; rep++) {
-      if (reps > 1) this.log(`  run ${rep + 1} of ${reps}${rep % 2 === 1 ? ' (rbd first)' : ''}`);
-      if (rep % 2 === 0) {
-        oursRuns.push(await runOurs());
-        rbdRuns.push(await runRbd());
-      } else {
-        rbdRuns.push(await runRbd());
-        oursRuns.push(await runOurs());
+      if (reps > 1) this.log(`  run ${rep + 1} of ${reps}`);
+      for (let k = 0; k < runners.length; k++) {
+        const i = (k + rep) % runners.length;
+        runs[i]!.push(await runners[i]!());
       }
     }
-    return { oursRuns, rbdRuns };
+    return runs;
   }
 
   /** Stops cluster B once the cross-cluster runs are done: its OSD's memory goes back to the machine. */
@@ -415,239 +359,10 @@ export class Bench {
     await b.cluster.stop();
     forgetCluster(b.dir);
   }
-
-  async runAll(): Promise<void> {
-    const a = this.a;
-    const b = this.b!;
-    const size = this.sizeBytes;
-    const reps = this.config.repeat;
-    const src = { cluster: a.ref, pool: 'rbd', image: 'src' };
-    const inA = (image: string) => ({ cluster: a.ref, pool: 'backups', image });
-
-    this.log(`source: rbd/src, ${this.config.sizeMiB} MiB, ${OBJECT_SIZE} objects, features ${FEATURES.join(',')}`);
-    await this.createImage(a, 'rbd/src', size);
-    this.results.cliStartupMs = await this.cliStartup();
-    this.log('filling rbd/src with rbd bench (the write ceiling)');
-    const ceilings = [await this.fill('rbd/src', size)];
-    for (let rep = 1; rep < reps; rep++) {
-      this.log(`  write ceiling again on a fresh scratch image (${rep + 1} of ${reps})`);
-      await this.createImage(a, 'rbd/scratch', size);
-      ceilings.push(await this.fill('rbd/scratch', size));
-      await this.removeImage(a, 'rbd/scratch');
-    }
-    const speed = (c: Ceiling): number => c.reportedMiBPerS ?? c.wallMiBPerS;
-    this.results.ceilingRuns = ceilings;
-    // The best run: interference from the rest of the machine only ever
-    // slows a run down, so the fastest one is the closest to what the
-    // cluster can do (and the strictest yardstick for the 75% bar).
-    this.results.ceiling = ceilings.reduce((best, c) => (speed(c) > speed(best) ? c : best));
-    this.log(`  ceiling: ${ceilings.map((c) => speed(c).toFixed(0)).join(', ')} MiB/s reported by rbd bench; ` +
-      `best ${speed(this.results.ceiling).toFixed(0)}`);
-    await this.snapshot(a, 'rbd/src@s1');
-    const s1 = await this.exportHash(a, 'rbd/src@s1', true);
-    this.#hashes.set('A:rbd/src@s1', Promise.resolve(s1));
-    if (s1.bytes !== size) throw new Error(`rbd export of rbd/src@s1 gave ${s1.bytes} bytes, expected ${size}`);
-    if (s1.zeroBlocks !== 0) {
-      throw new Error(`rbd bench left ${s1.zeroBlocks} all-zero 4 KiB blocks in rbd/src; the full transfer needs a fully written volume`);
-    }
-    this.log(`  rbd/src@s1: ${size} bytes, no all-zero 4 KiB block, sha256 ${s1.sha256.slice(0, 16)}…`);
-    this.osdSnapshot('afterFill');
-
-    // e. The diff stream into a sink that discards it. Ours is checked once
-    // by applying its stream with the real tool (untimed); the stream is
-    // deterministic, so every timed run must produce exactly as many bytes.
-    this.log('e. export-diff stream to a null sink');
-    {
-      await this.createImage(a, 'backups/export-check', MiB);
-      const args: ScenarioArgs = {
-        op: 'export', source: src, snapshot: 's1', sink: 'stdout',
-        engine: this.config.engine, samplePids: [], clientOptions: this.config.clientOptions, connectTimeoutMs: CONNECT_TIMEOUT_MS, opTimeoutMs: OP_TIMEOUT_MS,
-      };
-      const importArgs = [...a.rbdArgs, 'import-diff', '--no-progress', '-', 'backups/export-check'];
-      const check = await run('bash', ['-o', 'pipefail', '-c', '"$1" "$2" "$3" | rbd "${@:4}"', 'bash',
-        process.execPath, SCENARIO_JS, JSON.stringify(args), ...importArgs],
-      { label: 'ours exportDiff | rbd import-diff (check)', timeoutMs: this.timeout(60_000, size, 4) });
-      const checkBytes = (JSON.parse(check.stderr.trim().split('\n').pop() ?? '') as ScenarioResult).streamBytes;
-      const checked = await this.verify('exportDiff stream applied by rbd import-diff',
-        [a, 'rbd/src@s1'], [a, 'backups/export-check@s1']);
-      await this.removeImage(a, 'backups/export-check');
-      this.record(await this.pairs({
-        id: 'export-null', title: 'export-diff stream -> null', volumeBytes: size,
-        detail: 'whole-history diff stream of rbd/src@s1 into a sink that discards it; ours is checked by ' +
-          'applying its stream with rbd import-diff (untimed), and each timed run by its stream length',
-      }, reps, async () => {
-        const m = await this.ours('exportDiff(rbd/src@s1) -> null Writable',
-          { op: 'export', source: src, snapshot: 's1', sink: 'null' }, size);
-        if (m.streamBytes !== checkBytes) {
-          throw new VerificationError(`VERIFICATION FAILED: exportDiff produced ${m.streamBytes} bytes, ` +
-            `the checked stream had ${checkBytes}`);
-        }
-        m.verified = `${checked}; ${checkBytes} stream bytes, same as the stream rbd import-diff applied`;
-        return m;
-      }, async () => {
-        const m = await this.cli('export-diff > /dev/null', 'rbd "$@" >/dev/null',
-          [...a.rbdArgs, 'export-diff', '--no-progress', 'rbd/src@s1', '-'], size,
-          'rbd export-diff rbd/src@s1 - > /dev/null');
-        m.verified = 'n/a (the reference)';
-        return m;
-      }));
-    }
-
-    // d. full copy.
-    this.log('d. full copy');
-    const cpArgs = ['cp', '--no-progress', '--object-size', OBJECT_SIZE,
-      ...FEATURES.flatMap((f) => ['--image-feature', f]), 'rbd/src@s1', 'backups/cp-cli'];
-    this.record(await this.pairs({
-      id: 'copy', title: 'full copy', volumeBytes: size,
-      detail: 'rbd/src@s1 into a new image of the same size (ours: created before timing; rbd cp creates its own)',
-    }, reps, async () => {
-      await this.createImage(a, 'backups/cp-ours', size);
-      const m = await this.ours('copyImage(rbd/src@s1 -> backups/cp-ours)',
-        { op: 'copy', source: src, snapshot: 's1', target: inA('cp-ours') }, size);
-      m.verified = await this.verify('copyImage', [a, 'rbd/src@s1'], [a, 'backups/cp-ours']);
-      await this.removeImage(a, 'backups/cp-ours');
-      return m;
-    }, async () => {
-      const m = await this.cli('rbd cp', 'rbd "$@"', [...a.rbdArgs, ...cpArgs], size, 'rbd cp rbd/src@s1 backups/cp-cli');
-      m.verified = await this.verify('rbd cp', [a, 'rbd/src@s1'], [a, 'backups/cp-cli']);
-      await this.removeImage(a, 'backups/cp-cli');
-      return m;
-    }));
-
-    // f. full transfer to the second cluster.
-    this.log('f. full transfer across clusters (A -> B)');
-    this.record(await this.pairs({
-      id: 'full-cross', title: 'full transfer A -> B', volumeBytes: size,
-      detail: 'whole-history diff of rbd/src@s1 on cluster A into a new 1 MiB image in pool backups on cluster B',
-    }, reps, async () => {
-      await this.createImage(b, 'backups/x-ours', MiB);
-      const m = await this.ours('transferDiff(A rbd/src@s1 -> B backups/x-ours)', {
-        op: 'transfer', source: src, snapshot: 's1', target: { cluster: b.ref, pool: 'backups', image: 'x-ours' },
-      }, size);
-      m.verified = await this.verify('cross-cluster transferDiff', [a, 'rbd/src@s1'], [b, 'backups/x-ours@s1']);
-      await this.removeImage(b, 'backups/x-ours');
-      return m;
-    }, async () => {
-      await this.createImage(b, 'backups/x-cli', MiB);
-      const m = await this.cliTransfer('cross-cluster pipe', a, 'rbd/src@s1', undefined, b, 'backups/x-cli');
-      m.verified = await this.verify('cross-cluster pipe', [a, 'rbd/src@s1'], [b, 'backups/x-cli@s1']);
-      await this.removeImage(b, 'backups/x-cli');
-      return m;
-    }));
-    this.osdSnapshot('afterCross');
-    await this.stopB();
-
-    // a. full transfer in one cluster: reps - 1 pairs into throwaway
-    // targets, plus the full transfer that starts each tool's chain below.
-    this.log('a. full transfer (A -> A)');
-    const fullOurs = async (target: string): Promise<Measure> => {
-      await this.createImage(a, `backups/${target}`, MiB);
-      const m = await this.ours(`transferDiff(rbd/src@s1 -> backups/${target})`,
-        { op: 'transfer', source: src, snapshot: 's1', target: inA(target) }, size);
-      m.verified = await this.verify('full transfer, ours', [a, 'rbd/src@s1'], [a, `backups/${target}@s1`]);
-      return m;
-    };
-    const fullRbd = async (target: string): Promise<Measure> => {
-      await this.createImage(a, `backups/${target}`, MiB);
-      const m = await this.cliTransfer('full transfer', a, 'rbd/src@s1', undefined, a, `backups/${target}`);
-      m.verified = await this.verify('full transfer, rbd', [a, 'rbd/src@s1'], [a, `backups/${target}@s1`]);
-      return m;
-    };
-    const standalone = await this.runPairs(reps - 1,
-      async () => { const m = await fullOurs('full-ours'); await this.removeImage(a, 'backups/full-ours'); return m; },
-      async () => { const m = await fullRbd('full-cli'); await this.removeImage(a, 'backups/full-cli'); return m; });
-
-    // b, c. Incremental chains, one tool at a time (memstore keeps every
-    // image in RAM, so only one base image exists at once): the full
-    // transfer into the base, then 1% changed, 10% changed, unchanged. The
-    // changes are written to the source once, during ours' chain; the rbd
-    // chain replays the same snapshots.
-    const steps = [
-      { id: 'incr-1pct', title: 'incremental, 1% changed', fraction: 0.01, snap: 's2', from: 's1' },
-      { id: 'incr-10pct', title: 'incremental, 10% changed', fraction: 0.10, snap: 's3', from: 's2' },
-      { id: 'unchanged', title: 'incremental, unchanged', fraction: 0, snap: 's4', from: 's3' },
-    ] as const;
-    const changes = new Map<string, ChangeInfo>();
-    const chainOurs: Measure[] = [];
-    const chainRbd: Measure[] = [];
-    this.log('b, c. incremental chain of ours: full transfer into backups/base-ours, then the incrementals');
-    chainOurs.push(await fullOurs('base-ours'));
-    for (const [i, step] of steps.entries()) {
-      if (step.fraction > 0) {
-        const change = await this.writeChanges({ pool: 'rbd', image: 'src' }, step.fraction, i + 1);
-        changes.set(step.id, change);
-        this.log(`  wrote ${change.pattern}: ${(change.bytesChanged / MiB).toFixed(1)} MiB changed ` +
-          `in ${change.objectsTouched} of ${change.objects} objects`);
-      }
-      await this.snapshot(a, `rbd/src@${step.snap}`);
-      const m = await this.ours(`transferDiff(rbd/src@${step.from}..@${step.snap} -> backups/base-ours)`, {
-        op: 'transfer', source: src, snapshot: step.snap, fromSnapshot: step.from, target: inA('base-ours'),
-      }, size);
-      m.verified = await this.verify(`${step.id}, ours`, [a, `rbd/src@${step.snap}`], [a, `backups/base-ours@${step.snap}`]);
-      chainOurs.push(m);
-    }
-    this.osdSnapshot('afterOursChain');
-    await this.removeImage(a, 'backups/base-ours');
-    this.log('b, c. incremental chain of rbd: full transfer into backups/base-cli, then the incrementals');
-    chainRbd.push(await fullRbd('base-cli'));
-    for (const step of steps) {
-      const m = await this.cliTransfer(step.id, a, `rbd/src@${step.snap}`, step.from, a, 'backups/base-cli');
-      m.verified = await this.verify(`${step.id}, rbd`, [a, `rbd/src@${step.snap}`], [a, `backups/base-cli@${step.snap}`]);
-      chainRbd.push(m);
-    }
-    await this.removeImage(a, 'backups/base-cli');
-
-    const fullOursRuns = [...standalone.oursRuns, chainOurs[0]!];
-    const fullRbdRuns = [...standalone.rbdRuns, chainRbd[0]!];
-    const full: ScenarioRecord = {
-      id: 'full', title: 'full transfer', volumeBytes: size,
-      detail: 'whole-history diff of rbd/src@s1 into a new 1 MiB image in pool backups (resized by the transfer), ' +
-        'same cluster; the last run of each tool is the start of its incremental chain',
-      ours: medianRun(fullOursRuns), rbd: medianRun(fullRbdRuns), oursRuns: fullOursRuns, rbdRuns: fullRbdRuns,
-    };
-    this.record(full);
-    for (const [i, step] of steps.entries()) {
-      const ours = chainOurs[i + 1]!;
-      const rbd = chainRbd[i + 1]!;
-      const change = changes.get(step.id);
-      this.record({
-        id: step.id, title: step.title, volumeBytes: size, ours, rbd, oursRuns: [ours], rbdRuns: [rbd],
-        detail: `diff rbd/src@${step.from}..@${step.snap} into the tool's base image (backups/base-ours, backups/base-cli)`,
-        fractionOfFull: { ours: ours.elapsedMs / full.ours.elapsedMs, rbd: rbd.elapsedMs / full.rbd!.elapsedMs },
-        ...(change ? { change } : {}),
-      });
-    }
-
-    if (this.config.rssCheckMiB !== undefined) {
-      const small = this.config.rssCheckMiB * MiB;
-      this.log(`RSS check: full transfer at ${this.config.rssCheckMiB} MiB`);
-      await this.removeImage(a, 'rbd/src'); // only the small volume is needed now
-      await this.createImage(a, 'rbd/src-small', small);
-      this.results.rssCheckCeiling = await this.fill('rbd/src-small', small);
-      await this.snapshot(a, 'rbd/src-small@s1');
-      const runs: Measure[] = [];
-      for (let rep = 0; rep < Math.max(1, Math.min(reps, 2)); rep++) {
-        await this.createImage(a, 'backups/base-small', MiB);
-        const m = await this.ours('transferDiff(rbd/src-small@s1 -> backups/base-small)', {
-          op: 'transfer', source: { cluster: a.ref, pool: 'rbd', image: 'src-small' }, snapshot: 's1',
-          target: inA('base-small'),
-        }, small);
-        m.verified = await this.verify('RSS check transfer', [a, 'rbd/src-small@s1'], [a, 'backups/base-small@s1']);
-        await this.removeImage(a, 'backups/base-small');
-        runs.push(m);
-      }
-      this.record({
-        id: 'rss-check', title: `full transfer, ${this.config.rssCheckMiB} MiB`, volumeBytes: small,
-        ours: medianRun(runs), oursRuns: runs,
-        detail: `the full transfer again on a ${this.config.rssCheckMiB} MiB volume (ours only), to compare peak RSS`,
-      });
-    }
-    this.osdSnapshot('end');
-  }
 }
 
 /** The run with the median elapsed time (for an even count, the faster of the two middle ones). */
-function medianRun(runs: Measure[]): Measure {
+export function medianRun(runs: Measure[]): Measure {
   const sorted = [...runs].sort((x, y) => x.elapsedMs - y.elapsedMs);
   return sorted[Math.floor((sorted.length - 1) / 2)]!;
 }

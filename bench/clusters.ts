@@ -1,5 +1,5 @@
 /**
- * The benchmark's two throwaway clusters: started with lib/dev's
+ * The benchmark's throwaway clusters (A and B of each latency pass): started with lib/dev's
  * ThrowawayCluster under one temp directory, and stopped — by the pid files
  * of their own directories, never by process name — however the run ends.
  */
@@ -26,7 +26,7 @@ const clusterDirs = new Set<string>();
 export const startsInFlight = new Set<Promise<unknown>>();
 let workDir: string | undefined;
 
-/** The temp directory the clusters live under; removed by stopClustersSync. */
+/** The temp directory the clusters of every pass live under; removed by stopClustersSync. */
 export function makeWorkDir(): string {
   workDir = mkdtempSync(join(tmpdir(), 'rbd-backup-bench-'));
   return workDir;
@@ -42,11 +42,16 @@ export function isRunning(dir: string): boolean {
   return clusterDirs.has(dir);
 }
 
-export function stopClustersSync(): void {
+function stopLeftovers(): void {
   for (const dir of clusterDirs) {
     spawnSync('bash', [CLUSTER_SCRIPT, 'stop', '--dir', dir], { stdio: 'ignore', timeout: 60_000 });
     clusterDirs.delete(dir);
   }
+}
+
+/** Stops every cluster still registered and removes the work directory (the end of the run). */
+export function stopClustersSync(): void {
+  stopLeftovers();
   if (workDir) rmSync(workDir, { recursive: true, force: true });
   workDir = undefined;
 }
@@ -58,7 +63,7 @@ export async function stopClusters(clusters: BenchCluster[]): Promise<void> {
     await c.cluster.stop();
     clusterDirs.delete(c.dir);
   }));
-  stopClustersSync(); // whatever is left (a start that failed half-way, a stop that failed)
+  stopLeftovers(); // whatever is left (a start that failed half-way, a stop that failed)
 }
 
 function readPid(file: string): number {
@@ -67,10 +72,12 @@ function readPid(file: string): number {
   return pid;
 }
 
-export async function startCluster(name: 'A' | 'B', memstoreBytes: number, pools: string[]): Promise<BenchCluster> {
-  const dir = join(workDir!, name.toLowerCase());
+/** Starts cluster A or B of a pass; injectDelayMaxS > 0 makes its OSD answer clients like a real cluster. */
+export async function startCluster(name: 'A' | 'B', pass: string, memstoreBytes: number, pools: string[],
+  injectDelayMaxS: number): Promise<BenchCluster> {
+  const dir = join(workDir!, `${name.toLowerCase()}-${pass}`);
   clusterDirs.add(dir);
-  const starting = ThrowawayCluster.start({ dir, memstoreBytes, pools });
+  const starting = ThrowawayCluster.start({ dir, memstoreBytes, pools, injectDelayMaxS });
   startsInFlight.add(starting);
   try {
     const cluster = await starting;

@@ -4,6 +4,8 @@ import { fileURLToPath } from 'node:url';
 import type { EngineSettings } from './protocol.js';
 
 const MiB = 1 << 20;
+/** Both passes at 2048 MiB need more RAM and time than this machine has (bench/README.md). */
+const DEFAULT_SIZE_MIB = 1024;
 const DEFAULT_JSON = join(fileURLToPath(new URL('../../', import.meta.url)), 'bench', 'results', 'latest.json');
 
 export interface Config {
@@ -18,11 +20,21 @@ export interface Config {
   repeat: number;
   /** librados/librbd options for our side only (experiments). */
   clientOptions: Record<string, string>;
+  /** The passes, in order: ~0 (loopback) and/or ~4 ms per operation. */
+  latencies: Latency[];
+  /** Leave out cluster B and the cross-cluster pair (one cluster per pass). */
+  skipCross: boolean;
 }
 
+/** A pass's latency: '0' is loopback memstore, '4' the OSD delaying client messages (~4 ms per operation). */
+export type Latency = '0' | '4';
+
+/** The OSD's ms_inject_delay_max for each pass (DESIGN section 6): 1 ms max gives ~4 ms per client op. */
+export const INJECT_DELAY_MAX_S: Record<Latency, number> = { 0: 0, 4: 0.001 };
+
 export const USAGE = `usage: node dist/bench/run.js [options]
-  --size-mib N       volume size in MiB, a multiple of 4 (default 2048); give it twice
-                     (e.g. --size-mib 2048 --size-mib 512) to add the RSS check at the second size
+  --size-mib N       volume size in MiB, a multiple of 4 (default 1024); give it twice
+                     (e.g. --size-mib 1024 --size-mib 256) to add the RSS check at the second size
   --rss-check        add a full transfer at a quarter of the size, to show peak RSS does not scale
   --json PATH        where to write the results (default bench/results/latest.json)
   --concurrency N    engine window (ops in flight); default: the library's (64)
@@ -32,7 +44,9 @@ export const USAGE = `usage: node dist/bench/run.js [options]
                      experiments, e.g. --client-option rbd_disable_zero_copy_writes=false
   --repeat N         runs of each repeatable pair, alternating which tool goes first;
                      the median is reported (default 3; incrementals run once per tool)
-  --deadline-min N   give up (and clean up) after N minutes (default 45)
+  --latency both|0|4 the passes: loopback (~0), ~4 ms per operation, or both in one run (default both)
+  --skip-cross       leave out cluster B and the cross-cluster full transfer (one cluster per pass)
+  --deadline-min N   give up (and clean up) after N minutes for the whole run (default 45)
   --strict           exit 2 when a bar of DESIGN section 7 fails
 `;
 
@@ -40,7 +54,8 @@ export function parseArgs(argv: string[]): Config {
   const sizes: number[] = [];
   let rssCheck = false;
   const config: Config = {
-    sizeMiB: 2048, rssCheckMiB: undefined, jsonPath: DEFAULT_JSON, engine: {}, strict: false, deadlineMin: 45, repeat: 3, clientOptions: {},
+    sizeMiB: DEFAULT_SIZE_MIB, rssCheckMiB: undefined, jsonPath: DEFAULT_JSON, engine: {}, strict: false, deadlineMin: 45,
+    repeat: 3, clientOptions: {}, latencies: ['0', '4'], skipCross: false,
   };
   const int = (name: string, value: string | undefined, min: number): number => {
     const n = Number(value);
@@ -67,6 +82,14 @@ export function parseArgs(argv: string[]): Config {
         config.clientOptions[option.slice(0, at)] = option.slice(at + 1);
         break;
       }
+      case '--latency': {
+        const latency = value();
+        if (latency === 'both') config.latencies = ['0', '4'];
+        else if (latency === '0' || latency === '4') config.latencies = [latency];
+        else throw new UsageError(`--latency needs both, 0 or 4, got ${latency}`);
+        break;
+      }
+      case '--skip-cross': config.skipCross = true; break;
       case '--strict': config.strict = true; break;
       case '-h': case '--help': process.stdout.write(USAGE); process.exit(0);
       default: throw new UsageError(`unknown argument ${arg}`);

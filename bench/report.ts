@@ -1,6 +1,8 @@
-/** The printed form of a benchmark run: the comparison table, the ceiling, where the CPU went, and the bars. */
+/** The printed form of a benchmark run: both latencies side by side, then per pass the ceiling, operations and CPU, and the bars. */
 import { table } from '../lib/dev/table.js';
-import { worstEventLoopRun, type Measure, type Results, type ScenarioRecord } from './results.js';
+import { worstEventLoopRun } from './bars.js';
+import { totalOps } from './osd-counters.js';
+import type { Measure, Pass, Results, ScenarioRecord } from './results.js';
 
 const n = (value: number | undefined, digits = 0): string =>
   (value === undefined || Number.isNaN(value) ? '-' : value.toFixed(digits));
@@ -20,53 +22,142 @@ function cpuRow(title: string, m: Measure): string[] {
   ];
 }
 
+const MiB = 2 ** 20;
+
+/** The three tools' measures of a scenario, in column order. */
+const toolsOf = (s: ScenarioRecord | undefined): Array<Measure | undefined> => [s?.ours, s?.rbd, s?.rbd64];
+
+const opsCell = (s: ScenarioRecord | undefined): string =>
+  (s ? toolsOf(s).map((m) => (m?.osdOps ? String(totalOps(m.osdOps)) : '-')).join(' / ') : '');
+
+/** One row per scenario, and per pass: times of ours, rbd, rbd@64, the ratios, the OSD operations. */
+function sideBySide(results: Results): string {
+  const passes = results.passes;
+  const header = ['scenario'];
+  for (const p of passes) {
+    header.push(`~${p.latency}ms ours s`, 'rbd s', 'rbd@64 s', 'x rbd', 'x @64', 'OSD ops ours / rbd / @64');
+  }
+  const rows: string[][] = [header];
+  const ids: Array<{ id: string; title: string }> = [];
+  for (const p of passes) for (const s of p.scenarios) if (!ids.some((x) => x.id === s.id)) ids.push({ id: s.id, title: s.title });
+  for (const { id, title } of ids) {
+    const row = [title];
+    for (const p of passes) {
+      const s = p.scenarios.find((x) => x.id === id);
+      row.push(seconds(s?.ours), seconds(s?.rbd), seconds(s?.rbd64), n(s?.ratio, 2), n(s?.ratio64, 2), opsCell(s));
+    }
+    rows.push(row);
+  }
+  return table(rows, (column) => column > 0);
+}
+
+function latencyLine(p: Pass): string {
+  const d = p.delivered;
+  if (!d) return `~${p.latency} ms pass: delivered latency not measured`;
+  return `~${p.latency} ms pass (ms_inject_delay_max ${p.injectDelayMaxS} s): rados bench 4 KiB, avg latency ` +
+    `write qd1 ${n(d.writeQd1Ms, 2)} ms, read qd1 ${n(d.readQd1Ms, 2)} ms, write qd16 ${n(d.writeQd16Ms, 2)} ms, ` +
+    `read qd16 ${n(d.readQd16Ms, 2)} ms`;
+}
+
+/** Per run: the OSD's client operations and bytes, and for ours the library's own counts. */
+function opsTable(p: Pass): string {
+  const rows: string[][] = [['scenario', 'tool', 'op_r', 'op_w', 'op_rw', 'in MiB', 'out MiB', 'lib ops', 'objectReads',
+    'lib read MiB', 'lib written MiB']];
+  const stat = (m: Measure, key: string): number | undefined => {
+    const value = m.stats?.[key];
+    return typeof value === 'number' ? value : undefined;
+  };
+  for (const s of p.scenarios) {
+    for (const [i, m] of toolsOf(s).entries()) {
+      if (!m) continue;
+      const o = m.osdOps;
+      rows.push([i === 0 ? s.title : '', i === 2 ? 'rbd@64' : m.tool, n(o?.opR), n(o?.opW), n(o?.opRw), n(o ? o.inBytes / MiB : undefined, 1),
+        n(o ? o.outBytes / MiB : undefined, 1), n(stat(m, 'ops')), n(stat(m, 'objectReads')),
+        n(stat(m, 'bytesRead') === undefined ? undefined : stat(m, 'bytesRead')! / MiB, 1),
+        n(stat(m, 'bytesWritten') === undefined ? undefined : stat(m, 'bytesWritten')! / MiB, 1)]);
+    }
+  }
+  return table(rows, (column) => column > 1);
+}
+
 export function printReport(results: Results): void {
   const out: string[] = [];
   const size = results.config['sizeMiB'];
-  out.push('', `ceph-rbd-backup benchmark, ${results.date}: ${size} MiB volume, 4 MiB objects`,
+  out.push('', `ceph-rbd-backup benchmark, ${results.date}: ${String(size)} MiB volume, 4 MiB objects`,
     `machine: ${String(results.machine['nproc'])} cores, ${String(results.machine['totalMemoryMiB'])} MiB RAM, ` +
     `node ${String(results.machine['node'])}, ${String(results.machine['ceph'])}`,
-    'MiB/s = volume size / elapsed time of the operation (for incrementals too). ours: the library call in a',
-    `child process after connecting; rbd: the whole command from spawn to exit (rbd start-up alone: ` +
-    `${n(results.cliStartupMs)} ms).`, '');
+    'ours: the library call in a child process after connecting; rbd: the whole command from spawn to exit (the',
+    'pipe for transfers, at its default rbd_concurrent_management_ops 10 and at 64). x = ours MiB/s ÷ theirs.',
+    'OSD ops: client operations the OSD counted (op_r + op_w + op_rw) from the process\'s start to its exit.', '');
+  for (const p of results.passes) out.push(latencyLine(p));
+  out.push('', sideBySide(results),
+    '(times: the median run; every run is listed per pass below)');
+  const trips = results.roundTrips;
+  if (trips) {
+    out.push('', `serial round trips of the unchanged incremental ((elapsed at ~4 − at ~0) ÷ ${n(trips.addedQd1Ms, 2)} ms, ` +
+      'the qd1 latency the ~4 ms pass added):');
+    for (const t of trips.tools) {
+      out.push(`  ${t.tool}: ${n(t.elapsedMs0)} ms at ~0, ${n(t.elapsedMs4)} ms at ~4 -> ${n(t.trips, 1)} round trips`);
+    }
+  }
+  for (const p of results.passes) printPass(p, out);
+  if (results.bars.length > 0) {
+    out.push('', 'bars (DESIGN section 7):');
+    for (const bar of results.bars) {
+      const verdict = bar.pass === undefined ? 'n/a ' : bar.pass ? 'PASS' : 'FAIL';
+      out.push(`  ${verdict}  ~${bar.latency} ms: ${bar.text}${bar.informational ? ' [info]' : ''}: ` +
+        `${bar.shortfall ? `${bar.shortfall}; ` : ''}${bar.detail}`);
+    }
+  }
+  if (results.error) out.push('', `RUN FAILED: ${results.error}`);
+  out.push('');
+  process.stdout.write(out.join('\n'));
+}
 
+function printPass(p: Pass, out: string[]): void {
+  out.push('', `==== ~${p.latency} ms per operation${p.durationMs ? ` (pass took ${n(p.durationMs / 60_000, 1)} min)` : ''} ====`);
   const rows: string[][] = [[
-    'scenario', 'runs', 'ours s', 'rbd s', 'ours MiB/s', 'rbd MiB/s', 'ratio', 'of full (ours/rbd)',
+    'scenario', 'runs', 'ours MiB/s', 'rbd MiB/s', 'rbd@64 MiB/s', 'of full (ours/rbd/@64)',
     'ours peak RSS MiB', 'ours ELD p99 ms', '(control)',
   ]];
-  for (const s of results.scenarios) {
+  for (const s of p.scenarios) {
     const worst = worstEventLoopRun(s);
     rows.push([
-      s.title, String(s.oursRuns.length), seconds(s.ours), seconds(s.rbd), n(s.ours.mibPerS), n(s.rbd?.mibPerS),
-      n(s.ratio, 2),
-      s.fractionOfFull ? `${n(100 * s.fractionOfFull.ours, 1)}% / ${n(100 * s.fractionOfFull.rbd, 1)}%` : '',
+      s.title, String(s.oursRuns.length), n(s.ours.mibPerS), n(s.rbd?.mibPerS), n(s.rbd64?.mibPerS),
+      s.fractionOfFull
+        ? `${n(100 * s.fractionOfFull.ours, 1)}% / ${n(100 * s.fractionOfFull.rbd, 1)}% / ${n(100 * (s.fractionOfFull.rbd64 ?? NaN), 1)}%`
+        : '',
       n(Math.max(...s.oursRuns.map((m) => m.rssPeakMiB ?? NaN))), n(worst?.eventLoop?.p99Ms, 1),
       n(worst?.controlEventLoop?.p99Ms, 1),
     ]);
   }
   out.push(table(rows, (column) => column > 0));
-  out.push('(times and MiB/s: the median run; peak RSS: the highest of the runs; ELD p99: the worst run, and in',
+  out.push('(MiB/s: the median run; peak RSS: the highest of the runs; ELD p99: the worst run, and in',
     'brackets what an idle process (the benchmark itself) saw meanwhile — the machine\'s own scheduling delay)');
-  const repeated = results.scenarios.filter((s) => s.oursRuns.length > 1 || (s.rbdRuns?.length ?? 0) > 1);
+  const repeated = p.scenarios.filter((s) => s.oursRuns.length > 1 || (s.rbdRuns?.length ?? 0) > 1);
   if (repeated.length > 0) {
     out.push('', 'all runs, elapsed s:');
-    for (const s of repeated) out.push(`  ${s.title}: ours ${runList(s.oursRuns)}${s.rbdRuns ? `; rbd ${runList(s.rbdRuns)}` : ''}`);
+    for (const s of repeated) {
+      out.push(`  ${s.title}: ours ${runList(s.oursRuns)}${s.rbdRuns ? `; rbd ${runList(s.rbdRuns)}` : ''}` +
+        `${s.rbd64Runs ? `; rbd@64 ${runList(s.rbd64Runs)}` : ''}`);
+    }
   }
+  out.push('', 'operations and bytes per run (OSD perf counters; lib = the library\'s own stats):', opsTable(p));
 
-  const ceiling = results.ceiling;
+  const ceiling = p.ceiling;
   if (ceiling) {
-    const all = (results.ceilingRuns ?? []).map((c) => n(c.reportedMiBPerS)).join(', ');
+    const all = (p.ceilingRuns ?? []).map((c) => n(c.reportedMiBPerS)).join(', ');
     out.push('', `write ceiling: ${n(ceiling.reportedMiBPerS)} MiB/s (best of ${all}) as reported by \`${ceiling.command}\` ` +
       `(${n(ceiling.wallMiBPerS)} MiB/s by wall clock, ${n(ceiling.elapsedMs / 1000, 2)} s; ` +
       `OSD CPU ${n(ceiling.osdCpuMs / 1000, 2)} s, rbd CPU ${n(ceiling.clientCpuMs / 1000, 2)} s)`);
   }
-  for (const s of results.scenarios) {
+  for (const s of p.scenarios) {
     if (s.change) {
       out.push(`${s.title}: ${s.change.pattern}; ${n(s.change.bytesChanged / 2 ** 20, 1)} MiB distinct bytes changed ` +
         `in ${s.change.objectsTouched} of ${s.change.objects} objects`);
     }
   }
-  for (const s of results.scenarios) {
+  for (const s of p.scenarios) {
     const native = s.ours.stats?.['elapsedMs'];
     if (!s.fractionOfFull || typeof native !== 'number') continue;
     out.push(`${s.title}: ours took ${n(s.ours.elapsedMs)} ms, of which the native diff-and-copy loop ${n(native)} ms ` +
@@ -77,12 +168,13 @@ export function printReport(results: Results): void {
   const cpu: string[][] = [[
     'scenario', 'tool', 'elapsed s', 'client CPU s', 'OSD CPU s', 'machine used by this', 'others CPU s', 'load 1m',
   ]];
-  for (const s of results.scenarios) {
+  for (const s of p.scenarios) {
     cpu.push(cpuRow(s.title, s.ours));
     if (s.rbd) cpu.push(cpuRow('', s.rbd));
+    if (s.rbd64) cpu.push([...cpuRow('', s.rbd64).slice(0, 1), 'rbd@64', ...cpuRow('', s.rbd64).slice(2)]);
   }
   const perGiB: string[] = [];
-  for (const s of results.scenarios) {
+  for (const s of p.scenarios) {
     if (!s.id.startsWith('full') && s.id !== 'copy' && s.id !== 'export-null') continue;
     const gib = s.volumeBytes / 2 ** 30;
     const of = (m: Measure): string => `client ${n(m.clientCpuMs / 1000 / gib, 2)} + OSD ${n(m.osdCpuMs / 1000 / gib, 2)}`;
@@ -92,7 +184,7 @@ export function printReport(results: Results): void {
     '"machine used by this" = (client + OSD + mon CPU) / (elapsed × cores); others = the rest of the machine\'s busy CPU):',
     table(cpu, (column) => column > 1), '', 'CPU per GiB moved (median runs):', ...perGiB);
   const threads: string[] = [];
-  for (const s of results.scenarios) {
+  for (const s of p.scenarios) {
     const byThread = s.ours.threadsCpuMs;
     if (!byThread || s.ours.clientCpuMs < 200) continue;
     const top = Object.entries(byThread).sort((x, y) => y[1] - x[1]).slice(0, 6)
@@ -101,14 +193,4 @@ export function printReport(results: Results): void {
   }
   if (threads.length > 0) out.push('', 'our client CPU by thread (median run):', ...threads);
 
-  if (results.bars.length > 0) {
-    out.push('', 'bars (DESIGN section 7):');
-    for (const bar of results.bars) {
-      const verdict = bar.pass === undefined ? 'n/a ' : bar.pass ? 'PASS' : 'FAIL';
-      out.push(`  ${verdict}  ${bar.text}${bar.informational ? ' [info]' : ''}: ${bar.detail}`);
-    }
-  }
-  if (results.error) out.push('', `RUN FAILED: ${results.error}`);
-  out.push('');
-  process.stdout.write(out.join('\n'));
 }

@@ -1,9 +1,10 @@
 /**
  * The benchmark: our transfer engine against the `rbd` tool, side by side
- * in one run on two throwaway clusters this process starts (and always
+ * in one run, in a pass at loopback latency (~0) and a pass at ~4 ms per
+ * operation, each on throwaway clusters this process starts (and always
  * stops), with every result checked by sha256 of `rbd export`.
  *
- *   node dist/bench/run.js [--size-mib N] [--size-mib M | --rss-check] [--json PATH]
+ *   node dist/bench/run.js [--size-mib N] [--latency both|0|4] [--size-mib M | --rss-check] [--json PATH]
  *
  * See bench/README.md for what is measured and how to read the numbers.
  */
@@ -11,16 +12,21 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg, release, totalmem } from 'node:os';
 import { dirname } from 'node:path';
+import { evaluateBars } from './bars.js';
 import { Bench, FEATURES, OBJECT_SIZE } from './bench.js';
 import {
   makeWorkDir, startCluster, startsInFlight, stopClusters, stopClustersSync, type BenchCluster,
 } from './clusters.js';
-import { parseArgs, USAGE, UsageError, type Config } from './options.js';
+import { roundTrips } from './latency.js';
+import { INJECT_DELAY_MAX_S, parseArgs, USAGE, UsageError, type Config } from './options.js';
+import { runPass } from './pass.js';
 import { killChildren, refuseNewChildren } from './proc.js';
 import { printReport } from './report.js';
-import { evaluateBars, type Results } from './results.js';
+import type { Pass, Results } from './results.js';
 
 const MiB = 1 << 20;
+/** The OSD's peak RSS per MiB of volume in a pass (measured: ~7.6 MiB per MiB), plus our clients (bench/README.md). */
+const RAM_PER_SIZE = 8;
 
 function text(command: string, args: string[]): string {
   const result = spawnSync(command, args, { encoding: 'utf8', timeout: 10_000 });
@@ -48,17 +54,18 @@ async function main(): Promise<number> {
   }
   const started = performance.now();
   const size = config.sizeMiB;
-  // Memory. memstore counts a cloned object (the copy-on-write of a
+  // Memory, per pass (a pass's clusters are stopped before the next one
+  // starts). memstore counts a cloned object (the copy-on-write of a
   // snapshotted object) at full size although its data is shared, so A's
-  // accounting limit covers ~2.5 sizes for each image that keeps snapshots
-  // (the source, a base image, one still being trimmed) plus headroom. The
-  // RAM really used is what the OSD holds: about twice the live data (seen
-  // here: 1071 MiB of RSS after writing 512 MiB), and at most the source and
-  // one base image (~2.5 sizes) are live at once, B only while A holds just
-  // the source.
-  const memstoreA = Math.ceil((9 * size + 1024) * MiB);
+  // accounting limit covers the source with the chain's snapshots (~3.5
+  // sizes: a 4 KiB write in every object clones every object), one base
+  // image with its clones (~2.5), one restore target and headroom. The RAM
+  // really used is what the OSD holds: about twice the live data (the
+  // source, one base, one restore target), B only while A holds just the
+  // source.
+  const memstoreA = Math.ceil((8 * size + 1024) * MiB);
   const memstoreB = Math.ceil((1.5 * size + 1024) * MiB);
-  const ramNeededMiB = Math.ceil(5.5 * size + 1536);
+  const ramNeededMiB = Math.ceil(RAM_PER_SIZE * size + 1536);
   const results: Results = {
     ok: false,
     date: new Date().toISOString(),
@@ -85,14 +92,16 @@ async function main(): Promise<number> {
         'rbd: the whole command line (pipeline) from spawn to exit, start-up included (see cliStartupMs)',
       repeat: config.repeat,
       clientOptions: config.clientOptions,
-      order: 'repeatable pairs (export, copy, full transfers) run --repeat times, alternating which tool goes ' +
+      order: 'repeatable pairs (export, copy, full transfers) run --repeat times, rotating which tool goes ' +
         'first, and report the median run; the incremental chains run once per tool, ours first; before every ' +
         'measured run the OSDs are left to go quiet',
+      latencies: config.latencies.map((l) => `~${l} ms per operation (ms_inject_delay_max ${INJECT_DELAY_MAX_S[l]} s on the OSD)`),
+      rbdConcurrentManagementOps: 'rbd: the tool\'s default (10, what Cinder runs); rbd@64: --rbd-concurrent-management-ops 64 ' +
+        'on both export-diff and import-diff (or rbd cp)',
+      skipCross: config.skipCross,
     },
-    clusters: {},
-    scenarios: [],
+    passes: [],
     bars: [],
-    osd: {},
   };
   const available = memAvailableMiB();
   if (available < ramNeededMiB) {
@@ -127,43 +136,54 @@ async function main(): Promise<number> {
   });
 
   const workDir = makeWorkDir();
-  const bench = new Bench(config, results);
-  const started2: BenchCluster[] = [];
+  const deadline = started + config.deadlineMin * 60_000;
   let code = 0;
   try {
-    bench.log(`starting clusters A (memstore ${(memstoreA / 2 ** 30).toFixed(1)} GiB) and B ` +
-      `(${(memstoreB / 2 ** 30).toFixed(1)} GiB) under ${workDir}`);
-    const startedAt = performance.now();
-    const starts = await Promise.allSettled([
-      startCluster('A', memstoreA, ['rbd', 'backups']),
-      startCluster('B', memstoreB, ['backups']),
-    ]);
-    for (const s of starts) if (s.status === 'fulfilled') started2.push(s.value);
-    const failed = starts.find((s): s is PromiseRejectedResult => s.status === 'rejected');
-    if (failed) throw failed.reason;
-    bench.a = started2.find((c) => c.name === 'A')!;
-    bench.b = started2.find((c) => c.name === 'B')!;
-    results.clusters = {
-      startMs: Math.round(performance.now() - startedAt),
-      A: { memstoreBytes: memstoreA, pools: ['rbd', 'backups'] },
-      B: { memstoreBytes: memstoreB, pools: ['backups'] },
-      layout: 'one mon + one memstore OSD each (scripts/ceph-cluster.sh), cephx on, pool size 1',
-    };
-    await bench.runAll();
+    for (const latency of config.latencies) {
+      const pass: Pass = { latency, injectDelayMaxS: INJECT_DELAY_MAX_S[latency], clusters: {}, scenarios: [], osd: {} };
+      results.passes.push(pass);
+      const bench = new Bench(config, pass, deadline);
+      const running: BenchCluster[] = [];
+      try {
+        const names = config.skipCross ? (['A'] as const) : (['A', 'B'] as const);
+        bench.log(`starting cluster${names.length > 1 ? 's A and B' : ' A'} (memstore ${(memstoreA / 2 ** 30).toFixed(1)} GiB` +
+          `${names.length > 1 ? `, ${(memstoreB / 2 ** 30).toFixed(1)} GiB` : ''}, ms_inject_delay_max ${pass.injectDelayMaxS} s) ` +
+          `under ${workDir}`);
+        const startedAt = performance.now();
+        const starts = await Promise.allSettled(names.map((name) => (name === 'A'
+          ? startCluster('A', latency, memstoreA, ['rbd', 'backups'], pass.injectDelayMaxS)
+          : startCluster('B', latency, memstoreB, ['backups'], pass.injectDelayMaxS))));
+        for (const s of starts) if (s.status === 'fulfilled') running.push(s.value);
+        const failed = starts.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+        if (failed) throw failed.reason;
+        bench.a = running.find((c) => c.name === 'A')!;
+        bench.b = running.find((c) => c.name === 'B');
+        pass.clusters = {
+          startMs: Math.round(performance.now() - startedAt),
+          A: { memstoreBytes: memstoreA, pools: ['rbd', 'backups'] },
+          ...(bench.b ? { B: { memstoreBytes: memstoreB, pools: ['backups'] } } : {}),
+          layout: 'one mon + one memstore OSD each (scripts/ceph-cluster.sh), cephx on, pool size 1, ' +
+            `ms_inject_delay_type client, probability 1, max ${pass.injectDelayMaxS} s`,
+        };
+        await runPass(bench);
+      } finally {
+        if (!exiting) {
+          bench.log('stopping clusters');
+          await stopClusters(running);
+        }
+      }
+    }
+    results.roundTrips = roundTrips(results.passes);
     results.bars = evaluateBars(results);
     results.ok = true;
     if (config.strict && results.bars.some((bar) => !bar.informational && bar.pass === false)) code = 2;
   } catch (error) {
     killChildren('SIGKILL');
     results.error = error instanceof Error ? error.message : String(error);
+    results.roundTrips = roundTrips(results.passes);
     results.bars = evaluateBars(results);
     process.stderr.write(`\n[bench] FAILED: ${results.error}\n`);
     code = 1;
-  } finally {
-    if (!exiting) {
-      bench.log('stopping clusters');
-      await stopClusters(started2);
-    }
   }
   if (exiting) return 130;
   results.finishedAt = new Date().toISOString();
@@ -171,7 +191,7 @@ async function main(): Promise<number> {
   (results.machine as Record<string, unknown>)['loadavgAtEnd'] = loadavg();
   printReport(results);
   writeResults(config.jsonPath, results);
-  bench.log(`results written to ${config.jsonPath}`);
+  process.stderr.write(`[bench] results written to ${config.jsonPath}\n`);
   return code;
 }
 

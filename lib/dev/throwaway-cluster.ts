@@ -40,6 +40,12 @@ export interface StartOptions {
   objectstore?: 'memstore' | 'bluestore';
   /** Size of the BlueStore file. Default 4 GiB. */
   bluestoreBytes?: number;
+  /**
+   * Real-cluster latency: the OSD delays each message to a client by a
+   * random time up to this many seconds (0.001 gives ~4 ms per operation,
+   * still pipelined). Default 0, loopback speed.
+   */
+  injectDelayMaxS?: number;
 }
 
 /** A free loopback port outside 6800-7300, where OSDs pick theirs. */
@@ -89,7 +95,8 @@ export class ThrowawayCluster {
       '--memstore-bytes', String(options.memstoreBytes ?? 2 ** 31),
       '--pools', (options.pools ?? ['rbd', 'backups']).join(','),
       '--objectstore', options.objectstore ?? 'memstore',
-      ...(options.bluestoreBytes === undefined ? [] : ['--bluestore-bytes', String(options.bluestoreBytes)])];
+      ...(options.bluestoreBytes === undefined ? [] : ['--bluestore-bytes', String(options.bluestoreBytes)]),
+      ...(options.injectDelayMaxS ? ['--inject-delay-max', String(options.injectDelayMaxS)] : [])];
     try {
       const { stdout } = await run('bash', [CLUSTER_SCRIPT, ...args], { maxBuffer: 1 << 20 });
       return new ThrowawayCluster(parseStartOutput(stdout, dir), madeDir);

@@ -1,0 +1,109 @@
+/**
+ * The benchmark's pure logic: parsing `ceph-cluster.sh latency`, the serial
+ * round trips of the unchanged incremental, and judging the bars (with the
+ * shortfall a failed bar prints). No cluster needed; no time is measured.
+ */
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { evaluateBars, judge } from '../../bench/bars.js';
+import { parseLatency, roundTrips } from '../../bench/latency.js';
+import type { DeliveredLatency, Measure, Pass, Results, ScenarioRecord } from '../../bench/results.js';
+
+const LATENCY_OUTPUT = `write qd1  avg latency 4.12 ms, 0.9 MB/s
+read  qd1  avg latency 3.88 ms, 1.0 MB/s
+write qd16 avg latency 4.50 ms, 13.9 MB/s
+read  qd16 avg latency 4.20 ms, 14.8 MB/s`;
+
+function delivered(qd1Ms: number): DeliveredLatency {
+  return {
+    writeQd1Ms: qd1Ms, readQd1Ms: qd1Ms, writeQd16Ms: qd1Ms, readQd16Ms: qd1Ms,
+    writeQd1MBs: 1, readQd1MBs: 1, writeQd16MBs: 1, readQd16MBs: 1, command: 'latency', output: '',
+  };
+}
+
+function measure(tool: 'ours' | 'rbd', elapsedMs: number): Measure {
+  return {
+    tool, elapsedMs, mibPerS: 1024 / (elapsedMs / 1000), clientCpuMs: 0, osdCpuMs: 0, monCpuMs: 0, foreignCpuMs: 0,
+    machineCapacityMs: 0, settleMs: 0, loadavg1: 0, verified: 'yes',
+  };
+}
+
+function scenario(id: string, ours: number, rbd?: number, rbd64?: number): ScenarioRecord {
+  const s: ScenarioRecord = { id, title: id, detail: '', volumeBytes: 1 << 30, ours: measure('ours', ours), oursRuns: [] };
+  s.oursRuns = [s.ours];
+  if (rbd !== undefined) { s.rbd = measure('rbd', rbd); s.ratio = rbd / ours; }
+  if (rbd64 !== undefined) { s.rbd64 = measure('rbd', rbd64); s.ratio64 = rbd64 / ours; }
+  return s;
+}
+
+function pass(latency: '0' | '4', qd1Ms: number, scenarios: ScenarioRecord[]): Pass {
+  return { latency, injectDelayMaxS: latency === '4' ? 0.001 : 0, delivered: delivered(qd1Ms), clusters: {}, scenarios, osd: {} };
+}
+
+describe('parseLatency', () => {
+  test('reads the four lines', () => {
+    const parsed = parseLatency(LATENCY_OUTPUT);
+    assert.equal(parsed.writeQd1Ms, 4.12);
+    assert.equal(parsed.readQd1Ms, 3.88);
+    assert.equal(parsed.readQd16MBs, 14.8);
+  });
+
+  test('refuses output without a line', () => {
+    assert.throws(() => parseLatency(LATENCY_OUTPUT.split('\n').slice(1).join('\n')), /write1/);
+  });
+});
+
+describe('roundTrips', () => {
+  test('divides what the slow pass added by what it added to one qd1 round trip', () => {
+    const trips = roundTrips([
+      pass('0', 0.5, [scenario('unchanged', 100, 300)]),
+      pass('4', 4.5, [scenario('unchanged', 140, 500)]),
+    ]);
+    assert.equal(trips?.addedQd1Ms, 4);
+    assert.deepEqual(trips?.tools.map((t) => [t.tool, t.trips]), [['ours', 10], ['rbd pipe', 50]]);
+  });
+
+  test('needs both passes', () => {
+    assert.equal(roundTrips([pass('4', 4, [scenario('unchanged', 100)])]), undefined);
+  });
+});
+
+describe('bars', () => {
+  test('a failed bar says by how much', () => {
+    const bar = judge({ id: 'x', latency: '4', text: 'x', value: 4.2, threshold: 10, direction: 'min', unit: 'x', detail: '' });
+    assert.equal(bar.pass, false);
+    assert.equal(bar.shortfall, 'needs ≥ 10.00x, got 4.20x');
+    const max = judge({ id: 'y', latency: '0', text: 'y', value: 0.07, threshold: 0.05, direction: 'max', unit: '%', detail: '' });
+    assert.equal(max.shortfall, 'needs ≤ 5.0%, got 7.0%');
+    assert.equal(judge({ ...bar, value: undefined }).pass, undefined);
+  });
+
+  test('judges the ~4 ms bars in the ~4 ms pass and the ~0 ones in the ~0 pass', () => {
+    const results: Results = {
+      ok: true, date: '', command: [], machine: {}, config: {}, bars: [],
+      passes: [
+        pass('0', 0.5, [scenario('full', 1000, 2000), scenario('incr-1pct', 40, 100), scenario('incr-1pct-4k', 60, 300)]),
+        pass('4', 4.5, [
+          scenario('full', 1000, 1300, 1250), scenario('incr-1pct-4k', 100, 1200, 150),
+          scenario('restore-diff', 900, 1000), scenario('restore-copy', 1100, 1000), scenario('unchanged', 140, 500),
+        ]),
+      ],
+    };
+    results.passes[0]!.scenarios.push(scenario('unchanged', 100, 300));
+    for (const s of results.passes[0]!.scenarios) s.fractionOfFull = { ours: s.ours.elapsedMs / 1000, rbd: s.rbd!.elapsedMs / 2000 };
+    results.roundTrips = roundTrips(results.passes);
+    const bars = new Map(evaluateBars(results).map((b) => [`${b.latency}:${b.id}`, b]));
+    assert.equal(bars.get('4:incr-4k-vs-pipe')?.pass, true);
+    assert.equal(bars.get('4:incr-4k-vs-pipe64')?.pass, false);
+    assert.equal(bars.get('4:incr-4k-vs-pipe64')?.shortfall, 'needs ≥ 2.00x, got 1.50x');
+    assert.equal(bars.get('4:full-vs-best-pipe')?.pass, true); // 1.25x the faster rbd@64
+    assert.equal(bars.get('4:unchanged-round-trips')?.pass, true); // (140 − 100) ÷ 4 = 10
+    assert.equal(bars.get('4:restore-diff-vs-backup')?.pass, true);
+    assert.equal(bars.get('4:restore-copy-vs-cp')?.pass, false);
+    assert.equal(bars.get('4:full-vs-ceiling')?.pass, undefined); // no ceiling measured
+    assert.equal(bars.get('0:nothing-slower')?.pass, true);
+    assert.equal(bars.get('0:incr-1pct-of-full')?.pass, true);
+    assert.equal(bars.get('0:incr-1pct-4k-of-full')?.pass, false);
+    assert.equal(bars.has('0:incr-4k-vs-pipe'), false);
+  });
+});
