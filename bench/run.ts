@@ -57,13 +57,14 @@ async function main(): Promise<number> {
   // Memory, per pass (a pass's clusters are stopped before the next one
   // starts). memstore counts a cloned object (the copy-on-write of a
   // snapshotted object) at full size although its data is shared, so A's
-  // accounting limit covers the source with the chain's snapshots (~3.5
+  // accounting limit covers the source with the chain's snapshots (~3.7
   // sizes: a 4 KiB write in every object clones every object), one base
-  // image with its clones (~2.5), one restore target and headroom. The RAM
+  // image with its clones (~3.7), one restore target and headroom (at 8
+  // sizes, the 1024 MiB run's rbd chain filled the OSD). The RAM
   // really used is what the OSD holds: about twice the live data (the
   // source, one base, one restore target), B only while A holds just the
   // source.
-  const memstoreA = Math.ceil((8 * size + 1024) * MiB);
+  const memstoreA = Math.ceil((11 * size + 1024) * MiB);
   const memstoreB = Math.ceil((1.5 * size + 1024) * MiB);
   const ramNeededMiB = Math.ceil(RAM_PER_SIZE * size + 1536);
   const results: Results = {
