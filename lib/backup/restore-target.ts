@@ -7,7 +7,7 @@
  * refuse the retry. Pure: restore.ts gathers the facts.
  */
 import { AlreadyExistsError, BusyError, invalidArgument, type CephError } from '../ceph/errors.js';
-import type { ImageWatcher } from '../ceph/native.js';
+import type { ImageWatcher } from '../ceph/image.js';
 
 export interface ExistingTarget {
   /** pool/volume-<id>, as errors name it. */

@@ -13,6 +13,8 @@ import { iterateDiff, OBJECTS_PER_CALL, type DiffExtent, type DiffOptions } from
 import { withCancel } from './cancel.js';
 import type { Pool } from './pool.js';
 
+export type { ImageWatcher };
+
 export interface ImageStat {
   size: bigint;
   objectSize: bigint;

@@ -6,7 +6,7 @@
  * of the chunk is skipped on a target that reads as zeros and zeroed on one
  * that holds data, so a used target ends up byte-identical too.
  */
-import type { NativeTransferPlan } from '../ceph/native.js';
+import type { TransferPlan } from '../ceph/transfer-job.js';
 import { cancelledError } from '../ceph/cancel.js';
 import { invalidArgument } from '../ceph/errors.js';
 import { checkName, toU64 } from '../ceph/validate.js';
@@ -59,7 +59,7 @@ export async function copyImage(options: CopyImageOptions): Promise<CopyStats> {
         `the target is ${targetSize} bytes, smaller than the source's ${size}`);
     }
     const skipZeroes = options.skipZeroes ?? !(await target.hasExtents());
-    const plan: NativeTransferPlan = {
+    const plan: TransferPlan = {
       ...(snapshot === undefined ? {} : { snapshot }),
       length: size,
       step: chunkSize,

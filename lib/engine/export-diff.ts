@@ -6,7 +6,7 @@
  */
 import { Readable } from 'node:stream';
 import { NotFoundError } from '../ceph/errors.js';
-import { addon } from '../ceph/native.js';
+import { findZeroRuns } from '../ceph/transfer-job.js';
 import { checkName } from '../ceph/validate.js';
 import type { Image } from '../ceph/image.js';
 import {
@@ -30,7 +30,7 @@ const MIN_ZERO_RUN = 64 << 10;
 
 /** Splits data into 'w' and 'z' records (zero runs found natively, at memory speed). */
 function* dataRecords(offset: bigint, data: Buffer): Generator<Buffer> {
-  const runs = addon.zeroRuns(data, MIN_ZERO_RUN);
+  const runs = findZeroRuns(data, MIN_ZERO_RUN);
   let dataStart = 0;
   for (let i = 0; i < runs.length; i += 2) {
     const [zeroStart, zeroEnd] = [runs[i], runs[i + 1]];

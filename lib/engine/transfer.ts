@@ -4,10 +4,10 @@
  * snapshots of a source image land in a target image, which then gets the
  * end snapshot. Source and target may be in different pools or clusters.
  */
-import { addon, type NativeTransferPlan, type NativeTransferStats } from '../ceph/native.js';
-import { AlreadyExistsError, invalidArgument, nativeCall, NotFoundError } from '../ceph/errors.js';
+import { AlreadyExistsError, invalidArgument, NotFoundError } from '../ceph/errors.js';
+import { runTransferJob, type TransferJobStats, type TransferPlan } from '../ceph/transfer-job.js';
 import { checkName } from '../ceph/validate.js';
-import { cancelledError, withCancel } from '../ceph/cancel.js';
+import { cancelledError } from '../ceph/cancel.js';
 import type { Image } from '../ceph/image.js';
 import { logEngine } from './log.js';
 import { checkEngineOptions, ioSizeFor, type EngineOptions } from './options.js';
@@ -30,7 +30,7 @@ export interface TransferDiffOptions extends EngineOptions {
   wholeObject?: boolean;
 }
 
-export interface TransferStats extends NativeTransferStats {
+export interface TransferStats extends TransferJobStats {
   /** Size of the source snapshot, which the target now has. */
   size: bigint;
 }
@@ -81,7 +81,7 @@ export async function transferDiff(options: TransferDiffOptions): Promise<Transf
     const targetIsZero = fromSnapshot === undefined && !(await target.hasExtents());
     const { size: targetSize } = await target.stat();
     if (targetSize !== size) await target.resize(size);
-    const plan: NativeTransferPlan = {
+    const plan: TransferPlan = {
       fromSnapshot,
       snapshot,
       length: size,
@@ -129,36 +129,12 @@ async function checkTransferSnapshots(opening: Promise<Image>, target: Image, sn
   if (fromSnapshot !== undefined && !(await snap.snapshotExists(fromSnapshot))) throw missing('source', snap);
 }
 
-/** When a connection has no op timeout, what an operation in flight gets to complete after a transfer stopped. */
-const DRAIN_WITHOUT_OP_TIMEOUT_MS = 30_000;
-/** Beyond the op timeout: an operation may start just before the transfer stops. */
-const DRAIN_GRACE_MS = 5_000;
-
-/**
- * How long a stopped transfer waits for its operations in flight: those
- * librados sends end within the op timeout of their connection; one librbd
- * keeps queued past that never will.
- */
-function drainMsFor(source: Image, target: Image): number {
-  const timeouts = [source, target].map((image) => image.pool.cluster.opTimeoutMs ?? DRAIN_WITHOUT_OP_TIMEOUT_MS);
-  return Math.max(...timeouts) + DRAIN_GRACE_MS;
-}
-
-/** Runs one native transfer with cancel and progress wired up. */
-export function runTransfer(source: Image, target: Image, plan: NativeTransferPlan, options: EngineOptions,
-  operation: string, resource: string): Promise<NativeTransferStats> {
+/** Runs one native transfer job with the engine's cancel and progress options. */
+export function runTransfer(source: Image, target: Image, plan: TransferPlan, options: EngineOptions,
+  operation: string, resource: string): Promise<TransferJobStats> {
   const onProgress = options.onProgress;
-  const bounded = { ...plan, drainMs: plan.drainMs ?? drainMsFor(source, target) };
-  return withCancel(options.signal, operation, resource,
-    (token, progress) => nativeCall(operation, resource,
-      () => addon.transfer(source.native, target.native, bounded, token, progress ?? (() => undefined))),
-    onProgress && ((done: bigint, total: bigint, bytesRead: bigint) => onProgress({ done, total, bytesRead })))
-    .catch((error: unknown) => {
-      // A cancel hides the native failure; a stuck image is worth a line.
-      logEngine('%s %s failed: %s', operation, resource, error instanceof Error ? error.message : String(error));
-      // Either side may have timed out: both fetch the newest OSD map.
-      source.pool.cluster.afterFailure(error);
-      target.pool.cluster.afterFailure(error);
-      throw error;
-    });
+  return runTransferJob(source, target, plan, {
+    ...(options.signal ? { signal: options.signal } : {}),
+    ...(onProgress ? { onProgress: (done: bigint, total: bigint, bytesRead: bigint) => onProgress({ done, total, bytesRead }) } : {}),
+  }, operation, resource);
 }

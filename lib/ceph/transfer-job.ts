@@ -1,0 +1,62 @@
+/**
+ * The native copy engine (native/transfer.cc) as lib/ceph shows it to the
+ * engine: one job moving extents between two open images with cancel and
+ * progress wired up, and the zero-run finder of the same code.
+ */
+import type { Image } from './image.js';
+import { addon, type NativeTransferPlan, type NativeTransferStats } from './native.js';
+import { nativeCall } from './errors.js';
+import { withCancel } from './cancel.js';
+import { logCeph } from './log.js';
+
+/** What the job moves and how (native/transfer.h TransferPlan). */
+export type TransferPlan = NativeTransferPlan;
+/** What a job did (native/transfer.h TransferStats). */
+export type TransferJobStats = NativeTransferStats;
+
+export interface TransferJobControl {
+  signal?: AbortSignal;
+  /** At most every 100 ms: every source byte below done is handled. */
+  onProgress?: (done: bigint, total: bigint, bytesRead: bigint) => void;
+}
+
+/** When a connection has no op timeout, what an operation in flight gets to complete after a transfer stopped. */
+const DRAIN_WITHOUT_OP_TIMEOUT_MS = 30_000;
+/** Beyond the op timeout: an operation may start just before the transfer stops. */
+const DRAIN_GRACE_MS = 5_000;
+
+/**
+ * How long a stopped transfer waits for its operations in flight: those
+ * librados sends end within the op timeout of their connection; one librbd
+ * keeps queued past that never will.
+ */
+function drainMsFor(source: Image, target: Image): number {
+  const timeouts = [source, target].map((image) => image.pool.cluster.opTimeoutMs ?? DRAIN_WITHOUT_OP_TIMEOUT_MS);
+  return Math.max(...timeouts) + DRAIN_GRACE_MS;
+}
+
+/** Runs one native transfer job from source (open at a snapshot) into target. */
+export function runTransferJob(source: Image, target: Image, plan: TransferPlan, control: TransferJobControl,
+  operation: string, resource: string): Promise<TransferJobStats> {
+  const bounded = { ...plan, drainMs: plan.drainMs ?? drainMsFor(source, target) };
+  return withCancel(control.signal, operation, resource,
+    (token, progress) => nativeCall(operation, resource,
+      () => addon.transfer(source.native, target.native, bounded, token, progress ?? (() => undefined))),
+    control.onProgress)
+    .catch((error: unknown) => {
+      // A cancel hides the native failure; a stuck image is worth a line.
+      logCeph('%s %s failed: %s', operation, resource, error instanceof Error ? error.message : String(error));
+      // Either side may have timed out: both fetch the newest OSD map.
+      source.pool.cluster.afterFailure(error);
+      target.pool.cluster.afterFailure(error);
+      throw error;
+    });
+}
+
+/**
+ * The runs of zeros at least minRun bytes long in data, as [start, end)
+ * pairs flattened into one array; found natively, at memory speed.
+ */
+export function findZeroRuns(data: Buffer, minRun: number): Float64Array {
+  return addon.zeroRuns(data, minRun);
+}
