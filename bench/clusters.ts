@@ -7,7 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CLUSTER_SCRIPT, ThrowawayCluster } from '../lib/dev/throwaway-cluster.js';
+import { CLUSTER_SCRIPT, ThrowawayCluster, trimSnapshotsWithoutSleep } from '../lib/dev/throwaway-cluster.js';
 import type { ClusterRef } from './protocol.js';
 
 export interface BenchCluster {
@@ -81,6 +81,9 @@ export async function startCluster(name: 'A' | 'B', pass: string, memstoreBytes:
   startsInFlight.add(starting);
   try {
     const cluster = await starting;
+    // The chains make and remove snapshots of 1 GiB volumes by the dozen;
+    // trimmed at an HDD's pace, their copies fill the OSD within a pass.
+    await trimSnapshotsWithoutSleep(cluster.info);
     const { conf, keyring } = cluster.info;
     return {
       name, dir, memstoreBytes, cluster, ref: { conf, keyring },

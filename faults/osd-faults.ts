@@ -10,7 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { fill } from '../test/support/cluster-scratch.js';
 import { removeImageFully } from '../test/support/scratch.js';
-import type { ClusterInfo, ThrowawayCluster } from '../lib/dev/throwaway-cluster.js';
+import { osdAdmin, type ClusterInfo, type ThrowawayCluster } from '../lib/dev/throwaway-cluster.js';
 import type { Context } from './kit.js';
 import type { Fault } from './faulted.js';
 
@@ -30,12 +30,6 @@ async function osdMap(info: ClusterInfo): Promise<Array<{ up: number; state: str
   return (JSON.parse(await ceph(info, ['osd', 'dump', '--format', 'json'])) as { osds: Array<{ up: number; state: string[] }> }).osds;
 }
 
-/** A command to the OSD's admin socket, which answers without the monitor. */
-async function osdAdmin(info: ClusterInfo, args: string[]): Promise<string> {
-  const { stdout } = await run('ceph', ['--admin-daemon', `${info.dir}/run/osd.0.asok`, ...args], { timeout: 30_000 });
-  return stdout;
-}
-
 /**
  * The monitor's full ratio and the OSD's own failsafe one (which a write
  * past the monitor's ratio may have crossed), raised to ratio; undefined
@@ -46,18 +40,6 @@ async function setFullRatios(info: ClusterInfo, ratio: number | undefined): Prom
   await ceph(info, ['osd', 'set-full-ratio', String(ratio ?? 0.95)]);
 }
 
-/**
- * A memstore OSD reports itself rotational, and an HDD's snap trimming
- * sleeps 5 s between batches: the copies a write keeps for a snapshot,
- * freed only by the trimmer once the snapshot is removed, pile up faster
- * than that (backups make and remove snapshots all the time); a long run's
- * 6 GiB OSD reached its failsafe ratio and stopped taking writes. Not for
- * every cluster: trimming without a pause, memstore's trimmer crashed the
- * OSD once in CI (a segfault in MemStore::OmapIteratorImpl::value).
- */
-export async function trimSnapshotsWithoutSleep(info: ClusterInfo): Promise<void> {
-  await osdAdmin(info, ['config', 'set', 'osd_snap_trim_sleep_hdd', '0']);
-}
 
 /**
  * Undoes every fault a worker may have left in place when it was killed

@@ -9,10 +9,10 @@
 import { cpSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
-import { ThrowawayCluster, type StartOptions } from '../lib/dev/throwaway-cluster.js';
+import { ThrowawayCluster, trimSnapshotsWithoutSleep, type StartOptions } from '../lib/dev/throwaway-cluster.js';
 import { startFixture, type ChildResult } from '../test/support/fixture-process.js';
 import type { Settings } from './kit.js';
-import { trimSnapshotsWithoutSleep, undoFaults } from './osd-faults.js';
+import { undoFaults } from './osd-faults.js';
 import type { RunOutcome, ScenarioReport } from './outcome.js';
 import { SCENARIOS, type ClusterKind, type Scenario } from './scenarios.js';
 
