@@ -21,7 +21,7 @@ import { callBudget, transferAllowanceMs } from './budget.js';
 import { OperationScope, removeImageWithSnapshots, undo } from './cleanup.js';
 import { BASE_IMAGE_FEATURES, type ResolvedConfig } from './config.js';
 import { readBackupImages, trashedBackupSnapshots } from './inventory.js';
-import { backupPoints } from './layout.js';
+import { backupPoints, type BackupImage } from './layout.js';
 import { findLeftovers, removeLeftovers } from './leftovers.js';
 import { lockObjectName, VolumeLock, type LockHolder } from './lock.js';
 import { logBackup } from './log.js';
@@ -97,6 +97,8 @@ interface Opened {
   sourcePool: Pool;
   backupPool: Pool;
   lock: VolumeLock;
+  /** The volume's backup images, read under the lock while the volume was being opened. */
+  found: BackupImage[];
   /** The request's signal, aborted also when the volume lock is lost or the call's time is up. */
   signal: AbortSignal;
 }
@@ -133,22 +135,40 @@ async function openAndLock(scope: OperationScope, config: ResolvedConfig, reques
   scope.doing = 'opening the volume';
   const sourcePool = await scope.adopt(config.source.pool(request.pool, subject.kind === 'image' ? subject.namespace : ''));
   const backupPool = await scope.adopt(config.backupCluster.pool(config.backupPool));
-  const volume = await scope.adopt(openSource(sourcePool, subject, operation));
-  scope.doing = 'taking the volume\'s lock';
-  const lock = await VolumeLock.acquire(backupPool, subject, operation, {
-    waitMs: config.lockWaitMs, ttlMs: config.lockTtlMs, onBusy: request.onBusy, onWait: request.onLockWait, signal: scope.signal,
-  });
-  scope.defer(`release the volume lock ${backupPool.spec}/${lockObjectName(subject)}`, backupPool, () => lock.release(), 'lock');
-  scope.guardBy(lock);
-  const signal = AbortSignal.any([request.signal, lock.lost, scope.signal].filter((s): s is AbortSignal => s !== undefined));
-  return { volume, sourcePool, backupPool, lock, signal };
+  // Opening an image takes a dozen round trips: the volume opens while the
+  // lock is taken and the backups are read (opening changes nothing, so it
+  // need not wait for the lock). The scope closes it whatever happens, once
+  // the open has settled.
+  const opening = scope.adopt(openSource(sourcePool, subject, operation));
+  const settled = opening.then(() => undefined, () => undefined);
+  try {
+    scope.doing = 'taking the volume\'s lock';
+    const lock = await VolumeLock.acquire(backupPool, subject, operation, {
+      waitMs: config.lockWaitMs, ttlMs: config.lockTtlMs, onBusy: request.onBusy, onWait: request.onLockWait, signal: scope.signal,
+    });
+    scope.defer(`release the volume lock ${backupPool.spec}/${lockObjectName(subject)}`, backupPool, () => lock.release(), 'lock');
+    scope.guardBy(lock);
+    // A failed first backup (or one of a volume that does not exist) leaves
+    // the volume without backups: its lock object goes too (while still
+    // locked, so no other run is using it). Registered before anything can
+    // fail, run after the new chain image is gone.
+    scope.onFailure(`remove the lock object ${backupPool.spec}/${lockObjectName(subject)} of a volume without backups`,
+      backupPool, async () => {
+        if ((await readBackupImages(backupPool, subject)).length === 0) await lock.retire();
+      });
+    scope.doing = 'reading the volume\'s backups';
+    const found = await readBackupImages(backupPool, subject);
+    const signal = AbortSignal.any([request.signal, lock.lost, scope.signal].filter((s): s is AbortSignal => s !== undefined));
+    return { volume: await opening, sourcePool, backupPool, lock, found, signal };
+  } finally {
+    await settled;
+  }
 }
 
 async function chooseChain(scope: OperationScope, opened: Opened, request: BackupRequest,
   ids: { subject: Subject; backupId: string }, operation: string): Promise<{ decision: ChainDecision }> {
   const { subject, backupId } = ids;
-  scope.doing = 'reading the volume\'s backups';
-  const found = await readBackupImages(opened.backupPool, subject);
+  const { found } = opened;
   const listed = (await opened.volume.listSnapshots()).map((s) => s.name);
   const leftovers = findLeftovers(found, { names: listed, trashed: await trashedBackupSnapshots(opened.volume) });
   scope.checkpoint();
@@ -269,27 +289,25 @@ export async function runBackup(config: ResolvedConfig, request: BackupRequest):
 
   return OperationScope.run({ operation, resource, timeoutMs: budget.timeoutMs }, async (scope) => {
     const opened = await openAndLock(scope, config, request, subject, operation);
-    // A failed first backup leaves the volume without backups: its lock
-    // object goes too (while still locked, so no other run is using it).
-    // Registered before anything can fail, run after the new chain image is gone.
-    scope.onFailure(`remove the lock object ${opened.backupPool.spec}/${lockObjectName(subject)} of a volume without backups`,
-      opened.backupPool, async () => {
-        if ((await readBackupImages(opened.backupPool, subject)).length === 0) await opened.lock.retire();
-      });
     const { decision } = await chooseChain(scope, opened, request, { subject, backupId }, operation);
     const { size } = await opened.volume.stat();
     if (budget.grows) scope.extend(transferAllowanceMs(size));
-    const chain = await openChainImage(scope, config, opened, decision, { subject, backupId }, size);
     const fromSnapshot = decision.mode === 'incremental' ? decision.fromSnapshot : undefined;
-
     const snapshot = backupSnapshotName(backupId);
     const { volume, sourcePool } = opened;
-    scope.doing = 'snapshotting the volume';
     // Registered first: a snapshot whose creation timed out may still have been made.
     scope.onFailure(`remove the new source snapshot ${volume.spec}@${snapshot}`, sourcePool, async () => {
       if (await volume.snapshotExists(snapshot)) await volume.removeSnapshot(snapshot);
     });
-    await volume.createSnapshot(snapshot);
+    // Independent, and each a dozen round trips or more: the volume is
+    // snapshotted while the chain image is opened (or made). Both settle
+    // before a failure of either goes to the clean-up.
+    const chainOpening = openChainImage(scope, config, opened, decision, { subject, backupId }, size);
+    scope.doing = 'opening the chain image and snapshotting the volume';
+    const [opening, snapshotting] = await Promise.allSettled([chainOpening, volume.createSnapshot(snapshot)]);
+    if (opening.status === 'rejected') throw opening.reason;
+    if (snapshotting.status === 'rejected') throw snapshotting.reason;
+    const chain = opening.value;
     // The transfer creates it last; a failure after that must not leave it.
     scope.onFailure(`remove the new chain snapshot ${chain.spec}@${snapshot}`, opened.backupPool, async () => {
       if (await chain.snapshotExists(snapshot)) await chain.removeSnapshot(snapshot);
