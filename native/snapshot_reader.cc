@@ -2,10 +2,10 @@
 
 #include <rbd/features.h>
 
+#include <algorithm>
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
-
 
 namespace rbdnative {
 
@@ -91,9 +91,7 @@ std::unique_ptr<SnapshotReader> SnapshotReader::Open(const std::shared_ptr<Image
   return std::unique_ptr<SnapshotReader>(new SnapshotReader(io, prefix, info.obj_size));
 }
 
-SnapshotReader::~SnapshotReader() {
-  if (!leaked_) rados_ioctx_destroy(io_);
-}
+SnapshotReader::~SnapshotReader() { rados_ioctx_destroy(io_); }
 
 int SnapshotReader::Read(std::vector<Extent> extents, Results* results, rados_completion_t done) {
   uint64_t object_no = extents.front().offset / object_size_;

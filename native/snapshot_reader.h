@@ -54,10 +54,6 @@ class SnapshotReader {
   // librbd) and returns 0, or the first failure.
   static int Finish(Results* results, int rc);
 
-  // The read operations of an abandoned transfer may still complete into
-  // this reader's ioctx: it must then never be destroyed.
-  void Leak() { leaked_ = true; }
-
  private:
   SnapshotReader(rados_ioctx_t io, std::string prefix, uint64_t object_size)
       : io_(io), prefix_(std::move(prefix)), object_size_(object_size) {}
@@ -65,7 +61,6 @@ class SnapshotReader {
   rados_ioctx_t io_;
   std::string prefix_;
   uint64_t object_size_;
-  bool leaked_ = false;
 };
 
 }  // namespace rbdnative

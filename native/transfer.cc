@@ -390,7 +390,6 @@ void TransferJob::Abandon() {
   std::string stuck;
   if (reads_pending_ > 0) {
     source_->MarkStuck();
-    if (reader_) reader_->Leak();
     stuck += std::to_string(reads_pending_) + " read(s) from the source";
   }
   if (writes_pending_ > 0) {
@@ -506,7 +505,8 @@ int TransferJob::Run(const std::function<void(const TransferProgress&)>& report)
       }
       int result = Transfer(source, target, report);
       // The reader's ioctx goes while the source (and so its cluster) is
-      // still held open.
+      // still held open; an abandoned job, whose reads may still complete
+      // into it, is never freed, and its reader with it.
       if (!abandoned_) reader_.reset();
       return result;
     });

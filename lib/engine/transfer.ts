@@ -48,7 +48,7 @@ const OBJECTS_FIRST_STEP = 16n;
  * the unchanged bytes between them included: at real-cluster latencies an
  * operation costs far more than 64 KiB of data.
  */
-export const MERGE_GAP = 64n << 10n;
+const MERGE_GAP = 64n << 10n;
 
 export async function transferDiff(options: TransferDiffOptions): Promise<TransferStats> {
   const { source, target, snapshot, fromSnapshot } = options;
