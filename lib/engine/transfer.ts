@@ -4,7 +4,7 @@
  * snapshots of a source image land in a target image, which then gets the
  * end snapshot. Source and target may be in different pools or clusters.
  */
-import { AlreadyExistsError, invalidArgument, NotFoundError } from '../ceph/errors.js';
+import { AlreadyExistsError, CephError, invalidArgument, NotFoundError } from '../ceph/errors.js';
 import { runTransferJob, type TransferJobStats, type TransferPlan } from '../ceph/transfer-job.js';
 import { checkName } from '../ceph/validate.js';
 import { cancelledError } from '../ceph/cancel.js';
@@ -101,8 +101,18 @@ export async function transferDiff(options: TransferDiffOptions): Promise<Transf
     logEngine('transferDiff %s from %s: %d bytes, window %d', resource, fromSnapshot ?? '(start)', size, limits.concurrency);
     const stats = await runTransfer(snap, target, plan, options, 'transferDiff', resource);
     if (stats.directReadRefused !== undefined) logEngine('transferDiff %s read through librbd: %s', resource, stats.directReadRefused);
-    // Nothing maps a transfer's target while it is written.
-    await target.createSnapshot(snapshot, { skipQuiesce: true });
+    await target.createSnapshot(snapshot);
+    // The full fault run of 2026-11-30 had an incremental, struck by an OSD
+    // marked down, whose end snapshot was missing on the chain image once
+    // the backup had completed (librbd's snapshot creation took 30 s, its
+    // timeout for a request to the lock owner). Cause not found: an end
+    // snapshot that is not there fails the transfer instead.
+    if (!(await target.snapshotExists(snapshot))) {
+      throw new CephError({
+        code: 'EIO', operation: 'transferDiff', resource,
+        detail: `librbd reported the end snapshot ${snapshot} created, but ${target.spec} does not have it`,
+      });
+    }
     logEngine('transferDiff %s done: %o', resource, stats);
     return { ...stats, size };
   } finally {
