@@ -345,6 +345,10 @@ describe('fencing', () => {
         assert.equal(holder.client, `client.${victim.instanceId()}`);
         // A short expiry: the entry leaves the OSD map soon after the test.
         await notifier.blocklistAdd(holder.address, 60);
+        // The OSD learns of the entry from the monitor on its own time; an
+        // operation carrying the newer map epoch makes the OSD wait for that
+        // map first (without this, a write 68 ms later once went through).
+        await victim.refreshOsdMap();
         await assert.rejects(victimPool.writeObject(other, 'after'), (e) =>
           e instanceof BlocklistedError && e instanceof CephError && e.code === 'ESHUTDOWN' && e.errno === 108 &&
           e.operation === 'writeObject' && e.resource === `backups/${other}`);
