@@ -8,7 +8,7 @@
  * transfer, finish. On failure nothing half-made remains.
  */
 import { randomUUID } from 'node:crypto';
-import { AlreadyExistsError, invalidArgument, NotFoundError } from '../ceph/errors.js';
+import { AlreadyExistsError, CephError, invalidArgument, NotFoundError } from '../ceph/errors.js';
 import { cancelledError } from '../ceph/cancel.js';
 import type { Image } from '../ceph/image.js';
 import type { Pool } from '../ceph/pool.js';
@@ -332,7 +332,17 @@ export async function runBackup(config: ResolvedConfig, request: BackupRequest):
       displayName: request.displayName ?? null, displayDescription: request.displayDescription ?? null,
       bytesWritten: stats.bytesWritten,
     }));
-    if (decision.mode !== 'incremental') {
+    if (decision.mode === 'incremental') {
+      // Asked of the header again just before the backup stands: in a
+      // chain image that other handles write to, nothing else proves the
+      // snapshot is still there (the transfer checked it once).
+      if (!(await chain.headerHasSnapshot(snapshot))) {
+        throw new CephError({
+          code: 'EIO', operation, resource,
+          detail: `the chain image ${chain.spec} lost the backup's snapshot ${snapshot} before the backup was recorded`,
+        });
+      }
+    } else {
       scope.checkpoint();
       // rbd_rename wants the image closed here (its header watch would stay on the old name).
       await chain.close();

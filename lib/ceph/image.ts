@@ -162,6 +162,18 @@ export class Image {
     return this.#call('snapshotExists', (n) => n.snapshotExists(name), resource);
   }
 
+  /**
+   * Whether the image's header, read from its OSD now (rbd.get_snapcontext),
+   * lists the snapshot this handle knows by that name. snapshotExists
+   * answers from the handle's memory, which librbd updates as soon as its
+   * snapshot creation reports success; this is the check that the snapshot
+   * is really there. A format 1 image: as snapshotExists.
+   */
+  async headerHasSnapshot(name: string): Promise<boolean> {
+    const resource = this.#snap(name, 'headerHasSnapshot');
+    return this.#call('headerHasSnapshot', (n) => n.headerHasSnapshot(name), resource);
+  }
+
   /** rbd_snap_rollback: the image head becomes the snapshot's content (and size) again. */
   async rollbackSnapshot(name: string): Promise<void> {
     const resource = this.#snap(name, 'rollbackSnapshot');

@@ -160,6 +160,7 @@ export interface NativeImage {
   unprotectSnapshot(name: string): Promise<void>;
   isSnapshotProtected(name: string): Promise<boolean>;
   snapshotExists(name: string): Promise<boolean>;
+  headerHasSnapshot(name: string): Promise<boolean>;
   rollbackSnapshot(name: string): Promise<void>;
   diffRange(fromSnapshot: string | null, offset: bigint, length: bigint,
     includeParent: boolean, wholeObject: boolean): Promise<NativeExtents>;

@@ -4,18 +4,22 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import {
   AlreadyExistsError, BusyError, CancelledError, CephError, InvalidArgumentError, NotFoundError,
   type CreateImageOptions, type Image, type ParentInfo, type Pool,
 } from '../../lib/index.js';
 import { removeImageFully, scratch, type Scratch, writeRandom } from '../support/scratch.js';
 import { assertFails } from '../support/checks.js';
-import { closeTestPools, rbd, rbdExportSha256, sha256, testPool, uniqueName } from '../support/clusters.js';
+import { closeTestPools, rbd, rbdExportSha256, sha256, testCluster, testPool, uniqueName } from '../support/clusters.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
 const POOL = 'rbd';
+const HEADER_SNAPSHOT_REMOVE = fileURLToPath(new URL('../../../test/fixtures/header-snapshot-remove.py', import.meta.url));
 
 let pool: Pool;
 
@@ -142,6 +146,27 @@ describe('snapshot basics', () => {
     await image.createSnapshot('x'.repeat(255));
     assert.deepEqual((await image.listSnapshots()).map((x) => x.name), ['x'.repeat(255)]);
     assert.deepEqual((await rbdSnapshots(`${POOL}/${name}`)).map((x) => x.name), ['x'.repeat(255)]);
+  });
+
+  test('headerHasSnapshot reads the header: a snapshot removed behind the handle\'s back is gone there', async (t) => {
+    const s = scratch(t, pool);
+    const name = await s.createImage('header-snap', 4 * MiB);
+    const image = await s.open(name);
+    await image.createSnapshot('kept');
+    await image.createSnapshot('dropped');
+    assert.equal(await image.headerHasSnapshot('kept'), true);
+    assert.equal(await image.headerHasSnapshot('dropped'), true);
+    assert.equal(await image.headerHasSnapshot('never'), false);
+    const dropped = (await image.listSnapshots()).find((snap) => snap.name === 'dropped');
+    assert.ok(dropped);
+    const { info } = await testCluster('a');
+    await promisify(execFile)('/usr/bin/python3',
+      [HEADER_SNAPSHOT_REMOVE, info.conf, info.keyring, POOL, name, String(dropped.id)], { timeout: 60_000 });
+    // The handle was not told: its memory still has the snapshot.
+    assert.equal(await image.snapshotExists('dropped'), true);
+    assert.equal(await image.headerHasSnapshot('dropped'), false);
+    assert.equal(await image.headerHasSnapshot('kept'), true);
+    await assert.rejects(image.headerHasSnapshot('bad/name'), InvalidArgumentError);
   });
 
   test('protect, isSnapshotProtected and unprotect; a protected snapshot cannot be removed', async (t) => {
