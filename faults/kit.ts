@@ -13,7 +13,7 @@ import {
 import { intBelow } from '../lib/dev/prng.js';
 import type { ThrowawayCluster } from '../lib/dev/throwaway-cluster.js';
 import { lockObjectName, restoreLockObjectName } from '../lib/backup/lock.js';
-import { RESTORING_KEY } from '../lib/backup/restore.js';
+import { RESTORING_KEY } from '../lib/backup/restore-lock.js';
 import { parseBackupSnapshotName } from '../lib/backup/naming.js';
 import {
   BACKUP_POOL, POOL, removeImagePatiently, snapshotSha, snapshotsOf, VolumeFixtures, volumeSha, type Teardown,

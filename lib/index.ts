@@ -1,13 +1,13 @@
 export { Cluster, type ConnectOptions } from './ceph/cluster.js';
 export {
-  Pool, type CreateImageOptions, type OpenImageOptions, type CloneParent, type WriteObjectOptions, type ObjectLock,
+  Pool, type CreateImageOptions, type CloneOptions, type OpenImageOptions, type CloneParent, type WriteObjectOptions, type ObjectLock,
   type ObjectLocker, type ObjectLockers, type WatchObjectOptions, type NotifyObjectOptions, type NotifyAck,
   type NotifyTimeout, type NotifyResult,
 } from './ceph/pool.js';
 export { ObjectWatch } from './ceph/watch.js';
 export { Image, MAX_READ_BYTES, type ImageStat, type FlattenOptions } from './ceph/image.js';
 export type { ImageWatcher } from './ceph/image.js';
-export type { SnapshotInfo, ParentInfo, TrashedSnapshot } from './ceph/snapshot.js';
+export type { SnapshotInfo, ParentInfo, ChildImage, TrashedSnapshot } from './ceph/snapshot.js';
 export type { DiffExtent, DiffOptions } from './ceph/diff.js';
 export type { FeatureName } from './ceph/features.js';
 export {

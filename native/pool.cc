@@ -26,6 +26,7 @@ struct CreateOptions {
   std::optional<uint64_t> order;
   std::optional<uint64_t> stripe_unit;
   std::optional<uint64_t> stripe_count;
+  std::optional<uint64_t> clone_format;
 };
 
 CreateOptions ParseCreateOptions(Napi::Env env, Napi::Value value) {
@@ -40,6 +41,7 @@ CreateOptions ParseCreateOptions(Napi::Env env, Napi::Value value) {
   read("order", options.order);
   read("stripeUnit", options.stripe_unit);
   read("stripeCount", options.stripe_count);
+  read("cloneFormat", options.clone_format);
   return options;
 }
 
@@ -56,6 +58,8 @@ class ImageOptions {
       rbd_image_options_set_uint64(opts_, RBD_IMAGE_OPTION_STRIPE_UNIT, *options.stripe_unit);
     if (options.stripe_count)
       rbd_image_options_set_uint64(opts_, RBD_IMAGE_OPTION_STRIPE_COUNT, *options.stripe_count);
+    if (options.clone_format)
+      rbd_image_options_set_uint64(opts_, RBD_IMAGE_OPTION_CLONE_FORMAT, *options.clone_format);
   }
   ~ImageOptions() { rbd_image_options_destroy(opts_); }
   ImageOptions(const ImageOptions&) = delete;

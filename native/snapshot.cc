@@ -1,4 +1,5 @@
 // Snapshot calls of ImageWrap: rbd_snap_*.
+#include <algorithm>
 #include <cstring>
 #include <functional>
 #include <string>
@@ -139,6 +140,58 @@ Napi::Value ListTrashedSnapshots(ImageWrap& wrap, const Napi::CallbackInfo& info
           s.Set("name", trashed[i].name);
           s.Set("originalName", trashed[i].original_name);
           array.Set(i, s);
+        }
+        return array;
+      });
+}
+
+// rbd_list_children3: the clones of the snapshot the handle is open at
+// (those in the trash too), the array grown until it holds them all.
+Napi::Value ListChildren(ImageWrap& wrap, const Napi::CallbackInfo& info) {
+  auto handle = wrap.OpenHandle(info.Env());
+  struct Child {
+    std::string pool;
+    std::string pool_namespace;
+    std::string image;
+    std::string image_id;
+    bool trash;
+  };
+  using Result = std::vector<Child>;
+  return wrap.Run<Result>(
+      info.Env(),
+      [handle](Result& out, std::string& message) {
+        return WithHandle(handle, "image", message, [&](rbd_image_t image) {
+          std::vector<rbd_linked_image_spec_t> children(8);
+          for (;;) {
+            size_t count = children.size();
+            int rc = rbd_list_children3(image, children.data(), &count);
+            if (rc == -ERANGE) {
+              children.resize(std::max(count, children.size() * 2));
+              continue;
+            }
+            if (rc < 0) {
+              message = "rbd_list_children3 failed";
+              return rc;
+            }
+            for (size_t i = 0; i < count; ++i) {
+              const rbd_linked_image_spec_t& c = children[i];
+              out.push_back({c.pool_name, c.pool_namespace, c.image_name, c.image_id, c.trash});
+            }
+            rbd_linked_image_spec_list_cleanup(children.data(), count);
+            return 0;
+          }
+        });
+      },
+      [](Napi::Env env, Result& children) {
+        Napi::Array array = Napi::Array::New(env, children.size());
+        for (size_t i = 0; i < children.size(); ++i) {
+          Napi::Object c = Napi::Object::New(env);
+          c.Set("pool", children[i].pool);
+          c.Set("namespace", children[i].pool_namespace);
+          c.Set("image", children[i].image);
+          c.Set("imageId", children[i].image_id);
+          c.Set("trash", children[i].trash);
+          array.Set(i, c);
         }
         return array;
       });
@@ -308,6 +361,7 @@ void ImageWrap::DefineSnapshotMethods(std::vector<PropertyDescriptor>& methods) 
                   Method<RemoveSnapshot>("removeSnapshot"),
                   Method<ListTrashedSnapshots>("listTrashedSnapshots"),
                   Method<RemoveSnapshotById>("removeSnapshotById"),
+                  Method<ListChildren>("listChildren"),
                   Method<ProtectSnapshot>("protectSnapshot"),
                   Method<UnprotectSnapshot>("unprotectSnapshot"),
                   Method<IsSnapshotProtected>("isSnapshotProtected"),

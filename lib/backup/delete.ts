@@ -11,6 +11,7 @@ import { BusyError, invalidArgument, NotFoundError } from '../ceph/errors.js';
 import type { Pool } from '../ceph/pool.js';
 import { checkName } from '../ceph/validate.js';
 import { removeBackupInfo } from './backup-info.js';
+import { refuseIfCloned } from './clones.js';
 import { backupSnapshots } from './chain.js';
 import { callBudget } from './budget.js';
 import { OperationScope, undo } from './cleanup.js';
@@ -61,11 +62,12 @@ async function removeImageRetrying(pool: Pool, name: string): Promise<void> {
 
 /** Removes one located backup (the caller holds the volume lock). */
 export async function removeBackup(pool: Pool, found: { image: BackupImage; snapshot: { name: string; protected: boolean } | undefined },
-  backupId: string): Promise<Omit<DeleteResult, 'removedSourceSnapshot'>> {
+  backupId: string, operation: string): Promise<Omit<DeleteResult, 'removedSourceSnapshot'>> {
   const result = { removedSnapshots: [] as string[], removedImages: [] as string[], removedMetadata: false };
   const { image, snapshot } = found;
   let removeImage = !isChainImage(image);
   if (snapshot !== undefined) {
+    if (snapshot.protected) await refuseIfCloned(pool, image.name, snapshot.name, backupId, operation);
     await using chain = await pool.openImage(image.name);
     if (snapshot.protected) await chain.unprotectSnapshot(snapshot.name);
     const before = backupSnapshots((await chain.listSnapshots()).map((s) => s.name));
@@ -166,7 +168,7 @@ export async function runDelete(config: ResolvedConfig, backup: BackupRecord, op
       : locateBackup(images, location, operation);
     scope.checkpoint();
     scope.doing = 'removing the backup';
-    const removed = await removeBackup(pool, found, backupId);
+    const removed = await removeBackup(pool, found, backupId, operation);
     if (removed.removedImages.length === images.length) {
       // The volume has no backups left; its lock object goes too (while
       // still locked, so no other run is using it).

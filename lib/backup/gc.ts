@@ -20,7 +20,7 @@ import {
   describeSubject, imageSpec, imageSubject, restoreLockObjectName, sourceImageName, subjectOfBackupImage, volumeOfVolumeImage,
   volumeSubject, type Subject,
 } from './naming.js';
-import { isHalfRestored } from './restore.js';
+import { isHalfRestored } from './restore-lock.js';
 
 export interface GcOptions {
   /** Report, remove nothing (and break no lock). */

@@ -7,6 +7,7 @@
 import { callBudget } from './budget.js';
 import { OperationScope } from './cleanup.js';
 import type { ResolvedConfig } from './config.js';
+import { refuseIfCloned } from './clones.js';
 import { checkSourcePool, removeBackup, removeSourceSnapshot } from './delete.js';
 import { readBackupImages } from './inventory.js';
 import { backupPoints, type BackupPoint } from './layout.js';
@@ -80,13 +81,20 @@ export async function runPrune(config: ResolvedConfig, of: SubjectInput, policyT
     if (budget.grows && !dryRun) scope.extend(decision.remove.length * budget.opTimeoutMs);
     const byId = new Map(points.map((p) => [p.backupId, p]));
     result.kept = decision.keep.map((k) => ({ ...describe(byId.get(k.backupId)!), reasons: k.reasons }));
+    // All or nothing on that count: a prune that stopped half-way at a
+    // cloned backup would leave the volume with another retention than asked.
+    scope.doing = 'looking for clones of the backups to remove';
+    for (const backupId of decision.remove) {
+      const point = byId.get(backupId)!;
+      if (point.snapshot?.protected === true) await refuseIfCloned(pool, point.image.name, point.snapshot.name, backupId, operation);
+    }
     scope.doing = 'removing backups';
     for (const backupId of decision.remove) {
       const point = byId.get(backupId)!;
       result.removed.push(describe(point));
       if (dryRun) continue;
       scope.checkpoint();
-      const removed = await removeBackup(pool, point, backupId);
+      const removed = await removeBackup(pool, point, backupId, operation);
       result.removedImages.push(...removed.removedImages);
       if (sourcePool !== undefined && point.snapshot !== undefined) {
         await removeSourceSnapshot(config, sourcePool, subject, point.snapshot.name);

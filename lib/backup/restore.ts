@@ -18,10 +18,12 @@ import { callBudget, transferAllowanceMs } from './budget.js';
 import { OperationScope, removeImageWithSnapshots } from './cleanup.js';
 import type { ResolvedConfig } from './config.js';
 import { decideRestore, type RestoreDecision } from './conditions.js';
-import { openImageIfExists } from './open-image.js';
 import { readBackupImages } from './inventory.js';
 import { locateBackup } from './layout.js';
 import { restoreLockObjectName, VolumeLock, type LockHolder } from './lock.js';
+import { checkInstantOptions, flattenInBackground, refuseExistingTarget, refuseInstant, restoreInstantly,
+  type BackgroundFlatten, type FlattenMode } from './instant-restore.js';
+import { isHalfRestored, lockRestoreTarget, restoreLockNote, RESTORING_INTO_KEY, RESTORING_KEY } from './restore-lock.js';
 import { logBackup } from './log.js';
 import { checkId, imageSubject, sourceImageName, volumeSubject, type Subject } from './naming.js';
 import { recordLocation, type BackupRecord, type RecordLocation } from './record.js';
@@ -59,14 +61,31 @@ export interface RestoreRequest {
    * restore that would be refused rejects as it would. Default false.
    */
   dryRun?: boolean;
+  /**
+   * Clone the restore point instead of copying it: the volume is usable as
+   * soon as the call returns, reads of what it does not hold yet going to
+   * the backup. The target pool must be in the backup's cluster, the
+   * target volume must not exist, and the backup must be a snapshot on a
+   * chain image. The backup cannot be deleted or pruned while the clone
+   * reads from it. Default false.
+   */
+  instant?: boolean;
+  /**
+   * With instant: when the clone gets its own copy of the data.
+   * 'background' (default) after the call returns (RestoreResult.flattening
+   * follows it); 'now' before the call returns; 'never' leaves a clone.
+   */
+  flatten?: FlattenMode;
   signal?: AbortSignal;
+  /** Progress of the copy, or of the flatten of an instant restore (in the background too). */
   onProgress?: (progress: Progress) => void;
 }
 
 export interface RestoreResult {
   /** Nothing was written: the path is the one the restore would take. */
   dryRun: boolean;
-  path: 'diff' | 'full';
+  /** 'instant': the volume is a clone of the restore point (flattened when flatten was 'now'). */
+  path: 'diff' | 'full' | 'instant';
   /** For a full copy: the first of the five conditions that failed, and why. */
   failedCondition: { number: 1 | 2 | 3 | 4 | 5; reason: string } | undefined;
   /** Where the data came from: chain image @ restore point, or a legacy image. */
@@ -76,8 +95,11 @@ export interface RestoreResult {
   /** The target volume's id; undefined for any other target. */
   targetVolumeId: string | undefined;
   size: bigint;
+  /** Bytes read from the backup by this call (none for an instant restore: librbd's flatten reads). */
   bytesRead: bigint;
   elapsedMs: number;
+  /** The flatten an instant restore left running (flatten: 'background'); undefined otherwise. */
+  flattening: BackgroundFlatten | undefined;
 }
 
 interface Source {
@@ -141,26 +163,6 @@ async function openSource(scope: OperationScope, pool: Pool, location: RecordLoc
 }
 
 /**
- * Image metadata a restore sets on a volume it creates, until the volume
- * holds the whole backup: a volume carrying it that no live restore is
- * working on was left by a killed one, and is removed.
- */
-export const RESTORING_KEY = 'rbd-backup.restoring';
-
-/**
- * Image metadata a restore sets on an existing volume it writes into, until
- * the volume holds the whole backup: the data a failed restore left there is
- * its own, so a retry may overwrite it without force. Such a volume is never
- * removed (the restore did not create it).
- */
-export const RESTORING_INTO_KEY = 'rbd-backup.restoring-into';
-
-/** What a restore's lock says of it: a retry that breaks the lock of a dead restore knows which backup it was writing. */
-export function restoreLockNote(backupId: string): string {
-  return `backup ${backupId}`;
-}
-
-/**
  * The target as refuseTarget judges it: its data is a restore's of this
  * backup when that restore marked it, or when it died after its last write
  * (marks removed, its lock not yet released): then only its dead lock says so.
@@ -168,14 +170,6 @@ export function restoreLockNote(backupId: string): string {
 function withDeadRestore(inspected: ExistingTarget, backupId: string, deadLockHolder: LockHolder | undefined): ExistingTarget {
   const diedAfterWriting = deadLockHolder?.description.includes(`(${restoreLockNote(backupId)})`) === true;
   return { ...inspected, unfinishedRestore: inspected.unfinishedRestore ?? (diedAfterWriting ? backupId : undefined) };
-}
-
-/** Whether the volume carries RESTORING_KEY: a half-restored volume of a dead restore, when its restore lock is ours. */
-export async function isHalfRestored(pool: Pool, name: string): Promise<string | undefined> {
-  const image = await openImageIfExists(pool, name, { readOnly: true });
-  if (image === undefined) return undefined;
-  await using opened = image;
-  return await opened.getMetadata(RESTORING_KEY);
 }
 
 /**
@@ -203,25 +197,7 @@ async function openTargetVolume(scope: OperationScope, config: ResolvedConfig, t
   const size = backup.size;
   const backupId = backup.id;
   const name = sourceImageName(target);
-  const lockObject = restoreLockObjectName(target);
-  scope.doing = 'taking the target\'s restore lock';
-  let broken: LockHolder | undefined;
-  const lock = await VolumeLock.acquire(targetPool, target, operation, {
-    waitMs: config.lockWaitMs, ttlMs: config.lockTtlMs, object: lockObject, signal: scope.signal,
-    note: restoreLockNote(backupId), onBreak: (holder) => { broken = holder; },
-  });
-  scope.defer(`release the restore lock ${targetPool.spec}/${lockObject}`, targetPool, () => lock.release(), 'lock');
-  // Another restore may take the volume over once this one's lock is lost: the undo steps then leave it alone.
-  scope.guardBy(lock);
-  // Removed while still locked, so no other restore is using it.
-  scope.defer(`remove the restore lock object ${targetPool.spec}/${lockObject}`, targetPool, () => lock.retire());
-  scope.doing = 'preparing the target volume';
-  const leftBy = await isHalfRestored(targetPool, name);
-  if (leftBy !== undefined) {
-    logBackup('%s/%s: removing the half-restored volume a killed restore of backup %s left', targetPool.spec, name, leftBy);
-    scope.checkpoint();
-    await removeImageWithSnapshots(targetPool, name);
-  }
+  const broken = await lockRestoreTarget(scope, config, targetPool, target, backupId);
   let created = false;
   let hasExtents = false;
   let volume: Image | undefined;
@@ -342,9 +318,12 @@ export async function runRestore(config: ResolvedConfig, request: RestoreRequest
   const location = recordLocation(request.backup, operation);
   const target = checkTarget(request.target, location.backupId, operation);
   const resource = `backup ${location.backupId}`;
+  const instant = checkInstantOptions(request, operation, resource);
   const budget = callBudget(request.timeoutMs, [config.source, config.backupCluster], operation, resource);
   return OperationScope.run({ operation, resource, timeoutMs: budget.timeoutMs },
-    (scope) => restoreWithin(scope, config, request, { location, target, grows: budget.grows }));
+    (scope) => instant === undefined
+      ? restoreWithin(scope, config, request, { location, target, grows: budget.grows })
+      : restoreByClone(scope, config, request, { location, target, mode: instant }));
 }
 
 async function restoreWithin(scope: OperationScope, config: ResolvedConfig, request: RestoreRequest,
@@ -390,5 +369,50 @@ async function restoreWithin(scope: OperationScope, config: ResolvedConfig, requ
     size,
     bytesRead,
     elapsedMs: performance.now() - started,
+    flattening: undefined,
+  };
+}
+
+async function restoreByClone(scope: OperationScope, config: ResolvedConfig, request: RestoreRequest,
+  checked: { location: RecordLocation; target: CheckedTarget; mode: FlattenMode }): Promise<RestoreResult> {
+  const { location, target, mode } = checked;
+  const operation = scope.operation;
+  const started = performance.now();
+  scope.doing = 'opening the backup';
+  const backupPool = await scope.adopt(config.backupCluster.pool(location.container ?? config.backupPool));
+  const source = await openSource(scope, backupPool, location, operation);
+  await refuseInstant(config, source, target.kind === 'rbd', operation, scope.resource);
+  const rbdTarget = target as Extract<CheckedTarget, { kind: 'rbd' }>;
+  const snapshot = source.snapshot!;
+  const backup = { pool: backupPool, image: source.image.name, snapshot };
+  let targetName: string;
+  if (request.dryRun === true) {
+    scope.doing = 'checking the target';
+    const targetPool = await scope.adopt(config.source.pool(rbdTarget.pool, rbdTarget.namespace));
+    const name = sourceImageName(rbdTarget.subject);
+    if (await isHalfRestored(targetPool, name) === undefined) await refuseExistingTarget(targetPool, name, operation);
+    targetName = `${targetPool.spec}/${name}`;
+  } else {
+    ({ targetSpec: targetName } = await restoreInstantly({
+      scope, config, backup, target: rbdTarget, backupId: location.backupId, mode,
+      signal: withRequest(scope, request), onProgress: request.onProgress,
+    }));
+  }
+  scope.commit();
+  const flattening = request.dryRun !== true && mode === 'background'
+    ? flattenInBackground(config, { pool: rbdTarget.pool, namespace: rbdTarget.namespace, name: sourceImageName(rbdTarget.subject) },
+      { pool: backupPool.name, image: backup.image, snapshot }, request.onProgress)
+    : undefined;
+  return {
+    dryRun: request.dryRun === true,
+    path: 'instant',
+    failedCondition: undefined,
+    source: source.spec,
+    target: targetName,
+    targetVolumeId: rbdTarget.subject.kind === 'volume' ? rbdTarget.subject.volumeId : undefined,
+    size: source.size,
+    bytesRead: 0n,
+    elapsedMs: performance.now() - started,
+    flattening,
   };
 }

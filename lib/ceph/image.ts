@@ -8,7 +8,7 @@ import { invalidArgument, nativeCall } from './errors.js';
 import { checkName, toU64 } from './validate.js';
 import { checkImageSize, type ImageLayout } from './limits.js';
 import { featureNames, type FeatureName } from './features.js';
-import { toParentInfo, toSnapshotInfo, type ParentInfo, type SnapshotInfo, type TrashedSnapshot } from './snapshot.js';
+import { toParentInfo, toSnapshotInfo, type ChildImage, type ParentInfo, type SnapshotInfo, type TrashedSnapshot } from './snapshot.js';
 import { iterateDiff, OBJECTS_PER_CALL, type DiffExtent, type DiffOptions } from './diff.js';
 import { withCancel } from './cancel.js';
 import type { Pool } from './pool.js';
@@ -136,6 +136,18 @@ export class Image {
   async removeSnapshotById(id: bigint): Promise<void> {
     const snapshotId = toU64('snapshot id', id, 'removeSnapshotById', this.spec);
     return this.#call('removeSnapshotById', (n) => n.removeSnapshotById(snapshotId), `${this.spec}@{id ${snapshotId}}`);
+  }
+
+  /**
+   * rbd_list_children3: the clones of the snapshot this handle is open at
+   * (clones in the trash too: they still need it). Open the image at the
+   * snapshot to ask.
+   */
+  async listChildren(): Promise<ChildImage[]> {
+    if (this.snapshot === undefined) {
+      throw invalidArgument('listChildren', this.spec, 'open the image at the snapshot whose clones are wanted');
+    }
+    return this.#call('listChildren', (n) => n.listChildren());
   }
 
   /** rbd_snap_protect */

@@ -52,6 +52,7 @@ export interface NativeCreateOptions {
   order?: number;
   stripeUnit?: bigint;
   stripeCount?: bigint;
+  cloneFormat?: number;
 }
 
 export interface NativeLockers {
@@ -124,6 +125,16 @@ export interface NativeParent {
   trash: boolean;
 }
 
+/** A clone of a snapshot (rbd_list_children3). */
+export interface ChildImage {
+  pool: string;
+  namespace: string;
+  image: string;
+  imageId: string;
+  /** The clone was moved to the trash (it still holds the snapshot). */
+  trash: boolean;
+}
+
 export interface NativeExtents {
   /** offset, length pairs */
   ranges: BigUint64Array;
@@ -156,6 +167,7 @@ export interface NativeImage {
   removeSnapshot(name: string): Promise<void>;
   listTrashedSnapshots(): Promise<TrashedSnapshot[]>;
   removeSnapshotById(id: bigint): Promise<void>;
+  listChildren(): Promise<ChildImage[]>;
   protectSnapshot(name: string): Promise<void>;
   unprotectSnapshot(name: string): Promise<void>;
   isSnapshotProtected(name: string): Promise<boolean>;

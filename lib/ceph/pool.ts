@@ -25,6 +25,17 @@ export interface CreateImageOptions {
   stripeCount?: number | bigint;
 }
 
+export interface CloneOptions extends CreateImageOptions {
+  /**
+   * 1: the parent snapshot must be protected and cannot be unprotected
+   * while the clone depends on it; 2: no protection needed (the snapshot
+   * goes to the trash when removed under a clone). Default: librbd's
+   * rbd_default_clone_format ('auto': 2 when the cluster's minimum client
+   * allows it).
+   */
+  cloneFormat?: 1 | 2;
+}
+
 export interface OpenImageOptions {
   /** Open the image at this snapshot; such a handle is always read-only. */
   snapshot?: string;
@@ -208,7 +219,7 @@ export class Pool {
    * parent may live in another pool of the same cluster; its snapshot must
    * be protected unless the cluster allows clone v2.
    */
-  async clone(parent: CloneParent, childName: string, options: CreateImageOptions = {}): Promise<void> {
+  async clone(parent: CloneParent, childName: string, options: CloneOptions = {}): Promise<void> {
     const resource = this.#image(childName, 'clone');
     if (!parent || typeof parent !== 'object' ||
       !(typeof parent.pool === 'string' || parent.pool instanceof Pool)) {
@@ -225,6 +236,12 @@ export class Pool {
       checkName('image', parent.image, 'clone', parentSpec);
       checkName('snapshot', parent.snapshot, 'clone', parentSpec);
       const native = createOptions(options, 'clone', resource);
+      if (options.cloneFormat !== undefined) {
+        if (options.cloneFormat !== 1 && options.cloneFormat !== 2) {
+          throw invalidArgument('clone', resource, `cloneFormat must be 1 or 2, got ${String(options.cloneFormat)}`);
+        }
+        native.cloneFormat = options.cloneFormat;
+      }
       await this.#call('clone', `${parentSpec} -> ${resource}`, () => this.#native.clone(
         parentPool.native, parent.image, parent.snapshot, childName, native));
     } finally {

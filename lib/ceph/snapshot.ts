@@ -1,7 +1,7 @@
 /** Snapshot and parent descriptions returned by Image (native/snapshot.cc). */
 import type { NativeParent, NativeSnapshot } from './native.js';
 
-export type { TrashedSnapshot } from './native.js';
+export type { ChildImage, TrashedSnapshot } from './native.js';
 
 export interface SnapshotInfo {
   id: bigint;

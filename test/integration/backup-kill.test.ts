@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { AlreadyExistsError, BackupEngine, BusyError } from '../../lib/index.js';
 import { VolumeLock } from '../../lib/backup/lock.js';
 import { INCOMPLETE_KEY } from '../../lib/backup/inventory.js';
-import { RESTORING_KEY } from '../../lib/backup/restore.js';
+import { RESTORING_KEY } from '../../lib/backup/restore-lock.js';
 import { connect, testCluster } from '../support/clusters.js';
 import { startFixture } from '../support/fixture-process.js';
 import { POOL, snapshotSha, snapshotsOf, useBackupTestbed, volumeSha, type BackupTestbed } from '../support/backup-fixtures.js';
