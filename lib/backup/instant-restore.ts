@@ -80,13 +80,23 @@ export async function refuseExistingTarget(targetPool: Pool, name: string, opera
   });
 }
 
-/** Flatten progress in bytes, as a copy reports it (nothing is counted as read: librbd does the reading). */
-function flattenProgress(onProgress: ((progress: Progress) => void) | undefined, objectSize: bigint, size: bigint) {
-  if (onProgress === undefined) return undefined;
-  return (done: number, total: number) => {
-    const bytes = BigInt(done) * objectSize;
-    onProgress({ done: bytes < size ? bytes : size, total: total === 0 ? 0n : size, bytesRead: 0n });
-  };
+/**
+ * Flattens the clone, reporting progress in bytes as a copy does (nothing
+ * is counted as read: librbd does the reading), the end included (librbd's
+ * last report may be short of it).
+ */
+async function flattenClone(volume: Image, signal: AbortSignal, onProgress: ((progress: Progress) => void) | undefined): Promise<void> {
+  const { size, objectSize } = await volume.stat();
+  await volume.flatten({
+    signal,
+    ...(onProgress === undefined ? {} : {
+      onProgress: (done: number) => {
+        const bytes = BigInt(done) * objectSize;
+        onProgress({ done: bytes < size ? bytes : size, total: size, bytesRead: 0n });
+      },
+    }),
+  });
+  onProgress?.({ done: size, total: size, bytesRead: 0n });
 }
 
 async function protect(chain: Image, snapshot: string): Promise<boolean> {
@@ -149,9 +159,7 @@ export async function restoreInstantly(job: InstantRestore): Promise<{ targetSpe
   logBackup('instant restore: %s@%s cloned to %s', chain.spec, backup.snapshot, targetSpec);
   if (job.mode === 'now') {
     scope.doing = 'flattening the clone';
-    const volume = await scope.adopt(targetPool.openImage(name));
-    const { size, objectSize } = await volume.stat();
-    await volume.flatten({ signal: job.signal, onProgress: flattenProgress(job.onProgress, objectSize, size) });
+    await flattenClone(await scope.adopt(targetPool.openImage(name)), job.signal, job.onProgress);
     await undo(`unprotect ${chain.spec}@${backup.snapshot}`, async () => { await unprotectIfUnused(chain, backup.snapshot); });
   }
   return { targetSpec };
@@ -168,8 +176,7 @@ export function flattenInBackground(config: ResolvedConfig, clone: { pool: strin
     {
       await using pool = await config.source.pool(clone.pool, clone.namespace);
       await using volume = await pool.openImage(clone.name);
-      const { size, objectSize } = await volume.stat();
-      await volume.flatten({ signal: controller.signal, onProgress: flattenProgress(onProgress, objectSize, size) });
+      await flattenClone(volume, controller.signal, onProgress);
       logBackup('instant restore: %s flattened', volume.spec);
     }
     await undo(`unprotect ${backup.pool}/${backup.image}@${backup.snapshot}`, async () => {

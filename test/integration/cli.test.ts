@@ -255,6 +255,60 @@ describe('rbd-backup CLI', () => {
       assert.equal(none.stdout.trim(), `no backups of volume ${volumeId} in pool backups`);
     });
 
+  test('restore --instant: the clone announced usable, then flattened (background); --flatten never keeps the backup from being deleted',
+    { timeout: 300_000 }, async (t) => {
+      const instantVolume = uniqueName('clii');
+      const flatTarget = uniqueName('clif');
+      const cloneTarget = uniqueName('clic');
+      const backups = await cluster.pool('backups');
+      t.after(async () => {
+        await removeImageFully(pool, `volume-${flatTarget}`);
+        await removeImageFully(pool, `volume-${cloneTarget}`);
+        await removeVolumeAndBackups(pool, backups, instantVolume);
+        await backups.close();
+      });
+      await pool.createImage(`volume-${instantVolume}`, 8 * MiB, { features: ['layering', 'exclusive-lock', 'object-map', 'fast-diff'] });
+      {
+        await using image = await pool.openImage(`volume-${instantVolume}`);
+        await image.write(randomBytes(3 * MiB), 2 * MiB);
+      }
+      const backup = await run(['backup', ...clusterArgs, '--pool', 'rbd', '--volume', instantVolume, '--backup-id', 'ib1']);
+      assert.equal(backup.code, 0, backup.stderr);
+      const [, snapshot] = /^snapshot (\S+) on (\S+)$/m.exec(backup.stdout)!;
+      const expected = await rbdExportSha256('a', `rbd/volume-${instantVolume}@${snapshot}`);
+      const ref = ['--volume', instantVolume, '--backup-id', 'ib1'];
+
+      const withoutInstant = await run(['restore', ...clusterArgs, ...ref, '--target-pool', 'rbd', '--flatten', 'now']);
+      assert.equal(withoutInstant.code, 2);
+      assert.match(withoutInstant.stderr, /--flatten goes with --instant/);
+      const toFile = await run(['restore', ...clusterArgs, ...ref, '--target-file', join(dir, 'instant.raw'), '--instant']);
+      assert.equal(toFile.code, 2);
+      assert.match(toFile.stderr, /--instant makes a volume/);
+
+      const flat = await run(['restore', ...clusterArgs, ...ref, '--target-pool', 'rbd', '--target-volume', flatTarget, '--instant']);
+      assert.equal(flat.code, 0, flat.stderr);
+      assert.match(flat.stderr, new RegExp(`-> rbd/volume-${flatTarget} by an instant clone: the volume is usable now`));
+      assert.match(flat.stderr, /^flatten: 100% \(/m);
+      assert.match(flat.stdout, new RegExp(`^rbd/volume-${flatTarget} flattened: it no longer depends on the backup$`, 'm'));
+      assert.equal(await rbdExportSha256('a', `rbd/volume-${flatTarget}`), expected);
+
+      const clone = await run(['restore', ...clusterArgs, ...ref, '--target-pool', 'rbd', '--target-volume', cloneTarget,
+        '--instant', '--flatten', 'never', '--json']);
+      assert.equal(clone.code, 0, clone.stderr);
+      assert.equal((JSON.parse(clone.stdout) as { path: string }).path, 'instant');
+      assert.equal(await rbdExportSha256('a', `rbd/volume-${cloneTarget}`), expected);
+      const refused = await run(['delete', ...clusterArgs, ...ref]);
+      assert.equal(refused.code, 4, refused.stderr);
+      assert.match(refused.stderr, new RegExp(`rbd/volume-${cloneTarget}`));
+      {
+        await using image = await pool.openImage(`volume-${cloneTarget}`);
+        await image.flatten();
+      }
+      const deleted = await run(['delete', ...clusterArgs, ...ref]);
+      assert.equal(deleted.code, 0, deleted.stderr);
+      assert.equal(await rbdExportSha256('a', `rbd/volume-${cloneTarget}`), expected);
+    });
+
   test('documented exit codes for a missing backup, a bad id and a bad record', async () => {
     const missing = await run(['restore', ...clusterArgs, '--volume', volumeId, '--backup-id', 'nope',
       '--target-pool', 'rbd']);

@@ -1,9 +1,11 @@
 /** rbd-backup restore: a backup into a volume, a raw file or stdout. */
-import type { RestoreTarget } from '../../backup/restore.js';
+import type { BackgroundFlatten, FlattenMode } from '../../backup/instant-restore.js';
+import type { RestoreResult, RestoreTarget } from '../../backup/restore.js';
 import { checkExportPath } from '../../engine/raw-export.js';
 import { UsageError } from '../exit-codes.js';
-import { backupRef, optional, RECORD_HELP, RECORD_OPTIONS, resolveRecord, type Command, type Values } from '../command.js';
+import { backupRef, optional, RECORD_HELP, RECORD_OPTIONS, resolveRecord, type Command, type Output, type Ui, type Values } from '../command.js';
 import { formatBytes } from '../format.js';
+import type { ProgressReporter } from '../progress.js';
 
 function restoreTarget(values: Values): RestoreTarget {
   const given = ['target-pool', 'target-file', 'stdout'].filter((name) => values[name] !== undefined);
@@ -28,12 +30,43 @@ function restoreTarget(values: Values): RestoreTarget {
   return { stream: process.stdout };
 }
 
+const FLATTEN_MODES: readonly string[] = ['background', 'now', 'never'];
+
+function pathText(path: RestoreResult['path']): string {
+  return path === 'diff' ? 'the diff path' : path === 'instant' ? 'an instant clone' : 'a full copy';
+}
+
+/**
+ * An instant restore's background flatten, waited for with its own progress
+ * once the volume is announced usable. Ctrl-C stops the flatten only: the
+ * volume stays a whole clone, and the command fails saying so.
+ */
+async function waitForFlatten(r: RestoreResult, flattening: BackgroundFlatten, ui: Ui,
+  shown: { progress: ProgressReporter | undefined }): Promise<Output> {
+  ui.notice(`restored ${r.source} -> ${r.target} by an instant clone: the volume is usable now; flattening it (Ctrl-C stops the flatten and leaves the clone)`);
+  const stop = () => flattening.cancel();
+  ui.signal.addEventListener('abort', stop, { once: true });
+  if (ui.signal.aborted) stop();
+  if (shown.progress !== undefined) shown.progress = ui.progress('flatten');
+  try {
+    await flattening.done;
+  } catch (error) {
+    ui.notice(`${r.target} is restored and usable, as a clone of ${r.source}: its flatten did not finish`);
+    throw error;
+  } finally {
+    shown.progress?.finish();
+    ui.signal.removeEventListener('abort', stop);
+  }
+  const data = { ...r, flattening: undefined, flattened: true, elapsedMs: r.elapsedMs };
+  return { data, text: `${r.target} flattened: it no longer depends on the backup` };
+}
+
 export const restore: Command = {
   summary: 'restore a backup into a volume, a file or stdout',
   usage: `rbd-backup restore (--record TEXT | --record-file PATH | (--volume ID | --image NAME -p POOL) --backup-id ID)
                    (--target-pool POOL [--target-volume ID | --target-image NAME [--target-namespace NS]]
                     | --target-file PATH | --stdout)
-                   [--force] [--dry-run]
+                   [--force] [--dry-run] [--instant [--flatten background|now|never]]
 
 ${RECORD_HELP}
   --target-pool POOL    restore into volume-<target-volume> there (created when missing)
@@ -44,12 +77,19 @@ ${RECORD_HELP}
   --stdout              write the raw image to standard output
   --force               write into a target volume that holds data, that another
                         client has open, or that is the backup's own source volume
-  --dry-run             say which path the restore would take and why; change nothing`,
+  --dry-run             say which path the restore would take and why; change nothing
+  --instant             clone the backup instead of copying it: the volume is usable
+                        at once (target pool in the backup's cluster, new volume only)
+  --flatten MODE        with --instant: background (default: the volume is usable and
+                        the command waits for the flatten; Ctrl-C stops the flatten and
+                        leaves a clone), now (flatten before returning), never (stay a
+                        clone: the backup cannot be deleted until it is flattened)`,
   options: {
     ...RECORD_OPTIONS,
     'target-pool': { type: 'string' }, 'target-volume': { type: 'string' }, 'target-file': { type: 'string' },
     'target-image': { type: 'string' }, 'target-namespace': { type: 'string' },
     'stdout': { type: 'boolean' }, 'force': { type: 'boolean' }, 'dry-run': { type: 'boolean' },
+    'instant': { type: 'boolean' }, 'flatten': { type: 'string' },
   },
   async prepare(values) {
     if (values.pool !== undefined && values.image === undefined) throw new UsageError('-p/--pool goes with --image NAME (the restore target is --target-pool)');
@@ -58,25 +98,37 @@ ${RECORD_HELP}
     if (target.file !== undefined) await checkExportPath(target.file);
     const ref = await backupRef(values);
     const dryRun = values['dry-run'] === true;
+    const instant = values.instant === true;
+    const flatten = optional(values, 'flatten');
+    if (flatten !== undefined && !instant) throw new UsageError('--flatten goes with --instant');
+    if (flatten !== undefined && !FLATTEN_MODES.includes(flatten)) throw new UsageError(`--flatten is one of ${FLATTEN_MODES.join(', ')}, not ${flatten}`);
+    if (instant && target.volume === undefined && target.image === undefined) {
+      throw new UsageError('--instant makes a volume: give --target-pool (a file or stdout needs a restore without --instant)');
+    }
     return {
       offline: false,
       async run(engine, ui) {
         const record = await resolveRecord(engine, ref);
         // A raw image on stdout: progress would be the only thing on the terminal, and is left out.
         const progress = target.stream !== undefined || dryRun ? undefined : ui.progress('restore');
+        // A background flatten reports after the call: to its own bar then.
+        const shown = { progress };
         let r;
         try {
           r = await engine.restore({
-            backup: record, target, force: values.force === true, dryRun, signal: ui.signal, onProgress: progress?.onProgress,
+            backup: record, target, force: values.force === true, dryRun, signal: ui.signal,
+            onProgress: progress === undefined ? undefined : (p) => shown.progress?.onProgress(p),
+            ...(instant ? { instant, ...(flatten === undefined ? {} : { flatten: flatten as FlattenMode }) } : {}),
           });
         } finally {
           progress?.finish();
         }
+        if (r.flattening !== undefined) return await waitForFlatten(r, r.flattening, ui, shown);
         if (r.dryRun) {
           return {
             data: r,
             text: [
-              `dry run: would restore ${r.source} -> ${r.target} by ${r.path === 'diff' ? 'the diff path' : 'a full copy'}; nothing was changed`,
+              `dry run: would restore ${r.source} -> ${r.target} by ${pathText(r.path)}; nothing was changed`,
               ...(r.failedCondition ? [`full copy because condition ${r.failedCondition.number} fails: ${r.failedCondition.reason}`] : []),
             ].join('\n'),
           };
@@ -84,7 +136,7 @@ ${RECORD_HELP}
         return {
           data: r,
           text: target.stream !== undefined ? undefined : [
-            `restored ${r.source} -> ${r.target} by ${r.path === 'diff' ? 'the diff path' : 'a full copy'}`,
+            `restored ${r.source} -> ${r.target} by ${pathText(r.path)}${r.path === 'instant' ? ` (flatten: ${flatten ?? 'background'})` : ''}`,
             ...(r.failedCondition ? [`full copy because condition ${r.failedCondition.number} failed: ${r.failedCondition.reason}`] : []),
             `${formatBytes(r.size)} volume, ${formatBytes(r.bytesRead)} read in ${(r.elapsedMs / 1000).toFixed(2)} s`,
           ].join('\n'),
