@@ -6,6 +6,7 @@ export {
 } from './ceph/pool.js';
 export { ObjectWatch } from './ceph/watch.js';
 export { Image, MAX_READ_BYTES, type ImageStat, type FlattenOptions } from './ceph/image.js';
+export { cloneDepth, flattenIfDeeperThan } from './ceph/clone-depth.js';
 export type { ImageWatcher } from './ceph/image.js';
 export type { SnapshotInfo, ParentInfo, ChildImage, TrashedSnapshot } from './ceph/snapshot.js';
 export type { DiffExtent, DiffOptions } from './ceph/diff.js';

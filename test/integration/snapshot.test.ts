@@ -9,7 +9,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import {
-  AlreadyExistsError, BusyError, CancelledError, CephError, InvalidArgumentError, NotFoundError,
+  AlreadyExistsError, BusyError, CancelledError, CephError, InvalidArgumentError, NotFoundError, cloneDepth, flattenIfDeeperThan,
   type CreateImageOptions, type Image, type ParentInfo, type Pool,
 } from '../../lib/index.js';
 import { removeImageFully, scratch, type Scratch, writeRandom } from '../support/scratch.js';
@@ -266,6 +266,31 @@ describe('clones and flatten', () => {
     await writeRandom(image, Buffer.alloc(size), 0, MiB);
     return { name, image, model, snapshotId };
   }
+
+  test('cloneDepth counts the parents; flattenIfDeeperThan flattens only a chain deeper than the limit', { timeout: 120_000 }, async (t) => {
+    const s = scratch(t, pool);
+    const size = 8 * MiB;
+    const parent = await parentWithSnapshot(s, size);
+    const first = await s.clone(parent.name, 'base', 'depth1');
+    const firstImage = await s.open(first);
+    await firstImage.createSnapshot('s');
+    await firstImage.protectSnapshot('s');
+    const second = await s.clone(first, 's', 'depth2');
+    const secondImage = await s.open(second);
+    await secondImage.createSnapshot('s');
+    await secondImage.protectSnapshot('s');
+    const third = await s.clone(second, 's', 'depth3');
+    const thirdImage = await s.open(third);
+    assert.deepEqual(
+      await Promise.all([parent.image, firstImage, secondImage, thirdImage].map((image) => cloneDepth(image))), [0, 1, 2, 3]);
+
+    assert.equal(await flattenIfDeeperThan(secondImage, 2), false);
+    assert.equal(await cloneDepth(secondImage), 2);
+    assert.equal(await flattenIfDeeperThan(thirdImage, 2), true);
+    assert.equal(await cloneDepth(thirdImage), 0);
+    assert.equal(await rbdExportSha256('a', `${POOL}/${third}`), sha256(parent.model));
+    await assert.rejects(flattenIfDeeperThan(thirdImage, -1), InvalidArgumentError);
+  });
 
   test('a clone reports its parent, reads the parent snapshot and blocks unprotect', async (t) => {
     const s = scratch(t, pool);
