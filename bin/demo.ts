@@ -8,7 +8,7 @@
  */
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { Writable } from 'node:stream';
-import { AlreadyExistsError, BackupEngine, Cluster, exportRaw, type Image, type Pool } from '../lib/index.js';
+import { AlreadyExistsError, BackupEngine, Cluster, exportRaw, InvalidArgumentError, type Image, type Pool } from '../lib/index.js';
 import { ThrowawayCluster } from '../lib/dev/throwaway-cluster.js';
 
 const MiB = 1 << 20;
@@ -105,8 +105,8 @@ async function cycle(sourceCluster: Cluster, backupCluster: Cluster, poolName: s
   const rows: Row[] = [];
   const made: string[] = [volumeName];
   const mib = (bytes: number | bigint): string => `${(Number(bytes) / MiB).toFixed(0)} MiB`;
-  const row = (step: string, bytes: bigint, ms: number, path: string, check: string): void => {
-    rows.push({ step, size: mib(bytes), time: `${(ms / 1000).toFixed(2)} s`, rate: (Number(bytes) / MiB / (ms / 1000)).toFixed(0), path, check });
+  const row = (step: string, bytes: bigint, ms: number, path: string, check: string, rated = true): void => {
+    rows.push({ step, size: mib(bytes), time: `${(ms / 1000).toFixed(2)} s`, rate: rated ? (Number(bytes) / MiB / (ms / 1000)).toFixed(0) : '-', path, check });
   };
   try {
     await pool.createImage(volumeName, VOLUME_SIZE, { features: ['layering', 'exclusive-lock', 'object-map', 'fast-diff'] });
@@ -156,6 +156,39 @@ async function cycle(sourceCluster: Cluster, backupCluster: Cluster, poolName: s
       row('restore incr. -> used volume', second.size, second.elapsedMs,
         `full copy (condition ${second.failedCondition?.number}: ${second.failedCondition?.reason})`,
         secondSha === incrementalSha ? 'sha256 equal' : 'MISMATCH');
+
+      // Instant: a clone of the backup, usable at once, where the backups
+      // are (a recovery site, say); flattened in the background.
+      if (backupCluster !== sourceCluster) {
+        const across = await engine.restore({ backup: incremental.record, target: { volume: { pool: poolName } }, instant: true })
+          .then(() => undefined, (error: unknown) => error);
+        if (!(across instanceof InvalidArgumentError)) throw new Error(`an instant restore across clusters was not refused: ${String(across)}`);
+        say('instant restore into the source cluster: refused (a clone cannot reach into another cluster; the message says to restore without instant)');
+      }
+      const recovery = new BackupEngine({ source: backupCluster });
+      const recoveryPool = backupCluster === sourceCluster ? pool : await backupCluster.pool(poolName);
+      try {
+        const t0 = performance.now();
+        const instant = await recovery.restore({ backup: incremental.record, target: { volume: { pool: poolName } }, instant: true });
+        const instantName = `volume-${instant.targetVolumeId}`;
+        try {
+          const firstRead = await withImage(recoveryPool, instantName, async (image) => {
+            await image.read(0, 4096);
+            return performance.now() - t0;
+          });
+          const cloneSha = await withImage(recoveryPool, instantName, (image) => imageSha256(image));
+          await instant.flattening?.done;
+          const flatSha = await withImage(recoveryPool, instantName, (image) => imageSha256(image));
+          verify('instant restore (as a clone)', cloneSha, incrementalSha);
+          verify('instant restore (flattened)', flatSha, incrementalSha);
+          row('instant restore (first read)', instant.size, firstRead, `clone in ${recoveryPool.spec} of the backup's cluster, flattened after`,
+            'sha256 equal, clone and flat', false);
+        } finally {
+          await recoveryPool.removeImage(instantName).catch(() => undefined);
+        }
+      } finally {
+        if (recoveryPool !== pool) await recoveryPool.close();
+      }
 
       say('');
       say(table(rows));

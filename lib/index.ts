@@ -17,6 +17,7 @@ export {
 } from './ceph/errors.js';
 export { transferDiff, type TransferDiffOptions, type TransferStats } from './engine/transfer.js';
 export { copyImage, DEFAULT_CHUNK_SIZE, type CopyImageOptions, type CopyStats } from './engine/copy.js';
+export { convergeToSnapshot, type ConvergeOptions, type ConvergeStats } from './engine/converge.js';
 export type { Progress, EngineOptions } from './engine/options.js';
 export { exportDiff, type ExportDiffOptions } from './engine/export-diff.js';
 export { importDiff, type ImportDiffStats } from './engine/import-diff.js';

@@ -45,10 +45,12 @@ std::string Describe(const char* what, uint64_t offset, uint64_t length) {
 }  // namespace
 
 TransferJob::TransferJob(std::shared_ptr<ImageHandle> source,
-                         std::shared_ptr<ImageHandle> target, TransferPlan plan,
+                         std::shared_ptr<ImageHandle> target,
+                         std::shared_ptr<ImageHandle> listed, TransferPlan plan,
                          CancelFlag cancel)
     : source_(std::move(source)),
       target_(std::move(target)),
+      listed_(std::move(listed)),
       plan_(std::move(plan)),
       cancel_(std::move(cancel)) {}
 
@@ -431,11 +433,11 @@ std::string TransferJob::FenceSelf() {
          " for an hour) so that they can never land: connect again";
 }
 
-int TransferJob::Transfer(rbd_image_t source, rbd_image_t target,
+int TransferJob::Transfer(rbd_image_t source, rbd_image_t target, rbd_image_t listed,
                           const std::function<void(const TransferProgress&)>& report) {
   auto started = std::chrono::steady_clock::now();
   auto last_report = started;
-  DiffPrefetcher diffs(source, plan_.from_snapshot, plan_.length,
+  DiffPrefetcher diffs(listed, plan_.from_snapshot, plan_.length,
                        plan_.first_step == 0 ? plan_.step : plan_.first_step, plan_.step, plan_.whole_object,
                        [this] { WakeUp(); });
   while (!Stopping()) {
@@ -457,7 +459,7 @@ int TransferJob::Transfer(rbd_image_t source, rbd_image_t target,
     for (size_t i = 0; i < extents.size() && !Stopping(); ++i) {
       uint64_t offset = extents.offset(i);
       uint64_t length = extents.length(i);
-      bool exists = extents.exists[i] != 0;
+      bool exists = plan_.read_every_extent || extents.exists[i] != 0;
       // Holes go after the data below them, so ops stay in offset order.
       if (!exists || (plan_.zero_gaps && offset > cursor)) IssueBatch(source, target);
       if (plan_.zero_gaps && offset > cursor) IssueHole(target, cursor, offset - cursor);
@@ -503,7 +505,10 @@ int TransferJob::Run(const std::function<void(const TransferProgress&)>& report)
       } else {
         direct_read_refused_ = "the snapshot to read was not named";
       }
-      int result = Transfer(source, target, report);
+      int result = listed_ == nullptr
+                       ? Transfer(source, target, source, report)
+                       : WithHandle(listed_, "listed image", message_,
+                                    [&](rbd_image_t listed) { return Transfer(source, target, listed, report); });
       // The reader's ioctx goes while the source (and so its cluster) is
       // still held open; an abandoned job, whose reads may still complete
       // into it, is never freed, and its reader with it.
@@ -529,6 +534,7 @@ struct Settle {
   Napi::Promise::Deferred deferred;
   std::unique_ptr<InflightGuard> source_guard;
   std::unique_ptr<InflightGuard> target_guard;
+  std::unique_ptr<InflightGuard> listed_guard;
   std::unique_ptr<TransferJob> job;
   int rc = 0;
   ~Settle() {
@@ -572,6 +578,15 @@ Napi::Value StartTransfer(const Napi::CallbackInfo& info) {
   if (source == target) ThrowInvalid(env, "source and target must be different images");
   if (!info[2].IsObject()) ThrowInvalid(env, "transfer plan must be an object");
   Napi::Object options = info[2].As<Napi::Object>();
+  // Its own handle: the job holds each handle's shared lock once.
+  ImageWrap* listed_wrap = nullptr;
+  std::shared_ptr<ImageHandle> listed;
+  Napi::Value listed_value = options.Get("listed");
+  if (!listed_value.IsUndefined() && !listed_value.IsNull()) {
+    listed_wrap = ImageWrap::FromValue(env, listed_value);
+    listed = listed_wrap->OpenHandle(env);
+    if (listed == source || listed == target) ThrowInvalid(env, "the listed image must be a handle of its own");
+  }
   TransferPlan plan;
   Napi::Value from_value = options.Get("fromSnapshot");
   if (from_value.IsString()) plan.from_snapshot = from_value.As<Napi::String>().Utf8Value();
@@ -588,6 +603,10 @@ Napi::Value StartTransfer(const Napi::CallbackInfo& info) {
   plan.whole_object = options.Get("wholeObject").ToBoolean();
   plan.target_is_zero = options.Get("targetIsZero").ToBoolean();
   plan.zero_gaps = options.Get("zeroGaps").ToBoolean();
+  plan.read_every_extent = listed != nullptr;
+  if (plan.read_every_extent && (plan.zero_gaps || plan.whole_object)) {
+    ThrowInvalid(env, "a listed image goes with exact extents and no zeroGaps");
+  }
   plan.drain_ms = U64Field(env, options, "drainMs", plan.drain_ms);
   if (plan.step == 0 || plan.io_size == 0 || plan.io_size > (64ull << 20) ||
       plan.window == 0 || plan.window > 1024 || plan.memory < plan.io_size) {
@@ -601,7 +620,10 @@ Napi::Value StartTransfer(const Napi::CallbackInfo& info) {
   auto* settle = new Settle(env);
   settle->source_guard = std::make_unique<InflightGuard>(source_wrap->Value(), source_wrap->Inflight());
   settle->target_guard = std::make_unique<InflightGuard>(target_wrap->Value(), target_wrap->Inflight());
-  settle->job = std::make_unique<TransferJob>(source, target, std::move(plan), cancel);
+  if (listed_wrap != nullptr) {
+    settle->listed_guard = std::make_unique<InflightGuard>(listed_wrap->Value(), listed_wrap->Inflight());
+  }
+  settle->job = std::make_unique<TransferJob>(source, target, listed, std::move(plan), cancel);
   EnvState::Get(env)->AddJob(cancel);
   Napi::Promise promise = settle->deferred.Promise();
 

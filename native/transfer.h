@@ -63,6 +63,11 @@ struct TransferPlan {
   // Write zeros over the holes between extents too: the target may hold
   // old data there (a full copy into a used image).
   bool zero_gaps = false;
+  // Set when the extents are listed on another image than the source (the
+  // job's `listed` image, its changes since from_snapshot): every one of
+  // them is then read from the source, whether the listed image holds
+  // data there or not.
+  bool read_every_extent = false;
   // Zero runs shorter than this inside read data are written as data:
   // splitting a write for a small run costs more than it saves.
   uint64_t min_zero_run = 64ull << 10;
@@ -96,8 +101,11 @@ struct TransferProgress {
 
 class TransferJob {
  public:
+  // listed (may be null: the source) is the image whose diff names the
+  // extents to move.
   TransferJob(std::shared_ptr<ImageHandle> source,
-              std::shared_ptr<ImageHandle> target, TransferPlan plan,
+              std::shared_ptr<ImageHandle> target,
+              std::shared_ptr<ImageHandle> listed, TransferPlan plan,
               CancelFlag cancel);
   ~TransferJob();
   TransferJob(const TransferJob&) = delete;
@@ -139,7 +147,7 @@ class TransferJob {
   static void OnDirectComplete(rados_completion_t c, void* arg);
   void Deliver(Completion* done);
 
-  int Transfer(rbd_image_t source, rbd_image_t target,
+  int Transfer(rbd_image_t source, rbd_image_t target, rbd_image_t listed,
                const std::function<void(const TransferProgress&)>& report);
   void IssueHole(rbd_image_t target, uint64_t offset, uint64_t length);
   // Adds a data extent to the batch, issuing the batch first when the
@@ -182,6 +190,7 @@ class TransferJob {
 
   std::shared_ptr<ImageHandle> source_;
   std::shared_ptr<ImageHandle> target_;
+  std::shared_ptr<ImageHandle> listed_;
   TransferPlan plan_;
   std::unique_ptr<SnapshotReader> reader_;
   std::string direct_read_refused_;

@@ -13,11 +13,13 @@ import { checkName } from '../ceph/validate.js';
 import { copyImage } from '../engine/copy.js';
 import { checkExportPath, exportRaw } from '../engine/raw-export.js';
 import type { Progress } from '../engine/options.js';
+import { convergeToSnapshot } from '../engine/converge.js';
 import { transferDiff } from '../engine/transfer.js';
 import { callBudget, transferAllowanceMs } from './budget.js';
 import { OperationScope, removeImageWithSnapshots } from './cleanup.js';
 import type { ResolvedConfig } from './config.js';
 import { decideRestore, type RestoreDecision } from './conditions.js';
+import { chooseCommonSnapshot } from './in-place.js';
 import { readBackupImages } from './inventory.js';
 import { locateBackup } from './layout.js';
 import { restoreLockObjectName, VolumeLock, type LockHolder } from './lock.js';
@@ -71,6 +73,15 @@ export interface RestoreRequest {
    */
   instant?: boolean;
   /**
+   * When a restore into an existing volume would copy everything (it holds
+   * data, or it is the backup's own volume) and the volume still has a
+   * backup snapshot the chain image also has, only what differs moves: the
+   * extents the volume changed since that snapshot and those the chain
+   * changed between it and the restore point. false: the full copy.
+   * Default true.
+   */
+  inPlace?: boolean;
+  /**
    * With instant: when the clone gets its own copy of the data.
    * 'background' (default) after the call returns (RestoreResult.flattening
    * follows it); 'now' before the call returns; 'never' leaves a clone.
@@ -84,9 +95,14 @@ export interface RestoreRequest {
 export interface RestoreResult {
   /** Nothing was written: the path is the one the restore would take. */
   dryRun: boolean;
-  /** 'instant': the volume is a clone of the restore point (flattened when flatten was 'now'). */
-  path: 'diff' | 'full' | 'instant';
-  /** For a full copy: the first of the five conditions that failed, and why. */
+  /**
+   * 'instant': the volume is a clone of the restore point (flattened when
+   * flatten was 'now'); 'in-place': converged from commonSnapshot.
+   */
+  path: 'diff' | 'full' | 'instant' | 'in-place';
+  /** For an in-place restore: the snapshot the volume and the chain image both had. */
+  commonSnapshot: string | undefined;
+  /** For a full copy or an in-place restore: the first of the five conditions that failed (no diff path), and why. */
   failedCondition: { number: 1 | 2 | 3 | 4 | 5; reason: string } | undefined;
   /** Where the data came from: chain image @ restore point, or a legacy image. */
   source: string;
@@ -236,14 +252,20 @@ async function restoreIntoVolume(scope: OperationScope, config: ResolvedConfig, 
     baseExists: true, restorePoints: source.restorePoints, targetIsRbd: true,
     targetIsSource: target.subject.key === location.subject.key, targetHasExtents: hasExtents,
   });
-  logBackup('restore %s -> %s: %s', source.spec, targetSpec,
-    decision.path === 'diff' ? 'diff' : `full copy (condition ${decision.condition}: ${decision.reason})`);
+  const common = created ? undefined : await commonSnapshotOf(volume, source, decision, request);
+  logBackup('restore %s -> %s: %s', source.spec, targetSpec, decision.path === 'diff' ? 'diff'
+    : `${common === undefined ? 'full copy' : `in place from ${common}`} (condition ${decision.condition}: ${decision.reason})`);
   const engine = {
     signal: withRequest(scope, request), onProgress: request.onProgress,
     concurrency: config.ioConcurrency, memoryBytes: config.memoryBytes,
   };
   let bytesRead: bigint;
-  if (decision.path === 'diff') {
+  if (common !== undefined) {
+    scope.doing = 'moving what differs';
+    const stats = await convergeToSnapshot({ source: source.image, snapshot: source.snapshot!, common, target: volume, ...engine });
+    bytesRead = stats.bytesRead;
+    if (config.restoreDiscardExcessBytes && targetSize > stats.size) await volume.discard(stats.size, targetSize - stats.size);
+  } else if (decision.path === 'diff') {
     const restoring = volume;
     // The transfer sizes the volume to the backup; it gets its own size
     // back whether the restore works or not (without hiding why not).
@@ -269,7 +291,23 @@ async function restoreIntoVolume(scope: OperationScope, config: ResolvedConfig, 
   }
   scope.checkpoint();
   await volume.removeMetadata(created ? RESTORING_KEY : RESTORING_INTO_KEY);
-  return { decision, targetSpec, bytesRead };
+  return { decision, common, targetSpec, bytesRead };
+}
+
+/**
+ * For a restore that would copy everything into an existing volume: the
+ * snapshot the volume and the chain image both have, to converge from.
+ */
+async function commonSnapshotOf(volume: Image, source: Source, decision: RestoreDecision,
+  request: RestoreRequest): Promise<string | undefined> {
+  if (decision.path !== 'full' || (decision.condition !== 4 && decision.condition !== 5) ||
+    request.inPlace === false || source.snapshot === undefined) return undefined;
+  const choice = chooseCommonSnapshot(await volume.listSnapshots(), await source.image.listSnapshots(), source.snapshot);
+  if ('reason' in choice) {
+    logBackup('restore into %s: a full copy, not in place: %s', volume.spec, choice.reason);
+    return undefined;
+  }
+  return choice.common;
 }
 
 /**
@@ -278,7 +316,7 @@ async function restoreIntoVolume(scope: OperationScope, config: ResolvedConfig, 
  * counts as the new volume the restore would make of it).
  */
 async function planRestore(scope: OperationScope, config: ResolvedConfig, request: RestoreRequest, source: Source,
-  target: CheckedTarget, location: RecordLocation): Promise<{ decision: RestoreDecision; targetName: string }> {
+  target: CheckedTarget, location: RecordLocation): Promise<{ decision: RestoreDecision; common?: string | undefined; targetName: string }> {
   const operation = scope.operation;
   scope.doing = 'checking the target';
   if (target.kind === 'raw') {
@@ -304,7 +342,12 @@ async function planRestore(scope: OperationScope, config: ResolvedConfig, reques
     baseExists: true, restorePoints: source.restorePoints, targetIsRbd: true,
     targetIsSource: target.subject.key === location.subject.key, targetHasExtents: hasExtents,
   });
-  return { decision, targetName: `${targetPool.spec}/${name}` };
+  let common: string | undefined;
+  if (exists) {
+    await using volume = await targetPool.openImage(name, { readOnly: true });
+    common = await commonSnapshotOf(volume, source, decision, request);
+  }
+  return { decision, common, targetName: `${targetPool.spec}/${name}` };
 }
 
 /** The transfer stops when the caller aborts or the call's time is up. */
@@ -319,6 +362,9 @@ export async function runRestore(config: ResolvedConfig, request: RestoreRequest
   const target = checkTarget(request.target, location.backupId, operation);
   const resource = `backup ${location.backupId}`;
   const instant = checkInstantOptions(request, operation, resource);
+  if (request.inPlace !== undefined && typeof request.inPlace !== 'boolean') {
+    throw invalidArgument(operation, resource, 'inPlace must be true or false');
+  }
   const budget = callBudget(request.timeoutMs, [config.source, config.backupCluster], operation, resource);
   return OperationScope.run({ operation, resource, timeoutMs: budget.timeoutMs },
     (scope) => instant === undefined
@@ -336,11 +382,12 @@ async function restoreWithin(scope: OperationScope, config: ResolvedConfig, requ
   const source = await openSource(scope, backupPool, location, operation);
   if (checked.grows) scope.extend(transferAllowanceMs(source.size));
   let decision: RestoreDecision;
+  let common: string | undefined;
   let targetName: string;
   let bytesRead = 0n;
   let size = source.size;
   if (request.dryRun === true) {
-    ({ decision, targetName } = await planRestore(scope, config, request, source, target, location));
+    ({ decision, common, targetName } = await planRestore(scope, config, request, source, target, location));
   } else if (target.kind === 'raw') {
     decision = decideRestore({
       baseExists: true, restorePoints: source.restorePoints, targetIsRbd: false, targetIsSource: false,
@@ -355,13 +402,14 @@ async function restoreWithin(scope: OperationScope, config: ResolvedConfig, requ
     ({ size, bytesRead } = stats);
     targetName = target.name;
   } else {
-    ({ decision, targetSpec: targetName, bytesRead } =
+    ({ decision, common, targetSpec: targetName, bytesRead } =
       await restoreIntoVolume(scope, config, request, source, target, location, operation));
   }
   scope.commit();
   return {
     dryRun: request.dryRun === true,
-    path: decision.path,
+    path: common === undefined ? decision.path : 'in-place',
+    commonSnapshot: common,
     failedCondition: decision.path === 'full' ? { number: decision.condition, reason: decision.reason } : undefined,
     source: source.spec,
     target: targetName,
@@ -406,6 +454,7 @@ async function restoreByClone(scope: OperationScope, config: ResolvedConfig, req
   return {
     dryRun: request.dryRun === true,
     path: 'instant',
+    commonSnapshot: undefined,
     failedCondition: undefined,
     source: source.spec,
     target: targetName,

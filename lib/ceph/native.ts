@@ -203,6 +203,13 @@ export interface NativeTransferPlan {
   /** Changed extents of one block at most this far apart are read and written as one. Default 0. */
   mergeGap?: bigint;
   /**
+   * The extents are this image's changes since fromSnapshot (a handle of
+   * its own, neither source nor target), each read from the source
+   * whether the listed image holds data there or not. Exact extents only
+   * (no wholeObject, no zeroGaps).
+   */
+  listed?: NativeImage;
+  /**
    * Once the transfer stops (a failure or a cancel), how long its operations
    * still in flight get to complete before the job gives up on them and
    * leaves the image they are queued on open for good. Default 30000.

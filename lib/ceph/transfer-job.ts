@@ -9,8 +9,8 @@ import { nativeCall } from './errors.js';
 import { withCancel } from './cancel.js';
 import { logCeph } from './log.js';
 
-/** What the job moves and how (native/transfer.h TransferPlan). */
-export type TransferPlan = NativeTransferPlan;
+/** What the job moves and how (native/transfer.h TransferPlan), the listed image as an Image. */
+export type TransferPlan = Omit<NativeTransferPlan, 'listed'> & { listed?: Image };
 /** What a job did (native/transfer.h TransferStats). */
 export type TransferJobStats = NativeTransferStats;
 
@@ -38,7 +38,10 @@ function drainMsFor(source: Image, target: Image): number {
 /** Runs one native transfer job from source (open at a snapshot) into target. */
 export function runTransferJob(source: Image, target: Image, plan: TransferPlan, control: TransferJobControl,
   operation: string, resource: string): Promise<TransferJobStats> {
-  const bounded = { ...plan, drainMs: plan.drainMs ?? drainMsFor(source, target) };
+  const { listed, ...rest } = plan;
+  const bounded: NativeTransferPlan = {
+    ...rest, drainMs: plan.drainMs ?? drainMsFor(source, target), ...(listed === undefined ? {} : { listed: listed.native }),
+  };
   return withCancel(control.signal, operation, resource,
     (token, progress) => nativeCall(operation, resource,
       () => addon.transfer(source.native, target.native, bounded, token, progress ?? (() => undefined))),

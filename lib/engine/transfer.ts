@@ -53,6 +53,16 @@ const OBJECTS_FIRST_STEP = 16n;
  */
 const MERGE_GAP = 32n << 10n;
 
+/** How the engine steps through an image of this object size: diff spans, I/O size, merge gap. */
+export function steppingFor(objectSize: bigint): Pick<TransferPlan, 'step' | 'firstStep' | 'ioSize' | 'mergeGap'> {
+  return {
+    step: objectSize * OBJECTS_PER_STEP,
+    firstStep: objectSize * OBJECTS_FIRST_STEP,
+    ioSize: ioSizeFor(objectSize),
+    mergeGap: MERGE_GAP,
+  };
+}
+
 export async function transferDiff(options: TransferDiffOptions): Promise<TransferStats> {
   const { source, target, snapshot, fromSnapshot } = options;
   const resource = `${source.pool.spec}/${source.name}@${String(snapshot)} -> ${target.spec}`;
@@ -88,15 +98,12 @@ export async function transferDiff(options: TransferDiffOptions): Promise<Transf
       fromSnapshot,
       snapshot,
       length: size,
-      step: objectSize * OBJECTS_PER_STEP,
-      firstStep: objectSize * OBJECTS_FIRST_STEP,
-      ioSize: ioSizeFor(objectSize),
+      ...steppingFor(objectSize),
       window: limits.concurrency,
       memory: BigInt(limits.memoryBytes),
       wholeObject: options.wholeObject ?? (fromSnapshot === undefined && features.includes('fast-diff')),
       targetIsZero,
       zeroGaps: fromSnapshot === undefined && !targetIsZero,
-      mergeGap: MERGE_GAP,
     };
     logEngine('transferDiff %s from %s: %d bytes, window %d', resource, fromSnapshot ?? '(start)', size, limits.concurrency);
     const stats = await runTransfer(snap, target, plan, options, 'transferDiff', resource);

@@ -10,7 +10,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import {
-  BackupEngine, NotFoundError, backupImageName, type BackupResult, type Cluster, type Pool,
+  BackupEngine, InvalidArgumentError, NotFoundError, backupImageName, type BackupResult, type Cluster, type Pool,
 } from '../../lib/index.js';
 import { lockObjectName } from '../../lib/backup/lock.js';
 import { connect, rbdExportSha256, uniqueName } from '../support/clusters.js';
@@ -166,5 +166,18 @@ describe('backups on another cluster', () => {
       assert.equal(await rbdExportSha256('b', `${BACKUP_POOL}/${outcome.result.baseImage}@${outcome.result.snapshot}`),
         await snapshotSha(id, outcome.result.snapshot));
     }
+  });
+
+  test('an instant restore across clusters is refused before anything changes, and says to restore normally', { timeout: 120_000 }, async (t) => {
+    const id = await fx.newVolume(t, 8 * MiB);
+    await fx.writeRandom(id, [[0, MiB]]);
+    const backup = await engine.backup({ pool: POOL, volumeId: id });
+    const targetId = fx.targetId(t);
+    await assert.rejects(
+      engine.restore({ backup: backup.record, target: { volume: { pool: POOL, id: targetId } }, instant: true }),
+      (e) => e instanceof InvalidArgumentError && /must be in the backup's cluster/.test(e.message) && /restore without instant/.test(e.message));
+    assert.equal(await volumes.imageExists(`volume-${targetId}`), false);
+    await using chain = await backupsB.openImage(backup.baseImage, { readOnly: true });
+    assert.equal(await chain.isSnapshotProtected(backup.snapshot), false);
   });
 });

@@ -432,12 +432,20 @@ describe('condition 4: the target is the backup\'s own source volume (with force
       // Change data, and write where the backup had holes: the copy must put the holes back.
       await fx.writeRandom(id, [[0, 16 * MiB]]);
       assert.notEqual(await volumeSha(id), await snapshotSha(id, backup.snapshot));
-      const restored = await engine.restore({ backup: backup.record, target: { volume: { pool: POOL, id } }, force: true });
+      const onto = { backup: backup.record, target: { volume: { pool: POOL, id } }, force: true } as const;
+      const restored = await engine.restore({ ...onto, inPlace: false });
       assert.equal(restored.path, 'full');
       assert.deepEqual(restored.failedCondition, { number: 4, reason: "the target is the backup's own source volume" });
       assert.equal(restored.target, `${POOL}/volume-${id}`);
       assert.equal(await volumeSha(id), await snapshotSha(id, backup.snapshot));
       assert.deepEqual(await snapshotNames(volumes, `volume-${id}`), [backup.snapshot], 'the volume\'s snapshots are kept');
+      // By default: in place, from the backup's snapshot the volume still has.
+      await fx.writeRandom(id, [[0, 16 * MiB]]);
+      const inPlace = await engine.restore(onto);
+      assert.equal(inPlace.path, 'in-place');
+      assert.equal(inPlace.commonSnapshot, backup.snapshot);
+      assert.deepEqual(inPlace.failedCondition, { number: 4, reason: "the target is the backup's own source volume" });
+      assert.equal(await volumeSha(id), await snapshotSha(id, backup.snapshot));
     });
 
   test('onto the source volume extended since: condition 4, size kept, the excess discarded', { timeout: 120_000 },

@@ -32,8 +32,13 @@ function restoreTarget(values: Values): RestoreTarget {
 
 const FLATTEN_MODES: readonly string[] = ['background', 'now', 'never'];
 
-function pathText(path: RestoreResult['path']): string {
-  return path === 'diff' ? 'the diff path' : path === 'instant' ? 'an instant clone' : 'a full copy';
+function pathText(r: RestoreResult): string {
+  switch (r.path) {
+    case 'diff': return 'the diff path';
+    case 'instant': return 'an instant clone';
+    case 'in-place': return `moving only what differs from ${r.commonSnapshot}, which the volume shares with the backup`;
+    default: return 'a full copy';
+  }
 }
 
 /**
@@ -66,7 +71,7 @@ export const restore: Command = {
   usage: `rbd-backup restore (--record TEXT | --record-file PATH | (--volume ID | --image NAME -p POOL) --backup-id ID)
                    (--target-pool POOL [--target-volume ID | --target-image NAME [--target-namespace NS]]
                     | --target-file PATH | --stdout)
-                   [--force] [--dry-run] [--instant [--flatten background|now|never]]
+                   [--force] [--dry-run] [--full-copy] [--instant [--flatten background|now|never]]
 
 ${RECORD_HELP}
   --target-pool POOL    restore into volume-<target-volume> there (created when missing)
@@ -78,6 +83,9 @@ ${RECORD_HELP}
   --force               write into a target volume that holds data, that another
                         client has open, or that is the backup's own source volume
   --dry-run             say which path the restore would take and why; change nothing
+  --full-copy           copy everything into a volume that holds data, even when it
+                        still shares a backup snapshot with the backup (by default only
+                        what differs from that snapshot moves: an in-place restore)
   --instant             clone the backup instead of copying it: the volume is usable
                         at once (target pool in the backup's cluster, new volume only)
   --flatten MODE        with --instant: background (default: the volume is usable and
@@ -89,7 +97,7 @@ ${RECORD_HELP}
     'target-pool': { type: 'string' }, 'target-volume': { type: 'string' }, 'target-file': { type: 'string' },
     'target-image': { type: 'string' }, 'target-namespace': { type: 'string' },
     'stdout': { type: 'boolean' }, 'force': { type: 'boolean' }, 'dry-run': { type: 'boolean' },
-    'instant': { type: 'boolean' }, 'flatten': { type: 'string' },
+    'instant': { type: 'boolean' }, 'flatten': { type: 'string' }, 'full-copy': { type: 'boolean' },
   },
   async prepare(values) {
     if (values.pool !== undefined && values.image === undefined) throw new UsageError('-p/--pool goes with --image NAME (the restore target is --target-pool)');
@@ -119,6 +127,7 @@ ${RECORD_HELP}
             backup: record, target, force: values.force === true, dryRun, signal: ui.signal,
             onProgress: progress === undefined ? undefined : (p) => shown.progress?.onProgress(p),
             ...(instant ? { instant, ...(flatten === undefined ? {} : { flatten: flatten as FlattenMode }) } : {}),
+            ...(values['full-copy'] === true ? { inPlace: false } : {}),
           });
         } finally {
           progress?.finish();
@@ -128,16 +137,16 @@ ${RECORD_HELP}
           return {
             data: r,
             text: [
-              `dry run: would restore ${r.source} -> ${r.target} by ${pathText(r.path)}; nothing was changed`,
-              ...(r.failedCondition ? [`full copy because condition ${r.failedCondition.number} fails: ${r.failedCondition.reason}`] : []),
+              `dry run: would restore ${r.source} -> ${r.target} by ${pathText(r)}; nothing was changed`,
+              ...(r.failedCondition ? [`${r.path === 'full' ? 'full copy' : 'not the diff path'} because condition ${r.failedCondition.number} fails: ${r.failedCondition.reason}`] : []),
             ].join('\n'),
           };
         }
         return {
           data: r,
           text: target.stream !== undefined ? undefined : [
-            `restored ${r.source} -> ${r.target} by ${pathText(r.path)}${r.path === 'instant' ? ` (flatten: ${flatten ?? 'background'})` : ''}`,
-            ...(r.failedCondition ? [`full copy because condition ${r.failedCondition.number} failed: ${r.failedCondition.reason}`] : []),
+            `restored ${r.source} -> ${r.target} by ${pathText(r)}${r.path === 'instant' ? ` (flatten: ${flatten ?? 'background'})` : ''}`,
+            ...(r.failedCondition ? [`${r.path === 'full' ? 'full copy' : 'not the diff path'} because condition ${r.failedCondition.number} failed: ${r.failedCondition.reason}`] : []),
             `${formatBytes(r.size)} volume, ${formatBytes(r.bytesRead)} read in ${(r.elapsedMs / 1000).toFixed(2)} s`,
           ].join('\n'),
         };
