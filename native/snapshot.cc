@@ -206,12 +206,11 @@ Napi::Value RemoveSnapshotById(ImageWrap& wrap, const Napi::CallbackInfo& info) 
 
 Napi::Value CreateSnapshot(ImageWrap& wrap, const Napi::CallbackInfo& info) {
   std::string name = StringArg(info, 0, "snapshot name");
-  // Without quiesce, no notify to the image's watchers before and after
-  // (two round trips each): for images nothing maps, such as chain images.
-  uint32_t flags = info[1].ToBoolean() ? RBD_SNAP_CREATE_SKIP_QUIESCE : 0;
-  return wrap.Simple(info, "rbd_snap_create2", [name, flags](rbd_image_t image) {
+  // Never RBD_SNAP_CREATE_SKIP_QUIESCE: Pacific's librbd then reports
+  // success when the snapshot's header write timed out (lib/ceph/image.ts).
+  return wrap.Simple(info, "rbd_snap_create2", [name](rbd_image_t image) {
     // librbd calls the progress callback without checking it for null.
-    return rbd_snap_create2(image, name.c_str(), flags, [](uint64_t, uint64_t, void*) { return 0; }, nullptr);
+    return rbd_snap_create2(image, name.c_str(), 0, [](uint64_t, uint64_t, void*) { return 0; }, nullptr);
   });
 }
 

@@ -19,6 +19,12 @@ export interface BackupInfo {
   displayDescription: string | null;
   /** Bytes the backup's transfer wrote into the chain image: what changed since its parent (all data for a full one). */
   bytesWritten: bigint | null;
+  /**
+   * Set from before an incremental's transfer until it is complete: a
+   * snapshot of a backup still pending is no backup (a failed run's, or
+   * one the OSD wrote after librbd had given up on it), and gc removes it.
+   */
+  pendingSince?: Date;
 }
 
 export function backupInfoKey(backupId: string): string {
@@ -38,6 +44,7 @@ export function encodeBackupInfo(info: BackupInfo): string {
   return JSON.stringify({
     version: VERSION, display_name: info.displayName, display_description: info.displayDescription,
     bytes_written: info.bytesWritten === null ? null : Number(info.bytesWritten),
+    ...(info.pendingSince === undefined ? {} : { pending_since: info.pendingSince.toISOString() }),
   });
 }
 
@@ -57,10 +64,13 @@ export function decodeBackupInfos(metadata: ReadonlyMap<string, string>): Map<st
     if (!parsed || typeof parsed !== 'object') continue;
     const fields = parsed as Record<string, unknown>;
     const bytes = fields.bytes_written;
+    const pending = fields.pending_since === undefined ? undefined : new Date(String(fields.pending_since));
     infos.set(key.slice(BACKUP_INFO_PREFIX.length), {
       displayName: text(fields.display_name),
       displayDescription: text(fields.display_description),
       bytesWritten: typeof bytes === 'number' && Number.isSafeInteger(bytes) && bytes >= 0 ? BigInt(bytes) : null,
+      // A mark that does not parse is still a mark: its backup never completed. Dated long ago, gc may drop it.
+      ...(pending === undefined ? {} : { pendingSince: Number.isNaN(pending.getTime()) ? new Date(0) : pending }),
     });
   }
   return infos;

@@ -15,7 +15,7 @@ import type { Pool } from '../ceph/pool.js';
 import { checkName } from '../ceph/validate.js';
 import { transferDiff, type TransferStats } from '../engine/transfer.js';
 import type { Progress } from '../engine/options.js';
-import { backupInfoKey, encodeBackupInfo, removeBackupInfo } from './backup-info.js';
+import { backupInfoKey, encodeBackupInfo } from './backup-info.js';
 import { decideChain, snapshotsToTrim, type ChainDecision } from './chain.js';
 import { callBudget, transferAllowanceMs } from './budget.js';
 import { OperationScope, removeImageWithSnapshots, undo } from './cleanup.js';
@@ -313,6 +313,18 @@ export async function runBackup(config: ResolvedConfig, request: BackupRequest):
       if (await chain.snapshotExists(snapshot)) await chain.removeSnapshot(snapshot);
     });
     logBackup('backup %s of %s: %s into %s from %s', backupId, describeSubject(subject), decision.mode, decision.image, fromSnapshot ?? '(start)');
+    const info = {
+      displayName: request.displayName ?? null, displayDescription: request.displayDescription ?? null, bytesWritten: null,
+    };
+    if (decision.mode === 'incremental') {
+      // In a chain image that stays, a snapshot of this backup is no backup
+      // until the mark is replaced below. Left on failure: an OSD stalled
+      // past the op timeout can still write the snapshot after librbd gave
+      // up on it (and gave its id back, so it holds no data); gc removes
+      // such a snapshot, and the mark once it is old.
+      scope.doing = 'marking the backup pending';
+      await chain.setMetadata(backupInfoKey(backupId), encodeBackupInfo({ ...info, pendingSince: new Date() }));
+    }
     scope.doing = 'transferring the data';
     const stats = await transferDiff({
       source: volume, snapshot, fromSnapshot, target: chain,
@@ -322,16 +334,6 @@ export async function runBackup(config: ResolvedConfig, request: BackupRequest):
 
     scope.doing = 'finishing the backup';
     if (request.volumeMetadata !== undefined) await writeMeta(scope, opened.backupPool, backupId, request.volumeMetadata);
-    // Beside its snapshot, so that a listing from the pool alone still names
-    // it. Undone on failure only in a chain image that stays (a new one goes whole).
-    if (decision.mode === 'incremental') {
-      scope.onFailure(`remove the backup's info ${chain.spec} ${backupInfoKey(backupId)}`, opened.backupPool,
-        () => removeBackupInfo(chain, backupId));
-    }
-    await chain.setMetadata(backupInfoKey(backupId), encodeBackupInfo({
-      displayName: request.displayName ?? null, displayDescription: request.displayDescription ?? null,
-      bytesWritten: stats.bytesWritten,
-    }));
     if (decision.mode === 'incremental') {
       // Asked of the header again just before the backup stands: in a
       // chain image that other handles write to, nothing else proves the
@@ -342,6 +344,14 @@ export async function runBackup(config: ResolvedConfig, request: BackupRequest):
           detail: `the chain image ${chain.spec} lost the backup's snapshot ${snapshot} before the backup was recorded`,
         });
       }
+    }
+    // Beside its snapshot, so that a listing from the pool alone still names
+    // it; in a chain image that stays, this ends its pending mark, which a
+    // failure from here on puts back (the snapshot is removed then).
+    await chain.setMetadata(backupInfoKey(backupId), encodeBackupInfo({ ...info, bytesWritten: stats.bytesWritten }));
+    if (decision.mode === 'incremental') {
+      scope.onFailure(`mark backup ${backupId} pending again on ${chain.spec}`, opened.backupPool, () =>
+        chain.setMetadata(backupInfoKey(backupId), encodeBackupInfo({ ...info, pendingSince: new Date() })));
     } else {
       scope.checkpoint();
       // rbd_rename wants the image closed here (its header watch would stay on the old name).

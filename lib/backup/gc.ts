@@ -109,13 +109,14 @@ async function collectVolume(scope: OperationScope, config: ResolvedConfig, back
   if (result.dryRun) {
     result.removedImages.push(...leftovers.images.map((i) => `${backupPool.spec}/${i.name}`));
     result.removedSnapshots.push(...leftovers.snapshots.map(at), ...leftovers.trashed.map(({ image, snapshot }) =>
-      `${image === undefined ? volume!.spec : `${backupPool.spec}/${image}`}@${snapshot.name}`));
+      `${image === undefined ? volume!.spec : `${backupPool.spec}/${image}`}@${snapshot.name}`),
+    ...leftovers.pending.filter((p) => p.snapshot !== undefined).map((p) => `${backupPool.spec}/${p.image}@${p.snapshot}`));
     return;
   }
   scope.checkpoint();
   const removed = await removeLeftovers(backupPool, volume, leftovers, subject);
   result.removedImages.push(...removed.removedImages.map((name) => `${backupPool.spec}/${name}`));
-  result.removedSnapshots.push(...removed.removedSnapshots.map(at), ...removed.removedTrashed);
+  result.removedSnapshots.push(...removed.removedSnapshots.map(at), ...removed.removedTrashed, ...removed.removedPending);
   const held = lock;
   if (held && removed.removedImages.length === images.length) {
     // Nothing of this volume is left here: its lock object goes too (while still locked).

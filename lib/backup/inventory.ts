@@ -6,7 +6,7 @@
  */
 import type { Image } from '../ceph/image.js';
 import type { Pool } from '../ceph/pool.js';
-import type { TrashedSnapshot } from '../ceph/snapshot.js';
+import type { SnapshotInfo, TrashedSnapshot } from '../ceph/snapshot.js';
 import { BACKUP_INFO_PREFIX, decodeBackupInfos } from './backup-info.js';
 import { backupSnapshots } from './chain.js';
 import { openImageIfExists } from './open-image.js';
@@ -40,16 +40,21 @@ async function readImage(pool: Pool, subject: Subject, name: string): Promise<Ba
   const incomplete = unfinished ?? await image.getMetadata(INCOMPLETE_KEY);
   const trashed = await trashedBackupSnapshots(image);
   const infos = decodeBackupInfos(await image.listMetadata(BACKUP_INFO_PREFIX));
-  const order = backupSnapshots(snapshots.map((s) => s.name));
+  const ordered = backupSnapshots(snapshots.map((s) => s.name)).map((n) => snapshots.find((s) => s.name === n)!);
+  const pendingIds = new Set([...infos].filter(([, info]) => info.pendingSince !== undefined).map(([id]) => id));
+  const idOf = (snapshot: SnapshotInfo): string => parseBackupSnapshotName(snapshot.name)!.backupId;
   return {
     name,
     suffix: unfinished ?? parseBackupImageName(subject, name)!,
     size: stat.size,
     createdAt: stat.createdAt,
-    snapshots: order.map((n) => snapshots.find((s) => s.name === n)!),
+    snapshots: ordered.filter((s) => !pendingIds.has(idOf(s))),
     incomplete,
     trashed,
     infos,
+    pending: [...pendingIds].map((backupId) => ({
+      backupId, snapshot: ordered.find((s) => idOf(s) === backupId), since: infos.get(backupId)!.pendingSince!,
+    })),
   };
 }
 

@@ -30,6 +30,17 @@ export interface BackupImage {
   trashed: TrashedSnapshot[];
   /** What the pool keeps of its backups beside their snapshots, by backup id (backup-info.ts). */
   infos: ReadonlyMap<string, BackupInfo>;
+  /**
+   * Backups whose info is still pending (backup-info.ts): their snapshot,
+   * if there is one, is not in `snapshots`.
+   */
+  pending: PendingBackup[];
+}
+
+export interface PendingBackup {
+  backupId: string;
+  snapshot: SnapshotInfo | undefined;
+  since: Date;
 }
 
 export interface BackupPoint {

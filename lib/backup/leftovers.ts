@@ -1,14 +1,16 @@
 /**
  * What killed runs leave in a volume's backups: source snapshots that no
  * chain image holds (whatever backup id they carry), chain images whose
- * first backup never finished, and backup snapshots whose removal an OSD
- * fault cut short, left in the trash namespace. The next backup of the
+ * first backup never finished, backup snapshots whose removal an OSD
+ * fault cut short, left in the trash namespace, and the snapshots (and old
+ * marks) of incrementals that never completed. The next backup of the
  * volume and `gc` remove them, under the volume's lock, so no run that made
  * them is alive.
  */
 import type { Image } from '../ceph/image.js';
 import type { Pool } from '../ceph/pool.js';
 import type { TrashedSnapshot } from '../ceph/snapshot.js';
+import { removeBackupInfo } from './backup-info.js';
 import { orphanSourceSnapshots } from './chain.js';
 import { removeImageWithSnapshots, undo } from './cleanup.js';
 import { unfinishedImages, type BackupImage } from './layout.js';
@@ -23,7 +25,20 @@ export interface Leftovers {
   images: BackupImage[];
   /** Trashed backup snapshots: on the source volume (image undefined) and on the chain images that stay. */
   trashed: Array<{ image: string | undefined; snapshot: TrashedSnapshot }>;
+  /**
+   * Backups that never completed in chain images that stay: their snapshot
+   * if one is there (then the mark goes with it), or a mark older than
+   * PENDING_MARK_LIFE_MS alone.
+   */
+  pending: Array<{ image: string; backupId: string; snapshot: string | undefined }>;
 }
+
+/**
+ * How long the mark of a backup that did not complete is kept while no
+ * snapshot of it is there: an OSD that was stalled may still write the
+ * snapshot librbd gave up on, once it runs again.
+ */
+export const PENDING_MARK_LIFE_MS = 60 * 60 * 1000;
 
 /** The source volume's snapshots, user and trashed, when it is at hand. */
 export interface SourceSnapshots {
@@ -31,9 +46,13 @@ export interface SourceSnapshots {
   trashed: readonly TrashedSnapshot[];
 }
 
-export function findLeftovers(images: readonly BackupImage[], source: SourceSnapshots | undefined): Leftovers {
+export function findLeftovers(images: readonly BackupImage[], source: SourceSnapshots | undefined,
+  now = new Date()): Leftovers {
   const unfinished = unfinishedImages(images);
   return {
+    pending: images.filter((i) => !unfinished.includes(i)).flatMap((i) => i.pending
+      .filter((p) => p.snapshot !== undefined || now.getTime() - p.since.getTime() > PENDING_MARK_LIFE_MS)
+      .map((p) => ({ image: i.name, backupId: p.backupId, snapshot: p.snapshot?.name }))),
     snapshots: source ? orphanSourceSnapshots(source.names, images) : [],
     images: unfinished,
     trashed: [
@@ -49,7 +68,7 @@ export function findLeftovers(images: readonly BackupImage[], source: SourceSnap
  * cloned from it) stays, and is not reported as removed.
  */
 export async function removeLeftovers(backupPool: Pool, volume: Image | undefined, leftovers: Leftovers,
-  subject: Subject): Promise<{ removedSnapshots: string[]; removedImages: string[]; removedTrashed: string[] }> {
+  subject: Subject): Promise<{ removedSnapshots: string[]; removedImages: string[]; removedTrashed: string[]; removedPending: string[] }> {
   const removedSnapshots: string[] = [];
   for (const orphan of volume ? leftovers.snapshots : []) {
     logBackup('%s: removing source snapshot %s, which no chain image holds (a killed run or a deleted backup left it)', describeSubject(subject), orphan);
@@ -75,6 +94,19 @@ export async function removeLeftovers(backupPool: Pool, volume: Image | undefine
       removedTrashed.push(`${where}@${snapshot.name}`);
     });
   }
+  const removedPending: string[] = [];
+  for (const { image, backupId, snapshot } of leftovers.pending) {
+    logBackup('%s: %s: backup %s did not complete; removing %s', describeSubject(subject), image, backupId,
+      snapshot === undefined ? 'its old pending mark' : `its snapshot ${snapshot} and its mark`);
+    await undo(`remove what backup ${backupId} left in ${image}`, async () => {
+      await using chain = await backupPool.openImage(image);
+      if (snapshot !== undefined) {
+        await chain.removeSnapshot(snapshot);
+        removedPending.push(`${backupPool.spec}/${image}@${snapshot}`);
+      }
+      await removeBackupInfo(chain, backupId);
+    });
+  }
   const removedImages: string[] = [];
   for (const image of leftovers.images) {
     logBackup('%s: removing %s, which holds no backup (left by backup %s)', describeSubject(subject), image.name, image.incomplete);
@@ -87,5 +119,5 @@ export async function removeLeftovers(backupPool: Pool, volume: Image | undefine
       if (parseUnfinishedImageName(subject, image.name) !== undefined) await removeMetaObject(backupPool, image.incomplete!);
     });
   }
-  return { removedSnapshots, removedImages, removedTrashed };
+  return { removedSnapshots, removedImages, removedTrashed, removedPending };
 }

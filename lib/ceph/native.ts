@@ -163,7 +163,7 @@ export interface NativeImage {
   flatten(onProgress: ((done: number, total: number) => void) | undefined,
     cancel: NativeCancelToken): Promise<void>;
   listSnapshots(): Promise<NativeSnapshot[]>;
-  createSnapshot(name: string, skipQuiesce: boolean): Promise<void>;
+  createSnapshot(name: string): Promise<void>;
   removeSnapshot(name: string): Promise<void>;
   listTrashedSnapshots(): Promise<TrashedSnapshot[]>;
   removeSnapshotById(id: bigint): Promise<void>;

@@ -109,9 +109,10 @@ export async function transferDiff(options: TransferDiffOptions): Promise<Transf
     const stats = await runTransfer(snap, target, plan, options, 'transferDiff', resource);
     if (stats.directReadRefused !== undefined) logEngine('transferDiff %s read through librbd: %s', resource, stats.directReadRefused);
     await target.createSnapshot(snapshot);
-    // The full fault run of 2026-11-30 had an incremental, struck by an OSD
-    // marked down, complete after 30 s without its end snapshot on the
-    // chain image. librbd's word is not taken: the header is read.
+    // Pacific's librbd has reported a snapshot created whose header write
+    // had timed out (its skip-quiesce path: a full fault run's incremental
+    // completed without its chain snapshot). Its word is not taken: the
+    // header is read.
     if (!(await target.headerHasSnapshot(snapshot))) {
       throw new CephError({
         code: 'EIO', operation: 'transferDiff', resource,

@@ -38,6 +38,7 @@ function image(suffix: string, snapshots: string[], incomplete?: string): Backup
       id: BigInt(i + 1), name, size: 1n << 30n, timestamp: new Date(i * 1000), protected: false,
     })),
     incomplete,
+    pending: [],
     trashed: [],
     infos: new Map(),
   };

@@ -25,3 +25,13 @@ test('other keys are ignored; values that do not parse are left out; wrong types
   assert.deepEqual(infos.get('odd'), { displayName: null, displayDescription: 'kept', bytesWritten: null });
   assert.equal(infos.get('huge')!.bytesWritten, null);
 });
+
+test('a pending mark: pending_since while an incremental is not complete; one that does not parse is still a mark, dated long ago', () => {
+  const since = new Date('2026-11-30T10:00:00.000Z');
+  const pending = { displayName: null, displayDescription: null, bytesWritten: null, pendingSince: since };
+  assert.deepEqual(JSON.parse(encodeBackupInfo(pending)),
+    { version: 1, display_name: null, display_description: null, bytes_written: null, pending_since: '2026-11-30T10:00:00.000Z' });
+  assert.deepEqual(decodeBackupInfos(new Map([[backupInfoKey('b2'), encodeBackupInfo(pending)]])).get('b2'), pending);
+  const garbled = decodeBackupInfos(new Map([[backupInfoKey('b3'), JSON.stringify({ pending_since: 'yesterday-ish' })]]));
+  assert.deepEqual(garbled.get('b3')!.pendingSince, new Date(0));
+});

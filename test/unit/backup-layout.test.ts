@@ -28,7 +28,7 @@ function snap(backupId: string, seconds: number): SnapshotInfo {
 function image(suffix: string, snapshots: SnapshotInfo[], extra: Partial<BackupImage> = {}): BackupImage {
   return {
     name: `volume-${V}.backup.${suffix}`, suffix, size: 1n << 30n, createdAt: new Date(1000), snapshots,
-    incomplete: undefined, trashed: [], infos: new Map(), ...extra,
+    incomplete: undefined, trashed: [], infos: new Map(), pending: [], ...extra,
   };
 }
 
