@@ -73,12 +73,11 @@ export interface RestoreRequest {
    */
   instant?: boolean;
   /**
-   * When a restore into an existing volume would copy everything (it holds
-   * data, or it is the backup's own volume) and the volume still has a
-   * backup snapshot the chain image also has, only what differs moves: the
-   * extents the volume changed since that snapshot and those the chain
-   * changed between it and the restore point. false: the full copy.
-   * Default true.
+   * When a restore into the backup's own volume would copy everything and
+   * the volume still has a backup snapshot the chain image also has, only
+   * what differs moves: the extents the volume changed since that snapshot
+   * and those the chain changed between it and the restore point. false:
+   * the full copy. Default true.
    */
   inPlace?: boolean;
   /**
@@ -295,13 +294,16 @@ async function restoreIntoVolume(scope: OperationScope, config: ResolvedConfig, 
 }
 
 /**
- * For a restore that would copy everything into an existing volume: the
- * snapshot the volume and the chain image both have, to converge from.
+ * For a restore that would copy everything into the backup's own volume:
+ * the snapshot the volume and the chain image both have, to converge from.
+ * Only there: the volume's backup snapshots were made by its backups, while
+ * another volume's could be one a failed restore's transfer left behind
+ * (librbd may write a snapshot after giving up on it, without its data).
  */
 async function commonSnapshotOf(volume: Image, source: Source, decision: RestoreDecision,
   request: RestoreRequest): Promise<string | undefined> {
-  if (decision.path !== 'full' || (decision.condition !== 4 && decision.condition !== 5) ||
-    request.inPlace === false || source.snapshot === undefined) return undefined;
+  if (decision.path !== 'full' || decision.condition !== 4 || request.inPlace === false ||
+    source.snapshot === undefined) return undefined;
   const choice = chooseCommonSnapshot(await volume.listSnapshots(), await source.image.listSnapshots(), source.snapshot);
   if ('reason' in choice) {
     logBackup('restore into %s: a full copy, not in place: %s', volume.spec, choice.reason);

@@ -83,7 +83,7 @@ ${RECORD_HELP}
   --force               write into a target volume that holds data, that another
                         client has open, or that is the backup's own source volume
   --dry-run             say which path the restore would take and why; change nothing
-  --full-copy           copy everything into a volume that holds data, even when it
+  --full-copy           copy everything into the backup's own volume, even when it
                         still shares a backup snapshot with the backup (by default only
                         what differs from that snapshot moves: an in-place restore)
   --instant             clone the backup instead of copying it: the volume is usable
