@@ -371,7 +371,7 @@ export async function runRestore(config: ResolvedConfig, request: RestoreRequest
   return OperationScope.run({ operation, resource, timeoutMs: budget.timeoutMs },
     (scope) => instant === undefined
       ? restoreWithin(scope, config, request, { location, target, grows: budget.grows })
-      : restoreByClone(scope, config, request, { location, target, mode: instant }));
+      : restoreByClone(scope, config, request, { location, target, mode: instant, grows: budget.grows }));
 }
 
 async function restoreWithin(scope: OperationScope, config: ResolvedConfig, request: RestoreRequest,
@@ -424,7 +424,7 @@ async function restoreWithin(scope: OperationScope, config: ResolvedConfig, requ
 }
 
 async function restoreByClone(scope: OperationScope, config: ResolvedConfig, request: RestoreRequest,
-  checked: { location: RecordLocation; target: CheckedTarget; mode: FlattenMode }): Promise<RestoreResult> {
+  checked: { location: RecordLocation; target: CheckedTarget; mode: FlattenMode; grows: boolean }): Promise<RestoreResult> {
   const { location, target, mode } = checked;
   const operation = scope.operation;
   const started = performance.now();
@@ -432,6 +432,8 @@ async function restoreByClone(scope: OperationScope, config: ResolvedConfig, req
   const backupPool = await scope.adopt(config.backupCluster.pool(location.container ?? config.backupPool));
   const source = await openSource(scope, backupPool, location, operation);
   await refuseInstant(config, source, target.kind === 'rbd', operation, scope.resource);
+  // A flatten before returning copies the whole volume.
+  if (checked.grows && mode === 'now') scope.extend(transferAllowanceMs(source.size));
   const rbdTarget = target as Extract<CheckedTarget, { kind: 'rbd' }>;
   const snapshot = source.snapshot!;
   const backup = { pool: backupPool, image: source.image.name, snapshot };
