@@ -47,6 +47,18 @@ export interface Settings {
   fuzz: number;
   /** Kill points are drawn from [0, killWindowMs] after the operation starts. */
   killWindowMs: number;
+  /** Where the workers' connections write librbd/objecter debug logs (--client-logs); none when unset. */
+  clientLogDir?: string;
+}
+
+/**
+ * Connect options that make a worker's connection log what librbd and the
+ * objecter do (debug rbd 20, objecter 10) into clientLogDir, one file per
+ * process and role: what found the librbd bug behind the lost snapshot.
+ */
+export function clientLogOptions(settings: Settings, role: 'faulted' | 'admin'): Pick<ConnectOptions, 'options'> {
+  if (settings.clientLogDir === undefined) return {};
+  return { options: { log_file: `${settings.clientLogDir}/${role}.${process.pid}.log`, debug_rbd: '20', debug_objecter: '10' } };
 }
 
 export interface Context {
@@ -66,7 +78,9 @@ export interface Context {
 /** An engine on a connection of its own (closed when the run ends), so a stuck one does not hold up the checks. */
 export async function faultedEngine(ctx: Context, options: ConnectOptions = {},
   config: Omit<BackupEngineConfig, 'source'> = {}): Promise<BackupEngine> {
-  const cluster = await connect('a', { timeoutMs: ctx.settings.opTimeoutMs, opTimeoutMs: ctx.settings.opTimeoutMs, ...options });
+  const cluster = await connect('a', {
+    timeoutMs: ctx.settings.opTimeoutMs, opTimeoutMs: ctx.settings.opTimeoutMs, ...clientLogOptions(ctx.settings, 'faulted'), ...options,
+  });
   // A connection an abandoned call still uses refuses to close; it goes with the process.
   ctx.teardown.after(() => cluster.close().catch(() => undefined));
   return new BackupEngine({ source: cluster, ...config });

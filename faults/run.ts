@@ -6,15 +6,15 @@
  *
  *   node dist/faults/run.js [--ci] [--runs N] [--fuzz N] [--only a,b] [--seed S]
  *     [--op-timeout-ms N] [--budget-ms N] [--size-mib N] [--restart-size-mib N]
- *     [--chain N] [--kill-window-ms N] [--work-dir DIR] [--port N] [--keep-logs DIR]
+ *     [--chain N] [--kill-window-ms N] [--work-dir DIR] [--port N] [--keep-logs DIR] [--client-logs DIR]
  *
  * --ci is the bounded subset scripts/test.sh runs: 2 runs per scenario (1
  * of the slow ones), 200 fuzz inputs each, 5 s op timeouts, small volumes,
  * a fixed seed. See README.md.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { failed, notable, renderTable } from './outcome.js';
 import { SCENARIOS } from './scenarios.js';
@@ -22,7 +22,7 @@ import { runSuite, type SuiteOptions } from './suite.js';
 
 const USAGE = 'usage: node dist/faults/run.js [--ci] [--runs N] [--fuzz N] [--only a,b] [--seed S] ' +
   '[--op-timeout-ms N] [--budget-ms N] [--size-mib N] [--restart-size-mib N] [--chain N] [--kill-window-ms N] ' +
-  `[--work-dir DIR] [--port N] [--keep-logs DIR]\nscenarios: ${SCENARIOS.map((s) => s.name).join(', ')}\n`;
+  `[--work-dir DIR] [--port N] [--keep-logs DIR] [--client-logs DIR]\nscenarios: ${SCENARIOS.map((s) => s.name).join(', ')}\n`;
 
 /** The seed of the CI subset. */
 const CI_SEED = 20261129;
@@ -35,6 +35,13 @@ function count(value: string | undefined, fallback: number, name: string): numbe
   return n;
 }
 
+/** The directory for the workers' client logs, made now, as an absolute path (the workers run elsewhere). */
+function clientLogDir(dir: string): string {
+  const absolute = resolve(dir);
+  mkdirSync(absolute, { recursive: true });
+  return absolute;
+}
+
 function options(argv: string[]): SuiteOptions & { ci: boolean } {
   const { values } = parseArgs({
     args: argv, strict: true,
@@ -43,7 +50,7 @@ function options(argv: string[]): SuiteOptions & { ci: boolean } {
       seed: { type: 'string' }, 'op-timeout-ms': { type: 'string' }, 'budget-ms': { type: 'string' },
       'size-mib': { type: 'string' }, 'restart-size-mib': { type: 'string' }, chain: { type: 'string' },
       'kill-window-ms': { type: 'string' }, 'work-dir': { type: 'string' }, port: { type: 'string' },
-      'keep-logs': { type: 'string' },
+      'keep-logs': { type: 'string' }, 'client-logs': { type: 'string' },
     },
   });
   const ci = values.ci === true;
@@ -68,6 +75,7 @@ function options(argv: string[]): SuiteOptions & { ci: boolean } {
       restartSizeMiB: count(values['restart-size-mib'], ci ? 128 : 512, 'restart-size-mib'),
       chain: count(values.chain, ci ? 3 : 4, 'chain'),
       killWindowMs: count(values['kill-window-ms'], ci ? 400 : 800, 'kill-window-ms'),
+      ...(values['client-logs'] === undefined ? {} : { clientLogDir: clientLogDir(values['client-logs']) }),
     },
     workDir: values['work-dir'] ?? '',
     port: values.port === undefined ? undefined : count(values.port, 0, 'port'),

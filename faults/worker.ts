@@ -10,7 +10,7 @@ import { CephError } from '../lib/index.js';
 import { prng } from '../lib/dev/prng.js';
 import { BACKUP_POOL, POOL, VolumeFixtures } from '../test/support/backup-fixtures.js';
 import { connect, testCluster } from '../test/support/clusters.js';
-import type { Context, Settings } from './kit.js';
+import { clientLogOptions, type Context, type Settings } from './kit.js';
 import { SCENARIOS } from './scenarios.js';
 
 /** The least op timeout of the connection that sets up and checks. */
@@ -29,7 +29,7 @@ const settings = JSON.parse(env('FAULT_SETTINGS')) as Settings;
 
 // The checker is not under test: it may wait longer than the faulted calls, for a cluster still settling after a heal.
 const checkTimeoutMs = Math.max(settings.opTimeoutMs, CHECK_TIMEOUT_MS);
-const admin = await connect('a', { timeoutMs: checkTimeoutMs, opTimeoutMs: checkTimeoutMs });
+const admin = await connect('a', { timeoutMs: checkTimeoutMs, opTimeoutMs: checkTimeoutMs, ...clientLogOptions(settings, 'admin') });
 const volumes = await admin.pool(POOL);
 const backups = await admin.pool(BACKUP_POOL);
 const steps: Array<() => Promise<void>> = [];
