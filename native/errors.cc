@@ -39,6 +39,9 @@ std::string ErrnoCode(int err) {
     case ECANCELED: return "ECANCELED";
     case EDQUOT: return "EDQUOT";
     case ENOTCONN: return "ENOTCONN";
+    // librbd's snapshot creation failed with it after its unquiesce notify
+    // timed out (test/own-cluster/snapshot-under-pause.test.ts).
+    case EBADMSG: return "EBADMSG";
     default: return "E" + std::to_string(err);
   }
 }

@@ -25,11 +25,12 @@ const descriptions: Record<string, string> = {
   EIO: 'input/output error',
   ESHUTDOWN: 'client is blocklisted or shut down',
   ENOTCONN: 'not connected',
+  EBADMSG: 'bad message',
 };
 
 const errnoOf: Record<string, number> = {
   EPERM: 1, ENOENT: 2, EIO: 5, EBADF: 9, ENOMEM: 12, EACCES: 13, EBUSY: 16, EEXIST: 17,
-  EINVAL: 22, EFBIG: 27, ENOSPC: 28, EROFS: 30, ERANGE: 34, ENOTEMPTY: 39,
+  EINVAL: 22, EFBIG: 27, ENOSPC: 28, EROFS: 30, ERANGE: 34, ENOTEMPTY: 39, EBADMSG: 74,
   EOPNOTSUPP: 95, ENOTCONN: 107, ESHUTDOWN: 108, ETIMEDOUT: 110, EDQUOT: 122, ECANCELED: 125,
 };
 
