@@ -1,6 +1,5 @@
 // Snapshot calls of ImageWrap: rbd_snap_*.
 #include <algorithm>
-#include <cstring>
 #include <functional>
 #include <string>
 #include <vector>
@@ -305,7 +304,7 @@ int HeaderHasSnapshot(const std::shared_ptr<ImageHandle>& handle, rbd_image_t im
     return rc;
   }
   const std::string header = std::string("rbd_header.") + id;
-  // The reply: seq (u64), then the snapshot ids (u32 count, u64 each), little-endian.
+  // The reply: seq (u64), then the snapshot ids (u32 count, u64 each).
   std::vector<char> reply(12 + 8 * 512);
   for (;;) {
     rc = rados_exec(handle->pool()->get(), header.c_str(), "rbd", "get_snapcontext", nullptr, 0, reply.data(),
@@ -317,18 +316,19 @@ int HeaderHasSnapshot(const std::shared_ptr<ImageHandle>& handle, rbd_image_t im
     message = "rados_exec rbd.get_snapcontext on " + header + " failed";
     return rc;
   }
-  uint32_t count = 0;
-  if (rc >= 12) std::memcpy(&count, reply.data() + 8, sizeof(count));
-  if (rc < 12 || static_cast<uint64_t>(rc) < 12 + 8ull * count) {
+  // Ceph encodes little-endian, whatever the host.
+  auto little = [&reply](size_t at, size_t bytes) {
+    uint64_t value = 0;
+    for (size_t i = 0; i < bytes; ++i) value |= static_cast<uint64_t>(static_cast<uint8_t>(reply[at + i])) << (8 * i);
+    return value;
+  };
+  uint64_t count = rc >= 12 ? little(8, 4) : 0;
+  if (rc < 12 || static_cast<uint64_t>(rc) < 12 + 8 * count) {
     message = "rbd.get_snapcontext on " + header + " replied with a truncated snapshot context";
     return -EIO;
   }
   out = false;
-  for (uint32_t i = 0; i < count && !out; ++i) {
-    uint64_t listed = 0;
-    std::memcpy(&listed, reply.data() + 12 + 8 * static_cast<size_t>(i), sizeof(listed));
-    out = listed == snap_id;
-  }
+  for (uint64_t i = 0; i < count && !out; ++i) out = little(12 + 8 * i, 8) == snap_id;
   return 0;
 }
 

@@ -4,7 +4,9 @@
  * has the backup's name, description and how much it changed: one image
  * metadata key per backup on its chain image,
  * `rbd-backup.backup.<backup id>` = JSON `{ "version": 1, "display_name",
- * "display_description", "bytes_written" }`. Cinder neither writes nor
+ * "display_description", "bytes_written", "snapshot"?, "pending_since"? }`
+ * (an incremental's is written with pending_since before its transfer and
+ * without once complete; snapshot names its snapshot). Cinder neither writes nor
  * reads these keys; a chain image without them (written by Cinder, or by an
  * older version of this project) lists its backups without names.
  */
@@ -25,6 +27,13 @@ export interface BackupInfo {
    * one the OSD wrote after librbd had given up on it), and gc removes it.
    */
   pendingSince?: Date;
+  /**
+   * The backup's snapshot on the chain image: another snapshot of the same
+   * backup id (a late one of a failed attempt the retry reused the id of)
+   * is no backup either. Absent in infos older than it (and Cinder's
+   * backups have no info at all): then any snapshot of the id is.
+   */
+  snapshot?: string;
 }
 
 export function backupInfoKey(backupId: string): string {
@@ -45,6 +54,7 @@ export function encodeBackupInfo(info: BackupInfo): string {
     version: VERSION, display_name: info.displayName, display_description: info.displayDescription,
     bytes_written: info.bytesWritten === null ? null : Number(info.bytesWritten),
     ...(info.pendingSince === undefined ? {} : { pending_since: info.pendingSince.toISOString() }),
+    ...(info.snapshot === undefined ? {} : { snapshot: info.snapshot }),
   });
 }
 
@@ -71,6 +81,7 @@ export function decodeBackupInfos(metadata: ReadonlyMap<string, string>): Map<st
       bytesWritten: typeof bytes === 'number' && Number.isSafeInteger(bytes) && bytes >= 0 ? BigInt(bytes) : null,
       // A mark that does not parse is still a mark: its backup never completed. Dated long ago, gc may drop it.
       ...(pending === undefined ? {} : { pendingSince: Number.isNaN(pending.getTime()) ? new Date(0) : pending }),
+      ...(typeof fields.snapshot === 'string' ? { snapshot: fields.snapshot } : {}),
     });
   }
   return infos;

@@ -8,7 +8,7 @@
  * transfer, finish. On failure nothing half-made remains.
  */
 import { randomUUID } from 'node:crypto';
-import { AlreadyExistsError, CephError, invalidArgument, NotFoundError } from '../ceph/errors.js';
+import { AlreadyExistsError, BusyError, CephError, invalidArgument, NotFoundError } from '../ceph/errors.js';
 import { cancelledError } from '../ceph/cancel.js';
 import type { Image } from '../ceph/image.js';
 import type { Pool } from '../ceph/pool.js';
@@ -25,6 +25,7 @@ import { backupPoints, type BackupImage } from './layout.js';
 import { findLeftovers, removeLeftovers } from './leftovers.js';
 import { lockObjectName, VolumeLock, type LockHolder } from './lock.js';
 import { logBackup } from './log.js';
+import { RESTORING_KEY } from './restore-lock.js';
 import { removeMetaObject } from './meta.js';
 import {
   backupImageName, backupSnapshotName, checkId, describeSubject, imageSpec, imageSubject, metaObjectName, sourceImageName,
@@ -169,7 +170,16 @@ async function chooseChain(scope: OperationScope, opened: Opened, request: Backu
   ids: { subject: Subject; backupId: string }, operation: string): Promise<{ decision: ChainDecision }> {
   const { subject, backupId } = ids;
   const { found } = opened;
-  const listed = (await opened.volume.listSnapshots()).map((s) => s.name);
+  const [snapshots, restoring] = await Promise.all([opened.volume.listSnapshots(), opened.volume.listMetadata(RESTORING_KEY)]);
+  if (restoring.size > 0) {
+    // RESTORING_KEY and RESTORING_INTO_KEY: a restore into it did not finish.
+    const [[key, restoredBackup]] = [...restoring];
+    throw new BusyError({
+      code: 'EBUSY', operation, resource: describeSubject(subject),
+      detail: `it is marked ${key} (a restore of backup ${restoredBackup} into it has not finished): its data is not a whole point in time; run that restore again, then back it up`,
+    });
+  }
+  const listed = snapshots.map((s) => s.name);
   const leftovers = findLeftovers(found, { names: listed, trashed: await trashedBackupSnapshots(opened.volume) });
   scope.checkpoint();
   const { removedSnapshots } = await removeLeftovers(opened.backupPool, opened.volume, leftovers, subject);
@@ -314,14 +324,14 @@ export async function runBackup(config: ResolvedConfig, request: BackupRequest):
     });
     logBackup('backup %s of %s: %s into %s from %s', backupId, describeSubject(subject), decision.mode, decision.image, fromSnapshot ?? '(start)');
     const info = {
-      displayName: request.displayName ?? null, displayDescription: request.displayDescription ?? null, bytesWritten: null,
+      displayName: request.displayName ?? null, displayDescription: request.displayDescription ?? null, bytesWritten: null, snapshot,
     };
     if (decision.mode === 'incremental') {
       // In a chain image that stays, a snapshot of this backup is no backup
       // until the mark is replaced below. Left on failure: an OSD stalled
       // past the op timeout can still write the snapshot after librbd gave
-      // up on it (and gave its id back, so it holds no data); gc removes
-      // such a snapshot, and the mark once it is old.
+      // up on it (and gave its id back, so it holds no data); the next
+      // backup or gc removes such a snapshot with its mark.
       scope.doing = 'marking the backup pending';
       await chain.setMetadata(backupInfoKey(backupId), encodeBackupInfo({ ...info, pendingSince: new Date() }));
     }

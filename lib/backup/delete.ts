@@ -70,8 +70,12 @@ export async function removeBackup(pool: Pool, found: { image: BackupImage; snap
     if (snapshot.protected) await refuseIfCloned(pool, image.name, snapshot.name, backupId, operation);
     await using chain = await pool.openImage(image.name);
     if (snapshot.protected) await chain.unprotectSnapshot(snapshot.name);
-    const before = backupSnapshots((await chain.listSnapshots()).map((s) => s.name));
-    if (before.length === 1 && before[0] === snapshot.name) {
+    // Complete backups only, as they are now (a prune removes several one
+    // after the other): a pending one's snapshot is no backup.
+    const notBackups = new Set(image.pending.map((p) => p.snapshot.name));
+    const lastBackup = backupSnapshots((await chain.listSnapshots()).map((s) => s.name))
+      .every((name) => name === snapshot.name || notBackups.has(name));
+    if (lastBackup) {
       // Its last backup: should the image outlive it (busy, or a killed
       // run), the mark keeps it from passing for a legacy full copy of the
       // backup its name carries, and the next backup or gc removes it.
@@ -80,9 +84,12 @@ export async function removeBackup(pool: Pool, found: { image: BackupImage; snap
     await chain.removeSnapshot(snapshot.name);
     result.removedSnapshots.push(snapshot.name);
     await removeBackupInfo(chain, backupId);
-    const remaining = backupSnapshots((await chain.listSnapshots()).map((s) => s.name));
-    // A chain image's head is no backup: it goes with its last backup snapshot.
-    removeImage = remaining.length === 0;
+    // A chain image's head is no backup: it goes with its last backup
+    // snapshot, and with the snapshots of pending backups still on it.
+    removeImage = lastBackup;
+    if (lastBackup) {
+      for (const left of backupSnapshots((await chain.listSnapshots()).map((s) => s.name))) await chain.removeSnapshot(left);
+    }
   }
   if (removeImage) {
     await removeImageRetrying(pool, image.name);

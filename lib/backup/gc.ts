@@ -110,7 +110,7 @@ async function collectVolume(scope: OperationScope, config: ResolvedConfig, back
     result.removedImages.push(...leftovers.images.map((i) => `${backupPool.spec}/${i.name}`));
     result.removedSnapshots.push(...leftovers.snapshots.map(at), ...leftovers.trashed.map(({ image, snapshot }) =>
       `${image === undefined ? volume!.spec : `${backupPool.spec}/${image}`}@${snapshot.name}`),
-    ...leftovers.pending.filter((p) => p.snapshot !== undefined).map((p) => `${backupPool.spec}/${p.image}@${p.snapshot}`));
+    ...leftovers.pending.map((p) => `${backupPool.spec}/${p.image}@${p.snapshot}`));
     return;
   }
   scope.checkpoint();

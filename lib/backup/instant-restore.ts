@@ -17,10 +17,10 @@ import { removeImageWithSnapshots, undo, type OperationScope } from './cleanup.j
 import type { ResolvedConfig } from './config.js';
 import { logBackup } from './log.js';
 import { sourceImageName, type Subject } from './naming.js';
-import { lockRestoreTarget } from './restore-lock.js';
+import { lockRestoreTarget, RESTORING_KEY } from './restore-lock.js';
 
 export type FlattenMode = 'background' | 'now' | 'never';
-const FLATTEN_MODES: readonly FlattenMode[] = ['background', 'now', 'never'];
+export const FLATTEN_MODES: readonly FlattenMode[] = ['background', 'now', 'never'];
 
 /** The flatten an instant restore with flatten: 'background' left running. */
 export interface BackgroundFlatten {
@@ -138,16 +138,26 @@ export async function restoreInstantly(job: InstantRestore): Promise<{ targetSpe
 
   scope.doing = 'protecting the backup\'s snapshot';
   const chain = await scope.adopt(backup.pool.openImage(backup.image));
+  // The two undo steps run on different pools' lanes, at once: the
+  // unprotect waits for the clone's removal, or it would still see the clone.
+  let cloneHandled = (): void => undefined;
+  const cloneRemoval = new Promise<void>((resolve) => { cloneHandled = resolve; });
   if (await protect(chain, backup.snapshot)) {
-    scope.onFailure(`unprotect ${chain.spec}@${backup.snapshot} unless a clone reads from it`, backup.pool,
-      async () => { await unprotectIfUnused(chain, backup.snapshot); });
+    scope.onFailure(`unprotect ${chain.spec}@${backup.snapshot} unless a clone reads from it`, backup.pool, async () => {
+      await cloneRemoval;
+      await unprotectIfUnused(chain, backup.snapshot);
+    });
   }
   // Registered first: a clone whose creation timed out may still have been made.
   scope.onFailure(`remove the clone ${targetSpec}`, targetPool, async () => {
-    scope.stillLocked(targetSpec);
-    await removeImageWithSnapshots(targetPool, name, scope).catch((error: unknown) => {
-      if (!(error instanceof NotFoundError)) throw error;
-    });
+    try {
+      scope.stillLocked(targetSpec);
+      await removeImageWithSnapshots(targetPool, name, scope).catch((error: unknown) => {
+        if (!(error instanceof NotFoundError)) throw error;
+      });
+    } finally {
+      cloneHandled();
+    }
   });
   scope.checkpoint();
   scope.doing = 'cloning the backup';
@@ -157,11 +167,17 @@ export async function restoreInstantly(job: InstantRestore): Promise<{ targetSpe
   const parentPool = backup.pool.cluster === targetPool.cluster ? backup.pool : backup.pool.name;
   await targetPool.clone({ pool: parentPool, image: backup.image, snapshot: backup.snapshot }, name, { cloneFormat: 1 });
   logBackup('instant restore: %s@%s cloned to %s', chain.spec, backup.snapshot, targetSpec);
+  // Marked as any volume a restore makes until the call is done: a clone a
+  // killed call left is removed by the next restore into it, or by gc.
+  const clone = await scope.adopt(targetPool.openImage(name));
+  await clone.setMetadata(RESTORING_KEY, job.backupId);
   if (job.mode === 'now') {
     scope.doing = 'flattening the clone';
-    await flattenClone(await scope.adopt(targetPool.openImage(name)), job.signal, job.onProgress);
+    await flattenClone(clone, job.signal, job.onProgress);
     await undo(`unprotect ${chain.spec}@${backup.snapshot}`, async () => { await unprotectIfUnused(chain, backup.snapshot); });
   }
+  scope.checkpoint();
+  await clone.removeMetadata(RESTORING_KEY);
   return { targetSpec };
 }
 

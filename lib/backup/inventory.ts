@@ -37,23 +37,30 @@ async function readImage(pool: Pool, subject: Subject, name: string): Promise<Ba
   const snapshots = await image.listSnapshots();
   const stat = await image.stat();
   const unfinished = parseUnfinishedImageName(subject, name);
-  const incomplete = unfinished ?? await image.getMetadata(INCOMPLETE_KEY);
   const trashed = await trashedBackupSnapshots(image);
   const infos = decodeBackupInfos(await image.listMetadata(BACKUP_INFO_PREFIX));
   const ordered = backupSnapshots(snapshots.map((s) => s.name)).map((n) => snapshots.find((s) => s.name === n)!);
-  const pendingIds = new Set([...infos].filter(([, info]) => info.pendingSince !== undefined).map(([id]) => id));
   const idOf = (snapshot: SnapshotInfo): string => parseBackupSnapshotName(snapshot.name)!.backupId;
+  const isBackup = (snapshot: SnapshotInfo): boolean => {
+    const info = infos.get(idOf(snapshot));
+    return info === undefined || (info.pendingSince === undefined && (info.snapshot ?? snapshot.name) === snapshot.name);
+  };
+  const complete = ordered.filter(isBackup);
+  // Backup snapshots that are all pending (the others deleted): a chain
+  // image holding no backup, never a legacy copy whose head is a backup.
+  const onlyPending = complete.length === 0 && ordered.length > 0 ? idOf(ordered[0]) : undefined;
+  const incomplete = unfinished ?? await image.getMetadata(INCOMPLETE_KEY) ?? onlyPending;
   return {
     name,
     suffix: unfinished ?? parseBackupImageName(subject, name)!,
     size: stat.size,
     createdAt: stat.createdAt,
-    snapshots: ordered.filter((s) => !pendingIds.has(idOf(s))),
+    snapshots: complete,
     incomplete,
     trashed,
     infos,
-    pending: [...pendingIds].map((backupId) => ({
-      backupId, snapshot: ordered.find((s) => idOf(s) === backupId), since: infos.get(backupId)!.pendingSince!,
+    pending: ordered.filter((s) => !isBackup(s)).map((snapshot) => ({
+      backupId: idOf(snapshot), snapshot, marked: infos.get(idOf(snapshot))!.pendingSince !== undefined,
     })),
   };
 }

@@ -31,16 +31,18 @@ export interface BackupImage {
   /** What the pool keeps of its backups beside their snapshots, by backup id (backup-info.ts). */
   infos: ReadonlyMap<string, BackupInfo>;
   /**
-   * Backups whose info is still pending (backup-info.ts): their snapshot,
-   * if there is one, is not in `snapshots`.
+   * Backup snapshots that are no backup (backup-info.ts): of a backup
+   * still pending, or of a backup id whose complete info names another
+   * snapshot. Not in `snapshots`.
    */
-  pending: PendingBackup[];
+  pending: PendingSnapshot[];
 }
 
-export interface PendingBackup {
+export interface PendingSnapshot {
   backupId: string;
-  snapshot: SnapshotInfo | undefined;
-  since: Date;
+  snapshot: SnapshotInfo;
+  /** The backup id's info is the pending mark (it goes with the snapshot), not a complete backup's. */
+  marked: boolean;
 }
 
 export interface BackupPoint {

@@ -12,6 +12,7 @@ import type { Pool } from '../ceph/pool.js';
 import type { TrashedSnapshot } from '../ceph/snapshot.js';
 import { removeBackupInfo } from './backup-info.js';
 import { orphanSourceSnapshots } from './chain.js';
+import { INCOMPLETE_KEY } from './inventory.js';
 import { removeImageWithSnapshots, undo } from './cleanup.js';
 import { unfinishedImages, type BackupImage } from './layout.js';
 import { logBackup } from './log.js';
@@ -26,19 +27,12 @@ export interface Leftovers {
   /** Trashed backup snapshots: on the source volume (image undefined) and on the chain images that stay. */
   trashed: Array<{ image: string | undefined; snapshot: TrashedSnapshot }>;
   /**
-   * Backups that never completed in chain images that stay: their snapshot
-   * if one is there (then the mark goes with it), or a mark older than
-   * PENDING_MARK_LIFE_MS alone.
+   * Snapshots of backups that never completed, in chain images that stay
+   * (with the pending mark, which goes with its snapshot; a mark alone
+   * stays: a stalled OSD may still write the snapshot it stands for).
    */
-  pending: Array<{ image: string; backupId: string; snapshot: string | undefined }>;
+  pending: Array<{ image: string; backupId: string; snapshot: string; marked: boolean }>;
 }
-
-/**
- * How long the mark of a backup that did not complete is kept while no
- * snapshot of it is there: an OSD that was stalled may still write the
- * snapshot librbd gave up on, once it runs again.
- */
-export const PENDING_MARK_LIFE_MS = 60 * 60 * 1000;
 
 /** The source volume's snapshots, user and trashed, when it is at hand. */
 export interface SourceSnapshots {
@@ -46,13 +40,11 @@ export interface SourceSnapshots {
   trashed: readonly TrashedSnapshot[];
 }
 
-export function findLeftovers(images: readonly BackupImage[], source: SourceSnapshots | undefined,
-  now = new Date()): Leftovers {
+export function findLeftovers(images: readonly BackupImage[], source: SourceSnapshots | undefined): Leftovers {
   const unfinished = unfinishedImages(images);
   return {
     pending: images.filter((i) => !unfinished.includes(i)).flatMap((i) => i.pending
-      .filter((p) => p.snapshot !== undefined || now.getTime() - p.since.getTime() > PENDING_MARK_LIFE_MS)
-      .map((p) => ({ image: i.name, backupId: p.backupId, snapshot: p.snapshot?.name }))),
+      .map((p) => ({ image: i.name, backupId: p.backupId, snapshot: p.snapshot.name, marked: p.marked }))),
     snapshots: source ? orphanSourceSnapshots(source.names, images) : [],
     images: unfinished,
     trashed: [
@@ -95,16 +87,13 @@ export async function removeLeftovers(backupPool: Pool, volume: Image | undefine
     });
   }
   const removedPending: string[] = [];
-  for (const { image, backupId, snapshot } of leftovers.pending) {
-    logBackup('%s: %s: backup %s did not complete; removing %s', describeSubject(subject), image, backupId,
-      snapshot === undefined ? 'its old pending mark' : `its snapshot ${snapshot} and its mark`);
-    await undo(`remove what backup ${backupId} left in ${image}`, async () => {
+  for (const { image, backupId, snapshot, marked } of leftovers.pending) {
+    logBackup('%s: %s@%s is no backup (backup %s did not complete with it); removing it', describeSubject(subject), image, snapshot, backupId);
+    await undo(`remove ${image}@${snapshot}`, async () => {
       await using chain = await backupPool.openImage(image);
-      if (snapshot !== undefined) {
-        await chain.removeSnapshot(snapshot);
-        removedPending.push(`${backupPool.spec}/${image}@${snapshot}`);
-      }
-      await removeBackupInfo(chain, backupId);
+      await chain.removeSnapshot(snapshot);
+      removedPending.push(`${backupPool.spec}/${image}@${snapshot}`);
+      if (marked) await removeBackupInfo(chain, backupId);
     });
   }
   const removedImages: string[] = [];
@@ -112,6 +101,12 @@ export async function removeLeftovers(backupPool: Pool, volume: Image | undefine
     logBackup('%s: removing %s, which holds no backup (left by backup %s)', describeSubject(subject), image.name, image.incomplete);
     // One that cannot go now (busy) must not fail the backup that found it: the next run tries again.
     await undo(`remove ${image.name}`, async () => {
+      if (parseUnfinishedImageName(subject, image.name) === undefined) {
+        // Stored before its snapshots go: one whose backups were all
+        // pending is only known to hold none while they are there.
+        await using emptied = await backupPool.openImage(image.name);
+        await emptied.setMetadata(INCOMPLETE_KEY, image.incomplete!);
+      }
       await removeImageWithSnapshots(backupPool, image.name);
       removedImages.push(image.name);
       // A run that did not finish may have written its .meta; under this

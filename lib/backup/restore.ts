@@ -6,8 +6,9 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Writable } from 'node:stream';
-import { invalidArgument, NotFoundError } from '../ceph/errors.js';
+import { CephError, invalidArgument, NotFoundError } from '../ceph/errors.js';
 import type { Image } from '../ceph/image.js';
+import type { SnapshotInfo } from '../ceph/snapshot.js';
 import type { Pool } from '../ceph/pool.js';
 import { checkName } from '../ceph/validate.js';
 import { copyImage } from '../engine/copy.js';
@@ -22,7 +23,7 @@ import { decideRestore, type RestoreDecision } from './conditions.js';
 import { chooseCommonSnapshot } from './in-place.js';
 import { readBackupImages } from './inventory.js';
 import { locateBackup } from './layout.js';
-import { restoreLockObjectName, VolumeLock, type LockHolder } from './lock.js';
+import { lockObjectName, restoreLockObjectName, VolumeLock, type LockHolder } from './lock.js';
 import { checkInstantOptions, flattenInBackground, refuseExistingTarget, refuseInstant, restoreInstantly,
   type BackgroundFlatten, type FlattenMode } from './instant-restore.js';
 import { isHalfRestored, lockRestoreTarget, restoreLockNote, RESTORING_INTO_KEY, RESTORING_KEY } from './restore-lock.js';
@@ -125,6 +126,8 @@ interface Source {
   size: bigint;
   /** Its snapshot, as condition 2 counts restore points. */
   restorePoints: string[];
+  /** The chain image's complete backups' snapshots (a pending one is no backup to converge from). */
+  backupSnapshots: SnapshotInfo[];
 }
 
 /** An RBD target is named as a backup subject is: a volume id (in pool) or a named image (its pool and namespace). */
@@ -174,6 +177,7 @@ async function openSource(scope: OperationScope, pool: Pool, location: RecordLoc
     spec: `${pool.spec}/${found.image.name}${snapshot === undefined ? '' : `@${snapshot}`}`,
     size: found.snapshot?.size ?? found.image.size,
     restorePoints: snapshot === undefined ? [] : [snapshot],
+    backupSnapshots: found.image.snapshots,
   };
 }
 
@@ -244,6 +248,7 @@ async function restoreIntoVolume(scope: OperationScope, config: ResolvedConfig, 
   const targetPool = await scope.adopt(config.source.pool(target.pool, target.namespace));
   const targetName = sourceImageName(target.subject);
   const targetSpec = `${targetPool.spec}/${targetName}`;
+  if (target.subject.key === location.subject.key) await lockBackedUpVolume(scope, config, source.image.pool, location.subject);
   const { volume, created, hasExtents } = await openTargetVolume(scope, config, targetPool, target.subject,
     { size: source.size, id: location.backupId, subject: location.subject }, request, operation);
   const { size: targetSize } = await volume.stat();
@@ -288,9 +293,45 @@ async function restoreIntoVolume(scope: OperationScope, config: ResolvedConfig, 
     });
     bytesRead = stats.bytesRead;
   }
+  await stillThere(source, common, volume, operation);
   scope.checkpoint();
   await volume.removeMetadata(created ? RESTORING_KEY : RESTORING_INTO_KEY);
   return { decision, common, targetSpec, bytesRead };
+}
+
+/**
+ * A restore into the backup's own volume holds the volume's backup lock
+ * too: a backup meanwhile would take a half-restored volume for a whole
+ * one (and its trim could remove the snapshot an in-place restore reads).
+ */
+async function lockBackedUpVolume(scope: OperationScope, config: ResolvedConfig, backupPool: Pool, subject: Subject): Promise<void> {
+  scope.doing = 'taking the volume\'s backup lock';
+  const lock = await VolumeLock.acquire(backupPool, subject, scope.operation, {
+    waitMs: config.lockWaitMs, ttlMs: config.lockTtlMs, signal: scope.signal,
+  });
+  scope.defer(`release the volume lock ${backupPool.spec}/${lockObjectName(subject)}`, backupPool, () => lock.release(), 'lock');
+}
+
+/**
+ * After the data moved: the snapshots it was read from are still on their
+ * images' headers. A delete or prune of the backup (or a backup's trim of
+ * the volume's snapshot) during the restore would have had the OSD trim
+ * their data, and a trimmed snapshot's objects read as absent, i.e. zeros;
+ * one still listed on its header was never trimmed.
+ */
+async function stillThere(source: Source, common: string | undefined, volume: Image, operation: string): Promise<void> {
+  const checks: Array<[Image, string]> = [
+    ...(source.snapshot === undefined ? [] : [[source.image, source.snapshot] as [Image, string]]),
+    ...(common === undefined ? [] : [[source.image, common], [volume, common]] as Array<[Image, string]>),
+  ];
+  for (const [image, snapshot] of checks) {
+    if (!(await image.headerHasSnapshot(snapshot))) {
+      throw new CephError({
+        code: 'EIO', operation, resource: `${image.spec}@${snapshot}`,
+        detail: 'the snapshot the restore read from was removed while it ran (a delete or prune of the backup?): what it read cannot be trusted; restore again',
+      });
+    }
+  }
 }
 
 /**
@@ -304,7 +345,7 @@ async function commonSnapshotOf(volume: Image, source: Source, decision: Restore
   request: RestoreRequest): Promise<string | undefined> {
   if (decision.path !== 'full' || decision.condition !== 4 || request.inPlace === false ||
     source.snapshot === undefined) return undefined;
-  const choice = chooseCommonSnapshot(await volume.listSnapshots(), await source.image.listSnapshots(), source.snapshot);
+  const choice = chooseCommonSnapshot(await volume.listSnapshots(), source.backupSnapshots, source.snapshot);
   if ('reason' in choice) {
     logBackup('restore into %s: a full copy, not in place: %s', volume.spec, choice.reason);
     return undefined;

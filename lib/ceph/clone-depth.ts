@@ -7,7 +7,7 @@ import { invalidArgument } from './errors.js';
 import type { FlattenOptions, Image } from './image.js';
 import { toIntInRange } from './validate.js';
 
-/** Longer chains than this are not followed (librbd refuses to clone past a much smaller depth anyway). */
+/** Longer chains than this are not followed: a bound on the walk, far beyond any depth Cinder lets grow. */
 const MAX_FOLLOWED = 64;
 
 /**

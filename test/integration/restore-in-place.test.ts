@@ -13,7 +13,8 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { type BackupEngine, type BackupResult, type Pool, type RestoreRequest } from '../../lib/index.js';
+import { BusyError, type BackupEngine, type BackupResult, type Pool, type RestoreRequest } from '../../lib/index.js';
+import { RESTORING_INTO_KEY } from '../../lib/backup/restore-lock.js';
 import { POOL, VolumeFixtures, snapshotSha, volumeSha, useBackupTestbed } from '../support/backup-fixtures.js';
 
 const MiB = 1024 * 1024;
@@ -133,3 +134,17 @@ test('another volume gets the full copy, even with a snapshot of the same name; 
     await fx.withVolume(id, (image) => image.resize(SIZE));
     assert.equal(await volumeSha(id), shas[2]);
   });
+
+test('a volume a restore into it did not finish is not backed up: BusyError saying to run the restore again', { timeout: 300_000 }, async (t) => {
+  const { id, backups } = await historyOf(t, engine);
+  // What a restore killed half-way into its own volume leaves.
+  await fx.withVolume(id, (image) => image.setMetadata(RESTORING_INTO_KEY, backups[2].record.id));
+  await assert.rejects(engine.backup({ pool: POOL, volumeId: id }), (e) =>
+    e instanceof BusyError && e.message.includes(RESTORING_INTO_KEY) && /run that restore again/.test(e.message));
+  assert.equal((await engine.listBackups(id)).length, 3, 'no backup was made');
+  // The restore again (its own volume: with force, as any restore into it), then the backup.
+  const again = await engine.restore(into(id, backups[2]));
+  assert.equal(again.path, 'in-place');
+  const next = await engine.backup({ pool: POOL, volumeId: id });
+  assert.equal(next.mode, 'incremental');
+});

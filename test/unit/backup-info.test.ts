@@ -28,9 +28,11 @@ test('other keys are ignored; values that do not parse are left out; wrong types
 
 test('a pending mark: pending_since while an incremental is not complete; one that does not parse is still a mark, dated long ago', () => {
   const since = new Date('2026-11-30T10:00:00.000Z');
-  const pending = { displayName: null, displayDescription: null, bytesWritten: null, pendingSince: since };
-  assert.deepEqual(JSON.parse(encodeBackupInfo(pending)),
-    { version: 1, display_name: null, display_description: null, bytes_written: null, pending_since: '2026-11-30T10:00:00.000Z' });
+  const pending = { displayName: null, displayDescription: null, bytesWritten: null, pendingSince: since, snapshot: 'backup.b2.snap.1.5' };
+  assert.deepEqual(JSON.parse(encodeBackupInfo(pending)), {
+    version: 1, display_name: null, display_description: null, bytes_written: null, pending_since: '2026-11-30T10:00:00.000Z',
+    snapshot: 'backup.b2.snap.1.5',
+  });
   assert.deepEqual(decodeBackupInfos(new Map([[backupInfoKey('b2'), encodeBackupInfo(pending)]])).get('b2'), pending);
   const garbled = decodeBackupInfos(new Map([[backupInfoKey('b3'), JSON.stringify({ pending_since: 'yesterday-ish' })]]));
   assert.deepEqual(garbled.get('b3')!.pendingSince, new Date(0));

@@ -1,5 +1,5 @@
 /** rbd-backup restore: a backup into a volume, a raw file or stdout. */
-import type { BackgroundFlatten, FlattenMode } from '../../backup/instant-restore.js';
+import { FLATTEN_MODES, type BackgroundFlatten, type FlattenMode } from '../../backup/instant-restore.js';
 import type { RestoreResult, RestoreTarget } from '../../backup/restore.js';
 import { checkExportPath } from '../../engine/raw-export.js';
 import { UsageError } from '../exit-codes.js';
@@ -29,8 +29,6 @@ function restoreTarget(values: Values): RestoreTarget {
   if (file !== undefined) return { file };
   return { stream: process.stdout };
 }
-
-const FLATTEN_MODES: readonly string[] = ['background', 'now', 'never'];
 
 function pathText(r: RestoreResult): string {
   switch (r.path) {
@@ -109,7 +107,7 @@ ${RECORD_HELP}
     const instant = values.instant === true;
     const flatten = optional(values, 'flatten');
     if (flatten !== undefined && !instant) throw new UsageError('--flatten goes with --instant');
-    if (flatten !== undefined && !FLATTEN_MODES.includes(flatten)) throw new UsageError(`--flatten is one of ${FLATTEN_MODES.join(', ')}, not ${flatten}`);
+    if (flatten !== undefined && !(FLATTEN_MODES as readonly string[]).includes(flatten)) throw new UsageError(`--flatten is one of ${FLATTEN_MODES.join(', ')}, not ${flatten}`);
     if (instant && target.volume === undefined && target.image === undefined) {
       throw new UsageError('--instant makes a volume: give --target-pool (a file or stdout needs a restore without --instant)');
     }
