@@ -33,6 +33,8 @@ export interface Measure {
   streamBytes?: number;
   stats?: Record<string, number | string | null>;
   command?: string;
+  /** rbd: when each marked step of the command line returned, in ms after the script started. */
+  stepsMs?: Record<string, number> | undefined;
   /** The OSDs' client-op counters over the whole run (process start to exit), summed over the running clusters. */
   osdOps?: OsdOps;
 }
