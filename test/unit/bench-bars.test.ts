@@ -122,4 +122,15 @@ describe('bars', () => {
     assert.equal(bars.get('0:incr-1pct-4k-of-full')?.pass, false);
     assert.equal(bars.has('0:incr-4k-vs-pipe'), false);
   });
+
+  test('a row no bar is about (an instant or in-place restore) is shown, never judged', () => {
+    const rollbackFaster = { ...scenario('restore-in-place', 300, 100), noBar: true };
+    const results: Results = {
+      ok: true, date: '', command: [], machine: {}, config: {}, bars: [],
+      passes: [pass('0', 0.5, [scenario('full', 1000, 2000), rollbackFaster])],
+    };
+    const nothingSlower = evaluateBars(results).find((b) => b.id === 'nothing-slower');
+    assert.equal(nothingSlower?.pass, true);
+    assert.doesNotMatch(nothingSlower?.detail ?? '', /restore-in-place/);
+  });
 });
