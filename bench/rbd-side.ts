@@ -21,7 +21,7 @@ export function opsArgs(ops: RbdOps): string[] {
   return ops === undefined ? [] : ['--rbd-concurrent-management-ops', String(ops)];
 }
 
-export function opsShown(ops: RbdOps): string {
+function opsShown(ops: RbdOps): string {
   return ops === undefined ? '' : ` --rbd-concurrent-management-ops ${ops}`;
 }
 
