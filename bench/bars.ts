@@ -82,7 +82,7 @@ function barsAt4(pass: Pass, results: Results): Bar[] {
 function barsAt0(pass: Pass): Bar[] {
   const latency: Latency = '0';
   const bars: Bar[] = [];
-  const paired = pass.scenarios.filter((s) => s.ratio !== undefined);
+  const paired = pass.scenarios.filter((s) => s.ratio !== undefined && s.noBar !== true);
   const slowest = paired.reduce<ScenarioRecord | undefined>((w, s) => (!w || s.ratio! < w.ratio! ? s : w), undefined);
   bars.push(judge({
     id: 'nothing-slower', latency, text: 'nothing slower than the pipe (every scenario, ours ÷ rbd at its default)',

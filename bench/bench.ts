@@ -10,8 +10,8 @@ import { fileURLToPath } from 'node:url';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { forgetCluster, type BenchCluster } from './clusters.js';
 import type { Config } from './options.js';
-import type { ScenarioArgs, ScenarioResult } from './protocol.js';
-import { run, runTimedBash, timedScript } from './proc.js';
+import type { Operation, ScenarioArgs, ScenarioResult } from './protocol.js';
+import { run, runTimedBash, stepMarks, timedScript } from './proc.js';
 import { opsDelta, osdCounters } from './osd-counters.js';
 import type { Ceiling, Measure, Pass, ScenarioRecord } from './results.js';
 import { cpuDelta, histogramSummary, processCpuMs, processMemoryMiB, sampleCpu } from './sample.js';
@@ -194,8 +194,7 @@ export class Bench {
   }
 
   /** One of ours, in a child process of its own. */
-  async ours(label: string, args: Pick<ScenarioArgs, 'op' | 'source' | 'snapshot' | 'fromSnapshot' | 'target' | 'sink'>,
-    volumeBytes: number): Promise<Measure> {
+  async ours(label: string, args: Operation, volumeBytes: number): Promise<Measure> {
     const settleMs = await this.settle();
     const loadavg1 = loadavg()[0]!;
     this.log(`  ours: ${label}`);
@@ -242,7 +241,11 @@ export class Bench {
     };
   }
 
-  /** One rbd command line (a pipeline, through bash -o pipefail), timed from spawn to exit. */
+  /**
+   * One rbd command line (a pipeline, or commands one after another,
+   * through bash -o pipefail), timed from spawn to exit; the steps the
+   * script marks (markStep) are recorded as stepsMs.
+   */
   async cli(label: string, body: string, args: string[], volumeBytes: number, shown: string): Promise<Measure> {
     const settleMs = await this.settle();
     const loadavg1 = loadavg()[0]!;
@@ -267,6 +270,7 @@ export class Bench {
       loadavg1,
       verified: 'pending',
       command: shown,
+      stepsMs: stepMarks(result.stderr),
       osdOps,
     };
   }

@@ -2,17 +2,21 @@
  * One latency pass in its own clusters: the delivered latency, the source
  * volume and its write ceiling, then every scenario (export stream, full
  * copy, cross-cluster and same-cluster full transfers, the incremental
- * chains, the restores, the RSS check).
+ * chains, the restores, the instant and in-place restores of a backup, the
+ * RSS check).
  */
 import {
   Bench, CONNECT_TIMEOUT_MS, FEATURES, medianRun, OBJECT_SIZE, OP_TIMEOUT_MS, SCENARIO_JS, VerificationError,
 } from './bench.js';
 import { fullTransfer, runChains, STEPS, TOOLS } from './chains.js';
+import { inPlaceRestores } from './in-place-restores.js';
+import { instantRestores } from './instant-restores.js';
 import { measureLatency } from './latency.js';
 import { run } from './proc.js';
 import { cliCopy, cliTransfer } from './rbd-side.js';
 import type { Ceiling, Measure, ScenarioRecord } from './results.js';
 import type { ScenarioArgs, ScenarioResult } from './protocol.js';
+import { backUpSource, deleteSourceBackup } from './source-backup.js';
 
 const MiB = 1 << 20;
 
@@ -202,6 +206,15 @@ async function transfers(bench: Bench): Promise<void> {
   }
 }
 
+/** BackupEngine's restores that clone or converge, from one backup of rbd/src, which goes afterwards. */
+async function backupRestores(bench: Bench): Promise<void> {
+  bench.log('instant and in-place restores of a BackupEngine backup of rbd/src');
+  const backup = await backUpSource(bench);
+  await instantRestores(bench, backup);
+  await inPlaceRestores(bench, backup);
+  await deleteSourceBackup(bench, backup);
+}
+
 async function rssCheck(bench: Bench, sizeMiB: number): Promise<void> {
   const a = bench.a;
   const small = sizeMiB * MiB;
@@ -238,6 +251,7 @@ export async function runPass(bench: Bench): Promise<void> {
   await fullCopy(bench);
   if (bench.b) await crossCluster(bench);
   await transfers(bench);
+  await backupRestores(bench);
   if (bench.config.rssCheckMiB !== undefined) await rssCheck(bench, bench.config.rssCheckMiB);
   bench.osdSnapshot('end');
   bench.pass.durationMs = Math.round(performance.now() - started);

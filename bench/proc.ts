@@ -135,3 +135,22 @@ export async function runTimedBash(script: string, args: readonly string[],
 export function timedScript(body: string): string {
   return `${body}; rc=$?; times >&2; exit $rc`;
 }
+
+/**
+ * A script line marking that the steps before it have returned, with
+ * bash's clock (no process spawned); a script's first mark is 'start'.
+ */
+export function markStep(name: string): string {
+  return `echo "mark ${name} $EPOCHREALTIME" >&2`;
+}
+
+/** The marks a script wrote (markStep), in ms after its 'start' mark; undefined without one. */
+export function stepMarks(stderr: string): Record<string, number> | undefined {
+  const at = new Map<string, number>();
+  // EPOCHREALTIME uses the locale's decimal point.
+  for (const match of stderr.matchAll(/^mark (\S+) (\d+)[.,](\d+)$/gm)) at.set(match[1]!, Number(`${match[2]}.${match[3]}`) * 1000);
+  const start = at.get('start');
+  if (start === undefined) return undefined;
+  at.delete('start');
+  return Object.fromEntries([...at].map(([name, ms]) => [name, ms - start]));
+}

@@ -2,6 +2,7 @@
  * What bench/run.ts tells a bench/scenario.ts child to do, and the one JSON
  * line the child prints back. Types only: importing this runs nothing.
  */
+import type { BackupRecord } from '../lib/index.js';
 
 export interface ClusterRef {
   conf: string;
@@ -20,7 +21,8 @@ export interface EngineSettings {
   wholeObject?: boolean;
 }
 
-export interface ScenarioArgs {
+/** A bare engine call on images the child opens. */
+export interface EngineOperation {
   /** transfer: transferDiff; copy: copyImage; export: exportDiff into a sink. */
   op: 'transfer' | 'copy' | 'export';
   source: ImageRef;
@@ -30,6 +32,35 @@ export interface ScenarioArgs {
   target?: ImageRef;
   /** export only: 'null' discards (timed); 'stdout' writes the stream out (for verification). */
   sink?: 'null' | 'stdout';
+}
+
+/** How a restore operation restores. */
+export type RestoreHow =
+  /**
+   * restore({ instant: true, flatten }) into a new image, then a 4 KiB read
+   * of it; with 'background', also until the flatten's done settles.
+   */
+  | { kind: 'instant'; flatten: 'never' | 'background' }
+  /** restore({ force: true, inPlace }) into the backup's own volume. */
+  | { kind: 'into-source'; inPlace: boolean };
+
+/** BackupEngine.restore of a backup whose volumes and backups are in one cluster. */
+export interface RestoreOperation {
+  op: 'restore';
+  cluster: ClusterRef;
+  /** The engine's backupPool: where the backup's chain image is. */
+  backupPool: string;
+  /** The record BackupEngine.backup returned (plain JSON). */
+  backup: BackupRecord;
+  /** A named image in the cluster. */
+  target: { pool: string; name: string };
+  how: RestoreHow;
+}
+
+export type Operation = EngineOperation | RestoreOperation;
+
+/** How the child runs any operation. */
+export interface RunSettings {
   engine: EngineSettings;
   /** Processes (the clusters' OSDs and monitors) whose CPU time is sampled around the operation. */
   samplePids: number[];
@@ -38,6 +69,8 @@ export interface ScenarioArgs {
   connectTimeoutMs: number;
   opTimeoutMs: number;
 }
+
+export type ScenarioArgs = Operation & RunSettings;
 
 export interface EventLoopDelay {
   /** The histogram's timer period; every sample includes it, so an idle loop reads about this much. */
@@ -62,11 +95,20 @@ export interface CpuDelta {
 
 export interface ScenarioResult {
   op: ScenarioArgs['op'];
-  /** The library call alone (for export: until the sink has taken the last byte). */
+  /**
+   * The library call alone (for export: until the sink has taken the last
+   * byte; for an instant restore: until the first read returned, or with a
+   * background flatten until it settled).
+   */
   elapsedMs: number;
   /** From process start to just before the operation (module load, connect, open). */
   setupMs: number;
-  /** The engine's own statistics, numbers only. */
+  /**
+   * The engine's own statistics (for a restore: its RestoreResult), numbers
+   * and strings only; a restore's also its milestones, in ms after the call
+   * started: returnedMs, and for an instant restore firstReadMs (and
+   * flattenedMs with a background flatten).
+   */
   stats: Record<string, number | string | null>;
   /** export: bytes of the diff stream. */
   streamBytes?: number;

@@ -1,6 +1,11 @@
-/** The rbd tool's side of the pairs: the export-diff | import-diff pipe and `rbd cp`, at a given rbd_concurrent_management_ops. */
+/**
+ * The rbd tool's side of the pairs: the export-diff | import-diff pipe,
+ * `rbd cp`, `rbd snap rollback`, and commands one after another (a clone's
+ * steps), at a given rbd_concurrent_management_ops.
+ */
 import { FEATURES, OBJECT_SIZE, type Bench } from './bench.js';
 import type { BenchCluster } from './clusters.js';
+import { markStep } from './proc.js';
 import type { Measure } from './results.js';
 
 /**
@@ -12,7 +17,7 @@ export type RbdOps = number | undefined;
 /** The rbd@64 setting: the pipe with as many operations in flight as our engine's default window. */
 export const RBD_OPS_HIGH = 64;
 
-function opsArgs(ops: RbdOps): string[] {
+export function opsArgs(ops: RbdOps): string[] {
   return ops === undefined ? [] : ['--rbd-concurrent-management-ops', String(ops)];
 }
 
@@ -37,4 +42,33 @@ export function cliCopy(bench: Bench, label: string, snapSpec: string, target: s
   const args = ['cp', '--no-progress', ...opsArgs(ops), '--object-size', OBJECT_SIZE,
     ...FEATURES.flatMap((f) => ['--image-feature', f]), snapSpec, target];
   return bench.cli(label, 'rbd "$@"', [...bench.a.rbdArgs, ...args], bench.sizeBytes, `rbd cp${opsShown(ops)} ${snapSpec} ${target}`);
+}
+
+/** `rbd snap rollback SRC@SNAP` in cluster A: the volume back to its own snapshot. */
+export function cliRollback(bench: Bench, label: string, snapSpec: string, ops: RbdOps): Promise<Measure> {
+  const args = ['snap', 'rollback', '--no-progress', ...opsArgs(ops), snapSpec];
+  return bench.cli(label, 'rbd "$@"', [...bench.a.rbdArgs, ...args], bench.sizeBytes, `rbd snap rollback${opsShown(ops)} ${snapSpec}`);
+}
+
+/** One rbd command of cliSteps: its arguments, and the name its return is marked under (Measure.stepsMs). */
+export interface RbdStep {
+  mark: string;
+  args: string[];
+}
+
+/** rbd commands in cluster A one after another, timed as one; the first that fails ends it. */
+export function cliSteps(bench: Bench, label: string, steps: readonly RbdStep[]): Promise<Measure> {
+  // Each step reaches the script as: mark, argument count, arguments.
+  const body = `${markStep('start')}
+while [ $# -gt 0 ]; do
+  mark=$1 n=$2; shift 2
+  rbd "\${@:1:n}" || exit
+  shift "$n"
+  ${markStep('$mark')}
+done`;
+  const args = steps.flatMap((step) => {
+    const all = [...bench.a.rbdArgs, ...step.args];
+    return [step.mark, String(all.length), ...all];
+  });
+  return bench.cli(label, body, args, bench.sizeBytes, steps.map((step) => `rbd ${step.args.join(' ')}`).join(' && '));
 }

@@ -51,6 +51,41 @@ function sideBySide(results: Results): string {
   return table(rows, (column) => column > 0);
 }
 
+/** The instant and in-place restores: what their times hold, and their ratios (no bar judges them). */
+function backupRestoreLines(p: Pass): string[] {
+  const find = (id: string): ScenarioRecord | undefined => p.scenarios.find((s) => s.id === id);
+  const at = (value: unknown): string => (typeof value === 'number' ? `${n(value)} ms` : '-');
+  const x = (ratio: number | undefined): string => `${n(ratio, 2)}x`;
+  const lines: string[] = [];
+  const read = find('restore-instant-read');
+  if (read) {
+    const steps = read.rbd?.stepsMs ?? {};
+    lines.push(`  instant restore, to first 4 KiB read: ours ${at(read.ours.elapsedMs)} (the call returned at ` +
+      `${at(read.ours.stats?.['returnedMs'])}); rbd ${at(read.rbd?.elapsedMs)} (snap protect returned at ` +
+      `${at(steps['protected'])}, clone at ${at(steps['cloned'])}, the read by rbd bench at ${at(steps['read'])}): ${x(read.ratio)}`);
+  }
+  const flat = find('restore-instant-flat');
+  if (flat) {
+    const flattened = (m: Measure | undefined): string => `${seconds(m)} s (cloned at ${at(m?.stepsMs?.['cloned'])})`;
+    lines.push(`  instant restore, until flattened: ours ${seconds(flat.ours)} s (returned at ${at(flat.ours.stats?.['returnedMs'])}, ` +
+      `first read at ${at(flat.ours.stats?.['firstReadMs'])}); rbd ${flattened(flat.rbd)}: ${x(flat.ratio)}; ` +
+      `rbd@64 ${flattened(flat.rbd64)}: ${x(flat.ratio64)}`);
+  }
+  const inPlace = find('restore-in-place');
+  const full = find('restore-full-into-source');
+  if (inPlace?.ofFullCopy && full) {
+    const mib = (m: Measure): string => `${n(Number(m.stats?.['bytesRead']) / MiB, 1)} MiB`;
+    lines.push(`  in-place restore after 1% changed: ours ${seconds(inPlace.ours)} s, ${mib(inPlace.ours)} read from the backup; ` +
+      `by full copy ${seconds(full.ours)} s, ${mib(full.ours)} read: in place took ${n(100 * inPlace.ofFullCopy.time, 1)}% of ` +
+      `the time (${x(1 / inPlace.ofFullCopy.time)}) and read ${n(100 * inPlace.ofFullCopy.bytesRead, 1)}% of the bytes`);
+    lines.push(`  rbd snap rollback of the volume to that snapshot of its own (reads no backup; one rollback operation per ` +
+      `object, done in the OSD): ${seconds(inPlace.rbd)} s, ours in place ${x(inPlace.ratio)} its speed; at 64 ops ` +
+      `${seconds(inPlace.rbd64)} s, ${x(inPlace.ratio64)}`);
+  }
+  return lines.length === 0 ? [] : ['', 'instant and in-place restores (no bar is about them: the figures and their ratios; ' +
+    'times from the call\'s or the command line\'s start, median runs):', ...lines];
+}
+
 function latencyLine(p: Pass): string {
   const d = p.delivered;
   if (!d) return `~${p.latency} ms pass: delivered latency not measured`;
@@ -157,6 +192,7 @@ function printPass(p: Pass, out: string[]): void {
         `in ${s.change.objectsTouched} of ${s.change.objects} objects`);
     }
   }
+  out.push(...backupRestoreLines(p));
   for (const s of p.scenarios) {
     const native = s.ours.stats?.['elapsedMs'];
     if (!s.fractionOfFull || typeof native !== 'number') continue;

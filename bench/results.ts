@@ -33,6 +33,8 @@ export interface Measure {
   streamBytes?: number;
   stats?: Record<string, number | string | null>;
   command?: string;
+  /** rbd: when each marked step of the command line returned, in ms after the script started. */
+  stepsMs?: Record<string, number> | undefined;
   /** The OSDs' client-op counters over the whole run (process start to exit), summed over the running clusters. */
   osdOps?: OsdOps;
 }
@@ -67,6 +69,13 @@ export interface ScenarioRecord {
   /** elapsed ÷ the same tool's full transfer */
   fractionOfFull?: { ours: number; rbd: number; rbd64?: number };
   change?: ChangeInfo;
+  /**
+   * No bar of DESIGN section 7 is about it (the instant and in-place
+   * restores): its figures and ratios are shown, and no bar judges them.
+   */
+  noBar?: boolean;
+  /** An in-place restore: its time and bytes read ÷ those of our full-copy restore into the same volume. */
+  ofFullCopy?: { time: number; bytesRead: number };
 }
 
 export interface ChangeInfo {

@@ -4,17 +4,19 @@
  *
  *   node dist/bench/scenario.js '<ScenarioArgs as JSON>'
  *
- * Connects, opens the images, then times just the library call with the
- * event-loop delay histogram enabled, and prints one JSON line
- * (ScenarioResult) on stdout — on stderr instead when the diff stream itself
- * goes to stdout. Any failure exits non-zero with the error on stderr.
+ * Connects, opens the images (for a restore: its target pool), then times
+ * just the library call (bench/scenario-restore.ts says what a restore's
+ * time covers) with the event-loop delay histogram enabled, and prints one
+ * JSON line (ScenarioResult) on stdout — on stderr instead when the diff
+ * stream itself goes to stdout. Any failure exits non-zero with the error on stderr.
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Cluster, copyImage, exportDiff, transferDiff, type Image, type Pool } from '../lib/index.js';
-import type { ClusterRef, ImageRef, ScenarioArgs, ScenarioResult } from './protocol.js';
+import type { ClusterRef, EngineOperation, ImageRef, RunSettings, ScenarioArgs, ScenarioResult } from './protocol.js';
 import { cpuDelta, histogramSummary, sampleCpu, threadCpuDelta, threadCpuMs } from './sample.js';
+import { restoreRun } from './scenario-restore.js';
 
 const ELD_RESOLUTION_MS = 10;
 
@@ -25,7 +27,7 @@ class Handles {
 
   constructor(readonly args: ScenarioArgs) {}
 
-  async #cluster(ref: ClusterRef): Promise<Cluster> {
+  async cluster(ref: ClusterRef): Promise<Cluster> {
     const key = `${ref.conf}\0${ref.keyring}`;
     let cluster = this.#clusters.get(key);
     if (!cluster) {
@@ -41,9 +43,14 @@ class Handles {
     return cluster;
   }
 
-  async open(ref: ImageRef, readOnly: boolean): Promise<Image> {
-    const pool: Pool = await (await this.#cluster(ref.cluster)).pool(ref.pool);
+  async pool(ref: ClusterRef, name: string): Promise<Pool> {
+    const pool = await (await this.cluster(ref)).pool(name);
     this.#closers.push(() => pool.close());
+    return pool;
+  }
+
+  async open(ref: ImageRef, readOnly: boolean): Promise<Image> {
+    const pool = await this.pool(ref.cluster, ref.pool);
     const image = await pool.openImage(ref.image, { readOnly });
     this.#closers.push(() => image.close());
     return image;
@@ -64,50 +71,62 @@ function numbers(stats: object): Record<string, number | string | null> {
   return out;
 }
 
+/** A bare engine call's timed part, and the stream bytes an export counted. */
+async function engineRun(handles: Handles, args: EngineOperation & RunSettings, onProgress: () => void):
+  Promise<{ run: () => Promise<object>; streamBytes: () => number | undefined }> {
+  const source = await handles.open(args.source, true);
+  const target = args.target ? await handles.open(args.target, false) : undefined;
+  const engine = { concurrency: args.engine.concurrency, memoryBytes: args.engine.memoryBytes, onProgress };
+  let streamBytes: number | undefined;
+  let run: () => Promise<object>;
+  switch (args.op) {
+    case 'transfer':
+      run = () => transferDiff({
+        ...engine, source, target: target!, snapshot: args.snapshot, fromSnapshot: args.fromSnapshot,
+        wholeObject: args.engine.wholeObject,
+      });
+      break;
+    case 'copy':
+      run = () => copyImage({ ...engine, source, target: target!, snapshot: args.snapshot });
+      break;
+    case 'export':
+      run = async () => {
+        streamBytes = 0;
+        const stream = exportDiff(source, {
+          ...engine, snapshot: args.snapshot, fromSnapshot: args.fromSnapshot, wholeObject: args.engine.wholeObject,
+        });
+        const sink = args.sink === 'stdout' ? process.stdout : new Writable({
+          write(chunk: Buffer, _encoding, callback) {
+            streamBytes! += chunk.length;
+            callback();
+          },
+        });
+        if (args.sink === 'stdout') stream.on('data', (chunk: Buffer) => { streamBytes! += chunk.length; });
+        await pipeline(stream, sink);
+        return {};
+      };
+      break;
+    default:
+      throw new Error(`unknown op ${String(args.op)}`);
+  }
+  return { run, streamBytes: () => streamBytes };
+}
+
 async function main(): Promise<void> {
   const args = JSON.parse(process.argv[2] ?? '') as ScenarioArgs;
   const handles = new Handles(args);
+  // The result line goes to stderr when the diff stream itself goes to stdout.
+  const streamToStdout = args.op === 'export' && args.sink === 'stdout';
   try {
-    const source = await handles.open(args.source, true);
-    const target = args.target ? await handles.open(args.target, false) : undefined;
     let progressCalls = 0;
-    const engine = {
-      concurrency: args.engine.concurrency,
-      memoryBytes: args.engine.memoryBytes,
-      onProgress: () => { progressCalls += 1; },
-    };
-    let streamBytes: number | undefined;
-    let run: () => Promise<object>;
-    switch (args.op) {
-      case 'transfer':
-        run = () => transferDiff({
-          ...engine, source, target: target!, snapshot: args.snapshot, fromSnapshot: args.fromSnapshot,
-          wholeObject: args.engine.wholeObject,
-        });
-        break;
-      case 'copy':
-        run = () => copyImage({ ...engine, source, target: target!, snapshot: args.snapshot });
-        break;
-      case 'export':
-        run = async () => {
-          streamBytes = 0;
-          const stream = exportDiff(source, {
-            ...engine, snapshot: args.snapshot, fromSnapshot: args.fromSnapshot, wholeObject: args.engine.wholeObject,
-          });
-          const sink = args.sink === 'stdout' ? process.stdout : new Writable({
-            write(chunk: Buffer, _encoding, callback) {
-              streamBytes! += chunk.length;
-              callback();
-            },
-          });
-          if (args.sink === 'stdout') stream.on('data', (chunk: Buffer) => { streamBytes! += chunk.length; });
-          await pipeline(stream, sink);
-          return {};
-        };
-        break;
-      default:
-        throw new Error(`unknown op ${String(args.op)}`);
-    }
+    const onProgress = (): void => { progressCalls += 1; };
+    const { run, streamBytes } = args.op === 'restore'
+      ? {
+        run: restoreRun(await handles.cluster(args.cluster), await handles.pool(args.cluster, args.target.pool), args,
+          args.engine, onProgress),
+        streamBytes: () => undefined,
+      }
+      : await engineRun(handles, args, onProgress);
 
     const rssBefore = process.resourceUsage().maxRSS / 1024;
     const setupMs = performance.now();
@@ -135,7 +154,7 @@ async function main(): Promise<void> {
       elapsedMs,
       setupMs,
       stats: numbers(stats),
-      streamBytes,
+      streamBytes: streamBytes(),
       progressCalls,
       rss: { beforeMiB: rssBefore, peakMiB: process.resourceUsage().maxRSS / 1024 },
       eventLoop,
@@ -144,7 +163,7 @@ async function main(): Promise<void> {
       sampled,
     };
     const line = `${JSON.stringify(result)}\n`;
-    if (args.sink === 'stdout') process.stderr.write(line);
+    if (streamToStdout) process.stderr.write(line);
     else process.stdout.write(line);
   } finally {
     await handles.close().catch(() => undefined);

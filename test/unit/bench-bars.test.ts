@@ -1,12 +1,14 @@
 /**
- * The benchmark's pure logic: parsing `ceph-cluster.sh latency`, the serial
- * round trips of the unchanged incremental, and judging the bars (with the
- * shortfall a failed bar prints). No cluster needed; no time is measured.
+ * The benchmark's pure logic: parsing `ceph-cluster.sh latency` and the
+ * step marks of an rbd command line, the serial round trips of the
+ * unchanged incremental, and judging the bars (with the shortfall a failed
+ * bar prints). No cluster needed; no time is measured.
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { evaluateBars, judge } from '../../bench/bars.js';
 import { parseLatency, roundTrips } from '../../bench/latency.js';
+import { stepMarks } from '../../bench/proc.js';
 import type { DeliveredLatency, Measure, Pass, Results, ScenarioRecord } from '../../bench/results.js';
 
 const LATENCY_OUTPUT = `write qd1  avg latency 4.12 ms, 0.9 MB/s
@@ -50,6 +52,20 @@ describe('parseLatency', () => {
 
   test('refuses output without a line', () => {
     assert.throws(() => parseLatency(LATENCY_OUTPUT.split('\n').slice(1).join('\n')), /write1/);
+  });
+});
+
+describe('stepMarks', () => {
+  test('times each marked step from the start mark, whatever the decimal point', () => {
+    const stderr = 'mark start 1700000000.250000\nrbd: some warning\nmark cloned 1700000000,300500\nmark read 1700000000.400000\n0m0.1s 0m0.2s\n';
+    const steps = stepMarks(stderr)!;
+    assert.deepEqual(Object.keys(steps), ['cloned', 'read']);
+    assert.ok(Math.abs(steps['cloned']! - 50.5) < 1e-3);
+    assert.ok(Math.abs(steps['read']! - 150) < 1e-3);
+  });
+
+  test('none without a start mark', () => {
+    assert.equal(stepMarks('mark cloned 1700000000.300000\n'), undefined);
   });
 });
 
@@ -105,5 +121,16 @@ describe('bars', () => {
     assert.equal(bars.get('0:incr-1pct-of-full')?.pass, true);
     assert.equal(bars.get('0:incr-1pct-4k-of-full')?.pass, false);
     assert.equal(bars.has('0:incr-4k-vs-pipe'), false);
+  });
+
+  test('a row no bar is about (an instant or in-place restore) is shown, never judged', () => {
+    const rollbackFaster = { ...scenario('restore-in-place', 300, 100), noBar: true };
+    const results: Results = {
+      ok: true, date: '', command: [], machine: {}, config: {}, bars: [],
+      passes: [pass('0', 0.5, [scenario('full', 1000, 2000), rollbackFaster])],
+    };
+    const nothingSlower = evaluateBars(results).find((b) => b.id === 'nothing-slower');
+    assert.equal(nothingSlower?.pass, true);
+    assert.doesNotMatch(nothingSlower?.detail ?? '', /restore-in-place/);
   });
 });
