@@ -79,7 +79,7 @@ export function decodeBackupInfos(metadata: ReadonlyMap<string, string>): Map<st
       displayName: text(fields.display_name),
       displayDescription: text(fields.display_description),
       bytesWritten: typeof bytes === 'number' && Number.isSafeInteger(bytes) && bytes >= 0 ? BigInt(bytes) : null,
-      // A mark that does not parse is still a mark: its backup never completed. Dated long ago, gc may drop it.
+      // A mark whose date does not parse is still a mark: its backup never completed.
       ...(pending === undefined ? {} : { pendingSince: Number.isNaN(pending.getTime()) ? new Date(0) : pending }),
       ...(typeof fields.snapshot === 'string' ? { snapshot: fields.snapshot } : {}),
     });

@@ -409,20 +409,39 @@ export async function runRestore(config: ResolvedConfig, request: RestoreRequest
     throw invalidArgument(operation, resource, 'inPlace must be true or false');
   }
   const budget = callBudget(request.timeoutMs, [config.source, config.backupCluster], operation, resource);
-  return OperationScope.run({ operation, resource, timeoutMs: budget.timeoutMs },
-    (scope) => instant === undefined
-      ? restoreWithin(scope, config, request, { location, target, grows: budget.grows })
-      : restoreByClone(scope, config, request, { location, target, mode: instant, grows: budget.grows }));
+  return OperationScope.run({ operation, resource, timeoutMs: budget.timeoutMs }, async (scope) => {
+    const started = performance.now();
+    scope.doing = 'opening the backup';
+    const backupPool = await scope.adopt(config.backupCluster.pool(location.container ?? config.backupPool));
+    const source = await openSource(scope, backupPool, location, operation);
+    const checked = { location, target, source, grows: budget.grows };
+    const done = instant === undefined
+      ? await restoreWithin(scope, config, request, checked)
+      : await restoreByClone(scope, config, request, { ...checked, mode: instant });
+    return {
+      dryRun: request.dryRun === true,
+      source: source.spec,
+      targetVolumeId: target.kind === 'rbd' && target.subject.kind === 'volume' ? target.subject.volumeId : undefined,
+      elapsedMs: performance.now() - started,
+      ...done,
+    };
+  });
+}
+
+/** What each way of restoring says of itself in the result. */
+type RestoreOutcome = Pick<RestoreResult, 'path' | 'commonSnapshot' | 'failedCondition' | 'target' | 'size' | 'bytesRead' | 'flattening'>;
+
+interface CheckedRestore {
+  location: RecordLocation;
+  target: CheckedTarget;
+  source: Source;
+  grows: boolean;
 }
 
 async function restoreWithin(scope: OperationScope, config: ResolvedConfig, request: RestoreRequest,
-  checked: { location: RecordLocation; target: CheckedTarget; grows: boolean }): Promise<RestoreResult> {
-  const { location, target } = checked;
+  checked: CheckedRestore): Promise<RestoreOutcome> {
+  const { location, target, source } = checked;
   const operation = scope.operation;
-  const started = performance.now();
-  scope.doing = 'opening the backup';
-  const backupPool = await scope.adopt(config.backupCluster.pool(location.container ?? config.backupPool));
-  const source = await openSource(scope, backupPool, location, operation);
   if (checked.grows) scope.extend(transferAllowanceMs(source.size));
   let decision: RestoreDecision;
   let common: string | undefined;
@@ -450,34 +469,26 @@ async function restoreWithin(scope: OperationScope, config: ResolvedConfig, requ
   }
   scope.commit();
   return {
-    dryRun: request.dryRun === true,
     path: common === undefined ? decision.path : 'in-place',
     commonSnapshot: common,
     failedCondition: decision.path === 'full' ? { number: decision.condition, reason: decision.reason } : undefined,
-    source: source.spec,
     target: targetName,
-    targetVolumeId: target.kind === 'rbd' && target.subject.kind === 'volume' ? target.subject.volumeId : undefined,
     size,
     bytesRead,
-    elapsedMs: performance.now() - started,
     flattening: undefined,
   };
 }
 
 async function restoreByClone(scope: OperationScope, config: ResolvedConfig, request: RestoreRequest,
-  checked: { location: RecordLocation; target: CheckedTarget; mode: FlattenMode; grows: boolean }): Promise<RestoreResult> {
-  const { location, target, mode } = checked;
+  checked: CheckedRestore & { mode: FlattenMode }): Promise<RestoreOutcome> {
+  const { location, target, source, mode } = checked;
   const operation = scope.operation;
-  const started = performance.now();
-  scope.doing = 'opening the backup';
-  const backupPool = await scope.adopt(config.backupCluster.pool(location.container ?? config.backupPool));
-  const source = await openSource(scope, backupPool, location, operation);
   await refuseInstant(config, source, target.kind === 'rbd', operation, scope.resource);
   // A flatten before returning copies the whole volume.
   if (checked.grows && mode === 'now') scope.extend(transferAllowanceMs(source.size));
   const rbdTarget = target as Extract<CheckedTarget, { kind: 'rbd' }>;
   const snapshot = source.snapshot!;
-  const backup = { pool: backupPool, image: source.image.name, snapshot };
+  const backup = { pool: source.image.pool, image: source.image.name, snapshot };
   let targetName: string;
   if (request.dryRun === true) {
     scope.doing = 'checking the target';
@@ -494,19 +505,15 @@ async function restoreByClone(scope: OperationScope, config: ResolvedConfig, req
   scope.commit();
   const flattening = request.dryRun !== true && mode === 'background'
     ? flattenInBackground(config, { pool: rbdTarget.pool, namespace: rbdTarget.namespace, name: sourceImageName(rbdTarget.subject) },
-      { pool: backupPool.name, image: backup.image, snapshot }, request.onProgress)
+      { pool: backup.pool.name, image: backup.image, snapshot }, request.onProgress)
     : undefined;
   return {
-    dryRun: request.dryRun === true,
     path: 'instant',
     commonSnapshot: undefined,
     failedCondition: undefined,
-    source: source.spec,
     target: targetName,
-    targetVolumeId: rbdTarget.subject.kind === 'volume' ? rbdTarget.subject.volumeId : undefined,
     size: source.size,
     bytesRead: 0n,
-    elapsedMs: performance.now() - started,
     flattening,
   };
 }
