@@ -7,6 +7,7 @@
         "native/args.cc",
         "native/cancel.cc",
         "native/cluster.cc",
+        "native/digest.cc",
         "native/diff.cc",
         "native/diff_prefetch.cc",
         "native/env_state.cc",
@@ -27,7 +28,7 @@
       ],
       "cflags_cc": ["-std=c++17", "-Wall", "-Wextra", "-Wno-unused-parameter"],
       "defines": ["NAPI_VERSION=8"],
-      "libraries": ["-lrados", "-lrbd"]
+      "libraries": ["-lrados", "-lrbd", "-lxxhash"]
     }
   ]
 }

@@ -15,7 +15,9 @@ export {
   CephError, NotFoundError, AlreadyExistsError, BusyError, HasSnapshotsError, PermissionError,
   TimeoutError, InvalidArgumentError, ClosedError, NotSupportedError, CancelledError, BlocklistedError,
 } from './ceph/errors.js';
-export { transferDiff, type TransferDiffOptions, type TransferStats } from './engine/transfer.js';
+export { transferDiff, type DigestStart, type TransferDiffOptions, type TransferStats } from './engine/transfer.js';
+export { DigestTable, digestBlockFor, type Mismatch } from './engine/digest-table.js';
+export { hashImage, type HashImageOptions, type HashStats } from './engine/hash-image.js';
 export { copyImage, DEFAULT_CHUNK_SIZE, type CopyImageOptions, type CopyStats } from './engine/copy.js';
 export { convergeToSnapshot, type ConvergeOptions, type ConvergeStats } from './engine/converge.js';
 export type { Progress, EngineOptions } from './engine/options.js';

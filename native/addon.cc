@@ -3,6 +3,7 @@
 
 #include "cancel.h"
 #include "cluster.h"
+#include "digest.h"
 #include "env_state.h"
 #include "image.h"
 #include "pool.h"
@@ -37,6 +38,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("CancelToken", cancel);
   exports.Set("transfer", Napi::Function::New(env, StartTransfer, "transfer"));
   exports.Set("zeroRuns", Napi::Function::New(env, ZeroRuns, "zeroRuns"));
+  exports.Set("digest128", Napi::Function::New(env, Digest128, "digest128"));
+  exports.Set("blockDigests", Napi::Function::New(env, BlockDigests, "blockDigests"));
   exports.Set("closeAll", Napi::Function::New(
                               env,
                               [](const Napi::CallbackInfo& info) {

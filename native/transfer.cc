@@ -23,6 +23,10 @@ struct TransferJob::Op {
   char* buffer = nullptr;
   // Extents read into the buffer back to back: offset, length.
   std::vector<std::pair<uint64_t, uint64_t>> pieces;
+  // What is written from the buffer, when not the pieces themselves (each
+  // lies inside one piece); a hash-only op writes nothing.
+  std::vector<std::pair<uint64_t, uint64_t>> writes;
+  bool write_pieces = true;
   SnapshotReader::Results direct;
   // Reads, then writes/zeroes, still outstanding for this op.
   int reads = 0;
@@ -112,9 +116,11 @@ void TransferJob::ReleaseBuffer(char* buffer, uint64_t length) {
   }
 }
 
-TransferProgress TransferJob::Progress() const {
+TransferProgress TransferJob::Progress() {
   TransferProgress p;
-  p.done = order_.empty() ? position_ : order_.front()->offset;
+  // A hash-only op for a block below the ops before it may be the oldest.
+  reported_done_ = std::max(reported_done_, order_.empty() ? position_ : order_.front()->offset);
+  p.done = reported_done_;
   p.total = plan_.length;
   p.bytes_read = stats_.bytes_read;
   return p;
@@ -178,13 +184,19 @@ void TransferJob::IssueReads(rbd_image_t source, Op* op) {
 void TransferJob::IssueBatch(rbd_image_t source, rbd_image_t target) {
   if (batch_.pieces.empty()) return;
   auto pieces = std::move(batch_.pieces);
+  auto writes = std::move(batch_.writes);
   batch_.pieces.clear();
+  batch_.writes.clear();
   uint64_t bytes = 0;
   for (const auto& piece : pieces) bytes += piece.second;
   WaitForRoom(target, bytes);
   if (Stopping()) return;
   auto* op = new Op(pieces.front().first, bytes);
   op->pieces = std::move(pieces);
+  if (plan_.digests.enabled()) {
+    op->writes = std::move(writes);
+    op->write_pieces = false;
+  }
   op->buffer = AcquireBuffer(bytes);
   if (!op->buffer) {
     delete op;
@@ -241,7 +253,25 @@ void TransferJob::IssueZero(rbd_image_t target, Op* op, uint64_t offset, uint64_
   }
 }
 
-void TransferJob::IssueHole(rbd_image_t target, uint64_t offset, uint64_t length) {
+void TransferJob::IssueHole(rbd_image_t source, rbd_image_t target, uint64_t offset, uint64_t length) {
+  DigestTable& digests = plan_.digests;
+  // A whole-history transfer's table starts out all zero digests, and a
+  // hole's partial blocks are zero or read whole with their data: nothing
+  // to do. Otherwise whole blocks are zero now, and a partial one is read.
+  if (digests.enabled() && plan_.from_snapshot) {
+    uint64_t end = offset + length;
+    uint64_t first = digests.BlockOf(offset);
+    uint64_t last = digests.BlockOf(end - 1);
+    for (uint64_t index = first; index <= last; ++index) {
+      uint64_t start = digests.BlockStart(index);
+      if (start >= offset && start + digests.BlockLength(index) <= end) {
+        digests.SetZero(index);
+      } else if (start + digests.BlockLength(index) > hashed_end_) {
+        IssueHashOnly(source, target, index);
+      }
+    }
+  }
+  if (target == nullptr) return;
   if (plan_.target_is_zero) {
     stats_.bytes_skipped += length;
     return;
@@ -256,7 +286,62 @@ void TransferJob::IssueHole(rbd_image_t target, uint64_t offset, uint64_t length
   if (op->pending == 0) FinishOp(op);
 }
 
+void TransferJob::IssueHashOnly(rbd_image_t source, rbd_image_t target, uint64_t index) {
+  const DigestTable& digests = plan_.digests;
+  uint64_t start = digests.BlockStart(index);
+  uint64_t length = digests.BlockLength(index);
+  WaitForRoom(target, length);
+  if (Stopping()) return;
+  auto* op = new Op(start, length);
+  op->pieces.emplace_back(start, length);
+  op->write_pieces = false;
+  op->buffer = AcquireBuffer(length);
+  if (!op->buffer) {
+    delete op;
+    Fail(-ENOMEM, "cannot allocate a transfer buffer");
+    return;
+  }
+  in_flight_bytes_ += length;
+  order_.push_back(op);
+  ++in_flight_;
+  IssueReads(source, op);
+  if (op->reads == 0) FinishOp(op);
+}
+
+void TransferJob::HashPieces(Op* op) {
+  DigestTable& digests = plan_.digests;
+  uint64_t at = 0;
+  for (const auto& [offset, length] : op->pieces) {
+    // Pieces start on block boundaries and end on one or at the image's end.
+    for (uint64_t done = 0; done < length;) {
+      uint64_t index = digests.BlockOf(offset + done);
+      digests.Hash(index, op->buffer + at + done);
+      ++stats_.blocks_hashed;
+      done += digests.BlockLength(index);
+    }
+    at += length;
+  }
+}
+
+namespace {
+
+// Adds [start, end) to pieces in offset order, into the last one when it
+// overlaps it or starts at most gap bytes after it.
+void AddPiece(std::vector<std::pair<uint64_t, uint64_t>>* pieces, uint64_t start, uint64_t end, uint64_t gap) {
+  if (!pieces->empty()) {
+    auto& last = pieces->back();
+    if (start <= last.first + last.second + gap) {
+      last.second = std::max(last.first + last.second, end) - last.first;
+      return;
+    }
+  }
+  pieces->emplace_back(start, end - start);
+}
+
+}  // namespace
+
 void TransferJob::AddData(rbd_image_t source, rbd_image_t target, uint64_t offset, uint64_t length) {
+  const DigestTable& digests = plan_.digests;
   uint64_t end = offset + length;
   while (offset < end && !Stopping()) {
     // Pieces end on io_size boundaries so that they line up with objects.
@@ -264,11 +349,18 @@ void TransferJob::AddData(rbd_image_t source, rbd_image_t target, uint64_t offse
     uint64_t piece_end = std::min(end, (block + 1) * plan_.io_size);
     if (!batch_.pieces.empty() && batch_.block != block) IssueBatch(source, target);
     batch_.block = block;
-    auto& pieces = batch_.pieces;
-    if (!pieces.empty() && offset - (pieces.back().first + pieces.back().second) <= plan_.merge_gap) {
-      pieces.back().second = piece_end - pieces.back().first;
+    if (digests.enabled()) {
+      // Whole digest blocks are read (they lie in the io_size block, whose
+      // size they divide); the unchanged bytes around the extent are read
+      // only to be hashed, and not written.
+      AddPiece(&batch_.writes, offset, piece_end, plan_.merge_gap);
+      uint64_t first = digests.BlockOf(offset);
+      uint64_t last = digests.BlockOf(piece_end - 1);
+      uint64_t read_end = digests.BlockStart(last) + digests.BlockLength(last);
+      AddPiece(&batch_.pieces, digests.BlockStart(first), read_end, plan_.merge_gap);
+      hashed_end_ = std::max(hashed_end_, read_end);
     } else {
-      pieces.emplace_back(offset, piece_end - offset);
+      AddPiece(&batch_.pieces, offset, piece_end, plan_.merge_gap);
     }
     offset = piece_end;
   }
@@ -297,10 +389,25 @@ void TransferJob::Handle(rbd_image_t target, Completion* done) {
     // The buffer is librbd's until every read of it has completed.
     if (op->reads > 0) return;
     if (!op->read_failed && !Stopping()) {
+      if (plan_.digests.enabled()) HashPieces(op);
       uint64_t at = 0;
-      for (const auto& [offset, length] : op->pieces) {
-        WriteRuns(target, op, offset, length, op->buffer + at);
-        at += length;
+      if (target == nullptr) {
+        // A job that only hashes.
+      } else if (op->write_pieces) {
+        for (const auto& [offset, length] : op->pieces) {
+          WriteRuns(target, op, offset, length, op->buffer + at);
+          at += length;
+        }
+      } else {
+        // Both lists are in offset order and each write lies in one piece.
+        size_t piece = 0;
+        for (const auto& [offset, length] : op->writes) {
+          while (offset >= op->pieces[piece].first + op->pieces[piece].second) {
+            at += op->pieces[piece].second;
+            ++piece;
+          }
+          WriteRuns(target, op, offset, length, op->buffer + at + (offset - op->pieces[piece].first));
+        }
       }
     }
     if (op->pending == 0) FinishOp(op);
@@ -437,9 +544,13 @@ int TransferJob::Transfer(rbd_image_t source, rbd_image_t target, rbd_image_t li
                           const std::function<void(const TransferProgress&)>& report) {
   auto started = std::chrono::steady_clock::now();
   auto last_report = started;
-  DiffPrefetcher diffs(listed, plan_.from_snapshot, plan_.length,
+  DiffPrefetcher diffs(listed, plan_.from_snapshot, plan_.no_listing ? 0 : plan_.length,
                        plan_.first_step == 0 ? plan_.step : plan_.first_step, plan_.step, plan_.whole_object,
                        [this] { WakeUp(); });
+  for (uint64_t index : plan_.extra_blocks) {
+    if (Stopping()) break;
+    IssueHashOnly(source, target, index);
+  }
   while (!Stopping()) {
     DiffPrefetcher::Range range;
     DiffPrefetcher::State state = diffs.TryTake(&range);
@@ -462,12 +573,12 @@ int TransferJob::Transfer(rbd_image_t source, rbd_image_t target, rbd_image_t li
       bool exists = plan_.read_every_extent || extents.exists[i] != 0;
       // Holes go after the data below them, so ops stay in offset order.
       if (!exists || (plan_.zero_gaps && offset > cursor)) IssueBatch(source, target);
-      if (plan_.zero_gaps && offset > cursor) IssueHole(target, cursor, offset - cursor);
+      if (plan_.zero_gaps && offset > cursor) IssueHole(source, target, cursor, offset - cursor);
       ++stats_.extents;
       if (exists) {
         AddData(source, target, offset, length);
       } else {
-        IssueHole(target, offset, length);
+        IssueHole(source, target, offset, length);
       }
       cursor = offset + length;
       position_ = cursor;
@@ -480,13 +591,13 @@ int TransferJob::Transfer(rbd_image_t source, rbd_image_t target, rbd_image_t li
       }
     }
     IssueBatch(source, target);
-    if (plan_.zero_gaps && cursor < range_end && !Stopping()) IssueHole(target, cursor, range_end - cursor);
+    if (plan_.zero_gaps && cursor < range_end && !Stopping()) IssueHole(source, target, cursor, range_end - cursor);
     position_ = range_end;
   }
   diffs.Stop();
   WaitAll(target);
   if (error_ == 0 && cancel_->load()) Fail(-ECANCELED, "transfer cancelled");
-  if (error_ == 0) {
+  if (error_ == 0 && target != nullptr) {
     int rc = rbd_flush(target);
     if (rc < 0) Fail(rc, std::string("flush of the target failed: ") + std::strerror(-rc));
   }
@@ -499,7 +610,10 @@ int TransferJob::Transfer(rbd_image_t source, rbd_image_t target, rbd_image_t li
 
 int TransferJob::Run(const std::function<void(const TransferProgress&)>& report) {
   int rc = WithHandle(source_, "source image", message_, [&](rbd_image_t source) {
-    return WithHandle(target_, "target image", message_, [&](rbd_image_t target) {
+    auto with_target = [&](const std::function<int(rbd_image_t)>& run) {
+      return target_ == nullptr ? run(nullptr) : WithHandle(target_, "target image", message_, run);
+    };
+    return with_target([&](rbd_image_t target) {
       if (plan_.snapshot) {
         reader_ = SnapshotReader::Open(source_, *plan_.snapshot, &direct_read_refused_);
       } else {
@@ -560,6 +674,16 @@ Napi::Object StatsObject(Napi::Env env, const TransferJob& job) {
   result.Set("extents", Napi::Number::New(env, static_cast<double>(s.extents)));
   result.Set("ops", Napi::Number::New(env, static_cast<double>(s.ops)));
   result.Set("objectReads", Napi::Number::New(env, static_cast<double>(s.object_reads)));
+  if (job.digests().enabled()) {
+    result.Set("blocksHashed", Napi::Number::New(env, static_cast<double>(s.blocks_hashed)));
+    // Little-endian entries, as the digest object stores them.
+    const auto& entries = job.digests().entries();
+    auto table = Napi::Buffer<uint8_t>::New(env, entries.size() * 8);
+    for (size_t i = 0; i < entries.size(); ++i) {
+      for (int b = 0; b < 8; ++b) table.Data()[i * 8 + b] = static_cast<uint8_t>(entries[i] >> (8 * b));
+    }
+    result.Set("digests", table);
+  }
   result.Set("elapsedMs", Napi::Number::New(env, s.elapsed_ms));
   if (!job.direct_read_refused().empty()) {
     result.Set("directReadRefused", Napi::String::New(env, job.direct_read_refused()));
@@ -572,9 +696,10 @@ Napi::Object StatsObject(Napi::Env env, const TransferJob& job) {
 Napi::Value StartTransfer(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   ImageWrap* source_wrap = ImageWrap::FromValue(env, info[0]);
-  ImageWrap* target_wrap = ImageWrap::FromValue(env, info[1]);
+  // No target: a job that only hashes.
+  ImageWrap* target_wrap = info[1].IsNull() ? nullptr : ImageWrap::FromValue(env, info[1]);
   auto source = source_wrap->OpenHandle(env);
-  auto target = target_wrap->OpenHandle(env);
+  std::shared_ptr<ImageHandle> target = target_wrap == nullptr ? nullptr : target_wrap->OpenHandle(env);
   if (source == target) ThrowInvalid(env, "source and target must be different images");
   if (!info[2].IsObject()) ThrowInvalid(env, "transfer plan must be an object");
   Napi::Object options = info[2].As<Napi::Object>();
@@ -612,6 +737,36 @@ Napi::Value StartTransfer(const Napi::CallbackInfo& info) {
       plan.window == 0 || plan.window > 1024 || plan.memory < plan.io_size) {
     ThrowInvalid(env, "transfer plan out of range (step, ioSize <= 64 MiB, window 1..1024, memory >= ioSize)");
   }
+  uint64_t digest_block = U64Field(env, options, "digestBlock", 0);
+  if (digest_block != 0) {
+    if (plan.io_size % digest_block != 0) ThrowInvalid(env, "digestBlock must divide ioSize");
+    uint64_t count = (plan.length + digest_block - 1) / digest_block;
+    Napi::Value table_value = options.Get("digests");
+    if (!table_value.IsBuffer() || table_value.As<Napi::Buffer<uint8_t>>().Length() != count * 8) {
+      ThrowInvalid(env, "digests must be a Buffer of 8 bytes per digestBlock of the length");
+    }
+    auto table = table_value.As<Napi::Buffer<uint8_t>>();
+    std::vector<uint64_t> entries(count);
+    for (uint64_t i = 0; i < count; ++i) {
+      uint64_t entry = 0;
+      for (int b = 7; b >= 0; --b) entry = (entry << 8) | table.Data()[i * 8 + b];
+      entries[i] = entry;
+    }
+    plan.digests = DigestTable(std::move(entries), digest_block, plan.length);
+    Napi::Value extra_value = options.Get("extraBlocks");
+    if (extra_value.IsArray()) {
+      auto extra = extra_value.As<Napi::Array>();
+      for (uint32_t i = 0; i < extra.Length(); ++i) {
+        uint64_t index = U64Value(env, extra.Get(i), "extra block");
+        if (index >= count) ThrowInvalid(env, "an extra block lies beyond the length");
+        plan.extra_blocks.push_back(index);
+      }
+    }
+    plan.no_listing = options.Get("noListing").ToBoolean();
+  } else if (target == nullptr) {
+    ThrowInvalid(env, "a transfer without a target only hashes: it needs digestBlock and digests");
+  }
+  if (target == nullptr && plan.read_every_extent) ThrowInvalid(env, "a hash-only job has no listed image");
   CancelFlag cancel = CancelToken::FlagOf(info[3]);
   Napi::Function on_progress = info[4].IsFunction()
                                    ? info[4].As<Napi::Function>()
@@ -619,7 +774,9 @@ Napi::Value StartTransfer(const Napi::CallbackInfo& info) {
 
   auto* settle = new Settle(env);
   settle->source_guard = std::make_unique<InflightGuard>(source_wrap->Value(), source_wrap->Inflight());
-  settle->target_guard = std::make_unique<InflightGuard>(target_wrap->Value(), target_wrap->Inflight());
+  if (target_wrap != nullptr) {
+    settle->target_guard = std::make_unique<InflightGuard>(target_wrap->Value(), target_wrap->Inflight());
+  }
   if (listed_wrap != nullptr) {
     settle->listed_guard = std::make_unique<InflightGuard>(listed_wrap->Value(), listed_wrap->Inflight());
   }

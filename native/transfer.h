@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "cancel.h"
+#include "digest.h"
 #include "handles.h"
 #include "snapshot_reader.h"
 
@@ -78,6 +79,18 @@ struct TransferPlan {
   // left behind when this client was blocklisted), so the job gives up on
   // them then instead of waiting forever.
   uint64_t drain_ms = 30000;
+  // Digests of the end snapshot's blocks, when enabled: every block the
+  // transfer touches is read whole (at most block-1 bytes more on each
+  // side of a changed extent, in the same operation) and hashed; blocks
+  // that became holes get the zero digest. Untouched blocks keep their
+  // entry (the parent's digests, or the zero digest for a whole-history
+  // transfer). The block size divides io_size.
+  DigestTable digests;
+  // Blocks hashed besides those the listing touches (a resize moved the
+  // image's last block; a sample).
+  std::vector<uint64_t> extra_blocks;
+  // Only the extra blocks: no listing at all.
+  bool no_listing = false;
 };
 
 struct TransferStats {
@@ -89,6 +102,7 @@ struct TransferStats {
   uint64_t ops = 0;
   // Read operations that went straight to the snapshot's objects.
   uint64_t object_reads = 0;
+  uint64_t blocks_hashed = 0;
   double elapsed_ms = 0;
 };
 
@@ -102,7 +116,8 @@ struct TransferProgress {
 class TransferJob {
  public:
   // listed (may be null: the source) is the image whose diff names the
-  // extents to move.
+  // extents to move. target may be null: the job then only hashes (a
+  // verification), which needs plan.digests.
   TransferJob(std::shared_ptr<ImageHandle> source,
               std::shared_ptr<ImageHandle> target,
               std::shared_ptr<ImageHandle> listed, TransferPlan plan,
@@ -116,6 +131,7 @@ class TransferJob {
   // negative errno; message() then says what failed where.
   int Run(const std::function<void(const TransferProgress&)>& report);
   const TransferStats& stats() const { return stats_; }
+  const DigestTable& digests() const { return plan_.digests; }
   const std::string& message() const { return message_; }
   // Why the snapshot's objects were read through librbd, if they were.
   const std::string& direct_read_refused() const { return direct_read_refused_; }
@@ -137,10 +153,15 @@ class TransferJob {
     // A direct read of the snapshot's objects (a RADOS completion).
     bool direct = false;
   };
+  using Pieces = std::vector<std::pair<uint64_t, uint64_t>>;  // offset, length
   // Extents of one io_size block waiting to be read together.
   struct Batch {
     uint64_t block = 0;
-    std::vector<std::pair<uint64_t, uint64_t>> pieces;  // offset, length
+    // What is read: the extents, or with digests on, the whole blocks
+    // holding them.
+    Pieces pieces;
+    // What is written, with digests on (else the pieces).
+    Pieces writes;
   };
 
   static void OnComplete(rbd_completion_t c, void* arg);
@@ -149,7 +170,11 @@ class TransferJob {
 
   int Transfer(rbd_image_t source, rbd_image_t target, rbd_image_t listed,
                const std::function<void(const TransferProgress&)>& report);
-  void IssueHole(rbd_image_t target, uint64_t offset, uint64_t length);
+  void IssueHole(rbd_image_t source, rbd_image_t target, uint64_t offset, uint64_t length);
+  // Reads block `index` of the digest table only to hash it.
+  void IssueHashOnly(rbd_image_t source, rbd_image_t target, uint64_t index);
+  // Hashes the whole digest blocks of a read op's buffer.
+  void HashPieces(Op* op);
   // Adds a data extent to the batch, issuing the batch first when the
   // extent starts a new block.
   void AddData(rbd_image_t source, rbd_image_t target, uint64_t offset, uint64_t length);
@@ -186,7 +211,7 @@ class TransferJob {
   bool Stopping() const;
   char* AcquireBuffer(uint64_t length);
   void ReleaseBuffer(char* buffer, uint64_t length);
-  TransferProgress Progress() const;
+  TransferProgress Progress();
 
   std::shared_ptr<ImageHandle> source_;
   std::shared_ptr<ImageHandle> target_;
@@ -211,6 +236,9 @@ class TransferJob {
   uint64_t in_flight_bytes_ = 0;
   std::deque<Op*> order_;  // ops in issue (= offset) order, for progress
   uint64_t position_ = 0;  // how far extents have been issued
+  uint64_t reported_done_ = 0;  // progress never goes back
+  // With digests on: every block below this was (or is being) read whole.
+  uint64_t hashed_end_ = 0;
   std::vector<char*> free_buffers_;
   std::vector<char*> all_buffers_;
   int error_ = 0;
@@ -218,7 +246,8 @@ class TransferJob {
 };
 
 // JavaScript entry: transfer(source, target, plan, cancelToken, onProgress)
-// -> Promise<stats>. source and target are NativeImages.
+// -> Promise<stats>. source and target are NativeImages; target null only
+// hashes (plan.digests required).
 Napi::Value StartTransfer(const Napi::CallbackInfo& info);
 
 }  // namespace rbdnative

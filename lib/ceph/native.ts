@@ -215,6 +215,18 @@ export interface NativeTransferPlan {
    * leaves the image they are queued on open for good. Default 30000.
    */
   drainMs?: number;
+  /**
+   * Hash the end snapshot's blocks of this size (a power of two dividing
+   * ioSize) into digests, which holds the table to update: 8 bytes
+   * (little-endian XXH3-64, 0 = unknown) per block of length. Every block
+   * the transfer touches is read whole; untouched ones keep their entry.
+   */
+  digestBlock?: bigint;
+  digests?: Buffer;
+  /** Blocks hashed besides those the listing touches. */
+  extraBlocks?: bigint[];
+  /** Hash only the extraBlocks: list nothing. */
+  noListing?: boolean;
 }
 
 export interface NativeTransferStats {
@@ -229,15 +241,23 @@ export interface NativeTransferStats {
   /** Why the source's objects were read through librbd instead, when they were. */
   directReadRefused?: string;
   elapsedMs: number;
+  /** With digestBlock: the blocks read and hashed, and the updated table. */
+  blocksHashed?: number;
+  digests?: Buffer;
 }
 
 interface Addon {
   connect(options: NativeConnectOptions): Promise<NativeCluster>;
   /** [start, end) pairs of the zero runs of at least minRun bytes (4 KiB granularity). */
   zeroRuns(data: Buffer, minRun: number): Float64Array;
+  /** XXH3-128 of data, 16 bytes in xxHash's canonical (big-endian) order. */
+  digest128(data: Buffer): Buffer;
+  /** The digest table entries (XXH3-64, 0 stored as 1) of data's blocks; the last block may be short. */
+  blockDigests(data: Buffer, blockSize: number): BigUint64Array;
   /** Synchronously closes every open handle (for process exit). */
   closeAll(): void;
-  transfer(source: NativeImage, target: NativeImage, plan: NativeTransferPlan,
+  /** A null target hashes only (plan.digestBlock required). */
+  transfer(source: NativeImage, target: NativeImage | null, plan: NativeTransferPlan,
     cancel: NativeCancelToken, onProgress: (done: bigint, total: bigint, bytesRead: bigint) => void): Promise<NativeTransferStats>;
   CancelToken: new () => NativeCancelToken;
   /**

@@ -13,11 +13,11 @@
  */
 import { invalidArgument, NotFoundError } from '../ceph/errors.js';
 import type { Image } from '../ceph/image.js';
-import type { TransferJobStats, TransferPlan } from '../ceph/transfer-job.js';
+import type { TransferPlan } from '../ceph/transfer-job.js';
 import { checkName } from '../ceph/validate.js';
 import { logEngine } from './log.js';
 import { checkEngineOptions, type EngineOptions, type Progress } from './options.js';
-import { runTransfer, steppingFor } from './transfer.js';
+import { runTransfer, steppingFor, type EngineJobStats } from './transfer.js';
 
 export interface ConvergeOptions extends EngineOptions {
   /** Any handle of the source image (the chain image). */
@@ -32,9 +32,9 @@ export interface ConvergeOptions extends EngineOptions {
 
 export interface ConvergeStats {
   /** Moved for the target's own changes since the common snapshot. */
-  targetChanges: TransferJobStats;
+  targetChanges: EngineJobStats;
   /** Moved for the source's changes between the common snapshot and the restore point (undefined when they are one). */
-  sourceChanges: TransferJobStats | undefined;
+  sourceChanges: EngineJobStats | undefined;
   /** The restore point's size: [0, size) of the target now holds it. */
   size: bigint;
   bytesRead: bigint;
@@ -92,7 +92,7 @@ export async function convergeToSnapshot(options: ConvergeOptions): Promise<Conv
   logEngine('%s: the target\'s changes since %s', resource, common);
   const targetChanges = await runTransfer(atPoint, target, { ...plan, fromSnapshot: common, listed: targetListed },
     phase(0, 0n), operation, resource);
-  let sourceChanges: TransferJobStats | undefined;
+  let sourceChanges: EngineJobStats | undefined;
   if (point.id > shared.id) {
     // Newer: the source's diff from the common snapshot, as any incremental.
     sourceChanges = await runTransfer(atPoint, target, { ...plan, fromSnapshot: common }, phase(1, targetChanges.bytesRead),

@@ -13,7 +13,7 @@ import { checkName, toU64 } from '../ceph/validate.js';
 import type { Image } from '../ceph/image.js';
 import { logEngine } from './log.js';
 import { checkEngineOptions, ioSizeFor, type EngineOptions } from './options.js';
-import { runTransfer, type TransferStats } from './transfer.js';
+import { runTransfer, type DigestStart, type TransferStats } from './transfer.js';
 
 export interface CopyImageOptions extends EngineOptions {
   source: Image;
@@ -30,12 +30,14 @@ export interface CopyImageOptions extends EngineOptions {
   skipZeroes?: boolean;
   /** Discard target bytes beyond the source's length. Default true. */
   discardExcess?: boolean;
+  /** Hash the copied blocks into this table (of the snapshot's size, see DigestTable.zeros); the stats then hold it. */
+  digests?: DigestStart;
 }
 
-export interface CopyStats extends TransferStats {
+export type CopyStats = TransferStats & {
   /** Bytes discarded beyond the source's length. */
   bytesDiscarded: bigint;
-}
+};
 
 export const DEFAULT_CHUNK_SIZE = 128n << 20n;
 

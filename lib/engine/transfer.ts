@@ -9,8 +9,23 @@ import { runTransferJob, type TransferJobStats, type TransferPlan } from '../cep
 import { checkName } from '../ceph/validate.js';
 import { cancelledError } from '../ceph/cancel.js';
 import type { Image } from '../ceph/image.js';
+import { DigestTable } from './digest-table.js';
 import { logEngine } from './log.js';
 import { checkEngineOptions, ioSizeFor, type EngineOptions } from './options.js';
+
+/**
+ * Digests to compute as the data passes: the table to start from (the
+ * parent's for an incremental, DigestTable.zeros for a whole history), of
+ * the end snapshot's size, and blocks to read again besides the changed
+ * ones (DigestTable.resizedTo names them).
+ */
+export interface DigestStart {
+  table: DigestTable;
+  extraBlocks?: bigint[];
+}
+
+/** What a job did; with digests, the end snapshot's table. */
+export type EngineJobStats = Omit<TransferJobStats, 'digests'> & { digests?: DigestTable };
 
 export interface TransferDiffOptions extends EngineOptions {
   /** The source image (any open handle of it). */
@@ -28,12 +43,14 @@ export interface TransferDiffOptions extends EngineOptions {
    * where exact extents keep the cost proportional to the change.
    */
   wholeObject?: boolean;
+  /** Hash the snapshot's blocks as they pass; the stats then hold its digest table. */
+  digests?: DigestStart;
 }
 
-export interface TransferStats extends TransferJobStats {
+export type TransferStats = EngineJobStats & {
   /** Size of the source snapshot, which the target now has. */
   size: bigint;
-}
+};
 
 /** Objects covered by one diff call of the engine. */
 const OBJECTS_PER_STEP = 256n;
@@ -148,12 +165,24 @@ async function checkTransferSnapshots(opening: Promise<Image>, target: Image, sn
   if (fromSnapshot !== undefined && !(await snap.snapshotExists(fromSnapshot))) throw missing('source', snap);
 }
 
-/** Runs one native transfer job with the engine's cancel and progress options. */
-export function runTransfer(source: Image, target: Image, plan: TransferPlan, options: EngineOptions,
-  operation: string, resource: string): Promise<TransferJobStats> {
+/**
+ * Runs one native transfer job with the engine's cancel and progress
+ * options, and digests when asked (a null target only hashes).
+ */
+export async function runTransfer(source: Image, target: Image | null, plan: TransferPlan,
+  options: EngineOptions & { digests?: DigestStart }, operation: string, resource: string): Promise<EngineJobStats> {
   const onProgress = options.onProgress;
-  return runTransferJob(source, target, plan, {
+  const start = options.digests;
+  if (start !== undefined && (start.table.size !== plan.length || plan.ioSize % start.table.blockSize !== 0n)) {
+    throw invalidArgument(operation, resource,
+      `a digest table of ${start.table.size} bytes in ${start.table.blockSize}-byte blocks does not fit ${plan.length} bytes read in ${plan.ioSize}-byte pieces`);
+  }
+  const { digests, ...stats } = await runTransferJob(source, target, {
+    ...plan,
+    ...(start === undefined ? {} : { digestBlock: start.table.blockSize, digests: start.table.entries, extraBlocks: start.extraBlocks ?? [] }),
+  }, {
     ...(options.signal ? { signal: options.signal } : {}),
     ...(onProgress ? { onProgress: (done: bigint, total: bigint, bytesRead: bigint) => onProgress({ done, total, bytesRead }) } : {}),
   }, operation, resource);
+  return { ...stats, ...(digests === undefined || start === undefined ? {} : { digests: new DigestTable(plan.length, start.table.blockSize, digests) }) };
 }

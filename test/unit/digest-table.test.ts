@@ -1,0 +1,75 @@
+/** DigestTable's decisions (lib/engine/digest-table.ts): block size, resize, comparison, and the native hashes they rest on. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { DigestTable, digestBlockFor, MIN_DIGEST_BLOCK, zeroDigest } from '../../lib/engine/digest-table.js';
+import { blockDigests, digest128 } from '../../lib/ceph/transfer-job.js';
+
+const KiB = 1024n;
+const MiB = 1024n * KiB;
+const GiB = 1024n * MiB;
+
+test('xxHash as libxxhash computes it: XXH3-128 of "abc", XXH3-64 entries, 0 stored as 1', () => {
+  assert.equal(digest128(Buffer.from('abc')).toString('hex'), '06b05ab6733a618578af5f94892f3950');
+  const entries = blockDigests(Buffer.alloc(10), 4);
+  assert.equal(entries.length, 3);
+  assert.equal(entries[0], entries[1]);
+  assert.notEqual(entries[0], entries[2], 'a short last block has its own digest');
+  assert.equal(entries[0], zeroDigest(4n));
+  assert.equal(entries[2], zeroDigest(2n));
+});
+
+test('the block size: 64 KiB up to 64 GiB, then doubling to keep 2^20 entries, never above the I/O size', () => {
+  assert.equal(digestBlockFor(10n * GiB, 4n * MiB), MIN_DIGEST_BLOCK);
+  assert.equal(digestBlockFor(64n * GiB, 4n * MiB), MIN_DIGEST_BLOCK);
+  assert.equal(digestBlockFor(64n * GiB + 1n, 4n * MiB), 128n * KiB);
+  assert.equal(digestBlockFor(1024n * GiB, 4n * MiB), 1n * MiB);
+  assert.equal(digestBlockFor(64n * 1024n * GiB, 4n * MiB), 4n * MiB);
+  assert.equal(digestBlockFor(1n * GiB, 16n * KiB), 16n * KiB);
+});
+
+test('zeros: every entry the zero digest of its block, the short last one its own', () => {
+  const table = DigestTable.zeros(200n * KiB, 64n * KiB);
+  assert.equal(table.count, 4);
+  for (let i = 0; i < 3; i++) assert.equal(table.entry(i), zeroDigest(64n * KiB));
+  assert.equal(table.entry(3), zeroDigest(8n * KiB));
+  assert.equal(table.unknownBlocks(), 0);
+  assert.throws(() => new DigestTable(200n * KiB, 64n * KiB, Buffer.alloc(8)), RangeError);
+});
+
+test('resizedTo keeps the blocks inside both sizes, zeroes the new ones, and reads the edge block again', () => {
+  const old = new DigestTable(200n * KiB, 64n * KiB, Buffer.alloc(32));
+  for (let i = 0; i < 4; i++) old.set(i, BigInt(100 + i));
+  const grown = old.resizedTo(300n * KiB);
+  assert.equal(grown.table.count, 5);
+  assert.deepEqual([0, 1, 2].map((i) => grown.table.entry(i)), [100n, 101n, 102n]);
+  assert.deepEqual(grown.extraBlocks, [3n], 'the old short last block is read again');
+  assert.equal(grown.table.entry(4), zeroDigest(300n * KiB - 256n * KiB));
+  const shrunk = old.resizedTo(100n * KiB);
+  assert.equal(shrunk.table.count, 2);
+  assert.equal(shrunk.table.entry(0), 100n);
+  assert.deepEqual(shrunk.extraBlocks, [1n]);
+  const aligned = old.resizedTo(128n * KiB);
+  assert.deepEqual(aligned.extraBlocks, [], 'a cut on a block boundary leaves no edge block');
+  const same = old.resizedTo(200n * KiB);
+  assert.ok(same.table.entries.equals(old.entries) && same.table.entries !== old.entries, 'a copy');
+});
+
+test('compare joins adjacent mismatches into byte ranges and skips unknown blocks', () => {
+  const a = new DigestTable(300n * KiB, 64n * KiB, Buffer.alloc(40));
+  const b = new DigestTable(300n * KiB, 64n * KiB, Buffer.alloc(40));
+  for (let i = 0; i < 5; i++) {
+    a.set(i, BigInt(i + 1));
+    b.set(i, BigInt(i + 1));
+  }
+  assert.deepEqual(a.compare(b), []);
+  b.set(1, 99n);
+  b.set(2, 98n);
+  b.set(4, 97n);
+  assert.deepEqual(a.compare(b), [{ offset: 64n * KiB, length: 128n * KiB }, { offset: 256n * KiB, length: 44n * KiB }]);
+  a.set(1, 0n);
+  assert.equal(a.unknownBlocks(), 1);
+  assert.deepEqual(a.compare(b), [{ offset: 128n * KiB, length: 64n * KiB }, { offset: 256n * KiB, length: 44n * KiB }]);
+  assert.throws(() => a.compare(DigestTable.zeros(300n * KiB, 128n * KiB)), RangeError);
+  assert.match(a.pointDigest(), /^[0-9a-f]{32}$/);
+  assert.notEqual(a.pointDigest(), b.pointDigest());
+});
