@@ -13,7 +13,9 @@ import { cancelledError } from '../ceph/cancel.js';
 import type { Image } from '../ceph/image.js';
 import type { Pool } from '../ceph/pool.js';
 import { checkName } from '../ceph/validate.js';
-import { transferDiff, type TransferStats } from '../engine/transfer.js';
+import { DigestTable, digestBlockFor } from '../engine/digest-table.js';
+import { ioSizeFor } from '../engine/options.js';
+import { transferDiff, type DigestStart, type TransferStats } from '../engine/transfer.js';
 import type { Progress } from '../engine/options.js';
 import { backupInfoKey, encodeBackupInfo } from './backup-info.js';
 import { decideChain, snapshotsToTrim, type ChainDecision } from './chain.js';
@@ -26,6 +28,7 @@ import { findLeftovers, removeLeftovers } from './leftovers.js';
 import { lockObjectName, VolumeLock, type LockHolder } from './lock.js';
 import { logBackup } from './log.js';
 import { RESTORING_KEY } from './restore-lock.js';
+import { readDigests, removeDigests, writeDigests } from './digests.js';
 import { removeMetaObject } from './meta.js';
 import {
   backupImageName, backupSnapshotName, checkId, describeSubject, imageSpec, imageSubject, metaObjectName, sourceImageName,
@@ -91,6 +94,17 @@ export interface BackupResult {
   /** The chain image holding it (the record's service_metadata base). */
   baseImage: string;
   stats: TransferStats;
+  /** Its block digests (backup.<id>.digests), unless the engine's digests option is off. */
+  digests: DigestsSummary | undefined;
+}
+
+export interface DigestsSummary {
+  blockSize: bigint;
+  blocks: number;
+  /** Blocks of an incremental whose chain's earlier backups were not hashed: verify cannot check them. */
+  unknownBlocks: number;
+  /** XXH3-128 of the table (hex): one digest of the whole point in time. */
+  pointDigest: string;
 }
 
 interface Opened {
@@ -277,6 +291,31 @@ async function writeMeta(scope: OperationScope, pool: Pool, backupId: string, me
   }
 }
 
+/**
+ * Where this backup's digests start: a full backup's image reads as zeros;
+ * an incremental's unchanged blocks are its parent's. A parent without
+ * usable digests leaves them unknown (verify says how many).
+ */
+async function digestStart(pool: Pool, decision: ChainDecision, size: bigint, objectSize: bigint): Promise<DigestStart> {
+  const ioSize = ioSizeFor(objectSize);
+  if (decision.mode !== 'incremental') return { table: DigestTable.zeros(size, digestBlockFor(size, ioSize)) };
+  const unknown = (why: string): DigestStart => {
+    logBackup('backup from %s: %s; its unchanged blocks get no digest (a full backup starts a verifiable chain)', decision.fromSnapshot, why);
+    const blockSize = digestBlockFor(size, ioSize);
+    return { table: new DigestTable(size, blockSize, Buffer.alloc(Number(DigestTable.blocksOf(size, blockSize)) * 8)) };
+  };
+  let parent;
+  try {
+    parent = await readDigests(pool, decision.parentId, decision.fromSnapshot);
+  } catch (error) {
+    if (error instanceof CephError && error.code === 'EBADMSG') return unknown(error.message);
+    throw error;
+  }
+  if (parent === undefined) return unknown(`backup ${decision.parentId} has no digests`);
+  if (ioSize % parent.table.blockSize !== 0n) return unknown(`the parent's ${parent.table.blockSize}-byte digest blocks do not divide the volume's ${ioSize}-byte reads`);
+  return parent.table.resizedTo(size);
+}
+
 /** Housekeeping after a complete backup: its failure must not undo the backup. */
 async function trimSourceSnapshots(volume: Image, keep: number): Promise<void> {
   await undo('trim source snapshots', async () => {
@@ -300,7 +339,7 @@ export async function runBackup(config: ResolvedConfig, request: BackupRequest):
   return OperationScope.run({ operation, resource, timeoutMs: budget.timeoutMs }, async (scope) => {
     const opened = await openAndLock(scope, config, request, subject, operation);
     const { decision } = await chooseChain(scope, opened, request, { subject, backupId }, operation);
-    const { size } = await opened.volume.stat();
+    const { size, objectSize } = await opened.volume.stat();
     if (budget.grows) scope.extend(transferAllowanceMs(size));
     const fromSnapshot = decision.mode === 'incremental' ? decision.fromSnapshot : undefined;
     const snapshot = backupSnapshotName(backupId);
@@ -313,10 +352,12 @@ export async function runBackup(config: ResolvedConfig, request: BackupRequest):
     // snapshotted while the chain image is opened (or made). Both settle
     // before a failure of either goes to the clean-up.
     const chainOpening = openChainImage(scope, config, opened, decision, { subject, backupId }, size);
+    const digestsReading = config.digests ? digestStart(opened.backupPool, decision, size, objectSize) : Promise.resolve(undefined);
     scope.doing = 'opening the chain image and snapshotting the volume';
-    const [opening, snapshotting] = await Promise.allSettled([chainOpening, volume.createSnapshot(snapshot)]);
+    const [opening, snapshotting, reading] = await Promise.allSettled([chainOpening, volume.createSnapshot(snapshot), digestsReading]);
     if (opening.status === 'rejected') throw opening.reason;
     if (snapshotting.status === 'rejected') throw snapshotting.reason;
+    if (reading.status === 'rejected') throw reading.reason;
     const chain = opening.value;
     // The transfer creates it last; a failure after that must not leave it.
     scope.onFailure(`remove the new chain snapshot ${chain.spec}@${snapshot}`, opened.backupPool, async () => {
@@ -340,10 +381,18 @@ export async function runBackup(config: ResolvedConfig, request: BackupRequest):
       source: volume, snapshot, fromSnapshot, target: chain,
       signal: opened.signal, onProgress: request.onProgress,
       concurrency: config.ioConcurrency, memoryBytes: config.memoryBytes,
+      ...(reading.value === undefined ? {} : { digests: reading.value }),
     });
 
     scope.doing = 'finishing the backup';
     if (request.volumeMetadata !== undefined) await writeMeta(scope, opened.backupPool, backupId, request.volumeMetadata);
+    if (stats.digests !== undefined) {
+      // Undone even when the write fails: one that timed out may still land.
+      scope.onFailure(`remove the new digests of backup ${backupId}`, opened.backupPool, async () => {
+        await removeDigests(opened.backupPool, backupId);
+      });
+      await writeDigests(opened.backupPool, backupId, snapshot, stats.digests);
+    }
     if (decision.mode === 'incremental') {
       // Asked of the header again just before the backup stands: in a
       // chain image that other handles write to, nothing else proves the
@@ -389,6 +438,10 @@ function result(config: ResolvedConfig, request: BackupRequest, done: {
       displayName: request.displayName, displayDescription: request.displayDescription,
     }),
     snapshot, fromSnapshot, baseImage: decision.image, stats,
+    digests: stats.digests === undefined ? undefined : {
+      blockSize: stats.digests.blockSize, blocks: stats.digests.count,
+      unknownBlocks: stats.digests.unknownBlocks(), pointDigest: stats.digests.pointDigest(),
+    },
     convertedToFull: decision.mode === 'converted' ? decision.reason : undefined,
     mode: decision.mode === 'incremental' ? 'incremental' : 'full',
   };

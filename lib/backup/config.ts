@@ -38,6 +38,12 @@ export interface BackupEngineConfig {
   lockWaitMs?: number;
   /** Life of the volume lock without renewal. Default 60 s. */
   lockTtlMs?: number;
+  /**
+   * Hash each backup's data as it passes and store its block digests beside
+   * it (backup.<id>.digests), for verify() and restores with verify.
+   * Default true.
+   */
+  digests?: boolean;
 }
 
 export interface ResolvedConfig {
@@ -54,6 +60,7 @@ export interface ResolvedConfig {
   memoryBytes: number | undefined;
   lockWaitMs: number;
   lockTtlMs: number;
+  digests: boolean;
 }
 
 /** Features of new base images, as Cinder creates them. */
@@ -90,5 +97,6 @@ export function resolveConfig(config: BackupEngineConfig): ResolvedConfig {
     ...engineLimits(config, op),
     lockWaitMs: toIntInRange('lockWaitMs', config.lockWaitMs ?? 60_000, 0, 24 * 3600_000, op, 'config'),
     lockTtlMs: toIntInRange('lockTtlMs', config.lockTtlMs ?? 60_000, 3000, 24 * 3600_000, op, 'config'),
+    digests: config.digests ?? true,
   };
 }

@@ -20,6 +20,7 @@ import { INCOMPLETE_KEY, readBackupImages } from './inventory.js';
 import { isChainImage, locateBackup, type BackupImage } from './layout.js';
 import { lockObjectName, VolumeLock } from './lock.js';
 import { logBackup } from './log.js';
+import { removeDigests } from './digests.js';
 import { removeMetaObject } from './meta.js';
 import { describeSubject, parseBackupSnapshotName, sourceImageName, type Subject } from './naming.js';
 import { recordLocation, type BackupRecord } from './record.js';
@@ -41,6 +42,8 @@ export interface DeleteResult {
   /** Images removed: the chain image with its last backup, or a legacy image. */
   removedImages: string[];
   removedMetadata: boolean;
+  /** Its digests object (backup.<id>.digests) was removed. */
+  removedDigests: boolean;
   /** The backup's snapshot removed from the source volume, if it was. */
   removedSourceSnapshot: string | undefined;
 }
@@ -63,7 +66,7 @@ async function removeImageRetrying(pool: Pool, name: string): Promise<void> {
 /** Removes one located backup (the caller holds the volume lock). */
 export async function removeBackup(pool: Pool, found: { image: BackupImage; snapshot: { name: string; protected: boolean } | undefined },
   backupId: string, operation: string): Promise<Omit<DeleteResult, 'removedSourceSnapshot'>> {
-  const result = { removedSnapshots: [] as string[], removedImages: [] as string[], removedMetadata: false };
+  const result = { removedSnapshots: [] as string[], removedImages: [] as string[], removedMetadata: false, removedDigests: false };
   const { image, snapshot } = found;
   let removeImage = !isChainImage(image);
   if (snapshot !== undefined) {
@@ -96,6 +99,7 @@ export async function removeBackup(pool: Pool, found: { image: BackupImage; snap
     result.removedImages.push(image.name);
   }
   result.removedMetadata = await removeMetaObject(pool, backupId);
+  result.removedDigests = await removeDigests(pool, backupId);
   return result;
 }
 

@@ -18,6 +18,7 @@ import type { SubjectInput } from './naming.js';
 import { runPrune, type PruneOptions, type PruneResult } from './prune.js';
 import { exportRecord, importRecord, type BackupRecord } from './record.js';
 import { runRestore, type RestoreRequest, type RestoreResult } from './restore.js';
+import { runVerify, type VerifyOptions, type VerifyResult } from './verify.js';
 
 /** One request's outcome; a named image's has volumeId '' (as its records do) and the image's name. */
 export type BackupOutcome = { volumeId: string; image?: string } & (
@@ -41,6 +42,16 @@ export class BackupEngine {
   /** Restores a backup by the diff path when the five conditions hold, by a chunked full copy otherwise. */
   restore(request: RestoreRequest): Promise<RestoreResult> {
     return runRestore(this.config, request);
+  }
+
+  /**
+   * Checks a backup against the block digests its transfer stored: 'quick'
+   * (default) the digests alone, 'deep' the backup's data read again, 'source'
+   * the source volume's snapshot; samplePercent reads a share. A mismatch
+   * comes back as ok false with its byte ranges.
+   */
+  verify(backup: BackupRecord, options?: VerifyOptions): Promise<VerifyResult> {
+    return runVerify(this.config, backup, options);
   }
 
   /** Removes a backup from its chain image (the image goes with its last backup) or a legacy copy. */

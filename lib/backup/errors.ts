@@ -1,5 +1,6 @@
 /** Errors of the backup semantics that no single Ceph call reports. */
 import { CephError, type CephErrorDetails } from '../ceph/errors.js';
+import type { Mismatch } from '../engine/digest-table.js';
 
 /**
  * The backup pool contradicts a record or itself (a backup's snapshot on
@@ -9,5 +10,26 @@ import { CephError, type CephErrorDetails } from '../ceph/errors.js';
 export class InconsistentBackupError extends CephError {
   constructor(details: Omit<CephErrorDetails, 'code' | 'errno'>) {
     super({ ...details, code: 'EUCLEAN', errno: 117 });
+  }
+}
+
+/**
+ * A backup's digests object is missing, cut short, of an unknown version,
+ * or does not match its backup: the data may be fine, but nothing can be
+ * verified against it (a restore without verify still works).
+ */
+export class DigestsError extends CephError {
+  constructor(details: Omit<CephErrorDetails, 'code' | 'errno'>) {
+    super({ ...details, code: 'EBADMSG', errno: 74 });
+  }
+}
+
+/** Restored bytes differ from the backup's digests: the backup's data (or its digests) are damaged. */
+export class VerificationError extends CephError {
+  readonly mismatches: Mismatch[];
+
+  constructor(details: Omit<CephErrorDetails, 'code' | 'errno'>, mismatches: Mismatch[]) {
+    super({ ...details, code: 'EIO', errno: 5 });
+    this.mismatches = mismatches;
   }
 }

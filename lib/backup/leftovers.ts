@@ -16,6 +16,7 @@ import { INCOMPLETE_KEY } from './inventory.js';
 import { removeImageWithSnapshots, undo } from './cleanup.js';
 import { unfinishedImages, type BackupImage } from './layout.js';
 import { logBackup } from './log.js';
+import { removeDigests } from './digests.js';
 import { removeMetaObject } from './meta.js';
 import { describeSubject, parseUnfinishedImageName, type Subject } from './naming.js';
 
@@ -93,7 +94,13 @@ export async function removeLeftovers(backupPool: Pool, volume: Image | undefine
       await using chain = await backupPool.openImage(image);
       await chain.removeSnapshot(snapshot);
       removedPending.push(`${backupPool.spec}/${image}@${snapshot}`);
-      if (marked) await removeBackupInfo(chain, backupId);
+      // Marked: the backup never completed, so its digests (written just
+      // before it would have) are no one's. Unmarked, the id belongs to a
+      // complete backup, whose digests stay.
+      if (marked) {
+        await removeBackupInfo(chain, backupId);
+        await removeDigests(backupPool, backupId);
+      }
     });
   }
   const removedImages: string[] = [];
@@ -111,7 +118,10 @@ export async function removeLeftovers(backupPool: Pool, volume: Image | undefine
       removedImages.push(image.name);
       // A run that did not finish may have written its .meta; under this
       // name the image (and so the backup id) is ours for sure.
-      if (parseUnfinishedImageName(subject, image.name) !== undefined) await removeMetaObject(backupPool, image.incomplete!);
+      if (parseUnfinishedImageName(subject, image.name) !== undefined) {
+        await removeMetaObject(backupPool, image.incomplete!);
+        await removeDigests(backupPool, image.incomplete!);
+      }
     });
   }
   return { removedSnapshots, removedImages, removedTrashed, removedPending };

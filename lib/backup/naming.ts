@@ -221,6 +221,11 @@ export function metaObjectName(backupId: string): string {
   return `backup.${backupId}.meta`;
 }
 
+/** The object holding a backup's block digests (lib/backup/digests.ts), beside its .meta object. */
+export function digestsObjectName(backupId: string): string {
+  return `backup.${backupId}.digests`;
+}
+
 /** The object whose RADOS lock keeps two operations on one subject's backups apart, in the backup pool. */
 export function lockObjectName(of: Subject | string): string {
   return `${asSubject(of).key}.backup.lock`;

@@ -16,6 +16,8 @@ import { checkExportPath, exportRaw } from '../engine/raw-export.js';
 import type { Progress } from '../engine/options.js';
 import { convergeToSnapshot } from '../engine/converge.js';
 import { transferDiff } from '../engine/transfer.js';
+import { DigestTable } from '../engine/digest-table.js';
+import { hashImage } from '../engine/hash-image.js';
 import { callBudget, transferAllowanceMs } from './budget.js';
 import { OperationScope, removeImageWithSnapshots } from './cleanup.js';
 import type { ResolvedConfig } from './config.js';
@@ -27,6 +29,8 @@ import { lockObjectName, restoreLockObjectName, VolumeLock, type LockHolder } fr
 import { checkInstantOptions, flattenInBackground, refuseExistingTarget, refuseInstant, restoreInstantly,
   type BackgroundFlatten, type FlattenMode } from './instant-restore.js';
 import { isHalfRestored, lockRestoreTarget, restoreLockNote, RESTORING_INTO_KEY, RESTORING_KEY } from './restore-lock.js';
+import { requireDigests } from './digests.js';
+import { VerificationError } from './errors.js';
 import { logBackup } from './log.js';
 import { checkId, imageSubject, sourceImageName, volumeSubject, type Subject } from './naming.js';
 import { recordLocation, type BackupRecord, type RecordLocation } from './record.js';
@@ -87,6 +91,16 @@ export interface RestoreRequest {
    * follows it); 'now' before the call returns; 'never' leaves a clone.
    */
   flatten?: FlattenMode;
+  /**
+   * Hash the restored bytes as they are written and compare them with the
+   * backup's stored digests: a mismatch fails the restore with a
+   * VerificationError (a volume it created is removed), a backup without
+   * digests is refused (DigestsError) before anything is written. An
+   * in-place restore reads the whole volume afterwards to check it. Not
+   * with instant (nothing is copied) nor with a file or stream target.
+   * Default false.
+   */
+  verify?: boolean;
   signal?: AbortSignal;
   /** Progress of the copy, or of the flatten of an instant restore (in the background too). */
   onProgress?: (progress: Progress) => void;
@@ -116,6 +130,8 @@ export interface RestoreResult {
   elapsedMs: number;
   /** The flatten an instant restore left running (flatten: 'background'); undefined otherwise. */
   flattening: BackgroundFlatten | undefined;
+  /** With verify: the blocks compared with the backup's digests (all matched, or the restore failed). */
+  verifiedBlocks: number | undefined;
 }
 
 interface Source {
@@ -243,8 +259,22 @@ async function openTargetVolume(scope: OperationScope, config: ResolvedConfig, t
   return { volume, created, hasExtents };
 }
 
+/** The restored bytes' digests against the backup's: any difference fails the restore. */
+function checkRestored(stored: DigestTable, restored: DigestTable | undefined, targetSpec: string, operation: string): number {
+  const mismatches = stored.compare(restored!);
+  if (mismatches.length > 0) {
+    const first = mismatches[0]!;
+    throw new VerificationError({
+      operation, resource: targetSpec,
+      detail: `the restored bytes differ from the backup's digests in ${mismatches.length} range(s), the first ${first.length} bytes at offset ${first.offset}: the backup's data or its digests are damaged (verify the backup with mode deep)`,
+    }, mismatches);
+  }
+  return stored.count - stored.unknownBlocks();
+}
+
 async function restoreIntoVolume(scope: OperationScope, config: ResolvedConfig, request: RestoreRequest,
-  source: Source, target: { pool: string; namespace: string; subject: Subject }, location: RecordLocation, operation: string) {
+  source: Source, target: { pool: string; namespace: string; subject: Subject }, location: RecordLocation, operation: string,
+  stored: DigestTable | undefined) {
   const targetPool = await scope.adopt(config.source.pool(target.pool, target.namespace));
   const targetName = sourceImageName(target.subject);
   const targetSpec = `${targetPool.spec}/${targetName}`;
@@ -263,12 +293,23 @@ async function restoreIntoVolume(scope: OperationScope, config: ResolvedConfig, 
     signal: withRequest(scope, request), onProgress: request.onProgress,
     concurrency: config.ioConcurrency, memoryBytes: config.memoryBytes,
   };
+  // Whole histories: the restored image starts out as zeros.
+  const digests = stored === undefined ? {} : { digests: { table: DigestTable.zeros(source.size, stored.blockSize) } };
   let bytesRead: bigint;
+  let verifiedBlocks: number | undefined;
   if (common !== undefined) {
     scope.doing = 'moving what differs';
     const stats = await convergeToSnapshot({ source: source.image, snapshot: source.snapshot!, common, target: volume, ...engine });
     bytesRead = stats.bytesRead;
     if (config.restoreDiscardExcessBytes && targetSize > stats.size) await volume.discard(stats.size, targetSize - stats.size);
+    if (stored !== undefined) {
+      // Only what differed moved: the whole volume is read to check it.
+      scope.doing = 'verifying the volume';
+      await volume.flush();
+      const hashed = await hashImage({ image: volume, blockSize: stored.blockSize, length: stored.size, ...engine });
+      verifiedBlocks = checkRestored(stored, hashed.table, targetSpec, operation);
+      bytesRead += hashed.bytesRead;
+    }
   } else if (decision.path === 'diff') {
     const restoring = volume;
     // The transfer sizes the volume to the backup; it gets its own size
@@ -280,8 +321,9 @@ async function restoreIntoVolume(scope: OperationScope, config: ResolvedConfig, 
       });
     }
     scope.doing = 'transferring the data';
-    const stats = await transferDiff({ source: source.image, snapshot: decision.restorePoint, target: restoring, ...engine });
+    const stats = await transferDiff({ source: source.image, snapshot: decision.restorePoint, target: restoring, ...engine, ...digests });
     bytesRead = stats.bytesRead;
+    if (stored !== undefined) verifiedBlocks = checkRestored(stored, stats.digests, targetSpec, operation);
     // The transfer leaves the restore point's snapshot on the target; the volume does not want it.
     await restoring.removeSnapshot(decision.restorePoint);
     if (targetSize !== source.size) await restoring.resize(targetSize);
@@ -289,14 +331,15 @@ async function restoreIntoVolume(scope: OperationScope, config: ResolvedConfig, 
     scope.doing = 'copying the data';
     const stats = await copyImage({
       source: source.image, ...(source.snapshot === undefined ? {} : { snapshot: source.snapshot }), target: volume,
-      chunkSize: config.chunkSize, discardExcess: config.restoreDiscardExcessBytes, ...engine,
+      chunkSize: config.chunkSize, discardExcess: config.restoreDiscardExcessBytes, ...engine, ...digests,
     });
     bytesRead = stats.bytesRead;
+    if (stored !== undefined) verifiedBlocks = checkRestored(stored, stats.digests, targetSpec, operation);
   }
   await stillThere(source, common, volume, operation);
   scope.checkpoint();
   await volume.removeMetadata(created ? RESTORING_KEY : RESTORING_INTO_KEY);
-  return { decision, common, targetSpec, bytesRead };
+  return { decision, common, targetSpec, bytesRead, verifiedBlocks };
 }
 
 /**
@@ -408,6 +451,13 @@ export async function runRestore(config: ResolvedConfig, request: RestoreRequest
   if (request.inPlace !== undefined && typeof request.inPlace !== 'boolean') {
     throw invalidArgument(operation, resource, 'inPlace must be true or false');
   }
+  if (request.verify !== undefined && typeof request.verify !== 'boolean') throw invalidArgument(operation, resource, 'verify must be true or false');
+  if (request.verify === true && instant !== undefined) {
+    throw invalidArgument(operation, resource, 'an instant restore copies nothing to verify as it goes: verify the backup (mode deep) first, or restore without instant');
+  }
+  if (request.verify === true && target.kind === 'raw') {
+    throw invalidArgument(operation, resource, 'verify goes with a volume or image target; for a file or stream, verify the backup (mode deep) and restore without verify');
+  }
   const budget = callBudget(request.timeoutMs, [config.source, config.backupCluster], operation, resource);
   return OperationScope.run({ operation, resource, timeoutMs: budget.timeoutMs }, async (scope) => {
     const started = performance.now();
@@ -429,7 +479,7 @@ export async function runRestore(config: ResolvedConfig, request: RestoreRequest
 }
 
 /** What each way of restoring says of itself in the result. */
-type RestoreOutcome = Pick<RestoreResult, 'path' | 'commonSnapshot' | 'failedCondition' | 'target' | 'size' | 'bytesRead' | 'flattening'>;
+type RestoreOutcome = Pick<RestoreResult, 'path' | 'commonSnapshot' | 'failedCondition' | 'target' | 'size' | 'bytesRead' | 'flattening' | 'verifiedBlocks'>;
 
 interface CheckedRestore {
   location: RecordLocation;
@@ -448,6 +498,11 @@ async function restoreWithin(scope: OperationScope, config: ResolvedConfig, requ
   let targetName: string;
   let bytesRead = 0n;
   let size = source.size;
+  let verifiedBlocks: number | undefined;
+  // Before anything is written: a backup without (sound) digests cannot be verified.
+  const stored = request.verify === true
+    ? await requireDigests(source.image.pool, location.backupId, source, operation, scope.resource)
+    : undefined;
   if (request.dryRun === true) {
     ({ decision, common, targetName } = await planRestore(scope, config, request, source, target, location));
   } else if (target.kind === 'raw') {
@@ -464,8 +519,8 @@ async function restoreWithin(scope: OperationScope, config: ResolvedConfig, requ
     ({ size, bytesRead } = stats);
     targetName = target.name;
   } else {
-    ({ decision, common, targetSpec: targetName, bytesRead } =
-      await restoreIntoVolume(scope, config, request, source, target, location, operation));
+    ({ decision, common, targetSpec: targetName, bytesRead, verifiedBlocks } =
+      await restoreIntoVolume(scope, config, request, source, target, location, operation, stored));
   }
   scope.commit();
   return {
@@ -476,6 +531,7 @@ async function restoreWithin(scope: OperationScope, config: ResolvedConfig, requ
     size,
     bytesRead,
     flattening: undefined,
+    verifiedBlocks,
   };
 }
 
@@ -515,5 +571,6 @@ async function restoreByClone(scope: OperationScope, config: ResolvedConfig, req
     size: source.size,
     bytesRead: 0n,
     flattening,
+    verifiedBlocks: undefined,
   };
 }

@@ -19,6 +19,8 @@ export interface HashImageOptions extends EngineOptions {
   /** Absent: the image's head. */
   snapshot?: string;
   blockSize: bigint;
+  /** Hash only the image's first bytes (at most its size). Default: all of it. */
+  length?: bigint;
   /** Only these blocks (by index): the table holds 0 (unknown) for the others. */
   blocks?: bigint[];
 }
@@ -38,7 +40,9 @@ export async function hashImage(options: HashImageOptions): Promise<HashStats> {
   if (options.signal?.aborted) throw cancelledError('hashImage', resource, options.signal);
   const opened = await image.pool.openImage(image.name, { ...(snapshot === undefined ? {} : { snapshot }), readOnly: true });
   try {
-    const { size, objectSize, features } = await opened.stat();
+    const stat = await opened.stat();
+    const { objectSize, features } = stat;
+    const size = options.length !== undefined && options.length < stat.size ? options.length : stat.size;
     const count = DigestTable.blocksOf(size, blockSize);
     if (options.blocks?.some((block) => block < 0n || block >= count)) {
       throw invalidArgument('hashImage', resource, `a block to hash lies beyond the image's ${count} blocks`);

@@ -23,6 +23,7 @@ ${RECORD_HELP}
             ...r.removedSnapshots.map((s) => `removed snapshot ${s}`),
             ...r.removedImages.map((i) => `removed image ${i}`),
             ...(r.removedMetadata ? ['removed its .meta object'] : []),
+            ...(r.removedDigests ? ['removed its .digests object'] : []),
             ...(r.removedSourceSnapshot ? [`removed source snapshot ${r.removedSourceSnapshot}`] : []),
           ].join('\n'),
         };
