@@ -57,11 +57,11 @@ async function main(argv: string[]): Promise<number> {
       if (output.text !== undefined) {
         process.stdout.write(`${json ? JSON.stringify(output.data, jsonReplacer, 2) : output.text}\n`);
       }
+      return output.exitCode ?? EXIT.ok;
     } finally {
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);
     }
-    return EXIT.ok;
   } catch (error) {
     const code = exitCodeFor(error);
     if (json) {

@@ -19,6 +19,8 @@ export type Values = Record<string, string | boolean | undefined>;
 export interface Output {
   data: unknown;
   text: string | undefined;
+  /** A result that is itself a failure (a verify that found mismatches); default 0. */
+  exitCode?: number;
 }
 
 /** The terminal side of a run. */

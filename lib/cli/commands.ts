@@ -12,11 +12,12 @@ import { prune } from './commands/prune.js';
 import { gc } from './commands/gc.js';
 import { ls } from './commands/ls.js';
 import { show } from './commands/show.js';
+import { verify } from './commands/verify.js';
 import { exportRecord, importRecordCommand } from './commands/records.js';
 import { DEFAULT_CONFIG_PATH } from './config-file.js';
 
 export const COMMANDS: Record<string, Command> = {
-  backup, restore, delete: deleteBackup, prune, gc, ls, show,
+  backup, restore, verify, delete: deleteBackup, prune, gc, ls, show,
   'export-record': exportRecord, 'import-record': importRecordCommand,
 };
 

@@ -205,7 +205,7 @@ describe('chain images of both layouts', () => {
 
       // The full backup of the second chain goes first: its incremental stays and restores.
       assert.deepEqual(await engine.delete(b1.record),
-        { removedSnapshots: [b1.snapshot], removedImages: [], removedMetadata: false, removedSourceSnapshot: undefined });
+        { removedSnapshots: [b1.snapshot], removedImages: [], removedMetadata: false, removedDigests: true, removedSourceSnapshot: undefined });
       await assertRestores(t, b2.record, id, b2.snapshot);
       // The first chain's backups go: its image goes with the last, the other chain is untouched.
       await engine.delete(a2.record);
@@ -291,7 +291,7 @@ describe('other deletes', () => {
 
     const deleted = await engine.delete(legacy, { sourcePool: POOL });
     assert.deepEqual(deleted, {
-      removedSnapshots: [], removedImages: [backupImageName(id, legacyId)], removedMetadata: true, removedSourceSnapshot: undefined,
+      removedSnapshots: [], removedImages: [backupImageName(id, legacyId)], removedMetadata: true, removedDigests: false, removedSourceSnapshot: undefined,
     });
     assert.equal(await backups.imageExists(backupImageName(id, legacyId)), false);
     assert.deepEqual(await chainSnapshots(chained.baseImage), [chained.snapshot]);
@@ -336,7 +336,7 @@ describe('other deletes', () => {
     await rbd('a', ['snap', 'rm', `${BACKUP_POOL}/${only.baseImage}@${only.snapshot}`]);
     const deleted = await engine.delete(only.record);
     assert.deepEqual(deleted,
-      { removedSnapshots: [], removedImages: [only.baseImage], removedMetadata: true, removedSourceSnapshot: undefined });
+      { removedSnapshots: [], removedImages: [only.baseImage], removedMetadata: true, removedDigests: true, removedSourceSnapshot: undefined });
     assert.deepEqual(await backupImages(id), [], 'the chain image is gone');
     assert.equal(await backups.objectExists(lockObjectName(id)), false);
     assert.equal(await backups.objectExists(metaObjectName(backupId)), false);

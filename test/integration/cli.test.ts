@@ -11,6 +11,9 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import type { Cluster, Pool } from '../../lib/index.js';
 import { connect, rbdExportSha256, testCluster, uniqueName } from '../support/clusters.js';
 import { removeImageFully } from '../support/scratch.js';
@@ -18,6 +21,7 @@ import { removeVolumeAndBackups } from '../support/backup-fixtures.js';
 import { run, runRaw } from '../support/cli-run.js';
 
 const MiB = 1 << 20;
+const execFileAsync = promisify(execFile);
 
 describe('rbd-backup CLI', () => {
   let cluster: Cluster;
@@ -307,6 +311,51 @@ describe('rbd-backup CLI', () => {
       const deleted = await run(['delete', ...clusterArgs, ...ref]);
       assert.equal(deleted.code, 0, deleted.stderr);
       assert.equal(await rbdExportSha256('a', `rbd/volume-${cloneTarget}`), expected);
+    });
+
+  test('verify: quick, deep and a sample exit 0; a flipped byte exits 8 naming its range; restore --verify exits 8 and leaves no volume',
+    { timeout: 300_000 }, async (t) => {
+      const verifyVolume = uniqueName('cliv');
+      const target = uniqueName('clivt');
+      const backups = await cluster.pool('backups');
+      t.after(async () => {
+        await removeImageFully(pool, `volume-${target}`);
+        await removeVolumeAndBackups(pool, backups, verifyVolume);
+        await backups.close();
+      });
+      await pool.createImage(`volume-${verifyVolume}`, 8 * MiB, { features: ['layering', 'exclusive-lock', 'object-map', 'fast-diff'] });
+      {
+        await using image = await pool.openImage(`volume-${verifyVolume}`);
+        await image.write(randomBytes(3 * MiB), 2 * MiB);
+      }
+      const backup = await run(['backup', ...clusterArgs, '--pool', 'rbd', '--volume', verifyVolume, '--backup-id', 'vb1']);
+      assert.equal(backup.code, 0, backup.stderr);
+      assert.match(backup.stdout, /^digests: 128 blocks of 64.0 KiB, point digest [0-9a-f]{32}$/m);
+      const [, , chain] = /^snapshot (\S+) on (\S+)$/m.exec(backup.stdout)!;
+      const ref = ['--volume', verifyVolume, '--backup-id', 'vb1'];
+      const quick = await run(['verify', ...clusterArgs, ...ref]);
+      assert.equal(quick.code, 0, quick.stderr);
+      assert.match(quick.stdout, /^backup vb1: OK \(quick\): 128 digests of 64.0 KiB blocks whole and consistent$/m);
+      const deep = await run(['verify', ...clusterArgs, ...ref, '--mode', 'deep', '--json']);
+      assert.equal(deep.code, 0, deep.stderr);
+      const deepResult = JSON.parse(deep.stdout) as { ok: boolean; blocksChecked: number; mismatches: unknown[] };
+      assert.deepEqual([deepResult.ok, deepResult.blocksChecked, deepResult.mismatches], [true, 128, []]);
+      const sample = await run(['verify', ...clusterArgs, ...ref, '--mode', 'source', '-p', 'rbd', '--sample', '25']);
+      assert.equal(sample.code, 0, sample.stderr);
+      assert.match(sample.stdout, /OK \(source, 25% sample\): 32 of 128 blocks/);
+      const badSample = await run(['verify', ...clusterArgs, ...ref, '--mode', 'deep', '--sample', '0']);
+      assert.equal(badSample.code, 2);
+
+      await execFileAsync('/usr/bin/python3', [fileURLToPath(new URL('../../../test/fixtures/object-corrupt.py', import.meta.url)),
+        clusterArgs[1]!, clusterArgs[3]!, 'backups', chain!, String(3 * MiB + 10)]);
+      const mismatch = await run(['verify', ...clusterArgs, ...ref, '--mode', 'deep']);
+      assert.equal(mismatch.code, 8, mismatch.stderr);
+      assert.match(mismatch.stdout, /^backup vb1: MISMATCH in 1 range\(s\) \(deep\)/m);
+      assert.match(mismatch.stdout, /^ {2}64.0 KiB at offset 3145728 do not match their digests$/m);
+      const restored = await run(['restore', ...clusterArgs, ...ref, '--target-pool', 'rbd', '--target-volume', target, '--verify']);
+      assert.equal(restored.code, 8, restored.stderr);
+      assert.match(restored.stderr, /differ from the backup's digests/);
+      assert.equal(await pool.imageExists(`volume-${target}`), false);
     });
 
   test('documented exit codes for a missing backup, a bad id and a bad record', async () => {

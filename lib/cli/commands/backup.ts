@@ -73,6 +73,7 @@ ${SUBJECT_HELP}
             ...(r.convertedToFull ? [`converted to a full backup: ${r.convertedToFull}`] : []),
             `snapshot ${r.snapshot} on ${r.baseImage}`,
             `${formatBytes(r.stats.bytesWritten)} written, ${formatBytes(r.stats.bytesRead)} read in ${(r.stats.elapsedMs / 1000).toFixed(2)} s`,
+            ...(r.digests === undefined ? [] : [`digests: ${r.digests.blocks} blocks of ${formatBytes(r.digests.blockSize)}${r.digests.unknownBlocks > 0 ? ` (${r.digests.unknownBlocks} unknown: the parent had none)` : ''}, point digest ${r.digests.pointDigest}`]),
             `record: ${exportedRecord}`,
           ].join('\n'),
         };

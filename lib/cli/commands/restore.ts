@@ -69,7 +69,7 @@ export const restore: Command = {
   usage: `rbd-backup restore (--record TEXT | --record-file PATH | (--volume ID | --image NAME -p POOL) --backup-id ID)
                    (--target-pool POOL [--target-volume ID | --target-image NAME [--target-namespace NS]]
                     | --target-file PATH | --stdout)
-                   [--force] [--dry-run] [--full-copy] [--instant [--flatten background|now|never]]
+                   [--force] [--dry-run] [--full-copy] [--verify] [--instant [--flatten background|now|never]]
 
 ${RECORD_HELP}
   --target-pool POOL    restore into volume-<target-volume> there (created when missing)
@@ -84,6 +84,9 @@ ${RECORD_HELP}
   --full-copy           copy everything into the backup's own volume, even when it
                         still shares a backup snapshot with the backup (by default only
                         what differs from that snapshot moves: an in-place restore)
+  --verify              hash the restored bytes and compare them with the backup's
+                        digests; a mismatch fails the restore (exit 8) and removes a
+                        volume it created (volume or image targets, not with --instant)
   --instant             clone the backup instead of copying it: the volume is usable
                         at once (target pool in the backup's cluster, new volume only)
   --flatten MODE        with --instant: background (default: the volume is usable and
@@ -95,7 +98,7 @@ ${RECORD_HELP}
     'target-pool': { type: 'string' }, 'target-volume': { type: 'string' }, 'target-file': { type: 'string' },
     'target-image': { type: 'string' }, 'target-namespace': { type: 'string' },
     'stdout': { type: 'boolean' }, 'force': { type: 'boolean' }, 'dry-run': { type: 'boolean' },
-    'instant': { type: 'boolean' }, 'flatten': { type: 'string' }, 'full-copy': { type: 'boolean' },
+    'instant': { type: 'boolean' }, 'flatten': { type: 'string' }, 'full-copy': { type: 'boolean' }, 'verify': { type: 'boolean' },
   },
   async prepare(values) {
     if (values.pool !== undefined && values.image === undefined) throw new UsageError('-p/--pool goes with --image NAME (the restore target is --target-pool)');
@@ -126,6 +129,7 @@ ${RECORD_HELP}
             onProgress: progress === undefined ? undefined : (p) => shown.progress?.onProgress(p),
             ...(instant ? { instant, ...(flatten === undefined ? {} : { flatten: flatten as FlattenMode }) } : {}),
             ...(values['full-copy'] === true ? { inPlace: false } : {}),
+            ...(values.verify === true ? { verify: true } : {}),
           });
         } finally {
           progress?.finish();
@@ -146,6 +150,7 @@ ${RECORD_HELP}
             `restored ${r.source} -> ${r.target} by ${pathText(r)}${r.path === 'instant' ? ` (flatten: ${flatten ?? 'background'})` : ''}`,
             ...(r.failedCondition ? [`${r.path === 'full' ? 'full copy' : 'not the diff path'} because condition ${r.failedCondition.number} failed: ${r.failedCondition.reason}`] : []),
             `${formatBytes(r.size)} volume, ${formatBytes(r.bytesRead)} read in ${(r.elapsedMs / 1000).toFixed(2)} s`,
+            ...(r.verifiedBlocks === undefined ? [] : [`verified: ${r.verifiedBlocks} blocks match the backup's digests`]),
           ].join('\n'),
         };
       },
