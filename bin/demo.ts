@@ -134,13 +134,20 @@ async function cycle(sourceCluster: Cluster, backupCluster: Cluster, poolName: s
       const incrementalSha = await imageSha256(volume, incremental.snapshot);
       row('incremental backup', incremental.stats.bytesRead, incremental.stats.elapsedMs,
         `${incremental.mode} from ${full.record.id.slice(0, 8)}`, 'by restores below');
+      // Its stored digests against its data, read again from the chain image.
+      const deep = await engine.verify(incremental.record, { mode: 'deep' });
+      if (!deep.ok || deep.blocksChecked !== deep.blocks) throw new Error(`verify deep of a sound backup: ${JSON.stringify(deep.mismatches)}`);
+      row('verify deep (incremental)', deep.bytesRead, deep.elapsedMs, `${deep.blocks} blocks of ${deep.blockSize / 1024n} KiB vs their digests`,
+        `${deep.blocksChecked} blocks equal`);
 
-      // The older backup into a new volume: all five conditions hold.
-      const first = await engine.restore({ backup: full.record, target: { volume: { pool: poolName } } });
+      // The older backup into a new volume: all five conditions hold; its
+      // bytes are hashed as they are written and compared with its digests.
+      const first = await engine.restore({ backup: full.record, target: { volume: { pool: poolName } }, verify: true });
       made.push(`volume-${first.targetVolumeId}`);
       const firstSha = await withImage(pool, `volume-${first.targetVolumeId}`, (image) => imageSha256(image));
       verify('restore of the full backup', firstSha, fullSha);
-      row('restore full -> new volume', first.bytesRead, first.elapsedMs, first.path, firstSha === fullSha ? 'sha256 equal' : 'MISMATCH');
+      row('restore full -> new volume', first.bytesRead, first.elapsedMs, `${first.path}, verify: true`,
+        firstSha === fullSha ? `sha256 equal, ${first.verifiedBlocks} blocks verified` : 'MISMATCH');
 
       // The newer backup onto that volume, which now holds data: refused
       // unless forced; a dry run says what a forced one would do; then
@@ -216,6 +223,7 @@ async function cycle(sourceCluster: Cluster, backupCluster: Cluster, poolName: s
       const survivorSha = await withImage(pool, `volume-${survivor.targetVolumeId}`, (image) => imageSha256(image));
       verify('restore of the incremental after the prune', survivorSha, incrementalSha);
       say(`restore of ${incremental.record.id.slice(0, 8)} after the prune: sha256 equal to its source snapshot`);
+      await showCorruptionFound(engine, backupCluster, incremental.baseImage, incremental.record);
       await engine.delete(incremental.record, { sourcePool: poolName });
       say('deleted the last backup (its chain image went with it)');
       for (const snapshot of await volume.listSnapshots()) await volume.removeSnapshot(snapshot.name);
@@ -225,6 +233,33 @@ async function cycle(sourceCluster: Cluster, backupCluster: Cluster, poolName: s
   } finally {
     for (const name of made) await pool.removeImage(name).catch(() => undefined);
     await pool.close();
+  }
+}
+
+/**
+ * A failing disk, played by a raw RADOS write: one byte of the chain
+ * image's first data object flipped (no snapshot context goes with the
+ * write, so the backup's snapshot, which shares the object, reads it too).
+ * verify deep names the block.
+ */
+async function showCorruptionFound(engine: BackupEngine, backupCluster: Cluster, chainImage: string,
+  record: Parameters<BackupEngine['verify']>[0]): Promise<void> {
+  const backups = await backupCluster.pool('backups');
+  try {
+    const { blockNamePrefix } = await withImage(backups, chainImage, (image) => image.stat());
+    const object = `${blockNamePrefix}.${'0'.repeat(16)}`;
+    const data = await backups.readObject(object);
+    const at = 1 * MiB + 5;
+    data[at] = data[at]! ^ 0xff;
+    await backups.writeObject(object, data);
+    const found = await engine.verify(record, { mode: 'deep' });
+    const where = found.mismatches.map((m) => `${m.length / 1024n} KiB at offset ${m.offset}`).join(', ');
+    if (found.ok || found.mismatches.length !== 1 || found.mismatches[0]!.offset !== BigInt(at) - (BigInt(at) % found.blockSize)) {
+      throw new Error(`verify deep after a flipped byte at ${at}: ${where || 'nothing found'}`);
+    }
+    say(`flipped one byte at offset ${at} in the chain image's RADOS object ${object}: verify deep says MISMATCH, ${where} (exit code 8 in the CLI)`);
+  } finally {
+    await backups.close();
   }
 }
 
