@@ -28,7 +28,7 @@ import { findLeftovers, removeLeftovers } from './leftovers.js';
 import { lockObjectName, VolumeLock, type LockHolder } from './lock.js';
 import { logBackup } from './log.js';
 import { RESTORING_KEY } from './restore-lock.js';
-import { readDigests, removeDigests, writeDigests } from './digests.js';
+import { readDigests, removeDigests, writeDigests, type BackupDigests } from './digests.js';
 import { removeMetaObject } from './meta.js';
 import {
   backupImageName, backupSnapshotName, checkId, describeSubject, imageSpec, imageSubject, metaObjectName, sourceImageName,
@@ -304,7 +304,7 @@ async function digestStart(pool: Pool, decision: ChainDecision, size: bigint, ob
     const blockSize = digestBlockFor(size, ioSize);
     return { table: new DigestTable(size, blockSize, Buffer.alloc(Number(DigestTable.blocksOf(size, blockSize)) * 8)) };
   };
-  let parent;
+  let parent: BackupDigests | undefined;
   try {
     parent = await readDigests(pool, decision.parentId, decision.fromSnapshot);
   } catch (error) {

@@ -96,9 +96,9 @@ export interface RestoreRequest {
    * backup's stored digests: a mismatch fails the restore with a
    * VerificationError (a volume it created is removed), a backup without
    * digests is refused (DigestsError) before anything is written. An
-   * in-place restore reads the whole volume afterwards to check it. Not
-   * with instant (nothing is copied) nor with a file or stream target.
-   * Default false.
+   * in-place restore reads the whole volume afterwards to check it; a
+   * file or stream is checked before it gets its name or its end. Not
+   * with instant (nothing is copied). Default false.
    */
   verify?: boolean;
   signal?: AbortSignal;
@@ -362,10 +362,10 @@ async function lockBackedUpVolume(scope: OperationScope, config: ResolvedConfig,
  * their data, and a trimmed snapshot's objects read as absent, i.e. zeros;
  * one still listed on its header was never trimmed.
  */
-async function stillThere(source: Source, common: string | undefined, volume: Image, operation: string): Promise<void> {
+async function stillThere(source: Source, common: string | undefined, volume: Image | undefined, operation: string): Promise<void> {
   const checks: Array<[Image, string]> = [
     ...(source.snapshot === undefined ? [] : [[source.image, source.snapshot] as [Image, string]]),
-    ...(common === undefined ? [] : [[source.image, common], [volume, common]] as Array<[Image, string]>),
+    ...(common === undefined ? [] : [[source.image, common], [volume!, common]] as Array<[Image, string]>),
   ];
   for (const [image, snapshot] of checks) {
     if (!(await image.headerHasSnapshot(snapshot))) {
@@ -455,9 +455,6 @@ export async function runRestore(config: ResolvedConfig, request: RestoreRequest
   if (request.verify === true && instant !== undefined) {
     throw invalidArgument(operation, resource, 'an instant restore copies nothing to verify as it goes: verify the backup (mode deep) first, or restore without instant');
   }
-  if (request.verify === true && target.kind === 'raw') {
-    throw invalidArgument(operation, resource, 'verify goes with a volume or image target; for a file or stream, verify the backup (mode deep) and restore without verify');
-  }
   const budget = callBudget(request.timeoutMs, [config.source, config.backupCluster], operation, resource);
   return OperationScope.run({ operation, resource, timeoutMs: budget.timeoutMs }, async (scope) => {
     const started = performance.now();
@@ -515,6 +512,12 @@ async function restoreWithin(scope: OperationScope, config: ResolvedConfig, requ
       ...(source.snapshot === undefined ? {} : { snapshot: source.snapshot }), to: target.to,
       signal: withRequest(scope, request), onProgress: request.onProgress,
       concurrency: config.ioConcurrency, memoryBytes: config.memoryBytes,
+      ...(stored === undefined ? {} : { digestBlock: stored.blockSize }),
+      // Before the file gets its name (or the stream its end): what was read is checked first.
+      beforeFinish: async (exported) => {
+        await stillThere(source, undefined, undefined, operation);
+        if (stored !== undefined) verifiedBlocks = checkRestored(stored, exported.digests, target.name, operation);
+      },
     });
     ({ size, bytesRead } = stats);
     targetName = target.name;

@@ -18,6 +18,8 @@ import type { Image } from '../ceph/image.js';
 import {
   checkEngineOptions, DEFAULT_STREAM_MEMORY_BYTES, ioSizeFor, MAX_IO_SIZE, type EngineLimits, type EngineOptions,
 } from './options.js';
+import { BlockHasher } from './block-hasher.js';
+import type { DigestTable } from './digest-table.js';
 import { readInOrder } from './ordered-reader.js';
 import { logEngine } from './log.js';
 
@@ -31,12 +33,22 @@ export interface ExportRawOptions extends EngineOptions {
    */
   to: string | Writable;
   overwrite?: boolean;
+  /** Hash the exported bytes in blocks of this size; the stats then hold their digest table. */
+  digestBlock?: bigint;
+  /**
+   * Called once every byte is written (a file synced), before the file gets
+   * its name or the stream is ended: a rejection fails the export, so no
+   * file appears and the stream is never ended as if complete.
+   */
+  beforeFinish?: (stats: Omit<ExportRawStats, 'elapsedMs'>) => Promise<void>;
 }
 
 export interface ExportRawStats {
   size: bigint;
   bytesRead: bigint;
   elapsedMs: number;
+  /** With digestBlock: the digests of the bytes exported. */
+  digests?: DigestTable;
 }
 
 const ZEROES = Buffer.alloc(Number(MAX_IO_SIZE));
@@ -192,6 +204,7 @@ async function copyOut(view: Image, out: TargetFile | Writable, limits: EngineLi
   resource: string): Promise<Omit<ExportRawStats, 'elapsedMs'>> {
   const file = 'handle' in out ? out : undefined;
   const { size, objectSize } = await view.stat();
+  const hasher = options.digestBlock === undefined ? undefined : new BlockHasher(size, options.digestBlock);
   let position = 0n;
   let bytesRead = 0n;
   let lastReport = 0;
@@ -199,6 +212,10 @@ async function copyOut(view: Image, out: TargetFile | Writable, limits: EngineLi
     ioSize: ioSizeFor(objectSize), limits, signal: options.signal, operation: 'exportRaw', resource,
   });
   for await (const piece of pieces) {
+    if (hasher) {
+      if (piece.offset > position) hasher.feed(undefined, piece.offset - position);
+      hasher.feed(piece.data, piece.length);
+    }
     if (file) {
       const { data } = piece;
       if (data) await onFile(file.path, 'cannot write', () => file.handle.write(data, 0, data.length, Number(piece.offset)));
@@ -215,16 +232,20 @@ async function copyOut(view: Image, out: TargetFile | Writable, limits: EngineLi
       options.onProgress({ done: position, total: size, bytesRead });
     }
   }
+  if (hasher && size > position) hasher.feed(undefined, size - position);
+  const stats = { size, bytesRead, ...(hasher === undefined ? {} : { digests: hasher.table }) };
   if (file) {
     // The holes were never written: sizing the file makes them read as zeros.
     await onFile(file.path, 'cannot size the file', () => file.handle.truncate(Number(size)));
     await onFile(file.path, 'cannot sync the file', () => file.handle.sync());
+    await options.beforeFinish?.(stats);
   } else {
     const stream = out as Writable;
     if (size > position) await writeZeroes(stream, size - position);
+    await options.beforeFinish?.(stats);
     stream.end();
     await once(stream, 'finish');
   }
   options.onProgress?.({ done: size, total: size, bytesRead });
-  return { size, bytesRead };
+  return stats;
 }

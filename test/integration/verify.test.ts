@@ -19,15 +19,19 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import {
-  DigestsError, DigestTable, InvalidArgumentError, VerificationError,
+  CephError, DigestsError, DigestTable, InvalidArgumentError, VerificationError,
   type BackupEngine, type BackupResult, type Pool,
 } from '../../lib/index.js';
 import { blockDigests } from '../../lib/ceph/transfer-job.js';
 import { digestsObjectName } from '../../lib/backup/naming.js';
 import { readDigests } from '../../lib/backup/digests.js';
 import { BACKUP_POOL, POOL, VolumeFixtures, snapshotSha, volumeSha, useBackupTestbed } from '../support/backup-fixtures.js';
-import { rbdArgs, testCluster } from '../support/clusters.js';
+import { rbdArgs, sha256, testCluster } from '../support/clusters.js';
 import { assertCephError } from '../support/checks.js';
 
 const KiB = 1024;
@@ -125,6 +129,11 @@ test('a byte flipped in the chain image: deep verify finds exactly its block, a 
     VerificationError, { code: 'EIO', message: /differ from the backup's digests in 1 range/ });
   assert.deepEqual((failed as VerificationError).mismatches, deep.mismatches);
   assert.equal(await volumes.imageExists(`volume-${target}`), false, 'the volume the restore made is gone');
+  const dir = await mkdtemp(join(tmpdir(), 'verify-flip-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  await assertCephError(engine.restore({ backup: newest.record, target: { file: join(dir, 'flipped.raw') }, verify: true }),
+    VerificationError, { code: 'EIO', message: /differ from the backup's digests in 1 range/ });
+  assert.deepEqual(await readdir(dir), [], 'no file, not even a partial one');
   // Without verify the restore copies what the chain holds, flipped byte included.
   const plain = await engine.restore({ backup: newest.record, target: { volume: { pool: POOL, id: target } } });
   assert.equal(plain.verifiedBlocks, undefined);
@@ -149,10 +158,49 @@ test('restores with verify on the diff, full-copy and in-place paths: every bloc
   assert.deepEqual({ path: inPlace.path, verified: inPlace.verifiedBlocks }, { path: 'in-place', verified: blocks });
   assert.equal(await volumeSha(id), await snapshotSha(id, made[0].snapshot));
 
-  await assertCephError(engine.restore({ backup: made[0].record, target: { file: '/tmp/never-written' }, verify: true }),
-    InvalidArgumentError, { code: 'EINVAL', message: /verify goes with a volume or image target/ });
+  const dir = await mkdtemp(join(tmpdir(), 'verify-raw-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const file = join(dir, 'restored.raw');
+  const raw = await engine.restore({ backup: made[2].record, target: { file }, verify: true });
+  assert.equal(raw.verifiedBlocks, blocks);
+  assert.equal(sha256(await readFile(file)), await snapshotSha(id, made[2].snapshot));
+  const chunks: Buffer[] = [];
+  const streamed = await engine.restore({
+    backup: made[1].record, verify: true,
+    target: { stream: new Writable({ write(chunk: Buffer, _encoding, done) { chunks.push(chunk); done(); } }) },
+  });
+  assert.equal(streamed.verifiedBlocks, blocks);
+  assert.equal(sha256(Buffer.concat(chunks)), await snapshotSha(id, made[1].snapshot));
   await assertCephError(engine.restore({ backup: made[0].record, target: { volume: { pool: POOL, id: fx.targetId(t) } }, instant: true, verify: true }),
     InvalidArgumentError, { code: 'EINVAL', message: /instant restore copies nothing/ });
+});
+
+test('a raw restore whose backup snapshot goes while it runs fails (EIO) and never ends its stream', { timeout: 180_000 }, async (t) => {
+  const { made } = await threeBackups(t);
+  const backup = made[1];
+  let removed = false;
+  let ended = false;
+  const stream = new Writable({
+    write(_chunk: Buffer, _encoding, done) {
+      if (removed) return done();
+      removed = true;
+      // The backup's snapshot leaves its chain image while the restore reads it.
+      rbdArgs('a', ['snap', 'rm', `${BACKUP_POOL}/${backup.baseImage}@${backup.snapshot}`])
+        .then((args) => execFileAsync('rbd', args)).then(() => done(), done);
+    },
+    final(done) {
+      ended = true;
+      done();
+    },
+  });
+  await assert.rejects(engine.restore({ backup: backup.record, target: { stream } }), (caught: unknown) => {
+    assert.ok(caught instanceof CephError, String(caught));
+    assert.ok(['EIO', 'ENOENT'].includes(caught.code), `${caught.code}: ${caught.message}`);
+    t.diagnostic(`${caught.code}: ${caught.message}`);
+    return true;
+  });
+  assert.equal(removed, true);
+  assert.equal(ended, false, 'the stream was not ended as if complete');
 });
 
 test('digests missing, truncated or of an unknown version: DigestsError for verify and restore with verify; restore without verify works', { timeout: 180_000 }, async (t) => {

@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { DigestTable, digestBlockFor, MIN_DIGEST_BLOCK, zeroDigest } from '../../lib/engine/digest-table.js';
 import { blockDigests, digest128 } from '../../lib/ceph/transfer-job.js';
+import { BlockHasher } from '../../lib/engine/block-hasher.js';
 
 const KiB = 1024n;
 const MiB = 1024n * KiB;
@@ -72,4 +73,20 @@ test('compare joins adjacent mismatches into byte ranges and skips unknown block
   assert.throws(() => a.compare(DigestTable.zeros(300n * KiB, 128n * KiB)), RangeError);
   assert.match(a.pointDigest(), /^[0-9a-f]{32}$/);
   assert.notEqual(a.pointDigest(), b.pointDigest());
+});
+
+test('BlockHasher: pieces of any alignment, runs of zeros and a short last block give the table of the whole bytes', () => {
+  const size = 5 * 4096 + 1000;
+  const bytes = Buffer.alloc(size);
+  for (let i = 0; i < size; i++) bytes[i] = (i * 7919) % 251;
+  bytes.fill(0, 8192, 12288); // a whole block of zeros
+  bytes.fill(0, 15000, 17000); // zeros across a block boundary
+  const expected = blockDigests(bytes, 4096);
+  const hasher = new BlockHasher(BigInt(size), 4096n);
+  // Data cut anywhere, zero runs fed as lengths without data.
+  const feeds: Array<[number, number, boolean]> = [[0, 100, true], [100, 8000, true], [8100, 92, true], [8192, 4096, false],
+    [12288, 2712, true], [15000, 2000, false], [17000, size - 17000, true]];
+  for (const [at, length, data] of feeds) hasher.feed(data ? bytes.subarray(at, at + length) : undefined, BigInt(length));
+  assert.equal(hasher.complete, true);
+  assert.deepEqual([...Array(hasher.table.count).keys()].map((i) => hasher.table.entry(i)), [...expected]);
 });

@@ -86,7 +86,7 @@ ${RECORD_HELP}
                         what differs from that snapshot moves: an in-place restore)
   --verify              hash the restored bytes and compare them with the backup's
                         digests; a mismatch fails the restore (exit 8) and removes a
-                        volume it created (volume or image targets, not with --instant)
+                        volume it created, or leaves no file (not with --instant)
   --instant             clone the backup instead of copying it: the volume is usable
                         at once (target pool in the backup's cluster, new volume only)
   --flatten MODE        with --instant: background (default: the volume is usable and
