@@ -194,11 +194,14 @@ class Lane {
       } catch (error) {
         if (step.kind === 'release' && error instanceof BusyError) {
           // A call the work abandoned is still on this handle: it and the
-          // releases after it (its pool) go once that call has ended.
-          const rest = this.#steps.slice(this.#next).filter((s) => s.kind === 'release');
-          this.#next = this.#steps.length;
-          void releaseEventually(step, rest);
-          return;
+          // releases after it (its pool) go once that call has ended. The
+          // undo steps after it still run (or say why they failed): one
+          // registered before the handle was opened, such as removing the
+          // volume a restore created, comes after its release.
+          const later = this.#steps.splice(this.#next);
+          this.#steps.push(...later.filter((s) => s.kind !== 'release'));
+          void releaseEventually(step, later.filter((s) => s.kind === 'release'));
+          continue;
         }
         // This cluster just did not answer: the rest of the clean-up asks it nothing more.
         if (error instanceof TimeoutError) budget.unreachable.add(this.cluster);

@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { OperationScope } from '../../lib/backup/cleanup.js';
 import { callBudget, DEFAULT_TIMEOUT_OPS, transferAllowanceMs } from '../../lib/backup/budget.js';
-import { CephError, InvalidArgumentError, NotFoundError, TimeoutError, type Cluster, type Pool } from '../../lib/index.js';
+import { BusyError, CephError, InvalidArgumentError, NotFoundError, TimeoutError, type Cluster, type Pool } from '../../lib/index.js';
 
 /** A pool of a cluster, as far as a scope looks at it: a spec and its cluster. */
 function fakePool(spec: string, cluster: object): Pool {
@@ -169,6 +169,34 @@ describe('OperationScope', () => {
       'remove p2/snapshot: not done (its cluster did not answer in time)',
     ]);
     await releasedInBackground;
+  });
+
+  test('a handle still busy at its release: the undo steps after it in its lane still run, the releases wait for it', async () => {
+    const ran: string[] = [];
+    let closes = 0;
+    const pool = Object.assign(fakePool('p', {}), {
+      close: async () => {
+        closes++;
+        // A call the work abandoned is still on it the first time.
+        if (closes === 1) throw new BusyError({ code: 'EBUSY', operation: 'close', resource: 'p', detail: 'a call is in flight' });
+        ran.push('closed');
+      },
+    }) as Pool;
+    let lockReleased!: () => void;
+    const released = new Promise<void>((resolve) => { lockReleased = resolve; });
+    const error = await rejection(OperationScope.run(options(5000), async (scope) => {
+      scope.defer('release the lock p/l', pool, async () => { ran.push('lock released'); lockReleased(); }, 'lock');
+      // Registered before the handle is adopted, so it comes after its release.
+      scope.onFailure('remove the volume p/v', pool, async () => { ran.push('volume removed'); });
+      await scope.adopt(Promise.resolve(pool));
+      throw new NotFoundError({ code: 'ENOENT', operation: 'x', resource: 'p/x', detail: 'gone' });
+    }));
+    assert.ok(error instanceof NotFoundError);
+    assert.deepEqual(error.leftBehind, []);
+    assert.ok(ran.includes('volume removed'), `the undo step ran: ${ran.join(', ')}`);
+    await released;
+    assert.deepEqual(ran.slice().sort(), ['closed', 'lock released', 'volume removed']);
+    assert.ok(ran.indexOf('lock released') > ran.indexOf('closed'), 'the lock goes after the handle it was taken with');
   });
 
   test('a clean-up step that times out takes its cluster out of the rest of the clean-up', async () => {
