@@ -20,11 +20,12 @@ int CollectUnlessStopped(uint64_t offset, size_t length, int exists, void* arg) 
 
 }  // namespace
 
-DiffPrefetcher::DiffPrefetcher(rbd_image_t image, std::optional<std::string> from, uint64_t length,
-                               uint64_t first_step, uint64_t step, bool whole_object,
+DiffPrefetcher::DiffPrefetcher(rbd_image_t image, std::optional<std::string> from, uint64_t start,
+                               uint64_t length, uint64_t first_step, uint64_t step, bool whole_object,
                                std::function<void()> notify)
     : image_(image),
       from_(std::move(from)),
+      start_(start),
       length_(length),
       first_step_(std::min(first_step, step)),
       step_(step),
@@ -49,7 +50,7 @@ void DiffPrefetcher::Stop() {
 void DiffPrefetcher::Loop() {
   const char* from = from_ ? from_->c_str() : nullptr;
   uint64_t span = first_step_;
-  for (uint64_t start = 0; start < length_; start += span, span = span > step_ / 4 ? step_ : span * 4) {
+  for (uint64_t start = start_; start < length_; start += span, span = span > step_ / 4 ? step_ : span * 4) {
     {
       std::unique_lock<std::mutex> lock(mu_);
       room_.wait(lock, [&] { return ready_.size() < kAhead || stop_.load(); });

@@ -31,7 +31,8 @@ class DiffPrefetcher {
   // Iterates [0, length) of image from `from` (nullopt: the whole history)
   // in ranges of first_step, then four times longer each time up to step;
   // calls notify after each range is ready (from its thread).
-  DiffPrefetcher(rbd_image_t image, std::optional<std::string> from, uint64_t length,
+  // Lists [start, length) of the image.
+  DiffPrefetcher(rbd_image_t image, std::optional<std::string> from, uint64_t start, uint64_t length,
                  uint64_t first_step, uint64_t step, bool whole_object, std::function<void()> notify);
   // Stops the iteration and waits for the thread.
   ~DiffPrefetcher();
@@ -52,6 +53,7 @@ class DiffPrefetcher {
 
   rbd_image_t image_;
   std::optional<std::string> from_;
+  uint64_t start_;
   uint64_t length_;
   uint64_t first_step_;
   uint64_t step_;

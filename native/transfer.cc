@@ -121,6 +121,17 @@ TransferProgress TransferJob::Progress() {
   // A hash-only op for a block below the ops before it may be the oldest.
   reported_done_ = std::max(reported_done_, order_.empty() ? position_ : order_.front()->offset);
   p.done = reported_done_;
+  const DigestTable& digests = plan_.digests;
+  if (digests.enabled()) {
+    // A block is final once every op at or below its start is done; a
+    // hash-only op is only ever issued for a block reaching past done.
+    uint64_t final_blocks = p.done >= plan_.length ? digests.count() : digests.BlockOf(p.done);
+    if (final_blocks > reported_blocks_) {
+      p.digests_from = reported_blocks_;
+      p.digests.assign(digests.entries().begin() + reported_blocks_, digests.entries().begin() + final_blocks);
+      reported_blocks_ = final_blocks;
+    }
+  }
   p.total = plan_.length;
   p.bytes_read = stats_.bytes_read;
   return p;
@@ -544,7 +555,9 @@ int TransferJob::Transfer(rbd_image_t source, rbd_image_t target, rbd_image_t li
                           const std::function<void(const TransferProgress&)>& report) {
   auto started = std::chrono::steady_clock::now();
   auto last_report = started;
-  DiffPrefetcher diffs(listed, plan_.from_snapshot, plan_.no_listing ? 0 : plan_.length,
+  position_ = reported_done_ = hashed_end_ = plan_.start;
+  if (plan_.digests.enabled()) reported_blocks_ = plan_.digests.BlockOf(plan_.start);
+  DiffPrefetcher diffs(listed, plan_.from_snapshot, plan_.start, plan_.no_listing ? 0 : plan_.length,
                        plan_.first_step == 0 ? plan_.step : plan_.first_step, plan_.step, plan_.whole_object,
                        [this] { WakeUp(); });
   for (uint64_t index : plan_.extra_blocks) {
@@ -733,6 +746,8 @@ Napi::Value StartTransfer(const Napi::CallbackInfo& info) {
     ThrowInvalid(env, "a listed image goes with exact extents and no zeroGaps");
   }
   plan.drain_ms = U64Field(env, options, "drainMs", plan.drain_ms);
+  plan.start = U64Field(env, options, "start", 0);
+  if (plan.start > plan.length) ThrowInvalid(env, "start lies beyond the length");
   if (plan.step == 0 || plan.io_size == 0 || plan.io_size > (64ull << 20) ||
       plan.window == 0 || plan.window > 1024 || plan.memory < plan.io_size) {
     ThrowInvalid(env, "transfer plan out of range (step, ioSize <= 64 MiB, window 1..1024, memory >= ioSize)");
@@ -763,6 +778,9 @@ Napi::Value StartTransfer(const Napi::CallbackInfo& info) {
       }
     }
     plan.no_listing = options.Get("noListing").ToBoolean();
+    if (plan.start % digest_block != 0 && plan.start != plan.length) {
+      ThrowInvalid(env, "start must be a multiple of digestBlock (or the length)");
+    }
   } else if (target == nullptr) {
     ThrowInvalid(env, "a transfer without a target only hashes: it needs digestBlock and digests");
   }
@@ -796,9 +814,18 @@ Napi::Value StartTransfer(const Napi::CallbackInfo& info) {
             // The TypeScript wrapper catches its callback's errors; this only
             // keeps a stray exception from unwinding into Node-API.
             try {
+              Napi::Value digests = env.Undefined();
+              if (!p->digests.empty()) {
+                auto entries = Napi::Buffer<uint8_t>::New(env, p->digests.size() * 8);
+                for (size_t i = 0; i < p->digests.size(); ++i) {
+                  for (int b = 0; b < 8; ++b) entries.Data()[i * 8 + b] = static_cast<uint8_t>(p->digests[i] >> (8 * b));
+                }
+                digests = entries;
+              }
               callback.Call({Napi::BigInt::New(env, static_cast<uint64_t>(p->done)),
                              Napi::BigInt::New(env, static_cast<uint64_t>(p->total)),
-                             Napi::BigInt::New(env, static_cast<uint64_t>(p->bytes_read))});
+                             Napi::BigInt::New(env, static_cast<uint64_t>(p->bytes_read)),
+                             Napi::Number::New(env, static_cast<double>(p->digests_from)), digests});
             } catch (const Napi::Error&) {
             }
           });

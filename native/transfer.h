@@ -91,6 +91,10 @@ struct TransferPlan {
   std::vector<uint64_t> extra_blocks;
   // Only the extra blocks: no listing at all.
   bool no_listing = false;
+  // Where a resumed transfer starts: everything below is on the target
+  // already (and, with digests, the table's entries for the blocks below
+  // are final). A multiple of the digest block.
+  uint64_t start = 0;
 };
 
 struct TransferStats {
@@ -111,6 +115,11 @@ struct TransferProgress {
   uint64_t done = 0;
   uint64_t total = 0;
   uint64_t bytes_read = 0;
+  // With digests: the final entries of the blocks that came to lie wholly
+  // below done since the last report, from block digests_from on (what a
+  // checkpoint of a resumable transfer stores).
+  uint64_t digests_from = 0;
+  std::vector<uint64_t> digests;
 };
 
 class TransferJob {
@@ -237,6 +246,7 @@ class TransferJob {
   std::deque<Op*> order_;  // ops in issue (= offset) order, for progress
   uint64_t position_ = 0;  // how far extents have been issued
   uint64_t reported_done_ = 0;  // progress never goes back
+  uint64_t reported_blocks_ = 0;  // digest entries handed to a report
   // With digests on: every block below this was (or is being) read whole.
   uint64_t hashed_end_ = 0;
   std::vector<char*> free_buffers_;

@@ -15,6 +15,7 @@ import type { Pool } from '../ceph/pool.js';
 import { checkName } from '../ceph/validate.js';
 import { DigestTable, digestBlockFor } from '../engine/digest-table.js';
 import { ioSizeFor } from '../engine/options.js';
+import { clearResume } from '../engine/resume.js';
 import { transferDiff, type DigestStart, type TransferStats } from '../engine/transfer.js';
 import type { Progress } from '../engine/options.js';
 import { backupInfoKey, encodeBackupInfo } from './backup-info.js';
@@ -235,6 +236,8 @@ async function ensureCleanHead(chain: Image, fromSnapshot: string): Promise<void
   if (dirty) {
     logBackup('chain image %s head changed since %s (an interrupted run); rolling back', chain.spec, fromSnapshot);
     await chain.rollbackSnapshot(fromSnapshot);
+    // What an interrupted transfer recorded of its progress is undone with it.
+    await clearResume(chain);
   }
 }
 

@@ -227,6 +227,8 @@ export interface NativeTransferPlan {
   extraBlocks?: bigint[];
   /** Hash only the extraBlocks: list nothing. */
   noListing?: boolean;
+  /** Resume at this offset (a multiple of digestBlock): everything below is on the target. Default 0. */
+  start?: bigint;
 }
 
 export interface NativeTransferStats {
@@ -246,6 +248,13 @@ export interface NativeTransferStats {
   digests?: Buffer;
 }
 
+/**
+ * A transfer's progress: every source byte below done is handled; with
+ * digests, the final table entries of the blocks that came to lie below
+ * done since the last report, from block digestsFrom on.
+ */
+export type NativeTransferProgress = (done: bigint, total: bigint, bytesRead: bigint, digestsFrom: number, digests: Buffer | undefined) => void;
+
 interface Addon {
   connect(options: NativeConnectOptions): Promise<NativeCluster>;
   /** [start, end) pairs of the zero runs of at least minRun bytes (4 KiB granularity). */
@@ -258,7 +267,7 @@ interface Addon {
   closeAll(): void;
   /** A null target hashes only (plan.digestBlock required). */
   transfer(source: NativeImage, target: NativeImage | null, plan: NativeTransferPlan,
-    cancel: NativeCancelToken, onProgress: (done: bigint, total: bigint, bytesRead: bigint) => void): Promise<NativeTransferStats>;
+    cancel: NativeCancelToken, onProgress: NativeTransferProgress): Promise<NativeTransferStats>;
   CancelToken: new () => NativeCancelToken;
   /**
    * The wrapper classes, which only the addon instantiates (connect(), openPool(), openImage(),

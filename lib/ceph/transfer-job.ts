@@ -5,7 +5,7 @@
  * hashes of the same code.
  */
 import type { Image } from './image.js';
-import { addon, type NativeTransferPlan, type NativeTransferStats } from './native.js';
+import { addon, type NativeTransferPlan, type NativeTransferProgress, type NativeTransferStats } from './native.js';
 import { nativeCall } from './errors.js';
 import { withCancel } from './cancel.js';
 import { logCeph } from './log.js';
@@ -17,8 +17,8 @@ export type TransferJobStats = NativeTransferStats;
 
 export interface TransferJobControl {
   signal?: AbortSignal;
-  /** At most every 100 ms: every source byte below done is handled. */
-  onProgress?: (done: bigint, total: bigint, bytesRead: bigint) => void;
+  /** At most every 100 ms: every source byte below done is handled (native.ts NativeTransferProgress). */
+  onProgress?: NativeTransferProgress;
 }
 
 /** When a connection has no op timeout, what an operation in flight gets to complete after a transfer stopped. */

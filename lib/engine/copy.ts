@@ -13,6 +13,7 @@ import { checkName, toU64 } from '../ceph/validate.js';
 import type { Image } from '../ceph/image.js';
 import { logEngine } from './log.js';
 import { checkEngineOptions, ioSizeFor, type EngineOptions } from './options.js';
+import { clearResume, findResume } from './resume.js';
 import { runTransfer, type DigestStart, type TransferStats } from './transfer.js';
 
 export interface CopyImageOptions extends EngineOptions {
@@ -60,7 +61,11 @@ export async function copyImage(options: CopyImageOptions): Promise<CopyStats> {
       throw invalidArgument('copyImage', resource,
         `the target is ${targetSize} bytes, smaller than the source's ${size}`);
     }
-    const skipZeroes = options.skipZeroes ?? !(await target.hasExtents());
+    // A copy of a snapshot picks up the work of an earlier copy of it that
+    // did not finish (a head may change between runs: never resumed).
+    const resuming = snapshot === undefined ? undefined
+      : await findResume(snap, target, { kind: 'copy', snapshot, fromSnapshot: undefined, length: size, digestBlock: options.digests?.table.blockSize });
+    const skipZeroes = resuming?.point?.targetIsZero ?? options.skipZeroes ?? !(await target.hasExtents());
     const plan: TransferPlan = {
       ...(snapshot === undefined ? {} : { snapshot }),
       length: size,
@@ -75,13 +80,14 @@ export async function copyImage(options: CopyImageOptions): Promise<CopyStats> {
       zeroGaps: !skipZeroes,
     };
     logEngine('copyImage %s: %d bytes in %d-byte chunks', resource, size, chunkSize);
-    const stats = await runTransfer(snap, target, plan, options, 'copyImage', resource);
+    const stats = await runTransfer(snap, target, plan, { ...options, ...(resuming === undefined ? {} : { resuming }) }, 'copyImage', resource);
     let bytesDiscarded = 0n;
     if ((options.discardExcess ?? true) && targetSize > size) {
       // Image.discard goes in pieces below 2 GiB (rbd_discard's limit).
       bytesDiscarded = targetSize - size;
       await target.discard(size, bytesDiscarded);
     }
+    if (resuming !== undefined) await clearResume(target);
     return { ...stats, size, bytesDiscarded };
   } finally {
     await snap.close();

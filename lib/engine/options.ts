@@ -26,6 +26,12 @@ export interface EngineOptions {
   signal?: AbortSignal;
   /** Called now and then (at most every 100 ms), not once per extent. */
   onProgress?: (progress: Progress) => void;
+  /**
+   * transferDiff and copyImage of a snapshot: how often the progress is
+   * recorded on the target, for a later run to pick up from (resume.ts).
+   * Default 1000 ms (longer for a digest table above 1 MiB).
+   */
+  checkpointMs?: number;
 }
 
 export const DEFAULT_CONCURRENCY = 64;
@@ -50,6 +56,7 @@ export function checkEngineOptions(options: EngineOptions, operation: string, re
   if (options.onProgress !== undefined && typeof options.onProgress !== 'function') {
     throw invalidArgument(operation, resource, 'onProgress must be a function');
   }
+  if (options.checkpointMs !== undefined) toIntInRange('checkpointMs', options.checkpointMs, 10, 3600_000, operation, resource);
   return { concurrency, memoryBytes };
 }
 

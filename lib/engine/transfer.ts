@@ -10,6 +10,7 @@ import { checkName } from '../ceph/validate.js';
 import { cancelledError } from '../ceph/cancel.js';
 import type { Image } from '../ceph/image.js';
 import { DigestTable } from './digest-table.js';
+import { Checkpointer, clearResume, findResume, type Resuming } from './resume.js';
 import { logEngine } from './log.js';
 import { checkEngineOptions, ioSizeFor, type EngineOptions } from './options.js';
 
@@ -25,7 +26,13 @@ export interface DigestStart {
 }
 
 /** What a job did; with digests, the end snapshot's table. */
-export type EngineJobStats = Omit<TransferJobStats, 'digests'> & { digests?: DigestTable };
+export type EngineJobStats = Omit<TransferJobStats, 'digests'> & {
+  digests?: DigestTable;
+  /** Where it picked up the work of an earlier run that did not finish (bytes below were not moved again). */
+  resumedFrom?: bigint;
+  /** Why a progress record on the target was not taken: the transfer started clean. */
+  resumeRefused?: string;
+};
 
 export interface TransferDiffOptions extends EngineOptions {
   /** The source image (any open handle of it). */
@@ -106,10 +113,15 @@ export async function transferDiff(options: TransferDiffOptions): Promise<Transf
   }
   try {
     const { size, objectSize, features } = await snap.stat();
-    // A full transfer into an image that holds nothing can skip holes and
-    // zeros; into one that holds data it must overwrite the holes as well.
-    const targetIsZero = fromSnapshot === undefined && !(await target.hasExtents());
     const { size: targetSize } = await target.stat();
+    // Only into a target already of the snapshot's size: a first run sized it so.
+    const resuming = targetSize === size
+      ? await findResume(snap, target, { kind: 'diff', snapshot, fromSnapshot, length: size, digestBlock: options.digests?.table.blockSize })
+      : undefined;
+    // A full transfer into an image that holds nothing can skip holes and
+    // zeros; into one that holds data it must overwrite the holes as well
+    // (as the first run judged the target, when this one picks up its work).
+    const targetIsZero = resuming?.point?.targetIsZero ?? (fromSnapshot === undefined && !(await target.hasExtents()));
     if (targetSize !== size) await target.resize(size);
     const plan: TransferPlan = {
       fromSnapshot,
@@ -120,10 +132,10 @@ export async function transferDiff(options: TransferDiffOptions): Promise<Transf
       memory: BigInt(limits.memoryBytes),
       wholeObject: options.wholeObject ?? (fromSnapshot === undefined && features.includes('fast-diff')),
       targetIsZero,
-      zeroGaps: fromSnapshot === undefined && !targetIsZero,
+      zeroGaps: resuming?.point?.zeroGaps ?? (fromSnapshot === undefined && !targetIsZero),
     };
     logEngine('transferDiff %s from %s: %d bytes, window %d', resource, fromSnapshot ?? '(start)', size, limits.concurrency);
-    const stats = await runTransfer(snap, target, plan, options, 'transferDiff', resource);
+    const stats = await runTransfer(snap, target, plan, { ...options, ...(resuming === undefined ? {} : { resuming }) }, 'transferDiff', resource);
     if (stats.directReadRefused !== undefined) logEngine('transferDiff %s read through librbd: %s', resource, stats.directReadRefused);
     await target.createSnapshot(snapshot);
     // Pacific's librbd has reported a snapshot created whose header write
@@ -136,6 +148,7 @@ export async function transferDiff(options: TransferDiffOptions): Promise<Transf
         detail: `librbd reported the end snapshot ${snapshot} created, but the header of ${target.spec} does not list it`,
       });
     }
+    await clearResume(target);
     logEngine('transferDiff %s done: %o', resource, stats);
     return { ...stats, size };
   } finally {
@@ -170,19 +183,38 @@ async function checkTransferSnapshots(opening: Promise<Image>, target: Image, sn
  * options, and digests when asked (a null target only hashes).
  */
 export async function runTransfer(source: Image, target: Image | null, plan: TransferPlan,
-  options: EngineOptions & { digests?: DigestStart }, operation: string, resource: string): Promise<EngineJobStats> {
+  options: EngineOptions & { digests?: DigestStart; resuming?: Resuming }, operation: string, resource: string): Promise<EngineJobStats> {
   const onProgress = options.onProgress;
   const start = options.digests;
   if (start !== undefined && (start.table.size !== plan.length || plan.ioSize % start.table.blockSize !== 0n)) {
     throw invalidArgument(operation, resource,
       `a digest table of ${start.table.size} bytes in ${start.table.blockSize}-byte blocks does not fit ${plan.length} bytes read in ${plan.ioSize}-byte pieces`);
   }
-  const { digests, ...stats } = await runTransferJob(source, target, {
-    ...plan,
-    ...(start === undefined ? {} : { digestBlock: start.table.blockSize, digests: start.table.entries, extraBlocks: start.extraBlocks ?? [] }),
-  }, {
-    ...(options.signal ? { signal: options.signal } : {}),
-    ...(onProgress ? { onProgress: (done: bigint, total: bigint, bytesRead: bigint) => onProgress({ done, total, bytesRead }) } : {}),
-  }, operation, resource);
-  return { ...stats, ...(digests === undefined || start === undefined ? {} : { digests: new DigestTable(plan.length, start.table.blockSize, digests) }) };
+  const resuming = target === null ? undefined : options.resuming;
+  const point = resuming?.point;
+  // The blocks below where it picks up were hashed by the run that moved them.
+  if (point?.digests !== undefined && start !== undefined) point.digests.copy(start.table.entries);
+  const checkpoints = resuming === undefined ? undefined
+    : new Checkpointer(target!, resuming.identity, { targetIsZero: plan.targetIsZero, zeroGaps: plan.zeroGaps }, point, options.checkpointMs);
+  const report = (done: bigint, total: bigint, bytesRead: bigint, digestsFrom: number, entries: Buffer | undefined): void => {
+    checkpoints?.report(done, digestsFrom, entries);
+    onProgress?.({ done, total, bytesRead });
+  };
+  let job;
+  try {
+    job = await runTransferJob(source, target, {
+      ...plan,
+      ...(point === undefined ? {} : { start: point.start }),
+      ...(start === undefined ? {} : { digestBlock: start.table.blockSize, digests: start.table.entries, extraBlocks: start.extraBlocks ?? [] }),
+    }, { ...(options.signal ? { signal: options.signal } : {}), onProgress: report }, operation, resource);
+  } finally {
+    await checkpoints?.settled();
+  }
+  const { digests, ...stats } = job;
+  return {
+    ...stats,
+    ...(digests === undefined || start === undefined ? {} : { digests: new DigestTable(plan.length, start.table.blockSize, digests) }),
+    ...(point === undefined ? {} : { resumedFrom: point.start }),
+    ...(resuming?.refused === undefined ? {} : { resumeRefused: resuming.refused }),
+  };
 }
