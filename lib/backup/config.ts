@@ -34,6 +34,8 @@ export interface BackupEngineConfig {
   ioConcurrency?: number;
   /** Bytes of buffers in flight per transfer. Default 64 MiB. */
   memoryBytes?: number | bigint;
+  /** How often a restore's transfer records its progress on the target, for a retry to pick up from. Default 1000 ms. */
+  checkpointMs?: number;
   /** How long a backup waits for another one of the same volume. Default 60 s. */
   lockWaitMs?: number;
   /** Life of the volume lock without renewal. Default 60 s. */
@@ -58,6 +60,7 @@ export interface ResolvedConfig {
   volumeConcurrency: number;
   ioConcurrency: number | undefined;
   memoryBytes: number | undefined;
+  checkpointMs: number;
   lockWaitMs: number;
   lockTtlMs: number;
   digests: boolean;
@@ -95,6 +98,7 @@ export function resolveConfig(config: BackupEngineConfig): ResolvedConfig {
     // Checked here, as the transfers will check them: a bad value is refused
     // when the engine is made, not after a backup has made its images.
     ...engineLimits(config, op),
+    checkpointMs: toIntInRange('checkpointMs', config.checkpointMs ?? 1000, 10, 3600_000, op, 'config'),
     lockWaitMs: toIntInRange('lockWaitMs', config.lockWaitMs ?? 60_000, 0, 24 * 3600_000, op, 'config'),
     lockTtlMs: toIntInRange('lockTtlMs', config.lockTtlMs ?? 60_000, 3000, 24 * 3600_000, op, 'config'),
     digests: config.digests ?? true,

@@ -3,6 +3,7 @@
  * killed one left: the target's restore lock, and the marks a restore puts
  * on a volume until it holds the whole backup.
  */
+import { RESUME_KEY } from '../engine/resume.js';
 import type { Pool } from '../ceph/pool.js';
 import { removeImageWithSnapshots, type OperationScope } from './cleanup.js';
 import type { ResolvedConfig } from './config.js';
@@ -31,6 +32,12 @@ export function restoreLockNote(backupId: string): string {
   return `backup ${backupId}`;
 }
 
+/** Whether a transfer into the image recorded progress there (engine/resume.ts). */
+async function hasProgress(pool: Pool, name: string): Promise<boolean> {
+  await using image = await pool.openImage(name, { readOnly: true });
+  return (await image.getMetadata(RESUME_KEY)) !== undefined;
+}
+
 /** Whether the volume carries RESTORING_KEY: a half-restored volume of a dead restore, when its restore lock is ours. */
 export async function isHalfRestored(pool: Pool, name: string): Promise<string | undefined> {
   const image = await openImageIfExists(pool, name, { readOnly: true });
@@ -42,11 +49,14 @@ export async function isHalfRestored(pool: Pool, name: string): Promise<string |
 /**
  * Takes the target's restore lock for the rest of the call (no two
  * restores write one volume) and removes the half-restored volume a killed
- * restore left under the target's name. Returns the holder of a dead
- * restore lock it broke, which may say whose data the volume holds.
+ * restore left under the target's name, unless (resumable) it was a
+ * restore of the same backup that recorded its progress there: then the
+ * volume stays for this restore to pick up from (`resuming`). Returns also
+ * the holder of a dead restore lock it broke, which may say whose data the
+ * volume holds.
  */
 export async function lockRestoreTarget(scope: OperationScope, config: ResolvedConfig, targetPool: Pool,
-  target: Subject, backupId: string): Promise<LockHolder | undefined> {
+  target: Subject, backupId: string, resumable = false): Promise<{ broken: LockHolder | undefined; resuming: boolean }> {
   const name = sourceImageName(target);
   const lockObject = restoreLockObjectName(target);
   scope.doing = 'taking the target\'s restore lock';
@@ -63,9 +73,13 @@ export async function lockRestoreTarget(scope: OperationScope, config: ResolvedC
   scope.doing = 'preparing the target volume';
   const leftBy = await isHalfRestored(targetPool, name);
   if (leftBy !== undefined) {
+    if (resumable && leftBy === backupId && await hasProgress(targetPool, name)) {
+      logBackup('%s/%s: a killed restore of backup %s left it half-restored with its progress; picking up there', targetPool.spec, name, leftBy);
+      return { broken, resuming: true };
+    }
     logBackup('%s/%s: removing the half-restored volume a killed restore of backup %s left', targetPool.spec, name, leftBy);
     scope.checkpoint();
     await removeImageWithSnapshots(targetPool, name);
   }
-  return broken;
+  return { broken, resuming: false };
 }

@@ -132,6 +132,11 @@ export interface RestoreResult {
   flattening: BackgroundFlatten | undefined;
   /** With verify: the blocks compared with the backup's digests (all matched, or the restore failed). */
   verifiedBlocks: number | undefined;
+  /**
+   * Where it picked up the work of a restore of the same backup into the
+   * same volume that was killed or failed (bytes below were not read again).
+   */
+  resumedFrom: bigint | undefined;
 }
 
 interface Source {
@@ -232,24 +237,30 @@ async function openTargetVolume(scope: OperationScope, config: ResolvedConfig, t
   const size = backup.size;
   const backupId = backup.id;
   const name = sourceImageName(target);
-  const broken = await lockRestoreTarget(scope, config, targetPool, target, backupId);
+  const { broken, resuming } = await lockRestoreTarget(scope, config, targetPool, target, backupId, true);
   let created = false;
   let hasExtents = false;
   let volume: Image | undefined;
-  if (await targetPool.imageExists(name)) {
+  // A volume this restore created (or a restore of this backup did, whose
+  // progress it picks up) and could not fill is worth nothing.
+  const removeOnFailure = (): void => scope.onFailure(`remove the volume this restore created, ${targetPool.spec}/${name}`, targetPool, async () => {
+    await volume?.close();
+    await removeImageWithSnapshots(targetPool, name, scope).catch((error: unknown) => {
+      if (!(error instanceof NotFoundError)) throw error;
+    });
+  });
+  if (resuming) {
+    // It holds only what that restore wrote of this backup: as good as new.
+    removeOnFailure();
+    created = true;
+  } else if (await targetPool.imageExists(name)) {
     const existing = withDeadRestore(await inspectTarget(targetPool, name, backup, target), backupId, broken);
     const refusal = refuseTarget(existing, request.force === true, operation);
     if (refusal) throw refusal;
     hasExtents = existing.hasExtents;
   } else {
-    // A volume this restore created and could not fill is worth nothing.
     // Registered first: a creation that timed out may still have happened.
-    scope.onFailure(`remove the volume this restore created, ${targetPool.spec}/${name}`, targetPool, async () => {
-      await volume?.close();
-      await removeImageWithSnapshots(targetPool, name, scope).catch((error: unknown) => {
-        if (!(error instanceof NotFoundError)) throw error;
-      });
-    });
+    removeOnFailure();
     scope.checkpoint();
     await targetPool.createImage(name, size);
     created = true;
@@ -291,12 +302,13 @@ async function restoreIntoVolume(scope: OperationScope, config: ResolvedConfig, 
     : `${common === undefined ? 'full copy' : `in place from ${common}`} (condition ${decision.condition}: ${decision.reason})`);
   const engine = {
     signal: withRequest(scope, request), onProgress: request.onProgress,
-    concurrency: config.ioConcurrency, memoryBytes: config.memoryBytes,
+    concurrency: config.ioConcurrency, memoryBytes: config.memoryBytes, checkpointMs: config.checkpointMs,
   };
   // Whole histories: the restored image starts out as zeros.
   const digests = stored === undefined ? {} : { digests: { table: DigestTable.zeros(source.size, stored.blockSize) } };
   let bytesRead: bigint;
   let verifiedBlocks: number | undefined;
+  let resumedFrom: bigint | undefined;
   if (common !== undefined) {
     scope.doing = 'moving what differs';
     const stats = await convergeToSnapshot({ source: source.image, snapshot: source.snapshot!, common, target: volume, ...engine });
@@ -323,6 +335,7 @@ async function restoreIntoVolume(scope: OperationScope, config: ResolvedConfig, 
     scope.doing = 'transferring the data';
     const stats = await transferDiff({ source: source.image, snapshot: decision.restorePoint, target: restoring, ...engine, ...digests });
     bytesRead = stats.bytesRead;
+    resumedFrom = stats.resumedFrom;
     if (stored !== undefined) verifiedBlocks = checkRestored(stored, stats.digests, targetSpec, operation);
     // The transfer leaves the restore point's snapshot on the target; the volume does not want it.
     await restoring.removeSnapshot(decision.restorePoint);
@@ -334,12 +347,13 @@ async function restoreIntoVolume(scope: OperationScope, config: ResolvedConfig, 
       chunkSize: config.chunkSize, discardExcess: config.restoreDiscardExcessBytes, ...engine, ...digests,
     });
     bytesRead = stats.bytesRead;
+    resumedFrom = stats.resumedFrom;
     if (stored !== undefined) verifiedBlocks = checkRestored(stored, stats.digests, targetSpec, operation);
   }
   await stillThere(source, common, volume, operation);
   scope.checkpoint();
   await volume.removeMetadata(created ? RESTORING_KEY : RESTORING_INTO_KEY);
-  return { decision, common, targetSpec, bytesRead, verifiedBlocks };
+  return { decision, common, targetSpec, bytesRead, verifiedBlocks, resumedFrom };
 }
 
 /**
@@ -476,7 +490,7 @@ export async function runRestore(config: ResolvedConfig, request: RestoreRequest
 }
 
 /** What each way of restoring says of itself in the result. */
-type RestoreOutcome = Pick<RestoreResult, 'path' | 'commonSnapshot' | 'failedCondition' | 'target' | 'size' | 'bytesRead' | 'flattening' | 'verifiedBlocks'>;
+type RestoreOutcome = Pick<RestoreResult, 'path' | 'commonSnapshot' | 'failedCondition' | 'target' | 'size' | 'bytesRead' | 'flattening' | 'verifiedBlocks' | 'resumedFrom'>;
 
 interface CheckedRestore {
   location: RecordLocation;
@@ -496,6 +510,7 @@ async function restoreWithin(scope: OperationScope, config: ResolvedConfig, requ
   let bytesRead = 0n;
   let size = source.size;
   let verifiedBlocks: number | undefined;
+  let resumedFrom: bigint | undefined;
   // Before anything is written: a backup without (sound) digests cannot be verified.
   const stored = request.verify === true
     ? await requireDigests(source.image.pool, location.backupId, source, operation, scope.resource)
@@ -522,7 +537,7 @@ async function restoreWithin(scope: OperationScope, config: ResolvedConfig, requ
     ({ size, bytesRead } = stats);
     targetName = target.name;
   } else {
-    ({ decision, common, targetSpec: targetName, bytesRead, verifiedBlocks } =
+    ({ decision, common, targetSpec: targetName, bytesRead, verifiedBlocks, resumedFrom } =
       await restoreIntoVolume(scope, config, request, source, target, location, operation, stored));
   }
   scope.commit();
@@ -535,6 +550,7 @@ async function restoreWithin(scope: OperationScope, config: ResolvedConfig, requ
     bytesRead,
     flattening: undefined,
     verifiedBlocks,
+    resumedFrom,
   };
 }
 
@@ -575,5 +591,6 @@ async function restoreByClone(scope: OperationScope, config: ResolvedConfig, req
     bytesRead: 0n,
     flattening,
     verifiedBlocks: undefined,
+    resumedFrom: undefined,
   };
 }

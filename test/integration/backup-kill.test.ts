@@ -22,13 +22,13 @@ const SIZE = 96 * MiB;
 let tb: BackupTestbed;
 useBackupTestbed((testbed) => { tb = testbed; });
 
-/** Runs a backup or restore in a child process and SIGKILLs it at its first progress report. */
-async function killedRun(operation: 'backup' | 'restore', env: Record<string, string>): Promise<void> {
+/** Runs a backup or restore in a child process and SIGKILLs it at its first progress report (or halfway). */
+async function killedRun(operation: 'backup' | 'restore', env: Record<string, string>, at = 'ENGINE-PROGRESS'): Promise<void> {
   const { info } = await testCluster('a');
   const fixture = startFixture(CHILD, [operation], {
     env: { FIXTURE_CONF: info.conf, FIXTURE_KEYRING: info.keyring, FIXTURE_POOL: POOL, ...env }, timeoutMs: 120_000,
   });
-  await fixture.line('ENGINE-PROGRESS');
+  await fixture.line(at);
   fixture.child.kill('SIGKILL');
   const { signal, stdout } = await fixture.exited;
   assert.equal(signal, 'SIGKILL', `the child was killed mid-${operation} (it printed: ${stdout.trim()})`);
@@ -156,6 +156,35 @@ test('a killed restore into a new volume: the next restore into it removes the h
     assert.equal(await done.getMetadata(RESTORING_KEY), undefined, 'a complete restore is unmarked');
     await done.close();
     assert.equal(await tb.volumes.objectExists(`volume-${target}.restore.lock`), false);
+  });
+
+test('a restore killed halfway after recording its progress: the retry of that backup picks up there and reads only the rest; another backup\'s removes the volume',
+  { timeout: 240_000 }, async (t) => {
+    const volumeId = await tb.fx.newVolume(t, SIZE);
+    await fill(volumeId, 6);
+    const backup = await tb.engine.backup({ pool: POOL, volumeId, backupId: 'h1' });
+    const target = tb.fx.targetId(t);
+    const env = {
+      FIXTURE_RECORD: tb.engine.exportRecord(backup.record), FIXTURE_VOLUME: target, FIXTURE_CHECKPOINT_MS: '20',
+      FIXTURE_WRITE_BPS: String(32 * MiB),
+    };
+    await killedRun('restore', env, 'ENGINE-HALF');
+    const engine = new BackupEngine({ source: tb.cluster, lockWaitMs: 20_000 });
+    const again = await engine.restore({ backup: backup.record, target: { volume: { pool: POOL, id: target } } });
+    t.diagnostic(`resumed from ${String(again.resumedFrom)}, read ${again.bytesRead} of ${again.size}`);
+    assert.equal(again.path, 'diff');
+    assert.ok(again.resumedFrom !== undefined && again.resumedFrom > 0n, 'picked up the killed restore\'s work');
+    assert.ok(again.bytesRead <= again.size - again.resumedFrom, `read ${again.bytesRead}: only what lies past ${again.resumedFrom}`);
+    assert.equal(await volumeSha(target), await snapshotSha(volumeId, backup.snapshot));
+
+    // Killed again halfway; then a restore of another backup: it does not pick up what is not its own.
+    await tb.volumes.removeImage(`volume-${target}`);
+    await killedRun('restore', env, 'ENGINE-HALF');
+    await tb.fx.writeRandom(volumeId, [[0, MiB]]);
+    const other = await tb.engine.backup({ pool: POOL, volumeId, backupId: 'h2' });
+    const theirs = await engine.restore({ backup: other.record, target: { volume: { pool: POOL, id: target } } });
+    assert.equal(theirs.resumedFrom, undefined);
+    assert.equal(await volumeSha(target), await snapshotSha(volumeId, other.snapshot));
   });
 
 /** A child that takes the target's restore lock as a restore of backupId does, SIGKILLed: a restore that died after its last write. */
