@@ -8,7 +8,7 @@
  */
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { Writable } from 'node:stream';
-import { AlreadyExistsError, BackupEngine, Cluster, exportRaw, InvalidArgumentError, type Image, type Pool } from '../lib/index.js';
+import { AlreadyExistsError, BackupEngine, CancelledError, Cluster, exportRaw, InvalidArgumentError, type Image, type Pool } from '../lib/index.js';
 import { ThrowawayCluster } from '../lib/dev/throwaway-cluster.js';
 
 const MiB = 1 << 20;
@@ -98,7 +98,8 @@ async function main(): Promise<void> {
 }
 
 async function cycle(sourceCluster: Cluster, backupCluster: Cluster, poolName: string): Promise<void> {
-  const engine = new BackupEngine({ source: sourceCluster, backupCluster });
+  // Progress recorded every 100 ms: a restore stopped below picks up close to where it stopped.
+  const engine = new BackupEngine({ source: sourceCluster, backupCluster, checkpointMs: 100 });
   const pool: Pool = await sourceCluster.pool(poolName);
   const volumeId = randomUUID();
   const volumeName = `volume-${volumeId}`;
@@ -157,11 +158,21 @@ async function cycle(sourceCluster: Cluster, backupCluster: Cluster, poolName: s
       if (!(refused instanceof AlreadyExistsError)) throw new Error(`a restore onto a volume holding data was not refused: ${String(refused)}`);
       const plan = await engine.restore({ ...onto, force: true, dryRun: true });
       say(`restore onto that volume: refused without force (it holds data); a dry run with force: ${plan.path} copy, condition ${plan.failedCondition?.number}, nothing written`);
+      // Stopped halfway (as a lost connection or a killed process would),
+      // then run again: the copy picks up where its progress record says.
+      const stop = new AbortController();
+      const stopped = await engine.restore({
+        ...onto, force: true, signal: stop.signal,
+        onProgress: ({ done, total }) => { if (done * 2n >= total) stop.abort(); },
+      }).then(() => undefined, (error: unknown) => error);
+      if (!(stopped instanceof CancelledError)) throw new Error(`a restore stopped halfway did not end cancelled: ${String(stopped)}`);
       const second = await engine.restore({ ...onto, force: true });
+      if (second.resumedFrom === undefined) throw new Error('the restore run again after a stop started from zero');
+      say(`restore onto that volume stopped halfway, run again: picked up at ${mib(second.resumedFrom)}, read ${mib(second.bytesRead)}`);
       const secondSha = await withImage(pool, `volume-${second.targetVolumeId}`, (image) => imageSha256(image));
       verify('restore of the incremental backup', secondSha, incrementalSha);
-      row('restore incr. -> used volume', second.size, second.elapsedMs,
-        `full copy (condition ${second.failedCondition?.number}: ${second.failedCondition?.reason})`,
+      row('restore incr. -> used volume', second.size - second.resumedFrom, second.elapsedMs,
+        `full copy (condition ${second.failedCondition?.number}), resumed at ${mib(second.resumedFrom)} after a stop`,
         secondSha === incrementalSha ? 'sha256 equal' : 'MISMATCH');
 
       // Instant: a clone of the backup, usable at once, where the backups

@@ -12,6 +12,7 @@
 import { after, before, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { copyImage, DigestTable, hashImage, transferDiff, type Image } from '../../lib/index.js';
 import { RESUME_KEY } from '../../lib/engine/resume.js';
 import { closeTestPools, testCluster, testPool } from '../support/clusters.js';
@@ -41,13 +42,19 @@ async function killedHalfway(kind: 'diff' | 'copy', source: Made, target: Made, 
     timeoutMs: 120_000,
   });
   await fixture.line('HALF');
-  fixture.child.kill('SIGKILL');
-  const { signal, stdout } = await fixture.exited;
-  assert.equal(signal, 'SIGKILL', `killed halfway (it printed: ${stdout.trim()})`);
-  assert.ok(!stdout.includes('DONE'));
   const image = await target.pool.openImage(target.name, { readOnly: true });
   try {
-    const record = await image.getMetadata(RESUME_KEY);
+    // Killed once a record is there (it is written every 20 ms).
+    let record: string | undefined;
+    for (let look = 0; look < 100 && record === undefined; look++) {
+      record = await image.getMetadata(RESUME_KEY);
+      if (record === undefined) await sleep(20);
+    }
+    fixture.child.kill('SIGKILL');
+    const { signal, stdout } = await fixture.exited;
+    assert.equal(signal, 'SIGKILL', `killed halfway (it printed: ${stdout.trim()})`);
+    assert.ok(!stdout.includes('DONE'));
+    record = await image.getMetadata(RESUME_KEY);
     assert.ok(record !== undefined, 'the killed transfer left its progress on the target');
     const done = BigInt((JSON.parse(record) as { done: string }).done);
     assert.ok(done > 0n && done < BigInt(SIZE), `recorded progress ${done}`);
