@@ -4,7 +4,7 @@
  * demo. Not part of the package's public API.
  */
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -83,6 +83,12 @@ export async function osdAdmin(info: ClusterInfo, args: string[]): Promise<strin
   return stdout;
 }
 
+/** What the OSD holds and can hold, in bytes, as it last counted them (its perf counters; memstore counts what it keeps in RAM). */
+export async function osdUsage(info: ClusterInfo): Promise<{ used: number; total: number }> {
+  const perf = JSON.parse(await osdAdmin(info, ['perf', 'dump'])) as { osd: { stat_bytes: number; stat_bytes_used: number } };
+  return { used: perf.osd.stat_bytes_used, total: perf.osd.stat_bytes };
+}
+
 /**
  * A memstore OSD reports itself rotational, and an HDD's snap trimming
  * sleeps 5 s between batches: the copies a write keeps for a snapshot,
@@ -95,6 +101,67 @@ export async function osdAdmin(info: ClusterInfo, args: string[]): Promise<strin
  */
 export async function trimSnapshotsWithoutSleep(info: ClusterInfo): Promise<void> {
   await osdAdmin(info, ['config', 'set', 'osd_snap_trim_sleep_hdd', '0']);
+}
+
+/** The daemons scripts/ceph-cluster.sh starts, by the names of their pid and log files. */
+export const DAEMONS = ['mon.a', 'osd.0'] as const;
+export type DaemonName = typeof DAEMONS[number];
+
+/** Whether pid is a live process of the cluster whose conf this is (its command line names the conf). */
+async function isOurs(pid: number, conf: string): Promise<boolean> {
+  // A zombie's cmdline reads empty: gone, as it should count.
+  const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+  return cmdline.split('\0').includes(conf);
+}
+
+/** How a daemon's log says it ended, when it did: a caught signal or a failed assertion. */
+export interface DaemonCrash {
+  /** The log line's time, when it has one. */
+  at: Date | undefined;
+  /** e.g. 'Caught signal (Segmentation fault)' or the failed assertion's line. */
+  what: string;
+  /** The backtrace's Ceph functions, innermost first (libc, buffer and boost frames left out). */
+  frames: string[];
+}
+
+/** A C++ name without its template arguments: MapCacher::MapCacher<std::string, ...>::get_next is MapCacher::MapCacher::get_next. */
+function withoutTemplateArguments(name: string): string {
+  let depth = 0;
+  let out = '';
+  for (const c of name) {
+    if (c === '<') depth++;
+    else if (c === '>') depth = Math.max(0, depth - 1);
+    else if (depth === 0) out += c;
+  }
+  return out;
+}
+
+/** The last crash report in a daemon log's text (what Ceph prints on a fatal signal or a failed ceph_assert). */
+export function lastCrash(log: string): DaemonCrash | undefined {
+  const lines = log.split('\n');
+  let at = -1;
+  for (let i = lines.length - 1; i >= 0; i--) {
+    if (/\*\*\* Caught signal \(|FAILED ceph_assert/.test(lines[i]!)) { at = i; break; }
+  }
+  if (at < 0) return undefined;
+  const line = lines[at]!;
+  const time = /(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+)\+0000/.exec(line);
+  const signal = /\*\*\* (Caught signal \([^)]*\))/.exec(line);
+  const frames: string[] = [];
+  for (const next of lines.slice(at + 1, at + 40)) {
+    const frame = /^\s*\d+: \(([^(]+)/.exec(next);
+    if (frame === null) {
+      if (frames.length > 0 && !/^\s*(\d+:|NOTE:|ceph version|in thread|$)/.test(next)) break;
+      continue;
+    }
+    const name = withoutTemplateArguments(frame[1]!.trim());
+    if (!/^(ceph::buffer::|boost::|std::)/.test(name) && name.includes('::')) frames.push(name);
+  }
+  return {
+    at: time === null ? undefined : new Date(`${time[1]}Z`),
+    what: signal === null ? line.replace(/^\S+ \S+ -?\d+ /, '').trim().slice(0, 300) : signal[1]!,
+    frames,
+  };
 }
 
 export class ThrowawayCluster {
@@ -153,6 +220,33 @@ export class ThrowawayCluster {
   /** SIGSTOP (pause) or SIGCONT (resume) to the OSD, by its pid file. */
   async signalOsd(signal: 'STOP' | 'CONT'): Promise<void> {
     await run('bash', [CLUSTER_SCRIPT, 'signal-osd', '--dir', this.info.dir, '--signal', signal]);
+  }
+
+  /**
+   * The daemons whose process is gone: neither of its pid files (the
+   * daemon's own and the one written at its launch) names a live process
+   * whose command line has this cluster's conf, as when the OSD crashed. An
+   * OSD being restarted (restartOsd) is gone for a moment, between the old
+   * process's exit and the new one's launch: a caller that must tell a
+   * crash look again some seconds later.
+   */
+  async goneDaemons(): Promise<DaemonName[]> {
+    const gone: DaemonName[] = [];
+    for (const name of DAEMONS) {
+      let alive = false;
+      for (const file of [`${name}.pid`, `${name}.launch.pid`]) {
+        const pid = Number((await readFile(join(this.info.dir, 'run', file), 'utf8').catch(() => '')).trim());
+        if (Number.isInteger(pid) && pid > 0 && await isOurs(pid, this.info.conf)) { alive = true; break; }
+      }
+      if (!alive) gone.push(name);
+    }
+    return gone;
+  }
+
+  /** The last crash a daemon's log reports (undefined when none: it ended otherwise, e.g. killed from outside). */
+  async crashOf(name: DaemonName): Promise<DaemonCrash | undefined> {
+    const log = await readFile(join(this.info.dir, 'log', `${name}.log`), 'utf8').catch(() => '');
+    return lastCrash(log);
   }
 
   /** Stops the daemons by their pid files and removes the directory. */
