@@ -159,10 +159,15 @@ async function processTree(root: number): Promise<number[]> {
   return tree;
 }
 
-/** SIGKILL to a worker and every process it started (the children of the kill scenarios, rbd exports, fuzz fixtures). */
+/**
+ * SIGKILL to a worker and every process it started (the children of the
+ * kill scenarios, rbd exports, fuzz fixtures); the worker alone when /proc
+ * cannot be read.
+ */
 async function killWorker(pid: number | undefined): Promise<void> {
   if (pid === undefined) return;
-  for (const p of await processTree(pid)) {
+  const tree = await processTree(pid).catch(() => [pid]);
+  for (const p of tree) {
     try {
       process.kill(p, 'SIGKILL');
     } catch {
@@ -223,9 +228,9 @@ async function runWorker(cluster: ThrowawayCluster, scenario: Scenario, seed: nu
     },
     timeoutMs: workerTimeoutMs(scenario, settings),
   });
-  // A daemon of the cluster died under the run (a Ceph crash, not the library's doing: the memstore
-  // OSD's snap trimmer segfaults now and then): what the run would still report is about a dead
-  // cluster, so it is stopped now and reported as no verdict at all.
+  // A daemon of the cluster died under the run (a Ceph crash, such as the memstore OSD's snap-trimmer
+  // segfault): what the run would go on to report is about a dead cluster, so it is stopped now,
+  // no verdict, and the suite runs it again on a fresh cluster.
   let stopped: DaemonName[] | undefined;
   const watch = watchDaemons(cluster, (gone) => {
     stopped = gone;
@@ -245,9 +250,13 @@ async function runWorker(cluster: ThrowawayCluster, scenario: Scenario, seed: nu
     return { outcomes: hang };
   }
   watch.stop();
-  if (stopped !== undefined) return { stopped };
-  // What the worker reported itself counts as it is, even when the cluster is found dead after it.
+  // What the worker reported itself counts as it is, even when the cluster is found dead after it
+  // (or it was being stopped as it reported): only a run that reported nothing is no verdict.
+  // Whole lines only: the kill may have cut one short.
+  const reported = result.stdout.split('\n').slice(0, -1).some((l) => l.startsWith('FAULT-OUTCOMES ') || l.startsWith('FAULT-ERROR '));
+  if (stopped !== undefined && !reported) return { stopped };
   const outcomes = outcomesOf(scenario, seed, result);
+  if (stopped !== undefined) return { outcomes, goneAfter: stopped };
   const goneAfter = await cluster.goneDaemons().then((gone) => (gone.length > 0 ? confirmedGone(cluster) : gone));
   if (goneAfter.length > 0) return { outcomes, goneAfter };
   if (outcomes.some((o) => o.operation === `${scenario.name} worker`)) await undoFaults(cluster);
