@@ -321,6 +321,8 @@ class ClusterSeries {
     // Long runs make and remove snapshots faster than the HDD pause lets the OSD free their clones,
     // and without the pause two PGs trimming at once crash memstore (see trimSnapshotsWithoutSleep).
     if (this.kind === 'memstore' && this.options.longRun) await trimSnapshotsWithoutSleep(cluster.info, { oneTrimmingPg: true });
+    // BlueStore has no such race, and the osd-restart runs restart its OSD.
+    if (this.kind === 'bluestore' && this.options.longRun) await trimSnapshotsWithoutSleep(cluster.info, { acrossRestarts: true });
   }
 
   /**
