@@ -10,7 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { fill } from '../test/support/cluster-scratch.js';
 import { removeImageFully } from '../test/support/scratch.js';
-import { osdAdmin, type ClusterInfo, type ThrowawayCluster } from '../lib/dev/throwaway-cluster.js';
+import { osdAdmin, osdUsage, type ClusterInfo, type ThrowawayCluster } from '../lib/dev/throwaway-cluster.js';
 import type { Context } from './kit.js';
 import type { Fault } from './faulted.js';
 
@@ -154,8 +154,7 @@ export function osdSocketFailures(ctx: Context): Fault {
 
 /** Bytes the OSD holds (memstore counts what it stores, in RAM), as its admin socket last counted them. */
 async function osdBytesUsed(ctx: Context): Promise<{ used: number; total: number }> {
-  const perf = JSON.parse(await osdAdmin(ctx.cluster.info, ['perf', 'dump'])) as { osd: { stat_bytes: number; stat_bytes_used: number } };
-  return { used: perf.osd.stat_bytes_used, total: perf.osd.stat_bytes };
+  return osdUsage(ctx.cluster.info);
 }
 
 /**

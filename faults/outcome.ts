@@ -31,6 +31,14 @@ export interface RunOutcome {
 export interface ScenarioReport {
   scenario: string;
   outcomes: RunOutcome[];
+  /**
+   * Runs the suite stopped without a verdict because a daemon of their
+   * cluster died (a Ceph crash, not a product outcome), each run again on a
+   * fresh cluster: a test-infrastructure loss, in no other column.
+   */
+  lost: number;
+  /** Runs never run: too many of their clusters were lost (see the suite's losses). */
+  notRun: number;
 }
 
 /** Whether a run breaks the bar (DESIGN section 7): the suite exits non-zero for these. */
@@ -47,10 +55,10 @@ function slowest(outcomes: readonly RunOutcome[]): string {
 
 export function renderTable(reports: readonly ScenarioReport[]): string {
   const rows = [['scenario', 'runs', 'correct', 'typed errors', 'hangs', 'corruptions', 'debris',
-    'untyped errors', 'crashes', 'slowest/budget']];
+    'untyped errors', 'crashes', 'slowest/budget', 'infra: lost', 'not run']];
   const count = (outcomes: readonly RunOutcome[], test: (o: RunOutcome) => boolean): string =>
     String(outcomes.filter(test).length);
-  for (const { scenario, outcomes } of reports) {
+  for (const { scenario, outcomes, lost, notRun } of reports) {
     rows.push([
       scenario, String(outcomes.length),
       count(outcomes, (o) => o.settled === 'completed' && !o.corrupt && o.debris.length === 0),
@@ -61,6 +69,7 @@ export function renderTable(reports: readonly ScenarioReport[]): string {
       count(outcomes, (o) => o.settled === 'untyped'),
       count(outcomes, (o) => o.settled === 'crash'),
       slowest(outcomes),
+      String(lost), String(notRun),
     ]);
   }
   return table(rows, (column) => column > 0);

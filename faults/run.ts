@@ -2,7 +2,8 @@
  * The fault suite's command: `npm run faults` (node dist/faults/run.js).
  * Starts its own clusters, runs seeded, bounded fault scenarios against the
  * BackupEngine, prints a table per scenario and exits non-zero on any hang,
- * corruption, crash or untyped error (--ci: also on debris).
+ * corruption, crash or untyped error (--ci: also on debris), with 3 when
+ * none failed but runs were not run because their clusters kept dying.
  *
  *   node dist/faults/run.js [--ci] [--runs N] [--fuzz N] [--only a,b] [--seed S]
  *     [--op-timeout-ms N] [--budget-ms N] [--size-mib N] [--restart-size-mib N]
@@ -18,11 +19,14 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { failed, notable, renderTable } from './outcome.js';
 import { SCENARIOS } from './scenarios.js';
-import { runSuite, type SuiteOptions } from './suite.js';
+import { describeLoss, runSuite, type SuiteOptions } from './suite.js';
 
 const USAGE = 'usage: node dist/faults/run.js [--ci] [--runs N] [--fuzz N] [--only a,b] [--seed S] ' +
   '[--op-timeout-ms N] [--budget-ms N] [--size-mib N] [--restart-size-mib N] [--chain N] [--kill-window-ms N] ' +
   `[--work-dir DIR] [--port N] [--keep-logs DIR] [--client-logs DIR]\nscenarios: ${SCENARIOS.map((s) => s.name).join(', ')}\n`;
+
+/** The exit code when no run failed but some were not run, their clusters lost (1 is a product failure, 2 a usage error). */
+const EXIT_INCOMPLETE = 3;
 
 /** The seed of the CI subset. */
 const CI_SEED = 20261129;
@@ -96,20 +100,33 @@ async function main(): Promise<number> {
   const madeDir = chosen.workDir === '' ? mkdtempSync(join(tmpdir(), 'rbd-backup-faults-')) : undefined;
   const started = performance.now();
   chosen.log(`seed ${chosen.seed} (--seed ${chosen.seed} replays the runs); settings ${JSON.stringify(chosen.settings)}`);
-  let reports;
+  let result;
   try {
-    reports = await runSuite({ ...chosen, workDir: madeDir ?? chosen.workDir });
+    result = await runSuite({ ...chosen, workDir: madeDir ?? chosen.workDir });
   } finally {
     if (madeDir) rmSync(madeDir, { recursive: true, force: true });
   }
+  const { reports, losses } = result;
   const minutes = (performance.now() - started) / 60_000;
   process.stdout.write(`\nfault suite, seed ${chosen.seed}, ${minutes.toFixed(1)} min; op timeout ${chosen.settings.opTimeoutMs / 1000} s, ` +
     `budget ${chosen.settings.budgetMs / 1000} s per call (a hang: settled after 1.5x it)\n\n${renderTable(reports)}\n`);
+  if (losses.length > 0) {
+    process.stdout.write(`\nTEST INFRASTRUCTURE, not product verdicts: ${losses.length} cluster(s) lost (a run stopped when its ` +
+      'cluster died is counted under "infra: lost" only, and runs again, same seed, on a fresh cluster):\n' +
+      `${losses.map((loss) => `- ${describeLoss(loss)}`).join('\n')}\n`);
+  }
   const lines = notable(reports);
   if (lines.length > 0) process.stdout.write(`\n${lines.join('\n')}\n`);
   const outcomes = reports.flatMap((r) => r.outcomes);
   const bad = outcomes.filter((o) => failed(o) || (chosen.ci && o.debris.length > 0));
-  return bad.length > 0 ? 1 : 0;
+  if (bad.length > 0) return 1;
+  // No product failure, but not every run was run: no pass either.
+  const notRun = reports.reduce((sum, r) => sum + r.notRun, 0);
+  if (notRun > 0) {
+    process.stdout.write(`\n${notRun} run(s) not run: too many clusters lost (exit ${EXIT_INCOMPLETE})\n`);
+    return EXIT_INCOMPLETE;
+  }
+  return 0;
 }
 
 process.exitCode = await main();
