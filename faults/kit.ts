@@ -8,7 +8,7 @@
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
-  BackupEngine, NotFoundError, TimeoutError, type BackupRecord, type BackupEngineConfig, type Cluster, type ConnectOptions, type Pool,
+  BackupEngine, DigestsError, NotFoundError, TimeoutError, type BackupRecord, type BackupEngineConfig, type Cluster, type ConnectOptions, type Pool,
 } from '../lib/index.js';
 import { intBelow } from '../lib/dev/prng.js';
 import type { ThrowawayCluster } from '../lib/dev/throwaway-cluster.js';
@@ -148,19 +148,27 @@ export function worse(a: Settled, b: Settled): Settled {
 }
 
 /**
- * Restores a backup into a new volume on the healthy connection and
- * compares its bytes with the source snapshot; a backup that cannot be
- * restored is as bad as one that restores wrong.
+ * Restores a backup into a new volume on the healthy connection, checking
+ * the restored bytes against the backup's stored digests as they are
+ * written (a backup without digests is restored without), and compares
+ * its bytes with the source snapshot; a backup that cannot be restored is
+ * as bad as one that restores wrong, and digests that do not match its
+ * data (a VerificationError) are as bad as either.
  */
 export async function verifyBackup(ctx: Context, record: BackupRecord, volumeId: string,
   snapshot: string): Promise<{ corrupt: boolean; settled: Settled; detail: string }> {
   const target = targetId(ctx);
   let restored;
+  let verify = true;
   // A cluster just healed may still be settling (PGs peering): a timeout is tried again.
   for (let attempt = 1; ; attempt++) {
     restored = await settle(ctx.settings.budgetMs, (timeoutMs) => healthyEngine(ctx).restore({
-      backup: record, target: { volume: { pool: POOL, id: target } }, timeoutMs,
+      backup: record, target: { volume: { pool: POOL, id: target } }, timeoutMs, verify,
     }));
+    if (restored.error instanceof DigestsError && verify) {
+      verify = false;
+      continue;
+    }
     if (!(restored.error instanceof TimeoutError) || attempt === VERIFY_ATTEMPTS) break;
   }
   if (restored.settled !== 'completed') {
@@ -169,7 +177,8 @@ export async function verifyBackup(ctx: Context, record: BackupRecord, volumeId:
   const same = await sameBytes(volumeId, snapshot, target);
   // Checked: its room goes back now (memstore holds it in RAM), not when the run ends.
   await removeImagePatiently(ctx.volumes, `volume-${target}`);
-  return { corrupt: !same, settled: 'completed', detail: same ? 'restore byte-equal to the source snapshot' : `restore of ${record.id} differs from ${snapshot}` };
+  const checked = verify ? 'restore verified against its digests and' : 'restore (the backup has no digests)';
+  return { corrupt: !same, settled: 'completed', detail: same ? `${checked} byte-equal to the source snapshot` : `restore of ${record.id} differs from ${snapshot}` };
 }
 
 /**
