@@ -14,7 +14,7 @@ import type { Image } from '../ceph/image.js';
 import { logEngine } from './log.js';
 import { checkEngineOptions, ioSizeFor, type EngineOptions } from './options.js';
 import { clearResume, findResume } from './resume.js';
-import { runTransfer, type DigestStart, type TransferStats } from './transfer.js';
+import { hasRecord, runTransfer, type DigestStart, type TransferStats } from './transfer.js';
 
 export interface CopyImageOptions extends EngineOptions {
   source: Image;
@@ -87,7 +87,7 @@ export async function copyImage(options: CopyImageOptions): Promise<CopyStats> {
       bytesDiscarded = targetSize - size;
       await target.discard(size, bytesDiscarded);
     }
-    if (resuming !== undefined) await clearResume(target);
+    if (hasRecord(stats)) await clearResume(target);
     return { ...stats, size, bytesDiscarded };
   } finally {
     await snap.close();

@@ -151,7 +151,9 @@ export class Checkpointer {
   #finalBlocks = 0;
   #done: bigint;
   #written: bigint;
-  #lastWrite = 0;
+  /** A transfer shorter than the interval records nothing (and costs no round trip). */
+  #lastWrite = performance.now();
+  #records = 0;
   #writing: Promise<void> = Promise.resolve();
   #busy = false;
   readonly #intervalMs: number;
@@ -197,6 +199,8 @@ export class Checkpointer {
 
   async #write(): Promise<void> {
     const done = this.#done;
+    // Counted before: one that fails may still have landed.
+    this.#records++;
     try {
       if (this.#entries !== undefined) {
         // First: a record never claims blocks whose digests are not stored.
@@ -215,6 +219,11 @@ export class Checkpointer {
   /** Waits for a checkpoint write in flight (before the record is removed or the call returns). */
   settled(): Promise<void> {
     return this.#writing;
+  }
+
+  /** Records written or tried (one that failed may still have landed): a record to remove once the transfer is complete. */
+  get records(): number {
+    return this.#records;
   }
 }
 

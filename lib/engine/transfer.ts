@@ -32,6 +32,8 @@ export type EngineJobStats = Omit<TransferJobStats, 'digests'> & {
   resumedFrom?: bigint;
   /** Why a progress record on the target was not taken: the transfer started clean. */
   resumeRefused?: string;
+  /** Progress records written (or tried) on the target: every checkpointMs, none for a shorter transfer. */
+  checkpoints?: number;
 };
 
 export interface TransferDiffOptions extends EngineOptions {
@@ -114,10 +116,12 @@ export async function transferDiff(options: TransferDiffOptions): Promise<Transf
   try {
     const { size, objectSize, features } = await snap.stat();
     const { size: targetSize } = await target.stat();
+    let resuming = await findResume(snap, target, { kind: 'diff', snapshot, fromSnapshot, length: size, digestBlock: options.digests?.table.blockSize });
     // Only into a target already of the snapshot's size: a first run sized it so.
-    const resuming = targetSize === size
-      ? await findResume(snap, target, { kind: 'diff', snapshot, fromSnapshot, length: size, digestBlock: options.digests?.table.blockSize })
-      : undefined;
+    if (resuming?.point !== undefined && targetSize !== size) {
+      await clearResume(target);
+      resuming = { ...resuming, point: undefined, refused: `the target is ${targetSize} bytes, not the snapshot's ${size}` };
+    }
     // A full transfer into an image that holds nothing can skip holes and
     // zeros; into one that holds data it must overwrite the holes as well
     // (as the first run judged the target, when this one picks up its work).
@@ -148,7 +152,7 @@ export async function transferDiff(options: TransferDiffOptions): Promise<Transf
         detail: `librbd reported the end snapshot ${snapshot} created, but the header of ${target.spec} does not list it`,
       });
     }
-    await clearResume(target);
+    if (hasRecord(stats)) await clearResume(target);
     logEngine('transferDiff %s done: %o', resource, stats);
     return { ...stats, size };
   } finally {
@@ -176,6 +180,11 @@ async function checkTransferSnapshots(opening: Promise<Image>, target: Image, sn
   }
   const snap = await opening;
   if (fromSnapshot !== undefined && !(await snap.snapshotExists(fromSnapshot))) throw missing('source', snap);
+}
+
+/** Whether a transfer left (or found) a progress record on its target, to remove once it is complete. */
+export function hasRecord(stats: EngineJobStats): boolean {
+  return (stats.checkpoints ?? 0) > 0 || stats.resumedFrom !== undefined;
 }
 
 /**
@@ -216,5 +225,6 @@ export async function runTransfer(source: Image, target: Image | null, plan: Tra
     ...(digests === undefined || start === undefined ? {} : { digests: new DigestTable(plan.length, start.table.blockSize, digests) }),
     ...(point === undefined ? {} : { resumedFrom: point.start }),
     ...(resuming?.refused === undefined ? {} : { resumeRefused: resuming.refused }),
+    ...(checkpoints === undefined ? {} : { checkpoints: checkpoints.records }),
   };
 }
