@@ -106,7 +106,8 @@ export function describeLoss(loss: ClusterLoss): string {
     ? `during ${loss.during}, which was stopped (no verdict) and runs again`
     : `between runs${loss.after === undefined ? ' (before the first)' : ` (after ${loss.after}, whose verdict counts as reported)`}`;
   return `the ${loss.cluster} cluster was lost ${loss.minutes.toFixed(1)} min into the suite, ${when}: ${loss.cause}; ` +
-    (loss.replacement === undefined ? `${MAX_LOST_CLUSTERS} ${loss.kind} clusters had been replaced already: no more were started, the runs left were not run`
+    (loss.replacement === undefined
+      ? `${MAX_LOST_CLUSTERS} ${loss.kind} clusters had been replaced already: no more were started, the runs left were not run`
       : `the suite went on with a fresh cluster, ${loss.replacement}`) +
     (loss.logs === undefined ? '' : `; its logs: ${loss.logs}`);
 }
@@ -346,7 +347,9 @@ class ClusterSeries {
     this.current = undefined;
     if (cluster === undefined) return;
     const peak = this.#peak;
-    if (peak !== undefined) this.options.log(`${this.name} cluster: its OSD held at most ${gib(peak.used)} of ${gib(peak.total)} GiB (after ${peak.after})`);
+    if (peak !== undefined) {
+      this.options.log(`${this.name} cluster: its OSD held at most ${gib(peak.used)} of ${gib(peak.total)} GiB (after ${peak.after})`);
+    }
     try {
       if (this.options.keepLogs !== undefined) cpSync(join(cluster.info.dir, 'log'), join(this.options.keepLogs, this.name), { recursive: true });
     } finally {

@@ -106,10 +106,10 @@ export async function osdUsage(info: ClusterInfo): Promise<{ used: number; total
  * holds its position across calls without a lock, reads that key after
  * the other PG erased it. oneTrimmingPg lets one PG trim at a time
  * (osd_max_trimming_pgs 1, default 2), which leaves no second trimmer to
- * erase keys under the first one's lookup: under a
- * load that crashed the OSD after 22 s and 82 s with two, 10 minutes
- * without a crash, and the clones freed as fast as they were made. The
- * fault suite's long runs set it; the benchmark keeps two.
+ * erase keys under the first one's lookup: under a load that crashed the
+ * OSD after 22 s and 82 s with two, 10 minutes without a crash, and the
+ * clones freed as fast as they were made. The fault suite's long runs set
+ * it; the benchmark keeps two.
  *
  * A BlueStore OSD on a file of this machine's disk is rotational too: its
  * clones piled up the same way under the fault suite's OSD restarts (0.9
@@ -118,7 +118,8 @@ export async function osdUsage(info: ClusterInfo): Promise<{ used: number; total
  */
 export async function trimSnapshotsWithoutSleep(info: ClusterInfo,
   options: { oneTrimmingPg?: boolean; acrossRestarts?: boolean } = {}): Promise<void> {
-  const settings: Array<[string, string]> = [['osd_snap_trim_sleep_hdd', '0'], ...(options.oneTrimmingPg ? [['osd_max_trimming_pgs', '1'] as [string, string]] : [])];
+  const settings: Array<[string, string]> = [['osd_snap_trim_sleep_hdd', '0']];
+  if (options.oneTrimmingPg) settings.push(['osd_max_trimming_pgs', '1']);
   for (const [name, value] of settings) {
     await osdAdmin(info, ['config', 'set', name, value]);
     // The monitor's configuration database, which a restarted OSD reads again (the admin socket's setting dies with the process).
