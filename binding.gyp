@@ -28,7 +28,7 @@
       ],
       "cflags_cc": ["-std=c++17", "-Wall", "-Wextra", "-Wno-unused-parameter"],
       "defines": ["NAPI_VERSION=8"],
-      "libraries": ["-lrados", "-lrbd", "-lxxhash"]
+      "libraries": ["-lrados", "-lrbd"]
     }
   ]
 }

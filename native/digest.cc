@@ -1,5 +1,8 @@
 #include "digest.h"
 
+// xxHash compiled into the addon from its header (libxxhash-dev): the
+// prebuilt addon then needs no libxxhash at run time.
+#define XXH_INLINE_ALL
 #include <xxhash.h>
 
 #include <algorithm>

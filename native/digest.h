@@ -3,7 +3,8 @@
 // image, and JavaScript hashes such a table (XXH3, 128 bits) into one
 // digest of the point in time. xxHash (Debian's libxxhash) hashes at
 // memory speed, far above any cluster's read rate; it guards against
-// corruption, not against someone who can rewrite the digests too.
+// corruption, not against someone who can rewrite the digests too. It is
+// compiled in from the header (digest.cc), so only a build needs it.
 #pragma once
 
 #include <napi.h>

@@ -286,7 +286,7 @@ const require = createRequire(import.meta.url);
 const packageRoot = fileURLToPath(new URL('../../../', import.meta.url));
 
 const BUILD_HINT = 'To build it from source, install a C++ compiler, make, python3 and the ' +
-  'librbd-dev and librados-dev packages (librbd-devel and librados-devel on RPM systems), ' +
+  'librbd-dev, librados-dev and libxxhash-dev packages (librbd-devel, librados-devel and xxhash-devel on RPM systems), ' +
   'then run `npm rebuild ceph-rbd-backup`.';
 
 /**
