@@ -1,9 +1,9 @@
 /**
  * One latency pass in its own clusters: the delivered latency, the source
- * volume and its write ceiling, then every scenario (export stream, full
- * copy, cross-cluster and same-cluster full transfers, the incremental
- * chains, the restores, the instant and in-place restores of a backup, the
- * RSS check).
+ * volume and its write ceiling, then every selected scenario (export
+ * stream, full copy, cross-cluster and same-cluster full transfers, the
+ * incremental chains, the restores, the instant and in-place restores of a
+ * backup, the RSS check).
  */
 import {
   Bench, CONNECT_TIMEOUT_MS, FEATURES, medianRun, OBJECT_SIZE, OP_TIMEOUT_MS, SCENARIO_JS, VerificationError,
@@ -247,11 +247,12 @@ export async function runPass(bench: Bench): Promise<void> {
   bench.pass.delivered = delivered;
   for (const line of delivered.output.split('\n')) bench.log(`  ${line}`);
   await setUpSource(bench);
-  await exportStream(bench);
-  await fullCopy(bench);
-  if (bench.b) await crossCluster(bench);
-  await transfers(bench);
-  await backupRestores(bench);
+  const groups = bench.config.groups;
+  if (groups.includes('export')) await exportStream(bench);
+  if (groups.includes('copy')) await fullCopy(bench);
+  if (bench.b && groups.includes('cross')) await crossCluster(bench);
+  if (groups.includes('transfers')) await transfers(bench);
+  if (groups.includes('restores')) await backupRestores(bench);
   if (bench.config.rssCheckMiB !== undefined) await rssCheck(bench, bench.config.rssCheckMiB);
   bench.osdSnapshot('end');
   bench.pass.durationMs = Math.round(performance.now() - started);

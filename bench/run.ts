@@ -4,7 +4,7 @@
  * operation, each on throwaway clusters this process starts (and always
  * stops), with every result checked by sha256 of `rbd export`.
  *
- *   node dist/bench/run.js [--size-mib N] [--latency both|0|4] [--size-mib M | --rss-check] [--json PATH]
+ *   node dist/bench/run.js [--size-mib N] [--latency both|0|4] [--size-mib M | --rss-check] [--only G,...] [--json PATH]
  *
  * See bench/README.md for what is measured and how to read the numbers.
  */
@@ -100,6 +100,7 @@ async function main(): Promise<number> {
       rbdConcurrentManagementOps: 'rbd: the tool\'s default (10, what Cinder runs); rbd@64: --rbd-concurrent-management-ops 64 ' +
         'on both export-diff and import-diff (or rbd cp)',
       skipCross: config.skipCross,
+      groups: config.groups,
     },
     passes: [],
     bars: [],

@@ -1,13 +1,14 @@
 /**
- * The benchmark's pure logic: parsing `ceph-cluster.sh latency` and the
- * step marks of an rbd command line, the serial round trips of the
- * unchanged incremental, and judging the bars (with the shortfall a failed
- * bar prints). No cluster needed; no time is measured.
+ * The benchmark's pure logic: parsing `ceph-cluster.sh latency`, the step
+ * marks of an rbd command line and the command line's --only, the serial
+ * round trips of the unchanged incremental, and judging the bars (with the
+ * shortfall a failed bar prints). No cluster needed; no time is measured.
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { evaluateBars, judge } from '../../bench/bars.js';
 import { parseLatency, roundTrips } from '../../bench/latency.js';
+import { GROUPS, parseArgs, UsageError } from '../../bench/options.js';
 import { stepMarks } from '../../bench/proc.js';
 import type { DeliveredLatency, Measure, Pass, Results, ScenarioRecord } from '../../bench/results.js';
 
@@ -132,5 +133,26 @@ describe('bars', () => {
     const nothingSlower = evaluateBars(results).find((b) => b.id === 'nothing-slower');
     assert.equal(nothingSlower?.pass, true);
     assert.doesNotMatch(nothingSlower?.detail ?? '', /restore-in-place/);
+  });
+});
+
+describe('--only', () => {
+  test('all groups by default, with cluster B', () => {
+    const config = parseArgs([]);
+    assert.deepEqual(config.groups, [...GROUPS]);
+    assert.equal(config.skipCross, false);
+  });
+
+  test('selects groups in their order; without cross, no cluster B', () => {
+    const config = parseArgs(['--only', 'restores,transfers,export']);
+    assert.deepEqual(config.groups, ['export', 'transfers', 'restores']);
+    assert.equal(config.skipCross, true);
+    assert.equal(parseArgs(['--only=cross']).skipCross, false);
+  });
+
+  test('refuses an unknown or empty selection', () => {
+    assert.throws(() => parseArgs(['--only', 'transfers,restore']), (error: unknown) =>
+      error instanceof UsageError && /unknown group restore\b/.test(error.message));
+    assert.throws(() => parseArgs(['--only', '']), UsageError);
   });
 });
