@@ -31,9 +31,9 @@ export interface Config {
 /**
  * The scenarios in groups that --only selects (each pass runs the selected
  * ones in the order of bench/README.md): the export stream, the full copy,
- * the cross-cluster transfer, the transfers (full, incrementals, restores
- * by diff and by full copy), the instant and in-place restores of a
- * BackupEngine backup.
+ * the cross-cluster transfer, the transfers (full, incrementals, with and
+ * without digests, restores by diff and by full copy), the instant and
+ * in-place restores of a BackupEngine backup.
  */
 export const GROUPS = ['export', 'copy', 'cross', 'transfers', 'restores'] as const;
 export type Group = (typeof GROUPS)[number];
@@ -59,8 +59,9 @@ export const USAGE = `usage: node dist/bench/run.js [options]
   --latency both|0|4 the passes: loopback (~0), ~4 ms per operation, or both in one run (default both)
   --skip-cross       leave out cluster B and the cross-cluster full transfer (one cluster per pass)
   --only G,G,...     run only these groups of scenarios: export, copy, cross, transfers (full
-                     transfer, incrementals, restores by diff and copy), restores (instant and
-                     in-place); default all. Without cross, cluster B is not started
+                     transfer, incrementals with and without digests, restores by diff and
+                     copy), restores (instant and in-place); default all. Without cross,
+                     cluster B is not started
   --deadline-min N   give up (and clean up) after N minutes for the whole run (default 45)
   --strict           exit 2 when a bar of DESIGN section 7 fails
 `;

@@ -32,6 +32,22 @@ export interface EngineOperation {
   target?: ImageRef;
   /** export only: 'null' discards (timed); 'stdout' writes the stream out (for verification). */
   sink?: 'null' | 'stdout';
+  /** transfer only: hash the end snapshot's blocks as the data passes (transferDiff's digests). */
+  digests?: DigestsStart;
+}
+
+/**
+ * The table a transfer with digests starts from, of the end snapshot's
+ * size: read from a file of entries (the from-snapshot's table, which the
+ * benchmark computed with hashImage before the child started, so that
+ * neither its time nor its operations count), or without one the zeros of
+ * a whole history (DigestTable.zeros).
+ */
+export interface DigestsStart {
+  size: number;
+  blockSize: number;
+  /** The table's entries (DigestTable.entries), 8 bytes per block. */
+  entriesFile?: string;
 }
 
 /** How a restore operation restores. */
@@ -107,7 +123,8 @@ export interface ScenarioResult {
    * The engine's own statistics (for a restore: its RestoreResult), numbers
    * and strings only; a restore's also its milestones, in ms after the call
    * started: returnedMs, and for an instant restore firstReadMs (and
-   * flattenedMs with a background flatten).
+   * flattenedMs with a background flatten); a transfer with digests also
+   * pointDigest (of the table it computed) and digestBlockSize.
    */
   stats: Record<string, number | string | null>;
   /** export: bytes of the diff stream. */

@@ -86,6 +86,27 @@ function backupRestoreLines(p: Pass): string[] {
     'times from the call\'s or the command line\'s start, median runs):', ...lines];
 }
 
+/** What digests cost the transfers. */
+function digestLines(p: Pass): string[] {
+  const lines: string[] = [];
+  const costs = p.scenarios.filter((s) => s.digestCost);
+  if (costs.length > 0) {
+    lines.push('  what digests cost ours (with ÷ without; the row without digests is the one above it):');
+    for (const s of costs) {
+      const plain = p.scenarios.find((x) => x.id === s.digestCost!.of);
+      const c = s.digestCost!;
+      const mib = (m: Measure | undefined): string => n(m ? Number(m.stats?.['bytesRead']) / MiB : undefined, 1);
+      const lib = (m: Measure | undefined): string => n(m ? Number(m.stats?.['ops']) : undefined);
+      const osd = (m: Measure | undefined): string => (m?.osdOps ? String(totalOps(m.osdOps)) : '-');
+      lines.push(`    ${plain?.title ?? c.of}: ${seconds(plain?.ours)} -> ${seconds(s.ours)} s (${n(c.time, 2)}x the time), ` +
+        `read ${mib(plain?.ours)} -> ${mib(s.ours)} MiB (${n(c.bytesRead, 2)}x), lib ops ${lib(plain?.ours)} -> ` +
+        `${lib(s.ours)} (${n(c.libOps, 2)}x), OSD ops ${osd(plain?.ours)} -> ${osd(s.ours)} (${n(c.osdOps, 2)}x); ` +
+        `with digests ${n(s.ratio, 2)}x the pipe, ${n(s.ratio64, 2)}x at 64 ops`);
+    }
+  }
+  return lines.length === 0 ? [] : ['', 'digests (the rows with digests):', ...lines];
+}
+
 function latencyLine(p: Pass): string {
   const d = p.delivered;
   if (!d) return `~${p.latency} ms pass: delivered latency not measured`;
@@ -192,6 +213,7 @@ function printPass(p: Pass, out: string[]): void {
         `in ${s.change.objectsTouched} of ${s.change.objects} objects`);
     }
   }
+  out.push(...digestLines(p));
   out.push(...backupRestoreLines(p));
   for (const s of p.scenarios) {
     const native = s.ours.stats?.['elapsedMs'];

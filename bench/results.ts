@@ -76,6 +76,23 @@ export interface ScenarioRecord {
   noBar?: boolean;
   /** An in-place restore: its time and bytes read ÷ those of our full-copy restore into the same volume. */
   ofFullCopy?: { time: number; bytesRead: number };
+  /** A transfer with digests: what it cost against the same transfer without (the row `of`), with ÷ without. */
+  digestCost?: DigestCost;
+}
+
+/**
+ * A transfer with digests against the same transfer without them (ours,
+ * median runs): each figure with ÷ without. bytesRead and libOps are the
+ * library's stats, osdOps the OSD's client operations over the child's
+ * whole run (its opening and closing included).
+ */
+export interface DigestCost {
+  /** The scenario id of the transfer without digests. */
+  of: string;
+  time: number;
+  bytesRead: number;
+  libOps: number;
+  osdOps: number;
 }
 
 export interface ChangeInfo {

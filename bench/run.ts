@@ -101,6 +101,9 @@ async function main(): Promise<number> {
         'on both export-diff and import-diff (or rbd cp)',
       skipCross: config.skipCross,
       groups: config.groups,
+      digests: 'rows "..., with digests": ours with transferDiff\'s digests (64 KiB blocks up to 64 GiB), beside the same ' +
+        'transfer without; an incremental\'s start table is hashImage of the source\'s from-snapshot, computed by the ' +
+        'benchmark before the child starts (untimed, its operations not counted); rbd: the same pipe runs as the row without',
     },
     passes: [],
     bars: [],
