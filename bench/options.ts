@@ -31,11 +31,12 @@ export interface Config {
 /**
  * The scenarios in groups that --only selects (each pass runs the selected
  * ones in the order of bench/README.md): the export stream, the full copy,
- * the cross-cluster transfer, the transfers (full, incrementals, with and
- * without digests, restores by diff and by full copy), the instant and
- * in-place restores of a BackupEngine backup.
+ * the cross-cluster transfer, the transfers (full, incrementals with and
+ * without digests, restores by diff and by full copy), the deep verify of
+ * a BackupEngine backup (and the read ceiling), the instant and in-place
+ * restores of that backup.
  */
-export const GROUPS = ['export', 'copy', 'cross', 'transfers', 'restores'] as const;
+export const GROUPS = ['export', 'copy', 'cross', 'transfers', 'verify', 'restores'] as const;
 export type Group = (typeof GROUPS)[number];
 
 /** A pass's latency: '0' is loopback memstore, '4' the OSD delaying client messages (~4 ms per operation). */
@@ -60,8 +61,9 @@ export const USAGE = `usage: node dist/bench/run.js [options]
   --skip-cross       leave out cluster B and the cross-cluster full transfer (one cluster per pass)
   --only G,G,...     run only these groups of scenarios: export, copy, cross, transfers (full
                      transfer, incrementals with and without digests, restores by diff and
-                     copy), restores (instant and in-place); default all. Without cross,
-                     cluster B is not started
+                     copy), verify (deep verify of a BackupEngine backup, read ceiling),
+                     restores (instant and in-place); default all. Without cross, cluster B
+                     is not started
   --deadline-min N   give up (and clean up) after N minutes for the whole run (default 45)
   --strict           exit 2 when a bar of DESIGN section 7 fails
 `;

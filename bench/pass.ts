@@ -2,8 +2,9 @@
  * One latency pass in its own clusters: the delivered latency, the source
  * volume and its write ceiling, then every selected scenario (export
  * stream, full copy, cross-cluster and same-cluster full transfers, the
- * incremental chains with and without digests, the restores, the instant
- * and in-place restores of a backup, the RSS check).
+ * incremental chains with and without digests, the restores, the deep
+ * verify of a backup and the read ceiling, the instant and in-place
+ * restores of that backup, the RSS check).
  */
 import {
   Bench, CONNECT_TIMEOUT_MS, FEATURES, medianRun, OBJECT_SIZE, OP_TIMEOUT_MS, SCENARIO_JS, VerificationError,
@@ -18,6 +19,7 @@ import { cliCopy, cliTransfer } from './rbd-side.js';
 import type { Ceiling, Measure, ScenarioRecord } from './results.js';
 import type { ScenarioArgs, ScenarioResult } from './protocol.js';
 import { backUpSource, deleteSourceBackup } from './source-backup.js';
+import { deepVerify } from './verify.js';
 
 const MiB = 1 << 20;
 
@@ -225,12 +227,21 @@ async function transfers(bench: Bench): Promise<void> {
   }
 }
 
-/** BackupEngine's restores that clone or converge, from one backup of rbd/src, which goes afterwards. */
-async function backupRestores(bench: Bench): Promise<void> {
-  bench.log('instant and in-place restores of a BackupEngine backup of rbd/src');
+/**
+ * What runs on one BackupEngine backup of rbd/src (with its digests), which
+ * goes afterwards: the deep verify, then the restores that clone or
+ * converge.
+ */
+async function ofSourceBackup(bench: Bench): Promise<void> {
+  const groups = bench.config.groups;
+  bench.log('a BackupEngine backup of rbd/src (with its digests), for the ' +
+    `${groups.filter((g) => g === 'verify' || g === 'restores').join(' and ')} rows`);
   const backup = await backUpSource(bench);
-  await instantRestores(bench, backup);
-  await inPlaceRestores(bench, backup);
+  if (groups.includes('verify')) await deepVerify(bench, backup);
+  if (groups.includes('restores')) {
+    await instantRestores(bench, backup);
+    await inPlaceRestores(bench, backup);
+  }
   await deleteSourceBackup(bench, backup);
 }
 
@@ -271,7 +282,7 @@ export async function runPass(bench: Bench): Promise<void> {
   if (groups.includes('copy')) await fullCopy(bench);
   if (bench.b && groups.includes('cross')) await crossCluster(bench);
   if (groups.includes('transfers')) await transfers(bench);
-  if (groups.includes('restores')) await backupRestores(bench);
+  if (groups.includes('verify') || groups.includes('restores')) await ofSourceBackup(bench);
   if (bench.config.rssCheckMiB !== undefined) await rssCheck(bench, bench.config.rssCheckMiB);
   bench.osdSnapshot('end');
   bench.pass.durationMs = Math.round(performance.now() - started);

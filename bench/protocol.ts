@@ -73,7 +73,15 @@ export interface RestoreOperation {
   how: RestoreHow;
 }
 
-export type Operation = EngineOperation | RestoreOperation;
+/** BackupEngine.verify(backup, { mode: 'deep' }) of a backup in the child's one cluster. */
+export interface VerifyOperation {
+  op: 'verify';
+  cluster: ClusterRef;
+  backupPool: string;
+  backup: BackupRecord;
+}
+
+export type Operation = EngineOperation | RestoreOperation | VerifyOperation;
 
 /** How the child runs any operation. */
 export interface RunSettings {
@@ -120,11 +128,12 @@ export interface ScenarioResult {
   /** From process start to just before the operation (module load, connect, open). */
   setupMs: number;
   /**
-   * The engine's own statistics (for a restore: its RestoreResult), numbers
-   * and strings only; a restore's also its milestones, in ms after the call
-   * started: returnedMs, and for an instant restore firstReadMs (and
-   * flattenedMs with a background flatten); a transfer with digests also
-   * pointDigest (of the table it computed) and digestBlockSize.
+   * The engine's own statistics (for a restore: its RestoreResult; for a
+   * verify: its VerifyResult), numbers and strings only; a restore's also
+   * its milestones, in ms after the call started: returnedMs, and for an
+   * instant restore firstReadMs (and flattenedMs with a background
+   * flatten); a transfer with digests also pointDigest (of the table it
+   * computed) and digestBlockSize.
    */
   stats: Record<string, number | string | null>;
   /** export: bytes of the diff stream. */

@@ -35,6 +35,8 @@ export interface Measure {
   command?: string;
   /** rbd: when each marked step of the command line returned, in ms after the script started. */
   stepsMs?: Record<string, number> | undefined;
+  /** rbd: what the command line printed on stdout, when it was kept (the deep verify pipe's md5sum line). */
+  printed?: string;
   /** The OSDs' client-op counters over the whole run (process start to exit), summed over the running clusters. */
   osdOps?: OsdOps;
 }
@@ -166,6 +168,13 @@ export interface Pass {
   /** The fill of rbd/src, then rbd bench on fresh scratch images of the same size. */
   ceilingRuns?: Ceiling[];
   rssCheckCeiling?: Ceiling;
+  /**
+   * The fastest of readCeilingRuns: `rbd bench --io-type read` of the
+   * source backup's chain image, the cluster's read speed that a deep
+   * verify is judged against.
+   */
+  readCeiling?: Ceiling;
+  readCeilingRuns?: Ceiling[];
   scenarios: ScenarioRecord[];
   osd: Record<string, unknown>;
   durationMs?: number;

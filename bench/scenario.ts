@@ -6,8 +6,9 @@
  *
  * Connects, opens the images (for a restore: its target pool; a transfer
  * with digests also reads its start table), then times just the library
- * call (bench/scenario-restore.ts says what a restore's time covers) with
- * the event-loop delay histogram enabled, and prints one JSON line
+ * call (bench/scenario-restore.ts says what a restore's time covers; a
+ * deep verify's is the whole BackupEngine.verify call) with the
+ * event-loop delay histogram enabled, and prints one JSON line
  * (ScenarioResult) on stdout — on stderr instead when the diff stream
  * itself goes to stdout. Any failure exits non-zero with the error on stderr.
  */
@@ -16,10 +17,10 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import {
-  Cluster, copyImage, DigestTable, exportDiff, transferDiff, type DigestStart, type Image, type Pool,
+  BackupEngine, Cluster, copyImage, DigestTable, exportDiff, transferDiff, type DigestStart, type Image, type Pool,
 } from '../lib/index.js';
 import type {
-  ClusterRef, DigestsStart, EngineOperation, ImageRef, RunSettings, ScenarioArgs, ScenarioResult,
+  ClusterRef, DigestsStart, EngineOperation, ImageRef, RunSettings, ScenarioArgs, ScenarioResult, VerifyOperation,
 } from './protocol.js';
 import { cpuDelta, histogramSummary, sampleCpu, threadCpuDelta, threadCpuMs } from './sample.js';
 import { restoreRun } from './scenario-restore.js';
@@ -88,6 +89,25 @@ function digestStart(start: DigestsStart): DigestStart {
   };
 }
 
+/**
+ * A deep verify's timed part: the call, which reads the backup's digests,
+ * finds its snapshot on the chain image and hashes all of it. A mismatch
+ * fails the run.
+ */
+function verifyRun(cluster: Cluster, op: VerifyOperation, args: RunSettings, onProgress: () => void): () => Promise<object> {
+  const engine = new BackupEngine({
+    source: cluster, backupPool: op.backupPool, ioConcurrency: args.engine.concurrency, memoryBytes: args.engine.memoryBytes,
+  });
+  return async () => {
+    const result = await engine.verify(op.backup, { mode: 'deep', onProgress });
+    if (!result.ok) {
+      throw new Error(`deep verify of backup ${result.backupId} found ${result.mismatches.length} byte range(s) that do not ` +
+        `match their digests, the first at ${result.mismatches[0]?.offset}`);
+    }
+    return result;
+  };
+}
+
 /** A bare engine call's timed part, and the stream bytes an export counted. */
 async function engineRun(handles: Handles, args: EngineOperation & RunSettings, onProgress: () => void):
   Promise<{ run: () => Promise<object>; streamBytes: () => number | undefined }> {
@@ -150,7 +170,9 @@ async function main(): Promise<void> {
           args.engine, onProgress),
         streamBytes: () => undefined,
       }
-      : await engineRun(handles, args, onProgress);
+      : args.op === 'verify'
+        ? { run: verifyRun(await handles.cluster(args.cluster), args, args, onProgress), streamBytes: () => undefined }
+        : await engineRun(handles, args, onProgress);
 
     const rssBefore = process.resourceUsage().maxRSS / 1024;
     const setupMs = performance.now();

@@ -197,3 +197,31 @@ describe('digests', () => {
     assert.equal(evaluateBars(results).find((b) => b.id === 'nothing-slower')?.pass, true);
   });
 });
+
+describe('the deep verify\'s bars', () => {
+  const ceiling = (mibPerS: number) => ({
+    command: 'rbd bench --io-type read', reportedMiBPerS: mibPerS, wallMiBPerS: mibPerS, elapsedMs: 0, osdCpuMs: 0,
+    clientCpuMs: 0, output: '',
+  });
+  const judged = (p: Pass): Map<string, ReturnType<typeof judge>> => new Map(evaluateBars({
+    ok: true, date: '', command: [], machine: {}, config: {}, bars: [], passes: [p],
+  }).map((b) => [b.id, b]));
+
+  test('judged in every pass against the read ceiling and the export pipe', () => {
+    // 1024 MiB in 2 s: 512 MiB/s; the pipe 2.5 s.
+    const verify = { ...scenario('verify-deep', 2000, 2500), noBar: true };
+    for (const latency of ['0', '4'] as const) {
+      const bars = judged({ ...pass(latency, 1, [verify]), readCeiling: ceiling(600) });
+      assert.equal(bars.get('verify-vs-read-ceiling')?.pass, false);
+      assert.equal(bars.get('verify-vs-read-ceiling')?.shortfall, 'needs ≥ 100.0%, got 85.3%');
+      assert.equal(bars.get('verify-vs-export')?.pass, true);
+    }
+    assert.equal(judged({ ...pass('4', 1, [verify]), readCeiling: ceiling(500) }).get('verify-vs-read-ceiling')?.pass, true);
+  });
+
+  test('n/a when it did not run', () => {
+    const bars = judged(pass('0', 1, [scenario('full', 1000, 2000)]));
+    assert.equal(bars.get('verify-vs-read-ceiling')?.pass, undefined);
+    assert.equal(bars.get('verify-vs-export')?.pass, undefined);
+  });
+});
