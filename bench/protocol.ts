@@ -142,7 +142,7 @@ export interface ScenarioResult {
   rss: {
     /** Peak RSS just before the operation (after connect and open). */
     beforeMiB: number;
-    /** Peak RSS of the whole process (process.resourceUsage().maxRSS). */
+    /** Peak RSS of the whole process (VmHWM of /proc/self/status: its own, not its parent's). */
     peakMiB: number;
   };
   eventLoop: EventLoopDelay;

@@ -22,10 +22,20 @@ import {
 import type {
   ClusterRef, DigestsStart, EngineOperation, ImageRef, RunSettings, ScenarioArgs, ScenarioResult, VerifyOperation,
 } from './protocol.js';
-import { cpuDelta, histogramSummary, sampleCpu, threadCpuDelta, threadCpuMs } from './sample.js';
+import { cpuDelta, histogramSummary, processMemoryMiB, sampleCpu, threadCpuDelta, threadCpuMs } from './sample.js';
 import { restoreRun } from './scenario-restore.js';
 
 const ELD_RESOLUTION_MS = 10;
+
+/**
+ * This process's peak RSS: VmHWM, its own address space's high-water mark.
+ * Not getrusage's maxrss (process.resourceUsage().maxRSS), which Linux
+ * carries over from the parent at exec: a child of a benchmark process
+ * holding 250 MiB would start with a "peak" of 250 MiB.
+ */
+function peakRssMiB(): number {
+  return processMemoryMiB(process.pid, 'VmHWM') ?? process.resourceUsage().maxRSS / 1024;
+}
 
 /** Opened resources, closed in reverse order. */
 class Handles {
@@ -174,7 +184,7 @@ async function main(): Promise<void> {
         ? { run: verifyRun(await handles.cluster(args.cluster), args, args, onProgress), streamBytes: () => undefined }
         : await engineRun(handles, args, onProgress);
 
-    const rssBefore = process.resourceUsage().maxRSS / 1024;
+    const rssBefore = peakRssMiB();
     const setupMs = performance.now();
     const histogram = monitorEventLoopDelay({ resolution: ELD_RESOLUTION_MS });
     const cpuBefore = process.cpuUsage();
@@ -202,7 +212,7 @@ async function main(): Promise<void> {
       stats: numbers(stats),
       streamBytes: streamBytes(),
       progressCalls,
-      rss: { beforeMiB: rssBefore, peakMiB: process.resourceUsage().maxRSS / 1024 },
+      rss: { beforeMiB: rssBefore, peakMiB: peakRssMiB() },
       eventLoop,
       cpu: { userMs: cpu.user / 1000, systemMs: cpu.system / 1000 },
       threadsCpuMs: threadsCpu,
