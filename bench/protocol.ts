@@ -23,8 +23,12 @@ export interface EngineSettings {
 
 /** A bare engine call on images the child opens. */
 export interface EngineOperation {
-  /** transfer: transferDiff; copy: copyImage; export: exportDiff into a sink. */
-  op: 'transfer' | 'copy' | 'export';
+  /**
+   * transfer: transferDiff; copy: copyImage; export: exportDiff into a
+   * sink; hash: hashImage of the snapshot (no target), in the block size a
+   * chain of its size gets (digestBlockFor).
+   */
+  op: 'transfer' | 'copy' | 'export' | 'hash';
   source: ImageRef;
   snapshot: string;
   fromSnapshot?: string;
@@ -132,8 +136,8 @@ export interface ScenarioResult {
    * verify: its VerifyResult), numbers and strings only; a restore's also
    * its milestones, in ms after the call started: returnedMs, and for an
    * instant restore firstReadMs (and flattenedMs with a background
-   * flatten); a transfer with digests also pointDigest (of the table it
-   * computed) and digestBlockSize.
+   * flatten); a transfer with digests and a hash also pointDigest (of the
+   * table computed) and digestBlockSize.
    */
   stats: Record<string, number | string | null>;
   /** export: bytes of the diff stream. */

@@ -101,9 +101,16 @@ function digestLines(p: Pass): string[] {
       `${n(verify.ours.mibPerS)} MiB/s, ${n(Number(verify.ours.stats?.['bytesRead']) / MiB, 1)} MiB read (OSD: ` +
       `${outMiB(verify.ours)} MiB out, ${ops(verify.ours)} ops); rbd export | md5sum ${seconds(verify.rbd)} s, ` +
       `${n(verify.rbd?.mibPerS)} MiB/s (OSD: ${outMiB(verify.rbd)} MiB out, ${ops(verify.rbd)} ops): ${n(verify.ratio, 2)}x`);
+    const hash = p.scenarios.find((s) => s.id === 'verify-hash');
+    if (hash) {
+      lines.push(`  hashImage of the same snapshot alone (the verify without its inventory, digests and comparison): ` +
+        `${seconds(hash.ours)} s, ${n(hash.ours.mibPerS)} MiB/s (OSD: ${ops(hash.ours)} ops); the verify around it ` +
+        `${n(verify.ours.elapsedMs - hash.ours.elapsedMs)} ms more (median runs)`);
+    }
     lines.push(`  the pass's read figures: read ceiling (rbd bench --io-type read, 4 MiB, 16 threads, best of ` +
       `${(p.readCeilingRuns ?? []).map((c) => n(ceilingSpeed(c))).join(', ')}) ${n(read)} MiB/s: the deep verify ran at ` +
       `${n(read === undefined ? undefined : (100 * verify.ours.mibPerS) / read, 1)}% of it` +
+      (hash && read !== undefined ? `, hashImage alone at ${n((100 * hash.ours.mibPerS) / read, 1)}%` : '') +
       (exportDiff ? `; rbd export-diff > /dev/null (the stream export row) ${n(exportDiff.mibPerS)} MiB/s` : ''));
   }
   const costs = p.scenarios.filter((s) => s.digestCost);
@@ -256,7 +263,7 @@ function printPass(p: Pass, out: string[]): void {
   }
   const perGiB: string[] = [];
   for (const s of p.scenarios) {
-    if (!s.id.startsWith('full') && s.id !== 'copy' && s.id !== 'export-null' && s.id !== 'verify-deep') continue;
+    if (!s.id.startsWith('full') && s.id !== 'copy' && s.id !== 'export-null' && !s.id.startsWith('verify')) continue;
     const gib = s.volumeBytes / 2 ** 30;
     const of = (m: Measure): string => `client ${n(m.clientCpuMs / 1000 / gib, 2)} + OSD ${n(m.osdCpuMs / 1000 / gib, 2)}`;
     perGiB.push(`  ${s.title}: ours ${of(s.ours)}${s.rbd ? `; rbd ${of(s.rbd)}` : ''} CPU s per GiB`);

@@ -16,8 +16,10 @@ import { readFileSync } from 'node:fs';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { ioSizeFor } from '../lib/engine/options.js';
 import {
-  BackupEngine, Cluster, copyImage, DigestTable, exportDiff, transferDiff, type DigestStart, type Image, type Pool,
+  BackupEngine, Cluster, copyImage, DigestTable, digestBlockFor, exportDiff, hashImage, transferDiff, type DigestStart,
+  type Image, type Pool,
 } from '../lib/index.js';
 import type {
   ClusterRef, DigestsStart, EngineOperation, ImageRef, RunSettings, ScenarioArgs, ScenarioResult, VerifyOperation,
@@ -143,6 +145,15 @@ async function engineRun(handles: Handles, args: EngineOperation & RunSettings, 
     case 'copy':
       run = () => copyImage({ ...engine, source, target: target!, snapshot: args.snapshot });
       break;
+    case 'hash': {
+      const { size, objectSize } = await source.stat();
+      const blockSize = digestBlockFor(size, ioSizeFor(objectSize));
+      run = async () => {
+        const { table, ...stats } = await hashImage({ ...engine, image: source, snapshot: args.snapshot, blockSize });
+        return { ...stats, pointDigest: table.pointDigest(), digestBlockSize: blockSize };
+      };
+      break;
+    }
     case 'export':
       run = async () => {
         streamBytes = 0;
