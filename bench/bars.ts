@@ -1,4 +1,7 @@
-/** The bars of DESIGN section 7 that a run is judged by: most at ~4 ms per operation, some at ~0. */
+/**
+ * The bars of DESIGN section 7 that a run is judged by (most at ~4 ms per
+ * operation, some at ~0), and the verified backups' bar for a deep verify.
+ */
 import type { Latency } from './options.js';
 import type { Bar, Measure, Pass, Results, ScenarioRecord } from './results.js';
 
@@ -101,7 +104,11 @@ function barsAt0(pass: Pass): Bar[] {
   return bars;
 }
 
-/** Bars every pass is judged by: peak RSS flat in size, the event loop never stalled, the cross-cluster ratio (info). */
+/**
+ * Bars every pass is judged by: peak RSS flat in size, the event loop never
+ * stalled, the deep verify at the cluster's read speed and the pipe's (the
+ * verified backups' bar, not section 7's), the cross-cluster ratio (info).
+ */
 function barsEvery(pass: Pass, results: Results): Bar[] {
   const latency = pass.latency;
   const find = (id: string): ScenarioRecord | undefined => pass.scenarios.find((s) => s.id === id);
@@ -129,6 +136,19 @@ function barsEvery(pass: Pass, results: Results): Bar[] {
         `${String(results.config['rssCheckMiB'])} MiB`
       : 'not measured (add --rss-check); peak RSS per scenario: ' +
         pass.scenarios.map((s) => `${s.id} ${fmt(peak(s), 0)}`).join(', ') + ' MiB',
+  }));
+  // Verified backups: a deep verify reads at least at the cluster's read speed.
+  const verify = find('verify-deep');
+  const read = pass.readCeiling?.reportedMiBPerS ?? pass.readCeiling?.wallMiBPerS;
+  bars.push(judge({
+    id: 'verify-vs-read-ceiling', latency, text: 'deep verify ≥ the read ceiling (rbd bench --io-type read, same pass)',
+    value: verify && read ? verify.ours.mibPerS / read : undefined, threshold: 1, direction: 'min', unit: '%',
+    detail: verify ? `${fmt(verify.ours.mibPerS, 0)} of ${fmt(read, 0)} MiB/s` : 'not run (--only without verify)',
+  }));
+  bars.push(judge({
+    id: 'verify-vs-export', latency, text: 'deep verify ≥ rbd export | md5sum of the same snapshot', value: verify?.ratio,
+    threshold: 1, direction: 'min', unit: 'x',
+    detail: verify ? `${fmt(verify.ours.mibPerS, 0)} vs ${fmt(verify.rbd?.mibPerS, 0)} MiB/s` : 'not run (--only without verify)',
   }));
   const cross = find('full-cross');
   bars.push(judge({

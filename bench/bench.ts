@@ -41,11 +41,18 @@ export function median(values: number[]): number {
 
 const ZERO_BLOCK = Buffer.alloc(4096);
 
+/** Checksums of an `rbd export` of an image or snapshot. */
+export interface ExportHash {
+  sha256: string;
+  md5: string;
+  bytes: number;
+}
+
 export class Bench {
   readonly config: Config;
   readonly pass: Pass;
   readonly #deadline: number;
-  readonly #hashes = new Map<string, Promise<{ sha256: string; bytes: number }>>();
+  readonly #hashes = new Map<string, Promise<ExportHash>>();
   a!: BenchCluster;
   /** Stopped (undefined) once the cross-cluster runs are done. */
   b: BenchCluster | undefined;
@@ -103,10 +110,15 @@ export class Bench {
     await this.rbd(c, ['snap', 'create', '--no-progress', spec], `snap create ${c.name}:${spec}`);
   }
 
-  /** sha256 of `rbd export --no-progress SPEC -`; with countZeroBlocks, also how many 4 KiB blocks are all zero. */
+  /**
+   * sha256 (and md5, which the deep verify's rbd pipe prints) of `rbd export
+   * --no-progress SPEC -`; with countZeroBlocks, also how many 4 KiB blocks
+   * are all zero.
+   */
   async exportHash(c: BenchCluster, spec: string, countZeroBlocks = false):
-    Promise<{ sha256: string; bytes: number; zeroBlocks?: number }> {
+    Promise<ExportHash & { zeroBlocks?: number }> {
     const hash = createHash('sha256');
+    const md5 = createHash('md5');
     let bytes = 0;
     let zeroBlocks = 0;
     let blockFill = 0;
@@ -130,19 +142,20 @@ export class Bench {
       timeoutMs: this.timeout(60_000, this.sizeBytes, 4),
       onStdout: (chunk) => {
         hash.update(chunk);
+        md5.update(chunk);
         bytes += chunk.length;
         if (countZeroBlocks) account(chunk);
       },
     });
-    return { sha256: hash.digest('hex'), bytes, ...(countZeroBlocks ? { zeroBlocks } : {}) };
+    return { sha256: hash.digest('hex'), md5: md5.digest('hex'), bytes, ...(countZeroBlocks ? { zeroBlocks } : {}) };
   }
 
   /** Remembers a source snapshot's checksum computed elsewhere (the s1 export that also counts zero blocks). */
-  setSourceHash(c: BenchCluster, spec: string, hash: { sha256: string; bytes: number }): void {
+  setSourceHash(c: BenchCluster, spec: string, hash: ExportHash): void {
     this.#hashes.set(`${c.name}:${spec}`, Promise.resolve(hash));
   }
 
-  sourceHash(c: BenchCluster, spec: string): Promise<{ sha256: string; bytes: number }> {
+  sourceHash(c: BenchCluster, spec: string): Promise<ExportHash> {
     const key = `${c.name}:${spec}`;
     let hash = this.#hashes.get(key);
     if (!hash) {
@@ -244,16 +257,18 @@ export class Bench {
   /**
    * One rbd command line (a pipeline, or commands one after another,
    * through bash -o pipefail), timed from spawn to exit; the steps the
-   * script marks (markStep) are recorded as stepsMs.
+   * script marks (markStep) are recorded as stepsMs, and with keepStdout
+   * what it printed (a short line, such as md5sum's) as printed.
    */
-  async cli(label: string, body: string, args: string[], volumeBytes: number, shown: string): Promise<Measure> {
+  async cli(label: string, body: string, args: string[], volumeBytes: number, shown: string,
+    keepStdout = false): Promise<Measure> {
     const settleMs = await this.settle();
     const loadavg1 = loadavg()[0]!;
     this.log(`  rbd:  ${shown}`);
     const opsBefore = await osdCounters(this.running);
     const before = sampleCpu(this.samplePids);
     const result = await runTimedBash(timedScript(body), args,
-      { label: `rbd: ${label}`, timeoutMs: this.timeout(60_000, volumeBytes) });
+      { label: `rbd: ${label}`, timeoutMs: this.timeout(60_000, volumeBytes), captureStdout: keepStdout });
     const sampled = cpuDelta(before, sampleCpu(this.samplePids));
     const osdOps = opsDelta(opsBefore, await osdCounters(this.running));
     const { osd, mon } = this.#split(sampled.pids);
@@ -271,14 +286,23 @@ export class Bench {
       verified: 'pending',
       command: shown,
       stepsMs: stepMarks(result.stderr),
+      ...(keepStdout ? { printed: result.stdout.trim() } : {}),
       osdOps,
     };
   }
 
   /** Fills a fresh image with `rbd bench` (sequential 4 MiB writes, 16 in flight): the cluster's write ceiling. */
-  async fill(spec: string, bytes: number): Promise<Ceiling> {
+  fill(spec: string, bytes: number): Promise<Ceiling> {
+    return this.rbdBench('write', spec, bytes);
+  }
+
+  /**
+   * `rbd bench` of the image's first `bytes` with sequential 4 MiB writes
+   * or reads, 16 in flight: the cluster's write or read ceiling.
+   */
+  async rbdBench(io: 'write' | 'read', spec: string, bytes: number): Promise<Ceiling> {
     await this.settle();
-    const args = ['bench', '--io-type', 'write', '--io-size', '4M', '--io-threads', '16', '--io-pattern', 'seq',
+    const args = ['bench', '--io-type', io, '--io-size', '4M', '--io-threads', '16', '--io-pattern', 'seq',
       '--io-total', `${bytes / MiB}M`, spec];
     const before = sampleCpu(this.samplePids);
     const result = await runTimedBash(timedScript('rbd "$@"'), [...this.a.rbdArgs, ...args], {

@@ -1,18 +1,21 @@
 /**
- * The incremental chains: per tool (ours, the rbd pipe at its default and
- * at 64 ops), a full transfer into a base image, then 1% (64 KiB writes),
- * 1% (4 KiB writes), 10% and unchanged incrementals, then the restores from
- * the base's last snapshot.
+ * The incremental chains: per tool (ours, ours with digests, the rbd pipe
+ * at its default and at 64 ops), a full transfer into a base image, then
+ * 1% (64 KiB writes), 1% (4 KiB writes), 10% and unchanged incrementals,
+ * then (but for ours with digests, whose restores would be ours') the
+ * restores from the base's last snapshot.
  */
 import { type Bench } from './bench.js';
 import { writeChanges } from './changes.js';
+import { checkDigests, fromSnapshotStart, zerosStart } from './digests.js';
+import type { DigestsStart } from './protocol.js';
 import { cliTransfer, RBD_OPS_HIGH, type RbdOps } from './rbd-side.js';
 import { runRestores, type RestoreRuns } from './restores.js';
 import type { ChangeInfo, Measure } from './results.js';
 
 const MiB = 1 << 20;
 
-export type ToolKey = 'ours' | 'rbd' | 'rbd64';
+export type ToolKey = 'ours' | 'oursDigests' | 'rbd' | 'rbd64';
 
 export interface ChainTool {
   key: ToolKey;
@@ -20,14 +23,52 @@ export interface ChainTool {
   ops: RbdOps;
   /** The chain's base image in pool backups. */
   base: string;
+  /**
+   * Ours with digests (transferDiff's digests): the full transfer starts
+   * from the zeros table, each incremental from hashImage of the source's
+   * from-snapshot (untimed), and each table it computes is checked.
+   */
+  digests?: true;
 }
 
-/** In this order: ours first writes the changes and takes the snapshots; the rbd chains replay them. */
+/**
+ * In this order: ours first writes the changes and takes the snapshots;
+ * ours with digests and the rbd chains replay them (the last one removes
+ * the source's snapshots).
+ */
 export const TOOLS: readonly ChainTool[] = [
   { key: 'ours', ops: undefined, base: 'base-ours' },
+  { key: 'oursDigests', ops: undefined, base: 'base-digests', digests: true },
   { key: 'rbd', ops: undefined, base: 'base-cli' },
   { key: 'rbd64', ops: RBD_OPS_HIGH, base: 'base-cli64' },
 ];
+
+/** The tool of a key. */
+export function tool(key: ToolKey): ChainTool {
+  return TOOLS.find((t) => t.key === key)!;
+}
+
+/** One of ours, with or without digests, from rbd/src@FROM (or the start) to rbd/src@SNAP into backups/TARGET. */
+async function oursTransfer(bench: Bench, chain: ChainTool, snap: string, from: string | undefined, target: string): Promise<Measure> {
+  const a = bench.a;
+  let digests: DigestsStart | undefined;
+  if (chain.digests) digests = from === undefined ? zerosStart(bench) : await fromSnapshotStart(bench, from);
+  const m = await bench.ours(`transferDiff(rbd/src@${from === undefined ? '' : `${from}..@`}${snap} -> backups/${target}` +
+    `${digests ? ', digests' : ''})`, {
+    op: 'transfer', source: { cluster: a.ref, pool: 'rbd', image: 'src' }, snapshot: snap,
+    ...(from === undefined ? {} : { fromSnapshot: from }),
+    target: { cluster: a.ref, pool: 'backups', image: target }, ...(digests ? { digests } : {}),
+  }, bench.sizeBytes);
+  if (digests?.entriesFile !== undefined) m.stats = { ...m.stats, startTable: `hashImage of rbd/src@${from} (untimed)` };
+  return m;
+}
+
+/** The run's check: sha256 of the target's end snapshot; with digests, also its digest table. */
+async function verifyTransfer(bench: Bench, label: string, m: Measure, chain: ChainTool, snap: string, target: string): Promise<string> {
+  const a = bench.a;
+  const verified = await bench.verify(label, [a, `rbd/src@${snap}`], [a, `backups/${target}@${snap}`]);
+  return chain.digests ? `${verified}; ${await checkDigests(bench, m, 'backups', target, snap)}` : verified;
+}
 
 export interface Step {
   id: string;
@@ -50,17 +91,16 @@ export const STEPS: readonly Step[] = [
 /** The chains' last snapshot, which the restores start from. */
 export const LAST_SNAP = STEPS[STEPS.length - 1]!.snap;
 
+const isOurs = (chain: ChainTool): boolean => chain.key === 'ours' || chain.key === 'oursDigests';
+
 /** One full transfer of rbd/src@s1 into a new 1 MiB image backups/TARGET, verified. */
-export async function fullTransfer(bench: Bench, tool: ChainTool, target: string): Promise<Measure> {
+export async function fullTransfer(bench: Bench, chain: ChainTool, target: string): Promise<Measure> {
   const a = bench.a;
   await bench.createImage(a, `backups/${target}`, MiB);
-  const m = tool.key === 'ours'
-    ? await bench.ours(`transferDiff(rbd/src@s1 -> backups/${target})`, {
-      op: 'transfer', source: { cluster: a.ref, pool: 'rbd', image: 'src' }, snapshot: 's1',
-      target: { cluster: a.ref, pool: 'backups', image: target },
-    }, bench.sizeBytes)
-    : await cliTransfer(bench, 'full transfer', a, 'rbd/src@s1', undefined, a, `backups/${target}`, tool.ops);
-  m.verified = await bench.verify(`full transfer, ${tool.key}`, [a, 'rbd/src@s1'], [a, `backups/${target}@s1`]);
+  const m = isOurs(chain)
+    ? await oursTransfer(bench, chain, 's1', undefined, target)
+    : await cliTransfer(bench, 'full transfer', a, 'rbd/src@s1', undefined, a, `backups/${target}`, chain.ops);
+  m.verified = await verifyTransfer(bench, `full transfer, ${chain.key}`, m, chain, 's1', target);
   return m;
 }
 
@@ -84,10 +124,10 @@ export interface ChainRuns {
 export async function runChains(bench: Bench): Promise<ChainRuns> {
   const a = bench.a;
   const runs: ChainRuns = { full: new Map(), steps: new Map(), changes: new Map(), restores: new Map() };
-  for (const [t, tool] of TOOLS.entries()) {
+  for (const [t, chain] of TOOLS.entries()) {
     const last = t === TOOLS.length - 1;
-    bench.log(`incremental chain of ${tool.key}: full transfer into backups/${tool.base}, then the incrementals`);
-    runs.full.set(tool.key, await fullTransfer(bench, tool, tool.base));
+    bench.log(`incremental chain of ${chain.key}: full transfer into backups/${chain.base}, then the incrementals`);
+    runs.full.set(chain.key, await fullTransfer(bench, chain, chain.base));
     for (const step of STEPS) {
       if (t === 0) {
         if (step.fraction > 0) {
@@ -98,22 +138,19 @@ export async function runChains(bench: Bench): Promise<ChainRuns> {
         }
         await bench.snapshot(a, `rbd/src@${step.snap}`);
       }
-      const target = `backups/${tool.base}`;
-      const m = tool.key === 'ours'
-        ? await bench.ours(`transferDiff(rbd/src@${step.from}..@${step.snap} -> ${target})`, {
-          op: 'transfer', source: { cluster: a.ref, pool: 'rbd', image: 'src' }, snapshot: step.snap, fromSnapshot: step.from,
-          target: { cluster: a.ref, pool: 'backups', image: tool.base },
-        }, bench.sizeBytes)
-        : await cliTransfer(bench, step.id, a, `rbd/src@${step.snap}`, step.from, a, target, tool.ops);
-      m.verified = await bench.verify(`${step.id}, ${tool.key}`, [a, `rbd/src@${step.snap}`], [a, `${target}@${step.snap}`]);
+      const target = `backups/${chain.base}`;
+      const m = isOurs(chain)
+        ? await oursTransfer(bench, chain, step.snap, step.from, chain.base)
+        : await cliTransfer(bench, step.id, a, `rbd/src@${step.snap}`, step.from, a, target, chain.ops);
+      m.verified = await verifyTransfer(bench, `${step.id}, ${chain.key}`, m, chain, step.snap, chain.base);
       if (!runs.steps.has(step.id)) runs.steps.set(step.id, new Map());
-      runs.steps.get(step.id)!.set(tool.key, m);
+      runs.steps.get(step.id)!.set(chain.key, m);
       await bench.removeSnapshot(a, `${target}@${step.from}`);
       if (last) await bench.removeSnapshot(a, `rbd/src@${step.from}`);
     }
-    bench.osdSnapshot(`afterChain.${tool.key}`);
-    runs.restores.set(tool.key, await runRestores(bench, tool, LAST_SNAP));
-    await bench.removeImage(a, `backups/${tool.base}`);
+    bench.osdSnapshot(`afterChain.${chain.key}`);
+    if (!chain.digests) runs.restores.set(chain.key, await runRestores(bench, chain, LAST_SNAP));
+    await bench.removeImage(a, `backups/${chain.base}`);
   }
   return runs;
 }

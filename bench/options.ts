@@ -24,7 +24,20 @@ export interface Config {
   latencies: Latency[];
   /** Leave out cluster B and the cross-cluster pair (one cluster per pass). */
   skipCross: boolean;
+  /** The groups of scenarios to run (--only), in the order of GROUPS; all of them by default. */
+  groups: Group[];
 }
+
+/**
+ * The scenarios in groups that --only selects (each pass runs the selected
+ * ones in the order of bench/README.md): the export stream, the full copy,
+ * the cross-cluster transfer, the transfers (full, incrementals with and
+ * without digests, restores by diff and by full copy), the deep verify of
+ * a BackupEngine backup (and the read ceiling), the instant and in-place
+ * restores of that backup.
+ */
+export const GROUPS = ['export', 'copy', 'cross', 'transfers', 'verify', 'restores'] as const;
+export type Group = (typeof GROUPS)[number];
 
 /** A pass's latency: '0' is loopback memstore, '4' the OSD delaying client messages (~4 ms per operation). */
 export type Latency = '0' | '4';
@@ -46,6 +59,11 @@ export const USAGE = `usage: node dist/bench/run.js [options]
                      the median is reported (default 3; incrementals run once per tool)
   --latency both|0|4 the passes: loopback (~0), ~4 ms per operation, or both in one run (default both)
   --skip-cross       leave out cluster B and the cross-cluster full transfer (one cluster per pass)
+  --only G,G,...     run only these groups of scenarios: export, copy, cross, transfers (full
+                     transfer, incrementals with and without digests, restores by diff and
+                     copy), verify (deep verify of a BackupEngine backup, read ceiling),
+                     restores (instant and in-place); default all. Without cross, cluster B
+                     is not started
   --deadline-min N   give up (and clean up) after N minutes for the whole run (default 45)
   --strict           exit 2 when a bar of DESIGN section 7 fails
 `;
@@ -55,7 +73,7 @@ export function parseArgs(argv: string[]): Config {
   let rssCheck = false;
   const config: Config = {
     sizeMiB: DEFAULT_SIZE_MIB, rssCheckMiB: undefined, jsonPath: DEFAULT_JSON, engine: {}, strict: false, deadlineMin: 45,
-    repeat: 3, clientOptions: {}, latencies: ['0', '4'], skipCross: false,
+    repeat: 3, clientOptions: {}, latencies: ['0', '4'], skipCross: false, groups: [...GROUPS],
   };
   const int = (name: string, value: string | undefined, min: number): number => {
     const n = Number(value);
@@ -90,6 +108,7 @@ export function parseArgs(argv: string[]): Config {
         break;
       }
       case '--skip-cross': config.skipCross = true; break;
+      case '--only': config.groups = parseGroups(value()); break;
       case '--strict': config.strict = true; break;
       case '-h': case '--help': process.stdout.write(USAGE); process.exit(0);
       default: throw new UsageError(`unknown argument ${arg}`);
@@ -99,10 +118,22 @@ export function parseArgs(argv: string[]): Config {
   if (sizes[0] !== undefined) config.sizeMiB = sizes[0];
   if (sizes[1] !== undefined) config.rssCheckMiB = sizes[1];
   else if (rssCheck) config.rssCheckMiB = Math.max(64, Math.floor(config.sizeMiB / 16) * 4);
+  if (!config.groups.includes('cross')) config.skipCross = true;
   for (const size of [config.sizeMiB, config.rssCheckMiB]) {
     if (size !== undefined && size % 4 !== 0) throw new UsageError(`sizes must be multiples of 4 MiB, got ${size}`);
   }
   return config;
+}
+
+function parseGroups(value: string | undefined): Group[] {
+  const names = (value ?? '').split(',').map((name) => name.trim()).filter((name) => name !== '');
+  if (names.length === 0) throw new UsageError(`--only needs groups out of ${GROUPS.join(', ')}`);
+  for (const name of names) {
+    if (!(GROUPS as readonly string[]).includes(name)) {
+      throw new UsageError(`--only: unknown group ${name} (the groups: ${GROUPS.join(', ')})`);
+    }
+  }
+  return GROUPS.filter((group) => names.includes(group));
 }
 
 export class UsageError extends Error {}

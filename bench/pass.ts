@@ -1,14 +1,16 @@
 /**
  * One latency pass in its own clusters: the delivered latency, the source
- * volume and its write ceiling, then every scenario (export stream, full
- * copy, cross-cluster and same-cluster full transfers, the incremental
- * chains, the restores, the instant and in-place restores of a backup, the
- * RSS check).
+ * volume and its write ceiling, then every selected scenario (export
+ * stream, full copy, cross-cluster and same-cluster full transfers, the
+ * incremental chains with and without digests, the restores, the deep
+ * verify of a backup and the read ceiling, the instant and in-place
+ * restores of that backup, the RSS check).
  */
 import {
   Bench, CONNECT_TIMEOUT_MS, FEATURES, medianRun, OBJECT_SIZE, OP_TIMEOUT_MS, SCENARIO_JS, VerificationError,
 } from './bench.js';
-import { fullTransfer, runChains, STEPS, TOOLS } from './chains.js';
+import { fullTransfer, runChains, STEPS, tool, TOOLS, type ToolKey } from './chains.js';
+import { withDigests } from './digest-cost.js';
 import { inPlaceRestores } from './in-place-restores.js';
 import { instantRestores } from './instant-restores.js';
 import { measureLatency } from './latency.js';
@@ -17,6 +19,7 @@ import { cliCopy, cliTransfer } from './rbd-side.js';
 import type { Ceiling, Measure, ScenarioRecord } from './results.js';
 import type { ScenarioArgs, ScenarioResult } from './protocol.js';
 import { backUpSource, deleteSourceBackup } from './source-backup.js';
+import { deepVerify } from './verify.js';
 
 const MiB = 1 << 20;
 
@@ -154,23 +157,24 @@ async function crossCluster(bench: Bench): Promise<void> {
 }
 
 /**
- * The full transfer (repeat − 1 rotating runs of the three tools into
- * throwaway targets, plus each tool's chain start), the incrementals and
- * the restores.
+ * The full transfer (repeat − 1 rotating runs of the four tools into
+ * throwaway targets, plus each tool's chain start), the incrementals
+ * (each also with digests, next to it) and the restores.
  */
 async function transfers(bench: Bench): Promise<void> {
   const a = bench.a;
   const size = bench.sizeBytes;
-  bench.log('full transfer (A -> A)');
-  const standalone = await bench.runRotating(bench.config.repeat - 1, TOOLS.map((tool) => async () => {
-    const target = `full-${tool.key}`;
-    const m = await fullTransfer(bench, tool, target);
+  bench.log('full transfer (A -> A), with and without digests');
+  const standalone = await bench.runRotating(bench.config.repeat - 1, TOOLS.map((chain) => async () => {
+    const target = `full-${chain.key}`;
+    const m = await fullTransfer(bench, chain, target);
     await bench.removeImage(a, `backups/${target}`);
     return m;
   }));
   const chains = await runChains(bench);
-  const [oursRuns, rbdRuns, rbd64Runs] = TOOLS.map((tool, i) => [...standalone[i]!, chains.full.get(tool.key)!]) as
-    [Measure[], Measure[], Measure[]];
+  const runsOf = (key: ToolKey): Measure[] => [...standalone[TOOLS.indexOf(tool(key))]!, chains.full.get(key)!];
+  const [oursRuns, digestRuns, rbdRuns, rbd64Runs] = (['ours', 'oursDigests', 'rbd', 'rbd64'] as const).map(runsOf) as
+    [Measure[], Measure[], Measure[], Measure[]];
   const full: ScenarioRecord = {
     id: 'full', title: 'full transfer', volumeBytes: size,
     detail: 'whole-history diff of rbd/src@s1 into a new 1 MiB image in pool backups (resized by the transfer), ' +
@@ -178,23 +182,40 @@ async function transfers(bench: Bench): Promise<void> {
     ours: medianRun(oursRuns), rbd: medianRun(rbdRuns), rbd64: medianRun(rbd64Runs), oursRuns, rbdRuns, rbd64Runs,
   };
   bench.record(full);
+  const fullDigests = withDigests(full, medianRun(digestRuns), digestRuns, 'full transfer, with digests',
+    'the full transfer with transferDiff\'s digests: the end snapshot\'s blocks hashed as the data passes, from the ' +
+    'zeros table (DigestTable.zeros) in the block size a backup of this size gets (digestBlockFor: 64 KiB up to 64 GiB); ' +
+    'rbd: the same pipe runs as the row without digests (the pipe hashes nothing). Checked: sha256, and the table ' +
+    'equals hashImage of the target\'s snapshot');
+  bench.record(fullDigests);
   for (const step of STEPS) {
     const runs = chains.steps.get(step.id)!;
     const ours = runs.get('ours')!;
     const rbd = runs.get('rbd')!;
     const rbd64 = runs.get('rbd64')!;
     const change = chains.changes.get(step.id);
-    bench.record({
+    const plain: ScenarioRecord = {
       id: step.id, title: step.title, volumeBytes: size, ours, rbd, rbd64, oursRuns: [ours], rbdRuns: [rbd], rbd64Runs: [rbd64],
       detail: `diff rbd/src@${step.from}..@${step.snap} into the tool's base image (backups/base-ours, base-cli, base-cli64)`,
       fractionOfFull: {
         ours: ours.elapsedMs / full.ours.elapsedMs, rbd: rbd.elapsedMs / full.rbd!.elapsedMs, rbd64: rbd64.elapsedMs / full.rbd64!.elapsedMs,
       },
       ...(change ? { change } : {}),
-    });
+    };
+    bench.record(plain);
+    const digests = runs.get('oursDigests')!;
+    const record = withDigests(plain, digests, [digests], `${step.title}, with digests`,
+      `the same incremental with transferDiff's digests into backups/base-digests (a chain of its own, from the full ` +
+      `transfer with digests): the start table is hashImage of rbd/src@${step.from}, computed before the child ` +
+      'starts (neither its time nor its operations count); every block an extent touches is read whole and hashed. ' +
+      'rbd: the same pipe runs as the row without digests. Checked: sha256, and the table equals hashImage of the ' +
+      'target\'s snapshot');
+    record.fractionOfFull = { ...plain.fractionOfFull!, ours: digests.elapsedMs / fullDigests.ours.elapsedMs };
+    bench.record(record);
   }
   for (const kind of ['diff', 'copy'] as const) {
-    const [ours, rbd, rbd64] = TOOLS.map((tool) => chains.restores.get(tool.key)![kind]) as [Measure, Measure, Measure];
+    const [ours, rbd, rbd64] = (['ours', 'rbd', 'rbd64'] as const).map((key) => chains.restores.get(key)![kind]) as
+      [Measure, Measure, Measure];
     bench.record({
       id: `restore-${kind}`, title: kind === 'diff' ? 'restore by diff' : 'restore by full copy', volumeBytes: size,
       ours, rbd, rbd64, oursRuns: [ours], rbdRuns: [rbd], rbd64Runs: [rbd64],
@@ -206,12 +227,21 @@ async function transfers(bench: Bench): Promise<void> {
   }
 }
 
-/** BackupEngine's restores that clone or converge, from one backup of rbd/src, which goes afterwards. */
-async function backupRestores(bench: Bench): Promise<void> {
-  bench.log('instant and in-place restores of a BackupEngine backup of rbd/src');
+/**
+ * What runs on one BackupEngine backup of rbd/src (with its digests), which
+ * goes afterwards: the deep verify, then the restores that clone or
+ * converge.
+ */
+async function ofSourceBackup(bench: Bench): Promise<void> {
+  const groups = bench.config.groups;
+  bench.log('a BackupEngine backup of rbd/src (with its digests), for the ' +
+    `${groups.filter((g) => g === 'verify' || g === 'restores').join(' and ')} rows`);
   const backup = await backUpSource(bench);
-  await instantRestores(bench, backup);
-  await inPlaceRestores(bench, backup);
+  if (groups.includes('verify')) await deepVerify(bench, backup);
+  if (groups.includes('restores')) {
+    await instantRestores(bench, backup);
+    await inPlaceRestores(bench, backup);
+  }
   await deleteSourceBackup(bench, backup);
 }
 
@@ -247,11 +277,12 @@ export async function runPass(bench: Bench): Promise<void> {
   bench.pass.delivered = delivered;
   for (const line of delivered.output.split('\n')) bench.log(`  ${line}`);
   await setUpSource(bench);
-  await exportStream(bench);
-  await fullCopy(bench);
-  if (bench.b) await crossCluster(bench);
-  await transfers(bench);
-  await backupRestores(bench);
+  const groups = bench.config.groups;
+  if (groups.includes('export')) await exportStream(bench);
+  if (groups.includes('copy')) await fullCopy(bench);
+  if (bench.b && groups.includes('cross')) await crossCluster(bench);
+  if (groups.includes('transfers')) await transfers(bench);
+  if (groups.includes('verify') || groups.includes('restores')) await ofSourceBackup(bench);
   if (bench.config.rssCheckMiB !== undefined) await rssCheck(bench, bench.config.rssCheckMiB);
   bench.osdSnapshot('end');
   bench.pass.durationMs = Math.round(performance.now() - started);

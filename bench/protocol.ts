@@ -23,8 +23,12 @@ export interface EngineSettings {
 
 /** A bare engine call on images the child opens. */
 export interface EngineOperation {
-  /** transfer: transferDiff; copy: copyImage; export: exportDiff into a sink. */
-  op: 'transfer' | 'copy' | 'export';
+  /**
+   * transfer: transferDiff; copy: copyImage; export: exportDiff into a
+   * sink; hash: hashImage of the snapshot (no target), in the block size a
+   * chain of its size gets (digestBlockFor).
+   */
+  op: 'transfer' | 'copy' | 'export' | 'hash';
   source: ImageRef;
   snapshot: string;
   fromSnapshot?: string;
@@ -32,6 +36,22 @@ export interface EngineOperation {
   target?: ImageRef;
   /** export only: 'null' discards (timed); 'stdout' writes the stream out (for verification). */
   sink?: 'null' | 'stdout';
+  /** transfer only: hash the end snapshot's blocks as the data passes (transferDiff's digests). */
+  digests?: DigestsStart;
+}
+
+/**
+ * The table a transfer with digests starts from, of the end snapshot's
+ * size: read from a file of entries (the from-snapshot's table, which the
+ * benchmark computed with hashImage before the child started, so that
+ * neither its time nor its operations count), or without one the zeros of
+ * a whole history (DigestTable.zeros).
+ */
+export interface DigestsStart {
+  size: number;
+  blockSize: number;
+  /** The table's entries (DigestTable.entries), 8 bytes per block. */
+  entriesFile?: string;
 }
 
 /** How a restore operation restores. */
@@ -57,7 +77,15 @@ export interface RestoreOperation {
   how: RestoreHow;
 }
 
-export type Operation = EngineOperation | RestoreOperation;
+/** BackupEngine.verify(backup, { mode: 'deep' }) of a backup in the child's one cluster. */
+export interface VerifyOperation {
+  op: 'verify';
+  cluster: ClusterRef;
+  backupPool: string;
+  backup: BackupRecord;
+}
+
+export type Operation = EngineOperation | RestoreOperation | VerifyOperation;
 
 /** How the child runs any operation. */
 export interface RunSettings {
@@ -104,10 +132,12 @@ export interface ScenarioResult {
   /** From process start to just before the operation (module load, connect, open). */
   setupMs: number;
   /**
-   * The engine's own statistics (for a restore: its RestoreResult), numbers
-   * and strings only; a restore's also its milestones, in ms after the call
-   * started: returnedMs, and for an instant restore firstReadMs (and
-   * flattenedMs with a background flatten).
+   * The engine's own statistics (for a restore: its RestoreResult; for a
+   * verify: its VerifyResult), numbers and strings only; a restore's also
+   * its milestones, in ms after the call started: returnedMs, and for an
+   * instant restore firstReadMs (and flattenedMs with a background
+   * flatten); a transfer with digests and a hash also pointDigest (of the
+   * table computed) and digestBlockSize.
    */
   stats: Record<string, number | string | null>;
   /** export: bytes of the diff stream. */
@@ -116,7 +146,7 @@ export interface ScenarioResult {
   rss: {
     /** Peak RSS just before the operation (after connect and open). */
     beforeMiB: number;
-    /** Peak RSS of the whole process (process.resourceUsage().maxRSS). */
+    /** Peak RSS of the whole process (VmHWM of /proc/self/status: its own, not its parent's). */
     peakMiB: number;
   };
   eventLoop: EventLoopDelay;

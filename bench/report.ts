@@ -2,7 +2,7 @@
 import { table } from '../lib/dev/table.js';
 import { worstEventLoopRun } from './bars.js';
 import { totalOps } from './osd-counters.js';
-import type { Measure, Pass, Results, ScenarioRecord } from './results.js';
+import type { Ceiling, Measure, Pass, Results, ScenarioRecord } from './results.js';
 
 const n = (value: number | undefined, digits = 0): string =>
   (value === undefined || Number.isNaN(value) ? '-' : value.toFixed(digits));
@@ -86,6 +86,51 @@ function backupRestoreLines(p: Pass): string[] {
     'times from the call\'s or the command line\'s start, median runs):', ...lines];
 }
 
+const ceilingSpeed = (c: Ceiling | undefined): number | undefined => (c ? c.reportedMiBPerS ?? c.wallMiBPerS : undefined);
+
+/** The deep verify against the pipe and the pass's read figures, and what digests cost the transfers. */
+function digestLines(p: Pass): string[] {
+  const lines: string[] = [];
+  const verify = p.scenarios.find((s) => s.id === 'verify-deep');
+  if (verify) {
+    const read = ceilingSpeed(p.readCeiling);
+    const exportDiff = p.scenarios.find((s) => s.id === 'export-null')?.rbd;
+    const outMiB = (m: Measure | undefined): string => n(m?.osdOps ? m.osdOps.outBytes / MiB : undefined, 1);
+    const ops = (m: Measure | undefined): string => (m?.osdOps ? String(totalOps(m.osdOps)) : '-');
+    lines.push(`  deep verify of a backup (BackupEngine.verify, mode deep): ours ${seconds(verify.ours)} s, ` +
+      `${n(verify.ours.mibPerS)} MiB/s, ${n(Number(verify.ours.stats?.['bytesRead']) / MiB, 1)} MiB read (OSD: ` +
+      `${outMiB(verify.ours)} MiB out, ${ops(verify.ours)} ops); rbd export | md5sum ${seconds(verify.rbd)} s, ` +
+      `${n(verify.rbd?.mibPerS)} MiB/s (OSD: ${outMiB(verify.rbd)} MiB out, ${ops(verify.rbd)} ops): ${n(verify.ratio, 2)}x`);
+    const hash = p.scenarios.find((s) => s.id === 'verify-hash');
+    if (hash) {
+      lines.push(`  hashImage of the same snapshot alone (the verify without its inventory, digests and comparison): ` +
+        `${seconds(hash.ours)} s, ${n(hash.ours.mibPerS)} MiB/s (OSD: ${ops(hash.ours)} ops); the verify around it ` +
+        `${n(verify.ours.elapsedMs - hash.ours.elapsedMs)} ms more (median runs)`);
+    }
+    lines.push(`  the pass's read figures: read ceiling (rbd bench --io-type read, 4 MiB, 16 threads, best of ` +
+      `${(p.readCeilingRuns ?? []).map((c) => n(ceilingSpeed(c))).join(', ')}) ${n(read)} MiB/s: the deep verify ran at ` +
+      `${n(read === undefined ? undefined : (100 * verify.ours.mibPerS) / read, 1)}% of it` +
+      (hash && read !== undefined ? `, hashImage alone at ${n((100 * hash.ours.mibPerS) / read, 1)}%` : '') +
+      (exportDiff ? `; rbd export-diff > /dev/null (the stream export row) ${n(exportDiff.mibPerS)} MiB/s` : ''));
+  }
+  const costs = p.scenarios.filter((s) => s.digestCost);
+  if (costs.length > 0) {
+    lines.push('  what digests cost ours (with ÷ without; the row without digests is the one above it):');
+    for (const s of costs) {
+      const plain = p.scenarios.find((x) => x.id === s.digestCost!.of);
+      const c = s.digestCost!;
+      const mib = (m: Measure | undefined): string => n(m ? Number(m.stats?.['bytesRead']) / MiB : undefined, 1);
+      const lib = (m: Measure | undefined): string => n(m ? Number(m.stats?.['ops']) : undefined);
+      const osd = (m: Measure | undefined): string => (m?.osdOps ? String(totalOps(m.osdOps)) : '-');
+      lines.push(`    ${plain?.title ?? c.of}: ${seconds(plain?.ours)} -> ${seconds(s.ours)} s (${n(c.time, 2)}x the time), ` +
+        `read ${mib(plain?.ours)} -> ${mib(s.ours)} MiB (${n(c.bytesRead, 2)}x), lib ops ${lib(plain?.ours)} -> ` +
+        `${lib(s.ours)} (${n(c.libOps, 2)}x), OSD ops ${osd(plain?.ours)} -> ${osd(s.ours)} (${n(c.osdOps, 2)}x); ` +
+        `with digests ${n(s.ratio, 2)}x the pipe, ${n(s.ratio64, 2)}x at 64 ops`);
+    }
+  }
+  return lines.length === 0 ? [] : ['', 'verified backups (deep verify; the rows with digests):', ...lines];
+}
+
 function latencyLine(p: Pass): string {
   const d = p.delivered;
   if (!d) return `~${p.latency} ms pass: delivered latency not measured`;
@@ -137,7 +182,7 @@ export function printReport(results: Results): void {
   }
   for (const p of results.passes) printPass(p, out);
   if (results.bars.length > 0) {
-    out.push('', 'bars (DESIGN section 7):');
+    out.push('', 'bars (DESIGN section 7, and the verified backups\' deep verify at the read speed):');
     for (const bar of results.bars) {
       const verdict = bar.pass === undefined ? 'n/a ' : bar.pass ? 'PASS' : 'FAIL';
       out.push(`  ${verdict}  ~${bar.latency} ms: ${bar.text}${bar.informational ? ' [info]' : ''}: ` +
@@ -186,12 +231,19 @@ function printPass(p: Pass, out: string[]): void {
       `(${n(ceiling.wallMiBPerS)} MiB/s by wall clock, ${n(ceiling.elapsedMs / 1000, 2)} s; ` +
       `OSD CPU ${n(ceiling.osdCpuMs / 1000, 2)} s, rbd CPU ${n(ceiling.clientCpuMs / 1000, 2)} s)`);
   }
+  const read = p.readCeiling;
+  if (read) {
+    out.push(`read ceiling: ${n(read.reportedMiBPerS)} MiB/s (best of ${(p.readCeilingRuns ?? []).map((c) => n(c.reportedMiBPerS)).join(', ')}) ` +
+      `as reported by \`${read.command}\` (${n(read.wallMiBPerS)} MiB/s by wall clock, ${n(read.elapsedMs / 1000, 2)} s; ` +
+      `OSD CPU ${n(read.osdCpuMs / 1000, 2)} s, rbd CPU ${n(read.clientCpuMs / 1000, 2)} s)`);
+  }
   for (const s of p.scenarios) {
     if (s.change) {
       out.push(`${s.title}: ${s.change.pattern}; ${n(s.change.bytesChanged / 2 ** 20, 1)} MiB distinct bytes changed ` +
         `in ${s.change.objectsTouched} of ${s.change.objects} objects`);
     }
   }
+  out.push(...digestLines(p));
   out.push(...backupRestoreLines(p));
   for (const s of p.scenarios) {
     const native = s.ours.stats?.['elapsedMs'];
@@ -211,7 +263,7 @@ function printPass(p: Pass, out: string[]): void {
   }
   const perGiB: string[] = [];
   for (const s of p.scenarios) {
-    if (!s.id.startsWith('full') && s.id !== 'copy' && s.id !== 'export-null') continue;
+    if (!s.id.startsWith('full') && s.id !== 'copy' && s.id !== 'export-null' && !s.id.startsWith('verify')) continue;
     const gib = s.volumeBytes / 2 ** 30;
     const of = (m: Measure): string => `client ${n(m.clientCpuMs / 1000 / gib, 2)} + OSD ${n(m.osdCpuMs / 1000 / gib, 2)}`;
     perGiB.push(`  ${s.title}: ours ${of(s.ours)}${s.rbd ? `; rbd ${of(s.rbd)}` : ''} CPU s per GiB`);

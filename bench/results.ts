@@ -35,6 +35,8 @@ export interface Measure {
   command?: string;
   /** rbd: when each marked step of the command line returned, in ms after the script started. */
   stepsMs?: Record<string, number> | undefined;
+  /** rbd: what the command line printed on stdout, when it was kept (the deep verify pipe's md5sum line). */
+  printed?: string;
   /** The OSDs' client-op counters over the whole run (process start to exit), summed over the running clusters. */
   osdOps?: OsdOps;
 }
@@ -76,6 +78,23 @@ export interface ScenarioRecord {
   noBar?: boolean;
   /** An in-place restore: its time and bytes read ÷ those of our full-copy restore into the same volume. */
   ofFullCopy?: { time: number; bytesRead: number };
+  /** A transfer with digests: what it cost against the same transfer without (the row `of`), with ÷ without. */
+  digestCost?: DigestCost;
+}
+
+/**
+ * A transfer with digests against the same transfer without them (ours,
+ * median runs): each figure with ÷ without. bytesRead and libOps are the
+ * library's stats, osdOps the OSD's client operations over the child's
+ * whole run (its opening and closing included).
+ */
+export interface DigestCost {
+  /** The scenario id of the transfer without digests. */
+  of: string;
+  time: number;
+  bytesRead: number;
+  libOps: number;
+  osdOps: number;
 }
 
 export interface ChangeInfo {
@@ -149,6 +168,13 @@ export interface Pass {
   /** The fill of rbd/src, then rbd bench on fresh scratch images of the same size. */
   ceilingRuns?: Ceiling[];
   rssCheckCeiling?: Ceiling;
+  /**
+   * The fastest of readCeilingRuns: `rbd bench --io-type read` of the
+   * source backup's chain image, the cluster's read speed that a deep
+   * verify is judged against.
+   */
+  readCeiling?: Ceiling;
+  readCeilingRuns?: Ceiling[];
   scenarios: ScenarioRecord[];
   osd: Record<string, unknown>;
   durationMs?: number;

@@ -4,7 +4,7 @@
  * operation, each on throwaway clusters this process starts (and always
  * stops), with every result checked by sha256 of `rbd export`.
  *
- *   node dist/bench/run.js [--size-mib N] [--latency both|0|4] [--size-mib M | --rss-check] [--json PATH]
+ *   node dist/bench/run.js [--size-mib N] [--latency both|0|4] [--size-mib M | --rss-check] [--only G,...] [--json PATH]
  *
  * See bench/README.md for what is measured and how to read the numbers.
  */
@@ -100,6 +100,10 @@ async function main(): Promise<number> {
       rbdConcurrentManagementOps: 'rbd: the tool\'s default (10, what Cinder runs); rbd@64: --rbd-concurrent-management-ops 64 ' +
         'on both export-diff and import-diff (or rbd cp)',
       skipCross: config.skipCross,
+      groups: config.groups,
+      digests: 'rows "..., with digests": ours with transferDiff\'s digests (64 KiB blocks up to 64 GiB), beside the same ' +
+        'transfer without; an incremental\'s start table is hashImage of the source\'s from-snapshot, computed by the ' +
+        'benchmark before the child starts (untimed, its operations not counted); rbd: the same pipe runs as the row without',
     },
     passes: [],
     bars: [],

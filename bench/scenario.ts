@@ -4,21 +4,40 @@
  *
  *   node dist/bench/scenario.js '<ScenarioArgs as JSON>'
  *
- * Connects, opens the images (for a restore: its target pool), then times
- * just the library call (bench/scenario-restore.ts says what a restore's
- * time covers) with the event-loop delay histogram enabled, and prints one
- * JSON line (ScenarioResult) on stdout — on stderr instead when the diff
- * stream itself goes to stdout. Any failure exits non-zero with the error on stderr.
+ * Connects, opens the images (for a restore: its target pool; a transfer
+ * with digests also reads its start table), then times just the library
+ * call (bench/scenario-restore.ts says what a restore's time covers; a
+ * deep verify's is the whole BackupEngine.verify call) with the
+ * event-loop delay histogram enabled, and prints one JSON line
+ * (ScenarioResult) on stdout — on stderr instead when the diff stream
+ * itself goes to stdout. Any failure exits non-zero with the error on stderr.
  */
+import { readFileSync } from 'node:fs';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { Cluster, copyImage, exportDiff, transferDiff, type Image, type Pool } from '../lib/index.js';
-import type { ClusterRef, EngineOperation, ImageRef, RunSettings, ScenarioArgs, ScenarioResult } from './protocol.js';
-import { cpuDelta, histogramSummary, sampleCpu, threadCpuDelta, threadCpuMs } from './sample.js';
+import { ioSizeFor } from '../lib/engine/options.js';
+import {
+  BackupEngine, Cluster, copyImage, DigestTable, digestBlockFor, exportDiff, hashImage, transferDiff, type DigestStart,
+  type Image, type Pool,
+} from '../lib/index.js';
+import type {
+  ClusterRef, DigestsStart, EngineOperation, ImageRef, RunSettings, ScenarioArgs, ScenarioResult, VerifyOperation,
+} from './protocol.js';
+import { cpuDelta, histogramSummary, processMemoryMiB, sampleCpu, threadCpuDelta, threadCpuMs } from './sample.js';
 import { restoreRun } from './scenario-restore.js';
 
 const ELD_RESOLUTION_MS = 10;
+
+/**
+ * This process's peak RSS: VmHWM, its own address space's high-water mark.
+ * Not getrusage's maxrss (process.resourceUsage().maxRSS), which Linux
+ * carries over from the parent at exec: a child of a benchmark process
+ * holding 250 MiB would start with a "peak" of 250 MiB.
+ */
+function peakRssMiB(): number {
+  return processMemoryMiB(process.pid, 'VmHWM') ?? process.resourceUsage().maxRSS / 1024;
+}
 
 /** Opened resources, closed in reverse order. */
 class Handles {
@@ -71,6 +90,36 @@ function numbers(stats: object): Record<string, number | string | null> {
   return out;
 }
 
+/** The start table of a transfer with digests (read before timing starts). */
+function digestStart(start: DigestsStart): DigestStart {
+  const size = BigInt(start.size);
+  const blockSize = BigInt(start.blockSize);
+  return {
+    table: start.entriesFile === undefined
+      ? DigestTable.zeros(size, blockSize)
+      : new DigestTable(size, blockSize, readFileSync(start.entriesFile)),
+  };
+}
+
+/**
+ * A deep verify's timed part: the call, which reads the backup's digests,
+ * finds its snapshot on the chain image and hashes all of it. A mismatch
+ * fails the run.
+ */
+function verifyRun(cluster: Cluster, op: VerifyOperation, args: RunSettings, onProgress: () => void): () => Promise<object> {
+  const engine = new BackupEngine({
+    source: cluster, backupPool: op.backupPool, ioConcurrency: args.engine.concurrency, memoryBytes: args.engine.memoryBytes,
+  });
+  return async () => {
+    const result = await engine.verify(op.backup, { mode: 'deep', onProgress });
+    if (!result.ok) {
+      throw new Error(`deep verify of backup ${result.backupId} found ${result.mismatches.length} byte range(s) that do not ` +
+        `match their digests, the first at ${result.mismatches[0]?.offset}`);
+    }
+    return result;
+  };
+}
+
 /** A bare engine call's timed part, and the stream bytes an export counted. */
 async function engineRun(handles: Handles, args: EngineOperation & RunSettings, onProgress: () => void):
   Promise<{ run: () => Promise<object>; streamBytes: () => number | undefined }> {
@@ -80,15 +129,31 @@ async function engineRun(handles: Handles, args: EngineOperation & RunSettings, 
   let streamBytes: number | undefined;
   let run: () => Promise<object>;
   switch (args.op) {
-    case 'transfer':
-      run = () => transferDiff({
-        ...engine, source, target: target!, snapshot: args.snapshot, fromSnapshot: args.fromSnapshot,
-        wholeObject: args.engine.wholeObject,
-      });
+    case 'transfer': {
+      const digests = args.digests === undefined ? undefined : digestStart(args.digests);
+      run = async () => {
+        const stats = await transferDiff({
+          ...engine, source, target: target!, snapshot: args.snapshot, fromSnapshot: args.fromSnapshot,
+          wholeObject: args.engine.wholeObject, ...(digests === undefined ? {} : { digests }),
+        });
+        // XXH3-128 of the table (128 KiB at 1 GiB): microseconds; the benchmark checks it against hashImage.
+        return stats.digests === undefined ? stats
+          : { ...stats, pointDigest: stats.digests.pointDigest(), digestBlockSize: stats.digests.blockSize };
+      };
       break;
+    }
     case 'copy':
       run = () => copyImage({ ...engine, source, target: target!, snapshot: args.snapshot });
       break;
+    case 'hash': {
+      const { size, objectSize } = await source.stat();
+      const blockSize = digestBlockFor(size, ioSizeFor(objectSize));
+      run = async () => {
+        const { table, ...stats } = await hashImage({ ...engine, image: source, snapshot: args.snapshot, blockSize });
+        return { ...stats, pointDigest: table.pointDigest(), digestBlockSize: blockSize };
+      };
+      break;
+    }
     case 'export':
       run = async () => {
         streamBytes = 0;
@@ -126,9 +191,11 @@ async function main(): Promise<void> {
           args.engine, onProgress),
         streamBytes: () => undefined,
       }
-      : await engineRun(handles, args, onProgress);
+      : args.op === 'verify'
+        ? { run: verifyRun(await handles.cluster(args.cluster), args, args, onProgress), streamBytes: () => undefined }
+        : await engineRun(handles, args, onProgress);
 
-    const rssBefore = process.resourceUsage().maxRSS / 1024;
+    const rssBefore = peakRssMiB();
     const setupMs = performance.now();
     const histogram = monitorEventLoopDelay({ resolution: ELD_RESOLUTION_MS });
     const cpuBefore = process.cpuUsage();
@@ -156,7 +223,7 @@ async function main(): Promise<void> {
       stats: numbers(stats),
       streamBytes: streamBytes(),
       progressCalls,
-      rss: { beforeMiB: rssBefore, peakMiB: process.resourceUsage().maxRSS / 1024 },
+      rss: { beforeMiB: rssBefore, peakMiB: peakRssMiB() },
       eventLoop,
       cpu: { userMs: cpu.user / 1000, systemMs: cpu.system / 1000 },
       threadsCpuMs: threadsCpu,

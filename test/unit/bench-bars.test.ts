@@ -1,13 +1,16 @@
 /**
- * The benchmark's pure logic: parsing `ceph-cluster.sh latency` and the
- * step marks of an rbd command line, the serial round trips of the
- * unchanged incremental, and judging the bars (with the shortfall a failed
- * bar prints). No cluster needed; no time is measured.
+ * The benchmark's pure logic: parsing `ceph-cluster.sh latency`, the step
+ * marks of an rbd command line and the command line's --only, the serial
+ * round trips of the unchanged incremental, what digests cost a transfer,
+ * and judging the bars (with the shortfall a failed bar prints). No
+ * cluster needed; no time is measured.
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { evaluateBars, judge } from '../../bench/bars.js';
+import { digestCost, withDigests } from '../../bench/digest-cost.js';
 import { parseLatency, roundTrips } from '../../bench/latency.js';
+import { GROUPS, parseArgs, UsageError } from '../../bench/options.js';
 import { stepMarks } from '../../bench/proc.js';
 import type { DeliveredLatency, Measure, Pass, Results, ScenarioRecord } from '../../bench/results.js';
 
@@ -132,5 +135,93 @@ describe('bars', () => {
     const nothingSlower = evaluateBars(results).find((b) => b.id === 'nothing-slower');
     assert.equal(nothingSlower?.pass, true);
     assert.doesNotMatch(nothingSlower?.detail ?? '', /restore-in-place/);
+  });
+});
+
+describe('--only', () => {
+  test('all groups by default, with cluster B', () => {
+    const config = parseArgs([]);
+    assert.deepEqual(config.groups, [...GROUPS]);
+    assert.equal(config.skipCross, false);
+  });
+
+  test('selects groups in their order; without cross, no cluster B', () => {
+    const config = parseArgs(['--only', 'restores,transfers,export']);
+    assert.deepEqual(config.groups, ['export', 'transfers', 'restores']);
+    assert.equal(config.skipCross, true);
+    assert.equal(parseArgs(['--only=cross']).skipCross, false);
+  });
+
+  test('refuses an unknown or empty selection', () => {
+    assert.throws(() => parseArgs(['--only', 'transfers,restore']), (error: unknown) =>
+      error instanceof UsageError && /unknown group restore\b/.test(error.message));
+    assert.throws(() => parseArgs(['--only', '']), UsageError);
+  });
+});
+
+describe('digests', () => {
+  const run = (elapsedMs: number, bytesRead: number, ops: number, osd: number): Measure => ({
+    ...measure('ours', elapsedMs), stats: { bytesRead, ops }, osdOps: { opR: osd, opW: 0, opRw: 0, inBytes: 0, outBytes: 0 },
+  });
+
+  test('the cost is with ÷ without: time, bytes read, the library\'s and the OSD\'s operations', () => {
+    const cost = digestCost(run(500, 10 << 20, 3000, 3200), run(600, 40 << 20, 3100, 3300), 'incr-1pct-4k');
+    assert.equal(cost.of, 'incr-1pct-4k');
+    assert.equal(cost.time, 1.2);
+    assert.equal(cost.bytesRead, 4);
+    assert.ok(Math.abs(cost.libOps - 3100 / 3000) < 1e-12);
+    assert.ok(Math.abs(cost.osdOps - 3300 / 3200) < 1e-12);
+  });
+
+  test('what neither did has no ratio (an unchanged incremental reads nothing)', () => {
+    const cost = digestCost(run(100, 0, 0, 20), run(110, 0, 0, 20), 'unchanged');
+    assert.ok(Number.isNaN(cost.bytesRead));
+    assert.ok(Number.isNaN(cost.libOps));
+    assert.equal(cost.osdOps, 1);
+  });
+
+  test('a row with digests shares the pipe\'s runs with the row without, and no bar judges it', () => {
+    const plain = scenario('incr-1pct-4k', 500, 2000, 1000);
+    plain.ours = run(500, 10 << 20, 3000, 3200);
+    const digests = run(1000, 40 << 20, 3000, 3200);
+    const row = withDigests(plain, digests, [digests], 'with digests', '');
+    assert.equal(row.id, 'incr-1pct-4k-digests');
+    assert.equal(row.rbd, plain.rbd);
+    assert.equal(row.rbd64, plain.rbd64);
+    assert.equal(row.noBar, true);
+    assert.equal(row.digestCost?.time, 2);
+    const results: Results = {
+      ok: true, date: '', command: [], machine: {}, config: {}, bars: [],
+      passes: [pass('0', 0.5, [scenario('full', 1000, 2000), { ...row, ratio: 0.5 }])],
+    };
+    assert.equal(evaluateBars(results).find((b) => b.id === 'nothing-slower')?.pass, true);
+  });
+});
+
+describe('the deep verify\'s bars', () => {
+  const ceiling = (mibPerS: number) => ({
+    command: 'rbd bench --io-type read', reportedMiBPerS: mibPerS, wallMiBPerS: mibPerS, elapsedMs: 0, osdCpuMs: 0,
+    clientCpuMs: 0, output: '',
+  });
+  const judged = (p: Pass): Map<string, ReturnType<typeof judge>> => new Map(evaluateBars({
+    ok: true, date: '', command: [], machine: {}, config: {}, bars: [], passes: [p],
+  }).map((b) => [b.id, b]));
+
+  test('judged in every pass against the read ceiling and the export pipe', () => {
+    // 1024 MiB in 2 s: 512 MiB/s; the pipe 2.5 s.
+    const verify = { ...scenario('verify-deep', 2000, 2500), noBar: true };
+    for (const latency of ['0', '4'] as const) {
+      const bars = judged({ ...pass(latency, 1, [verify]), readCeiling: ceiling(600) });
+      assert.equal(bars.get('verify-vs-read-ceiling')?.pass, false);
+      assert.equal(bars.get('verify-vs-read-ceiling')?.shortfall, 'needs ≥ 100.0%, got 85.3%');
+      assert.equal(bars.get('verify-vs-export')?.pass, true);
+    }
+    assert.equal(judged({ ...pass('4', 1, [verify]), readCeiling: ceiling(500) }).get('verify-vs-read-ceiling')?.pass, true);
+  });
+
+  test('n/a when it did not run', () => {
+    const bars = judged(pass('0', 1, [scenario('full', 1000, 2000)]));
+    assert.equal(bars.get('verify-vs-read-ceiling')?.pass, undefined);
+    assert.equal(bars.get('verify-vs-export')?.pass, undefined);
   });
 });
