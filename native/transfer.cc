@@ -298,25 +298,12 @@ void TransferJob::IssueHole(rbd_image_t source, rbd_image_t target, uint64_t off
 }
 
 void TransferJob::IssueHashOnly(rbd_image_t source, rbd_image_t target, uint64_t index) {
+  // A batch of the block alone with nothing to write: with digests on, a
+  // batch's op writes only its writes.
+  IssueBatch(source, target);
   const DigestTable& digests = plan_.digests;
-  uint64_t start = digests.BlockStart(index);
-  uint64_t length = digests.BlockLength(index);
-  WaitForRoom(target, length);
-  if (Stopping()) return;
-  auto* op = new Op(start, length);
-  op->pieces.emplace_back(start, length);
-  op->write_pieces = false;
-  op->buffer = AcquireBuffer(length);
-  if (!op->buffer) {
-    delete op;
-    Fail(-ENOMEM, "cannot allocate a transfer buffer");
-    return;
-  }
-  in_flight_bytes_ += length;
-  order_.push_back(op);
-  ++in_flight_;
-  IssueReads(source, op);
-  if (op->reads == 0) FinishOp(op);
+  batch_.pieces.emplace_back(digests.BlockStart(index), digests.BlockLength(index));
+  IssueBatch(source, target);
 }
 
 void TransferJob::HashPieces(Op* op) {

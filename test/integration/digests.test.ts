@@ -11,13 +11,10 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { promisify } from 'node:util';
-import { fileURLToPath } from 'node:url';
 import { DigestTable, hashImage, transferDiff } from '../../lib/index.js';
-import { blockDigests } from '../../lib/ceph/transfer-job.js';
-import { closeTestPools, rbdArgs, testCluster, testPool } from '../support/clusters.js';
+import { closeTestPools, testPool } from '../support/clusters.js';
+import { exportedTable, flipByte } from '../support/digest-checks.js';
 import { clusterScratch, fill, mutate, seeded, type Made } from '../support/cluster-scratch.js';
 
 const KiB = 1024;
@@ -31,18 +28,9 @@ before(async () => {
 
 after(closeTestPools);
 
-/** The bytes `rbd export` gives for made@snapshot. */
-async function exported(made: Made, snapshot: string): Promise<Buffer> {
-  const args = await rbdArgs(made.which, ['export', '--no-progress', `${made.spec}@${snapshot}`, '-']);
-  const { stdout } = await promisify(execFile)('rbd', args, { encoding: 'buffer', maxBuffer: 256 << 20 });
-  return stdout;
-}
-
-/** The table those bytes give. */
-async function expectedTable(made: Made, snapshot: string): Promise<DigestTable> {
-  const bytes = await exported(made, snapshot);
-  const entries = blockDigests(bytes, Number(BLOCK));
-  return new DigestTable(BigInt(bytes.length), BLOCK, Buffer.from(entries.buffer, entries.byteOffset, entries.byteLength));
+/** The table the bytes of made@snapshot give. */
+function expectedTable(made: Made, snapshot: string): Promise<DigestTable> {
+  return exportedTable(made.which, `${made.spec}@${snapshot}`, BLOCK);
 }
 
 function assertSameTable(actual: DigestTable | undefined, expected: DigestTable, what: string): void {
@@ -104,10 +92,8 @@ test('a sample hashes only its blocks; a byte flipped in a RADOS object shows in
   assert.equal(sample.table.unknownBlocks(), sample.table.count - 3);
   for (const i of [0, 7, 255]) assert.equal(sample.table.entry(i), before.table.entry(i), `sampled block ${i}`);
 
-  const { info } = await testCluster('a');
   const at = 5 * MiB + 70 * KiB + 3;
-  await promisify(execFile)('/usr/bin/python3', [fileURLToPath(new URL('../../../test/fixtures/object-corrupt.py', import.meta.url)),
-    info.conf, info.keyring, 'backups', made.name, String(at)]);
+  await flipByte('a', 'backups', made.name, at);
   const after = await hashImage({ image, snapshot: 's', blockSize: BLOCK });
   const blockStart = (BigInt(at) / BLOCK) * BLOCK;
   assert.deepEqual(before.table.compare(after.table), [{ offset: blockStart, length: BLOCK }]);

@@ -17,21 +17,20 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import {
-  CephError, DigestsError, DigestTable, InvalidArgumentError, VerificationError,
+  CephError, DigestsError, InvalidArgumentError, VerificationError,
   type BackupEngine, type BackupResult, type Pool,
 } from '../../lib/index.js';
-import { blockDigests } from '../../lib/ceph/transfer-job.js';
 import { digestsObjectName } from '../../lib/backup/naming.js';
 import { readDigests } from '../../lib/backup/digests.js';
 import { BACKUP_POOL, POOL, VolumeFixtures, snapshotSha, volumeSha, useBackupTestbed } from '../support/backup-fixtures.js';
-import { rbdArgs, sha256, testCluster } from '../support/clusters.js';
+import { rbdArgs, sha256 } from '../support/clusters.js';
+import { exportedTable, flipByte } from '../support/digest-checks.js';
 import { assertCephError } from '../support/checks.js';
 
 const KiB = 1024;
@@ -47,21 +46,6 @@ let fx: VolumeFixtures;
 useBackupTestbed((testbed) => ({ volumes, backups, engine, keepAll, fx } = testbed));
 
 const execFileAsync = promisify(execFile);
-
-/** The digest table of the bytes `rbd export` gives for spec. */
-async function exportedTable(spec: string, blockSize: bigint): Promise<DigestTable> {
-  const { stdout } = await execFileAsync('rbd', await rbdArgs('a', ['export', '--no-progress', spec, '-']),
-    { encoding: 'buffer', maxBuffer: 256 << 20 });
-  const entries = blockDigests(stdout, Number(blockSize));
-  return new DigestTable(BigInt(stdout.length), blockSize, Buffer.from(entries.buffer, entries.byteOffset, entries.byteLength));
-}
-
-/** Flips the byte at offset of pool/image straight in its RADOS object. */
-async function flipByte(pool: string, image: string, offset: number): Promise<void> {
-  const { info } = await testCluster('a');
-  await execFileAsync('/usr/bin/python3', [fileURLToPath(new URL('../../../test/fixtures/object-corrupt.py', import.meta.url)),
-    info.conf, info.keyring, pool, image, String(offset)]);
-}
 
 /** A volume with data and three backups: full, then incrementals of 4 KiB writes, a discard and a larger write. */
 async function threeBackups(t: TestContext, using: BackupEngine = keepAll): Promise<{ id: string; made: BackupResult[] }> {
@@ -83,7 +67,7 @@ test('every backup stores the digests of its source snapshot\'s bytes; quick, de
     assert.equal(backup.digests.unknownBlocks, 0);
     assert.equal(backup.digests.blocks, SIZE / Number(backup.digests.blockSize));
     const stored = await readDigests(backups, backup.record.id, backup.snapshot);
-    const expected = await exportedTable(`${POOL}/volume-${id}@${backup.snapshot}`, backup.digests.blockSize);
+    const expected = await exportedTable('a', `${POOL}/volume-${id}@${backup.snapshot}`, backup.digests.blockSize);
     assert.ok(stored !== undefined && stored.table.entries.equals(expected.entries), `backup ${backup.mode}: digests of the exported bytes`);
     assert.equal(stored.header.pointDigest, backup.digests.pointDigest);
 
@@ -111,7 +95,7 @@ test('a byte flipped in the chain image: deep verify finds exactly its block, a 
   const newest = made[2];
   const blockSize = newest.digests!.blockSize;
   const at = 17 * MiB + 5 * KiB + 7;
-  await flipByte(BACKUP_POOL, newest.baseImage, at);
+  await flipByte('a', BACKUP_POOL, newest.baseImage, at);
   const deep = await engine.verify(newest.record, { mode: 'deep' });
   const start = (BigInt(at) / blockSize) * blockSize;
   assert.equal(deep.ok, false);
