@@ -119,7 +119,11 @@ void TransferJob::ReleaseBuffer(char* buffer, uint64_t length) {
 TransferProgress TransferJob::Progress() {
   TransferProgress p;
   // A hash-only op for a block below the ops before it may be the oldest.
-  reported_done_ = std::max(reported_done_, order_.empty() ? position_ : order_.front()->offset);
+  uint64_t done = order_.empty() ? position_ : order_.front()->offset;
+  // Extents gathered into the batch are below position_ and not read yet:
+  // a progress record claiming them would let a resumed run skip them.
+  if (!batch_.pieces.empty()) done = std::min(done, batch_.pieces.front().first);
+  reported_done_ = std::max(reported_done_, done);
   p.done = reported_done_;
   const DigestTable& digests = plan_.digests;
   if (digests.enabled()) {
@@ -489,6 +493,9 @@ void TransferJob::WaitAll(rbd_image_t target) {
       }
     }
     HandleCompleted(target);
+    // The last window of writes can take long (a slow or throttled
+    // target): its progress is reported, and so recorded, too.
+    MaybeReport();
   }
 }
 
@@ -541,7 +548,8 @@ std::string TransferJob::FenceSelf() {
 int TransferJob::Transfer(rbd_image_t source, rbd_image_t target, rbd_image_t listed,
                           const std::function<void(const TransferProgress&)>& report) {
   auto started = std::chrono::steady_clock::now();
-  auto last_report = started;
+  report_ = &report;
+  last_report_ = started;
   position_ = reported_done_ = hashed_end_ = plan_.start;
   if (plan_.digests.enabled()) reported_blocks_ = plan_.digests.BlockOf(plan_.start);
   DiffPrefetcher diffs(listed, plan_.from_snapshot, plan_.start, plan_.no_listing ? 0 : plan_.length,
@@ -582,13 +590,7 @@ int TransferJob::Transfer(rbd_image_t source, rbd_image_t target, rbd_image_t li
       }
       cursor = offset + length;
       position_ = cursor;
-      auto now = std::chrono::steady_clock::now();
-      // After a failure or a cancel, bytes below the cursor may never have
-      // been written: no more reports.
-      if (!Stopping() && now - last_report > std::chrono::milliseconds(100)) {
-        last_report = now;
-        report(Progress());
-      }
+      MaybeReport();
     }
     IssueBatch(source, target);
     if (plan_.zero_gaps && cursor < range_end && !Stopping()) IssueHole(source, target, cursor, range_end - cursor);
@@ -604,8 +606,19 @@ int TransferJob::Transfer(rbd_image_t source, rbd_image_t target, rbd_image_t li
   stats_.elapsed_ms = std::chrono::duration<double, std::milli>(
                           std::chrono::steady_clock::now() - started)
                           .count();
+  report_ = nullptr;
   if (error_ == 0) report(Progress());
   return error_;
+}
+
+void TransferJob::MaybeReport() {
+  // After a failure or a cancel, bytes below the cursor may never have
+  // been written: no more reports.
+  if (report_ == nullptr || Stopping()) return;
+  auto now = std::chrono::steady_clock::now();
+  if (now - last_report_ <= std::chrono::milliseconds(100)) return;
+  last_report_ = now;
+  (*report_)(Progress());
 }
 
 int TransferJob::Run(const std::function<void(const TransferProgress&)>& report) {

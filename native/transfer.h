@@ -12,6 +12,7 @@
 #include <rbd/librbd.h>
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -221,6 +222,10 @@ class TransferJob {
   char* AcquireBuffer(uint64_t length);
   void ReleaseBuffer(char* buffer, uint64_t length);
   TransferProgress Progress();
+  // Reports Progress() through report_ (while Transfer runs), every 100 ms
+  // at most; never once the job is stopping. Only where every extent
+  // gathered is in order_ or batch_ (not between the two).
+  void MaybeReport();
 
   std::shared_ptr<ImageHandle> source_;
   std::shared_ptr<ImageHandle> target_;
@@ -246,6 +251,8 @@ class TransferJob {
   std::deque<Op*> order_;  // ops in issue (= offset) order, for progress
   uint64_t position_ = 0;  // how far extents have been issued
   uint64_t reported_done_ = 0;  // progress never goes back
+  const std::function<void(const TransferProgress&)>* report_ = nullptr;
+  std::chrono::steady_clock::time_point last_report_;
   uint64_t reported_blocks_ = 0;  // digest entries handed to a report
   // With digests on: every block below this was (or is being) read whole.
   uint64_t hashed_end_ = 0;
