@@ -6,10 +6,15 @@
  * source) when set; otherwise starts two throwaway clusters, to show
  * backups crossing clusters, and stops them afterwards.
  */
+import { spawn } from 'node:child_process';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { AlreadyExistsError, BackupEngine, CancelledError, Cluster, exportRaw, InvalidArgumentError, type Image, type Pool } from '../lib/index.js';
 import { ThrowawayCluster } from '../lib/dev/throwaway-cluster.js';
+import { RESUME_KEY } from '../lib/engine/resume.js';
 
 const MiB = 1 << 20;
 const VOLUME_SIZE = 1024 * MiB;
@@ -59,6 +64,13 @@ function table(rows: Row[]): string {
   return [line(heads), (Object.keys(heads) as Array<keyof Row>).map((k) => '-'.repeat(width(k))).join('  '), ...rows.map(line)].join('\n');
 }
 
+/** How the CLI reaches a cluster: what the demo itself connected with. */
+interface Access {
+  conf: string;
+  keyring: string | undefined;
+  user: string | undefined;
+}
+
 async function main(): Promise<void> {
   const started: ThrowawayCluster[] = [];
   const stopAll = async (): Promise<void> => {
@@ -68,7 +80,15 @@ async function main(): Promise<void> {
   try {
     let source: Cluster;
     let backups: Cluster;
+    let access: { source: Access; backups: Access };
     if (process.env.RBD_BACKUP_CONF) {
+      const sourceAccess = { conf: process.env.RBD_BACKUP_CONF, keyring: process.env.RBD_BACKUP_KEYRING, user: process.env.RBD_BACKUP_USER };
+      access = {
+        source: sourceAccess,
+        backups: process.env.RBD_BACKUP_BACKUP_CONF
+          ? { conf: process.env.RBD_BACKUP_BACKUP_CONF, keyring: process.env.RBD_BACKUP_BACKUP_KEYRING, user: process.env.RBD_BACKUP_BACKUP_USER }
+          : sourceAccess,
+      };
       source = await Cluster.connect({ conf: process.env.RBD_BACKUP_CONF, keyring: process.env.RBD_BACKUP_KEYRING, user: process.env.RBD_BACKUP_USER });
       backups = process.env.RBD_BACKUP_BACKUP_CONF
         ? await Cluster.connect({ conf: process.env.RBD_BACKUP_BACKUP_CONF, keyring: process.env.RBD_BACKUP_BACKUP_KEYRING, user: process.env.RBD_BACKUP_BACKUP_USER })
@@ -83,11 +103,12 @@ async function main(): Promise<void> {
       started.push(a, b);
       say(`clusters: started two throwaway clusters in ${((performance.now() - t0) / 1000).toFixed(1)} s (source ${a.info.monHost}, backups ${b.info.monHost})`);
       const timeouts = { timeoutMs: 20_000, opTimeoutMs: 60_000 };
+      access = { source: { conf: a.info.conf, keyring: a.info.keyring, user: undefined }, backups: { conf: b.info.conf, keyring: b.info.keyring, user: undefined } };
       source = await Cluster.connect({ conf: a.info.conf, keyring: a.info.keyring, ...timeouts });
       backups = await Cluster.connect({ conf: b.info.conf, keyring: b.info.keyring, ...timeouts });
     }
     try {
-      await cycle(source, backups, process.env.RBD_BACKUP_POOL ?? 'rbd');
+      await cycle(source, backups, access, process.env.RBD_BACKUP_POOL ?? 'rbd');
     } finally {
       if (backups !== source) await backups.close();
       await source.close();
@@ -97,7 +118,7 @@ async function main(): Promise<void> {
   }
 }
 
-async function cycle(sourceCluster: Cluster, backupCluster: Cluster, poolName: string): Promise<void> {
+async function cycle(sourceCluster: Cluster, backupCluster: Cluster, access: { source: Access; backups: Access }, poolName: string): Promise<void> {
   // Progress recorded every 100 ms: a restore stopped below picks up close to where it stopped.
   const engine = new BackupEngine({ source: sourceCluster, backupCluster, checkpointMs: 100 });
   const pool: Pool = await sourceCluster.pool(poolName);
@@ -218,6 +239,8 @@ async function cycle(sourceCluster: Cluster, backupCluster: Cluster, poolName: s
       row('restore in place (bad change)', inPlace.bytesRead, inPlace.elapsedMs,
         `${inPlace.path} from ${inPlace.commonSnapshot?.slice(0, 16)}... (not ${mib(inPlace.size)} copied)`, 'sha256 equal');
 
+      await showKilledBackupResumes({ engine, access, backupCluster, poolName, volume, volumeId, chainImage: full.baseImage, row, mib });
+
       say('');
       say(table(rows));
       say('');
@@ -269,6 +292,84 @@ async function showCorruptionFound(engine: BackupEngine, backupCluster: Cluster,
       throw new Error(`verify deep after a flipped byte at ${at}: ${where || 'nothing found'}`);
     }
     say(`flipped one byte at offset ${at} in the chain image's RADOS object ${object}: verify deep says MISMATCH, ${where} (exit code 8 in the CLI)`);
+  } finally {
+    await backups.close();
+  }
+}
+
+/**
+ * An incremental backup by the CLI, its writes throttled by librbd's QoS so
+ * that it runs for seconds, SIGKILLed halfway; the same backup run again
+ * continues the transfer the killed process recorded, and the chain
+ * image's snapshot reads as the source's.
+ */
+async function showKilledBackupResumes(demo: {
+  engine: BackupEngine; access: { source: Access; backups: Access }; backupCluster: Cluster; poolName: string;
+  volume: Image; volumeId: string; chainImage: string;
+  row: (step: string, bytes: bigint, ms: number, path: string, check: string) => void; mib: (bytes: bigint) => string;
+}): Promise<void> {
+  const { engine, access, poolName, volume, volumeId, mib } = demo;
+  // From 8 MiB on: the chain image's first object stays unshared (showCorruptionFound flips a byte in it).
+  await fill(volume, 8 * MiB, VOLUME_SIZE, 16 * MiB, MiB);
+  await volume.flush();
+  const backupId = randomUUID();
+  const dir = await mkdtemp(join(tmpdir(), 'rbd-backup-demo-'));
+  try {
+    // The clusters' own configuration, and 16 MiB/s of writes at most.
+    const throttled = async (of: Access, name: string): Promise<[string, string | undefined, string | undefined]> => {
+      const conf = join(dir, name);
+      await writeFile(conf, `${await readFile(of.conf, 'utf8')}\n[client]\nrbd qos write bps limit = ${16 * MiB}\n`);
+      return [conf, of.keyring, of.user];
+    };
+    const [conf, keyring, user] = await throttled(access.source, 'source.conf');
+    const [backupConf, backupKeyring, backupUser] = await throttled(access.backups, 'backups.conf');
+    // Progress recorded every 100 ms (default 1000).
+    const config = join(dir, 'rbd-backup.conf');
+    await writeFile(config, '[engine]\ncheckpoint_ms = 100\n');
+    const args = [
+      new URL('./rbd-backup.js', import.meta.url).pathname, 'backup', '-p', poolName, '--volume', volumeId, '--backup-id', backupId,
+      '--config', config, '-c', conf, ...(keyring ? ['-k', keyring] : []), ...(user ? ['--id', user] : []),
+      '--backup-conf', backupConf, ...(backupKeyring ? ['--backup-keyring', backupKeyring] : []), ...(backupUser ? ['--backup-user', backupUser] : []),
+    ];
+    const child = spawn(process.execPath, args, { stdio: 'ignore' });
+    const exited = new Promise<NodeJS.Signals | number | null>((resolve) => child.once('exit', (code, signal) => resolve(signal ?? code)));
+    // Killed once its transfer has recorded half the volume done on the chain image (its progress bar runs ahead of what is written).
+    const recorded = await waitForProgressRecord(demo.backupCluster, demo.chainImage, exited);
+    child.kill('SIGKILL');
+    const ended = await exited;
+    if (ended !== 'SIGKILL') throw new Error(`the CLI backup to be killed halfway ended first (${String(ended)})`);
+    say(`backup by the CLI (writes throttled to 16 MiB/s), SIGKILLed once its progress record said ${mib(recorded)} were written`);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+  const again = await engine.backup({ pool: poolName, volumeId, backupId });
+  if (again.resumedFrom === undefined) throw new Error('the backup run again after its process was killed started from zero');
+  say(`the same backup run again: continued at ${mib(again.resumedFrom)}, read ${mib(again.stats.bytesRead)}`);
+  const backups = await demo.backupCluster.pool('backups');
+  try {
+    const chainSha = await withImage(backups, again.baseImage, (image) => imageSha256(image, again.snapshot));
+    verify('the resumed backup', chainSha, await imageSha256(volume, again.snapshot));
+    demo.row('backup killed, run again', again.stats.bytesRead, again.stats.elapsedMs,
+      `${again.mode}, continued at ${mib(again.resumedFrom)} of ${mib(BigInt(VOLUME_SIZE))}`, 'sha256 equal (chain = source)');
+  } finally {
+    await backups.close();
+  }
+  await engine.delete(again.record, { sourcePool: poolName });
+}
+
+/** The bytes done a transfer's progress record on the chain image says, once that is half its length (or the child ended first). */
+async function waitForProgressRecord(backupCluster: Cluster, chainImage: string, exited: Promise<unknown>): Promise<bigint> {
+  let ended = false;
+  void exited.then(() => { ended = true; });
+  const backups = await backupCluster.pool('backups');
+  try {
+    while (!ended) {
+      const text = await withImage(backups, chainImage, (image) => image.getMetadata(RESUME_KEY));
+      const record = text === undefined ? { done: '0', length: '1' } : JSON.parse(text) as { done: string; length: string };
+      if (BigInt(record.done) * 2n >= BigInt(record.length)) return BigInt(record.done);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    return 0n;
   } finally {
     await backups.close();
   }

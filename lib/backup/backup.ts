@@ -15,7 +15,7 @@ import type { Pool } from '../ceph/pool.js';
 import { checkName } from '../ceph/validate.js';
 import { DigestTable, digestBlockFor } from '../engine/digest-table.js';
 import { ioSizeFor } from '../engine/options.js';
-import { clearResume } from '../engine/resume.js';
+import { clearResume, findResume } from '../engine/resume.js';
 import { transferDiff, type DigestStart, type TransferStats } from '../engine/transfer.js';
 import type { Progress } from '../engine/options.js';
 import { backupInfoKey, encodeBackupInfo } from './backup-info.js';
@@ -26,6 +26,7 @@ import { BASE_IMAGE_FEATURES, type ResolvedConfig } from './config.js';
 import { readBackupImages, trashedBackupSnapshots } from './inventory.js';
 import { backupPoints, type BackupImage } from './layout.js';
 import { findLeftovers, removeLeftovers } from './leftovers.js';
+import { continues, findResumableBackup, keepResumable, type ResumableBackup } from './resume-backup.js';
 import { lockObjectName, VolumeLock, type LockHolder } from './lock.js';
 import { logBackup } from './log.js';
 import { RESTORING_KEY } from './restore-lock.js';
@@ -97,6 +98,12 @@ export interface BackupResult {
   stats: TransferStats;
   /** Its block digests (backup.<id>.digests), unless the engine's digests option is off. */
   digests: DigestsSummary | undefined;
+  /**
+   * Where it picked up the transfer of a killed run of the same backup id
+   * (that run's snapshot and chain image were kept); bytes below were not
+   * moved again. Undefined when it started at the beginning.
+   */
+  resumedFrom: bigint | undefined;
 }
 
 export interface DigestsSummary {
@@ -182,7 +189,7 @@ async function openAndLock(scope: OperationScope, config: ResolvedConfig, reques
 }
 
 async function chooseChain(scope: OperationScope, opened: Opened, request: BackupRequest,
-  ids: { subject: Subject; backupId: string }, operation: string): Promise<{ decision: ChainDecision }> {
+  ids: { subject: Subject; backupId: string }, operation: string): Promise<{ decision: ChainDecision; resuming: ResumableBackup | undefined }> {
   const { subject, backupId } = ids;
   const { found } = opened;
   const [snapshots, restoring] = await Promise.all([opened.volume.listSnapshots(), opened.volume.listMetadata(RESTORING_KEY)]);
@@ -196,10 +203,35 @@ async function chooseChain(scope: OperationScope, opened: Opened, request: Backu
   }
   const listed = snapshots.map((s) => s.name);
   const leftovers = findLeftovers(found, { names: listed, trashed: await trashedBackupSnapshots(opened.volume) });
-  scope.checkpoint();
-  const { removedSnapshots } = await removeLeftovers(opened.backupPool, opened.volume, leftovers, subject);
   const images = found.filter((image) => !leftovers.images.includes(image));
-  const sourceSnapshots = listed.filter((name) => !removedSnapshots.includes(name));
+  // Decided before the leftovers go (no leftover is a chain image a
+  // decision can take): what a killed run of this very backup left stays
+  // when this run makes the same backup, and continues its transfer.
+  let decision: ChainDecision | undefined;
+  let refusal: unknown;
+  try {
+    decision = decide(opened, request, { subject, backupId, images, sourceSnapshots: listed }, operation);
+  } catch (error) {
+    refusal = error;
+  }
+  const resumable = decision === undefined || request.backupId === undefined ? undefined
+    : await findResumableBackup(opened.backupPool, subject, backupId, found, leftovers, snapshots);
+  const resuming = resumable !== undefined && continues(resumable, decision!) ? resumable : undefined;
+  if (resuming !== undefined) {
+    logBackup('%s: backup %s was killed during its transfer into %s; continuing it from its snapshot %s', describeSubject(subject),
+      backupId, resuming.image, resuming.snapshot.name);
+  }
+  scope.checkpoint();
+  await removeLeftovers(opened.backupPool, opened.volume, resuming === undefined ? leftovers : keepResumable(leftovers, resuming), subject);
+  if (decision === undefined) throw refusal;
+  if (decision.mode === 'converted') logBackup('%s: %s; taking a full backup instead', describeSubject(subject), decision.reason);
+  return { decision, resuming };
+}
+
+function decide(opened: Opened, request: BackupRequest, facts: {
+  subject: Subject; backupId: string; images: BackupImage[]; sourceSnapshots: string[];
+}, operation: string): ChainDecision {
+  const { subject, backupId, images } = facts;
   // A backup id names one backup: a second one under it would give the
   // pool two restore points for it, and no restore could choose.
   const reused = backupPoints(images).find((point) => point.backupId === backupId)
@@ -210,11 +242,7 @@ async function chooseChain(scope: OperationScope, opened: Opened, request: Backu
       detail: `backup id ${backupId} is already used (${opened.backupPool.spec}/${'image' in reused ? reused.image.name : reused.name})`,
     });
   }
-  const decision = decideChain({
-    subject, backupId, images, sourceSnapshots, parentId: request.parentId, full: request.full, operation,
-  });
-  if (decision.mode === 'converted') logBackup('%s: %s; taking a full backup instead', describeSubject(subject), decision.reason);
-  return { decision };
+  return decideChain({ ...facts, parentId: request.parentId, full: request.full, operation });
 }
 
 /**
@@ -242,20 +270,31 @@ async function ensureCleanHead(chain: Image, fromSnapshot: string): Promise<void
 }
 
 /**
+ * Whether the progress record a killed run of this backup left on the
+ * chain image holds for this transfer (the same snapshots by id, digests
+ * and size): only then does its head stay as that run left it.
+ */
+async function resumesOnChain(volume: Image, chain: Image, snapshot: string, fromSnapshot: string, size: bigint,
+  digests: DigestStart | undefined): Promise<boolean> {
+  if ((await chain.stat()).size !== size) return false;
+  const found = await findResume(volume, chain, { kind: 'diff', snapshot, fromSnapshot, length: size, digestBlock: digests?.table.blockSize });
+  return found?.point !== undefined;
+}
+
+/**
  * The chain image to write into: the parent's, or a new one, which carries
  * its unfinished name until the backup is complete, so that no reader ever
- * takes what a killed run left for a backup.
+ * takes what a killed run left for a backup (the one a killed run of this
+ * backup left, when this run continues it).
  */
 async function openChainImage(scope: OperationScope, config: ResolvedConfig, opened: Opened,
-  decision: ChainDecision, ids: { subject: Subject; backupId: string }, size: bigint): Promise<Image> {
+  decision: ChainDecision, ids: { subject: Subject; backupId: string }, size: bigint, resuming: ResumableBackup | undefined): Promise<Image> {
   const { backupPool } = opened;
   if (decision.mode === 'incremental') {
     scope.doing = 'opening the chain image';
-    const chain = await scope.adopt(backupPool.openImage(decision.image));
-    await ensureCleanHead(chain, decision.fromSnapshot);
-    return chain;
+    return scope.adopt(backupPool.openImage(decision.image));
   }
-  scope.doing = 'creating the chain image';
+  scope.doing = resuming === undefined ? 'creating the chain image' : 'opening the unfinished chain image';
   const unfinished = unfinishedImageName(ids.subject, ids.backupId);
   let chain: Image | undefined;
   // Registered first: a creation that timed out may still have happened.
@@ -269,11 +308,13 @@ async function openChainImage(scope: OperationScope, config: ResolvedConfig, ope
       });
     }
   });
-  await backupPool.createImage(unfinished, size, {
-    features: BASE_IMAGE_FEATURES,
-    ...(config.stripeUnit > 0n ? { stripeUnit: config.stripeUnit } : {}),
-    ...(config.stripeCount > 0n ? { stripeCount: config.stripeCount } : {}),
-  });
+  if (resuming === undefined) {
+    await backupPool.createImage(unfinished, size, {
+      features: BASE_IMAGE_FEATURES,
+      ...(config.stripeUnit > 0n ? { stripeUnit: config.stripeUnit } : {}),
+      ...(config.stripeCount > 0n ? { stripeCount: config.stripeCount } : {}),
+    });
+  }
   chain = await scope.adopt(backupPool.openImage(unfinished));
   return chain;
 }
@@ -341,11 +382,14 @@ export async function runBackup(config: ResolvedConfig, request: BackupRequest):
 
   return OperationScope.run({ operation, resource, timeoutMs: budget.timeoutMs }, async (scope) => {
     const opened = await openAndLock(scope, config, request, subject, operation);
-    const { decision } = await chooseChain(scope, opened, request, { subject, backupId }, operation);
-    const { size, objectSize } = await opened.volume.stat();
+    const { decision, resuming } = await chooseChain(scope, opened, request, { subject, backupId }, operation);
+    const stat = await opened.volume.stat();
+    // Continuing a killed run: its snapshot is the point in time backed up.
+    const size = resuming?.snapshot.size ?? stat.size;
+    const { objectSize } = stat;
     if (budget.grows) scope.extend(transferAllowanceMs(size));
     const fromSnapshot = decision.mode === 'incremental' ? decision.fromSnapshot : undefined;
-    const snapshot = backupSnapshotName(backupId);
+    const snapshot = resuming?.snapshot.name ?? backupSnapshotName(backupId);
     const { volume, sourcePool } = opened;
     // Registered first: a snapshot whose creation timed out may still have been made.
     scope.onFailure(`remove the new source snapshot ${volume.spec}@${snapshot}`, sourcePool, async () => {
@@ -354,14 +398,19 @@ export async function runBackup(config: ResolvedConfig, request: BackupRequest):
     // Independent, and each a dozen round trips or more: the volume is
     // snapshotted while the chain image is opened (or made). Both settle
     // before a failure of either goes to the clean-up.
-    const chainOpening = openChainImage(scope, config, opened, decision, { subject, backupId }, size);
+    const chainOpening = openChainImage(scope, config, opened, decision, { subject, backupId }, size, resuming);
     const digestsReading = config.digests ? digestStart(opened.backupPool, decision, size, objectSize) : Promise.resolve(undefined);
     scope.doing = 'opening the chain image and snapshotting the volume';
-    const [opening, snapshotting, reading] = await Promise.allSettled([chainOpening, volume.createSnapshot(snapshot), digestsReading]);
+    const [opening, snapshotting, reading] = await Promise.allSettled([
+      chainOpening, resuming === undefined ? volume.createSnapshot(snapshot) : Promise.resolve(), digestsReading]);
     if (opening.status === 'rejected') throw opening.reason;
     if (snapshotting.status === 'rejected') throw snapshotting.reason;
     if (reading.status === 'rejected') throw reading.reason;
     const chain = opening.value;
+    if (decision.mode === 'incremental'
+      && !(resuming !== undefined && await resumesOnChain(volume, chain, snapshot, decision.fromSnapshot, size, reading.value))) {
+      await ensureCleanHead(chain, decision.fromSnapshot);
+    }
     // The transfer creates it last; a failure after that must not leave it.
     scope.onFailure(`remove the new chain snapshot ${chain.spec}@${snapshot}`, opened.backupPool, async () => {
       if (await chain.snapshotExists(snapshot)) await chain.removeSnapshot(snapshot);
@@ -383,7 +432,7 @@ export async function runBackup(config: ResolvedConfig, request: BackupRequest):
     const stats = await transferDiff({
       source: volume, snapshot, fromSnapshot, target: chain,
       signal: opened.signal, onProgress: request.onProgress,
-      concurrency: config.ioConcurrency, memoryBytes: config.memoryBytes,
+      concurrency: config.ioConcurrency, memoryBytes: config.memoryBytes, checkpointMs: config.checkpointMs,
       ...(reading.value === undefined ? {} : { digests: reading.value }),
     });
 
@@ -440,7 +489,7 @@ function result(config: ResolvedConfig, request: BackupRequest, done: {
       createdAt: now, updatedAt: now,
       displayName: request.displayName, displayDescription: request.displayDescription,
     }),
-    snapshot, fromSnapshot, baseImage: decision.image, stats,
+    snapshot, fromSnapshot, baseImage: decision.image, stats, resumedFrom: stats.resumedFrom,
     digests: stats.digests === undefined ? undefined : {
       blockSize: stats.digests.blockSize, blocks: stats.digests.count,
       unknownBlocks: stats.digests.unknownBlocks(), pointDigest: stats.digests.pointDigest(),

@@ -34,7 +34,7 @@ export interface BackupEngineConfig {
   ioConcurrency?: number;
   /** Bytes of buffers in flight per transfer. Default 64 MiB. */
   memoryBytes?: number | bigint;
-  /** How often a restore's transfer records its progress on the target, for a retry to pick up from. Default 1000 ms. */
+  /** How often a backup's or restore's transfer records its progress on the target, for a retry to pick up from. Default 1000 ms. */
   checkpointMs?: number;
   /** How long a backup waits for another one of the same volume. Default 60 s. */
   lockWaitMs?: number;

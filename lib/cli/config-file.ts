@@ -32,6 +32,8 @@ export interface EngineConfig {
   memoryBytes?: number;
   lockWaitMs?: number;
   lockTtlMs?: number;
+  checkpointMs?: number;
+  digests?: boolean;
 }
 
 export interface ConfigFile {
@@ -54,7 +56,7 @@ const SECTIONS: Record<keyof Omit<ConfigFile, 'path'>, Record<string, Kind>> = {
   engine: {
     chunkSize: 'bytes', maxSourceSnapshots: 'integer', stripeUnit: 'bytes', stripeCount: 'integer',
     restoreDiscardExcessBytes: 'boolean', ioConcurrency: 'integer', memoryBytes: 'bytes',
-    lockWaitMs: 'integer', lockTtlMs: 'integer',
+    lockWaitMs: 'integer', lockTtlMs: 'integer', checkpointMs: 'integer', digests: 'boolean',
   },
 };
 

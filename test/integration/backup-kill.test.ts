@@ -2,7 +2,8 @@
  * What a killed backup leaves, and the next backup of the volume (with
  * another backup id) clearing it: the source snapshot, the unfinished chain
  * image and the dead holder's lock, which the next run breaks instead of
- * waiting out its TTL. Bytes checked.
+ * waiting out its TTL; a retry of the same backup id continuing what a run
+ * killed halfway transferred. Bytes checked.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -93,6 +94,88 @@ test('a killed incremental: the chain head is rolled back and the next increment
     }
   });
 
+/** A backup killed at a share of its transfer after recording progress (every 20 ms, writes throttled so that comes late enough). */
+function killedAt(percent: number, volumeId: string, backupId: string, full: boolean): Promise<void> {
+  return killedRun('backup', {
+    FIXTURE_VOLUME: volumeId, FIXTURE_BACKUP: backupId, FIXTURE_FULL: full ? '1' : '0', FIXTURE_CHECKPOINT_MS: '20',
+    FIXTURE_WRITE_BPS: String(16 * MiB),
+  }, `ENGINE-${percent}%`);
+}
+
+/** The killed run's source snapshot of backupId. */
+async function killedSnapshot(volumeId: string, backupId: string): Promise<string> {
+  const left = (await snapshotsOf(tb.volumes, `volume-${volumeId}`))!.filter((s) => s.startsWith(`backup.${backupId}.snap.`));
+  assert.equal(left.length, 1, `the killed run left one source snapshot of ${backupId}: ${left.join(', ')}`);
+  return left[0];
+}
+
+test('a full backup killed at 30%, retried with its id, continues its transfer: the same snapshot, only the rest read, restore and deep verify exact',
+  { timeout: 240_000 }, async (t) => {
+    const volumeId = await tb.fx.newVolume(t, SIZE);
+    // Dense: at the throttled rate, halfway comes seconds in, well after the first progress record.
+    await tb.fx.writeRandom(volumeId, [[0, SIZE]]);
+    await killedAt(30, volumeId, 'k1', true);
+    const snapshot = await killedSnapshot(volumeId, 'k1');
+    // Written after the killed run's snapshot: the backup is of that point, not of the head.
+    await tb.fx.writeRandom(volumeId, [[0, MiB]]);
+    const engine = new BackupEngine({ source: tb.cluster, lockWaitMs: 20_000 });
+    const again = await engine.backup({ pool: POOL, volumeId, backupId: 'k1' });
+    t.diagnostic(`resumed from ${String(again.resumedFrom)}, read ${again.stats.bytesRead} of ${SIZE}`);
+    assert.equal(again.mode, 'full');
+    assert.equal(again.snapshot, snapshot, 'the killed run\'s snapshot is the one backed up');
+    assert.ok(again.resumedFrom !== undefined && again.resumedFrom > 0n, 'picked up the killed run\'s work');
+    assert.ok(again.stats.bytesRead <= BigInt(SIZE) - again.resumedFrom, `read ${again.stats.bytesRead}: only what lies past ${again.resumedFrom}`);
+    assert.equal(again.baseImage, `volume-${volumeId}.backup.k1`);
+    assert.equal(await tb.backups.imageExists(`volume-${volumeId}.backup.k1.unfinished`), false);
+    assert.deepEqual((await engine.listBackups(volumeId)).map((l) => l.record.id), ['k1']);
+    const deep = await engine.verify(again.record, { mode: 'deep' });
+    assert.deepEqual(deep.mismatches, [], 'the digests resumed with the transfer match the chain image');
+    const id = tb.fx.targetId(t);
+    await engine.restore({ backup: again.record, target: { volume: { pool: POOL, id } } });
+    assert.equal(await volumeSha(id), await snapshotSha(volumeId, snapshot));
+  });
+
+test('an incremental killed at 70%, retried with its id, continues on the chain head it left; with other digest settings it rolls back and starts clean',
+  { timeout: 300_000 }, async (t) => {
+    const volumeId = await tb.fx.newVolume(t, SIZE);
+    await fill(volumeId, 1);
+    const engine = new BackupEngine({ source: tb.cluster, lockWaitMs: 20_000 });
+    const first = await engine.backup({ pool: POOL, volumeId, backupId: 'b1' });
+    // Of each backup's snapshot while the source has it (older ones are trimmed).
+    const shas = new Map([[first.record.id, await snapshotSha(volumeId, first.snapshot)]]);
+    await tb.fx.writeRandom(volumeId, [[0, SIZE]]);
+    await killedAt(70, volumeId, 'i2', false);
+    const snapshot = await killedSnapshot(volumeId, 'i2');
+    await fill(volumeId, 7);
+    const second = await engine.backup({ pool: POOL, volumeId, backupId: 'i2' });
+    t.diagnostic(`resumed from ${String(second.resumedFrom)}, read ${second.stats.bytesRead} of ${SIZE}`);
+    assert.equal(second.mode, 'incremental');
+    assert.equal(second.record.parent_id, 'b1');
+    assert.equal(second.snapshot, snapshot);
+    assert.ok(second.resumedFrom !== undefined && second.resumedFrom > 0n, 'picked up the killed run\'s work');
+    assert.ok(second.stats.bytesRead <= BigInt(SIZE) - second.resumedFrom, `read ${second.stats.bytesRead}: only what lies past ${second.resumedFrom}`);
+    assert.deepEqual((await engine.verify(second.record, { mode: 'deep' })).mismatches, []);
+    shas.set(second.record.id, await snapshotSha(volumeId, second.snapshot));
+
+    // Killed again, halfway; retried without digests: the record (of a transfer with digests) is refused, the head rolled back.
+    await tb.fx.writeRandom(volumeId, [[0, SIZE]]);
+    await killedAt(50, volumeId, 'i3', false);
+    const plain = new BackupEngine({ source: tb.cluster, lockWaitMs: 20_000, digests: false });
+    const third = await plain.backup({ pool: POOL, volumeId, backupId: 'i3' });
+    assert.equal(third.mode, 'incremental');
+    assert.equal(third.record.parent_id, 'i2');
+    assert.equal(third.resumedFrom, undefined, 'another transfer\'s record is not taken');
+    shas.set(third.record.id, await snapshotSha(volumeId, third.snapshot));
+    await fill(volumeId, 8);
+    const fourth = await engine.backup({ pool: POOL, volumeId, backupId: 'i4' });
+    shas.set(fourth.record.id, await snapshotSha(volumeId, fourth.snapshot));
+    for (const backup of [first, second, third, fourth]) {
+      const id = tb.fx.targetId(t);
+      await engine.restore({ backup: backup.record, target: { volume: { pool: POOL, id } } });
+      assert.equal(await volumeSha(id), shas.get(backup.record.id), backup.record.id);
+    }
+  });
+
 test('a live holder is waited for (and said so) or skipped, never broken', { timeout: 120_000 }, async (t) => {
   const volumeId = await tb.fx.newVolume(t, 8 * MiB);
   const holder = await VolumeLock.acquire(tb.backups, volumeId, 'test holder', { waitMs: 0, ttlMs: 60_000 });
@@ -168,7 +251,7 @@ test('a restore killed halfway after recording its progress: the retry of that b
       FIXTURE_RECORD: tb.engine.exportRecord(backup.record), FIXTURE_VOLUME: target, FIXTURE_CHECKPOINT_MS: '20',
       FIXTURE_WRITE_BPS: String(32 * MiB),
     };
-    await killedRun('restore', env, 'ENGINE-HALF');
+    await killedRun('restore', env, 'ENGINE-50%');
     const engine = new BackupEngine({ source: tb.cluster, lockWaitMs: 20_000 });
     const again = await engine.restore({ backup: backup.record, target: { volume: { pool: POOL, id: target } } });
     t.diagnostic(`resumed from ${String(again.resumedFrom)}, read ${again.bytesRead} of ${again.size}`);
@@ -179,7 +262,7 @@ test('a restore killed halfway after recording its progress: the retry of that b
 
     // Killed again halfway; then a restore of another backup: it does not pick up what is not its own.
     await tb.volumes.removeImage(`volume-${target}`);
-    await killedRun('restore', env, 'ENGINE-HALF');
+    await killedRun('restore', env, 'ENGINE-50%');
     await tb.fx.writeRandom(volumeId, [[0, MiB]]);
     const other = await tb.engine.backup({ pool: POOL, volumeId, backupId: 'h2' });
     const theirs = await engine.restore({ backup: other.record, target: { volume: { pool: POOL, id: target } } });

@@ -23,12 +23,14 @@ max_source_snapshots = 3
 lock-wait-ms = 120000
 chunkSize = 64M
 restore_discard_excess_bytes = false
+checkpoint_ms = 250
+digests = false
 `;
 
 const JSON_TEXT = JSON.stringify({
   source: { conf: '/etc/ceph/prod.conf', user: 'cinder', keyring: '/etc/ceph/prod.client.cinder.keyring', timeoutMs: 10000 },
   backup: { conf: '/etc/ceph/dr.conf', user: 'cinder-backup', pool: 'backups-dr' },
-  engine: { maxSourceSnapshots: 3, lockWaitMs: 120000, chunkSize: 67108864, restoreDiscardExcessBytes: false },
+  engine: { maxSourceSnapshots: 3, lockWaitMs: 120000, chunkSize: 67108864, restoreDiscardExcessBytes: false, checkpointMs: 250, digests: false },
 });
 
 const NO_ENV: CephEnvironment = { args: {}, confEnv: undefined };
@@ -38,7 +40,7 @@ describe('the configuration file', () => {
     const expected = {
       source: { conf: '/etc/ceph/prod.conf', user: 'cinder', keyring: '/etc/ceph/prod.client.cinder.keyring', timeoutMs: 10000 },
       backup: { conf: '/etc/ceph/dr.conf', user: 'cinder-backup', pool: 'backups-dr' },
-      engine: { maxSourceSnapshots: 3, lockWaitMs: 120000, chunkSize: 64 << 20, restoreDiscardExcessBytes: false },
+      engine: { maxSourceSnapshots: 3, lockWaitMs: 120000, chunkSize: 64 << 20, restoreDiscardExcessBytes: false, checkpointMs: 250, digests: false },
     };
     assert.deepEqual(parseConfigFile(INI, '/c.conf'), { path: '/c.conf', ...expected });
     assert.deepEqual(parseConfigFile(JSON_TEXT, '/c.json'), { path: '/c.json', ...expected });

@@ -71,6 +71,7 @@ ${SUBJECT_HELP}
           text: [
             `backup ${r.record.id} of ${describeSubject(resolveSubject(subject, 'backup'))}: ${r.mode}${r.fromSnapshot ? ` from ${r.fromSnapshot}` : ''}`,
             ...(r.convertedToFull ? [`converted to a full backup: ${r.convertedToFull}`] : []),
+            ...(r.resumedFrom === undefined ? [] : [`continued the transfer of a killed run of this backup at ${formatBytes(r.resumedFrom)}`]),
             `snapshot ${r.snapshot} on ${r.baseImage}`,
             `${formatBytes(r.stats.bytesWritten)} written, ${formatBytes(r.stats.bytesRead)} read in ${(r.stats.elapsedMs / 1000).toFixed(2)} s`,
             ...(r.digests === undefined ? [] : [`digests: ${r.digests.blocks} blocks of ${formatBytes(r.digests.blockSize)}${r.digests.unknownBlocks > 0 ? ` (${r.digests.unknownBlocks} unknown: the parent had none)` : ''}, point digest ${r.digests.pointDigest}`]),
