@@ -73,13 +73,18 @@ test('a killed first backup: the next one (another id) removes its source snapsh
     assert.equal(await volumeSha(id), await snapshotSha(volumeId, next.snapshot));
   });
 
-test('a killed incremental: the chain head is rolled back and the next incremental (another id) is exact',
+test('a killed incremental of a grown volume: the chain head is rolled back (size and bytes) and the next incremental (another id) is exact',
   { timeout: 240_000 }, async (t) => {
     const volumeId = await tb.fx.newVolume(t, SIZE);
     await fill(volumeId, 1);
     const engine = new BackupEngine({ source: tb.cluster, lockWaitMs: 20_000 });
     const first = await engine.backup({ pool: POOL, volumeId, backupId: 'f1' });
     await fill(volumeId, 2);
+    // The killed run grows the chain head too; the rollback shrinks it.
+    await tb.fx.withVolume(volumeId, async (image) => {
+      await image.resize(BigInt(SIZE + 16 * MiB));
+      await image.write(Buffer.alloc(MiB, 0x5a), SIZE + 8 * MiB);
+    });
     await killedBackup(volumeId, 'killed2', false);
     await fill(volumeId, 3);
     const next = await engine.backup({ pool: POOL, volumeId, backupId: 'i2' });
