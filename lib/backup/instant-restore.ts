@@ -7,7 +7,7 @@
  * images, Cinder volumes from snapshots), put to restoring. Only within the
  * backup's cluster: a clone cannot reach into another one.
  */
-import { AlreadyExistsError, BusyError, invalidArgument, NotFoundError } from '../ceph/errors.js';
+import { AlreadyExistsError, BusyError, CephError, invalidArgument, NotFoundError } from '../ceph/errors.js';
 import type { Cluster } from '../ceph/cluster.js';
 import type { Image } from '../ceph/image.js';
 import type { Pool } from '../ceph/pool.js';
@@ -99,6 +99,9 @@ async function flattenClone(volume: Image, signal: AbortSignal, onProgress: ((pr
   onProgress?.({ done: size, total: size, bytesRead: 0n });
 }
 
+/** Clones tried when the snapshot's protection is lifted under them each time. */
+const MAX_CLONE_ATTEMPTS = 3;
+
 async function protect(chain: Image, snapshot: string): Promise<boolean> {
   if (await chain.isSnapshotProtected(snapshot)) return false;
   try {
@@ -142,12 +145,16 @@ export async function restoreInstantly(job: InstantRestore): Promise<{ targetSpe
   // unprotect waits for the clone's removal, or it would still see the clone.
   let cloneHandled = (): void => undefined;
   const cloneRemoval = new Promise<void>((resolve) => { cloneHandled = resolve; });
-  if (await protect(chain, backup.snapshot)) {
+  let protectedHere = false;
+  const protectForClone = async (): Promise<void> => {
+    if (!(await protect(chain, backup.snapshot)) || protectedHere) return;
+    protectedHere = true;
     scope.onFailure(`unprotect ${chain.spec}@${backup.snapshot} unless a clone reads from it`, backup.pool, async () => {
       await cloneRemoval;
       await unprotectIfUnused(chain, backup.snapshot);
     });
-  }
+  };
+  await protectForClone();
   // Registered first: a clone whose creation timed out may still have been made.
   scope.onFailure(`remove the clone ${targetSpec}`, targetPool, async () => {
     try {
@@ -165,7 +172,21 @@ export async function restoreInstantly(job: InstantRestore): Promise<{ targetSpe
   // depend on it: a delete of the backup cannot slip in between.
   // Through the target's connection: the two may be separate connections to one cluster.
   const parentPool = backup.pool.cluster === targetPool.cluster ? backup.pool : backup.pool.name;
-  await targetPool.clone({ pool: parentPool, image: backup.image, snapshot: backup.snapshot }, name, { cloneFormat: 1 });
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await targetPool.clone({ pool: parentPool, image: backup.image, snapshot: backup.snapshot }, name, { cloneFormat: 1 });
+      break;
+    } catch (error) {
+      // Found protected by another instant restore of this backup, whose
+      // flatten ended and lifted the protection before this clone was made
+      // (librbd refuses a format 1 clone of an unprotected snapshot).
+      const lifted = error instanceof CephError && error.code === 'EINVAL' && !(await chain.isSnapshotProtected(backup.snapshot));
+      if (!lifted || attempt === MAX_CLONE_ATTEMPTS) throw error;
+      logBackup('instant restore: %s@%s was unprotected before the clone (another restore\'s flatten ended); protecting it again',
+        chain.spec, backup.snapshot);
+      await protectForClone();
+    }
+  }
   logBackup('instant restore: %s@%s cloned to %s', chain.spec, backup.snapshot, targetSpec);
   // Marked as any volume a restore makes until the call is done: a clone a
   // killed call left is removed by the next restore into it, or by gc.

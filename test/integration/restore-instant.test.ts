@@ -115,6 +115,32 @@ test('flatten now: the volume holds its own data when the call returns, and the 
     await engine.delete(backup.record);
   });
 
+test('flatten now cancelled: the call fails, the clone is removed, the snapshot unprotected; the backup deletes and restores again',
+  { timeout: 180_000 }, async (t) => {
+    const { id, targetId, backup } = await backedUp(t, 64 * MiB);
+    await fx.writeRandom(id, [[0, 64 * MiB]]);
+    const dense = await engine.backup({ pool: POOL, volumeId: id });
+    // One object copied up at a time: the cancel at the first report lands mid-flatten.
+    const slow = await connect('a', { options: { rbd_concurrent_management_ops: '1' } });
+    try {
+      const throttled = new BackupEngine({ source: slow });
+      const stop = new AbortController();
+      const outcome = await throttled.restore(instant(dense, targetId, {
+        flatten: 'now', signal: stop.signal, onProgress: () => stop.abort(),
+      })).then(() => undefined, (error: unknown) => error);
+      assert.ok(outcome instanceof CancelledError, String(outcome));
+    } finally {
+      await slow.close();
+    }
+    assert.equal(await volumes.imageExists(`volume-${targetId}`), false, 'the clone went with the failed call');
+    assert.equal(await isProtected(dense), false, 'the protection it added went too');
+    const again = await engine.restore(instant(dense, targetId, { flatten: 'now' }));
+    assert.equal(again.path, 'instant');
+    assert.equal(await volumeSha(targetId), await snapshotSha(id, dense.snapshot));
+    await engine.delete(dense.record);
+    await engine.delete(backup.record);
+  });
+
 test('flatten background: usable when the call returns, flat once done settles, the snapshot unprotected after',
   { timeout: 180_000 }, async (t) => {
     const { id, targetId, backup } = await backedUp(t);
