@@ -40,25 +40,35 @@ async function recordedSnapshots(pool: Pool, image: string): Promise<{ snapshot:
   }
 }
 
-/** What a killed run of backupId left that this run can continue, if anything. */
-export async function findResumableBackup(pool: Pool, subject: Subject, backupId: string,
-  found: readonly BackupImage[], leftovers: Leftovers, sourceSnapshots: readonly SnapshotInfo[]): Promise<ResumableBackup | undefined> {
+/**
+ * What a killed run of backupId left that this run might continue: its one
+ * orphan source snapshot, and the unfinished chain image of a full backup
+ * or the chain image marked pending for it without a snapshot of it yet.
+ */
+export function resumeCandidate(subject: Subject, backupId: string, found: readonly BackupImage[], leftovers: Leftovers,
+  sourceSnapshots: readonly SnapshotInfo[]): { kind: ResumableBackup['kind']; image: string; snapshot: SnapshotInfo } | undefined {
   const orphans = leftovers.snapshots.filter((name) => parseBackupSnapshotName(name)?.backupId === backupId);
   // Two runs of the id were killed: which one recorded its progress is not worth guessing.
   if (orphans.length !== 1) return undefined;
   const snapshot = sourceSnapshots.find((s) => s.name === orphans[0]);
   if (snapshot === undefined) return undefined;
   const unfinished = leftovers.images.find((image) => image.name === unfinishedImageName(subject, backupId));
+  if (unfinished !== undefined) return { kind: 'full', image: unfinished.name, snapshot };
   const marked = found.filter((image) => !leftovers.images.includes(image)).find((image) =>
     image.infos.get(backupId)?.pendingSince !== undefined && image.infos.get(backupId)?.snapshot === snapshot.name
     && !image.pending.some((p) => p.backupId === backupId));
-  const image = unfinished ?? marked;
-  if (image === undefined) return undefined;
-  const recorded = await recordedSnapshots(pool, image.name);
-  if (recorded?.snapshot !== snapshot.name) return undefined;
+  return marked === undefined ? undefined : { kind: 'incremental', image: marked.name, snapshot };
+}
+
+/** The candidate, when its chain image has a progress record of a transfer of its snapshot (from a snapshot for an incremental). */
+export async function findResumableBackup(pool: Pool, subject: Subject, backupId: string,
+  found: readonly BackupImage[], leftovers: Leftovers, sourceSnapshots: readonly SnapshotInfo[]): Promise<ResumableBackup | undefined> {
+  const candidate = resumeCandidate(subject, backupId, found, leftovers, sourceSnapshots);
+  if (candidate === undefined) return undefined;
+  const recorded = await recordedSnapshots(pool, candidate.image);
+  if (recorded?.snapshot !== candidate.snapshot.name) return undefined;
   const fromSnapshot = typeof recorded.from === 'string' ? recorded.from : undefined;
-  if (unfinished !== undefined) return fromSnapshot === undefined ? { kind: 'full', image: image.name, snapshot, fromSnapshot } : undefined;
-  return fromSnapshot === undefined ? undefined : { kind: 'incremental', image: image.name, snapshot, fromSnapshot };
+  return (fromSnapshot !== undefined) === (candidate.kind === 'incremental') ? { ...candidate, fromSnapshot } : undefined;
 }
 
 /** Whether this run makes the backup the killed run was making: the same kind, chain image and from-snapshot. */
