@@ -1,7 +1,8 @@
 /**
  * A backup or a restore SIGKILLed at a seeded moment in a child process
  * (test/fixtures/engine-child.ts), then retried here: a backup with
- * another backup id, a restore into the same target. The retry must
+ * another backup id or (half the time, when it did not complete) its own,
+ * a restore into the same target. The retry must
  * succeed with the right bytes, and with it and gc nothing may be left:
  * the library recognises a dead run's leftovers and breaks its locks.
  */
@@ -50,11 +51,17 @@ export async function killBackup(ctx: Context): Promise<RunOutcome[]> {
     await healthyEngine(ctx).backup({ pool: POOL, volumeId, backupId: backupId() });
     await change(ctx, volumeId);
   }
-  const { detail: killed } = await killedChild(ctx, 'backup', {
-    FIXTURE_VOLUME: volumeId, FIXTURE_BACKUP: backupId(), FIXTURE_FULL: full ? '1' : '0',
+  const killedId = backupId();
+  const { detail: killed, completed } = await killedChild(ctx, 'backup', {
+    // Progress recorded often, so that a kill mid-transfer leaves some to resume.
+    FIXTURE_VOLUME: volumeId, FIXTURE_BACKUP: killedId, FIXTURE_FULL: full ? '1' : '0', FIXTURE_CHECKPOINT_MS: '50',
+    // Half the runs write at 64 MiB/s at most: their transfer outlasts the kill window, so the kill lands in it.
+    ...(ctx.rng() < 0.5 ? { FIXTURE_WRITE_BPS: String(64 << 20) } : {}),
   });
+  // Half the retries reuse the killed run's id (and continue what it left, wherever it was killed).
+  const sameId = !completed && ctx.rng() < 0.5;
   const retry = await settle(ctx.settings.budgetMs,
-    (timeoutMs) => healthyEngine(ctx).backup({ pool: POOL, volumeId, backupId: backupId(), timeoutMs }));
+    (timeoutMs) => healthyEngine(ctx).backup({ pool: POOL, volumeId, backupId: sameId ? killedId : backupId(), timeoutMs }));
   if (retry.settled !== 'completed') {
     return [outcome(ctx, 'backup retry', retry, {
       debris: [`the retry failed: ${describeError(retry.error)}`, ...await debrisOf(ctx, volumeId)], detail: killed,
@@ -63,7 +70,8 @@ export async function killBackup(ctx: Context): Promise<RunOutcome[]> {
   const checked = await verifyBackup(ctx, retry.value!.record, volumeId, retry.value!.snapshot);
   return [outcome(ctx, 'backup retry', retry, {
     settled: worse(retry.settled, checked.settled), corrupt: checked.corrupt,
-    debris: await debrisOf(ctx, volumeId), detail: `${killed}; ${retry.value!.mode} retry: ${checked.detail}`,
+    debris: await debrisOf(ctx, volumeId),
+    detail: `${killed}; ${retry.value!.mode} retry${sameId ? ` with its id${retry.value!.resumedFrom === undefined ? '' : `, resumed at ${retry.value!.resumedFrom}`}` : ''}: ${checked.detail}`,
   })];
 }
 
