@@ -1,0 +1,155 @@
+/**
+ * Cinder's chunked backup layout on a file system, as its POSIX and NFS
+ * drivers write it (cinder/backup/chunkeddriver.py, drivers/posix.py): a
+ * backup's files live in its container, `<id[0:2]>/<id[2:4]>/<id>` under
+ * the backup root unless the record names another; the prefix (the
+ * record's service_metadata) names them: `<prefix>-<index, 5 digits at
+ * least>` hold the data, one extent each, `<prefix>_metadata` lists them
+ * (JSON, version "1.0.0") and `<prefix>_sha256file` holds a SHA-256 per
+ * 32 KiB block of the volume. Pure: paths and documents only; nothing
+ * taken from a document or record reaches a path unchecked.
+ */
+import { resolve, sep } from 'node:path';
+import { invalidArgument } from '../ceph/errors.js';
+import { ChunkedBackupError } from './errors.js';
+
+/** The only version of the metadata Cinder writes and restores (DRIVER_VERSION). */
+export const CHUNKED_VERSION = '1.0.0';
+
+/** A file or directory name of the layout: what Cinder's names are made of, never `.` or `..`. */
+const NAME = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,254}$/;
+
+/** The container Cinder's POSIX and NFS drivers give a backup that names none. */
+export function defaultContainer(backupId: string): string {
+  return `${backupId.slice(0, 2)}/${backupId.slice(2, 4)}/${backupId}`;
+}
+
+/**
+ * The container's directory under root. A container is relative and made
+ * of plain names: one that is absolute or climbs (`..`) is refused, so a
+ * record cannot point outside the backup root.
+ */
+export function containerPath(root: string, container: unknown, operation: string): string {
+  if (typeof container !== 'string' || container === '') {
+    throw invalidArgument(operation, root, `the backup's container must be a relative path under ${root}, got ${JSON.stringify(container)}`);
+  }
+  const parts = container.split('/');
+  if (parts.length > 16 || !parts.every((part) => NAME.test(part))) {
+    throw invalidArgument(operation, root,
+      `the backup's container ${JSON.stringify(container).slice(0, 200)} is not a relative path of plain names (no '.', '..', or absolute path) under ${root}`);
+  }
+  const base = resolve(root);
+  const path = resolve(base, ...parts);
+  // Belt and braces: plain names cannot climb, and this says so.
+  if (!path.startsWith(base + sep)) throw invalidArgument(operation, root, `the backup's container ${container} is outside ${root}`);
+  return path;
+}
+
+/** Checks a prefix (a record's service_metadata) before it names a file. */
+export function checkPrefix(prefix: unknown, operation: string, resource: string): string {
+  if (typeof prefix !== 'string' || !NAME.test(prefix)) {
+    throw invalidArgument(operation, resource,
+      `the backup's object prefix (its record's service_metadata) must be a plain file name, got ${JSON.stringify(prefix)?.slice(0, 200)}`);
+  }
+  return prefix;
+}
+
+/** Cinder's '%s-%05d'. */
+export function objectName(prefix: string, index: number): string {
+  return `${prefix}-${String(index).padStart(5, '0')}`;
+}
+
+export function metadataName(prefix: string): string {
+  return `${prefix}_metadata`;
+}
+
+export function sha256Name(prefix: string): string {
+  return `${prefix}_sha256file`;
+}
+
+/** The prefix of a metadata file's name, when it is one. */
+export function prefixOfMetadataName(name: string): string | undefined {
+  const match = /^(.+)_metadata$/.exec(name);
+  return match !== null && NAME.test(match[1]!) ? match[1] : undefined;
+}
+
+/** The compressions Cinder writes (`backup_compression_algorithm`), by the names it stores. */
+export type Compression = 'none' | 'zlib' | 'bz2' | 'zstd';
+
+export interface ChunkedObject {
+  name: string;
+  /** Where its data goes in the volume. */
+  offset: number;
+  /** Its data's length, uncompressed. */
+  length: number;
+  /** md5 of its data, uncompressed (hex). */
+  md5: string;
+  compression: Compression;
+}
+
+export interface ChunkedMetadata {
+  version: string;
+  backupId: string;
+  volumeId: string;
+  parentId: string | null;
+  /** In the order they are restored (Cinder's: as listed). */
+  objects: ChunkedObject[];
+  /** Cinder's volume metadata, kept as it came. */
+  volumeMeta: unknown;
+}
+
+/** Cinder's names for each algorithm, as _get_compressor takes them. */
+function compressionOf(value: unknown): Compression | undefined {
+  if (typeof value !== 'string') return undefined;
+  const name = value.toLowerCase();
+  if (['none', 'off', 'no'].includes(name)) return 'none';
+  if (['zlib', 'gzip'].includes(name)) return 'zlib';
+  if (['bz2', 'bzip2'].includes(name)) return 'bz2';
+  if (name === 'zstd') return 'zstd';
+  return undefined;
+}
+
+const isCount = (value: unknown): value is number => typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
+
+/**
+ * A `<prefix>_metadata` document, checked: its version, and every object
+ * a name of the backup's prefix with an offset, a length, an md5 and a
+ * known compression. file names it in errors.
+ */
+export function parseChunkedMetadata(text: string, prefix: string, file: string): ChunkedMetadata {
+  const operation = 'restore';
+  const bad = (detail: string): ChunkedBackupError => new ChunkedBackupError({ operation, resource: file, detail });
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (error) {
+    throw bad(`the backup's metadata is not JSON (${(error as Error).message}): the file is damaged or truncated`);
+  }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw bad('the backup\'s metadata is not a JSON object');
+  const fields = parsed as Record<string, unknown>;
+  if (fields.version !== CHUNKED_VERSION) {
+    throw bad(`the backup's metadata is of version ${JSON.stringify(fields.version)}; only ${CHUNKED_VERSION} (what Cinder writes) is known`);
+  }
+  if (typeof fields.backup_id !== 'string' || typeof fields.volume_id !== 'string') throw bad('the backup\'s metadata has no backup_id or volume_id');
+  if (fields.parent_id !== null && fields.parent_id !== undefined && typeof fields.parent_id !== 'string') throw bad('its parent_id is not a string');
+  if (!Array.isArray(fields.objects)) throw bad('the backup\'s metadata has no list of objects');
+  const pattern = new RegExp(`^${prefix.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}-\\d{5,}$`);
+  const objects = fields.objects.map((entry: unknown, index): ChunkedObject => {
+    const keys = entry !== null && typeof entry === 'object' && !Array.isArray(entry) ? Object.keys(entry) : [];
+    if (keys.length !== 1 || !pattern.test(keys[0]!)) throw bad(`object ${index} of the list is not one entry named ${prefix}-NNNNN`);
+    const name = keys[0]!;
+    const item = (entry as Record<string, unknown>)[name] as Record<string, unknown> | null;
+    const compression = compressionOf(item?.compression);
+    if (item === null || typeof item !== 'object' || !isCount(item.offset) || !isCount(item.length)
+      || typeof item.md5 !== 'string' || !/^[0-9a-f]{32}$/.test(item.md5)) {
+      throw bad(`object ${name} has no offset, length and md5`);
+    }
+    if (compression === undefined) throw bad(`object ${name} is compressed with ${JSON.stringify(item.compression)}, which Cinder does not write`);
+    return { name, offset: item.offset, length: item.length, md5: item.md5, compression };
+  });
+  return {
+    version: CHUNKED_VERSION, backupId: fields.backup_id, volumeId: fields.volume_id,
+    parentId: typeof fields.parent_id === 'string' && fields.parent_id !== '' ? fields.parent_id : null,
+    objects, volumeMeta: fields.volume_meta ?? null,
+  };
+}

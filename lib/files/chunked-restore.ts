@@ -1,0 +1,273 @@
+/**
+ * restoreChunked: a backup in Cinder's chunked file layout (its POSIX and
+ * NFS drivers'; see chunked-layout.ts) written into an RBD image. As
+ * Cinder's restore does: the chain is found by the metadata's parent_id
+ * (each parent in Cinder's default container for its id), the full
+ * backup's objects are written first, then each incremental's in order.
+ * Unlike it, each object's md5 is checked as its bytes pass, every file of
+ * the chain is checked to be there and of a known compression before
+ * anything is written, and zeros are skipped only where the target is
+ * known to hold zeros (the full backup's layer on a new volume: Cinder
+ * skips them in every layer, which leaves an incremental's zeroing out).
+ * Streamed: memory is bounded by the write window whatever the object size.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { readdir, readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { Writable } from 'node:stream';
+import { createInflate } from 'node:zlib';
+import { cancelledError } from '../ceph/cancel.js';
+import { fromSystem, invalidArgument, NotFoundError, NotSupportedError } from '../ceph/errors.js';
+import type { Image } from '../ceph/image.js';
+import { checkId } from '../backup/naming.js';
+import { VerificationError } from '../backup/errors.js';
+import { checkEngineOptions, type EngineOptions } from '../engine/options.js';
+import { Window } from '../engine/window.js';
+import {
+  checkPrefix, containerPath, defaultContainer, metadataName, parseChunkedMetadata, prefixOfMetadataName,
+  type ChunkedMetadata, type ChunkedObject,
+} from './chunked-layout.js';
+import { ChunkedBackupError } from './errors.js';
+
+export interface ChunkedRestoreOptions extends EngineOptions {
+  /** The backup root: the NFS share's mount point, or Cinder's backup_posix_path. */
+  root: string;
+  /** The backup's id. */
+  backupId: string;
+  /** Its container under root (the record's `container`). Default: Cinder's for the id, `<id[0:2]>/<id[2:4]>/<id>`. */
+  container?: string;
+  /** Its object prefix (the record's service_metadata). Default: that of the one `*_metadata` file in its container. */
+  prefix?: string;
+  /** The image written, open at its head; it must be at least as large as the data. */
+  target: Image;
+  /** The target reads as zeros (a volume just created): the full backup's zero pieces are not written. */
+  targetIsZero?: boolean;
+}
+
+export interface ChunkedRestoreStats {
+  /** The backups applied, the full one first. */
+  backups: string[];
+  objects: number;
+  /** Bytes of the objects' files, as stored (compressed or not). */
+  bytesRead: bigint;
+  /** Bytes of data written to the target. */
+  bytesWritten: bigint;
+  /** Zero bytes of the full backup not written to a zero target. */
+  bytesSkipped: bigint;
+  elapsedMs: number;
+}
+
+/** One backup of the chain: its directory, prefix and checked metadata. */
+interface ChunkedBackup {
+  dir: string;
+  prefix: string;
+  metadata: ChunkedMetadata;
+}
+
+/** Longest chain followed (a parent_id loop ends here too). */
+const MAX_CHAIN = 10_000;
+/** Pieces written at a time: the inflater's output and the file reads. */
+const PIECE = 1 << 20;
+
+async function onFile<T>(path: string, doing: string, op: () => Promise<T>): Promise<T> {
+  try {
+    return await op();
+  } catch (error) {
+    throw fromSystem(error, 'restore', path, doing);
+  }
+}
+
+async function findPrefix(dir: string): Promise<string> {
+  const names = await onFile(dir, 'listing the backup\'s container', () => readdir(dir));
+  const prefixes = names.map(prefixOfMetadataName).filter((p): p is string => p !== undefined);
+  if (prefixes.length !== 1) {
+    throw new ChunkedBackupError({
+      operation: 'restore', resource: dir,
+      detail: prefixes.length === 0
+        ? 'the container holds no *_metadata file: no backup is there, or its metadata was never written (an unfinished backup)'
+        : `the container holds ${prefixes.length} backups' metadata (${prefixes.join(', ')}): name the backup's prefix (its record's service_metadata)`,
+    });
+  }
+  return prefixes[0]!;
+}
+
+async function readBackup(root: string, container: string, backupId: string, prefix: string | undefined): Promise<ChunkedBackup> {
+  const dir = containerPath(root, container, 'restore');
+  const name = prefix === undefined ? await findPrefix(dir) : checkPrefix(prefix, 'restore', dir);
+  const file = join(dir, metadataName(name));
+  const text = await onFile(file, 'reading the backup\'s metadata', () => readFile(file, 'utf8'));
+  const metadata = parseChunkedMetadata(text, name, file);
+  if (metadata.backupId !== backupId) {
+    throw new ChunkedBackupError({ operation: 'restore', resource: file, detail: `it is the metadata of backup ${metadata.backupId}, not of ${backupId}` });
+  }
+  return { dir, prefix: name, metadata };
+}
+
+/** The chain ending at the backup, the full one first. */
+async function readChain(options: ChunkedRestoreOptions): Promise<ChunkedBackup[]> {
+  const chain = [await readBackup(options.root, options.container ?? defaultContainer(options.backupId), options.backupId, options.prefix)];
+  const seen = new Set([options.backupId]);
+  for (let parent = chain[0]!.metadata.parentId; parent !== null; parent = chain[0]!.metadata.parentId) {
+    checkId('backup', parent, 'restore');
+    if (seen.has(parent) || chain.length >= MAX_CHAIN) {
+      throw new ChunkedBackupError({
+        operation: 'restore', resource: chain[0]!.dir,
+        detail: `the chain of parents loops or runs past ${MAX_CHAIN} backups at ${parent}`,
+      });
+    }
+    seen.add(parent);
+    try {
+      chain.unshift(await readBackup(options.root, defaultContainer(parent), parent, undefined));
+    } catch (error) {
+      if (!(error instanceof NotFoundError)) throw error;
+      throw new NotFoundError({
+        code: 'ENOENT', operation: 'restore', resource: join(options.root, defaultContainer(parent)),
+        detail: `backup ${chain[0]!.metadata.backupId}'s parent ${parent} is not in the backup root (${error.message}): the chain is broken`,
+      });
+    }
+  }
+  return chain;
+}
+
+/**
+ * Every object's file is there, within the target, and of a compression
+ * this restore can undo: checked before anything is written. Returns each
+ * file's size.
+ */
+async function checkObjects(chain: ChunkedBackup[], targetSize: bigint): Promise<Map<string, bigint>> {
+  const sizes = new Map<string, bigint>();
+  for (const { dir, metadata } of chain) {
+    for (const object of metadata.objects) {
+      const file = join(dir, object.name);
+      if (BigInt(object.offset + object.length) > targetSize) {
+        throw new ChunkedBackupError({
+          operation: 'restore', resource: file,
+          detail: `its data ends at byte ${object.offset + object.length}, past the target's ${targetSize}`,
+        });
+      }
+      if (object.compression === 'bz2' || object.compression === 'zstd') {
+        throw new NotSupportedError({
+          code: 'EOPNOTSUPP', operation: 'restore', resource: file,
+          detail: `the object is compressed with ${object.compression}; this version restores objects stored with none or zlib`,
+        });
+      }
+      sizes.set(file, BigInt((await onFile(file, 'finding the backup\'s object', () => stat(file))).size));
+    }
+  }
+  return sizes;
+}
+
+const ZEROS = Buffer.alloc(PIECE);
+
+/** Pieces are at most PIECE long (the streams' chunk sizes). */
+function isZero(piece: Buffer): boolean {
+  return piece.length <= PIECE && ZEROS.subarray(0, piece.length).equals(piece);
+}
+
+export async function restoreChunked(options: ChunkedRestoreOptions): Promise<ChunkedRestoreStats> {
+  const started = performance.now();
+  const { target, signal, onProgress } = options;
+  const resource = `${String(options.root)} backup ${String(options.backupId)} -> ${target.spec}`;
+  checkId('backup', options.backupId, 'restore');
+  if (typeof options.root !== 'string' || options.root === '') throw invalidArgument('restore', resource, 'root must be the backup root\'s path');
+  const limits = checkEngineOptions(options, 'restore', resource, 16 << 20);
+  if (signal?.aborted) throw cancelledError('restore', resource, signal);
+  const chain = await readChain(options);
+  const sizes = await checkObjects(chain, (await target.stat()).size);
+  const total = chain.reduce((sum, b) => sum + b.metadata.objects.reduce((s, o) => s + BigInt(o.length), 0n), 0n);
+  const stats: ChunkedRestoreStats = {
+    backups: chain.map((b) => b.metadata.backupId), objects: 0, bytesRead: 0n, bytesWritten: 0n, bytesSkipped: 0n, elapsedMs: 0,
+  };
+  let done = 0n;
+  let reported = 0;
+  const passed = (bytes: number, written: boolean): void => {
+    stats[written ? 'bytesWritten' : 'bytesSkipped'] += BigInt(bytes);
+    done += BigInt(bytes);
+    if (onProgress !== undefined && performance.now() - reported >= 100) {
+      reported = performance.now();
+      onProgress({ done, total, bytesRead: stats.bytesRead });
+    }
+  };
+  const window = new Window(limits.concurrency, limits.memoryBytes);
+  try {
+    for (const [layer, backup] of chain.entries()) {
+      // Only below the full backup's layer is a zero target known to hold zeros.
+      const skipZeros = layer === 0 && options.targetIsZero === true;
+      for (const object of backup.metadata.objects) {
+        const file = join(backup.dir, object.name);
+        await restoreObject(file, object, { target, window, skipZeros, signal, resource }, passed);
+        stats.objects++;
+        stats.bytesRead += sizes.get(file)!;
+      }
+    }
+  } finally {
+    // A failed object's writes still in flight settle before the caller may close or remove the target.
+    await window.settle();
+  }
+  await window.drain();
+  await target.flush();
+  onProgress?.({ done: total, total, bytesRead: stats.bytesRead });
+  stats.elapsedMs = performance.now() - started;
+  return stats;
+}
+
+/**
+ * Streams one object's file into the target at its offset: inflated when
+ * compressed, hashed as it passes, written through the window. Its md5 and
+ * length are checked at its end (its bytes are written by then: a failed
+ * restore's target is the caller's to remove).
+ */
+async function restoreObject(file: string, object: ChunkedObject,
+  job: { target: Image; window: Window; skipZeros: boolean; signal: AbortSignal | undefined; resource: string },
+  passed: (bytes: number, written: boolean) => void): Promise<void> {
+  const md5 = createHash('md5');
+  let at = 0;
+  const sink = new Writable({
+    highWaterMark: PIECE,
+    write(chunk: Buffer, _encoding, callback) {
+      const offset = object.offset + at;
+      at += chunk.length;
+      md5.update(chunk);
+      if (at > object.length) {
+        callback(new ChunkedBackupError({ operation: 'restore', resource: file, detail: `it holds more than its ${object.length} bytes` }));
+        return;
+      }
+      if (job.signal?.aborted) {
+        callback(cancelledError('restore', job.resource, job.signal));
+        return;
+      }
+      const zero = job.skipZeros && isZero(chunk);
+      passed(chunk.length, !zero);
+      if (zero) {
+        callback();
+        return;
+      }
+      job.window.run(() => job.target.write(chunk, offset), chunk.length).then(() => callback(), callback);
+    },
+  });
+  const source = createReadStream(file, { highWaterMark: PIECE });
+  try {
+    if (object.compression === 'zlib') {
+      await pipeline(source, createInflate({ chunkSize: PIECE }), sink);
+    } else {
+      await pipeline(source, sink);
+    }
+  } catch (error) {
+    // zlib's failures carry codes of its own (Z_DATA_ERROR, Z_BUF_ERROR).
+    const code = (error as { code?: unknown } | undefined)?.code;
+    if (typeof code === 'string' && code.startsWith('Z_')) {
+      throw new ChunkedBackupError({ operation: 'restore', resource: file, detail: `its zlib data does not inflate (${(error as Error).message}): the file is damaged or truncated` });
+    }
+    throw fromSystem(error, 'restore', file, 'restoring the backup\'s object');
+  }
+  if (at !== object.length || md5.digest('hex') !== object.md5) {
+    throw new VerificationError({
+      operation: 'restore', resource: file,
+      detail: at !== object.length
+        ? `it holds ${at} bytes, its metadata says ${object.length}: the file is damaged or truncated`
+        : `its data's md5 is not the ${object.md5} its metadata lists: the file is damaged`,
+    }, [{ offset: BigInt(object.offset), length: BigInt(object.length) }]);
+  }
+}
