@@ -13,6 +13,12 @@ export interface BackupEngineConfig {
   backupCluster?: Cluster;
   /** Default 'backups'. */
   backupPool?: string;
+  /**
+   * The backup root of backups in Cinder's chunked file layout (records of
+   * its NFS and POSIX drivers): the share's mount point, or its
+   * backup_posix_path. No default.
+   */
+  backupPath?: string;
   /** Full-copy restore chunk size. Default 128 MiB. */
   chunkSize?: number | bigint;
   /**
@@ -52,6 +58,7 @@ export interface ResolvedConfig {
   source: Cluster;
   backupCluster: Cluster;
   backupPool: string;
+  backupPath: string | undefined;
   chunkSize: bigint;
   maxSourceSnapshots: number;
   stripeUnit: bigint;
@@ -77,6 +84,15 @@ function engineLimits(config: BackupEngineConfig, op: string): Pick<ResolvedConf
   };
 }
 
+/** A backup root: a path, when given. */
+export function checkBackupPath(path: unknown, operation: string, resource: string): string | undefined {
+  if (path === undefined) return undefined;
+  if (typeof path !== 'string' || path === '' || path.includes('\0')) {
+    throw invalidArgument(operation, resource, `backupPath must be the backup root's path, got ${JSON.stringify(path)}`);
+  }
+  return path;
+}
+
 export function resolveConfig(config: BackupEngineConfig): ResolvedConfig {
   const op = 'BackupEngine';
   if (!config || typeof config !== 'object' || !config.source) {
@@ -89,6 +105,7 @@ export function resolveConfig(config: BackupEngineConfig): ResolvedConfig {
     source: config.source,
     backupCluster: config.backupCluster ?? config.source,
     backupPool,
+    backupPath: checkBackupPath(config.backupPath, op, 'config'),
     chunkSize,
     maxSourceSnapshots: toIntInRange('maxSourceSnapshots', config.maxSourceSnapshots ?? 2, 0, 1 << 20, op, 'config'),
     stripeUnit: toU64('stripeUnit', config.stripeUnit ?? 0, op, 'config'),

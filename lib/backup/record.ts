@@ -10,6 +10,15 @@ import {
 
 export const CEPH_BACKUP_SERVICE = 'cinder.backup.drivers.ceph.CephBackupDriver';
 
+/** Cinder's NFS and POSIX drivers (by module or class), whose backups are files in its chunked layout (lib/files). */
+const FILE_LAYOUT_SERVICE = /^cinder\.backup\.drivers\.(nfs|posix)(\.(NFSBackupDriver|PosixBackupDriver))?$/;
+
+/** Whether a record is of a backup in Cinder's chunked file layout: restored from a backup root, not a pool. */
+export function isFileLayoutRecord(record: unknown): boolean {
+  const service = (record as { service?: unknown } | null)?.service;
+  return typeof service === 'string' && FILE_LAYOUT_SERVICE.test(service);
+}
+
 /** What Cinder's import requires (cinder/backup/api.py import_record). */
 export const REQUIRED_IMPORT_FIELDS = [
   'display_name', 'display_description', 'container', 'size', 'service_metadata', 'object_count', 'id',

@@ -6,7 +6,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Writable } from 'node:stream';
-import { CephError, invalidArgument, NotFoundError } from '../ceph/errors.js';
+import { CephError, invalidArgument, NotFoundError, NotSupportedError } from '../ceph/errors.js';
 import type { Image } from '../ceph/image.js';
 import type { SnapshotInfo } from '../ceph/snapshot.js';
 import type { Pool } from '../ceph/pool.js';
@@ -18,9 +18,10 @@ import { convergeToSnapshot } from '../engine/converge.js';
 import { transferDiff } from '../engine/transfer.js';
 import { DigestTable } from '../engine/digest-table.js';
 import { hashImage } from '../engine/hash-image.js';
+import { checkChunkedBackup, restoreChunked } from '../files/chunked-restore.js';
 import { callBudget, transferAllowanceMs } from './budget.js';
 import { OperationScope, removeImageWithSnapshots } from './cleanup.js';
-import type { ResolvedConfig } from './config.js';
+import { checkBackupPath, type ResolvedConfig } from './config.js';
 import { decideRestore, type RestoreDecision } from './conditions.js';
 import { chooseCommonSnapshot } from './in-place.js';
 import { readBackupImages } from './inventory.js';
@@ -33,7 +34,7 @@ import { requireDigests } from './digests.js';
 import { VerificationError } from './errors.js';
 import { logBackup } from './log.js';
 import { checkId, imageSubject, sourceImageName, volumeSubject, type Subject } from './naming.js';
-import { recordLocation, type BackupRecord, type RecordLocation } from './record.js';
+import { isFileLayoutRecord, recordLocation, type BackupRecord, type RecordLocation } from './record.js';
 import { refuseTarget, type ExistingTarget } from './restore-target.js';
 
 /** Where a restore writes: exactly one of a volume, a named image, a file or a stream. */
@@ -101,6 +102,11 @@ export interface RestoreRequest {
    * with instant (nothing is copied). Default false.
    */
   verify?: boolean;
+  /**
+   * A backup of Cinder's NFS or POSIX driver (its record's service): the
+   * backup root its container is under. Default: the engine's backupPath.
+   */
+  backupPath?: string;
   signal?: AbortSignal;
   /** Progress of the copy, or of the flatten of an instant restore (in the background too). */
   onProgress?: (progress: Progress) => void;
@@ -111,9 +117,11 @@ export interface RestoreResult {
   dryRun: boolean;
   /**
    * 'instant': the volume is a clone of the restore point (flattened when
-   * flatten was 'now'); 'in-place': converged from commonSnapshot.
+   * flatten was 'now'); 'in-place': converged from commonSnapshot; 'files':
+   * from Cinder's chunked file layout (restoreChunked), each object's md5
+   * checked.
    */
-  path: 'diff' | 'full' | 'instant' | 'in-place';
+  path: 'diff' | 'full' | 'instant' | 'in-place' | 'files';
   /** For an in-place restore: the snapshot the volume and the chain image both had. */
   commonSnapshot: string | undefined;
   /** For a full copy or an in-place restore: the first of the five conditions that failed (no diff path), and why. */
@@ -470,6 +478,16 @@ export async function runRestore(config: ResolvedConfig, request: RestoreRequest
     throw invalidArgument(operation, resource, 'an instant restore copies nothing to verify as it goes: verify the backup (mode deep) first, or restore without instant');
   }
   const budget = callBudget(request.timeoutMs, [config.source, config.backupCluster], operation, resource);
+  if (isFileLayoutRecord(request.backup)) {
+    const root = checkBackupPath(request.backupPath, operation, resource) ?? config.backupPath;
+    checkFilesRestore(request, target, root, operation, resource);
+    return OperationScope.run({ operation, resource, timeoutMs: budget.timeoutMs }, async (scope) => {
+      const started = performance.now();
+      const done = await restoreFromFiles(scope, config, request, { location, target, root: root!, grows: budget.grows });
+      return { dryRun: request.dryRun === true, targetVolumeId: target.subject.kind === 'volume' ? target.subject.volumeId : undefined,
+        elapsedMs: performance.now() - started, ...done };
+    });
+  }
   return OperationScope.run({ operation, resource, timeoutMs: budget.timeoutMs }, async (scope) => {
     const started = performance.now();
     scope.doing = 'opening the backup';
@@ -487,6 +505,68 @@ export async function runRestore(config: ResolvedConfig, request: RestoreRequest
       ...done,
     };
   });
+}
+
+/** What a restore of a backup in Cinder's file layout takes: a backup root, and an RBD target, copied into. */
+function checkFilesRestore(request: RestoreRequest, target: CheckedTarget, root: string | undefined,
+  operation: string, resource: string): asserts target is Extract<CheckedTarget, { kind: 'rbd' }> {
+  const service = String(request.backup.service);
+  if (root === undefined) {
+    throw invalidArgument(operation, resource,
+      `the backup is in Cinder's chunked file layout (its record's service is ${service}): give its backup root (backupPath, the CLI's --backup-path), the share's mount point`);
+  }
+  if (request.instant === true) {
+    throw invalidArgument(operation, resource, 'an instant restore clones an RBD snapshot, and a backup in files has none: restore without instant');
+  }
+  if (target.kind !== 'rbd') {
+    throw new NotSupportedError({
+      code: 'EOPNOTSUPP', operation, resource,
+      detail: 'this version restores backups in Cinder\'s file layout into RBD volumes and images, not into files or streams',
+    });
+  }
+}
+
+/**
+ * A backup of Cinder's NFS or POSIX driver into a volume or image: made
+ * (or, with force, overwritten) under the target's restore lock as any
+ * restore's, grown to the backup's size when smaller, and written by
+ * restoreChunked; the zeros of the full backup are skipped on a new volume.
+ */
+async function restoreFromFiles(scope: OperationScope, config: ResolvedConfig, request: RestoreRequest, checked: {
+  location: RecordLocation; target: Extract<CheckedTarget, { kind: 'rbd' }>; root: string; grows: boolean;
+}): Promise<RestoreOutcome & Pick<RestoreResult, 'source'>> {
+  const { location, target, root } = checked;
+  const record = request.backup;
+  const operation = scope.operation;
+  if (!Number.isSafeInteger(record.size) || record.size <= 0) {
+    throw invalidArgument(operation, scope.resource, `the record's size must be the volume's size in GiB, got ${JSON.stringify(record.size)}`);
+  }
+  const size = BigInt(record.size) << 30n;
+  const source = `${root}/${String(record.container)} (${String(record.service_metadata)})`;
+  if (checked.grows) scope.extend(transferAllowanceMs(size));
+  const files = { root, backupId: location.backupId, container: record.container, prefix: record.service_metadata ?? undefined };
+  const targetPool = await scope.adopt(config.source.pool(target.pool, target.namespace));
+  const targetSpec = `${targetPool.spec}/${sourceImageName(target.subject)}`;
+  const outcome = { path: 'files' as const, source, target: targetSpec, size, commonSnapshot: undefined, failedCondition: undefined,
+    flattening: undefined, verifiedBlocks: undefined, resumedFrom: undefined };
+  scope.doing = 'reading the backup\'s metadata';
+  if (request.dryRun === true) {
+    await checkChunkedBackup(files);
+    return { ...outcome, bytesRead: 0n };
+  }
+  const { volume, created } = await openTargetVolume(scope, config, targetPool, target.subject,
+    { size, id: location.backupId, subject: location.subject }, request, operation);
+  if ((await volume.stat()).size < size) await volume.resize(size);
+  scope.doing = 'restoring the backup\'s files';
+  const stats = await restoreChunked({
+    ...files, target: volume, targetIsZero: created, signal: withRequest(scope, request), onProgress: request.onProgress,
+    concurrency: config.ioConcurrency, ...(config.memoryBytes === undefined ? {} : { memoryBytes: config.memoryBytes }),
+  });
+  scope.checkpoint();
+  await volume.removeMetadata(created ? RESTORING_KEY : RESTORING_INTO_KEY);
+  scope.commit();
+  logBackup('restore %s -> %s: %d objects of %d backup(s)', source, targetSpec, stats.objects, stats.backups.length);
+  return { ...outcome, bytesRead: stats.bytesRead };
 }
 
 /** What each way of restoring says of itself in the result. */

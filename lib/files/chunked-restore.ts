@@ -106,7 +106,7 @@ async function readBackup(root: string, container: string, backupId: string, pre
 }
 
 /** The chain ending at the backup, the full one first. */
-async function readChain(options: ChunkedRestoreOptions): Promise<ChunkedBackup[]> {
+async function readChain(options: ChunkedLocation): Promise<ChunkedBackup[]> {
   const chain = [await readBackup(options.root, options.container ?? defaultContainer(options.backupId), options.backupId, options.prefix)];
   const seen = new Set([options.backupId]);
   for (let parent = chain[0]!.metadata.parentId; parent !== null; parent = chain[0]!.metadata.parentId) {
@@ -136,12 +136,12 @@ async function readChain(options: ChunkedRestoreOptions): Promise<ChunkedBackup[
  * this restore can undo: checked before anything is written. Returns each
  * file's size.
  */
-async function checkObjects(chain: ChunkedBackup[], targetSize: bigint): Promise<Map<string, bigint>> {
+async function checkObjects(chain: ChunkedBackup[], targetSize: bigint | undefined): Promise<Map<string, bigint>> {
   const sizes = new Map<string, bigint>();
   for (const { dir, metadata } of chain) {
     for (const object of metadata.objects) {
       const file = join(dir, object.name);
-      if (BigInt(object.offset + object.length) > targetSize) {
+      if (targetSize !== undefined && BigInt(object.offset + object.length) > targetSize) {
         throw new ChunkedBackupError({
           operation: 'restore', resource: file,
           detail: `its data ends at byte ${object.offset + object.length}, past the target's ${targetSize}`,
@@ -166,12 +166,31 @@ function isZero(piece: Buffer): boolean {
   return piece.length <= PIECE && ZEROS.subarray(0, piece.length).equals(piece);
 }
 
+/** Where a backup of the layout is: what restoreChunked and checkChunkedBackup take. */
+export type ChunkedLocation = Pick<ChunkedRestoreOptions, 'root' | 'backupId' | 'container' | 'prefix'>;
+
+function checkLocation(location: ChunkedLocation, resource: string): void {
+  checkId('backup', location.backupId, 'restore');
+  if (typeof location.root !== 'string' || location.root === '') throw invalidArgument('restore', resource, 'root must be the backup root\'s path');
+}
+
+/**
+ * What a restore checks before it writes, without writing: the chain's
+ * metadata documents, and every object's file and compression. Returns the
+ * backups of the chain, the full one first.
+ */
+export async function checkChunkedBackup(location: ChunkedLocation): Promise<string[]> {
+  checkLocation(location, `${String(location.root)} backup ${String(location.backupId)}`);
+  const chain = await readChain(location);
+  await checkObjects(chain, undefined);
+  return chain.map((b) => b.metadata.backupId);
+}
+
 export async function restoreChunked(options: ChunkedRestoreOptions): Promise<ChunkedRestoreStats> {
   const started = performance.now();
   const { target, signal, onProgress } = options;
   const resource = `${String(options.root)} backup ${String(options.backupId)} -> ${target.spec}`;
-  checkId('backup', options.backupId, 'restore');
-  if (typeof options.root !== 'string' || options.root === '') throw invalidArgument('restore', resource, 'root must be the backup root\'s path');
+  checkLocation(options, resource);
   const limits = checkEngineOptions(options, 'restore', resource, 16 << 20);
   if (signal?.aborted) throw cancelledError('restore', resource, signal);
   const chain = await readChain(options);

@@ -16,9 +16,11 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import {
-  ChunkedBackupError, InvalidArgumentError, NotFoundError, NotSupportedError, restoreChunked, VerificationError, type Image, type Pool,
+  BackupEngine, ChunkedBackupError, importRecord, InvalidArgumentError, NotFoundError, NotSupportedError, restoreChunked, VerificationError,
+  type Image, type Pool,
 } from '../../lib/index.js';
-import { rbd } from '../support/clusters.js';
+import { rbd, testCluster } from '../support/clusters.js';
+import { run } from '../support/cli-run.js';
 import { POOL, volumeSha, useBackupTestbed, type VolumeFixtures } from '../support/backup-fixtures.js';
 
 const execFileAsync = promisify(execFile);
@@ -29,7 +31,8 @@ const CHUNK = 4 * MiB;
 
 let volumes: Pool;
 let fx: VolumeFixtures;
-useBackupTestbed((testbed) => ({ volumes, fx } = testbed));
+let engine: BackupEngine;
+useBackupTestbed((testbed) => ({ volumes, fx, engine } = testbed));
 
 interface Made {
   container: string;
@@ -45,10 +48,11 @@ async function backupRoot(t: TestContext): Promise<string> {
 }
 
 /** Cinder's backup of the volume as it is now, by the fixture, from an `rbd export` of it. */
-async function cinderBackup(root: string, volumeId: string, backupId: string, parentId: string | null, compression: string): Promise<Made> {
+async function cinderBackup(root: string, volumeId: string, backupId: string, parentId: string | null, compression: string,
+  chunk = CHUNK): Promise<Made> {
   const raw = join(root, `${backupId}.raw`);
   await rbd('a', ['export', '--no-progress', `${POOL}/volume-${volumeId}`, raw]);
-  const { stdout } = await execFileAsync('/usr/bin/python3', [FIXTURE, root, backupId, volumeId, parentId ?? '-', raw, compression, String(CHUNK), '32768']);
+  const { stdout } = await execFileAsync('/usr/bin/python3', [FIXTURE, root, backupId, volumeId, parentId ?? '-', raw, compression, String(chunk), '32768']);
   await rm(raw);
   return JSON.parse(stdout) as Made;
 }
@@ -139,3 +143,49 @@ test('bad containers: a flipped byte, a missing parent, a container outside the 
     // Nothing was written by the refused calls.
     assert.equal(await image.hasExtents(), false);
   });
+
+test('a record of Cinder\'s NFS driver restores through BackupEngine.restore and the CLI with the backup root', { timeout: 240_000 }, async (t) => {
+  const root = await backupRoot(t);
+  // Cinder volumes are whole GiB, and its record says how many.
+  const volumeId = await fx.newVolume(t, 1024 * MiB);
+  await fx.writeRandom(volumeId, [[0, MiB], [300 * MiB + 7, 2 * MiB], [1024 * MiB - 4096, 4096]]);
+  const made = await cinderBackup(root, volumeId, 'e1f2a3b4-nfs', null, 'zlib', 64 * MiB);
+  const expected = await volumeSha(volumeId);
+  const text = Buffer.from(JSON.stringify({
+    id: 'e1f2a3b4-nfs', volume_id: volumeId, container: made.container, service_metadata: made.prefix, object_count: made.objects,
+    size: 1, display_name: 'nfs backup', display_description: null, parent_id: null,
+    service: 'cinder.backup.drivers.nfs.NFSBackupDriver',
+  })).toString('base64');
+  const record = importRecord(text);
+  const into = (id: string) => ({ volume: { pool: POOL, id } });
+
+  const first = fx.targetId(t);
+  await assert.rejects(engine.restore({ backup: record, target: into(first) }), (e: unknown) =>
+    e instanceof InvalidArgumentError && /backup root \(backupPath, the CLI's --backup-path\)/.test(e.message));
+  await assert.rejects(engine.restore({ backup: record, target: { file: join(root, 'out.raw') }, backupPath: root }), NotSupportedError);
+  const plan = await engine.restore({ backup: record, target: into(first), backupPath: root, dryRun: true });
+  assert.equal(plan.path, 'files');
+  assert.equal(await volumes.imageExists(`volume-${first}`), false, 'a dry run makes nothing');
+  const restored = await engine.restore({ backup: record, target: into(first), backupPath: root });
+  assert.equal(restored.path, 'files');
+  assert.equal(restored.size, 1024n * BigInt(MiB));
+  assert.equal(await volumeSha(first), expected);
+
+  const second = fx.targetId(t);
+  const { info } = await testCluster('a');
+  const cli = await run(['restore', '--conf', info.conf, '--keyring', info.keyring, '--record', text,
+    '--target-pool', POOL, '--target-volume', second, '--backup-path', root]);
+  assert.equal(cli.code, 0, cli.stderr);
+  assert.match(cli.stdout, /by copying its files \(Cinder's chunked layout\)/);
+  assert.equal(await volumeSha(second), expected);
+
+  // A damaged object: the restore fails naming it, and the volume it created goes.
+  const object = join(root, made.container, `${made.prefix}-00001`);
+  const data = await readFile(object);
+  data[100] = data[100]! ^ 0x01;
+  await writeFile(object, data);
+  const third = fx.targetId(t);
+  await assert.rejects(engine.restore({ backup: record, target: into(third), backupPath: root }), (e: unknown) =>
+    (e instanceof VerificationError || e instanceof ChunkedBackupError) && e.message.includes(object));
+  assert.equal(await volumes.imageExists(`volume-${third}`), false, 'the volume the failed restore created is removed');
+});

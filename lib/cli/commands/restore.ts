@@ -35,6 +35,7 @@ function pathText(r: RestoreResult): string {
     case 'diff': return 'the diff path';
     case 'instant': return 'an instant clone';
     case 'in-place': return `moving only what differs from ${r.commonSnapshot}, which the volume shares with the backup`;
+    case 'files': return 'copying its files (Cinder\'s chunked layout), each object\'s md5 checked';
     default: return 'a full copy';
   }
 }
@@ -92,13 +93,16 @@ ${RECORD_HELP}
   --flatten MODE        with --instant: background (default: the volume is usable and
                         the command waits for the flatten; Ctrl-C stops the flatten and
                         leaves a clone), now (flatten before returning), never (stay a
-                        clone: the backup cannot be deleted until it is flattened)`,
+                        clone: the backup cannot be deleted until it is flattened)
+  --backup-path DIR     the backup root of a record of Cinder's NFS or POSIX backup
+                        driver (its chunked file layout): the share's mount point`,
   options: {
     ...RECORD_OPTIONS,
     'target-pool': { type: 'string' }, 'target-volume': { type: 'string' }, 'target-file': { type: 'string' },
     'target-image': { type: 'string' }, 'target-namespace': { type: 'string' },
     'stdout': { type: 'boolean' }, 'force': { type: 'boolean' }, 'dry-run': { type: 'boolean' },
     'instant': { type: 'boolean' }, 'flatten': { type: 'string' }, 'full-copy': { type: 'boolean' }, 'verify': { type: 'boolean' },
+    'backup-path': { type: 'string' },
   },
   async prepare(values) {
     if (values.pool !== undefined && values.image === undefined) throw new UsageError('-p/--pool goes with --image NAME (the restore target is --target-pool)');
@@ -130,6 +134,7 @@ ${RECORD_HELP}
             ...(instant ? { instant, ...(flatten === undefined ? {} : { flatten: flatten as FlattenMode }) } : {}),
             ...(values['full-copy'] === true ? { inPlace: false } : {}),
             ...(values.verify === true ? { verify: true } : {}),
+            ...(values['backup-path'] === undefined ? {} : { backupPath: optional(values, 'backup-path') }),
           });
         } finally {
           progress?.finish();
