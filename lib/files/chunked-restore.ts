@@ -59,10 +59,9 @@ export interface ChunkedRestoreStats {
   elapsedMs: number;
 }
 
-/** One backup of the chain: its directory, prefix and checked metadata. */
+/** One backup of the chain: its directory and checked metadata. */
 interface ChunkedBackup {
   dir: string;
-  prefix: string;
   metadata: ChunkedMetadata;
 }
 
@@ -102,7 +101,7 @@ async function readBackup(root: string, container: string, backupId: string, pre
   if (metadata.backupId !== backupId) {
     throw new ChunkedBackupError({ operation: 'restore', resource: file, detail: `it is the metadata of backup ${metadata.backupId}, not of ${backupId}` });
   }
-  return { dir, prefix: name, metadata };
+  return { dir, metadata };
 }
 
 /** The chain ending at the backup, the full one first. */
