@@ -314,6 +314,7 @@ async function showKilledBackupResumes(demo: {
   await volume.flush();
   const backupId = randomUUID();
   const dir = await mkdtemp(join(tmpdir(), 'rbd-backup-demo-'));
+  let child: ReturnType<typeof spawn> | undefined;
   try {
     // The clusters' own configuration, and 16 MiB/s of writes at most.
     const throttled = async (of: Access, name: string): Promise<[string, string | undefined, string | undefined]> => {
@@ -331,15 +332,18 @@ async function showKilledBackupResumes(demo: {
       '--config', config, '-c', conf, ...(keyring ? ['-k', keyring] : []), ...(user ? ['--id', user] : []),
       '--backup-conf', backupConf, ...(backupKeyring ? ['--backup-keyring', backupKeyring] : []), ...(backupUser ? ['--backup-user', backupUser] : []),
     ];
-    const child = spawn(process.execPath, args, { stdio: 'ignore' });
-    const exited = new Promise<NodeJS.Signals | number | null>((resolve) => child.once('exit', (code, signal) => resolve(signal ?? code)));
+    const started = spawn(process.execPath, args, { stdio: 'ignore' });
+    child = started;
+    const exited = new Promise<NodeJS.Signals | number | null>((resolve) => started.once('exit', (code, signal) => resolve(signal ?? code)));
     // Killed once its transfer has recorded half the volume done on the chain image (its progress bar runs ahead of what is written).
     const recorded = await waitForProgressRecord(demo.backupCluster, demo.chainImage, exited);
-    child.kill('SIGKILL');
+    started.kill('SIGKILL');
     const ended = await exited;
     if (ended !== 'SIGKILL') throw new Error(`the CLI backup to be killed halfway ended first (${String(ended)})`);
     say(`backup by the CLI (writes throttled to 16 MiB/s), SIGKILLed once its progress record said ${mib(recorded)} were written`);
   } finally {
+    // Not left running when the demo fails before the kill.
+    if (child !== undefined && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     await rm(dir, { recursive: true, force: true });
   }
   const again = await engine.backup({ pool: poolName, volumeId, backupId });
