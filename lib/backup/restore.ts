@@ -12,7 +12,8 @@ import type { SnapshotInfo } from '../ceph/snapshot.js';
 import type { Pool } from '../ceph/pool.js';
 import { checkName } from '../ceph/validate.js';
 import { copyImage } from '../engine/copy.js';
-import { checkExportPath, exportRaw } from '../engine/raw-export.js';
+import { exportRaw } from '../engine/raw-export.js';
+import { checkExportPath } from '../engine/target-file.js';
 import type { Progress } from '../engine/options.js';
 import { convergeToSnapshot } from '../engine/converge.js';
 import { transferDiff } from '../engine/transfer.js';
@@ -484,7 +485,8 @@ export async function runRestore(config: ResolvedConfig, request: RestoreRequest
     return OperationScope.run({ operation, resource, timeoutMs: budget.timeoutMs }, async (scope) => {
       const started = performance.now();
       const done = await restoreFromFiles(scope, config, request, { location, target, root: root!, grows: budget.grows });
-      return { dryRun: request.dryRun === true, targetVolumeId: target.subject.kind === 'volume' ? target.subject.volumeId : undefined,
+      return { dryRun: request.dryRun === true,
+        targetVolumeId: target.kind === 'rbd' && target.subject.kind === 'volume' ? target.subject.volumeId : undefined,
         elapsedMs: performance.now() - started, ...done };
     });
   }
@@ -507,9 +509,9 @@ export async function runRestore(config: ResolvedConfig, request: RestoreRequest
   });
 }
 
-/** What a restore of a backup in Cinder's file layout takes: a backup root, and an RBD target, copied into. */
+/** What a restore of a backup in Cinder's file layout takes: a backup root, and a volume, an image or a file, copied into. */
 function checkFilesRestore(request: RestoreRequest, target: CheckedTarget, root: string | undefined,
-  operation: string, resource: string): asserts target is Extract<CheckedTarget, { kind: 'rbd' }> {
+  operation: string, resource: string): void {
   const service = String(request.backup.service);
   if (root === undefined) {
     throw invalidArgument(operation, resource,
@@ -518,22 +520,23 @@ function checkFilesRestore(request: RestoreRequest, target: CheckedTarget, root:
   if (request.instant === true) {
     throw invalidArgument(operation, resource, 'an instant restore clones an RBD snapshot, and a backup in files has none: restore without instant');
   }
-  if (target.kind !== 'rbd') {
+  if (target.kind === 'raw' && typeof target.to !== 'string') {
     throw new NotSupportedError({
       code: 'EOPNOTSUPP', operation, resource,
-      detail: 'this version restores backups in Cinder\'s file layout into RBD volumes and images, not into files or streams',
+      detail: 'this version restores backups in Cinder\'s file layout into RBD volumes and images and into files, not into streams',
     });
   }
 }
 
 /**
- * A backup of Cinder's NFS or POSIX driver into a volume or image: made
- * (or, with force, overwritten) under the target's restore lock as any
- * restore's, grown to the backup's size when smaller, and written by
- * restoreChunked; the zeros of the full backup are skipped on a new volume.
+ * A backup of Cinder's NFS or POSIX driver into a volume or image (made,
+ * or with force overwritten, under the target's restore lock as any
+ * restore's, grown to the backup's size when smaller) or a raw file of its
+ * size, written by restoreChunked; the full backup's zeros are skipped on
+ * a new volume or file.
  */
 async function restoreFromFiles(scope: OperationScope, config: ResolvedConfig, request: RestoreRequest, checked: {
-  location: RecordLocation; target: Extract<CheckedTarget, { kind: 'rbd' }>; root: string; grows: boolean;
+  location: RecordLocation; target: CheckedTarget; root: string; grows: boolean;
 }): Promise<RestoreOutcome & Pick<RestoreResult, 'source'>> {
   const { location, target, root } = checked;
   const record = request.backup;
@@ -545,28 +548,41 @@ async function restoreFromFiles(scope: OperationScope, config: ResolvedConfig, r
   const source = `${root}/${String(record.container)} (${String(record.service_metadata)})`;
   if (checked.grows) scope.extend(transferAllowanceMs(size));
   const files = { root, backupId: location.backupId, container: record.container, prefix: record.service_metadata ?? undefined };
-  const targetPool = await scope.adopt(config.source.pool(target.pool, target.namespace));
-  const targetSpec = `${targetPool.spec}/${sourceImageName(target.subject)}`;
-  const outcome = { path: 'files' as const, source, target: targetSpec, size, commonSnapshot: undefined, failedCondition: undefined,
+  const engine = {
+    signal: withRequest(scope, request), onProgress: request.onProgress,
+    concurrency: config.ioConcurrency, ...(config.memoryBytes === undefined ? {} : { memoryBytes: config.memoryBytes }),
+  };
+  const outcome = { path: 'files' as const, source, size, commonSnapshot: undefined, failedCondition: undefined,
     flattening: undefined, verifiedBlocks: undefined, resumedFrom: undefined };
   scope.doing = 'reading the backup\'s metadata';
+  if (target.kind === 'raw') {
+    const file = target.to as string;
+    if (request.dryRun === true) {
+      await checkExportPath(file);
+      await checkChunkedBackup(files);
+      return { ...outcome, target: file, bytesRead: 0n };
+    }
+    scope.doing = 'restoring the backup\'s files';
+    const stats = await restoreChunked({ ...files, target: { file, size }, ...engine });
+    scope.commit();
+    return { ...outcome, target: file, bytesRead: stats.bytesRead };
+  }
+  const targetPool = await scope.adopt(config.source.pool(target.pool, target.namespace));
+  const targetSpec = `${targetPool.spec}/${sourceImageName(target.subject)}`;
   if (request.dryRun === true) {
     await checkChunkedBackup(files);
-    return { ...outcome, bytesRead: 0n };
+    return { ...outcome, target: targetSpec, bytesRead: 0n };
   }
   const { volume, created } = await openTargetVolume(scope, config, targetPool, target.subject,
     { size, id: location.backupId, subject: location.subject }, request, operation);
   if ((await volume.stat()).size < size) await volume.resize(size);
   scope.doing = 'restoring the backup\'s files';
-  const stats = await restoreChunked({
-    ...files, target: volume, targetIsZero: created, signal: withRequest(scope, request), onProgress: request.onProgress,
-    concurrency: config.ioConcurrency, ...(config.memoryBytes === undefined ? {} : { memoryBytes: config.memoryBytes }),
-  });
+  const stats = await restoreChunked({ ...files, target: volume, targetIsZero: created, ...engine });
   scope.checkpoint();
   await volume.removeMetadata(created ? RESTORING_KEY : RESTORING_INTO_KEY);
   scope.commit();
   logBackup('restore %s -> %s: %d objects of %d backup(s)', source, targetSpec, stats.objects, stats.backups.length);
-  return { ...outcome, bytesRead: stats.bytesRead };
+  return { ...outcome, target: targetSpec, bytesRead: stats.bytesRead };
 }
 
 /** What each way of restoring says of itself in the result. */

@@ -25,6 +25,7 @@ import { checkId } from '../backup/naming.js';
 import { VerificationError } from '../backup/errors.js';
 import { checkEngineOptions, type EngineOptions } from '../engine/options.js';
 import { Window } from '../engine/window.js';
+import { closeTargetFile, onFile as onTargetFile, openTargetFile } from '../engine/target-file.js';
 import {
   checkPrefix, containerPath, defaultContainer, metadataName, parseChunkedMetadata, prefixOfMetadataName,
   type ChunkedMetadata, type ChunkedObject,
@@ -40,10 +41,21 @@ export interface ChunkedRestoreOptions extends EngineOptions {
   container?: string;
   /** Its object prefix (the record's service_metadata). Default: that of the one `*_metadata` file in its container. */
   prefix?: string;
-  /** The image written, open at its head; it must be at least as large as the data. */
-  target: Image;
-  /** The target reads as zeros (a volume just created): the full backup's zero pieces are not written. */
+  /**
+   * The image written, open at its head (at least as large as the data),
+   * or a raw file of `size` bytes: written under a partial name beside it
+   * (sparsely) and given its name once complete and synced; an existing
+   * file is refused unless overwrite.
+   */
+  target: Image | ChunkedFileTarget;
+  /** An image target reads as zeros (a volume just created): the full backup's zero pieces are not written. A file always is new. */
   targetIsZero?: boolean;
+}
+
+export interface ChunkedFileTarget {
+  file: string;
+  size: bigint;
+  overwrite?: boolean;
 }
 
 export interface ChunkedRestoreStats {
@@ -70,13 +82,7 @@ const MAX_CHAIN = 10_000;
 /** Pieces written at a time: the inflater's output and the file reads. */
 const PIECE = 1 << 20;
 
-async function onFile<T>(path: string, doing: string, op: () => Promise<T>): Promise<T> {
-  try {
-    return await op();
-  } catch (error) {
-    throw fromSystem(error, 'restore', path, doing);
-  }
-}
+const onFile = <T>(path: string, doing: string, op: () => Promise<T>): Promise<T> => onTargetFile('restore', path, doing, op);
 
 async function findPrefix(dir: string): Promise<string> {
   const names = await onFile(dir, 'listing the backup\'s container', () => readdir(dir));
@@ -158,6 +164,46 @@ async function checkObjects(chain: ChunkedBackup[], targetSize: bigint | undefin
   return sizes;
 }
 
+/** Where the pieces go: an image, or a file under its partial name. */
+interface Sink {
+  spec: string;
+  size: bigint;
+  isZero: boolean;
+  write(piece: Buffer, offset: number): Promise<void>;
+  /** After the last write: flushed (a file sized, synced and named), or (failed) a file removed. */
+  finish(failed: boolean): Promise<void>;
+}
+
+async function openSink(target: Image | ChunkedFileTarget, targetIsZero: boolean): Promise<Sink> {
+  if (!('file' in target)) {
+    return {
+      spec: target.spec, size: (await target.stat()).size, isZero: targetIsZero,
+      write: (piece, offset) => target.write(piece, offset),
+      finish: async (failed) => { if (!failed) await target.flush(); },
+    };
+  }
+  if (typeof target.file !== 'string' || target.file === '' || typeof target.size !== 'bigint' || target.size < 0n) {
+    throw invalidArgument('restore', String(target.file), 'a file target is { file: path, size: bytes (bigint), overwrite? }');
+  }
+  const file = await openTargetFile(target.file, target.overwrite === true, 'restore');
+  return {
+    spec: target.file, size: target.size, isZero: true,
+    write: async (piece, offset) => { await onFile(target.file, 'cannot write', () => file.handle.write(piece, 0, piece.length, offset)); },
+    finish: async (failed) => {
+      if (!failed) {
+        try {
+          await onFile(target.file, 'cannot size the file', () => file.handle.truncate(Number(target.size)));
+          await onFile(target.file, 'cannot sync the file', () => file.handle.sync());
+        } catch (error) {
+          await closeTargetFile(file, true);
+          throw error;
+        }
+      }
+      await closeTargetFile(file, failed);
+    },
+  };
+}
+
 const ZEROS = Buffer.alloc(PIECE);
 
 /** Pieces are at most PIECE long (the streams' chunk sizes). */
@@ -188,12 +234,15 @@ export async function checkChunkedBackup(location: ChunkedLocation): Promise<str
 export async function restoreChunked(options: ChunkedRestoreOptions): Promise<ChunkedRestoreStats> {
   const started = performance.now();
   const { target, signal, onProgress } = options;
-  const resource = `${String(options.root)} backup ${String(options.backupId)} -> ${target.spec}`;
+  const resource = `${String(options.root)} backup ${String(options.backupId)} -> ${'file' in target ? String(target.file) : target.spec}`;
   checkLocation(options, resource);
   const limits = checkEngineOptions(options, 'restore', resource, 16 << 20);
   if (signal?.aborted) throw cancelledError('restore', resource, signal);
   const chain = await readChain(options);
-  const sizes = await checkObjects(chain, (await target.stat()).size);
+  const targetSize = 'file' in target ? target.size : (await target.stat()).size;
+  const sizes = await checkObjects(chain, targetSize);
+  // Opened (a file made) only once the backup checks out.
+  const sink = await openSink(target, options.targetIsZero === true);
   const total = chain.reduce((sum, b) => sum + b.metadata.objects.reduce((s, o) => s + BigInt(o.length), 0n), 0n);
   const stats: ChunkedRestoreStats = {
     backups: chain.map((b) => b.metadata.backupId), objects: 0, bytesRead: 0n, bytesWritten: 0n, bytesSkipped: 0n, elapsedMs: 0,
@@ -209,23 +258,25 @@ export async function restoreChunked(options: ChunkedRestoreOptions): Promise<Ch
     }
   };
   const window = new Window(limits.concurrency, limits.memoryBytes);
+  let failed = true;
   try {
     for (const [layer, backup] of chain.entries()) {
       // Only below the full backup's layer is a zero target known to hold zeros.
-      const skipZeros = layer === 0 && options.targetIsZero === true;
+      const skipZeros = layer === 0 && sink.isZero;
       for (const object of backup.metadata.objects) {
         const file = join(backup.dir, object.name);
-        await restoreObject(file, object, { target, window, skipZeros, signal, resource }, passed);
+        await restoreObject(file, object, { sink, window, skipZeros, signal, resource }, passed);
         stats.objects++;
         stats.bytesRead += sizes.get(file)!;
       }
     }
+    await window.drain();
+    failed = false;
   } finally {
     // A failed object's writes still in flight settle before the caller may close or remove the target.
     await window.settle();
+    await sink.finish(failed);
   }
-  await window.drain();
-  await target.flush();
   onProgress?.({ done: total, total, bytesRead: stats.bytesRead });
   stats.elapsedMs = performance.now() - started;
   return stats;
@@ -238,7 +289,7 @@ export async function restoreChunked(options: ChunkedRestoreOptions): Promise<Ch
  * restore's target is the caller's to remove).
  */
 async function restoreObject(file: string, object: ChunkedObject,
-  job: { target: Image; window: Window; skipZeros: boolean; signal: AbortSignal | undefined; resource: string },
+  job: { sink: Sink; window: Window; skipZeros: boolean; signal: AbortSignal | undefined; resource: string },
   passed: (bytes: number, written: boolean) => void): Promise<void> {
   const md5 = createHash('md5');
   let at = 0;
@@ -262,7 +313,7 @@ async function restoreObject(file: string, object: ChunkedObject,
         callback();
         return;
       }
-      job.window.run(() => job.target.write(chunk, offset), chunk.length).then(() => callback(), callback);
+      job.window.run(() => job.sink.write(chunk, offset), chunk.length).then(() => callback(), callback);
     },
   });
   const source = createReadStream(file, { highWaterMark: PIECE });

@@ -10,7 +10,10 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { PassThrough } from 'node:stream';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -38,6 +41,12 @@ interface Made {
   container: string;
   prefix: string;
   objects: number;
+}
+
+async function fileSha(path: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
 }
 
 /** A temporary backup root, removed when the test ends. */
@@ -95,6 +104,24 @@ test('a full backup and an incremental of Cinder\'s layout restore byte for byte
   assert.deepEqual(restored.backups, ['f0a1b2c3-full', 'a9b8c7d6-incr']);
   assert.equal(restored.objects, full.objects + incremental.objects);
   assert.equal(await volumeSha(second.id), incrementalSha);
+
+  // Into a raw file of the volume's size: sparse, byte-equal.
+  const out = await mkdtemp(join(tmpdir(), 'rbd-backup-chunked-out-'));
+  t.after(() => rm(out, { recursive: true, force: true }));
+  const file = join(out, 'volume.raw');
+  const toFile = await restoreChunked({ root, backupId: 'a9b8c7d6-incr', target: { file, size: BigInt(SIZE) } });
+  assert.ok(toFile.bytesSkipped > 0n);
+  assert.equal(await fileSha(file), incrementalSha);
+  // Refused: an existing file; then a damaged object: no file, and no partial one, is left.
+  await assert.rejects(restoreChunked({ root, backupId: 'a9b8c7d6-incr', target: { file, size: BigInt(SIZE) } }), (e: unknown) =>
+    e instanceof Error && 'code' in e && e.code === 'EEXIST');
+  const damaged = join(root, incremental.container, `${incremental.prefix}-00001`);
+  const bytes = await readFile(damaged);
+  bytes[0] = bytes[0]! ^ 0x80;
+  await writeFile(damaged, bytes);
+  await assert.rejects(restoreChunked({ root, backupId: 'a9b8c7d6-incr', target: { file: join(out, 'other.raw'), size: BigInt(SIZE) } }),
+    VerificationError);
+  assert.deepEqual(await readdir(out), ['volume.raw']);
 });
 
 test('bad containers: a flipped byte, a missing parent, a container outside the root, an unknown version, bz2 objects',
@@ -162,7 +189,13 @@ test('a record of Cinder\'s NFS driver restores through BackupEngine.restore and
   const first = fx.targetId(t);
   await assert.rejects(engine.restore({ backup: record, target: into(first) }), (e: unknown) =>
     e instanceof InvalidArgumentError && /backup root \(backupPath, the CLI's --backup-path\)/.test(e.message));
-  await assert.rejects(engine.restore({ backup: record, target: { file: join(root, 'out.raw') }, backupPath: root }), NotSupportedError);
+  await assert.rejects(engine.restore({ backup: record, target: { stream: new PassThrough() }, backupPath: root }), NotSupportedError);
+  // A raw file: complete under its name, or nothing.
+  const raw = join(root, 'restored.raw');
+  const toFile = await engine.restore({ backup: record, target: { file: raw }, backupPath: root });
+  assert.equal(toFile.path, 'files');
+  assert.equal(await fileSha(raw), expected);
+  await rm(raw);
   const plan = await engine.restore({ backup: record, target: into(first), backupPath: root, dryRun: true });
   assert.equal(plan.path, 'files');
   assert.equal(await volumes.imageExists(`volume-${first}`), false, 'a dry run makes nothing');

@@ -1,7 +1,7 @@
 /** rbd-backup restore: a backup into a volume, a raw file or stdout. */
 import { FLATTEN_MODES, type BackgroundFlatten, type FlattenMode } from '../../backup/instant-restore.js';
 import type { RestoreResult, RestoreTarget } from '../../backup/restore.js';
-import { checkExportPath } from '../../engine/raw-export.js';
+import { checkExportPath } from '../../engine/target-file.js';
 import { UsageError } from '../exit-codes.js';
 import { backupRef, optional, RECORD_HELP, RECORD_OPTIONS, resolveRecord, type Command, type Output, type Ui, type Values } from '../command.js';
 import { formatBytes } from '../format.js';
