@@ -1,4 +1,5 @@
 /** rbd-backup backup: a full or incremental backup of one volume or named image. */
+import { randomUUID } from 'node:crypto';
 import type { VolumeMetadata } from '../../backup/backup.js';
 import { describeSubject, resolveSubject } from '../../backup/naming.js';
 import { invalidArgument } from '../../ceph/errors.js';
@@ -30,7 +31,8 @@ export const backup: Command = {
   -p, --pool POOL    the pool holding volume-<ID> or the image
 ${SUBJECT_HELP}
   --namespace NS     the image's namespace in POOL (default: none)
-  --backup-id ID     default: a new UUID
+  --backup-id ID     default: a new UUID (printed first: the same command with it
+                     continues a run that was killed or cut off)
   --parent ID        make an incremental from this backup (it must be a backup of the volume)
   --full             a full backup even when an incremental is possible
   --metadata PATH    a JSON object (volume metadata) to store as backup.<id>.meta
@@ -51,11 +53,14 @@ ${SUBJECT_HELP}
     return {
       offline: false,
       async run(engine, ui) {
+        // Chosen here and said first: a run killed or cut off is continued by the same command with this id.
+        const backupId = optional(values, 'backup-id') ?? randomUUID();
+        ui.notice(`backup ${backupId}: if this run is interrupted, run it again with --backup-id ${backupId} to continue its transfer`);
         const progress = ui.progress('backup');
         let result;
         try {
           result = await engine.backup({
-            pool, ...named, backupId: optional(values, 'backup-id'), parentId: optional(values, 'parent'),
+            pool, ...named, backupId, parentId: optional(values, 'parent'),
             full: values.full === true, volumeMetadata,
             displayName: optional(values, 'name'), displayDescription: optional(values, 'description'),
             onLockWait: (holder) => ui.notice(`waiting for the volume's lock, held by ${holder.description} (${holder.client} at ${holder.address})`),
