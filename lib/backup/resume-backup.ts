@@ -53,7 +53,11 @@ export function resumeCandidate(subject: Subject, backupId: string, found: reado
   const snapshot = sourceSnapshots.find((s) => s.name === orphans[0]);
   if (snapshot === undefined) return undefined;
   const unfinished = leftovers.images.find((image) => image.name === unfinishedImageName(subject, backupId));
-  if (unfinished !== undefined) return { kind: 'full', image: unfinished.name, snapshot };
+  if (unfinished !== undefined) {
+    // Killed after its transfer made the snapshot on the image (before its rename): nothing is left to continue.
+    const made = [...unfinished.snapshots, ...unfinished.pending.map((p) => p.snapshot)].some((s) => s.name === snapshot.name);
+    return made ? undefined : { kind: 'full', image: unfinished.name, snapshot };
+  }
   const marked = found.filter((image) => !leftovers.images.includes(image)).find((image) =>
     image.infos.get(backupId)?.pendingSince !== undefined && image.infos.get(backupId)?.snapshot === snapshot.name
     && !image.pending.some((p) => p.backupId === backupId));

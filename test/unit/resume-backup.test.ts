@@ -42,6 +42,11 @@ describe('resumeCandidate', () => {
     assert.deepEqual(resumeCandidate(V, 'k2', [chain, unfinished], leftovers, source), { kind: 'full', image: unfinished.name, snapshot: killed });
     // Another id's retry continues nothing of it.
     assert.equal(resumeCandidate(V, 'other', [chain, unfinished], leftovers, source), undefined);
+    // Killed after its transfer had made the snapshot on the image, before the rename: nothing to continue (it starts clean).
+    const transferred = image('volume-vol1.backup.k2.unfinished', [killed], { incomplete: 'k2' });
+    const after = findLeftovers([chain, transferred], { names: source.map((s) => s.name), trashed: [] });
+    assert.deepEqual(after.snapshots, [killed.name], 'an unfinished image holds no backup: its snapshot\'s source twin is an orphan');
+    assert.equal(resumeCandidate(V, 'k2', [chain, transferred], after, source), undefined);
   });
 
   test('a killed incremental: the chain image marked pending for its snapshot, which the chain does not have yet', () => {
