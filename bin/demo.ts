@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { AlreadyExistsError, BackupEngine, CancelledError, Cluster, exportRaw, InvalidArgumentError, type Image, type Pool } from '../lib/index.js';
 import { ThrowawayCluster } from '../lib/dev/throwaway-cluster.js';
-import { RESUME_KEY } from '../lib/engine/resume.js';
+import { readResumeRecord } from '../lib/engine/resume.js';
 
 const MiB = 1 << 20;
 const VOLUME_SIZE = 1024 * MiB;
@@ -368,9 +368,8 @@ async function waitForProgressRecord(backupCluster: Cluster, chainImage: string,
   const backups = await backupCluster.pool('backups');
   try {
     while (!ended) {
-      const text = await withImage(backups, chainImage, (image) => image.getMetadata(RESUME_KEY));
-      const record = text === undefined ? { done: '0', length: '1' } : JSON.parse(text) as { done: string; length: string };
-      if (BigInt(record.done) * 2n >= BigInt(record.length)) return BigInt(record.done);
+      const record = await withImage(backups, chainImage, readResumeRecord);
+      if (record?.done !== undefined && record.length !== undefined && BigInt(record.done) * 2n >= BigInt(record.length)) return BigInt(record.done);
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
     return 0n;

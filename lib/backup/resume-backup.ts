@@ -11,7 +11,7 @@
  */
 import type { Pool } from '../ceph/pool.js';
 import type { SnapshotInfo } from '../ceph/snapshot.js';
-import { RESUME_KEY } from '../engine/resume.js';
+import { readResumeRecord } from '../engine/resume.js';
 import type { ChainDecision } from './chain.js';
 import type { BackupImage } from './layout.js';
 import type { Leftovers } from './leftovers.js';
@@ -27,17 +27,11 @@ export interface ResumableBackup {
   fromSnapshot: string | undefined;
 }
 
-/** The progress record's snapshot names, when the image has a record. */
+/** The progress record's snapshot names, when the image has a record (unchecked: compared below). */
 async function recordedSnapshots(pool: Pool, image: string): Promise<{ snapshot: unknown; from: unknown } | undefined> {
   await using opened = await pool.openImage(image, { readOnly: true });
-  const text = await opened.getMetadata(RESUME_KEY);
-  if (text === undefined) return undefined;
-  try {
-    const record = JSON.parse(text) as { snapshot?: unknown; from?: { name?: unknown } };
-    return { snapshot: record.snapshot, from: record.from?.name };
-  } catch {
-    return undefined;
-  }
+  const record = await readResumeRecord(opened);
+  return record === undefined ? undefined : { snapshot: record.snapshot, from: (record.from as { name?: unknown } | undefined)?.name };
 }
 
 /**

@@ -36,7 +36,7 @@ export interface TargetPlan {
   zeroGaps: boolean;
 }
 
-interface ResumeRecord extends TransferIdentity, TargetPlan {
+export interface ResumeRecord extends TransferIdentity, TargetPlan {
   version: 1;
   done: string;
   updatedAt: string;
@@ -100,14 +100,8 @@ function mismatch(record: Partial<ResumeRecord>, identity: TransferIdentity): st
  * not describe this transfer (it is removed: the transfer starts clean).
  */
 export async function resumePoint(target: Image, identity: TransferIdentity): Promise<ResumePoint | { refused: string } | undefined> {
-  const text = await target.getMetadata(RESUME_KEY);
-  if (text === undefined) return undefined;
-  let record: Partial<ResumeRecord>;
-  try {
-    record = JSON.parse(text) as Partial<ResumeRecord>;
-  } catch {
-    record = {};
-  }
+  const record = await readResumeRecord(target);
+  if (record === undefined) return undefined;
   const why = mismatch(record, identity);
   const refuse = async (reason: string): Promise<{ refused: string }> => {
     await clearResume(target);
@@ -129,6 +123,20 @@ export async function resumePoint(target: Image, identity: TransferIdentity): Pr
   if (BigInt(entries.length) < blocks * 8n) return refuse(`the digests of its progress cover ${entries.length / 8} blocks, not ${blocks}`);
   const start = blocks * blockSize < BigInt(identity.length) ? blocks * blockSize : BigInt(identity.length);
   return { start, digests: entries.subarray(0, Number(blocks) * 8), ...plan };
+}
+
+/**
+ * The progress record on an image: undefined when it has none, {} when it
+ * does not parse; its fields unchecked (mismatch() checks them).
+ */
+export async function readResumeRecord(image: Image): Promise<Partial<ResumeRecord> | undefined> {
+  const text = await image.getMetadata(RESUME_KEY);
+  if (text === undefined) return undefined;
+  try {
+    return JSON.parse(text) as Partial<ResumeRecord>;
+  } catch {
+    return {};
+  }
 }
 
 /** Removes a target's progress record (after its transfer completed, or when it is another's). */
