@@ -37,6 +37,7 @@ import {
   unfinishedImageName, volumeImageName, volumeSubject, type Subject,
 } from './naming.js';
 import { newRecord, type BackupRecord } from './record.js';
+import type { FilesBackupSummary } from './files-backup.js';
 
 /**
  * What to back up: a Cinder volume by its id (the image volume-<volumeId>
@@ -52,6 +53,14 @@ export interface BackupOptions {
   pool: string;
   /** Default: a new UUID. */
   backupId?: string;
+  /**
+   * Back up into this backup root, in the chunked layout of Cinder's POSIX
+   * and NFS drivers, instead of the backup pool (a Cinder volume only).
+   * Default: the engine's backupPath when its backupTo is 'files'.
+   */
+  backupPath?: string;
+  /** Of a backup into files: zlib (or gzip) or none. Default: the engine's compression. */
+  compression?: string;
   /** Make an incremental from this backup's snapshot (in the chain image holding it). */
   parentId?: string;
   /** A full backup (a new chain image) even when an incremental is possible. */
@@ -104,6 +113,8 @@ export interface BackupResult {
    * moved again. Undefined when it started at the beginning.
    */
   resumedFrom: bigint | undefined;
+  /** A backup into files: where and how it is stored (baseImage is then its container's directory). */
+  files?: FilesBackupSummary;
 }
 
 export interface DigestsSummary {
@@ -126,7 +137,7 @@ interface Opened {
   signal: AbortSignal;
 }
 
-async function openSource(pool: Pool, subject: Subject, operation: string): Promise<Image> {
+export async function openSource(pool: Pool, subject: Subject, operation: string): Promise<Image> {
   const name = sourceImageName(subject);
   try {
     return await pool.openImage(name);
@@ -140,7 +151,7 @@ async function openSource(pool: Pool, subject: Subject, operation: string): Prom
 }
 
 /** The subject a request names: exactly one of volumeId and image. */
-function requestSubject(request: BackupRequest, operation: string): Subject {
+export function requestSubject(request: BackupRequest, operation: string): Subject {
   const { volumeId, image, namespace } = request as { volumeId?: unknown; image?: unknown; namespace?: unknown };
   if ((volumeId === undefined) === (image === undefined)) {
     throw invalidArgument(operation, String(request.pool),
@@ -375,6 +386,9 @@ export async function runBackup(config: ResolvedConfig, request: BackupRequest):
   const subject = requestSubject(request, operation);
   const backupId = checkId('backup', request.backupId ?? randomUUID(), operation);
   if (request.parentId !== undefined) checkId('backup', request.parentId, operation);
+  if (request.compression !== undefined) {
+    throw invalidArgument(operation, describeSubject(subject), 'compression is of backups into files: give backupPath too, or leave it out');
+  }
   const resource = subject.kind === 'volume' ? `${String(request.pool)}/${volumeImageName(subject.volumeId)}` : imageSpec(subject);
   checkName('pool', request.pool, operation, resource);
   const budget = callBudget(request.timeoutMs, [config.source, config.backupCluster], operation, resource);

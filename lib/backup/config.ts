@@ -1,10 +1,12 @@
 /** BackupEngine's configuration, its defaults, and their checks. */
-import { invalidArgument } from '../ceph/errors.js';
+import { invalidArgument, NotSupportedError } from '../ceph/errors.js';
 import { checkName, toIntInRange, toU64 } from '../ceph/validate.js';
 import type { Cluster } from '../ceph/cluster.js';
 import type { FeatureName } from '../ceph/features.js';
 import { DEFAULT_CHUNK_SIZE } from '../engine/copy.js';
 import { checkEngineOptions } from '../engine/options.js';
+import { DEFAULT_BACKUP_FILE_SIZE, DEFAULT_SHA_BLOCK_SIZE } from '../files/chunked-layout.js';
+import type { WrittenCompression } from '../files/object-writer.js';
 
 export interface BackupEngineConfig {
   /** Where the volumes are. */
@@ -19,6 +21,18 @@ export interface BackupEngineConfig {
    * backup_posix_path. No default.
    */
   backupPath?: string;
+  /**
+   * Where backup() writes when a request names no backupPath: 'pool' (the
+   * backup pool, as Cinder's Ceph driver) or 'files' (backupPath, in the
+   * chunked layout of Cinder's POSIX and NFS drivers). Default 'pool'.
+   */
+  backupTo?: 'pool' | 'files';
+  /** Backups into files: Cinder's backup_compression_algorithm, 'zlib' (or 'gzip') or 'none'. Default 'zlib'. */
+  compression?: string;
+  /** Backups into files: the most data one object holds (Cinder's backup_file_size). Default 1999994880. */
+  backupFileSize?: number;
+  /** Backups into files: the block each SHA-256 covers (backup_sha_block_size_bytes); divides backupFileSize. Default 32768. */
+  shaBlockSize?: number;
   /** Full-copy restore chunk size. Default 128 MiB. */
   chunkSize?: number | bigint;
   /**
@@ -59,6 +73,10 @@ export interface ResolvedConfig {
   backupCluster: Cluster;
   backupPool: string;
   backupPath: string | undefined;
+  backupTo: 'pool' | 'files';
+  compression: WrittenCompression;
+  backupFileSize: number;
+  shaBlockSize: number;
   chunkSize: bigint;
   maxSourceSnapshots: number;
   stripeUnit: bigint;
@@ -93,6 +111,37 @@ export function checkBackupPath(path: unknown, operation: string, resource: stri
   return path;
 }
 
+function backupTo(config: BackupEngineConfig, op: string): 'pool' | 'files' {
+  const to = config.backupTo ?? 'pool';
+  if (to !== 'pool' && to !== 'files') throw invalidArgument(op, 'config', `backupTo must be 'pool' or 'files', got ${JSON.stringify(to)}`);
+  if (to === 'files' && config.backupPath === undefined) throw invalidArgument(op, 'config', 'backupTo \'files\' needs backupPath, the backup root');
+  return to;
+}
+
+/** Cinder's names of the compressions a backup into files is written with. */
+export function checkCompression(value: unknown, operation: string, resource: string): WrittenCompression {
+  const name = typeof value === 'string' ? value.toLowerCase() : value;
+  if (name === 'zlib' || name === 'gzip') return 'zlib';
+  if (name === 'none' || name === 'off' || name === 'no') return 'none';
+  if (name === 'zstd' || name === 'bz2' || name === 'bzip2') {
+    throw new NotSupportedError({
+      code: 'EOPNOTSUPP', operation, resource,
+      detail: `compression ${String(value)}: this version writes backups into files with zlib or none (Cinder restores both)`,
+    });
+  }
+  throw invalidArgument(operation, resource, `compression must be zlib (gzip) or none, got ${JSON.stringify(value)}`);
+}
+
+/** backup_file_size and backup_sha_block_size_bytes, as Cinder checks them: the first a multiple of the second. */
+function fileSizes(config: BackupEngineConfig, op: string): Pick<ResolvedConfig, 'backupFileSize' | 'shaBlockSize'> {
+  const shaBlockSize = toIntInRange('shaBlockSize', config.shaBlockSize ?? DEFAULT_SHA_BLOCK_SIZE, 512, 64 << 20, op, 'config');
+  const backupFileSize = toIntInRange('backupFileSize', config.backupFileSize ?? DEFAULT_BACKUP_FILE_SIZE, shaBlockSize, 2 ** 40, op, 'config');
+  if (backupFileSize % shaBlockSize !== 0) {
+    throw invalidArgument(op, 'config', `backupFileSize (${backupFileSize}) must be a multiple of shaBlockSize (${shaBlockSize}), as Cinder requires`);
+  }
+  return { backupFileSize, shaBlockSize };
+}
+
 export function resolveConfig(config: BackupEngineConfig): ResolvedConfig {
   const op = 'BackupEngine';
   if (!config || typeof config !== 'object' || !config.source) {
@@ -106,6 +155,9 @@ export function resolveConfig(config: BackupEngineConfig): ResolvedConfig {
     backupCluster: config.backupCluster ?? config.source,
     backupPool,
     backupPath: checkBackupPath(config.backupPath, op, 'config'),
+    backupTo: backupTo(config, op),
+    compression: checkCompression(config.compression ?? 'zlib', op, 'config'),
+    ...fileSizes(config, op),
     chunkSize,
     maxSourceSnapshots: toIntInRange('maxSourceSnapshots', config.maxSourceSnapshots ?? 2, 0, 1 << 20, op, 'config'),
     stripeUnit: toU64('stripeUnit', config.stripeUnit ?? 0, op, 'config'),

@@ -35,6 +35,10 @@ export interface DeleteOptions {
   sourcePool?: string;
   /** The call's time budget, clean-up included. Default: three op timeouts of the connections (see budget.ts). */
   timeoutMs?: number;
+  /** A backup in files (a record of Cinder's NFS or POSIX driver, or of a backup into files): its backup root. Default: the engine's backupPath. */
+  backupPath?: string;
+  /** A backup in files: delete the incrementals restoring on top of it too; without, such a delete is refused naming them. */
+  withDependents?: boolean;
 }
 
 export interface DeleteResult {
@@ -46,6 +50,8 @@ export interface DeleteResult {
   removedDigests: boolean;
   /** The backup's snapshot removed from the source volume, if it was. */
   removedSourceSnapshot: string | undefined;
+  /** A backup in files: the backups removed, its dependents (withDependents) first. */
+  removedBackups?: string[];
 }
 
 const BUSY_RETRIES = 10;

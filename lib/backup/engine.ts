@@ -10,13 +10,15 @@
 import PQueue from 'p-queue';
 import type { Cluster } from '../ceph/cluster.js';
 import { runBackup, type BackupRequest, type BackupResult } from './backup.js';
+import { runFilesBackup } from './files-backup.js';
 import { resolveConfig, type BackupEngineConfig, type ResolvedConfig } from './config.js';
 import { runDelete, type DeleteOptions, type DeleteResult } from './delete.js';
 import { runGc, type GcOptions, type GcResult } from './gc.js';
 import { runList, type ListedBackup } from './list.js';
 import type { SubjectInput } from './naming.js';
 import { runPrune, type PruneOptions, type PruneResult } from './prune.js';
-import { exportRecord, importRecord, type BackupRecord } from './record.js';
+import { exportRecord, importRecord, isFileLayoutRecord, type BackupRecord } from './record.js';
+import { backupRoot, listFileBackups, runFilesDelete, runFilesPrune } from './files-inventory.js';
 import { runRestore, type RestoreRequest, type RestoreResult } from './restore.js';
 import { runVerify, type VerifyOptions, type VerifyResult } from './verify.js';
 
@@ -34,9 +36,13 @@ export class BackupEngine {
     this.config = resolveConfig(config);
   }
 
-  /** A full or incremental backup of pool/volume-<volumeId>, or of a named image (`image`); returns its record. */
+  /**
+   * A full or incremental backup of pool/volume-<volumeId>, or of a named
+   * image (`image`), into the backup pool, or into files (backupPath);
+   * returns its record.
+   */
   backup(request: BackupRequest): Promise<BackupResult> {
-    return runBackup(this.config, request);
+    return this.#inFiles(request?.backupPath) ? runFilesBackup(this.config, request) : runBackup(this.config, request);
   }
 
   /** Restores a backup by the diff path when the five conditions hold, by a chunked full copy otherwise. */
@@ -56,7 +62,7 @@ export class BackupEngine {
 
   /** Removes a backup from its chain image (the image goes with its last backup) or a legacy copy. */
   delete(backup: BackupRecord, options?: DeleteOptions): Promise<DeleteResult> {
-    return runDelete(this.config, backup, options);
+    return isFileLayoutRecord(backup) ? runFilesDelete(this.config, backup, options ?? {}) : runDelete(this.config, backup, options);
   }
 
   /**
@@ -64,7 +70,8 @@ export class BackupEngine {
    * 'latest3,days7,weeks4,months6' does not keep; never the newest.
    */
   prune(of: SubjectInput, policy: string, options?: PruneOptions): Promise<PruneResult> {
-    return runPrune(this.config, of, policy, options);
+    return this.#inFiles(options?.backupPath)
+      ? runFilesPrune(this.config, of, policy, options ?? {}) : runPrune(this.config, of, policy, options);
   }
 
   /**
@@ -81,8 +88,9 @@ export class BackupEngine {
    * image }) in every chain image and legacy copy, oldest first, read from
    * the backup pool.
    */
-  listBackups(of: SubjectInput): Promise<ListedBackup[]> {
-    return runList(this.config, of);
+  listBackups(of: SubjectInput, options: { backupPath?: string } = {}): Promise<ListedBackup[]> {
+    return this.#inFiles(options.backupPath)
+      ? listFileBackups(backupRoot(this.config, options.backupPath, 'listBackups', 'backupPath'), of) : runList(this.config, of);
   }
 
   /** Cinder's export format: base64 of the record's JSON. */
@@ -120,6 +128,11 @@ export class BackupEngine {
       () => (backupQueue === sourceQueue ? run(request) : backupQueue.add(() => run(request))) as Promise<BackupOutcome>,
     ) as Promise<BackupOutcome>;
     return Promise.all(requests.map(inBoth));
+  }
+
+  /** Whether a call works on a backup root: one it names, or the engine's when it backs up into files. */
+  #inFiles(backupPath: string | undefined): boolean {
+    return backupPath !== undefined || this.config.backupTo === 'files';
   }
 
   #queue(cluster: Cluster): PQueue {

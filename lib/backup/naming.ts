@@ -231,6 +231,11 @@ export function lockObjectName(of: Subject | string): string {
   return `${asSubject(of).key}.backup.lock`;
 }
 
+/** The lock of backups into files of the subject, beside its image in its pool. */
+export function fileBackupLockObjectName(of: Subject | string): string {
+  return `${asSubject(of).key}.files-backup.lock`;
+}
+
 /** The lock a restore into the subject's image holds, beside the image in its pool. */
 export function restoreLockObjectName(of: Subject | string): string {
   return `${asSubject(of).key}.restore.lock`;
@@ -241,6 +246,23 @@ export function backupSnapshotName(backupId: string, now: Date = new Date()): st
   const seconds = now.getTime() / 1000;
   const text = Number.isInteger(seconds) ? `${seconds}.0` : String(seconds);
   return `backup.${backupId}.snap.${text}`;
+}
+
+/**
+ * A backup into files' snapshot on the source, where its incremental
+ * successor's diff starts: named apart from the backup pool's snapshots
+ * (whose leftovers and trimming must not take it). Seconds as above.
+ */
+export const FILE_BACKUP_SNAPSHOT = /^backup-files\.([a-z0-9-]+?)\.snap\.(.+)$/;
+
+export function fileBackupSnapshotName(backupId: string, now: Date = new Date()): string {
+  return backupSnapshotName(backupId, now).replace(/^backup\./, 'backup-files.');
+}
+
+export function parseFileBackupSnapshotName(name: string): ParsedSnapshotName | undefined {
+  const match = FILE_BACKUP_SNAPSHOT.exec(name);
+  if (!match) return undefined;
+  return { backupId: match[1]!, stamp: match[2]!, seconds: Number(match[2]) };
 }
 
 export interface ParsedSnapshotName {

@@ -21,6 +21,8 @@ export interface PruneOptions {
   dryRun?: boolean;
   /** The source volume's pool: removed backups' snapshots leave the volume too. */
   sourcePool?: string;
+  /** Prune the volume's backups in this backup root (Cinder's chunked file layout). Default: the engine's backupPath when it backs up into files. */
+  backupPath?: string;
   /** The time periods are counted back from; default now. */
   now?: Date;
   /**

@@ -10,6 +10,9 @@ import {
 
 export const CEPH_BACKUP_SERVICE = 'cinder.backup.drivers.ceph.CephBackupDriver';
 
+/** What records of backups into files name (Cinder's backup_driver setting for a file system, as a record stores it). */
+export const POSIX_BACKUP_SERVICE = 'cinder.backup.drivers.posix.PosixBackupDriver';
+
 /** Cinder's NFS and POSIX drivers (by module or class), whose backups are files in its chunked layout (lib/files). */
 const FILE_LAYOUT_SERVICE = /^cinder\.backup\.drivers\.(nfs|posix)(\.(NFSBackupDriver|PosixBackupDriver))?$/;
 
@@ -161,17 +164,19 @@ export function newRecord(fields: {
   updatedAt?: Date;
   displayName?: string;
   displayDescription?: string;
+  /** A backup into files: Cinder's POSIX driver's service, its object prefix and object count. */
+  files?: { prefix: string; objectCount: number };
 }): BackupRecord {
   const subject = resolveSubject(fields.subject, 'newRecord');
   return {
     id: fields.id,
     volume_id: subject.kind === 'volume' ? subject.volumeId : '',
     container: fields.container,
-    service: CEPH_BACKUP_SERVICE,
-    service_metadata: fields.baseImage === undefined ? null : JSON.stringify({ base: fields.baseImage }),
+    service: fields.files === undefined ? CEPH_BACKUP_SERVICE : POSIX_BACKUP_SERVICE,
+    service_metadata: fields.files?.prefix ?? (fields.baseImage === undefined ? null : JSON.stringify({ base: fields.baseImage })),
     // Cinder counts volume sizes in whole GiB.
     size: Number((fields.sizeBytes + GiB - 1n) / GiB),
-    object_count: 0,
+    object_count: fields.files?.objectCount ?? 0,
     parent_id: fields.parentId,
     status: 'available',
     display_name: fields.displayName ?? null,

@@ -544,22 +544,26 @@ async function restoreFromFiles(scope: OperationScope, config: ResolvedConfig, r
   if (!Number.isSafeInteger(record.size) || record.size <= 0) {
     throw invalidArgument(operation, scope.resource, `the record's size must be the volume's size in GiB, got ${JSON.stringify(record.size)}`);
   }
-  const size = BigInt(record.size) << 30n;
   const source = `${root}/${String(record.container)} (${String(record.service_metadata)})`;
-  if (checked.grows) scope.extend(transferAllowanceMs(size));
   const files = { root, backupId: location.backupId, container: record.container, prefix: record.service_metadata ?? undefined };
+  scope.doing = 'reading the backup\'s metadata';
+  // Checked before anything is made. The size is where the full backup's
+  // objects end (exact where the volume is not a whole number of GiB, as
+  // the record counts), within the record's.
+  const recordBytes = BigInt(record.size) << 30n;
+  const { size: dataSize } = await checkChunkedBackup(files);
+  const size = dataSize > 0n && dataSize <= recordBytes ? dataSize : recordBytes;
+  if (checked.grows) scope.extend(transferAllowanceMs(size));
   const engine = {
     signal: withRequest(scope, request), onProgress: request.onProgress,
     concurrency: config.ioConcurrency, ...(config.memoryBytes === undefined ? {} : { memoryBytes: config.memoryBytes }),
   };
   const outcome = { path: 'files' as const, source, size, commonSnapshot: undefined, failedCondition: undefined,
     flattening: undefined, verifiedBlocks: undefined, resumedFrom: undefined };
-  scope.doing = 'reading the backup\'s metadata';
   if (target.kind === 'raw') {
     const file = target.to as string;
     if (request.dryRun === true) {
       await checkExportPath(file);
-      await checkChunkedBackup(files);
       return { ...outcome, target: file, bytesRead: 0n };
     }
     scope.doing = 'restoring the backup\'s files';
@@ -569,10 +573,7 @@ async function restoreFromFiles(scope: OperationScope, config: ResolvedConfig, r
   }
   const targetPool = await scope.adopt(config.source.pool(target.pool, target.namespace));
   const targetSpec = `${targetPool.spec}/${sourceImageName(target.subject)}`;
-  if (request.dryRun === true) {
-    await checkChunkedBackup(files);
-    return { ...outcome, target: targetSpec, bytesRead: 0n };
-  }
+  if (request.dryRun === true) return { ...outcome, target: targetSpec, bytesRead: 0n };
   const { volume, created } = await openTargetVolume(scope, config, targetPool, target.subject,
     { size, id: location.backupId, subject: location.subject }, request, operation);
   if ((await volume.stat()).size < size) await volume.resize(size);

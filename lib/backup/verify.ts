@@ -7,7 +7,7 @@
  * mismatch is a result (ok false, the byte ranges), never only a log line.
  */
 import { randomInt } from 'node:crypto';
-import { CephError, invalidArgument, NotFoundError } from '../ceph/errors.js';
+import { CephError, invalidArgument, NotFoundError, NotSupportedError } from '../ceph/errors.js';
 import type { Image } from '../ceph/image.js';
 import type { Progress } from '../engine/options.js';
 import { hashImage } from '../engine/hash-image.js';
@@ -21,7 +21,7 @@ import { readBackupImages } from './inventory.js';
 import { locateBackup } from './layout.js';
 import { logBackup } from './log.js';
 import { sourceImageName } from './naming.js';
-import { recordLocation, type BackupRecord, type RecordLocation } from './record.js';
+import { isFileLayoutRecord, recordLocation, type BackupRecord, type RecordLocation } from './record.js';
 
 export type VerifyMode = 'quick' | 'deep' | 'source';
 
@@ -115,6 +115,12 @@ export async function runVerify(config: ResolvedConfig, backup: BackupRecord, op
   const operation = 'verify';
   const location = recordLocation(backup, operation);
   const resource = `backup ${location.backupId}`;
+  if (isFileLayoutRecord(backup)) {
+    throw new NotSupportedError({
+      code: 'EOPNOTSUPP', operation, resource,
+      detail: 'a backup in files (Cinder\'s NFS/POSIX layout) has md5s, not digests: verify does not check it in this version; a restore checks every object\'s md5 as it goes (into a file, say: restore --target-file)',
+    });
+  }
   const { mode, samplePercent } = checkOptions(options ?? {}, operation, resource);
   const budget = callBudget(options.timeoutMs, [config.source, config.backupCluster], operation, resource);
   return OperationScope.run({ operation, resource, timeoutMs: budget.timeoutMs }, async (scope) => {

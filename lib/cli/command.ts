@@ -137,14 +137,16 @@ export async function backupRef(values: Values): Promise<BackupRef> {
 }
 
 /** The record a BackupRef names, looked up in the backup pool when it is ids. */
-export async function resolveRecord(engine: BackupEngine, ref: BackupRef): Promise<BackupRecord> {
+export async function resolveRecord(engine: BackupEngine, ref: BackupRef, backupPath?: string): Promise<BackupRecord> {
   if ('record' in ref) return ref.record;
-  const listed = (await engine.listBackups(ref.subject)).find((entry) => entry.record.id === ref.backupId);
+  const options = backupPath === undefined ? {} : { backupPath };
+  const listed = (await engine.listBackups(ref.subject, options)).find((entry) => entry.record.id === ref.backupId);
   if (!listed) {
     const subject = resolveSubject(ref.subject, 'find backup');
+    const where = backupPath ?? (engine.config.backupTo === 'files' ? engine.config.backupPath! : `pool ${engine.config.backupPool}`);
     throw new NotFoundError({
-      code: 'ENOENT', operation: 'find backup', resource: `${engine.config.backupPool}/${subject.key}`,
-      detail: `no backup ${ref.backupId} of ${describeSubject(subject)} in pool ${engine.config.backupPool}; list them with: rbd-backup ls ${subjectFlags(ref.subject)}`,
+      code: 'ENOENT', operation: 'find backup', resource: `${where}/${subject.key}`,
+      detail: `no backup ${ref.backupId} of ${describeSubject(subject)} in ${where}; list them with: rbd-backup ls ${subjectFlags(ref.subject)}${backupPath === undefined ? '' : ` --backup-path ${backupPath}`}`,
     });
   }
   return listed.record;

@@ -34,6 +34,11 @@ export interface EngineConfig {
   lockTtlMs?: number;
   checkpointMs?: number;
   digests?: boolean;
+  backupPath?: string;
+  backupTo?: 'pool' | 'files';
+  compression?: string;
+  backupFileSize?: number;
+  shaBlockSize?: number;
 }
 
 export interface ConfigFile {
@@ -57,6 +62,7 @@ const SECTIONS: Record<keyof Omit<ConfigFile, 'path'>, Record<string, Kind>> = {
     chunkSize: 'bytes', maxSourceSnapshots: 'integer', stripeUnit: 'bytes', stripeCount: 'integer',
     restoreDiscardExcessBytes: 'boolean', ioConcurrency: 'integer', memoryBytes: 'bytes',
     lockWaitMs: 'integer', lockTtlMs: 'integer', checkpointMs: 'integer', digests: 'boolean',
+    backupPath: 'string', backupTo: 'string', compression: 'string', backupFileSize: 'bytes', shaBlockSize: 'bytes',
   },
 };
 

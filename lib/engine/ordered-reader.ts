@@ -24,6 +24,11 @@ interface Pending {
 export interface OrderedReadOptions {
   fromSnapshot?: string;
   wholeObject?: boolean;
+  /**
+   * Widen every extent to whole blocks of this size (clipped to the image's
+   * end) and read them, holes included: for a reader that hashes blocks.
+   */
+  align?: bigint;
   ioSize: bigint;
   limits: EngineLimits;
   signal?: AbortSignal;
@@ -41,17 +46,29 @@ export async function* readInOrder(image: Image, options: OrderedReadOptions): A
     queuedBytes -= piece.length;
     return { offset: piece.offset, length: piece.length, data: await piece.read };
   };
+  const { align } = options;
   try {
     if (signal?.aborted) throw cancelledError(options.operation, options.resource, signal);
+    const size = align === undefined ? 0n : (await image.stat()).size;
+    // With align: where the blocks read so far end (widened extents overlap).
+    let covered = 0n;
     for await (const batch of image.diff({ fromSnapshot: options.fromSnapshot, wholeObject: options.wholeObject ?? false })) {
       for (const extent of batch) {
         if (signal?.aborted) throw cancelledError(options.operation, options.resource, signal);
-        const extentEnd = extent.offset + extent.length;
-        if (!extent.exists) {
+        let start = extent.offset;
+        let extentEnd = extent.offset + extent.length;
+        if (align !== undefined) {
+          start = start - start % align;
+          if (start < covered) start = covered;
+          extentEnd = (extentEnd + align - 1n) / align * align;
+          if (extentEnd > size) extentEnd = size;
+          if (start >= extentEnd) continue;
+          covered = extentEnd;
+        } else if (!extent.exists) {
           queue.push({ offset: extent.offset, length: extent.length });
           continue;
         }
-        for (let offset = extent.offset; offset < extentEnd;) {
+        for (let offset = start; offset < extentEnd;) {
           // Pieces end on ioSize boundaries so that they line up with objects.
           const boundary = (offset / ioSize + 1n) * ioSize;
           const end = boundary < extentEnd ? boundary : extentEnd;

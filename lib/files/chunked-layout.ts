@@ -96,6 +96,10 @@ export interface ChunkedMetadata {
   objects: ChunkedObject[];
   /** Cinder's volume metadata, kept as it came. */
   volumeMeta: unknown;
+  /** As written (Python's str of a datetime); null when absent. */
+  createdAt: string | null;
+  name: string | null;
+  description: string | null;
 }
 
 /** Cinder's names for each algorithm, as _get_compressor takes them. */
@@ -116,8 +120,7 @@ const isCount = (value: unknown): value is number => typeof value === 'number' &
  * a name of the backup's prefix with an offset, a length, an md5 and a
  * known compression. file names it in errors.
  */
-export function parseChunkedMetadata(text: string, prefix: string, file: string): ChunkedMetadata {
-  const operation = 'restore';
+export function parseChunkedMetadata(text: string, prefix: string, file: string, operation = 'restore'): ChunkedMetadata {
   const bad = (detail: string): ChunkedBackupError => new ChunkedBackupError({ operation, resource: file, detail });
   let parsed: unknown;
   try {
@@ -151,5 +154,80 @@ export function parseChunkedMetadata(text: string, prefix: string, file: string)
     version: CHUNKED_VERSION, backupId: fields.backup_id, volumeId: fields.volume_id,
     parentId: typeof fields.parent_id === 'string' && fields.parent_id !== '' ? fields.parent_id : null,
     objects, volumeMeta: fields.volume_meta ?? null,
+    createdAt: typeof fields.created_at === 'string' ? fields.created_at : null,
+    name: typeof fields.backup_name === 'string' ? fields.backup_name : null,
+    description: typeof fields.backup_description === 'string' ? fields.backup_description : null,
   };
+}
+
+/** Cinder's backup_file_size: the most data one object holds (a multiple of the hash block). */
+export const DEFAULT_BACKUP_FILE_SIZE = 1_999_994_880;
+/** Cinder's backup_sha_block_size_bytes: the block each SHA-256 of the sha256file covers. */
+export const DEFAULT_SHA_BLOCK_SIZE = 32_768;
+
+/** The POSIX driver's prefix (drivers/posix.py): `volume_<volume id>_<UTC %Y%m%d%H%M%S>_backup_<backup id>`. */
+export function backupPrefix(volumeId: string, backupId: string, now: Date): string {
+  const stamp = now.toISOString().replace(/\.\d{3}Z$/, '').replace(/[-:T]/g, '');
+  return `volume_${volumeId}_${stamp}_backup_${backupId}`;
+}
+
+/** Python's str() of an aware UTC datetime, as Cinder writes created_at into both documents. */
+export function pythonTime(date: Date): string {
+  const micros = String(date.getUTCMilliseconds() * 1000).padStart(6, '0');
+  return `${date.toISOString().slice(0, 10)} ${date.toISOString().slice(11, 19)}.${micros}+00:00`;
+}
+
+/**
+ * Python's json.dumps(value, sort_keys=True, indent=2) (ensure_ascii on):
+ * the documents Cinder writes, byte for byte, for values of strings,
+ * integers, null, arrays and objects.
+ */
+export function pythonJson(value: unknown): string {
+  const sorted = (v: unknown): unknown => {
+    if (Array.isArray(v)) return v.map(sorted);
+    if (v !== null && typeof v === 'object') {
+      return Object.fromEntries(Object.keys(v).sort().map((k) => [k, sorted((v as Record<string, unknown>)[k])]));
+    }
+    return v;
+  };
+  return JSON.stringify(sorted(value), null, 2)
+    .replace(/[\u0080-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
+/** What a backup's two documents say of it besides its data. */
+export interface ChunkedBackupFacts {
+  backupId: string;
+  volumeId: string;
+  displayName: string | null;
+  displayDescription: string | null;
+  createdAt: Date;
+}
+
+/** `<prefix>_metadata`, as Cinder's _write_metadata writes it. */
+export function metadataDocument(facts: ChunkedBackupFacts, objects: readonly ChunkedObject[], parentId: string | null,
+  volumeMeta: string | null): string {
+  return pythonJson({
+    version: CHUNKED_VERSION, backup_id: facts.backupId, volume_id: facts.volumeId,
+    backup_name: facts.displayName, backup_description: facts.displayDescription, created_at: pythonTime(facts.createdAt),
+    objects: objects.map((o) => ({ [o.name]: { offset: o.offset, length: o.length, md5: o.md5, compression: o.compression } })),
+    parent_id: parentId, volume_meta: volumeMeta,
+  });
+}
+
+/**
+ * `<prefix>_sha256file` (Cinder's _write_sha256file) around its list of
+ * digests, which can be millions long: the text before and after the
+ * list's entries, which go between them as `    "<hex>",` lines (the
+ * last without its comma), or `[]` for none.
+ */
+export function sha256FileFrame(facts: ChunkedBackupFacts, blockSize: number): { head: string; tail: string } {
+  const MARK = '@SHA256S@';
+  const text = pythonJson({
+    version: CHUNKED_VERSION, backup_id: facts.backupId, volume_id: facts.volumeId,
+    backup_name: facts.displayName, backup_description: facts.displayDescription, created_at: pythonTime(facts.createdAt),
+    chunk_size: blockSize, sha256s: MARK,
+  });
+  // The last: only version and volume_id (a checked id) sort after it, and a description could hold the mark.
+  const at = text.lastIndexOf(`"${MARK}"`);
+  return { head: text.slice(0, at), tail: text.slice(at + MARK.length + 2) };
 }

@@ -13,7 +13,7 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Writable } from 'node:stream';
@@ -26,10 +26,8 @@ import { VerificationError } from '../backup/errors.js';
 import { checkEngineOptions, type EngineOptions } from '../engine/options.js';
 import { Window } from '../engine/window.js';
 import { closeTargetFile, onFile as onTargetFile, openTargetFile } from '../engine/target-file.js';
-import {
-  checkPrefix, containerPath, defaultContainer, metadataName, parseChunkedMetadata, prefixOfMetadataName,
-  type ChunkedMetadata, type ChunkedObject,
-} from './chunked-layout.js';
+import { defaultContainer, type ChunkedObject } from './chunked-layout.js';
+import { readStoredBackup, type StoredBackup } from './chunked-store.js';
 import { ChunkedBackupError } from './errors.js';
 
 export interface ChunkedRestoreOptions extends EngineOptions {
@@ -71,11 +69,6 @@ export interface ChunkedRestoreStats {
   elapsedMs: number;
 }
 
-/** One backup of the chain: its directory and checked metadata. */
-interface ChunkedBackup {
-  dir: string;
-  metadata: ChunkedMetadata;
-}
 
 /** Longest chain followed (a parent_id loop ends here too). */
 const MAX_CHAIN = 10_000;
@@ -84,35 +77,9 @@ const PIECE = 1 << 20;
 
 const onFile = <T>(path: string, doing: string, op: () => Promise<T>): Promise<T> => onTargetFile('restore', path, doing, op);
 
-async function findPrefix(dir: string): Promise<string> {
-  const names = await onFile(dir, 'listing the backup\'s container', () => readdir(dir));
-  const prefixes = names.map(prefixOfMetadataName).filter((p): p is string => p !== undefined);
-  if (prefixes.length !== 1) {
-    throw new ChunkedBackupError({
-      operation: 'restore', resource: dir,
-      detail: prefixes.length === 0
-        ? 'the container holds no *_metadata file: no backup is there, or its metadata was never written (an unfinished backup)'
-        : `the container holds ${prefixes.length} backups' metadata (${prefixes.join(', ')}): name the backup's prefix (its record's service_metadata)`,
-    });
-  }
-  return prefixes[0]!;
-}
-
-async function readBackup(root: string, container: string, backupId: string, prefix: string | undefined): Promise<ChunkedBackup> {
-  const dir = containerPath(root, container, 'restore');
-  const name = prefix === undefined ? await findPrefix(dir) : checkPrefix(prefix, 'restore', dir);
-  const file = join(dir, metadataName(name));
-  const text = await onFile(file, 'reading the backup\'s metadata', () => readFile(file, 'utf8'));
-  const metadata = parseChunkedMetadata(text, name, file);
-  if (metadata.backupId !== backupId) {
-    throw new ChunkedBackupError({ operation: 'restore', resource: file, detail: `it is the metadata of backup ${metadata.backupId}, not of ${backupId}` });
-  }
-  return { dir, metadata };
-}
-
 /** The chain ending at the backup, the full one first. */
-async function readChain(options: ChunkedLocation): Promise<ChunkedBackup[]> {
-  const chain = [await readBackup(options.root, options.container ?? defaultContainer(options.backupId), options.backupId, options.prefix)];
+async function readChain(options: ChunkedLocation): Promise<StoredBackup[]> {
+  const chain = [await readStoredBackup(options.root, options, 'restore')];
   const seen = new Set([options.backupId]);
   for (let parent = chain[0]!.metadata.parentId; parent !== null; parent = chain[0]!.metadata.parentId) {
     checkId('backup', parent, 'restore');
@@ -124,7 +91,7 @@ async function readChain(options: ChunkedLocation): Promise<ChunkedBackup[]> {
     }
     seen.add(parent);
     try {
-      chain.unshift(await readBackup(options.root, defaultContainer(parent), parent, undefined));
+      chain.unshift(await readStoredBackup(options.root, { backupId: parent }, 'restore'));
     } catch (error) {
       if (!(error instanceof NotFoundError)) throw error;
       throw new NotFoundError({
@@ -141,7 +108,7 @@ async function readChain(options: ChunkedLocation): Promise<ChunkedBackup[]> {
  * this restore can undo: checked before anything is written. Returns each
  * file's size.
  */
-async function checkObjects(chain: ChunkedBackup[], targetSize: bigint | undefined): Promise<Map<string, bigint>> {
+async function checkObjects(chain: StoredBackup[], targetSize: bigint | undefined): Promise<Map<string, bigint>> {
   const sizes = new Map<string, bigint>();
   for (const { dir, metadata } of chain) {
     for (const object of metadata.objects) {
@@ -222,13 +189,16 @@ function checkLocation(location: ChunkedLocation, resource: string): void {
 /**
  * What a restore checks before it writes, without writing: the chain's
  * metadata documents, and every object's file and compression. Returns the
- * backups of the chain, the full one first.
+ * backups of the chain, the full one first, and the volume's size: where
+ * the full backup's objects end (a full backup covers the whole volume,
+ * and Cinder refuses an incremental of a grown one).
  */
-export async function checkChunkedBackup(location: ChunkedLocation): Promise<string[]> {
+export async function checkChunkedBackup(location: ChunkedLocation): Promise<{ backups: string[]; size: bigint }> {
   checkLocation(location, `${String(location.root)} backup ${String(location.backupId)}`);
   const chain = await readChain(location);
   await checkObjects(chain, undefined);
-  return chain.map((b) => b.metadata.backupId);
+  const size = chain[0]!.metadata.objects.reduce((end, o) => (BigInt(o.offset + o.length) > end ? BigInt(o.offset + o.length) : end), 0n);
+  return { backups: chain.map((b) => b.metadata.backupId), size };
 }
 
 export async function restoreChunked(options: ChunkedRestoreOptions): Promise<ChunkedRestoreStats> {

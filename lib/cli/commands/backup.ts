@@ -27,6 +27,7 @@ export const backup: Command = {
   summary: 'back up a volume or image (full the first time, incremental after)',
   usage: `rbd-backup backup -p POOL (--volume ID | --image NAME [--namespace NS]) [--backup-id ID] [--parent ID] [--full]
                   [--metadata PATH] [--name TEXT] [--description TEXT]
+                  [--backup-path DIR [--compression zlib|none]]
 
   -p, --pool POOL    the pool holding volume-<ID> or the image
 ${SUBJECT_HELP}
@@ -37,11 +38,16 @@ ${SUBJECT_HELP}
   --full             a full backup even when an incremental is possible
   --metadata PATH    a JSON object (volume metadata) to store as backup.<id>.meta
   --name TEXT        the backup's display name (in its record)
-  --description TEXT the backup's display description (in its record)`,
+  --description TEXT the backup's display description (in its record)
+  --backup-path DIR  back up into this directory (an NFS share's mount point, say) in
+                     the layout of Cinder's NFS and POSIX backup drivers, instead of
+                     the backup pool; incremental by RBD diff (a volume only)
+  --compression ALG  of a backup into files: zlib (default, as Cinder's) or none`,
   options: {
     ...SUBJECT_OPTIONS, 'backup-id': { type: 'string' },
     'parent': { type: 'string' }, 'full': { type: 'boolean' }, 'metadata': { type: 'string' },
     'name': { type: 'string' }, 'description': { type: 'string' },
+    'backup-path': { type: 'string' }, 'compression': { type: 'string' },
   },
   async prepare(values) {
     const pool = required(values, 'pool', '-p/--pool');
@@ -49,6 +55,9 @@ ${SUBJECT_HELP}
     if (subject === undefined) throw new UsageError('--volume ID or --image NAME is required');
     const named = typeof subject === 'string' ? { volumeId: subject } : { image: subject.image, namespace: subject.namespace };
     const metadataPath = optional(values, 'metadata');
+    const backupPath = optional(values, 'backup-path');
+    const compression = optional(values, 'compression');
+    if (compression !== undefined && backupPath === undefined) throw new UsageError('--compression goes with --backup-path (backups into files)');
     const volumeMetadata = metadataPath === undefined ? undefined : await readMetadata(metadataPath);
     return {
       offline: false,
@@ -62,6 +71,7 @@ ${SUBJECT_HELP}
           result = await engine.backup({
             pool, ...named, backupId, parentId: optional(values, 'parent'),
             full: values.full === true, volumeMetadata,
+            ...(backupPath === undefined ? {} : { backupPath }), ...(compression === undefined ? {} : { compression }),
             displayName: optional(values, 'name'), displayDescription: optional(values, 'description'),
             onLockWait: (holder) => ui.notice(`waiting for the volume's lock, held by ${holder.description} (${holder.client} at ${holder.address})`),
             signal: ui.signal, onProgress: progress?.onProgress,
@@ -77,7 +87,8 @@ ${SUBJECT_HELP}
             `backup ${r.record.id} of ${describeSubject(resolveSubject(subject, 'backup'))}: ${r.mode}${r.fromSnapshot ? ` from ${r.fromSnapshot}` : ''}`,
             ...(r.convertedToFull ? [`converted to a full backup: ${r.convertedToFull}`] : []),
             ...(r.resumedFrom === undefined ? [] : [`continued the transfer of a killed run of this backup at ${formatBytes(r.resumedFrom)}`]),
-            `snapshot ${r.snapshot} on ${r.baseImage}`,
+            `snapshot ${r.snapshot} on ${r.files === undefined ? r.baseImage : 'the volume'}`,
+            ...(r.files === undefined ? [] : [`${r.files.objects.length} objects, ${formatBytes(r.files.bytesStored)} stored in ${r.baseImage} (prefix ${r.files.prefix})`]),
             `${formatBytes(r.stats.bytesWritten)} written, ${formatBytes(r.stats.bytesRead)} read in ${(r.stats.elapsedMs / 1000).toFixed(2)} s`,
             ...(r.digests === undefined ? [] : [`digests: ${r.digests.blocks} blocks of ${formatBytes(r.digests.blockSize)}${r.digests.unknownBlocks > 0 ? ` (${r.digests.unknownBlocks} unknown: the parent had none)` : ''}, point digest ${r.digests.pointDigest}`]),
             `record: ${exportedRecord}`,

@@ -8,18 +8,26 @@ export const deleteBackup: Command = {
 ${RECORD_HELP}
   -p, --pool POOL       the source volume's pool: its snapshot of the backup goes too
                         (default: left for the volume's next backup to remove; with --image,
-                        the image's pool, and its snapshot goes too)`,
-  options: RECORD_OPTIONS,
+                        the image's pool, and its snapshot goes too)
+  --backup-path DIR     a backup in files (Cinder's NFS/POSIX layout): its backup root
+  --with-dependents     a backup in files: its incrementals go too (without, deleting a
+                        backup that incrementals restore on top of is refused, naming them)`,
+  options: { ...RECORD_OPTIONS, 'backup-path': { type: 'string' }, 'with-dependents': { type: 'boolean' } },
   async prepare(values) {
     const ref = await backupRef(values);
     const sourcePool = optional(values, 'pool');
+    const backupPath = optional(values, 'backup-path');
     return {
       offline: false,
       async run(engine) {
-        const r = await engine.delete(await resolveRecord(engine, ref), sourcePool === undefined ? {} : { sourcePool });
+        const r = await engine.delete(await resolveRecord(engine, ref, backupPath), {
+          ...(sourcePool === undefined ? {} : { sourcePool }), ...(backupPath === undefined ? {} : { backupPath }),
+          ...(values['with-dependents'] === true ? { withDependents: true } : {}),
+        });
         return {
           data: r,
           text: [
+            ...(r.removedBackups ?? []).map((b) => `removed backup ${b} (its files)`),
             ...r.removedSnapshots.map((s) => `removed snapshot ${s}`),
             ...r.removedImages.map((i) => `removed image ${i}`),
             ...(r.removedMetadata ? ['removed its .meta object'] : []),

@@ -4,7 +4,7 @@ import type { ListedBackup } from '../../backup/list.js';
 import { describeSubject, resolveSubject, subjectOfBackupImage, type Subject } from '../../backup/naming.js';
 import type { SourceImageField } from '../../backup/record.js';
 import { UsageError } from '../exit-codes.js';
-import { SUBJECT_HELP, SUBJECT_OPTIONS, subjectOption, type Command } from '../command.js';
+import { optional, SUBJECT_HELP, SUBJECT_OPTIONS, subjectOption, type Command } from '../command.js';
 import { formatBytes, formatLocalTime, formatTable } from '../format.js';
 
 /** One backup as `ls --json` and `show --json` print it (the README documents this shape). */
@@ -83,20 +83,24 @@ export const ls: Command = {
 
 ${SUBJECT_HELP}
                         (its backups, oldest first)
-  --all                 the backups of every volume and image with backup images in the backup pool`,
-  options: { ...SUBJECT_OPTIONS, all: { type: 'boolean' } },
+  --all                 the backups of every volume and image with backup images in the backup pool
+  --backup-path DIR     the volume's backups in files under this root (Cinder's NFS/POSIX layout)`,
+  options: { ...SUBJECT_OPTIONS, all: { type: 'boolean' }, 'backup-path': { type: 'string' } },
   async prepare(values) {
     const subject = subjectOption(values);
     const all = values.all === true;
     if ((subject === undefined) === !all) throw new UsageError('give --volume ID or --all (one of them; --image NAME -p POOL in place of --volume ID for any RBD image)');
     if (subject === undefined && values.pool !== undefined) throw new UsageError('-p/--pool goes with --image NAME');
+    const backupPath = optional(values, 'backup-path');
+    if (backupPath !== undefined && all) throw new UsageError('--backup-path goes with --volume ID');
     return {
       offline: false,
       async run(engine) {
         const subjects = subject === undefined ? await subjectsWithBackups(engine) : [subject];
         const entries: BackupEntry[] = [];
-        for (const one of subjects) entries.push(...(await engine.listBackups(one)).map(entryOf));
-        const where = `in pool ${engine.config.backupPool}`;
+        const options = backupPath === undefined ? {} : { backupPath };
+        for (const one of subjects) entries.push(...(await engine.listBackups(one, options)).map(entryOf));
+        const where = backupPath === undefined ? `in pool ${engine.config.backupPool}` : `in ${backupPath}`;
         return {
           data: entries,
           text: entries.length > 0 ? table(entries, all)

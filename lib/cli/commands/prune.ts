@@ -13,8 +13,10 @@ ${SUBJECT_HELP}
                     newest of each of the last N hours/days/weeks/months/years (UTC)
   --dry-run         report what would be kept and removed, remove nothing
   -p, --pool POOL   the source volume's pool: removed backups' snapshots leave it too
-                    (with --image, the image's pool, and they leave the image too)`,
-  options: { ...SUBJECT_OPTIONS, keep: { type: 'string' }, 'dry-run': { type: 'boolean' } },
+                    (with --image, the image's pool, and they leave the image too)
+  --backup-path DIR the volume's backups in files under this root (Cinder's NFS/POSIX
+                    layout); a backup a kept incremental restores on top of is kept`,
+  options: { ...SUBJECT_OPTIONS, keep: { type: 'string' }, 'dry-run': { type: 'boolean' }, 'backup-path': { type: 'string' } },
   async prepare(values) {
     const subject = subjectOption(values);
     if (subject === undefined) throw new UsageError('--volume ID or --image NAME is required');
@@ -22,10 +24,14 @@ ${SUBJECT_HELP}
     // A policy that does not parse is refused before connecting.
     parseRetentionPolicy(policy);
     const sourcePool = optional(values, 'pool');
+    const backupPath = optional(values, 'backup-path');
     return {
       offline: false,
       async run(engine) {
-        const r = await engine.prune(subject, policy, { dryRun: values['dry-run'] === true, ...(sourcePool === undefined ? {} : { sourcePool }) });
+        const r = await engine.prune(subject, policy, {
+          dryRun: values['dry-run'] === true, ...(sourcePool === undefined ? {} : { sourcePool }),
+          ...(backupPath === undefined ? {} : { backupPath }),
+        });
         return {
           data: r,
           text: [

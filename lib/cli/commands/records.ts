@@ -1,6 +1,6 @@
 /** rbd-backup export-record and import-record: Cinder's base64 backup records. */
 import { describeSubject } from '../../backup/naming.js';
-import { CEPH_BACKUP_SERVICE, importRecord, recordLocation, type BackupRecord } from '../../backup/record.js';
+import { CEPH_BACKUP_SERVICE, importRecord, isFileLayoutRecord, recordLocation, type BackupRecord } from '../../backup/record.js';
 import { NotFoundError } from '../../ceph/errors.js';
 import { UsageError } from '../exit-codes.js';
 import {
@@ -36,8 +36,8 @@ async function recordText(values: Values, positionals: string[]): Promise<string
   if (file !== undefined) return readUserFile(file, '--record-file');
   if (positionals.length === 2) {
     // Cinder's form: cinder backup-import <backup_service> <backup_url>.
-    if (positionals[0] !== CEPH_BACKUP_SERVICE) {
-      throw new UsageError(`the backup service must be ${CEPH_BACKUP_SERVICE} (records of other Cinder drivers hold no RBD backup), got ${JSON.stringify(positionals[0])}`);
+    if (positionals[0] !== CEPH_BACKUP_SERVICE && !isFileLayoutRecord({ service: positionals[0] })) {
+      throw new UsageError(`the backup service must be ${CEPH_BACKUP_SERVICE}, or Cinder's NFS or POSIX driver's (backups in files), got ${JSON.stringify(positionals[0])}`);
     }
     return positionals[1];
   }

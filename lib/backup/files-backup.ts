@@ -1,0 +1,254 @@
+/**
+ * A backup of a Cinder volume into a backup root in the chunked layout of
+ * Cinder's POSIX and NFS drivers (lib/files), full or incremental by RBD
+ * diff. The volume gets a snapshot per backup (`backup-files.<id>.snap.*`,
+ * apart from the backup pool's); an incremental starts from the newest
+ * one whose backup is in the root, or from the parent asked for. Its
+ * parent's snapshot gone, the volume resized, or the hash block changed:
+ * a full backup instead, and the result says why. Another backup into
+ * files of the same volume is kept out by a RADOS lock beside the volume
+ * (it works on any shared file system, NFS included, and a dead holder's
+ * lock is broken as the backup pool's are).
+ */
+import { randomUUID } from 'node:crypto';
+import { readdir, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { AlreadyExistsError, CephError, fromSystem, invalidArgument, NotFoundError, NotSupportedError } from '../ceph/errors.js';
+import { cancelledError } from '../ceph/cancel.js';
+import type { Image } from '../ceph/image.js';
+import type { SnapshotInfo } from '../ceph/snapshot.js';
+import { checkName } from '../ceph/validate.js';
+import { onFile } from '../engine/target-file.js';
+import { backupChunked } from '../files/chunked-backup.js';
+import { backupPrefix, containerPath, defaultContainer, sha256Name, type ChunkedObject } from '../files/chunked-layout.js';
+import { listStoredBackups, readStoredBackup, type StoredBackup } from '../files/chunked-store.js';
+import { Sha256List } from '../files/sha256-list.js';
+import { openSource, requestSubject, type BackupRequest, type BackupResult } from './backup.js';
+import { callBudget, transferAllowanceMs } from './budget.js';
+import { OperationScope, undo } from './cleanup.js';
+import { checkBackupPath, checkCompression, type ResolvedConfig } from './config.js';
+import { VolumeLock } from './lock.js';
+import { logBackup } from './log.js';
+import {
+  checkId, describeSubject, fileBackupLockObjectName, fileBackupSnapshotName, parseFileBackupSnapshotName, volumeImageName,
+} from './naming.js';
+import { newRecord } from './record.js';
+
+/** What a backup into files adds to its result. */
+export interface FilesBackupSummary {
+  root: string;
+  /** Its container under root (the record's container). */
+  container: string;
+  /** Its objects' prefix (the record's service_metadata). */
+  prefix: string;
+  objects: ChunkedObject[];
+  /** Bytes of its objects' files. */
+  bytesStored: bigint;
+}
+
+type Parent = { backup: StoredBackup; snapshot: SnapshotInfo };
+type Decision = { mode: 'full'; convertedToFull: string | undefined } | { mode: 'incremental'; parent: Parent };
+
+const operation = 'backup';
+
+/** The volume's backup-into-files snapshots, oldest first. */
+function fileSnapshots(snapshots: SnapshotInfo[]): { info: SnapshotInfo; backupId: string; seconds: number }[] {
+  return snapshots.flatMap((info) => {
+    const parsed = parseFileBackupSnapshotName(info.name);
+    return parsed === undefined ? [] : [{ info, backupId: parsed.backupId, seconds: parsed.seconds }];
+  }).sort((a, b) => a.seconds - b.seconds);
+}
+
+/** A backup of the root, when it is there and of the volume; undefined when it is gone. */
+async function storedOf(root: string, backupId: string, volumeId: string): Promise<StoredBackup | undefined> {
+  try {
+    const stored = await readStoredBackup(root, { backupId }, operation);
+    return stored.metadata.volumeId === volumeId ? stored : undefined;
+  } catch (error) {
+    if (error instanceof NotFoundError) return undefined;
+    if (error instanceof CephError && error.code === 'EBADMSG') {
+      logBackup('backup %s in %s cannot be read (%s): not taken as a parent', backupId, root, error.message);
+      return undefined;
+    }
+    throw error;
+  }
+}
+
+async function decide(request: BackupRequest, root: string, volumeId: string, snapshots: SnapshotInfo[]): Promise<Decision> {
+  if (request.full === true) return { mode: 'full', convertedToFull: undefined };
+  const ours = fileSnapshots(snapshots);
+  if (request.parentId !== undefined) {
+    const backup = await storedOf(root, request.parentId, volumeId);
+    if (backup === undefined) {
+      throw new NotFoundError({
+        code: 'ENOENT', operation, resource: root,
+        detail: `backup ${request.parentId} is not a backup of volume ${volumeId} in ${root}: give one of its backups as the parent, or none`,
+      });
+    }
+    const snapshot = ours.find((s) => s.backupId === request.parentId)?.info;
+    if (snapshot === undefined) {
+      return { mode: 'full', convertedToFull: `the snapshot of backup ${request.parentId} is gone from the volume (the chain is broken)` };
+    }
+    return { mode: 'incremental', parent: { backup, snapshot } };
+  }
+  for (const candidate of ours.reverse()) {
+    const backup = await storedOf(root, candidate.backupId, volumeId);
+    if (backup !== undefined) return { mode: 'incremental', parent: { backup, snapshot: candidate.info } };
+  }
+  // No snapshot leads to a backup: a first backup, or a broken chain (which the result says).
+  const { backups } = await listStoredBackups(root, operation, volumeId);
+  if (backups.length === 0) return { mode: 'full', convertedToFull: undefined };
+  const latest = backups.map((b) => b.metadata.backupId).join(', ');
+  return {
+    mode: 'full',
+    convertedToFull: `the volume's backups in ${root} (${latest}) have no snapshot left on the volume (the chain is broken)`,
+  };
+}
+
+/**
+ * The parent's sha256s, when an incremental can use them: same hash block,
+ * one per block of the volume as it is now. Otherwise why not.
+ */
+async function parentSha256s(parent: Parent, size: bigint, shaBlockSize: number): Promise<Sha256List | string> {
+  const id = parent.backup.metadata.backupId;
+  if (parent.snapshot.size !== size) return `the volume's size changed since backup ${id} (${parent.snapshot.size} -> ${size} bytes)`;
+  const list = await Sha256List.read(join(parent.backup.dir, sha256Name(parent.backup.prefix)));
+  if (list.blockSize !== shaBlockSize) return `backup ${id} hashed ${list.blockSize}-byte blocks, this engine ${shaBlockSize}`;
+  const expected = Sha256List.forSize(shaBlockSize, size).count;
+  if (list.count !== expected) return `backup ${id}'s sha256file lists ${list.count} blocks, the volume has ${expected}`;
+  return list;
+}
+
+/**
+ * The container of a new backup: made, or emptied of what a killed run of
+ * the same id left (its objects, its sha256file, partial files). One
+ * holding a backup, or files of anything else, is refused.
+ */
+async function prepareContainer(root: string, backupId: string): Promise<{ container: string; dir: string }> {
+  const container = defaultContainer(backupId);
+  const dir = containerPath(root, container, operation);
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { container, dir };
+    throw fromSystem(error, operation, dir, 'listing the backup\'s container');
+  }
+  const id = backupId.replace(/[-]/g, '\\-');
+  const leftover = new RegExp(`^(volume_[a-z0-9-]+_\\d{14}_backup_${id}(-\\d{5,}|_sha256file)|\\..*\\.partial-[0-9a-f]+)$`);
+  const metadata = names.find((n) => n.endsWith('_metadata'));
+  if (metadata !== undefined) {
+    throw new AlreadyExistsError({ code: 'EEXIST', operation, resource: dir, detail: `backup id ${backupId} is already used (${metadata}): give another id` });
+  }
+  const foreign = names.filter((n) => !leftover.test(n));
+  if (foreign.length > 0) {
+    throw new AlreadyExistsError({
+      code: 'EEXIST', operation, resource: dir,
+      detail: `the container of backup ${backupId} holds files that are not a killed run's of it (${foreign.slice(0, 3).join(', ')}): give another id, or move them away`,
+    });
+  }
+  if (names.length > 0) logBackup('%s: removing %d files a killed run of backup %s left', dir, names.length, backupId);
+  for (const name of names) await onFile(operation, join(dir, name), 'removing a killed run\'s file', () => unlink(join(dir, name)));
+  return { container, dir };
+}
+
+/** The volume's backup-into-files snapshots past the newest `keep`: housekeeping, never failing the backup. */
+async function trimFileSnapshots(volume: Image, keep: number): Promise<void> {
+  if (keep <= 0) return;
+  await undo('trim source snapshots', async () => {
+    const ours = fileSnapshots(await volume.listSnapshots());
+    for (const old of ours.slice(0, Math.max(0, ours.length - keep))) {
+      await undo(`trim source snapshot ${old.info.name}`, () => volume.removeSnapshot(old.info.name));
+    }
+  });
+}
+
+export async function runFilesBackup(config: ResolvedConfig, request: BackupRequest): Promise<BackupResult> {
+  const subject = requestSubject(request, operation);
+  const root = checkBackupPath(request.backupPath, operation, 'backupPath') ?? config.backupPath;
+  if (subject.kind !== 'volume') {
+    throw new NotSupportedError({
+      code: 'EOPNOTSUPP', operation, resource: describeSubject(subject),
+      detail: 'backups into files are of Cinder volumes (volumeId), whose id their layout carries; back up a named image into the backup pool',
+    });
+  }
+  if (root === undefined) throw invalidArgument(operation, describeSubject(subject), 'a backup into files needs backupPath, the backup root');
+  const { volumeId } = subject;
+  const compression = request.compression === undefined ? config.compression : checkCompression(request.compression, operation, describeSubject(subject));
+  const backupId = checkId('backup', request.backupId ?? randomUUID(), operation);
+  if (request.parentId !== undefined) checkId('backup', request.parentId, operation);
+  const resource = `${String(request.pool)}/${volumeImageName(volumeId)}`;
+  checkName('pool', request.pool, operation, resource);
+  const budget = callBudget(request.timeoutMs, [config.source], operation, resource);
+  if (request.signal?.aborted) throw cancelledError(operation, describeSubject(subject), request.signal);
+  await onFile(operation, root, 'opening the backup root', () => readdir(root));
+
+  return OperationScope.run({ operation, resource, timeoutMs: budget.timeoutMs }, async (scope) => {
+    scope.doing = 'opening the volume';
+    const pool = await scope.adopt(config.source.pool(request.pool));
+    const volume = await scope.adopt(openSource(pool, subject, operation));
+    scope.doing = 'taking the volume\'s lock';
+    const lock = await VolumeLock.acquire(pool, subject, operation, {
+      object: fileBackupLockObjectName(subject), waitMs: config.lockWaitMs, ttlMs: config.lockTtlMs,
+      onBusy: request.onBusy, onWait: request.onLockWait, signal: scope.signal,
+    });
+    scope.defer(`release the lock ${pool.spec}/${fileBackupLockObjectName(subject)}`, pool, () => lock.release(), 'lock');
+    // Nothing needs the lock object between backups: it goes (unless another run waits on it).
+    scope.defer(`remove the lock object ${pool.spec}/${fileBackupLockObjectName(subject)}`, pool, () => lock.retire());
+    scope.guardBy(lock);
+    const signal = AbortSignal.any([request.signal, lock.lost, scope.signal].filter((s): s is AbortSignal => s !== undefined));
+
+    scope.doing = 'choosing the parent';
+    let decision = await decide(request, root, volumeId, await volume.listSnapshots());
+    const { container, dir } = await prepareContainer(root, backupId);
+    const snapshot = fileBackupSnapshotName(backupId);
+    scope.onFailure(`remove the new source snapshot ${volume.spec}@${snapshot}`, pool, async () => {
+      if (await volume.snapshotExists(snapshot)) await volume.removeSnapshot(snapshot);
+    });
+    scope.doing = 'snapshotting the volume';
+    await volume.createSnapshot(snapshot);
+    const size = (await volume.listSnapshots()).find((s) => s.name === snapshot)!.size;
+    if (budget.grows) scope.extend(transferAllowanceMs(size));
+    let sha256s: Sha256List | undefined;
+    if (decision.mode === 'incremental') {
+      const usable = await parentSha256s(decision.parent, size, config.shaBlockSize);
+      if (typeof usable === 'string') decision = { mode: 'full', convertedToFull: usable };
+      else sha256s = usable;
+    }
+    if (decision.mode === 'full' && decision.convertedToFull !== undefined) logBackup('%s: %s; taking a full backup instead', describeSubject(subject), decision.convertedToFull);
+    const source = await scope.adopt(pool.openImage(volume.name, { snapshot }));
+    const createdAt = new Date();
+    const prefix = backupPrefix(volumeId, backupId, createdAt);
+    const parent = decision.mode === 'incremental' ? decision.parent : undefined;
+    logBackup('backup %s of %s into %s: %s from %s', backupId, describeSubject(subject), dir, decision.mode, parent?.snapshot.name ?? '(start)');
+    scope.doing = 'writing the backup\'s files';
+    const stats = await backupChunked({
+      source, dir, prefix, compression, chunkSize: config.backupFileSize, shaBlockSize: config.shaBlockSize,
+      parent: parent === undefined ? undefined : { snapshot: parent.snapshot.name, backupId: parent.backup.metadata.backupId, sha256s: sha256s! },
+      facts: { backupId, volumeId, displayName: request.displayName ?? null, displayDescription: request.displayDescription ?? null, createdAt },
+      volumeMeta: request.volumeMetadata === undefined ? null : JSON.stringify({ version: 2, ...request.volumeMetadata }),
+      signal, onProgress: request.onProgress, concurrency: config.ioConcurrency,
+      ...(config.memoryBytes === undefined ? {} : { memoryBytes: config.memoryBytes }),
+    });
+    scope.commit();
+    scope.defer(`trim the old backup-into-files snapshots of ${volume.spec}`, pool, () => trimFileSnapshots(volume, config.maxSourceSnapshots));
+    const fromSnapshot = parent?.snapshot.name;
+    return {
+      record: newRecord({
+        id: backupId, subject, container, baseImage: undefined, sizeBytes: size,
+        parentId: parent?.backup.metadata.backupId ?? null, createdAt, updatedAt: createdAt,
+        displayName: request.displayName, displayDescription: request.displayDescription,
+        files: { prefix, objectCount: stats.objects.length },
+      }),
+      snapshot, fromSnapshot, mode: decision.mode, convertedToFull: decision.mode === 'full' ? decision.convertedToFull : undefined,
+      baseImage: dir,
+      stats: {
+        bytesRead: stats.bytesRead, bytesWritten: stats.bytesWritten, bytesZeroed: 0n,
+        bytesSkipped: BigInt(stats.blocksUnchanged) * BigInt(config.shaBlockSize),
+        extents: stats.pieces, ops: stats.pieces, objectReads: 0, elapsedMs: stats.elapsedMs, size,
+      },
+      digests: undefined, resumedFrom: undefined,
+      files: { root, container, prefix, objects: stats.objects, bytesStored: stats.bytesStored },
+    };
+  });
+}

@@ -1,0 +1,135 @@
+/**
+ * Writes a backup's data objects into its container as Cinder's chunked
+ * driver cuts them: contiguous data goes on into the same object until a
+ * gap or the end of a backup_file_size chunk of the volume; each object is
+ * `<prefix>-<index>` from 1, compressed as a whole (one zlib stream, which
+ * Cinder's zlib.decompress reads), with the md5 of its data. Streamed: an
+ * object of 2 GB never sits in memory. Each is written under a partial
+ * dot name (which Cinder's listing by prefix does not see), synced, and
+ * only then given its name.
+ */
+import { createHash, type Hash } from 'node:crypto';
+import { unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { PassThrough, Writable, type Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { once } from 'node:events';
+import { createDeflate } from 'node:zlib';
+import { fromSystem } from '../ceph/errors.js';
+import { closeTargetFile, onFile, openTargetFile, type TargetFile } from '../engine/target-file.js';
+import { objectName, type ChunkedObject } from './chunked-layout.js';
+
+/** What the writer stores objects with (zstd and bz2 objects are not written by this version). */
+export type WrittenCompression = 'none' | 'zlib';
+
+interface OpenObject {
+  name: string;
+  offset: number;
+  length: number;
+  md5: Hash;
+  file: TargetFile;
+  /** Where the data goes in: a deflater, or a pass-through to the file. */
+  head: Transform;
+  piping: Promise<void>;
+}
+
+export class ObjectWriter {
+  readonly #dir: string;
+  readonly #prefix: string;
+  readonly #compression: WrittenCompression;
+  readonly #chunkSize: number;
+  readonly #operation: string;
+  #open: OpenObject | undefined;
+  /** The objects written and named, in order. */
+  readonly objects: ChunkedObject[] = [];
+  /** Bytes of their files (compressed or not). */
+  bytesStored = 0;
+
+  constructor(dir: string, prefix: string, options: { compression: WrittenCompression; chunkSize: number; operation: string }) {
+    this.#dir = dir;
+    this.#prefix = prefix;
+    this.#compression = options.compression;
+    this.#chunkSize = options.chunkSize;
+    this.#operation = options.operation;
+  }
+
+  /** Data of the volume at offset, for the backup: continues the open object when it follows on in the same chunk. */
+  async write(offset: number, data: Buffer): Promise<void> {
+    let at = offset;
+    let rest = data;
+    while (rest.length > 0) {
+      const open = this.#open;
+      if (open === undefined || open.offset + open.length !== at || at % this.#chunkSize === 0) {
+        await this.close();
+        await this.#start(at);
+      }
+      const room = this.#chunkSize - (at % this.#chunkSize);
+      const piece = rest.length <= room ? rest : rest.subarray(0, room);
+      await this.#append(piece);
+      at += piece.length;
+      rest = rest.subarray(piece.length);
+    }
+  }
+
+  async #start(offset: number): Promise<void> {
+    const name = objectName(this.#prefix, this.objects.length + 1);
+    const file = await openTargetFile(join(this.#dir, name), false, this.#operation);
+    const head: Transform = this.#compression === 'zlib' ? createDeflate() : new PassThrough();
+    // Not the handle's own createWriteStream: it holds the handle, whose close then never returns.
+    const out = new Writable({
+      highWaterMark: 1 << 20,
+      write: (chunk: Buffer, _encoding, done) => {
+        file.handle.writeFile(chunk).then(() => done(), done);
+      },
+    });
+    const piping = pipeline(head, out).catch((error: unknown) => {
+      throw error instanceof Error && 'code' in error && typeof error.code === 'string' && error.code.startsWith('Z_')
+        ? error : fromSystem(error, this.#operation, file.path, 'writing the backup\'s object');
+    });
+    // Awaited at the object's end; until then, a failure shows through the writes.
+    piping.catch(() => undefined);
+    this.#open = { name, offset, length: 0, md5: createHash('md5'), file, head, piping };
+  }
+
+  async #append(piece: Buffer): Promise<void> {
+    const open = this.#open!;
+    open.md5.update(piece);
+    open.length += piece.length;
+    if (!open.head.write(piece)) await Promise.race([once(open.head, 'drain'), open.piping]);
+  }
+
+  /** Ends the open object, if any: its data flushed, synced and named. */
+  async close(): Promise<void> {
+    const open = this.#open;
+    if (open === undefined) return;
+    this.#open = undefined;
+    let named = false;
+    try {
+      open.head.end();
+      await open.piping;
+      await onFile(this.#operation, open.file.path, 'syncing the backup\'s object', () => open.file.handle.sync());
+      this.bytesStored += (await open.file.handle.stat()).size;
+      await closeTargetFile(open.file, false);
+      named = true;
+    } finally {
+      if (!named) await this.#drop(open);
+    }
+    this.objects.push({ name: open.name, offset: open.offset, length: open.length, md5: open.md5.digest('hex'), compression: this.#compression });
+  }
+
+  async #drop(open: OpenObject): Promise<void> {
+    open.head.destroy();
+    await open.piping.catch(() => undefined);
+    await closeTargetFile(open.file, true);
+  }
+
+  /** After a failure: the open object's partial file and every object written go. */
+  async abandon(): Promise<void> {
+    const open = this.#open;
+    this.#open = undefined;
+    if (open !== undefined) await this.#drop(open);
+    for (const object of this.objects) {
+      await unlink(join(this.#dir, object.name)).catch(() => undefined);
+    }
+  }
+}

@@ -1,0 +1,98 @@
+/**
+ * What a backup into files writes, without a cluster: the objects cut as
+ * Cinder's chunked driver cuts them (ObjectWriter), the sha256 list read
+ * and streamed back (Sha256List), and the documents in Python's
+ * json.dumps(sort_keys=True, indent=2) form.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtemp, open, readdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { inflateSync } from 'node:zlib';
+import {
+  backupPrefix, metadataDocument, pythonJson, pythonTime, sha256FileFrame, type ChunkedBackupFacts,
+} from '../../lib/files/chunked-layout.js';
+import { ObjectWriter } from '../../lib/files/object-writer.js';
+import { Sha256List } from '../../lib/files/sha256-list.js';
+
+const facts: ChunkedBackupFacts = {
+  backupId: '51e2c303', volumeId: 'v1', displayName: 'nightly é', displayDescription: null, createdAt: new Date('2026-11-30T12:34:56.789Z'),
+};
+
+async function withDir(use: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), 'rbd-backup-writer-'));
+  try {
+    await use(dir);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+test('objects: contiguous data continues one object to the end of its chunk; a gap or a chunk end starts the next', () => withDir(async (dir) => {
+  const writer = new ObjectWriter(dir, 'p', { compression: 'zlib', chunkSize: 1000, operation: 'backup' });
+  const data = randomBytes(2600);
+  await writer.write(0, data.subarray(0, 300));
+  await writer.write(300, data.subarray(300, 1500)); // crosses the chunk end at 1000
+  await writer.write(1800, data.subarray(1800, 2600)); // after a gap, crossing 2000
+  await writer.close();
+  assert.deepEqual(writer.objects.map((o) => [o.name, o.offset, o.length]),
+    [['p-00001', 0, 1000], ['p-00002', 1000, 500], ['p-00003', 1800, 200], ['p-00004', 2000, 600]]);
+  for (const object of writer.objects) {
+    const stored = inflateSync(await readFile(join(dir, object.name)));
+    const expected = data.subarray(object.offset, object.offset + object.length);
+    assert.ok(stored.equals(expected), object.name);
+    assert.equal(object.md5, createHash('md5').update(expected).digest('hex'));
+    assert.equal(object.compression, 'zlib');
+  }
+  assert.deepEqual((await readdir(dir)).sort(), ['p-00001', 'p-00002', 'p-00003', 'p-00004']);
+}));
+
+test('objects: uncompressed as stored; abandon removes every object and the partial one', () => withDir(async (dir) => {
+  const writer = new ObjectWriter(dir, 'p', { compression: 'none', chunkSize: 4096, operation: 'backup' });
+  const data = randomBytes(5000);
+  await writer.write(0, data);
+  assert.equal(writer.objects.length, 1, 'the first chunk\'s object is named once the second starts');
+  assert.ok((await readFile(join(dir, 'p-00001'))).equals(data.subarray(0, 4096)));
+  assert.equal((await readdir(dir)).length, 2, 'the open object is under a partial name');
+  assert.ok((await readdir(dir)).some((n) => n.startsWith('.p-00002.partial-')));
+  await writer.abandon();
+  assert.deepEqual(await readdir(dir), []);
+}));
+
+test('the sha256 list: updates say what changed; written and read back as Cinder\'s sha256file', () => withDir(async (dir) => {
+  const list = Sha256List.forSize(32768, 3n * 32768n + 5n);
+  assert.equal(list.count, 4);
+  const block = randomBytes(32768);
+  assert.equal(list.update(1, block), true);
+  assert.equal(list.update(1, block), false);
+  assert.equal(list.hex(1), createHash('sha256').update(block).digest('hex'));
+  const { head, tail } = sha256FileFrame({ ...facts, displayDescription: '@SHA256S@' }, 32768);
+  const path = join(dir, 'p_sha256file');
+  const handle = await open(path, 'w');
+  await handle.write(head);
+  await list.writeEntries(handle);
+  await handle.write(tail);
+  await handle.close();
+  const text = await readFile(path, 'utf8');
+  const parsed = JSON.parse(text) as { sha256s: string[]; chunk_size: number; backup_description: string };
+  assert.equal(parsed.backup_description, '@SHA256S@');
+  assert.equal(parsed.chunk_size, 32768);
+  assert.deepEqual(parsed.sha256s, [0, 1, 2, 3].map((i) => list.hex(i)));
+  assert.equal(text, pythonJson(parsed), 'the streamed file is the document json.dumps writes');
+  const read = await Sha256List.read(path);
+  assert.deepEqual([read.blockSize, read.count, read.hex(1)], [32768, 4, list.hex(1)]);
+}));
+
+test('documents: Python\'s json.dumps(sort_keys=True, indent=2) with ensure_ascii; Cinder\'s prefix and times', () => {
+  assert.equal(pythonJson({ b: [], a: { d: null, c: 'é€😀' }, e: [1] }),
+    '{\n  "a": {\n    "c": "\\u00e9\\u20ac\\ud83d\\ude00",\n    "d": null\n  },\n  "b": [],\n  "e": [\n    1\n  ]\n}');
+  assert.equal(backupPrefix('v1', '51e2c303', facts.createdAt), 'volume_v1_20261130123456_backup_51e2c303');
+  assert.equal(pythonTime(facts.createdAt), '2026-11-30 12:34:56.789000+00:00');
+  const text = metadataDocument(facts, [{ name: 'p-00001', offset: 0, length: 8, md5: 'a'.repeat(32), compression: 'zlib' }], null, null);
+  const parsed = JSON.parse(text) as Record<string, unknown>;
+  assert.deepEqual(Object.keys(parsed), ['backup_description', 'backup_id', 'backup_name', 'created_at', 'objects', 'parent_id', 'version', 'volume_id', 'volume_meta']);
+  assert.deepEqual(parsed.objects, [{ 'p-00001': { compression: 'zlib', length: 8, md5: 'a'.repeat(32), offset: 0 } }]);
+  assert.match(text, /"backup_name": "nightly \\u00e9"/);
+});
