@@ -378,7 +378,7 @@ async function showBackupsIntoFiles(demo: {
     const files = new BackupEngine({ source: demo.sourceCluster, backupTo: 'files', backupPath: root });
     const full = await files.backup({ pool: poolName, volumeId, displayName: 'demo into files' });
     row('backup into files (full)', full.stats.bytesRead, full.stats.elapsedMs,
-      `${full.files!.objects.length} object(s), ${mib(full.files!.bytesStored)} stored (zlib), Cinder's NFS/POSIX layout`, 'by the restore below');
+      `${full.files!.objects.length} object(s), ${mib(full.files!.bytesStored)} stored, Cinder's NFS/POSIX layout`, 'by the restore below');
     // 1% of the volume, in 4 KiB pieces at random places.
     for (let changed = 0; changed < VOLUME_SIZE / 100; changed += 4096) {
       await volume.write(randomBytes(4096), Math.floor(Math.random() * (VOLUME_SIZE / 4096)) * 4096);

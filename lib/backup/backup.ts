@@ -19,15 +19,15 @@ import { clearResume, findResume } from '../engine/resume.js';
 import { transferDiff, type DigestStart, type TransferStats } from '../engine/transfer.js';
 import type { Progress } from '../engine/options.js';
 import { backupInfoKey, encodeBackupInfo } from './backup-info.js';
-import { decideChain, snapshotsToTrim, type ChainDecision } from './chain.js';
+import { backupSnapshots, decideChain, snapshotsToTrim, type ChainDecision } from './chain.js';
 import { callBudget, transferAllowanceMs } from './budget.js';
 import { OperationScope, removeImageWithSnapshots, undo } from './cleanup.js';
 import { BASE_IMAGE_FEATURES, type ResolvedConfig } from './config.js';
 import { readBackupImages, trashedBackupSnapshots } from './inventory.js';
-import { backupPoints, type BackupImage } from './layout.js';
+import { backupPoints, type BackupImage, type BackupPoint } from './layout.js';
 import { findLeftovers, removeLeftovers } from './leftovers.js';
 import { continues, findResumableBackup, keepResumable, type ResumableBackup } from './resume-backup.js';
-import { lockObjectName, VolumeLock, type LockHolder } from './lock.js';
+import { backupIdNote, heldForBackup, lockObjectName, VolumeLock, type LockHolder } from './lock.js';
 import { logBackup } from './log.js';
 import { RESTORING_KEY } from './restore-lock.js';
 import { readDigests, removeDigests, writeDigests, type BackupDigests } from './digests.js';
@@ -36,7 +36,7 @@ import {
   backupImageName, backupSnapshotName, checkId, describeSubject, imageSpec, imageSubject, metaObjectName, sourceImageName,
   unfinishedImageName, volumeImageName, volumeSubject, type Subject,
 } from './naming.js';
-import { newRecord, type BackupRecord } from './record.js';
+import { isoTime, newRecord, type BackupRecord } from './record.js';
 import type { FilesBackupSummary } from './files-backup.js';
 
 /**
@@ -113,6 +113,12 @@ export interface BackupResult {
    * moved again. Undefined when it started at the beginning.
    */
   resumedFrom: bigint | undefined;
+  /**
+   * Set when a killed run of this backup id had already completed it (the
+   * retry after a kill found it whole): this call moved nothing, and the
+   * record is that backup's.
+   */
+  alreadyComplete?: true;
   /** A backup into files: where and how it is stored (baseImage is then its container's directory). */
   files?: FilesBackupSummary;
 }
@@ -135,6 +141,8 @@ interface Opened {
   found: BackupImage[];
   /** The request's signal, aborted also when the volume lock is lost or the call's time is up. */
   signal: AbortSignal;
+  /** The lock was broken from a dead run of this very backup id (one killed). */
+  brokeOwnId: boolean;
 }
 
 export async function openSource(pool: Pool, subject: Subject, operation: string): Promise<Image> {
@@ -165,7 +173,8 @@ export function requestSubject(request: BackupRequest, operation: string): Subje
 }
 
 async function openAndLock(scope: OperationScope, config: ResolvedConfig, request: BackupRequest,
-  subject: Subject, operation: string): Promise<Opened> {
+  ids: { subject: Subject; backupId: string }, operation: string): Promise<Opened> {
+  const { subject, backupId } = ids;
   scope.doing = 'opening the volume';
   const sourcePool = await scope.adopt(config.source.pool(request.pool, subject.kind === 'image' ? subject.namespace : ''));
   const backupPool = await scope.adopt(config.backupCluster.pool(config.backupPool));
@@ -177,8 +186,13 @@ async function openAndLock(scope: OperationScope, config: ResolvedConfig, reques
   const settled = opening.then(() => undefined, () => undefined);
   try {
     scope.doing = 'taking the volume\'s lock';
+    // The backup id goes into the lock's description: a retry that breaks
+    // the lock of a killed run of the same backup knows it is one.
+    let brokeOwnId = false;
     const lock = await VolumeLock.acquire(backupPool, subject, operation, {
       waitMs: config.lockWaitMs, ttlMs: config.lockTtlMs, onBusy: request.onBusy, onWait: request.onLockWait, signal: scope.signal,
+      note: backupIdNote(backupId),
+      onBreak: (holder) => { brokeOwnId ||= heldForBackup(holder, backupId); },
     });
     scope.defer(`release the volume lock ${backupPool.spec}/${lockObjectName(subject)}`, backupPool, () => lock.release(), 'lock');
     scope.guardBy(lock);
@@ -193,17 +207,39 @@ async function openAndLock(scope: OperationScope, config: ResolvedConfig, reques
     scope.doing = 'reading the volume\'s backups';
     const found = await readBackupImages(backupPool, subject);
     const signal = AbortSignal.any([request.signal, lock.lost, scope.signal].filter((s): s is AbortSignal => s !== undefined));
-    return { volume: await opening, sourcePool, backupPool, lock, found, signal };
+    return { volume: await opening, sourcePool, backupPool, lock, found, signal, brokeOwnId };
   } finally {
     await settled;
   }
 }
 
+/**
+ * A run of this backup id that was killed after it had completed the
+ * backup (its chain image named, before the process could say so): the
+ * retry the CLI tells the operator to run finds it whole. It is that run's
+ * backup, not a reuse of the id, when this retry broke the lock of that
+ * dead run (its description names the id) and the backup's snapshot is
+ * still the volume's newest: nothing was backed up since.
+ */
+function completedByKilledRun(opened: Opened, sourceSnapshots: string[], backupId: string): BackupPoint | undefined {
+  if (!opened.brokeOwnId) return undefined;
+  const { found } = opened;
+  const point = backupPoints(found.filter((image) => image.incomplete === undefined)).find((p) => p.backupId === backupId);
+  if (point?.snapshot === undefined || point.info?.pendingSince !== undefined) return undefined;
+  return backupSnapshots(sourceSnapshots).at(-1) === point.snapshot.name ? point : undefined;
+}
+
 async function chooseChain(scope: OperationScope, opened: Opened, request: BackupRequest,
-  ids: { subject: Subject; backupId: string }, operation: string): Promise<{ decision: ChainDecision; resuming: ResumableBackup | undefined }> {
+  ids: { subject: Subject; backupId: string }, operation: string): Promise<{ decision: ChainDecision; resuming: ResumableBackup | undefined }
+  | { completed: BackupPoint }> {
   const { subject, backupId } = ids;
   const { found } = opened;
   const [snapshots, restoring] = await Promise.all([opened.volume.listSnapshots(), opened.volume.listMetadata(RESTORING_KEY)]);
+  const completed = completedByKilledRun(opened, snapshots.map((s) => s.name), backupId);
+  if (completed !== undefined) {
+    logBackup('%s: backup %s is already complete (a killed run of it had finished it); nothing to do', describeSubject(subject), backupId);
+    return { completed };
+  }
   if (restoring.size > 0) {
     // RESTORING_KEY and RESTORING_INTO_KEY: a restore into it did not finish.
     const [[key, restoredBackup]] = [...restoring];
@@ -395,8 +431,10 @@ export async function runBackup(config: ResolvedConfig, request: BackupRequest):
   if (request.signal?.aborted) throw cancelledError(operation, describeSubject(subject), request.signal);
 
   return OperationScope.run({ operation, resource, timeoutMs: budget.timeoutMs }, async (scope) => {
-    const opened = await openAndLock(scope, config, request, subject, operation);
-    const { decision, resuming } = await chooseChain(scope, opened, request, { subject, backupId }, operation);
+    const opened = await openAndLock(scope, config, request, { subject, backupId }, operation);
+    const chosen = await chooseChain(scope, opened, request, { subject, backupId }, operation);
+    if ('completed' in chosen) return alreadyComplete(config, request, subject, chosen.completed);
+    const { decision, resuming } = chosen;
     const stat = await opened.volume.stat();
     // Continuing a killed run: its snapshot is the point in time backed up.
     const size = resuming?.snapshot.size ?? stat.size;
@@ -488,6 +526,19 @@ export async function runBackup(config: ResolvedConfig, request: BackupRequest):
     scope.defer(`trim the old backup snapshots of ${volume.spec}`, sourcePool, () => trimSourceSnapshots(volume, config.maxSourceSnapshots));
     return result(config, request, { backupId, subject, size, decision, snapshot, fromSnapshot, stats });
   });
+}
+
+/** The result of a backup a killed run of the same id had completed: nothing moved by this call. */
+function alreadyComplete(config: ResolvedConfig, request: BackupRequest, subject: Subject, point: BackupPoint): BackupResult {
+  const full = point.parentId === null;
+  const decision: ChainDecision = full
+    ? { mode: 'full', image: point.image.name, reason: 'requested' }
+    : { mode: 'incremental', image: point.image.name, parentId: point.parentId!, fromSnapshot: '' };
+  const done = result(config, request, {
+    backupId: point.backupId, subject, size: point.size, decision, snapshot: point.snapshot!.name, fromSnapshot: undefined,
+    stats: { bytesRead: 0n, bytesWritten: 0n, bytesZeroed: 0n, bytesSkipped: 0n, extents: 0, ops: 0, objectReads: 0, elapsedMs: 0, size: point.size },
+  });
+  return { ...done, record: { ...done.record, created_at: isoTime(point.createdAt), data_timestamp: isoTime(point.createdAt) }, alreadyComplete: true };
 }
 
 function result(config: ResolvedConfig, request: BackupRequest, done: {

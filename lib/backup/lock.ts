@@ -101,6 +101,20 @@ async function breakDeadLock(pool: Pool, object: string, holder: LockHolder & { 
   }
 }
 
+/**
+ * What the description of a lock held for a backup id says (a backup of it,
+ * or a restore of it): a run that breaks the lock of a dead holder knows
+ * whether that was a killed run of the same backup.
+ */
+export function backupIdNote(backupId: string): string {
+  return `backup ${backupId}`;
+}
+
+/** Whether a holder's lock was taken for this backup id (see backupIdNote). */
+export function heldForBackup(holder: LockHolder | undefined, backupId: string): boolean {
+  return holder?.description.includes(`(${backupIdNote(backupId)})`) === true;
+}
+
 export class VolumeLock {
   readonly #pool: Pool;
   readonly #object: string;

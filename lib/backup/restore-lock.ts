@@ -7,7 +7,7 @@ import { RESUME_KEY } from '../engine/resume.js';
 import type { Pool } from '../ceph/pool.js';
 import { removeImageWithSnapshots, type OperationScope } from './cleanup.js';
 import type { ResolvedConfig } from './config.js';
-import { restoreLockObjectName, VolumeLock, type LockHolder } from './lock.js';
+import { backupIdNote, restoreLockObjectName, VolumeLock, type LockHolder } from './lock.js';
 import { logBackup } from './log.js';
 import { sourceImageName, type Subject } from './naming.js';
 import { openImageIfExists } from './open-image.js';
@@ -26,11 +26,6 @@ export const RESTORING_KEY = 'rbd-backup.restoring';
  * removed (the restore did not create it).
  */
 export const RESTORING_INTO_KEY = 'rbd-backup.restoring-into';
-
-/** What a restore's lock says of it: a retry that breaks the lock of a dead restore knows which backup it was writing. */
-export function restoreLockNote(backupId: string): string {
-  return `backup ${backupId}`;
-}
 
 /** Whether a transfer into the image recorded progress there (engine/resume.ts). */
 async function hasProgress(pool: Pool, name: string): Promise<boolean> {
@@ -63,7 +58,7 @@ export async function lockRestoreTarget(scope: OperationScope, config: ResolvedC
   let broken: LockHolder | undefined;
   const lock = await VolumeLock.acquire(targetPool, target, scope.operation, {
     waitMs: config.lockWaitMs, ttlMs: config.lockTtlMs, object: lockObject, signal: scope.signal,
-    note: restoreLockNote(backupId), onBreak: (holder) => { broken = holder; },
+    note: backupIdNote(backupId), onBreak: (holder) => { broken = holder; },
   });
   scope.defer(`release the restore lock ${targetPool.spec}/${lockObject}`, targetPool, () => lock.release(), 'lock');
   // Another restore may take the volume over once this one's lock is lost: the undo steps then leave it alone.

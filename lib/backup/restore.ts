@@ -27,10 +27,10 @@ import { decideRestore, type RestoreDecision } from './conditions.js';
 import { chooseCommonSnapshot } from './in-place.js';
 import { readBackupImages } from './inventory.js';
 import { locateBackup } from './layout.js';
-import { lockObjectName, restoreLockObjectName, VolumeLock, type LockHolder } from './lock.js';
+import { heldForBackup, lockObjectName, restoreLockObjectName, VolumeLock, type LockHolder } from './lock.js';
 import { checkInstantOptions, flattenInBackground, refuseExistingTarget, refuseInstant, restoreInstantly,
   type BackgroundFlatten, type FlattenMode } from './instant-restore.js';
-import { isHalfRestored, lockRestoreTarget, restoreLockNote, RESTORING_INTO_KEY, RESTORING_KEY } from './restore-lock.js';
+import { isHalfRestored, lockRestoreTarget, RESTORING_INTO_KEY, RESTORING_KEY } from './restore-lock.js';
 import { requireDigests } from './digests.js';
 import { VerificationError } from './errors.js';
 import { logBackup } from './log.js';
@@ -217,7 +217,7 @@ async function openSource(scope: OperationScope, pool: Pool, location: RecordLoc
  * (marks removed, its lock not yet released): then only its dead lock says so.
  */
 function withDeadRestore(inspected: ExistingTarget, backupId: string, deadLockHolder: LockHolder | undefined): ExistingTarget {
-  const diedAfterWriting = deadLockHolder?.description.includes(`(${restoreLockNote(backupId)})`) === true;
+  const diedAfterWriting = heldForBackup(deadLockHolder, backupId);
   return { ...inspected, unfinishedRestore: inspected.unfinishedRestore ?? (diedAfterWriting ? backupId : undefined) };
 }
 

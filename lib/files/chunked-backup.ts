@@ -156,7 +156,7 @@ export async function backupChunked(options: ChunkedBackupOptions): Promise<Chun
       next = piece.offset + piece.length;
     }
     if (parent === undefined) await takeZeros(next, size);
-    await writer.close();
+    await writer.finish();
     await syncDir(dir, operation);
     const { head, tail } = sha256FileFrame(facts, block);
     await writeDocument(join(dir, sha256Name(prefix)), async (handle) => {

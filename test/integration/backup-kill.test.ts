@@ -14,7 +14,7 @@ import { INCOMPLETE_KEY } from '../../lib/backup/inventory.js';
 import { RESTORING_KEY } from '../../lib/backup/restore-lock.js';
 import { connect, testCluster } from '../support/clusters.js';
 import { startFixture } from '../support/fixture-process.js';
-import { POOL, snapshotSha, snapshotsOf, useBackupTestbed, volumeSha, type BackupTestbed } from '../support/backup-fixtures.js';
+import { BACKUP_POOL, POOL, snapshotSha, snapshotsOf, useBackupTestbed, volumeSha, type BackupTestbed } from '../support/backup-fixtures.js';
 
 const CHILD = fileURLToPath(new URL('../fixtures/engine-child.js', import.meta.url));
 const MiB = 1 << 20;
@@ -275,11 +275,19 @@ test('a restore killed halfway after recording its progress: the retry of that b
     assert.equal(await volumeSha(target), await snapshotSha(volumeId, other.snapshot));
   });
 
-/** A child that takes the target's restore lock as a restore of backupId does, SIGKILLed: a restore that died after its last write. */
-async function deadRestoreLock(target: string, backupId: string): Promise<void> {
+/**
+ * A child that takes a lock as a run of backupId does, SIGKILLed: a restore
+ * that died after its last write ('restore-lock', the target's lock), or a
+ * backup that died after it completed ('backup-lock', the volume's lock in
+ * the backup pool).
+ */
+async function deadLock(kind: 'restore-lock' | 'backup-lock', volumeId: string, backupId: string): Promise<void> {
   const { info } = await testCluster('a');
-  const fixture = startFixture(CHILD, ['restore-lock'], {
-    env: { FIXTURE_CONF: info.conf, FIXTURE_KEYRING: info.keyring, FIXTURE_POOL: POOL, FIXTURE_VOLUME: target, FIXTURE_BACKUP: backupId },
+  const fixture = startFixture(CHILD, [kind], {
+    env: {
+      FIXTURE_CONF: info.conf, FIXTURE_KEYRING: info.keyring, FIXTURE_POOL: kind === 'restore-lock' ? POOL : BACKUP_POOL,
+      FIXTURE_VOLUME: volumeId, FIXTURE_BACKUP: backupId,
+    },
     timeoutMs: 120_000,
   });
   await fixture.line('ENGINE-LOCKED');
@@ -299,12 +307,12 @@ test('a restore killed after its last write: the retry of that backup overwrites
     const engine = new BackupEngine({ source: tb.cluster, lockWaitMs: 20_000 });
     const into = { volume: { pool: POOL, id: target } };
     // The volume holds all of k1 and no mark; only the dead restore's lock says whose data it is.
-    await deadRestoreLock(target, 'k1');
+    await deadLock('restore-lock', target, 'k1');
     const holdsData = (e: unknown): boolean => e instanceof AlreadyExistsError && /already holds data/.test(e.message);
     // A dry run judges the same way, without breaking the lock.
     await assert.rejects(engine.restore({ backup: second.record, target: into, dryRun: true }), holdsData);
     await assert.rejects(engine.restore({ backup: second.record, target: into }), holdsData);
-    await deadRestoreLock(target, 'k1');
+    await deadLock('restore-lock', target, 'k1');
     const plan = await engine.restore({ backup: first.record, target: into, dryRun: true });
     assert.equal(plan.path, 'full');
     const again = await engine.restore({ backup: first.record, target: into });
@@ -372,4 +380,27 @@ test('gc finds and removes what killed runs left across the pools, and leaves vo
     const id = tb.fx.targetId(t);
     await engine.restore({ backup: kept.record, target: { volume: { pool: POOL, id } } });
     assert.equal(await volumeSha(id), await snapshotSha(orphaned, kept.snapshot));
+  });
+
+test('a backup killed after it completed, before it let go of its lock: the retry with its id returns it; a reuse of the id is refused',
+  { timeout: 180_000 }, async (t) => {
+    const volumeId = await tb.fx.newVolume(t, 16 * MiB);
+    await tb.fx.writeRandom(volumeId, [[0, 4 * MiB]]);
+    const done = await tb.engine.backup({ pool: POOL, volumeId, backupId: 'c1' });
+    await deadLock('backup-lock', volumeId, 'c1');
+    await tb.fx.writeRandom(volumeId, [[MiB, MiB]]);
+    const retry = await tb.engine.backup({ pool: POOL, volumeId, backupId: 'c1' });
+    assert.equal(retry.alreadyComplete, true);
+    assert.equal(retry.snapshot, done.snapshot);
+    assert.equal(retry.record.id, 'c1');
+    assert.equal(retry.stats.bytesRead, 0n);
+    assert.deepEqual(await snapshotsOf(tb.volumes, `volume-${volumeId}`), [done.snapshot], 'no new snapshot');
+    // Without a dead run of the id (or with a backup made since), the id is taken.
+    await assert.rejects(tb.engine.backup({ pool: POOL, volumeId, backupId: 'c1' }), AlreadyExistsError);
+    await tb.engine.backup({ pool: POOL, volumeId, backupId: 'c2' });
+    await deadLock('backup-lock', volumeId, 'c1');
+    await assert.rejects(tb.engine.backup({ pool: POOL, volumeId, backupId: 'c1' }), AlreadyExistsError);
+    const restoredTarget = tb.fx.targetId(t);
+    await tb.engine.restore({ backup: retry.record, target: { volume: { pool: POOL, id: restoredTarget } } });
+    assert.equal(await volumeSha(restoredTarget), await snapshotSha(volumeId, done.snapshot));
   });

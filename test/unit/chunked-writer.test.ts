@@ -32,11 +32,13 @@ async function withDir(use: (dir: string) => Promise<void>): Promise<void> {
 
 test('objects: contiguous data continues one object to the end of its chunk; a gap or a chunk end starts the next', () => withDir(async (dir) => {
   const writer = new ObjectWriter(dir, 'p', { compression: 'zlib', chunkSize: 1000, operation: 'backup' });
-  const data = randomBytes(2600);
+  // Compressible: text with a random byte here and there.
+  const data = Buffer.from('a volume\'s blocks, '.repeat(200).slice(0, 2600));
+  for (let i = 0; i < data.length; i += 97) data[i] = randomBytes(1)[0]!;
   await writer.write(0, data.subarray(0, 300));
   await writer.write(300, data.subarray(300, 1500)); // crosses the chunk end at 1000
   await writer.write(1800, data.subarray(1800, 2600)); // after a gap, crossing 2000
-  await writer.close();
+  await writer.finish();
   assert.deepEqual(writer.objects.map((o) => [o.name, o.offset, o.length]),
     [['p-00001', 0, 1000], ['p-00002', 1000, 500], ['p-00003', 1800, 200], ['p-00004', 2000, 600]]);
   for (const object of writer.objects) {
@@ -49,16 +51,31 @@ test('objects: contiguous data continues one object to the end of its chunk; a g
   assert.deepEqual((await readdir(dir)).sort(), ['p-00001', 'p-00002', 'p-00003', 'p-00004']);
 }));
 
+test('objects: data zlib does not make smaller is stored uncompressed, as Cinder stores it', () => withDir(async (dir) => {
+  const writer = new ObjectWriter(dir, 'p', { compression: 'zlib', chunkSize: 1 << 20, operation: 'backup' });
+  const data = randomBytes(300_000);
+  await writer.write(0, data);
+  await writer.write(400_000, Buffer.alloc(100_000));
+  await writer.finish();
+  assert.deepEqual(writer.objects.map((o) => o.compression), ['none', 'zlib']);
+  assert.ok((await readFile(join(dir, 'p-00001'))).equals(data));
+  assert.ok(inflateSync(await readFile(join(dir, 'p-00002'))).equals(Buffer.alloc(100_000)));
+}));
+
 test('objects: uncompressed as stored; abandon removes every object and the partial one', () => withDir(async (dir) => {
   const writer = new ObjectWriter(dir, 'p', { compression: 'none', chunkSize: 4096, operation: 'backup' });
   const data = randomBytes(5000);
   await writer.write(0, data);
-  assert.equal(writer.objects.length, 1, 'the first chunk\'s object is named once the second starts');
-  assert.ok((await readFile(join(dir, 'p-00001'))).equals(data.subarray(0, 4096)));
-  assert.equal((await readdir(dir)).length, 2, 'the open object is under a partial name');
-  assert.ok((await readdir(dir)).some((n) => n.startsWith('.p-00002.partial-')));
+  assert.equal(writer.objects.length, 1, 'the first chunk\'s object is listed once the second starts');
+  assert.ok((await readdir(dir)).some((n) => n.startsWith('.p-00002.partial-')), 'the open object is under a partial name');
   await writer.abandon();
   assert.deepEqual(await readdir(dir), []);
+  const again = new ObjectWriter(dir, 'p', { compression: 'none', chunkSize: 4096, operation: 'backup' });
+  await again.write(0, data);
+  await again.finish();
+  assert.ok((await readFile(join(dir, 'p-00001'))).equals(data.subarray(0, 4096)));
+  assert.ok((await readFile(join(dir, 'p-00002'))).equals(data.subarray(4096)));
+  assert.equal(again.bytesStored, 5000);
 }));
 
 test('the sha256 list: updates say what changed; written and read back as Cinder\'s sha256file', () => withDir(async (dir) => {
