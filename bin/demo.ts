@@ -394,6 +394,8 @@ async function showBackupsIntoFiles(demo: {
     verify('restore of the incremental backup into files', restoredSha, incrementalSha);
     row('restore from files -> new volume', restored.bytesRead, restored.elapsedMs, `${restored.path}: full + incremental objects, md5s checked`,
       'sha256 equal');
+    // Gone at once: the throwaway source cluster's memory holds a few volumes at most.
+    await demo.pool.removeImage(`volume-${restored.targetVolumeId}`);
     const removed = await files.delete(full.record, { withDependents: true, sourcePool: poolName });
     say(`deleted the backups into files (${removed.removedBackups!.length}: the full one with the incremental that restores on top of it)`);
   } finally {
