@@ -7,6 +7,7 @@
         "native/args.cc",
         "native/cancel.cc",
         "native/cluster.cc",
+        "native/codec.cc",
         "native/digest.cc",
         "native/diff.cc",
         "native/diff_prefetch.cc",
@@ -28,7 +29,7 @@
       ],
       "cflags_cc": ["-std=c++17", "-Wall", "-Wextra", "-Wno-unused-parameter"],
       "defines": ["NAPI_VERSION=8"],
-      "libraries": ["-lrados", "-lrbd"]
+      "libraries": ["-lrados", "-lrbd", "-lzstd", "-lbz2"]
     }
   ]
 }

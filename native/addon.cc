@@ -3,6 +3,7 @@
 
 #include "cancel.h"
 #include "cluster.h"
+#include "codec.h"
 #include "digest.h"
 #include "env_state.h"
 #include "image.h"
@@ -36,6 +37,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("classes", classes);
   exports.Set("connect", Napi::Function::New(env, ClusterWrap::Connect, "connect"));
   exports.Set("CancelToken", cancel);
+  exports.Set("Codec", CodecWrap::Define(env));
   exports.Set("transfer", Napi::Function::New(env, StartTransfer, "transfer"));
   exports.Set("zeroRuns", Napi::Function::New(env, ZeroRuns, "zeroRuns"));
   exports.Set("digest128", Napi::Function::New(env, Digest128, "digest128"));

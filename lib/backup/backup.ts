@@ -59,7 +59,7 @@ export interface BackupOptions {
    * Default: the engine's backupPath when its backupTo is 'files'.
    */
   backupPath?: string;
-  /** Of a backup into files: zlib (or gzip) or none. Default: the engine's compression. */
+  /** Of a backup into files: zlib (or gzip), zstd, bz2 or none. Default: the engine's compression. */
   compression?: string;
   /** Make an incremental from this backup's snapshot (in the chain image holding it). */
   parentId?: string;

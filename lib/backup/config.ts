@@ -1,12 +1,11 @@
 /** BackupEngine's configuration, its defaults, and their checks. */
-import { invalidArgument, NotSupportedError } from '../ceph/errors.js';
+import { invalidArgument } from '../ceph/errors.js';
 import { checkName, toIntInRange, toU64 } from '../ceph/validate.js';
 import type { Cluster } from '../ceph/cluster.js';
 import type { FeatureName } from '../ceph/features.js';
 import { DEFAULT_CHUNK_SIZE } from '../engine/copy.js';
 import { checkEngineOptions } from '../engine/options.js';
-import { DEFAULT_BACKUP_FILE_SIZE, DEFAULT_SHA_BLOCK_SIZE } from '../files/chunked-layout.js';
-import type { WrittenCompression } from '../files/object-writer.js';
+import { compressionOf, DEFAULT_BACKUP_FILE_SIZE, DEFAULT_SHA_BLOCK_SIZE, type Compression } from '../files/chunked-layout.js';
 
 export interface BackupEngineConfig {
   /** Where the volumes are. */
@@ -27,7 +26,7 @@ export interface BackupEngineConfig {
    * chunked layout of Cinder's POSIX and NFS drivers). Default 'pool'.
    */
   backupTo?: 'pool' | 'files';
-  /** Backups into files: Cinder's backup_compression_algorithm, 'zlib' (or 'gzip') or 'none'. Default 'zlib'. */
+  /** Backups into files: Cinder's backup_compression_algorithm, 'zlib' (or 'gzip'), 'zstd', 'bz2' (or 'bzip2') or 'none'. Default 'zlib'. */
   compression?: string;
   /** Backups into files: the most data one object holds (Cinder's backup_file_size). Default 1999994880. */
   backupFileSize?: number;
@@ -74,7 +73,7 @@ export interface ResolvedConfig {
   backupPool: string;
   backupPath: string | undefined;
   backupTo: 'pool' | 'files';
-  compression: WrittenCompression;
+  compression: Compression;
   backupFileSize: number;
   shaBlockSize: number;
   chunkSize: bigint;
@@ -119,17 +118,10 @@ function backupTo(config: BackupEngineConfig, op: string): 'pool' | 'files' {
 }
 
 /** Cinder's names of the compressions a backup into files is written with. */
-export function checkCompression(value: unknown, operation: string, resource: string): WrittenCompression {
-  const name = typeof value === 'string' ? value.toLowerCase() : value;
-  if (name === 'zlib' || name === 'gzip') return 'zlib';
-  if (name === 'none' || name === 'off' || name === 'no') return 'none';
-  if (name === 'zstd' || name === 'bz2' || name === 'bzip2') {
-    throw new NotSupportedError({
-      code: 'EOPNOTSUPP', operation, resource,
-      detail: `compression ${String(value)}: this version writes backups into files with zlib or none (Cinder restores both)`,
-    });
-  }
-  throw invalidArgument(operation, resource, `compression must be zlib (gzip) or none, got ${JSON.stringify(value)}`);
+export function checkCompression(value: unknown, operation: string, resource: string): Compression {
+  const compression = compressionOf(value);
+  if (compression !== undefined) return compression;
+  throw invalidArgument(operation, resource, `compression must be zlib (gzip), zstd, bz2 (bzip2) or none, as Cinder's backup_compression_algorithm, got ${JSON.stringify(value)}`);
 }
 
 /** backup_file_size and backup_sha_block_size_bytes, as Cinder checks them: the first a multiple of the second. */

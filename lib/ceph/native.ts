@@ -255,6 +255,18 @@ export interface NativeTransferStats {
  */
 export type NativeTransferProgress = (done: bigint, total: bigint, bytesRead: bigint, digestsFrom: number, digests: Buffer | undefined) => void;
 
+export type NativeCodecKind = 'zstd-compress' | 'zstd-decompress' | 'bz2-compress' | 'bz2-decompress';
+
+export interface NativeCodec {
+  /**
+   * What the stream makes of input (at most outputCap bytes: call again
+   * with the rest of the input until it is consumed and the output comes
+   * back short); with finish (the end of the input), done once the stream
+   * is complete. One run at a time.
+   */
+  run(input: Buffer, finish: boolean, outputCap: number): Promise<{ output: Buffer; consumed: number; done: boolean }>;
+}
+
 interface Addon {
   connect(options: NativeConnectOptions): Promise<NativeCluster>;
   /** [start, end) pairs of the zero runs of at least minRun bytes (4 KiB granularity). */
@@ -269,6 +281,8 @@ interface Addon {
   transfer(source: NativeImage, target: NativeImage | null, plan: NativeTransferPlan,
     cancel: NativeCancelToken, onProgress: NativeTransferProgress): Promise<NativeTransferStats>;
   CancelToken: new () => NativeCancelToken;
+  /** A streaming zstd or bz2 (de)compressor (lib/files/codec.ts). */
+  Codec: new (kind: NativeCodecKind) => NativeCodec;
   /**
    * The wrapper classes, which only the addon instantiates (connect(), openPool(), openImage(),
    * watchObject()): exported so that a test can compare their prototypes with these interfaces.

@@ -23,9 +23,9 @@ import { checkEngineOptions, MAX_IO_SIZE, type EngineOptions } from '../engine/o
 import { readInOrder } from '../engine/ordered-reader.js';
 import { closeTargetFile, onFile, openTargetFile } from '../engine/target-file.js';
 import {
-  metadataDocument, metadataName, sha256FileFrame, sha256Name, type ChunkedBackupFacts, type ChunkedObject,
+  metadataDocument, metadataName, sha256FileFrame, sha256Name, type ChunkedBackupFacts, type ChunkedObject, type Compression,
 } from './chunked-layout.js';
-import { ObjectWriter, type WrittenCompression } from './object-writer.js';
+import { ObjectWriter } from './object-writer.js';
 import { Sha256List } from './sha256-list.js';
 import { syncDir } from './chunked-store.js';
 
@@ -40,7 +40,7 @@ export interface ChunkedBackupOptions extends EngineOptions {
   facts: ChunkedBackupFacts;
   /** Cinder's volume_meta: JSON text, or null. */
   volumeMeta: string | null;
-  compression: WrittenCompression;
+  compression: Compression;
   /** backup_file_size: the most data of one object, a multiple of shaBlockSize. */
   chunkSize: number;
   shaBlockSize: number;

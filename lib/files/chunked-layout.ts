@@ -103,7 +103,7 @@ export interface ChunkedMetadata {
 }
 
 /** Cinder's names for each algorithm, as _get_compressor takes them. */
-function compressionOf(value: unknown): Compression | undefined {
+export function compressionOf(value: unknown): Compression | undefined {
   if (typeof value !== 'string') return undefined;
   const name = value.toLowerCase();
   if (['none', 'off', 'no'].includes(name)) return 'none';

@@ -19,7 +19,7 @@ import { pipeline } from 'node:stream/promises';
 import { Writable } from 'node:stream';
 import { createInflate } from 'node:zlib';
 import { cancelledError } from '../ceph/cancel.js';
-import { fromSystem, invalidArgument, NotFoundError, NotSupportedError } from '../ceph/errors.js';
+import { fromSystem, invalidArgument, NotFoundError } from '../ceph/errors.js';
 import type { Image } from '../ceph/image.js';
 import { checkId } from '../backup/naming.js';
 import { VerificationError } from '../backup/errors.js';
@@ -29,6 +29,7 @@ import { closeTargetFile, onFile as onTargetFile, openTargetFile } from '../engi
 import { defaultContainer, type ChunkedObject } from './chunked-layout.js';
 import { readStoredBackup, type StoredBackup } from './chunked-store.js';
 import { ChunkedBackupError } from './errors.js';
+import { codecStage } from './codec.js';
 
 export interface ChunkedRestoreOptions extends EngineOptions {
   /** The backup root: the NFS share's mount point, or Cinder's backup_posix_path. */
@@ -117,12 +118,6 @@ async function checkObjects(chain: StoredBackup[], targetSize: bigint | undefine
         throw new ChunkedBackupError({
           operation: 'restore', resource: file,
           detail: `its data ends at byte ${object.offset + object.length}, past the target's ${targetSize}`,
-        });
-      }
-      if (object.compression === 'bz2' || object.compression === 'zstd') {
-        throw new NotSupportedError({
-          code: 'EOPNOTSUPP', operation: 'restore', resource: file,
-          detail: `the object is compressed with ${object.compression}; this version restores objects stored with none or zlib`,
         });
       }
       sizes.set(file, BigInt((await onFile(file, 'finding the backup\'s object', () => stat(file))).size));
@@ -290,14 +285,19 @@ async function restoreObject(file: string, object: ChunkedObject,
   try {
     if (object.compression === 'zlib') {
       await pipeline(source, createInflate({ chunkSize: PIECE }), sink);
-    } else {
+    } else if (object.compression === 'none') {
       await pipeline(source, sink);
+    } else {
+      await pipeline(source, codecStage(`${object.compression}-decompress`, 'restore', file), sink);
     }
   } catch (error) {
-    // zlib's failures carry codes of its own (Z_DATA_ERROR, Z_BUF_ERROR).
+    // zlib's failures carry codes of its own (Z_DATA_ERROR, Z_BUF_ERROR); zstd's and bz2's are EBADMSG.
     const code = (error as { code?: unknown } | undefined)?.code;
-    if (typeof code === 'string' && code.startsWith('Z_')) {
-      throw new ChunkedBackupError({ operation: 'restore', resource: file, detail: `its zlib data does not inflate (${(error as Error).message}): the file is damaged or truncated` });
+    if (typeof code === 'string' && (code.startsWith('Z_') || code === 'EBADMSG')) {
+      throw new ChunkedBackupError({
+        operation: 'restore', resource: file,
+        detail: `its ${object.compression} data does not decompress (${(error as Error).message}): the file is damaged or truncated`,
+      });
     }
     throw fromSystem(error, 'restore', file, 'restoring the backup\'s object');
   }

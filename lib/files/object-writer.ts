@@ -2,9 +2,9 @@
  * Writes a backup's data objects into its container as Cinder's chunked
  * driver cuts them: contiguous data goes on into the same object until a
  * gap or the end of a backup_file_size chunk of the volume; each object is
- * `<prefix>-<index>` from 1, compressed as a whole (one zlib stream, which
- * Cinder's zlib.decompress reads; or none where that does not make it
- * smaller, as Cinder stores such objects), with the md5 of its data. Streamed: an
+ * `<prefix>-<index>` from 1, compressed as a whole (one zlib, zstd or bz2
+ * stream, which Cinder's decompress reads; or none where that does not
+ * make it smaller, as Cinder stores such objects), with the md5 of its data. Streamed: an
  * object of 2 GB never sits in memory. Each is written under a partial
  * dot name (which Cinder's listing by prefix does not see), synced, and
  * only then given its name.
@@ -12,17 +12,24 @@
 import { createHash, type Hash } from 'node:crypto';
 import { unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { PassThrough, Writable, type Transform } from 'node:stream';
+import { PassThrough, Writable, type Duplex, type Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { once } from 'node:events';
 import { createDeflate, deflate } from 'node:zlib';
 import { promisify } from 'node:util';
 import { fromSystem } from '../ceph/errors.js';
 import { closeTargetFile, onFile, openTargetFile, type TargetFile } from '../engine/target-file.js';
-import { objectName, type ChunkedObject } from './chunked-layout.js';
+import { objectName, type ChunkedObject, type Compression } from './chunked-layout.js';
+import { codecDuplex } from './codec.js';
 
-/** What the writer stores objects with (zstd and bz2 objects are not written by this version). */
-export type WrittenCompression = 'none' | 'zlib';
+/** The stage an object's data passes on its way to its file. */
+function compressor(compression: Compression, file: string, operation: string): Transform | Duplex {
+  switch (compression) {
+    case 'zlib': return createDeflate();
+    case 'zstd': case 'bz2': return codecDuplex(`${compression}-compress`, operation, file);
+    case 'none': return new PassThrough();
+  }
+}
 
 /** What decides whether an object is compressed. */
 const SAMPLE_BYTES = 256 << 10;
@@ -35,17 +42,17 @@ interface OpenObject {
   offset: number;
   length: number;
   md5: Hash;
-  compression: WrittenCompression;
+  compression: Compression;
   file: TargetFile;
-  /** Where the data goes in: a deflater, or a pass-through to the file. */
-  head: Transform;
+  /** Where the data goes in: a compressor, or a pass-through to the file. */
+  head: Transform | Duplex;
   piping: Promise<void>;
 }
 
 export class ObjectWriter {
   readonly #dir: string;
   readonly #prefix: string;
-  readonly #compression: WrittenCompression;
+  readonly #compression: Compression;
   readonly #chunkSize: number;
   readonly #operation: string;
   #open: OpenObject | undefined;
@@ -56,7 +63,7 @@ export class ObjectWriter {
   readonly #finishing = new Set<Promise<void>>();
   #failure: { rethrow: () => never } | undefined;
 
-  constructor(dir: string, prefix: string, options: { compression: WrittenCompression; chunkSize: number; operation: string }) {
+  constructor(dir: string, prefix: string, options: { compression: Compression; chunkSize: number; operation: string }) {
     this.#dir = dir;
     this.#prefix = prefix;
     this.#compression = options.compression;
@@ -89,17 +96,18 @@ export class ObjectWriter {
    * such data is then not compressed at all (the slowest thing a backup
    * of it could do: ~35 MiB/s).
    */
-  async #compressionFor(first: Buffer): Promise<WrittenCompression> {
+  async #compressionFor(first: Buffer): Promise<Compression> {
     if (this.#compression === 'none') return 'none';
+    // zlib, fast, tells for every algorithm whether there is anything to gain.
     const sample = first.subarray(0, SAMPLE_BYTES);
-    return (await deflateAsync(sample)).length < sample.length ? 'zlib' : 'none';
+    return (await deflateAsync(sample)).length < sample.length ? this.#compression : 'none';
   }
 
   async #start(offset: number, first: Buffer): Promise<void> {
     const name = objectName(this.#prefix, this.objects.length + 1);
     const compression = await this.#compressionFor(first);
     const file = await openTargetFile(join(this.#dir, name), false, this.#operation);
-    const head: Transform = compression === 'zlib' ? createDeflate() : new PassThrough();
+    const head = compressor(compression, file.path, this.#operation);
     // Not the handle's own createWriteStream: it holds the handle, whose close then never returns.
     const out = new Writable({
       highWaterMark: 1 << 20,
@@ -108,8 +116,7 @@ export class ObjectWriter {
       },
     });
     const piping = pipeline(head, out).catch((error: unknown) => {
-      throw error instanceof Error && 'code' in error && typeof error.code === 'string' && error.code.startsWith('Z_')
-        ? error : fromSystem(error, this.#operation, file.path, 'writing the backup\'s object');
+      throw fromSystem(error, this.#operation, file.path, 'writing the backup\'s object');
     });
     // Awaited at the object's end; until then, a failure shows through the writes.
     piping.catch(() => undefined);

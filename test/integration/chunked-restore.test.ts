@@ -124,7 +124,7 @@ test('a full backup and an incremental of Cinder\'s layout restore byte for byte
   assert.deepEqual(await readdir(out), ['volume.raw']);
 });
 
-test('bad containers: a flipped byte, a missing parent, a container outside the root, an unknown version, bz2 objects',
+test('bad containers: a flipped byte, a missing parent, a container outside the root, an unknown version; bz2 objects restore',
   { timeout: 180_000 }, async (t) => {
     const root = await backupRoot(t);
     const volumeId = await fx.newVolume(t, SIZE);
@@ -156,13 +156,25 @@ test('bad containers: a flipped byte, a missing parent, a container outside the 
     await assert.rejects(restoreChunked({ root, backupId: 'c1d2e3f4-incr', target: image }), (e: unknown) =>
       e instanceof NotFoundError && /parent b1c2d3e4-full is not in the backup root/.test(e.message));
 
-    // An unknown version, and bz2 objects (not restored by this version): refused before anything is written.
+    // bz2 objects (Cinder's bz2.compress, decompressed by the addon's libbz2) restore; a damaged one is refused.
     // A chunk of zeros, which bz2 makes smaller (random data it cannot: Cinder stores that uncompressed).
     await fx.withVolume(volumeId, (volume) => volume.writeZeroes(0, CHUNK));
     const again = await cinderBackup(root, volumeId, 'd1e2f3a4-full', null, 'bz2');
     const againMetadata = join(root, again.container, `${again.prefix}_metadata`);
-    await assert.rejects(restoreChunked({ root, backupId: 'd1e2f3a4-full', target: image }), (e: unknown) =>
-      e instanceof NotSupportedError && /bz2/.test(e.message));
+    const bz2Objects = (JSON.parse(await readFile(againMetadata, 'utf8')) as { objects: Array<Record<string, { compression: string }>> })
+      .objects.filter((o) => Object.values(o)[0]!.compression === 'bz2').length;
+    assert.ok(bz2Objects >= 1, 'the fixture stored the zero chunk with bz2');
+    const bz2Target = await newTarget(t);
+    await using bz2Image = bz2Target.image;
+    await restoreChunked({ root, backupId: 'd1e2f3a4-full', target: bz2Image, targetIsZero: true });
+    assert.equal(await volumeSha(bz2Target.id), await volumeSha(volumeId));
+    const bz2File = join(root, again.container, `${again.prefix}-00001`);
+    const packed = await readFile(bz2File);
+    await writeFile(bz2File, packed.subarray(0, packed.length - 8));
+    await assert.rejects(restoreChunked({ root, backupId: 'd1e2f3a4-full', target: { file: join(root, 'bz2.raw'), size: BigInt(SIZE) } }),
+      (e: unknown) => e instanceof ChunkedBackupError && e.message.includes(bz2File) && /bz2/.test(e.message));
+    await writeFile(bz2File, packed);
+    // An unknown version: refused before anything is written.
     const document = JSON.parse(await readFile(againMetadata, 'utf8')) as Record<string, unknown>;
     await writeFile(againMetadata, JSON.stringify({ ...document, version: '9.9.9' }));
     await assert.rejects(restoreChunked({ root, backupId: 'd1e2f3a4-full', target: image }), (e: unknown) =>

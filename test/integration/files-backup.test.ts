@@ -191,7 +191,7 @@ test('a full backup and incrementals into files restore byte for byte, store wha
     assert.equal(await cinderRestoreSha(t, root, same.record.id), shas[3]);
   });
 
-test('a backup into files falls back to a full one when its chain is broken, cleans up when cancelled, and keeps a second writer out',
+test('a backup into files falls back to a full one when its chain is broken, cleans up when cancelled, keeps a second writer out; zstd and bz2',
   { timeout: 240_000 }, async (t) => {
     const root = await tempDir(t, 'files');
     const engine = new BackupEngine({ source: cluster, backupFileSize: CHUNK });
@@ -235,6 +235,19 @@ test('a backup into files falls back to a full one when its chain is broken, cle
     assert.deepEqual(outcomes, ['fulfilled', 'rejected']);
     const refused = (a.status === 'rejected' ? a.reason : (b as PromiseRejectedResult).reason) as unknown;
     assert.ok(refused instanceof BusyError, String(refused));
+
+    // zstd and bz2 (the addon's libzstd and libbz2): zeros compress, random data is stored as it is; both restore
+    // (bz2 also as Cinder restores it).
+    await fx.withVolume(volumeId, (image) => image.writeZeroes(8 * MiB, 8 * MiB));
+    for (const compression of ['zstd', 'bz2'] as const) {
+      const packed = await engine.backup({ pool: POOL, volumeId, backupPath: root, compression, full: true });
+      assert.deepEqual(packed.files!.objects.map((o) => o.compression), ['none', 'none', compression, compression, 'none', 'none']);
+      assert.ok(packed.files!.bytesStored < BigInt(SIZE - 7 * MiB), `${compression}: stored ${packed.files!.bytesStored}`);
+      const target = fx.targetId(t);
+      await engine.restore({ backup: packed.record, target: { volume: { pool: POOL, id: target } }, backupPath: root });
+      assert.equal(await volumeSha(target), await snapshotSha(volumeId, packed.snapshot), `${compression} restored`);
+      if (compression === 'bz2') assert.equal(await cinderRestoreSha(t, root, packed.record.id), await snapshotSha(volumeId, packed.snapshot));
+    }
   });
 
 test('the CLI backs up into files and restores from them', { timeout: 180_000 }, async (t) => {

@@ -11,11 +11,17 @@ import { mkdtemp, open, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { inflateSync } from 'node:zlib';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import {
   backupPrefix, metadataDocument, pythonJson, pythonTime, sha256FileFrame, type ChunkedBackupFacts,
 } from '../../lib/files/chunked-layout.js';
 import { ObjectWriter } from '../../lib/files/object-writer.js';
 import { Sha256List } from '../../lib/files/sha256-list.js';
+import { codecStage } from '../../lib/files/codec.js';
+import { CephError } from '../../lib/ceph/errors.js';
+
+const execFileAsync = promisify(execFile);
 
 const facts: ChunkedBackupFacts = {
   backupId: '51e2c303', volumeId: 'v1', displayName: 'nightly é', displayDescription: null, createdAt: new Date('2026-11-30T12:34:56.789Z'),
@@ -112,4 +118,47 @@ test('documents: Python\'s json.dumps(sort_keys=True, indent=2) with ensure_asci
   assert.deepEqual(Object.keys(parsed), ['backup_description', 'backup_id', 'backup_name', 'created_at', 'objects', 'parent_id', 'version', 'volume_id', 'volume_meta']);
   assert.deepEqual(parsed.objects, [{ 'p-00001': { compression: 'zlib', length: 8, md5: 'a'.repeat(32), offset: 0 } }]);
   assert.match(text, /"backup_name": "nightly \\u00e9"/);
+});
+
+test('objects: zstd and bz2 by the addon, read back by the addon (and bz2 by Python\'s bz2, as Cinder reads it)', () => withDir(async (dir) => {
+  const data = Buffer.concat([Buffer.from('compressible text '.repeat(20_000)), Buffer.alloc(500_000)]);
+  for (const compression of ['zstd', 'bz2'] as const) {
+    const writer = new ObjectWriter(dir, compression, { compression, chunkSize: 1 << 30, operation: 'backup' });
+    await writer.write(0, data);
+    await writer.finish();
+    assert.equal(writer.objects[0]!.compression, compression);
+    const file = join(dir, `${compression}-00001`);
+    const stored = await readFile(file);
+    assert.ok(stored.length < data.length / 20, `${compression}: ${stored.length} bytes`);
+    const back: Buffer[] = [];
+    for await (const piece of codecStage(`${compression}-decompress`, 'test', file)((async function* () { yield stored; })())) back.push(piece);
+    assert.ok(Buffer.concat(back).equals(data), compression);
+    if (compression === 'bz2') {
+      const { stdout } = await execFileAsync('/usr/bin/python3', ['-c',
+        'import bz2, hashlib, sys; print(hashlib.md5(bz2.decompress(open(sys.argv[1], "rb").read())).hexdigest())', file]);
+      assert.equal(stdout.trim(), writer.objects[0]!.md5);
+    }
+  }
+}));
+
+test('codecs: truncated or damaged zstd and bz2 data is an EBADMSG CephError naming the file', async () => {
+  const run = async (kind: 'zstd-decompress' | 'bz2-decompress', bytes: Buffer): Promise<unknown> => {
+    try {
+      for await (const piece of codecStage(kind, 'restore', '/x/object')((async function* () { yield bytes; })())) void piece;
+      return undefined;
+    } catch (error) {
+      return error;
+    }
+  };
+  const packed: Buffer[] = [];
+  for await (const piece of codecStage('zstd-compress', 'backup', 'x')((async function* () { yield randomBytes(100_000); })())) packed.push(piece);
+  const zstd = Buffer.concat(packed);
+  for (const [kind, bytes] of [['zstd-decompress', zstd.subarray(0, zstd.length - 5)], ['bz2-decompress', Buffer.from('not bz2')]] as const) {
+    const error = await run(kind, bytes);
+    assert.ok(error instanceof CephError && error.code === 'EBADMSG' && error.message.includes('/x/object'), `${kind}: ${String(error)}`);
+  }
+  // A flipped byte: the frame's checksum (written by this codec) fails it.
+  const flipped = Buffer.from(zstd);
+  flipped[flipped.length - 100] ^= 0xff;
+  assert.ok(await run('zstd-decompress', flipped) instanceof CephError);
 });

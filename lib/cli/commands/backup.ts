@@ -27,7 +27,7 @@ export const backup: Command = {
   summary: 'back up a volume or image (full the first time, incremental after)',
   usage: `rbd-backup backup -p POOL (--volume ID | --image NAME [--namespace NS]) [--backup-id ID] [--parent ID] [--full]
                   [--metadata PATH] [--name TEXT] [--description TEXT]
-                  [--backup-path DIR [--compression zlib|none]]
+                  [--backup-path DIR [--compression zlib|zstd|bz2|none]]
 
   -p, --pool POOL    the pool holding volume-<ID> or the image
 ${SUBJECT_HELP}
@@ -42,7 +42,7 @@ ${SUBJECT_HELP}
   --backup-path DIR  back up into this directory (an NFS share's mount point, say) in
                      the layout of Cinder's NFS and POSIX backup drivers, instead of
                      the backup pool; incremental by RBD diff (a volume only)
-  --compression ALG  of a backup into files: zlib (default, as Cinder's) or none`,
+  --compression ALG  of a backup into files: zlib (default, as Cinder's), zstd, bz2 or none`,
   options: {
     ...SUBJECT_OPTIONS, 'backup-id': { type: 'string' },
     'parent': { type: 'string' }, 'full': { type: 'boolean' }, 'metadata': { type: 'string' },
