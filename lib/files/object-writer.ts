@@ -4,10 +4,10 @@
  * gap or the end of a backup_file_size chunk of the volume; each object is
  * `<prefix>-<index>` from 1, compressed as a whole (one zlib, zstd or bz2
  * stream, which Cinder's decompress reads; or none where that does not
- * make it smaller, as Cinder stores such objects), with the md5 of its data. Streamed: an
- * object of 2 GB never sits in memory. Each is written under a partial
- * dot name (which Cinder's listing by prefix does not see), synced, and
- * only then given its name.
+ * make it smaller, as Cinder stores such objects), with the md5 of its
+ * data. A long object is streamed (one of 2 GB never sits in memory).
+ * Each is written under a partial dot name (which Cinder's listing by
+ * prefix does not see), synced, and only then given its name.
  */
 import { createHash, type Hash } from 'node:crypto';
 import { unlink } from 'node:fs/promises';
@@ -20,7 +20,7 @@ import { promisify } from 'node:util';
 import { fromSystem } from '../ceph/errors.js';
 import { closeTargetFile, onFile, openTargetFile, type TargetFile } from '../engine/target-file.js';
 import { objectName, type ChunkedObject, type Compression } from './chunked-layout.js';
-import { codecDuplex } from './codec.js';
+import { codecDuplex, codecStage } from './codec.js';
 
 /** The stage an object's data passes on its way to its file. */
 function compressor(compression: Compression, file: string, operation: string): Transform | Duplex {
@@ -31,22 +31,41 @@ function compressor(compression: Compression, file: string, operation: string): 
   }
 }
 
-/** What decides whether an object is compressed. */
-const SAMPLE_BYTES = 256 << 10;
+/**
+ * An object's data is held until this much has come: an object that ends
+ * before gets Cinder's own rule (compressed whole, stored compressed only
+ * if that made it smaller); a longer one is streamed, compressed when
+ * these first bytes shrink.
+ */
+const HELD_BYTES = 4 << 20;
 const deflateAsync = promisify(deflate);
-/** Objects being synced and named at once. */
+/** Objects being compressed, synced and named at once, and the bytes they may hold. */
 const FINISHING_AT_ONCE = 16;
+const FINISHING_BYTES = 32 << 20;
 
-interface OpenObject {
-  name: string;
-  offset: number;
-  length: number;
-  md5: Hash;
-  compression: Compression;
+/** An object being streamed to its file. */
+interface Streaming {
   file: TargetFile;
   /** Where the data goes in: a compressor, or a pass-through to the file. */
   head: Transform | Duplex;
   piping: Promise<void>;
+}
+
+interface OpenObject {
+  entry: ChunkedObject;
+  md5: Hash;
+  /** Its data, until it is streamed. */
+  held: Buffer[];
+  heldBytes: number;
+  streaming: Streaming | undefined;
+}
+
+/** The whole of data compressed, in one go (on the thread pool). */
+async function compressWhole(data: Buffer, compression: Exclude<Compression, 'none'>, operation: string, file: string): Promise<Buffer> {
+  if (compression === 'zlib') return deflateAsync(data);
+  const pieces: Buffer[] = [];
+  for await (const piece of codecStage(`${compression}-compress`, operation, file)((async function* () { yield data; })())) pieces.push(piece);
+  return Buffer.concat(pieces);
 }
 
 export class ObjectWriter {
@@ -56,11 +75,12 @@ export class ObjectWriter {
   readonly #chunkSize: number;
   readonly #operation: string;
   #open: OpenObject | undefined;
-  /** The objects written, in order (named once finish() returned). */
+  /** The objects written, in order (complete, named and with their compression, once finish() returned). */
   readonly objects: ChunkedObject[] = [];
   /** Bytes of their files (compressed or not), once finish() returned. */
   bytesStored = 0;
   readonly #finishing = new Set<Promise<void>>();
+  #finishingBytes = 0;
   #failure: { rethrow: () => never } | undefined;
 
   constructor(dir: string, prefix: string, options: { compression: Compression; chunkSize: number; operation: string }) {
@@ -77,9 +97,9 @@ export class ObjectWriter {
     let rest = data;
     while (rest.length > 0) {
       const open = this.#open;
-      if (open === undefined || open.offset + open.length !== at || at % this.#chunkSize === 0) {
+      if (open === undefined || open.entry.offset + open.entry.length !== at || at % this.#chunkSize === 0) {
         await this.close();
-        await this.#start(at, rest);
+        this.#start(at);
       }
       const room = this.#chunkSize - (at % this.#chunkSize);
       const piece = rest.length <= room ? rest : rest.subarray(0, room);
@@ -89,24 +109,42 @@ export class ObjectWriter {
     }
   }
 
-  /**
-   * Cinder stores an object uncompressed when compressing it does not make
-   * it smaller (random or encrypted data, say). A stream cannot go back:
-   * the object's first bytes decide, compressed on the thread pool, and
-   * such data is then not compressed at all (the slowest thing a backup
-   * of it could do: ~35 MiB/s).
-   */
-  async #compressionFor(first: Buffer): Promise<Compression> {
-    if (this.#compression === 'none') return 'none';
-    // zlib, fast, tells for every algorithm whether there is anything to gain.
-    const sample = first.subarray(0, SAMPLE_BYTES);
-    return (await deflateAsync(sample)).length < sample.length ? this.#compression : 'none';
+  #start(offset: number): void {
+    const name = objectName(this.#prefix, this.objects.length + 1);
+    const entry: ChunkedObject = { name, offset, length: 0, md5: '', compression: 'none' };
+    this.objects.push(entry);
+    this.#open = { entry, md5: createHash('md5'), held: [], heldBytes: 0, streaming: undefined };
   }
 
-  async #start(offset: number, first: Buffer): Promise<void> {
-    const name = objectName(this.#prefix, this.objects.length + 1);
-    const compression = await this.#compressionFor(first);
-    const file = await openTargetFile(join(this.#dir, name), false, this.#operation);
+  async #append(piece: Buffer): Promise<void> {
+    const open = this.#open!;
+    open.md5.update(piece);
+    open.entry.length += piece.length;
+    if (open.streaming === undefined) {
+      open.held.push(piece);
+      open.heldBytes += piece.length;
+      if (open.heldBytes >= HELD_BYTES) await this.#stream(open);
+      return;
+    }
+    await this.#feed(open.streaming, piece);
+  }
+
+  async #feed(streaming: Streaming, piece: Buffer): Promise<void> {
+    if (!streaming.head.write(piece)) await Promise.race([once(streaming.head, 'drain'), streaming.piping]);
+  }
+
+  /**
+   * A long object goes to its file as it comes, compressed when its first
+   * HELD_BYTES shrink under zlib (fast, and what tells for every algorithm
+   * whether there is anything to gain): random or encrypted data is then
+   * not compressed at all, where Cinder pays ~35 MiB/s to find out.
+   */
+  async #stream(open: OpenObject): Promise<void> {
+    const held = Buffer.concat(open.held);
+    const shrinks = this.#compression !== 'none' && (await deflateAsync(held)).length < held.length;
+    const compression = shrinks ? this.#compression : 'none';
+    open.entry.compression = compression;
+    const file = await openTargetFile(join(this.#dir, open.entry.name), false, this.#operation);
     const head = compressor(compression, file.path, this.#operation);
     // Not the handle's own createWriteStream: it holds the handle, whose close then never returns.
     const out = new Writable({
@@ -120,50 +158,80 @@ export class ObjectWriter {
     });
     // Awaited at the object's end; until then, a failure shows through the writes.
     piping.catch(() => undefined);
-    this.#open = { name, offset, length: 0, md5: createHash('md5'), compression, file, head, piping };
-  }
-
-  async #append(piece: Buffer): Promise<void> {
-    const open = this.#open!;
-    open.md5.update(piece);
-    open.length += piece.length;
-    if (!open.head.write(piece)) await Promise.race([once(open.head, 'drain'), open.piping]);
+    open.streaming = { file, head, piping };
+    open.held = [];
+    open.heldBytes = 0;
+    await this.#feed(open.streaming, held);
   }
 
   /**
-   * Ends the open object, if any: its md5 is final and it is listed at
-   * once; its flush, sync and naming go on in the background, a few at a
-   * time (a sync costs a round trip to the disk, and an incremental can
-   * make thousands of small objects). finish() waits for them.
+   * Ends the open object, if any: its md5 is final at once; its
+   * compression (a held object's), flush, sync and naming go on in the
+   * background, a few at a time (a sync costs a round trip to the disk,
+   * and an incremental can make thousands of small objects). finish()
+   * waits for them.
    */
   async close(): Promise<void> {
     const open = this.#open;
     if (open === undefined) return;
     this.#open = undefined;
-    this.objects.push({ name: open.name, offset: open.offset, length: open.length, md5: open.md5.digest('hex'), compression: open.compression });
-    while (this.#finishing.size >= FINISHING_AT_ONCE) await Promise.race(this.#finishing);
+    open.entry.md5 = open.md5.digest('hex');
+    while (this.#finishing.size >= FINISHING_AT_ONCE || (this.#finishing.size > 0 && this.#finishingBytes >= FINISHING_BYTES)) {
+      await Promise.race(this.#finishing);
+    }
     this.#failure?.rethrow();
-    const finishing: Promise<void> = this.#finishObject(open).then(
-      () => { this.#finishing.delete(finishing); },
+    const bytes = open.heldBytes;
+    this.#finishingBytes += bytes;
+    const finishing: Promise<void> = (open.streaming === undefined ? this.#finishHeld(open) : this.#finishStream(open.streaming)).then(
+      () => {
+        this.#finishing.delete(finishing);
+        this.#finishingBytes -= bytes;
+      },
       (error: unknown) => {
         this.#finishing.delete(finishing);
+        this.#finishingBytes -= bytes;
         this.#failure ??= { rethrow: () => { throw error; } };
       });
     this.#finishing.add(finishing);
   }
 
-  async #finishObject(open: OpenObject): Promise<void> {
+  /** A short object: compressed whole, kept compressed only when that made it smaller (Cinder's rule), written, synced, named. */
+  async #finishHeld(open: OpenObject): Promise<void> {
+    const data = open.held.length === 1 ? open.held[0]! : Buffer.concat(open.held);
+    open.held = [];
+    const path = join(this.#dir, open.entry.name);
+    let bytes = data;
+    if (this.#compression !== 'none') {
+      const packed = await compressWhole(data, this.#compression, this.#operation, path);
+      if (packed.length < data.length) {
+        bytes = packed;
+        open.entry.compression = this.#compression;
+      }
+    }
+    const file = await openTargetFile(path, false, this.#operation);
+    let failed = true;
+    try {
+      await onFile(this.#operation, path, 'writing the backup\'s object', () => file.handle.writeFile(bytes));
+      await onFile(this.#operation, path, 'syncing the backup\'s object', () => file.handle.sync());
+      failed = false;
+    } finally {
+      await closeTargetFile(file, failed);
+    }
+    this.bytesStored += bytes.length;
+  }
+
+  async #finishStream(streaming: Streaming): Promise<void> {
     let named = false;
     try {
-      open.head.end();
-      await open.piping;
-      await onFile(this.#operation, open.file.path, 'syncing the backup\'s object', () => open.file.handle.sync());
-      const { size } = await open.file.handle.stat();
+      streaming.head.end();
+      await streaming.piping;
+      await onFile(this.#operation, streaming.file.path, 'syncing the backup\'s object', () => streaming.file.handle.sync());
+      const { size } = await streaming.file.handle.stat();
       this.bytesStored += size;
-      await closeTargetFile(open.file, false);
+      await closeTargetFile(streaming.file, false);
       named = true;
     } finally {
-      if (!named) await this.#drop(open);
+      if (!named) await this.#drop(streaming);
     }
   }
 
@@ -178,17 +246,17 @@ export class ObjectWriter {
     while (this.#finishing.size > 0) await Promise.race(this.#finishing);
   }
 
-  async #drop(open: OpenObject): Promise<void> {
-    open.head.destroy();
-    await open.piping.catch(() => undefined);
-    await closeTargetFile(open.file, true);
+  async #drop(streaming: Streaming): Promise<void> {
+    streaming.head.destroy();
+    await streaming.piping.catch(() => undefined);
+    await closeTargetFile(streaming.file, true);
   }
 
-  /** After a failure: the open object's partial file and every object written go (once those being named are). */
+  /** After a failure: the open object's partial file and every object written go (once those being finished are). */
   async abandon(): Promise<void> {
     const open = this.#open;
     this.#open = undefined;
-    if (open !== undefined) await this.#drop(open);
+    if (open?.streaming !== undefined) await this.#drop(open.streaming);
     await this.#settle();
     for (const object of this.objects) {
       await unlink(join(this.#dir, object.name)).catch(() => undefined);

@@ -57,24 +57,36 @@ test('objects: contiguous data continues one object to the end of its chunk; a g
   assert.deepEqual((await readdir(dir)).sort(), ['p-00001', 'p-00002', 'p-00003', 'p-00004']);
 }));
 
-test('objects: data zlib does not make smaller is stored uncompressed, as Cinder stores it', () => withDir(async (dir) => {
-  const writer = new ObjectWriter(dir, 'p', { compression: 'zlib', chunkSize: 1 << 20, operation: 'backup' });
-  const data = randomBytes(300_000);
-  await writer.write(0, data);
+test('objects: data zlib does not make smaller is stored uncompressed, as Cinder stores it; long objects are streamed', () => withDir(async (dir) => {
+  const writer = new ObjectWriter(dir, 'p', { compression: 'zlib', chunkSize: 64 << 20, operation: 'backup' });
+  const random = randomBytes(300_000);
+  // Long (streamed, decided by their first 4 MiB): random, then random with zeros after.
+  const longRandom = randomBytes(6 << 20);
+  const mixed = Buffer.concat([randomBytes(2 << 20), Buffer.alloc(5 << 20)]);
+  await writer.write(0, random);
   await writer.write(400_000, Buffer.alloc(100_000));
+  await writer.write(1 << 20, longRandom);
+  await writer.write(16 << 20, mixed);
   await writer.finish();
-  assert.deepEqual(writer.objects.map((o) => o.compression), ['none', 'zlib']);
-  assert.ok((await readFile(join(dir, 'p-00001'))).equals(data));
+  assert.deepEqual(writer.objects.map((o) => o.compression), ['none', 'zlib', 'none', 'zlib']);
+  assert.ok((await readFile(join(dir, 'p-00001'))).equals(random));
   assert.ok(inflateSync(await readFile(join(dir, 'p-00002'))).equals(Buffer.alloc(100_000)));
+  assert.ok((await readFile(join(dir, 'p-00003'))).equals(longRandom));
+  assert.ok(inflateSync(await readFile(join(dir, 'p-00004'))).equals(mixed));
+  assert.equal(writer.objects[3]!.md5, createHash('md5').update(mixed).digest('hex'));
+  assert.deepEqual((await readdir(dir)).sort(), ['p-00001', 'p-00002', 'p-00003', 'p-00004']);
 }));
 
 test('objects: uncompressed as stored; abandon removes every object and the partial one', () => withDir(async (dir) => {
   const writer = new ObjectWriter(dir, 'p', { compression: 'none', chunkSize: 4096, operation: 'backup' });
   const data = randomBytes(5000);
   await writer.write(0, data);
-  assert.equal(writer.objects.length, 1, 'the first chunk\'s object is listed once the second starts');
-  assert.ok((await readdir(dir)).some((n) => n.startsWith('.p-00002.partial-')), 'the open object is under a partial name');
+  assert.equal(writer.objects.length, 2, 'objects are listed as they start');
+  const long = new ObjectWriter(dir, 'q', { compression: 'none', chunkSize: 64 << 20, operation: 'backup' });
+  await long.write(0, randomBytes(6 << 20));
+  assert.ok((await readdir(dir)).some((n) => n.startsWith('.q-00001.partial-')), 'a long object is streamed under a partial name');
   await writer.abandon();
+  await long.abandon();
   assert.deepEqual(await readdir(dir), []);
   const again = new ObjectWriter(dir, 'p', { compression: 'none', chunkSize: 4096, operation: 'backup' });
   await again.write(0, data);
