@@ -36,7 +36,7 @@ export interface Config {
  * a BackupEngine backup (and the read ceiling), the instant and in-place
  * restores of that backup.
  */
-export const GROUPS = ['export', 'copy', 'cross', 'transfers', 'verify', 'restores'] as const;
+export const GROUPS = ['export', 'copy', 'cross', 'transfers', 'verify', 'restores', 'files'] as const;
 export type Group = (typeof GROUPS)[number];
 
 /** A pass's latency: '0' is loopback memstore, '4' the OSD delaying client messages (~4 ms per operation). */
@@ -62,7 +62,8 @@ export const USAGE = `usage: node dist/bench/run.js [options]
   --only G,G,...     run only these groups of scenarios: export, copy, cross, transfers (full
                      transfer, incrementals with and without digests, restores by diff and
                      copy), verify (deep verify of a BackupEngine backup, read ceiling),
-                     restores (instant and in-place); default all. Without cross, cluster B
+                     restores (instant and in-place), files (backups into files vs rbd
+                     export-diff into a file); default all. Without cross, cluster B
                      is not started
   --deadline-min N   give up (and clean up) after N minutes for the whole run (default 45)
   --strict           exit 2 when a bar of DESIGN section 7 fails

@@ -20,6 +20,7 @@ import type { Ceiling, Measure, ScenarioRecord } from './results.js';
 import type { ScenarioArgs, ScenarioResult } from './protocol.js';
 import { backUpSource, deleteSourceBackup } from './source-backup.js';
 import { deepVerify } from './verify.js';
+import { filesBackups } from './files-backups.js';
 
 const MiB = 1 << 20;
 
@@ -283,6 +284,7 @@ export async function runPass(bench: Bench): Promise<void> {
   if (bench.b && groups.includes('cross')) await crossCluster(bench);
   if (groups.includes('transfers')) await transfers(bench);
   if (groups.includes('verify') || groups.includes('restores')) await ofSourceBackup(bench);
+  if (groups.includes('files')) await filesBackups(bench);
   if (bench.config.rssCheckMiB !== undefined) await rssCheck(bench, bench.config.rssCheckMiB);
   bench.osdSnapshot('end');
   bench.pass.durationMs = Math.round(performance.now() - started);

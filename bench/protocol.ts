@@ -85,7 +85,19 @@ export interface VerifyOperation {
   backup: BackupRecord;
 }
 
-export type Operation = EngineOperation | RestoreOperation | VerifyOperation;
+/** BackupEngine.backup of a Cinder volume into a backup root (Cinder's chunked file layout). */
+export interface FilesBackupOperation {
+  op: 'files-backup';
+  cluster: ClusterRef;
+  pool: string;
+  volumeId: string;
+  backupId: string;
+  backupPath: string;
+  full: boolean;
+  compression: string;
+}
+
+export type Operation = EngineOperation | RestoreOperation | VerifyOperation | FilesBackupOperation;
 
 /** How the child runs any operation. */
 export interface RunSettings {

@@ -22,7 +22,7 @@ import {
   type Image, type Pool,
 } from '../lib/index.js';
 import type {
-  ClusterRef, DigestsStart, EngineOperation, ImageRef, RunSettings, ScenarioArgs, ScenarioResult, VerifyOperation,
+  ClusterRef, DigestsStart, EngineOperation, FilesBackupOperation, ImageRef, RunSettings, ScenarioArgs, ScenarioResult, VerifyOperation,
 } from './protocol.js';
 import { cpuDelta, histogramSummary, processMemoryMiB, sampleCpu, threadCpuDelta, threadCpuMs } from './sample.js';
 import { restoreRun } from './scenario-restore.js';
@@ -120,6 +120,21 @@ function verifyRun(cluster: Cluster, op: VerifyOperation, args: RunSettings, onP
   };
 }
 
+/** A backup into files: the call, snapshot, diff, hashing, compression and syncs included. */
+function filesBackupRun(cluster: Cluster, op: FilesBackupOperation, args: RunSettings, onProgress: () => void): () => Promise<object> {
+  const engine = new BackupEngine({ source: cluster, ioConcurrency: args.engine.concurrency, memoryBytes: args.engine.memoryBytes });
+  return async () => {
+    const result = await engine.backup({
+      pool: op.pool, volumeId: op.volumeId, backupId: op.backupId, backupPath: op.backupPath, full: op.full, compression: op.compression,
+      onProgress,
+    });
+    return {
+      ...result.stats, mode: result.mode, snapshot: result.snapshot, objects: result.files!.objects.length,
+      bytesStored: result.files!.bytesStored, record: JSON.stringify(result.record),
+    };
+  };
+}
+
 /** A bare engine call's timed part, and the stream bytes an export counted. */
 async function engineRun(handles: Handles, args: EngineOperation & RunSettings, onProgress: () => void):
   Promise<{ run: () => Promise<object>; streamBytes: () => number | undefined }> {
@@ -193,7 +208,9 @@ async function main(): Promise<void> {
       }
       : args.op === 'verify'
         ? { run: verifyRun(await handles.cluster(args.cluster), args, args, onProgress), streamBytes: () => undefined }
-        : await engineRun(handles, args, onProgress);
+        : args.op === 'files-backup'
+          ? { run: filesBackupRun(await handles.cluster(args.cluster), args, args, onProgress), streamBytes: () => undefined }
+          : await engineRun(handles, args, onProgress);
 
     const rssBefore = peakRssMiB();
     const setupMs = performance.now();

@@ -10,8 +10,9 @@ log() { printf '[setup] %s\n' "$*" >&2; }
 
 # ceph-mon/ceph-osd/ceph-common run the throwaway test clusters (and give the
 # rbd CLI that tests and benchmarks compare against); the -dev packages are
-# what the addon compiles and links against.
-packages=(ceph-mon ceph-osd ceph-common librados-dev librbd-dev libxxhash-dev libzstd-dev libbz2-dev uuid-runtime python3 make g++)
+# what the addon compiles and links against; gdb prints the stacks of a test
+# child that crashed (test/support/child.ts).
+packages=(ceph-mon ceph-osd ceph-common librados-dev librbd-dev libxxhash-dev libzstd-dev libbz2-dev uuid-runtime python3 make g++ gdb)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' ||

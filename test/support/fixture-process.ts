@@ -19,6 +19,8 @@ export interface FixtureOptions {
   env?: Record<string, string>;
   /** The child is killed, and `exited` rejects, when it runs longer. */
   timeoutMs: number;
+  /** Run it in this directory with core dumps allowed (core_pattern permitting): a crash leaves its core there. */
+  coreDir?: string;
 }
 
 export interface RunningFixture {
@@ -35,10 +37,13 @@ export function startFixture(script: string, args: string[], options: FixtureOpt
   // Without NODE_TEST_CONTEXT, which node --test sets for its own children:
   // a node:test fixture would report in the runner's internal format instead of TAP.
   const { NODE_TEST_CONTEXT: _, ...inherited } = process.env;
-  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), script, ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...inherited, ...options.env },
-  });
+  const argv = [...(options.nodeArgs ?? []), script, ...args];
+  const child = options.coreDir === undefined
+    ? spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...inherited, ...options.env } })
+    // exec: the shell becomes the child, its pid and its signals node's.
+    : spawn('/bin/bash', ['-c', 'ulimit -c unlimited 2>/dev/null; exec "$0" "$@"', process.execPath, ...argv], {
+      stdio: ['ignore', 'pipe', 'pipe'], env: { ...inherited, ...options.env }, cwd: options.coreDir,
+    });
   let stdout = '';
   let stderr = '';
   let ended = false;
