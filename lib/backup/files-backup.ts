@@ -201,6 +201,11 @@ export async function runFilesBackup(config: ResolvedConfig, request: BackupRequ
     scope.doing = 'choosing the parent';
     let decision = await decide(request, root, volumeId, await volume.listSnapshots());
     const { container, dir } = await prepareContainer(root, backupId);
+    // A killed run of this id left its snapshot: its files are gone with the container's leftovers.
+    for (const killed of fileSnapshots(await volume.listSnapshots()).filter((s) => s.backupId === backupId)) {
+      logBackup('%s: removing the snapshot %s a killed run of backup %s left', volume.spec, killed.info.name, backupId);
+      await volume.removeSnapshot(killed.info.name);
+    }
     const snapshot = fileBackupSnapshotName(backupId);
     scope.onFailure(`remove the new source snapshot ${volume.spec}@${snapshot}`, pool, async () => {
       if (await volume.snapshotExists(snapshot)) await volume.removeSnapshot(snapshot);

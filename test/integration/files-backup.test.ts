@@ -24,11 +24,13 @@ import {
   BackupEngine, BusyError, CancelledError, NotFoundError, NotSupportedError, type BackupResult, type Cluster, type Pool,
 } from '../../lib/index.js';
 import { rbd, testCluster } from '../support/clusters.js';
+import { startFixture } from '../support/fixture-process.js';
 import { run } from '../support/cli-run.js';
 import { POOL, randomRanges, snapshotSha, useBackupTestbed, volumeSha, type VolumeFixtures } from '../support/backup-fixtures.js';
 
 const execFileAsync = promisify(execFile);
 const fixture = (name: string): string => fileURLToPath(new URL(`../../../test/fixtures/${name}`, import.meta.url));
+const ENGINE_CHILD = fileURLToPath(new URL('../fixtures/engine-child.js', import.meta.url));
 const MiB = 1 << 20;
 const SIZE = 24 * MiB;
 /** backup_file_size of these tests: a volume of six chunks. */
@@ -314,4 +316,31 @@ test('backups in files are listed, deleted (with their dependents only when aske
   assert.deepEqual(pruneFull.removed.map((r) => r.backupId), [ids[0], next.record.id]);
   assert.deepEqual((await engine.listBackups(volumeId)).map((l) => l.record.id), [full.record.id]);
   assert.equal(await cinderRestoreSha(t, root, full.record.id), await snapshotSha(volumeId, full.snapshot));
+});
+
+test('a backup into files killed midway leaves nothing that looks like a backup; its retry with the id completes it', { timeout: 180_000 }, async (t) => {
+  const root = await tempDir(t, 'files');
+  const volumeId = await fx.newVolume(t, SIZE);
+  await fx.writeRandom(volumeId, [[0, SIZE]]);
+  const { info } = await testCluster('a');
+  // Reads throttled to 4 MiB/s: the backup takes seconds, and the kill lands in it.
+  const child = startFixture(ENGINE_CHILD, ['backup'], {
+    env: {
+      FIXTURE_CONF: info.conf, FIXTURE_KEYRING: info.keyring, FIXTURE_POOL: POOL, FIXTURE_VOLUME: volumeId, FIXTURE_BACKUP: 'dead0001-killed',
+      FIXTURE_BACKUP_PATH: root, FIXTURE_FULL: '1', FIXTURE_READ_BPS: String(4 << 20),
+    },
+    timeoutMs: 120_000,
+  });
+  await child.line('ENGINE-PROGRESS');
+  child.child.kill('SIGKILL');
+  assert.equal((await child.exited).signal, 'SIGKILL');
+  const container = join(root, 'de', 'ad', 'dead0001-killed');
+  assert.equal((await readdir(container).catch(() => [])).some((n) => n.endsWith('_metadata')), false, 'no metadata: no backup');
+  const engine = new BackupEngine({ source: cluster, backupFileSize: CHUNK });
+  assert.deepEqual(await engine.listBackups(volumeId, { backupPath: root }), []);
+  const retried = await engine.backup({ pool: POOL, volumeId, backupPath: root, backupId: 'dead0001-killed', full: true });
+  const snapshots = await fx.withVolume(volumeId, (image) => image.listSnapshots());
+  assert.deepEqual(snapshots.map((s) => s.name), [retried.snapshot], 'the killed run\'s snapshot is gone');
+  assert.deepEqual((await readdir(container)).filter((n) => n.startsWith('.')), [], 'no partial file left');
+  assert.equal(await cinderRestoreSha(t, root, retried.record.id), await snapshotSha(volumeId, retried.snapshot));
 });
