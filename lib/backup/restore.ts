@@ -6,7 +6,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Writable } from 'node:stream';
-import { CephError, invalidArgument, NotFoundError, NotSupportedError } from '../ceph/errors.js';
+import { CephError, invalidArgument, NotFoundError } from '../ceph/errors.js';
 import type { Image } from '../ceph/image.js';
 import type { SnapshotInfo } from '../ceph/snapshot.js';
 import type { Pool } from '../ceph/pool.js';
@@ -481,7 +481,7 @@ export async function runRestore(config: ResolvedConfig, request: RestoreRequest
   const budget = callBudget(request.timeoutMs, [config.source, config.backupCluster], operation, resource);
   if (isFileLayoutRecord(request.backup)) {
     const root = checkBackupPath(request.backupPath, operation, resource) ?? config.backupPath;
-    checkFilesRestore(request, target, root, operation, resource);
+    checkFilesRestore(request, root, operation, resource);
     return OperationScope.run({ operation, resource, timeoutMs: budget.timeoutMs }, async (scope) => {
       const started = performance.now();
       const done = await restoreFromFiles(scope, config, request, { location, target, root: root!, grows: budget.grows });
@@ -509,9 +509,8 @@ export async function runRestore(config: ResolvedConfig, request: RestoreRequest
   });
 }
 
-/** What a restore of a backup in Cinder's file layout takes: a backup root, and a volume, an image or a file, copied into. */
-function checkFilesRestore(request: RestoreRequest, target: CheckedTarget, root: string | undefined,
-  operation: string, resource: string): void {
+/** What a restore of a backup in Cinder's file layout takes: a backup root, and no instant restore (nothing to clone). */
+function checkFilesRestore(request: RestoreRequest, root: string | undefined, operation: string, resource: string): void {
   const service = String(request.backup.service);
   if (root === undefined) {
     throw invalidArgument(operation, resource,
@@ -520,20 +519,15 @@ function checkFilesRestore(request: RestoreRequest, target: CheckedTarget, root:
   if (request.instant === true) {
     throw invalidArgument(operation, resource, 'an instant restore clones an RBD snapshot, and a backup in files has none: restore without instant');
   }
-  if (target.kind === 'raw' && typeof target.to !== 'string') {
-    throw new NotSupportedError({
-      code: 'EOPNOTSUPP', operation, resource,
-      detail: 'this version restores backups in Cinder\'s file layout into RBD volumes and images and into files, not into streams',
-    });
-  }
 }
 
 /**
  * A backup of Cinder's NFS or POSIX driver into a volume or image (made,
  * or with force overwritten, under the target's restore lock as any
- * restore's, grown to the backup's size when smaller) or a raw file of its
- * size, written by restoreChunked; the full backup's zeros are skipped on
- * a new volume or file.
+ * restore's, grown to the backup's size when smaller), a raw file of its
+ * size, or a stream of its bytes in order (the layers merged), written by
+ * restoreChunked; the full backup's zeros are skipped on a new volume or
+ * file.
  */
 async function restoreFromFiles(scope: OperationScope, config: ResolvedConfig, request: RestoreRequest, checked: {
   location: RecordLocation; target: CheckedTarget; root: string; grows: boolean;
@@ -561,15 +555,16 @@ async function restoreFromFiles(scope: OperationScope, config: ResolvedConfig, r
   const outcome = { path: 'files' as const, source, size, commonSnapshot: undefined, failedCondition: undefined,
     flattening: undefined, verifiedBlocks: undefined, resumedFrom: undefined };
   if (target.kind === 'raw') {
-    const file = target.to as string;
+    const to = target.to;
+    const name = typeof to === 'string' ? to : 'a stream';
     if (request.dryRun === true) {
-      await checkExportPath(file);
-      return { ...outcome, target: file, bytesRead: 0n };
+      if (typeof to === 'string') await checkExportPath(to);
+      return { ...outcome, target: name, bytesRead: 0n };
     }
     scope.doing = 'restoring the backup\'s files';
-    const stats = await restoreChunked({ ...files, target: { file, size }, ...engine });
+    const stats = await restoreChunked({ ...files, target: typeof to === 'string' ? { file: to, size } : { stream: to, size }, ...engine });
     scope.commit();
-    return { ...outcome, target: file, bytesRead: stats.bytesRead };
+    return { ...outcome, target: name, bytesRead: stats.bytesRead };
   }
   const targetPool = await scope.adopt(config.source.pool(target.pool, target.namespace));
   const targetSpec = `${targetPool.spec}/${sourceImageName(target.subject)}`;

@@ -13,11 +13,12 @@ import { invalidArgument } from '../ceph/errors.js';
 import { checkName } from '../ceph/validate.js';
 import type { Image } from '../ceph/image.js';
 import {
-  checkEngineOptions, DEFAULT_STREAM_MEMORY_BYTES, ioSizeFor, MAX_IO_SIZE, type EngineLimits, type EngineOptions,
+  checkEngineOptions, DEFAULT_STREAM_MEMORY_BYTES, ioSizeFor, type EngineLimits, type EngineOptions,
 } from './options.js';
 import { BlockHasher } from './block-hasher.js';
 import type { DigestTable } from './digest-table.js';
 import { readInOrder } from './ordered-reader.js';
+import { writeAll, writeZeroes } from './stream-writes.js';
 import { closeTargetFile, onFile, openTargetFile, type TargetFile } from './target-file.js';
 
 export interface ExportRawOptions extends EngineOptions {
@@ -47,21 +48,6 @@ export interface ExportRawStats {
   /** With digestBlock: the digests of the bytes exported. */
   digests?: DigestTable;
 }
-
-const ZEROES = Buffer.alloc(Number(MAX_IO_SIZE));
-
-async function writeAll(stream: Writable, data: Buffer): Promise<void> {
-  if (!stream.write(data)) await once(stream, 'drain');
-}
-
-async function writeZeroes(stream: Writable, length: bigint): Promise<void> {
-  for (let left = length; left > 0n;) {
-    const piece = left < BigInt(ZEROES.length) ? Number(left) : ZEROES.length;
-    await writeAll(stream, ZEROES.subarray(0, piece));
-    left -= BigInt(piece);
-  }
-}
-
 
 export async function exportRaw(image: Image, options: ExportRawOptions): Promise<ExportRawStats> {
   const { snapshot, to } = options;

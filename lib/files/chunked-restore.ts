@@ -30,6 +30,7 @@ import { defaultContainer, type ChunkedObject } from './chunked-layout.js';
 import { readStoredBackup, type StoredBackup } from './chunked-store.js';
 import { ChunkedBackupError } from './errors.js';
 import { codecStage } from './codec.js';
+import { layChain, streamChain } from './chunked-stream.js';
 
 export interface ChunkedRestoreOptions extends EngineOptions {
   /** The backup root: the NFS share's mount point, or Cinder's backup_posix_path. */
@@ -46,9 +47,18 @@ export interface ChunkedRestoreOptions extends EngineOptions {
    * (sparsely) and given its name once complete and synced; an existing
    * file is refused unless overwrite.
    */
-  target: Image | ChunkedFileTarget;
+  target: Image | ChunkedFileTarget | ChunkedStreamTarget;
   /** An image target reads as zeros (a volume just created): the full backup's zero pieces are not written. A file always is new. */
   targetIsZero?: boolean;
+}
+
+/**
+ * A pipe: the volume's `size` bytes in offset order, the chain's layers
+ * merged (chunked-stream.ts), zeros written out; ended at the end.
+ */
+export interface ChunkedStreamTarget {
+  stream: Writable;
+  size: bigint;
 }
 
 export interface ChunkedFileTarget {
@@ -199,16 +209,16 @@ export async function checkChunkedBackup(location: ChunkedLocation): Promise<{ b
 export async function restoreChunked(options: ChunkedRestoreOptions): Promise<ChunkedRestoreStats> {
   const started = performance.now();
   const { target, signal, onProgress } = options;
-  const resource = `${String(options.root)} backup ${String(options.backupId)} -> ${'file' in target ? String(target.file) : target.spec}`;
+  const targetName = 'file' in target ? String(target.file) : 'stream' in target ? 'a stream' : target.spec;
+  const resource = `${String(options.root)} backup ${String(options.backupId)} -> ${targetName}`;
   checkLocation(options, resource);
   const limits = checkEngineOptions(options, 'restore', resource, 16 << 20);
   if (signal?.aborted) throw cancelledError('restore', resource, signal);
   const chain = await readChain(options);
-  const targetSize = 'file' in target ? target.size : (await target.stat()).size;
+  const targetSize = 'file' in target || 'stream' in target ? target.size : (await target.stat()).size;
   const sizes = await checkObjects(chain, targetSize);
-  // Opened (a file made) only once the backup checks out.
-  const sink = await openSink(target, options.targetIsZero === true);
-  const total = chain.reduce((sum, b) => sum + b.metadata.objects.reduce((s, o) => s + BigInt(o.length), 0n), 0n);
+  const total = 'stream' in target ? target.size
+    : chain.reduce((sum, b) => sum + b.metadata.objects.reduce((s, o) => s + BigInt(o.length), 0n), 0n);
   const stats: ChunkedRestoreStats = {
     backups: chain.map((b) => b.metadata.backupId), objects: 0, bytesRead: 0n, bytesWritten: 0n, bytesSkipped: 0n, elapsedMs: 0,
   };
@@ -222,6 +232,18 @@ export async function restoreChunked(options: ChunkedRestoreOptions): Promise<Ch
       onProgress({ done, total, bytesRead: stats.bytesRead });
     }
   };
+  if ('stream' in target) {
+    // Every object a byte is taken from is read whole (its md5 is of all of it).
+    const read = new Set(layChain(chain).map((segment) => segment.file));
+    stats.objects = read.size;
+    stats.bytesRead = [...read].reduce((sum, file) => sum + sizes.get(file)!, 0n);
+    await streamChain(chain, Number(target.size), target.stream, { signal, resource, onBytes: (bytes) => passed(bytes, true) });
+    onProgress?.({ done: total, total, bytesRead: stats.bytesRead });
+    stats.elapsedMs = performance.now() - started;
+    return stats;
+  }
+  // Opened (a file made) only once the backup checks out.
+  const sink = await openSink(target, options.targetIsZero === true);
   const window = new Window(limits.concurrency, limits.memoryBytes);
   let failed = true;
   try {

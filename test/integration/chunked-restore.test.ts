@@ -13,13 +13,13 @@ import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { PassThrough } from 'node:stream';
+import { Writable } from 'node:stream';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import {
-  BackupEngine, ChunkedBackupError, importRecord, InvalidArgumentError, NotFoundError, NotSupportedError, restoreChunked, VerificationError,
+  BackupEngine, ChunkedBackupError, importRecord, InvalidArgumentError, NotFoundError, restoreChunked, VerificationError,
   type Image, type Pool,
 } from '../../lib/index.js';
 import { rbd, testCluster } from '../support/clusters.js';
@@ -201,7 +201,14 @@ test('a record of Cinder\'s NFS driver restores through BackupEngine.restore and
   const first = fx.targetId(t);
   await assert.rejects(engine.restore({ backup: record, target: into(first) }), (e: unknown) =>
     e instanceof InvalidArgumentError && /backup root \(backupPath, the CLI's --backup-path\)/.test(e.message));
-  await assert.rejects(engine.restore({ backup: record, target: { stream: new PassThrough() }, backupPath: root }), NotSupportedError);
+  // Into a stream: the volume's bytes in order.
+  const hash = createHash('sha256');
+  const piped = await engine.restore({
+    backup: record, backupPath: root,
+    target: { stream: new Writable({ write(chunk: Buffer, _encoding, done) { hash.update(chunk); done(); } }) },
+  });
+  assert.equal(piped.path, 'files');
+  assert.equal(hash.digest('hex'), expected);
   // A raw file: complete under its name, or nothing.
   const raw = join(root, 'restored.raw');
   const toFile = await engine.restore({ backup: record, target: { file: raw }, backupPath: root });

@@ -15,6 +15,7 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
+import { Writable } from 'node:stream';
 import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -166,12 +167,16 @@ test('a full backup and incrementals into files restore byte for byte, store wha
         (await readJson(join(cinder.dir, `${cinder.prefix}_sha256file`))).sha256s, `step ${step}: the sha256s`);
     }
 
-    // Every backup restores to its snapshot's bytes: by the engine into a new volume, and as Cinder restores.
+    // Every backup restores to its snapshot's bytes: by the engine into a new volume and into a stream (the
+    // layers merged in order), and as Cinder restores.
     for (const [step, result] of results.entries()) {
       const target = fx.targetId(t);
       const restored = await engine.restore({ backup: result.record, target: { volume: { pool: POOL, id: target } } });
       assert.equal(restored.path, 'files');
       assert.equal(await volumeSha(target), shas[step], `step ${step} restored by the engine`);
+      const hash = createHash('sha256');
+      await engine.restore({ backup: result.record, target: { stream: new Writable({ write(chunk: Buffer, _e, done) { hash.update(chunk); done(); } }) } });
+      assert.equal(hash.digest('hex'), shas[step], `step ${step} restored into a stream`);
       assert.equal(await cinderRestoreSha(t, root, result.record.id), shas[step], `step ${step} restored as Cinder does`);
     }
 

@@ -1,0 +1,194 @@
+/**
+ * A chain of backups in Cinder's chunked layout as one stream of the
+ * volume's bytes in offset order (a restore into a pipe, which cannot seek
+ * as a volume or a file can). Each byte comes from the newest layer that
+ * holds it (an incremental's objects over the full backup's), zeros where
+ * none does. The objects a byte is taken from are read front to back,
+ * several at once where layers interleave, each decompressed as it is read
+ * and checked whole against its md5 at its end; memory stays bounded by
+ * the objects open at once, a piece of each.
+ */
+import { createHash, type Hash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { join } from 'node:path';
+import { PassThrough, type Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { once } from 'node:events';
+import { createInflate } from 'node:zlib';
+import { cancelledError } from '../ceph/cancel.js';
+import { fromSystem } from '../ceph/errors.js';
+import { VerificationError } from '../backup/errors.js';
+import { writeAll, writeZeroes } from '../engine/stream-writes.js';
+import type { ChunkedObject } from './chunked-layout.js';
+import type { StoredBackup } from './chunked-store.js';
+import { codecStage } from './codec.js';
+import { ChunkedBackupError } from './errors.js';
+
+/** Bytes [start, end) of the volume, taken from an object (whose data starts at object.offset). */
+interface Segment {
+  start: number;
+  end: number;
+  object: ChunkedObject;
+  file: string;
+}
+
+const PIECE = 1 << 20;
+
+/** The segments of the merged chain, in offset order, without overlaps: newer layers laid over older ones. */
+export function layChain(chain: readonly StoredBackup[]): Segment[] {
+  const segments: Segment[] = [];
+  for (const { dir, metadata } of chain) {
+    for (const object of metadata.objects) {
+      if (object.length === 0) continue;
+      const laid: Segment = { start: object.offset, end: object.offset + object.length, object, file: join(dir, object.name) };
+      // The first segment that ends after this one starts, and the first that starts at or after its end.
+      let first = 0;
+      for (let hi = segments.length; first < hi;) {
+        const mid = (first + hi) >> 1;
+        if (segments[mid]!.end <= laid.start) first = mid + 1;
+        else hi = mid;
+      }
+      let after = first;
+      while (after < segments.length && segments[after]!.start < laid.end) after++;
+      const pieces: Segment[] = [];
+      const head = segments[first];
+      if (first < after && head!.start < laid.start) pieces.push({ ...head!, end: laid.start });
+      pieces.push(laid);
+      const tail = segments[after - 1];
+      if (first < after && tail!.end > laid.end) pieces.push({ ...tail!, start: laid.end });
+      segments.splice(first, after - first, ...pieces);
+    }
+  }
+  return segments;
+}
+
+/** An object read front to back, decompressed, hashed whole. */
+class ObjectReader {
+  readonly #object: ChunkedObject;
+  readonly #file: string;
+  readonly #md5: Hash = createHash('md5');
+  readonly #pieces: AsyncIterator<Buffer>;
+  readonly #piping: Promise<void>;
+  /** Data read from it so far; #held is what of it has not been used. */
+  #position = 0;
+  #held: Buffer = Buffer.alloc(0);
+
+  constructor(object: ChunkedObject, file: string) {
+    this.#object = object;
+    this.#file = file;
+    const out = new PassThrough({ highWaterMark: PIECE });
+    const source = createReadStream(file, { highWaterMark: PIECE });
+    const stages = object.compression === 'zlib' ? [createInflate({ chunkSize: PIECE })]
+      : object.compression === 'none' ? [] : [codecStage(`${object.compression}-decompress`, 'restore', file)];
+    this.#piping = (pipeline as (...streams: unknown[]) => Promise<void>)(source, ...stages, out);
+    this.#piping.catch((error: unknown) => out.destroy(error as Error));
+    this.#pieces = out[Symbol.asyncIterator]();
+  }
+
+  async #next(): Promise<boolean> {
+    let step: IteratorResult<Buffer>;
+    try {
+      step = await this.#pieces.next();
+    } catch (error) {
+      const code = (error as { code?: unknown } | undefined)?.code;
+      if (typeof code === 'string' && (code.startsWith('Z_') || code === 'EBADMSG')) {
+        throw new ChunkedBackupError({
+          operation: 'restore', resource: this.#file,
+          detail: `its ${this.#object.compression} data does not decompress (${(error as Error).message}): the file is damaged or truncated`,
+        });
+      }
+      throw fromSystem(error, 'restore', this.#file, 'reading the backup\'s object');
+    }
+    if (step.done) return false;
+    this.#md5.update(step.value);
+    this.#position += step.value.length;
+    this.#held = step.value;
+    if (this.#position > this.#object.length) throw this.#mismatch();
+    return true;
+  }
+
+  /** Its data from offset `from` (within the object, at or after what was taken before) for `length` bytes, in pieces. */
+  async* take(from: number, length: number): AsyncGenerator<Buffer> {
+    // Up to `from`: skipped (a newer layer holds those bytes), hashed all the same.
+    for (;;) {
+      const heldStart = this.#position - this.#held.length;
+      if (from < heldStart) throw new Error(`object ${this.#object.name} read backwards, at ${from} after ${heldStart}`);
+      if (from < this.#position) {
+        this.#held = this.#held.subarray(from - heldStart);
+        break;
+      }
+      this.#held = Buffer.alloc(0);
+      if (from === this.#position) break;
+      if (!(await this.#next())) throw this.#mismatch();
+    }
+    for (let left = length; left > 0;) {
+      if (this.#held.length === 0 && !(await this.#next())) throw this.#mismatch();
+      const piece = this.#held.subarray(0, left);
+      this.#held = this.#held.subarray(piece.length);
+      left -= piece.length;
+      yield piece;
+    }
+  }
+
+  /** Reads the rest, and checks the length and md5 of the whole. */
+  async finish(): Promise<void> {
+    while (await this.#next());
+    await this.#piping.catch(() => undefined);
+    if (this.#position !== this.#object.length || this.#md5.digest('hex') !== this.#object.md5) throw this.#mismatch();
+  }
+
+  #mismatch(): VerificationError {
+    return new VerificationError({
+      operation: 'restore', resource: this.#file,
+      detail: this.#position !== this.#object.length
+        ? `it holds ${this.#position} bytes or more, its metadata says ${this.#object.length}: the file is damaged or truncated`
+        : `its data's md5 is not the ${this.#object.md5} its metadata lists: the file is damaged`,
+    }, [{ offset: BigInt(this.#object.offset), length: BigInt(this.#object.length) }]);
+  }
+}
+
+/**
+ * Writes the merged chain's `size` bytes into stream, in order, and ends
+ * it. onBytes hears of every piece written (data or zeros).
+ */
+export async function streamChain(chain: readonly StoredBackup[], size: number, stream: Writable,
+  job: { signal: AbortSignal | undefined; resource: string; onBytes: (bytes: number, data: boolean) => void }): Promise<void> {
+  const segments = layChain(chain).filter((s) => s.start < size);
+  const uses = new Map<string, number>();
+  for (const segment of segments) uses.set(segment.file, (uses.get(segment.file) ?? 0) + 1);
+  const readers = new Map<string, ObjectReader>();
+  let position = 0;
+  const failed = new Promise<never>((_, reject) => { stream.once('error', reject); });
+  failed.catch(() => undefined);
+  const write = (piece: Buffer): Promise<void> => Promise.race([writeAll(stream, piece), failed]);
+  for (const segment of segments) {
+    if (job.signal?.aborted) throw cancelledError('restore', job.resource, job.signal);
+    if (segment.start > position) {
+      await Promise.race([writeZeroes(stream, BigInt(segment.start - position)), failed]);
+      job.onBytes(segment.start - position, false);
+    }
+    let reader = readers.get(segment.file);
+    if (reader === undefined) {
+      reader = new ObjectReader(segment.object, segment.file);
+      readers.set(segment.file, reader);
+    }
+    const end = Math.min(segment.end, size);
+    for await (const piece of reader.take(segment.start - segment.object.offset, end - segment.start)) {
+      await write(piece);
+      job.onBytes(piece.length, true);
+    }
+    position = end;
+    const left = uses.get(segment.file)! - 1;
+    uses.set(segment.file, left);
+    if (left === 0) {
+      await reader.finish();
+      readers.delete(segment.file);
+    }
+  }
+  if (size > position) {
+    await Promise.race([writeZeroes(stream, BigInt(size - position)), failed]);
+    job.onBytes(size - position, false);
+  }
+  stream.end();
+  await Promise.race([once(stream, 'finish'), failed]);
+}
