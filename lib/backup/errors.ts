@@ -1,6 +1,5 @@
 /** Errors of the backup semantics that no single Ceph call reports. */
 import { CephError, type CephErrorDetails } from '../ceph/errors.js';
-import type { Mismatch } from '../engine/digest-table.js';
 
 /**
  * The backup pool contradicts a record or itself (a backup's snapshot on
@@ -24,12 +23,5 @@ export class DigestsError extends CephError {
   }
 }
 
-/** Restored bytes differ from the backup's digests: the backup's data (or its digests) are damaged. */
-export class VerificationError extends CephError {
-  readonly mismatches: Mismatch[];
-
-  constructor(details: Omit<CephErrorDetails, 'code' | 'errno'>, mismatches: Mismatch[]) {
-    super({ ...details, code: 'EIO', errno: 5 });
-    this.mismatches = mismatches;
-  }
-}
+/** Restored or re-read bytes differ from what the backup recorded of them (defined below the backup layer, where files are checked too). */
+export { VerificationError } from '../engine/verification-error.js';

@@ -19,22 +19,13 @@
  * a chain.
  */
 import { invalidArgument } from '../ceph/errors.js';
-import { checkName } from '../ceph/validate.js';
+import { checkId, checkName, CINDER_ID as ID } from '../ceph/validate.js';
 
-/** Volume and backup ids: what Cinder uses (UUIDs) and the snapshot pattern can carry. */
-const ID = /^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$/;
+export { checkId };
 
 /** `backup.<backup_id>.snap.<unix time with fraction>` */
 export const BACKUP_SNAPSHOT = /^backup\.([a-z0-9-]+?)\.snap\.(.+)$/;
 
-export function checkId(kind: 'volume' | 'backup', id: unknown, operation: string): string {
-  // A backup id 'base' would name its chain image like the pre-Train one.
-  if (typeof id !== 'string' || !ID.test(id) || (kind === 'backup' && id === 'base')) {
-    throw invalidArgument(operation, `${kind} ${String(id)}`,
-      `${kind} id must be 1-64 characters of a-z, 0-9 and '-' (not starting or ending with '-'${kind === 'backup' ? ", not 'base'" : ''}), got ${JSON.stringify(id)}`);
-  }
-  return id;
-}
 
 /** The longest name RBD and RADOS take here (lib/ceph/validate.ts checks every name against it). */
 const MAX_NAME_BYTES = 255;

@@ -74,3 +74,16 @@ export function toIntInRange(what: string, value: unknown, min: number, max: num
   }
   return value;
 }
+
+/** Volume and backup ids: what Cinder uses (UUIDs) and the snapshot pattern can carry. */
+export const CINDER_ID = /^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$/;
+
+/** A Cinder volume or backup id, checked before it names anything (an image, a snapshot, a directory). */
+export function checkId(kind: 'volume' | 'backup', id: unknown, operation: string): string {
+  // A backup id 'base' would name its chain image like the pre-Train one.
+  if (typeof id !== 'string' || !CINDER_ID.test(id) || (kind === 'backup' && id === 'base')) {
+    throw invalidArgument(operation, `${kind} ${String(id)}`,
+      `${kind} id must be 1-64 characters of a-z, 0-9 and '-' (not starting or ending with '-'${kind === 'backup' ? ", not 'base'" : ''}), got ${JSON.stringify(id)}`);
+  }
+  return id;
+}

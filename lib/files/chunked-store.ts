@@ -9,7 +9,7 @@ import { open, readdir, readFile, rmdir, unlink } from 'node:fs/promises';
 import { dirname, join, resolve, sep } from 'node:path';
 import { fromSystem, NotFoundError } from '../ceph/errors.js';
 import { onFile } from '../engine/target-file.js';
-import { checkId } from '../backup/naming.js';
+import { checkId } from '../ceph/validate.js';
 import {
   checkPrefix, containerPath, defaultContainer, metadataName, parseChunkedMetadata, prefixOfMetadataName, sha256Name,
   type ChunkedMetadata,

@@ -17,7 +17,7 @@ import { once } from 'node:events';
 import { createInflate } from 'node:zlib';
 import { cancelledError } from '../ceph/cancel.js';
 import { fromSystem } from '../ceph/errors.js';
-import { VerificationError } from '../backup/errors.js';
+import { VerificationError } from '../engine/verification-error.js';
 import { writeAll, writeZeroes } from '../engine/stream-writes.js';
 import type { ChunkedObject } from './chunked-layout.js';
 import type { StoredBackup } from './chunked-store.js';
