@@ -12,6 +12,7 @@
         "native/diff.cc",
         "native/diff_prefetch.cc",
         "native/env_state.cc",
+        "native/file_sync.cc",
         "native/errors.cc",
         "native/handle.cc",
         "native/handles.cc",

@@ -6,6 +6,7 @@
 #include "codec.h"
 #include "digest.h"
 #include "env_state.h"
+#include "file_sync.h"
 #include "image.h"
 #include "pool.h"
 #include "transfer.h"
@@ -38,6 +39,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("connect", Napi::Function::New(env, ClusterWrap::Connect, "connect"));
   exports.Set("CancelToken", cancel);
   exports.Set("Codec", CodecWrap::Define(env));
+  exports.Set("syncFileSystem", Napi::Function::New(env, SyncFileSystem, "syncFileSystem"));
   exports.Set("transfer", Napi::Function::New(env, StartTransfer, "transfer"));
   exports.Set("zeroRuns", Napi::Function::New(env, ZeroRuns, "zeroRuns"));
   exports.Set("digest128", Napi::Function::New(env, Digest128, "digest128"));

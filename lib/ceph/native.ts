@@ -281,6 +281,8 @@ interface Addon {
   transfer(source: NativeImage, target: NativeImage | null, plan: NativeTransferPlan,
     cancel: NativeCancelToken, onProgress: NativeTransferProgress): Promise<NativeTransferStats>;
   CancelToken: new () => NativeCancelToken;
+  /** syncfs(2) of the file system holding path, on the thread pool. */
+  syncFileSystem(path: string): Promise<void>;
   /** A streaming zstd or bz2 (de)compressor (lib/files/codec.ts). */
   Codec: new (kind: NativeCodecKind) => NativeCodec;
   /**

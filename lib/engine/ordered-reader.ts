@@ -69,8 +69,13 @@ export async function* readInOrder(image: Image, options: OrderedReadOptions): A
           continue;
         }
         for (let offset = start; offset < extentEnd;) {
-          // Pieces end on ioSize boundaries so that they line up with objects.
-          const boundary = (offset / ioSize + 1n) * ioSize;
+          // Pieces end on ioSize boundaries so that they line up with objects;
+          // with align, on a block boundary too (no block is cut in two).
+          let boundary = (offset / ioSize + 1n) * ioSize;
+          if (align !== undefined && boundary % align !== 0n) {
+            boundary -= boundary % align;
+            if (boundary <= offset) boundary = offset + align;
+          }
           const end = boundary < extentEnd ? boundary : extentEnd;
           while (queue.length >= limits.concurrency ||
             (queue.length > 0 && queuedBytes + (end - offset) > BigInt(limits.memoryBytes))) {

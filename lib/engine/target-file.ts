@@ -56,12 +56,19 @@ export async function checkExportPath(path: string, overwrite = false, operation
   if (!dir.isDirectory()) throw refusal(operation, path, 'ENOTDIR', `cannot create the file: ${directory} is not a directory`);
 }
 
+/**
+ * Where a file is written until it is complete: a dot file with a random
+ * suffix beside it, never taken for the file itself, and two writers of
+ * one path do not write into each other's.
+ */
+export function partialName(path: string): string {
+  return join(dirname(path), `.${basename(path)}.partial-${randomBytes(4).toString('hex')}`);
+}
+
 /** The file's partial twin, open for writing; closeTargetFile gives it the file's name, or removes it. */
 export async function openTargetFile(path: string, overwrite: boolean, operation: string): Promise<TargetFile> {
   await checkExportPath(path, overwrite, operation);
-  // A dot file with a random suffix: never taken for the export itself,
-  // and two exports to one path do not write into each other's.
-  const partial = join(dirname(path), `.${basename(path)}.partial-${randomBytes(4).toString('hex')}`);
+  const partial = partialName(path);
   const handle = await onFile(operation, path, 'cannot create the file', () => open(partial, 'wx'));
   return { operation, path, partial, handle, overwrite };
 }

@@ -7,7 +7,8 @@
  */
 import { open, readdir, readFile, rmdir, unlink } from 'node:fs/promises';
 import { dirname, join, resolve, sep } from 'node:path';
-import { fromSystem, NotFoundError } from '../ceph/errors.js';
+import { fromSystem, nativeCall, NotFoundError } from '../ceph/errors.js';
+import { addon } from '../ceph/native.js';
 import { onFile } from '../engine/target-file.js';
 import { checkId } from '../ceph/validate.js';
 import {
@@ -97,6 +98,14 @@ export async function listStoredBackups(root: string, operation: string, volumeI
     }
   }
   return inventory;
+}
+
+/**
+ * syncfs(2) of the file system holding path: every file written there
+ * durable in one call, where a sync per file costs a disk round trip each.
+ */
+export async function syncFileSystem(path: string, operation: string): Promise<void> {
+  await nativeCall(operation, path, () => addon.syncFileSystem(path));
 }
 
 /** Syncs a directory, so that the names made or removed in it last. */

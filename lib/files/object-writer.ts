@@ -7,10 +7,11 @@
  * make it smaller, as Cinder stores such objects), with the md5 of its
  * data. A long object is streamed (one of 2 GB never sits in memory).
  * Each is written under a partial dot name (which Cinder's listing by
- * prefix does not see), synced, and only then given its name.
+ * prefix does not see) and given its name once complete; the caller makes
+ * them durable (one syncfs) before anything names them.
  */
 import { createHash, type Hash } from 'node:crypto';
-import { unlink } from 'node:fs/promises';
+import { open as openFile, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PassThrough, Writable, type Duplex, type Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -18,7 +19,7 @@ import { once } from 'node:events';
 import { createDeflate, deflate } from 'node:zlib';
 import { promisify } from 'node:util';
 import { fromSystem } from '../ceph/errors.js';
-import { closeTargetFile, onFile, openTargetFile, type TargetFile } from '../engine/target-file.js';
+import { closeTargetFile, onFile, openTargetFile, partialName, type TargetFile } from '../engine/target-file.js';
 import { objectName, type ChunkedObject, type Compression } from './chunked-layout.js';
 import { codecDuplex, codecStage } from './codec.js';
 
@@ -166,10 +167,9 @@ export class ObjectWriter {
 
   /**
    * Ends the open object, if any: its md5 is final at once; its
-   * compression (a held object's), flush, sync and naming go on in the
-   * background, a few at a time (a sync costs a round trip to the disk,
-   * and an incremental can make thousands of small objects). finish()
-   * waits for them.
+   * compression (a held object's), writing and naming go on in the
+   * background, a few at a time (an incremental can make thousands of
+   * small objects). finish() waits for them.
    */
   async close(): Promise<void> {
     const open = this.#open;
@@ -195,7 +195,7 @@ export class ObjectWriter {
     this.#finishing.add(finishing);
   }
 
-  /** A short object: compressed whole, kept compressed only when that made it smaller (Cinder's rule), written, synced, named. */
+  /** A short object: compressed whole, kept compressed only when that made it smaller (Cinder's rule), written, named. */
   async #finishHeld(open: OpenObject): Promise<void> {
     const data = open.held.length === 1 ? open.held[0]! : Buffer.concat(open.held);
     open.held = [];
@@ -208,14 +208,20 @@ export class ObjectWriter {
         open.entry.compression = this.#compression;
       }
     }
-    const file = await openTargetFile(path, false, this.#operation);
-    let failed = true;
+    // Named at once (the container is this backup's, under its lock); made durable with all the others by one
+    // syncfs before the metadata names them (chunked-backup.ts).
+    const partial = partialName(path);
+    const handle = await onFile(this.#operation, path, 'creating the backup\'s object', () => openFile(partial, 'wx'));
     try {
-      await onFile(this.#operation, path, 'writing the backup\'s object', () => file.handle.writeFile(bytes));
-      await onFile(this.#operation, path, 'syncing the backup\'s object', () => file.handle.sync());
-      failed = false;
+      await onFile(this.#operation, path, 'writing the backup\'s object', () => handle.writeFile(bytes));
     } finally {
-      await closeTargetFile(file, failed);
+      await handle.close().catch(() => undefined);
+    }
+    try {
+      await onFile(this.#operation, path, 'naming the backup\'s object', () => rename(partial, path));
+    } catch (error) {
+      await unlink(partial).catch(() => undefined);
+      throw error;
     }
     this.bytesStored += bytes.length;
   }
@@ -225,7 +231,6 @@ export class ObjectWriter {
     try {
       streaming.head.end();
       await streaming.piping;
-      await onFile(this.#operation, streaming.file.path, 'syncing the backup\'s object', () => streaming.file.handle.sync());
       const { size } = await streaming.file.handle.stat();
       this.bytesStored += size;
       await closeTargetFile(streaming.file, false);
@@ -235,7 +240,7 @@ export class ObjectWriter {
     }
   }
 
-  /** After the last write: every object closed, synced and named (or the first failure thrown). */
+  /** After the last write: every object closed, written and named (or the first failure thrown). */
   async finish(): Promise<void> {
     await this.close();
     await this.#settle();

@@ -87,11 +87,11 @@ async function cinderRestoreSha(t: TestContext, root: string, backupId: string):
 
 /** What Cinder's algorithm stores for the snapshot (into cinderRoot, chained by the same ids). */
 async function cinderBackupOf(t: TestContext, cinderRoot: string, volumeId: string, snapshot: string, backupId: string,
-  parentId: string | null): Promise<{ dir: string; prefix: string }> {
+  parentId: string | null, sizes = { chunk: CHUNK, block: BLOCK }): Promise<{ dir: string; prefix: string }> {
   const raw = join(await tempDir(t, 'export'), 'snap.raw');
   await rbd('a', ['export', '--no-progress', `${POOL}/volume-${volumeId}@${snapshot}`, raw]);
   const { stdout } = await execFileAsync('/usr/bin/python3', [fixture('cinder-chunked.py'), cinderRoot, backupId, volumeId,
-    parentId ?? '-', raw, 'zlib', String(CHUNK), String(BLOCK)]);
+    parentId ?? '-', raw, 'zlib', String(sizes.chunk), String(sizes.block)]);
   const made = JSON.parse(stdout) as { container: string; prefix: string };
   return { dir: join(cinderRoot, made.container), prefix: made.prefix };
 }
@@ -349,3 +349,25 @@ test('a backup into files killed midway leaves nothing that looks like a backup;
   assert.deepEqual((await readdir(container)).filter((n) => n.startsWith('.')), [], 'no partial file left');
   assert.equal(await cinderRestoreSha(t, root, retried.record.id), await snapshotSha(volumeId, retried.snapshot));
 });
+
+test('a hash block that does not divide 4 MiB (96 KiB, Cinder asks only that it divide backup_file_size): the same sha256s and objects as Cinder\'s',
+  { timeout: 180_000 }, async (t) => {
+    const root = await tempDir(t, 'files');
+    const cinderRoot = await tempDir(t, 'cinder');
+    const sizes = { block: 3 * 32768, chunk: 3 * 32768 * 50 };
+    const engine = new BackupEngine({ source: cluster, backupPath: root, backupTo: 'files', shaBlockSize: sizes.block, backupFileSize: sizes.chunk });
+    const volumeId = await fx.newVolume(t, SIZE);
+    await fx.writeRandom(volumeId, [[0, 5 * MiB], [13 * MiB + 5, 3 * MiB]]);
+    const full = await engine.backup({ pool: POOL, volumeId });
+    await fx.writeRandom(volumeId, randomRanges(SIZE, 8, 200 * 1024));
+    const incremental = await engine.backup({ pool: POOL, volumeId });
+    assert.equal(incremental.mode, 'incremental');
+    for (const result of [full, incremental]) {
+      const cinder = await cinderBackupOf(t, cinderRoot, volumeId, result.snapshot, result.record.id, result.record.parent_id, sizes);
+      const ours = await readJson(join(result.baseImage, `${result.files!.prefix}_metadata`));
+      assert.deepEqual(placed(ours), placed(await readJson(join(cinder.dir, `${cinder.prefix}_metadata`))));
+      assert.deepEqual((await readJson(join(result.baseImage, `${result.files!.prefix}_sha256file`))).sha256s,
+        (await readJson(join(cinder.dir, `${cinder.prefix}_sha256file`))).sha256s);
+      assert.equal(await cinderRestoreSha(t, root, result.record.id), await snapshotSha(volumeId, result.snapshot));
+    }
+  });

@@ -7,7 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, open, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, open, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { inflateSync } from 'node:zlib';
@@ -20,6 +20,7 @@ import { ObjectWriter } from '../../lib/files/object-writer.js';
 import { Sha256List } from '../../lib/files/sha256-list.js';
 import { codecStage } from '../../lib/files/codec.js';
 import { CephError } from '../../lib/ceph/errors.js';
+import { ChunkedBackupError } from '../../lib/files/errors.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -118,6 +119,13 @@ test('the sha256 list: updates say what changed; written and read back as Cinder
   assert.equal(text, pythonJson(parsed), 'the streamed file is the document json.dumps writes');
   const read = await Sha256List.read(path);
   assert.deepEqual([read.blockSize, read.count, read.hex(1)], [32768, 4, list.hex(1)]);
+  // Parsed on a worker thread: what is wrong comes back typed, naming the file.
+  await writeFile(path, text.slice(0, -20));
+  await assert.rejects(Sha256List.read(path), (e: unknown) => e instanceof ChunkedBackupError && /not JSON/.test(e.message) && e.message.includes(path));
+  await writeFile(path, text.replace(/"[0-9a-f]{64}"/, '"xyz"'));
+  await assert.rejects(Sha256List.read(path), (e: unknown) => e instanceof ChunkedBackupError && /sha256 0 is not 64 hex digits/.test(e.message));
+  await rm(path);
+  await assert.rejects(Sha256List.read(path), (e: unknown) => e instanceof CephError && e.code === 'ENOENT');
 }));
 
 test('documents: Python\'s json.dumps(sort_keys=True, indent=2) with ensure_ascii; Cinder\'s prefix and times', () => {
