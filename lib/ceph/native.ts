@@ -302,7 +302,8 @@ const require = createRequire(import.meta.url);
 const packageRoot = fileURLToPath(new URL('../../../', import.meta.url));
 
 const BUILD_HINT = 'To build it from source, install a C++ compiler, make, python3 and the ' +
-  'librbd-dev, librados-dev and libxxhash-dev packages (librbd-devel, librados-devel and xxhash-devel on RPM systems), ' +
+  'librbd-dev, librados-dev, libxxhash-dev, libzstd-dev and libbz2-dev packages (librbd-devel, librados-devel, ' +
+  'xxhash-devel, libzstd-devel and bzip2-devel on RPM systems), ' +
   'then run `npm rebuild ceph-rbd-backup`.';
 
 /**
