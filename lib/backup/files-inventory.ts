@@ -35,24 +35,54 @@ function parseCreatedAt(text: string | null): Date {
   return Number.isNaN(date.getTime()) ? new Date(0) : date;
 }
 
-function toListed(backup: StoredBackup): ListedBackup {
+/** Where a backup's objects end. */
+function objectsEnd(backup: StoredBackup): number {
+  return backup.metadata.objects.reduce((max, o) => Math.max(max, o.offset + o.length), 0);
+}
+
+/**
+ * The volume's size at each backup: where its chain's full backup's
+ * objects end (a full backup covers the volume; an incremental's own
+ * objects cover only what changed). A chain whose full backup is not in
+ * the root: where its own objects end.
+ */
+function volumeSizes(backups: readonly StoredBackup[]): Map<string, number> {
+  const byId = new Map(backups.map((b) => [b.metadata.backupId, b]));
+  const sizes = new Map<string, number>();
+  const sizeOf = (backup: StoredBackup, depth: number): number => {
+    const known = sizes.get(backup.metadata.backupId);
+    if (known !== undefined) return known;
+    const parent = backup.metadata.parentId === null ? undefined : byId.get(backup.metadata.parentId);
+    const size = parent === undefined || depth > byId.size ? objectsEnd(backup) : sizeOf(parent, depth + 1);
+    sizes.set(backup.metadata.backupId, size);
+    return size;
+  };
+  for (const backup of backups) sizeOf(backup, 0);
+  return sizes;
+}
+
+function toListed(backup: StoredBackup, size: number): ListedBackup {
   const { metadata } = backup;
   const subject = resolveSubject(metadata.volumeId, 'listBackups');
-  // The full backup covers the volume: where its objects end is the volume's size (an incremental's is its parent's).
-  const end = metadata.objects.reduce((max, o) => Math.max(max, o.offset + o.length), 0);
   const createdAt = parseCreatedAt(metadata.createdAt);
   const bytes = metadata.objects.reduce((sum, o) => sum + o.length, 0);
   const container = backup.dir.split('/').slice(-3).join('/');
   return {
     subject,
     record: newRecord({
-      id: metadata.backupId, subject, container, baseImage: undefined, sizeBytes: BigInt(end), parentId: metadata.parentId, createdAt,
+      id: metadata.backupId, subject, container, baseImage: undefined, sizeBytes: BigInt(size), parentId: metadata.parentId, createdAt,
       displayName: metadata.name ?? undefined, displayDescription: metadata.description ?? undefined,
       files: { prefix: backup.prefix, objectCount: metadata.objects.length },
     }),
     image: backup.dir, snapshot: undefined, full: metadata.parentId === null,
-    sizeBytes: BigInt(end), createdAt, bytesWritten: BigInt(bytes),
+    sizeBytes: BigInt(size), createdAt, bytesWritten: BigInt(bytes),
   };
+}
+
+/** Each backup listed, with its volume's size. */
+function listed(backups: readonly StoredBackup[]): ListedBackup[] {
+  const sizes = volumeSizes(backups);
+  return backups.map((b) => toListed(b, sizes.get(b.metadata.backupId)!));
 }
 
 /** The volume's backups in the root, oldest first. */
@@ -61,7 +91,7 @@ export async function listFileBackups(root: string, of: SubjectInput): Promise<L
   if (subject.kind !== 'volume') return [];
   const { backups, damaged } = await listStoredBackups(root, 'listBackups', subject.volumeId);
   for (const { dir, reason } of damaged) logBackup('listBackups: %s is not read as a backup: %s', dir, reason);
-  return backups.map(toListed).sort((a, b) => a.createdAt.getTime() - b.createdAt.getTime());
+  return listed(backups).sort((a, b) => a.createdAt.getTime() - b.createdAt.getTime());
 }
 
 /** Every backup in the root that restores on top of this one (its incrementals, theirs, ...), newest first. */
@@ -150,29 +180,30 @@ export async function runFilesPrune(config: ResolvedConfig, of: SubjectInput, po
   const result: PruneResult = { kept: [], removed: [], removedImages: [], dryRun };
   if (subject.kind !== 'volume') return result;
   const { backups } = await listStoredBackups(root, operation, subject.volumeId);
-  const listed = new Map(backups.map((b) => [b.metadata.backupId, { stored: b, point: toListed(b) }]));
-  const decision = decideRetention([...listed.values()].map((b) => ({ backupId: b.point.record.id, createdAt: b.point.createdAt })),
+  const points = listed(backups);
+  const all = new Map(backups.map((b, i) => [b.metadata.backupId, { stored: b, point: points[i]! }]));
+  const decision = decideRetention([...all.values()].map((b) => ({ backupId: b.point.record.id, createdAt: b.point.createdAt })),
     policy, options.now ?? new Date());
   const kept = new Map(decision.keep.map((k) => [k.backupId, [...k.reasons]]));
   for (const { backupId } of decision.keep) {
-    for (let parent = listed.get(backupId)?.stored.metadata.parentId ?? null; parent !== null && listed.has(parent);
-      parent = listed.get(parent)!.stored.metadata.parentId) {
+    for (let parent = all.get(backupId)?.stored.metadata.parentId ?? null; parent !== null && all.has(parent);
+      parent = all.get(parent)!.stored.metadata.parentId) {
       const reasons = kept.get(parent) ?? [];
       if (reasons.length === 0) kept.set(parent, reasons);
       if (!reasons.some((r) => r.startsWith('a kept incremental'))) reasons.push(`a kept incremental (${backupId}) restores on top of it`);
     }
   }
   const describeOne = (id: string) => {
-    const { point } = listed.get(id)!;
+    const { point } = all.get(id)!;
     return { backupId: id, image: point.image, snapshot: undefined, createdAt: point.createdAt };
   };
   result.kept = [...kept].map(([id, reasons]) => ({ ...describeOne(id), reasons }))
     .sort((a, b) => b.createdAt.getTime() - a.createdAt.getTime());
-  const remove = [...listed.keys()].filter((id) => !kept.has(id))
-    .sort((a, b) => listed.get(b)!.point.createdAt.getTime() - listed.get(a)!.point.createdAt.getTime());
+  const remove = [...all.keys()].filter((id) => !kept.has(id))
+    .sort((a, b) => all.get(b)!.point.createdAt.getTime() - all.get(a)!.point.createdAt.getTime());
   for (const id of remove) {
     result.removed.push(describeOne(id));
-    if (!dryRun) await removeStoredBackup(root, listed.get(id)!.stored, operation);
+    if (!dryRun) await removeStoredBackup(root, all.get(id)!.stored, operation);
   }
   result.removed.reverse();
   logBackup('prune of %s in %s (%s)%s: kept %d, removed %d', describeSubject(subject), root, policyText, dryRun ? ' (dry run)' : '',

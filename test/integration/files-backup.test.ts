@@ -291,7 +291,11 @@ test('backups in files are listed, deleted (with their dependents only when aske
   assert.deepEqual(listed.map((l) => l.record.id), ids);
   assert.deepEqual(listed.map((l) => l.full), [true, false, false, false]);
   assert.deepEqual(listed.map((l) => l.record.display_name), ['b0', 'b1', 'b2', 'b3']);
-  assert.equal(listed[0]!.sizeBytes, BigInt(SIZE));
+  // Each the volume's size, incrementals too (their own objects cover only the change); a listed record restores.
+  assert.deepEqual(listed.map((l) => l.sizeBytes), ids.map(() => BigInt(SIZE)));
+  const hash = createHash('sha256');
+  await engine.restore({ backup: listed[2]!.record, target: { stream: new Writable({ write(chunk: Buffer, _e, done) { hash.update(chunk); done(); } }) } });
+  assert.equal(hash.digest('hex'), await snapshotSha(volumeId, made[2]!.snapshot));
   // Their md5s are checked by a restore; verify says so instead of looking in the backup pool.
   await assert.rejects(engine.verify(listed[0]!.record), (e: unknown) => e instanceof NotSupportedError && /md5s, not digests/.test(e.message));
 
