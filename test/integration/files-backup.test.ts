@@ -273,6 +273,9 @@ test('the CLI backs up into files and restores from them', { timeout: 180_000 },
   assert.equal(restore.code, 0, restore.stderr);
   assert.equal(await volumeSha(target), expected);
   assert.ok((await stat(join(root, done.record.id.slice(0, 2)))).isDirectory());
+  const listed = await run(['ls', ...auth, '--volume', volumeId, '--backup-path', root]);
+  assert.equal(listed.code, 0, listed.stderr);
+  assert.match(listed.stdout, new RegExp(`${done.record.id} +full .* \\(files\\)$`, 'm'));
   const usage = await run(['backup', ...auth, '-p', POOL, '--volume', volumeId, '--compression', 'none']);
   assert.equal(usage.code, 2, usage.stderr);
 });

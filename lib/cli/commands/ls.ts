@@ -2,7 +2,7 @@
 import type { BackupEngine } from '../../backup/engine.js';
 import type { ListedBackup } from '../../backup/list.js';
 import { describeSubject, resolveSubject, subjectOfBackupImage, type Subject } from '../../backup/naming.js';
-import type { SourceImageField } from '../../backup/record.js';
+import { isFileLayoutRecord, type SourceImageField } from '../../backup/record.js';
 import { UsageError } from '../exit-codes.js';
 import { optional, SUBJECT_HELP, SUBJECT_OPTIONS, subjectOption, type Command } from '../command.js';
 import { formatBytes, formatLocalTime, formatTable } from '../format.js';
@@ -24,7 +24,7 @@ export interface BackupEntry {
   bytesWritten: number | null;
   name: string | null;
   description: string | null;
-  /** The chain image (or legacy full copy) in the backup pool. */
+  /** The chain image (or legacy full copy) in the backup pool; for a backup in files, its container's directory. */
   image: string;
   /** Its snapshot on the chain image; null for a legacy full copy. */
   snapshot: string | null;
@@ -73,7 +73,8 @@ function table(entries: BackupEntry[], withVolume: boolean): string {
   return formatTable(header, entries.map((e) => [
     ...(withVolume ? [sourceOf(e)] : []),
     e.backupId, e.type === 'full' ? 'full' : 'incr', formatLocalTime(new Date(e.createdAt)), formatBytes(e.sizeBytes),
-    e.name ?? '-', e.snapshot === null ? `${e.image} (legacy full copy)` : `${e.image}@${e.snapshot}`,
+    e.name ?? '-',
+    isFileLayoutRecord(e.record) ? `${e.image} (files)` : e.snapshot === null ? `${e.image} (legacy full copy)` : `${e.image}@${e.snapshot}`,
   ]));
 }
 
