@@ -69,6 +69,7 @@ class ObjectReader {
   readonly #md5: Hash = createHash('md5');
   readonly #pieces: AsyncIterator<Buffer>;
   readonly #piping: Promise<void>;
+  readonly #out: PassThrough;
   /** Data read from it so far; #held is what of it has not been used. */
   #position = 0;
   #held: Buffer = Buffer.alloc(0);
@@ -82,7 +83,13 @@ class ObjectReader {
       : object.compression === 'none' ? [] : [codecStage(`${object.compression}-decompress`, 'restore', file)];
     this.#piping = (pipeline as (...streams: unknown[]) => Promise<void>)(source, ...stages, out);
     this.#piping.catch((error: unknown) => out.destroy(error as Error));
+    this.#out = out;
     this.#pieces = out[Symbol.asyncIterator]();
+  }
+
+  /** Stops reading it (after a failure elsewhere): its file is closed. */
+  close(): void {
+    this.#out.destroy();
   }
 
   async #next(): Promise<boolean> {
@@ -161,29 +168,34 @@ export async function streamChain(chain: readonly StoredBackup[], size: number, 
   const failed = new Promise<never>((_, reject) => { stream.once('error', reject); });
   failed.catch(() => undefined);
   const write = (piece: Buffer): Promise<void> => Promise.race([writeAll(stream, piece), failed]);
-  for (const segment of segments) {
-    if (job.signal?.aborted) throw cancelledError('restore', job.resource, job.signal);
-    if (segment.start > position) {
-      await Promise.race([writeZeroes(stream, BigInt(segment.start - position)), failed]);
-      job.onBytes(segment.start - position, false);
+  try {
+    for (const segment of segments) {
+      if (job.signal?.aborted) throw cancelledError('restore', job.resource, job.signal);
+      if (segment.start > position) {
+        await Promise.race([writeZeroes(stream, BigInt(segment.start - position)), failed]);
+        job.onBytes(segment.start - position, false);
+      }
+      let reader = readers.get(segment.file);
+      if (reader === undefined) {
+        reader = new ObjectReader(segment.object, segment.file);
+        readers.set(segment.file, reader);
+      }
+      const end = Math.min(segment.end, size);
+      for await (const piece of reader.take(segment.start - segment.object.offset, end - segment.start)) {
+        await write(piece);
+        job.onBytes(piece.length, true);
+      }
+      position = end;
+      const left = uses.get(segment.file)! - 1;
+      uses.set(segment.file, left);
+      if (left === 0) {
+        readers.delete(segment.file);
+        await reader.finish();
+      }
     }
-    let reader = readers.get(segment.file);
-    if (reader === undefined) {
-      reader = new ObjectReader(segment.object, segment.file);
-      readers.set(segment.file, reader);
-    }
-    const end = Math.min(segment.end, size);
-    for await (const piece of reader.take(segment.start - segment.object.offset, end - segment.start)) {
-      await write(piece);
-      job.onBytes(piece.length, true);
-    }
-    position = end;
-    const left = uses.get(segment.file)! - 1;
-    uses.set(segment.file, left);
-    if (left === 0) {
-      await reader.finish();
-      readers.delete(segment.file);
-    }
+  } finally {
+    // After a failure: the objects still open are closed (their files with them).
+    for (const reader of readers.values()) reader.close();
   }
   if (size > position) {
     await Promise.race([writeZeroes(stream, BigInt(size - position)), failed]);
