@@ -22,7 +22,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import {
-  BackupEngine, BusyError, CancelledError, NotFoundError, NotSupportedError, type BackupResult, type Cluster, type Pool,
+  BackupEngine, BusyError, CancelledError, CephError, NotFoundError, NotSupportedError, type BackupResult, type Cluster, type Pool,
 } from '../../lib/index.js';
 import { rbd, testCluster } from '../support/clusters.js';
 import { startFixture } from '../support/fixture-process.js';
@@ -378,3 +378,27 @@ test('a hash block that does not divide 4 MiB (96 KiB, Cinder asks only that it 
       assert.equal(await cinderRestoreSha(t, root, result.record.id), await snapshotSha(volumeId, result.snapshot));
     }
   });
+
+test('a full disk during a backup into files: a typed ENOSPC naming the file, nothing left behind, no new snapshot', { timeout: 120_000 }, async (t) => {
+  // A file system of 8 MiB (tmpfs), for a backup of 24 MiB of random data stored uncompressed.
+  const root = await mkdtemp(join(tmpdir(), 'rbd-backup-full-disk-'));
+  try {
+    await execFileAsync('mount', ['-t', 'tmpfs', '-o', 'size=8m', 'tmpfs', root]);
+  } catch (error) {
+    await rm(root, { recursive: true, force: true });
+    t.skip(`cannot mount a small tmpfs here (${(error as Error).message.split('\n')[0]}): the full-disk case needs one`);
+    return;
+  }
+  t.after(async () => {
+    await execFileAsync('umount', [root]);
+    await rm(root, { recursive: true, force: true });
+  });
+  const engine = new BackupEngine({ source: cluster, backupFileSize: CHUNK });
+  const volumeId = await fx.newVolume(t, SIZE);
+  await fx.writeRandom(volumeId, [[0, SIZE]]);
+  await assert.rejects(engine.backup({ pool: POOL, volumeId, backupPath: root, compression: 'none', backupId: 'f0115-disk' }), (e: unknown) =>
+    e instanceof CephError && e.code === 'ENOSPC' && e.message.includes(join(root, 'f0', '11', 'f0115-disk')));
+  assert.deepEqual(await readdir(join(root, 'f0', '11')).catch(() => []), [], 'the container and everything in it removed');
+  assert.deepEqual(await fx.withVolume(volumeId, (image) => image.listSnapshots()), [], 'no snapshot left on the volume');
+  assert.deepEqual(await engine.listBackups(volumeId, { backupPath: root }), []);
+});
