@@ -179,7 +179,11 @@ export class ObjectWriter {
     while (this.#finishing.size >= FINISHING_AT_ONCE || (this.#finishing.size > 0 && this.#finishingBytes >= FINISHING_BYTES)) {
       await Promise.race(this.#finishing);
     }
-    this.#failure?.rethrow();
+    if (this.#failure !== undefined) {
+      // An earlier object failed: this one is no longer open, so it goes here (abandon() would not see it).
+      if (open.streaming !== undefined) await this.#drop(open.streaming);
+      this.#failure.rethrow();
+    }
     const bytes = open.heldBytes;
     this.#finishingBytes += bytes;
     const finishing: Promise<void> = (open.streaming === undefined ? this.#finishHeld(open) : this.#finishStream(open.streaming)).then(
