@@ -18,7 +18,7 @@ import { cancelledError } from '../ceph/cancel.js';
 import type { Image } from '../ceph/image.js';
 import type { SnapshotInfo } from '../ceph/snapshot.js';
 import { checkName } from '../ceph/validate.js';
-import { onFile } from '../engine/target-file.js';
+import { isPartialName, onFile } from '../engine/target-file.js';
 import { backupChunked } from '../files/chunked-backup.js';
 import { backupPrefix, containerPath, defaultContainer, sha256Name, type ChunkedObject } from '../files/chunked-layout.js';
 import { listStoredBackups, readStoredBackup, type StoredBackup } from '../files/chunked-store.js';
@@ -135,12 +135,13 @@ async function prepareContainer(root: string, backupId: string): Promise<{ conta
     throw fromSystem(error, operation, dir, 'listing the backup\'s container');
   }
   const id = backupId.replace(/[-]/g, '\\-');
-  const leftover = new RegExp(`^(volume_[a-z0-9-]+_\\d{14}_backup_${id}(-\\d{5,}|_sha256file)|\\..*\\.partial-[0-9a-f]+)$`);
+  const ours = new RegExp(`^volume_[a-z0-9-]+_\\d{14}_backup_${id}(-\\d{5,}|_sha256file)$`);
+  const leftover = (name: string): boolean => ours.test(name) || isPartialName(name);
   const metadata = names.find((n) => n.endsWith('_metadata'));
   if (metadata !== undefined) {
     throw new AlreadyExistsError({ code: 'EEXIST', operation, resource: dir, detail: `backup id ${backupId} is already used (${metadata}): give another id` });
   }
-  const foreign = names.filter((n) => !leftover.test(n));
+  const foreign = names.filter((n) => !leftover(n));
   if (foreign.length > 0) {
     throw new AlreadyExistsError({
       code: 'EEXIST', operation, resource: dir,
@@ -199,10 +200,12 @@ export async function runFilesBackup(config: ResolvedConfig, request: BackupRequ
     const signal = AbortSignal.any([request.signal, lock.lost, scope.signal].filter((s): s is AbortSignal => s !== undefined));
 
     scope.doing = 'choosing the parent';
-    let decision = await decide(request, root, volumeId, await volume.listSnapshots());
+    const snapshots = await volume.listSnapshots();
+    let decision = await decide(request, root, volumeId, snapshots);
     const { container, dir } = await prepareContainer(root, backupId);
-    // A killed run of this id left its snapshot: its files are gone with the container's leftovers.
-    for (const killed of fileSnapshots(await volume.listSnapshots()).filter((s) => s.backupId === backupId)) {
+    // A killed run of this id left its snapshot (never a parent: its container holds no metadata); its files
+    // are gone with the container's leftovers.
+    for (const killed of fileSnapshots(snapshots).filter((s) => s.backupId === backupId)) {
       logBackup('%s: removing the snapshot %s a killed run of backup %s left', volume.spec, killed.info.name, backupId);
       await volume.removeSnapshot(killed.info.name);
     }

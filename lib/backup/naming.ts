@@ -251,9 +251,7 @@ export function fileBackupSnapshotName(backupId: string, now: Date = new Date())
 }
 
 export function parseFileBackupSnapshotName(name: string): ParsedSnapshotName | undefined {
-  const match = FILE_BACKUP_SNAPSHOT.exec(name);
-  if (!match) return undefined;
-  return { backupId: match[1]!, stamp: match[2]!, seconds: Number(match[2]) };
+  return parseSnapshotName(FILE_BACKUP_SNAPSHOT, name);
 }
 
 export interface ParsedSnapshotName {
@@ -264,10 +262,15 @@ export interface ParsedSnapshotName {
   seconds: number;
 }
 
-export function parseBackupSnapshotName(name: string): ParsedSnapshotName | undefined {
-  const match = BACKUP_SNAPSHOT.exec(name);
+/** A snapshot name of pattern (backup id, then time stamp), parsed. */
+function parseSnapshotName(pattern: RegExp, name: string): ParsedSnapshotName | undefined {
+  const match = pattern.exec(name);
   if (!match) return undefined;
-  return { backupId: match[1], stamp: match[2], seconds: Number(match[2]) };
+  return { backupId: match[1]!, stamp: match[2]!, seconds: Number(match[2]) };
+}
+
+export function parseBackupSnapshotName(name: string): ParsedSnapshotName | undefined {
+  return parseSnapshotName(BACKUP_SNAPSHOT, name);
 }
 
 /**

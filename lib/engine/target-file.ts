@@ -65,6 +65,11 @@ export function partialName(path: string): string {
   return join(dirname(path), `.${basename(path)}.partial-${randomBytes(4).toString('hex')}`);
 }
 
+/** Whether a file name is one partialName gives (a writer's, unfinished or left by a killed one). */
+export function isPartialName(name: string): boolean {
+  return /^\..+\.partial-[0-9a-f]{8}$/.test(name);
+}
+
 /** The file's partial twin, open for writing; closeTargetFile gives it the file's name, or removes it. */
 export async function openTargetFile(path: string, overwrite: boolean, operation: string): Promise<TargetFile> {
   await checkExportPath(path, overwrite, operation);

@@ -9,7 +9,7 @@ import { open, readdir, readFile, rmdir, unlink } from 'node:fs/promises';
 import { dirname, join, resolve, sep } from 'node:path';
 import { fromSystem, nativeCall, NotFoundError } from '../ceph/errors.js';
 import { addon } from '../ceph/native.js';
-import { onFile } from '../engine/target-file.js';
+import { isPartialName, onFile } from '../engine/target-file.js';
 import { checkId } from '../ceph/validate.js';
 import {
   checkPrefix, containerPath, defaultContainer, metadataName, parseChunkedMetadata, prefixOfMetadataName, sha256Name,
@@ -130,7 +130,7 @@ export async function removeStoredBackup(root: string, backup: StoredBackup, ope
   await remove(metadataName(prefix));
   await syncDir(dir, operation);
   const names = await onFile(operation, dir, 'listing the backup\'s container', () => readdir(dir));
-  const ours = names.filter((n) => n.startsWith(`${prefix}-`) || n === sha256Name(prefix) || /^\..*\.partial-[0-9a-f]+$/.test(n));
+  const ours = names.filter((n) => n.startsWith(`${prefix}-`) || n === sha256Name(prefix) || isPartialName(n));
   for (const name of ours) await remove(name);
   for (let at = dir; at !== resolve(root) && at.startsWith(resolve(root) + sep); at = dirname(at)) {
     try {
