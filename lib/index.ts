@@ -37,7 +37,9 @@ export type { GcOptions, GcResult } from './backup/gc.js';
 export { parseRetentionPolicy, decideRetention, type RetentionPolicy, type RetentionDecision } from './backup/retention.js';
 export { DigestsError, InconsistentBackupError, VerificationError } from './backup/errors.js';
 export { ChunkedBackupError } from './files/errors.js';
-export { restoreChunked, type ChunkedRestoreOptions, type ChunkedRestoreStats } from './files/chunked-restore.js';
+export {
+  checkChunkedBackup, restoreChunked, type CheckedChunkedBackup, type ChunkedRestoreOptions, type ChunkedRestoreStats,
+} from './files/chunked-restore.js';
 export type { LockHolder } from './backup/lock.js';
 export type { ListedBackup } from './backup/list.js';
 export { exportRecord, importRecord, type BackupRecord, type SourceImageField } from './backup/record.js';

@@ -545,7 +545,8 @@ async function restoreFromFiles(scope: OperationScope, config: ResolvedConfig, r
   // objects end (exact where the volume is not a whole number of GiB, as
   // the record counts), within the record's.
   const recordBytes = BigInt(record.size) << 30n;
-  const { size: dataSize } = await checkChunkedBackup(files);
+  const backup = await checkChunkedBackup(files);
+  const dataSize = backup.size;
   const size = dataSize > 0n && dataSize <= recordBytes ? dataSize : recordBytes;
   if (checked.grows) scope.extend(transferAllowanceMs(size));
   const engine = {
@@ -562,7 +563,9 @@ async function restoreFromFiles(scope: OperationScope, config: ResolvedConfig, r
       return { ...outcome, target: name, bytesRead: 0n };
     }
     scope.doing = 'restoring the backup\'s files';
-    const stats = await restoreChunked({ ...files, target: typeof to === 'string' ? { file: to, size } : { stream: to, size }, ...engine });
+    const stats = await restoreChunked({
+      ...files, checked: backup, target: typeof to === 'string' ? { file: to, size } : { stream: to, size }, ...engine,
+    });
     scope.commit();
     return { ...outcome, target: name, bytesRead: stats.bytesRead };
   }
@@ -573,7 +576,7 @@ async function restoreFromFiles(scope: OperationScope, config: ResolvedConfig, r
     { size, id: location.backupId, subject: location.subject }, request, operation);
   if ((await volume.stat()).size < size) await volume.resize(size);
   scope.doing = 'restoring the backup\'s files';
-  const stats = await restoreChunked({ ...files, target: volume, targetIsZero: created, ...engine });
+  const stats = await restoreChunked({ ...files, checked: backup, target: volume, targetIsZero: created, ...engine });
   scope.checkpoint();
   await volume.removeMetadata(created ? RESTORING_KEY : RESTORING_INTO_KEY);
   scope.commit();

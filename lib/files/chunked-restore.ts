@@ -11,25 +11,20 @@
  * skips them in every layer, which leaves an incremental's zeroing out).
  * Streamed: memory is bounded by the write window whatever the object size.
  */
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { pipeline } from 'node:stream/promises';
-import { Writable } from 'node:stream';
-import { createInflate } from 'node:zlib';
+import type { Writable } from 'node:stream';
 import { cancelledError } from '../ceph/cancel.js';
-import { fromSystem, invalidArgument, NotFoundError } from '../ceph/errors.js';
+import { invalidArgument, NotFoundError } from '../ceph/errors.js';
 import type { Image } from '../ceph/image.js';
 import { checkId } from '../ceph/validate.js';
-import { VerificationError } from '../engine/verification-error.js';
 import { checkEngineOptions, type EngineOptions } from '../engine/options.js';
 import { Window } from '../engine/window.js';
 import { closeTargetFile, onFile as onTargetFile, openTargetFile } from '../engine/target-file.js';
 import { defaultContainer, type ChunkedObject } from './chunked-layout.js';
 import { readStoredBackup, type StoredBackup } from './chunked-store.js';
 import { ChunkedBackupError } from './errors.js';
-import { codecStage } from './codec.js';
+import { objectData } from './object-data.js';
 import { layChain, streamChain } from './chunked-stream.js';
 
 export interface ChunkedRestoreOptions extends EngineOptions {
@@ -50,6 +45,8 @@ export interface ChunkedRestoreOptions extends EngineOptions {
   target: Image | ChunkedFileTarget | ChunkedStreamTarget;
   /** An image target reads as zeros (a volume just created): the full backup's zero pieces are not written. A file always is new. */
   targetIsZero?: boolean;
+  /** What checkChunkedBackup found of this backup just before: not read again. */
+  checked?: CheckedChunkedBackup;
 }
 
 /**
@@ -114,26 +111,30 @@ async function readChain(options: ChunkedLocation): Promise<StoredBackup[]> {
   return chain;
 }
 
-/**
- * Every object's file is there, within the target, and of a compression
- * this restore can undo: checked before anything is written. Returns each
- * file's size.
- */
-async function checkObjects(chain: StoredBackup[], targetSize: bigint | undefined): Promise<Map<string, bigint>> {
+/** Every object's file is there: checked before anything is written. Returns each file's size. */
+async function statObjects(chain: StoredBackup[]): Promise<Map<string, bigint>> {
   const sizes = new Map<string, bigint>();
   for (const { dir, metadata } of chain) {
     for (const object of metadata.objects) {
       const file = join(dir, object.name);
-      if (targetSize !== undefined && BigInt(object.offset + object.length) > targetSize) {
-        throw new ChunkedBackupError({
-          operation: 'restore', resource: file,
-          detail: `its data ends at byte ${object.offset + object.length}, past the target's ${targetSize}`,
-        });
-      }
       sizes.set(file, BigInt((await onFile(file, 'finding the backup\'s object', () => stat(file))).size));
     }
   }
   return sizes;
+}
+
+/** Every object's data lies within the target: checked before anything is written. */
+function checkBounds(chain: StoredBackup[], targetSize: bigint): void {
+  for (const { dir, metadata } of chain) {
+    for (const object of metadata.objects) {
+      if (BigInt(object.offset + object.length) > targetSize) {
+        throw new ChunkedBackupError({
+          operation: 'restore', resource: join(dir, object.name),
+          detail: `its data ends at byte ${object.offset + object.length}, past the target's ${targetSize}`,
+        });
+      }
+    }
+  }
 }
 
 /** Where the pieces go: an image, or a file under its partial name. */
@@ -191,19 +192,27 @@ function checkLocation(location: ChunkedLocation, resource: string): void {
   if (typeof location.root !== 'string' || location.root === '') throw invalidArgument('restore', resource, 'root must be the backup root\'s path');
 }
 
+/** A backup of the layout read and checked (checkChunkedBackup), which restoreChunked then need not read again. */
+export interface CheckedChunkedBackup {
+  /** The backups of the chain, the full one first. */
+  backups: string[];
+  /** The volume's size: where the full backup's objects end (it covers the volume; Cinder refuses an incremental of a grown one). */
+  size: bigint;
+  chain: StoredBackup[];
+  /** Each object file's size. */
+  fileSizes: Map<string, bigint>;
+}
+
 /**
  * What a restore checks before it writes, without writing: the chain's
- * metadata documents, and every object's file and compression. Returns the
- * backups of the chain, the full one first, and the volume's size: where
- * the full backup's objects end (a full backup covers the whole volume,
- * and Cinder refuses an incremental of a grown one).
+ * metadata documents, and every object's file and compression.
  */
-export async function checkChunkedBackup(location: ChunkedLocation): Promise<{ backups: string[]; size: bigint }> {
+export async function checkChunkedBackup(location: ChunkedLocation): Promise<CheckedChunkedBackup> {
   checkLocation(location, `${String(location.root)} backup ${String(location.backupId)}`);
   const chain = await readChain(location);
-  await checkObjects(chain, undefined);
+  const fileSizes = await statObjects(chain);
   const size = chain[0]!.metadata.objects.reduce((end, o) => (BigInt(o.offset + o.length) > end ? BigInt(o.offset + o.length) : end), 0n);
-  return { backups: chain.map((b) => b.metadata.backupId), size };
+  return { backups: chain.map((b) => b.metadata.backupId), size, chain, fileSizes };
 }
 
 export async function restoreChunked(options: ChunkedRestoreOptions): Promise<ChunkedRestoreStats> {
@@ -214,9 +223,13 @@ export async function restoreChunked(options: ChunkedRestoreOptions): Promise<Ch
   checkLocation(options, resource);
   const limits = checkEngineOptions(options, 'restore', resource, 16 << 20);
   if (signal?.aborted) throw cancelledError('restore', resource, signal);
-  const chain = await readChain(options);
+  const given = options.checked;
+  if (given !== undefined && given.backups.at(-1) !== options.backupId) {
+    throw invalidArgument('restore', resource, `checked is backup ${String(given.backups.at(-1))}'s, not ${options.backupId}'s`);
+  }
+  const { chain, fileSizes: sizes } = given ?? await checkChunkedBackup(options);
   const targetSize = 'file' in target || 'stream' in target ? target.size : (await target.stat()).size;
-  const sizes = await checkObjects(chain, targetSize);
+  checkBounds(chain, targetSize);
   const total = 'stream' in target ? target.size
     : chain.reduce((sum, b) => sum + b.metadata.objects.reduce((s, o) => s + BigInt(o.length), 0n), 0n);
   const stats: ChunkedRestoreStats = {
@@ -271,64 +284,21 @@ export async function restoreChunked(options: ChunkedRestoreOptions): Promise<Ch
 
 /**
  * Streams one object's file into the target at its offset: inflated when
- * compressed, hashed as it passes, written through the window. Its md5 and
- * length are checked at its end (its bytes are written by then: a failed
- * restore's target is the caller's to remove).
+ * compressed, checked as it passes (objectData), written through the
+ * window. A damaged object fails when its md5 does not match at its end
+ * (its bytes are written by then: a failed restore's target is the
+ * caller's to remove).
  */
 async function restoreObject(file: string, object: ChunkedObject,
   job: { sink: Sink; window: Window; skipZeros: boolean; signal: AbortSignal | undefined; resource: string },
   passed: (bytes: number, written: boolean) => void): Promise<void> {
-  const md5 = createHash('md5');
   let at = 0;
-  const sink = new Writable({
-    highWaterMark: PIECE,
-    write(chunk: Buffer, _encoding, callback) {
-      const offset = object.offset + at;
-      at += chunk.length;
-      md5.update(chunk);
-      if (at > object.length) {
-        callback(new ChunkedBackupError({ operation: 'restore', resource: file, detail: `it holds more than its ${object.length} bytes` }));
-        return;
-      }
-      if (job.signal?.aborted) {
-        callback(cancelledError('restore', job.resource, job.signal));
-        return;
-      }
-      const zero = job.skipZeros && isZero(chunk);
-      passed(chunk.length, !zero);
-      if (zero) {
-        callback();
-        return;
-      }
-      job.window.run(() => job.sink.write(chunk, offset), chunk.length).then(() => callback(), callback);
-    },
-  });
-  const source = createReadStream(file, { highWaterMark: PIECE });
-  try {
-    if (object.compression === 'zlib') {
-      await pipeline(source, createInflate({ chunkSize: PIECE }), sink);
-    } else if (object.compression === 'none') {
-      await pipeline(source, sink);
-    } else {
-      await pipeline(source, codecStage(`${object.compression}-decompress`, 'restore', file), sink);
-    }
-  } catch (error) {
-    // zlib's failures carry codes of its own (Z_DATA_ERROR, Z_BUF_ERROR); zstd's and bz2's are EBADMSG.
-    const code = (error as { code?: unknown } | undefined)?.code;
-    if (typeof code === 'string' && (code.startsWith('Z_') || code === 'EBADMSG')) {
-      throw new ChunkedBackupError({
-        operation: 'restore', resource: file,
-        detail: `its ${object.compression} data does not decompress (${(error as Error).message}): the file is damaged or truncated`,
-      });
-    }
-    throw fromSystem(error, 'restore', file, 'restoring the backup\'s object');
-  }
-  if (at !== object.length || md5.digest('hex') !== object.md5) {
-    throw new VerificationError({
-      operation: 'restore', resource: file,
-      detail: at !== object.length
-        ? `it holds ${at} bytes, its metadata says ${object.length}: the file is damaged or truncated`
-        : `its data's md5 is not the ${object.md5} its metadata lists: the file is damaged`,
-    }, [{ offset: BigInt(object.offset), length: BigInt(object.length) }]);
+  for await (const chunk of objectData(object, file)) {
+    if (job.signal?.aborted) throw cancelledError('restore', job.resource, job.signal);
+    const offset = object.offset + at;
+    at += chunk.length;
+    const zero = job.skipZeros && isZero(chunk);
+    passed(chunk.length, !zero);
+    if (!zero) await job.window.run(() => job.sink.write(chunk, offset), chunk.length);
   }
 }

@@ -8,21 +8,14 @@
  * and checked whole against its md5 at its end; memory stays bounded by
  * the objects open at once, a piece of each.
  */
-import { createHash, type Hash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { join } from 'node:path';
-import { PassThrough, type Writable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import type { Writable } from 'node:stream';
 import { once } from 'node:events';
-import { createInflate } from 'node:zlib';
 import { cancelledError } from '../ceph/cancel.js';
-import { fromSystem } from '../ceph/errors.js';
-import { VerificationError } from '../engine/verification-error.js';
 import { writeAll, writeZeroes } from '../engine/stream-writes.js';
 import type { ChunkedObject } from './chunked-layout.js';
 import type { StoredBackup } from './chunked-store.js';
-import { codecStage } from './codec.js';
-import { ChunkedBackupError } from './errors.js';
+import { objectData } from './object-data.js';
 
 /** Bytes [start, end) of the volume, taken from an object (whose data starts at object.offset). */
 interface Segment {
@@ -31,8 +24,6 @@ interface Segment {
   object: ChunkedObject;
   file: string;
 }
-
-const PIECE = 1 << 20;
 
 /** The segments of the merged chain, in offset order, without overlaps: newer layers laid over older ones. */
 export function layChain(chain: readonly StoredBackup[]): Segment[] {
@@ -62,55 +53,29 @@ export function layChain(chain: readonly StoredBackup[]): Segment[] {
   return segments;
 }
 
-/** An object read front to back, decompressed, hashed whole. */
+/** An object read front to back (objectData: decompressed, checked whole), taken from at increasing offsets. */
 class ObjectReader {
   readonly #object: ChunkedObject;
-  readonly #file: string;
-  readonly #md5: Hash = createHash('md5');
-  readonly #pieces: AsyncIterator<Buffer>;
-  readonly #piping: Promise<void>;
-  readonly #out: PassThrough;
+  readonly #pieces: AsyncGenerator<Buffer>;
   /** Data read from it so far; #held is what of it has not been used. */
   #position = 0;
   #held: Buffer = Buffer.alloc(0);
 
   constructor(object: ChunkedObject, file: string) {
     this.#object = object;
-    this.#file = file;
-    const out = new PassThrough({ highWaterMark: PIECE });
-    const source = createReadStream(file, { highWaterMark: PIECE });
-    const stages = object.compression === 'zlib' ? [createInflate({ chunkSize: PIECE })]
-      : object.compression === 'none' ? [] : [codecStage(`${object.compression}-decompress`, 'restore', file)];
-    this.#piping = (pipeline as (...streams: unknown[]) => Promise<void>)(source, ...stages, out);
-    this.#piping.catch((error: unknown) => out.destroy(error as Error));
-    this.#out = out;
-    this.#pieces = out[Symbol.asyncIterator]();
+    this.#pieces = objectData(object, file);
   }
 
   /** Stops reading it (after a failure elsewhere): its file is closed. */
   close(): void {
-    this.#out.destroy();
+    void this.#pieces.return(undefined).catch(() => undefined);
   }
 
   async #next(): Promise<boolean> {
-    let step: IteratorResult<Buffer>;
-    try {
-      step = await this.#pieces.next();
-    } catch (error) {
-      const code = (error as { code?: unknown } | undefined)?.code;
-      if (typeof code === 'string' && (code.startsWith('Z_') || code === 'EBADMSG')) {
-        throw new ChunkedBackupError({
-          operation: 'restore', resource: this.#file,
-          detail: `its ${this.#object.compression} data does not decompress (${(error as Error).message}): the file is damaged or truncated`,
-        });
-      }
-      throw fromSystem(error, 'restore', this.#file, 'reading the backup\'s object');
-    }
+    const step = await this.#pieces.next();
     if (step.done) return false;
-    this.#md5.update(step.value);
     this.#position += step.value.length;
     this.#held = step.value;
-    if (this.#position > this.#object.length) throw this.#mismatch();
     return true;
   }
 
@@ -126,10 +91,10 @@ class ObjectReader {
       }
       this.#held = Buffer.alloc(0);
       if (from === this.#position) break;
-      if (!(await this.#next())) throw this.#mismatch();
+      if (!(await this.#next())) throw this.#shortOf(from);
     }
     for (let left = length; left > 0;) {
-      if (this.#held.length === 0 && !(await this.#next())) throw this.#mismatch();
+      if (this.#held.length === 0 && !(await this.#next())) throw this.#shortOf(from + length);
       const piece = this.#held.subarray(0, left);
       this.#held = this.#held.subarray(piece.length);
       left -= piece.length;
@@ -137,20 +102,14 @@ class ObjectReader {
     }
   }
 
-  /** Reads the rest, and checks the length and md5 of the whole. */
+  /** Reads the rest: objectData checks the length and md5 of the whole at its end. */
   async finish(): Promise<void> {
     while (await this.#next());
-    await this.#piping.catch(() => undefined);
-    if (this.#position !== this.#object.length || this.#md5.digest('hex') !== this.#object.md5) throw this.#mismatch();
   }
 
-  #mismatch(): VerificationError {
-    return new VerificationError({
-      operation: 'restore', resource: this.#file,
-      detail: this.#position !== this.#object.length
-        ? `it holds ${this.#position} bytes or more, its metadata says ${this.#object.length}: the file is damaged or truncated`
-        : `its data's md5 is not the ${this.#object.md5} its metadata lists: the file is damaged`,
-    }, [{ offset: BigInt(this.#object.offset), length: BigInt(this.#object.length) }]);
+  /** Unreachable unless its metadata contradicts itself: objectData throws first when the data ends short. */
+  #shortOf(offset: number): Error {
+    return new Error(`object ${this.#object.name} ended at ${this.#position}, before the ${offset} its segments need`);
   }
 }
 

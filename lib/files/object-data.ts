@@ -1,0 +1,70 @@
+/**
+ * A stored object's data, read front to back and decompressed as it is
+ * read, checked against its entry: no more than its length as it comes,
+ * its length and md5 at its end. What restoreChunked writes into a volume
+ * or file and what a stream restore takes its bytes from.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { PassThrough } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createInflate } from 'node:zlib';
+import { fromSystem } from '../ceph/errors.js';
+import { VerificationError } from '../engine/verification-error.js';
+import type { ChunkedObject } from './chunked-layout.js';
+import { codecStage } from './codec.js';
+import { ChunkedBackupError } from './errors.js';
+
+/** Pieces read from the file, and given out decompressed, at a time. */
+const PIECE = 1 << 20;
+
+/** A failure of reading or decompressing the object, typed and naming its file. */
+function readFailure(error: unknown, object: ChunkedObject, file: string): Error {
+  if (error instanceof ChunkedBackupError) return error;
+  // zlib's failures carry codes of its own (Z_DATA_ERROR, Z_BUF_ERROR); zstd's and bz2's are EBADMSG.
+  const code = (error as { code?: unknown } | undefined)?.code;
+  if (typeof code === 'string' && (code.startsWith('Z_') || code === 'EBADMSG')) {
+    return new ChunkedBackupError({
+      operation: 'restore', resource: file,
+      detail: `its ${object.compression} data does not decompress (${(error as Error).message}): the file is damaged or truncated`,
+    });
+  }
+  return fromSystem(error, 'restore', file, 'reading the backup\'s object');
+}
+
+/**
+ * The object's data in pieces. Its file is opened on the first next() and
+ * closed at the end, on a failure, or when the caller stops early
+ * (return()).
+ */
+export async function* objectData(object: ChunkedObject, file: string): AsyncGenerator<Buffer> {
+  const out = new PassThrough({ highWaterMark: PIECE });
+  const stages = object.compression === 'zlib' ? [createInflate({ chunkSize: PIECE })]
+    : object.compression === 'none' ? [] : [codecStage(`${object.compression}-decompress`, 'restore', file)];
+  (pipeline as (...streams: unknown[]) => Promise<void>)(createReadStream(file, { highWaterMark: PIECE }), ...stages, out)
+    .catch((error: unknown) => out.destroy(error as Error));
+  const md5 = createHash('md5');
+  let at = 0;
+  try {
+    for await (const piece of out as AsyncIterable<Buffer>) {
+      at += piece.length;
+      md5.update(piece);
+      if (at > object.length) {
+        throw new ChunkedBackupError({ operation: 'restore', resource: file, detail: `it holds more than its ${object.length} bytes` });
+      }
+      yield piece;
+    }
+  } catch (error) {
+    throw readFailure(error, object, file);
+  } finally {
+    out.destroy();
+  }
+  if (at !== object.length || md5.digest('hex') !== object.md5) {
+    throw new VerificationError({
+      operation: 'restore', resource: file,
+      detail: at !== object.length
+        ? `it holds ${at} bytes, its metadata says ${object.length}: the file is damaged or truncated`
+        : `its data's md5 is not the ${object.md5} its metadata lists: the file is damaged`,
+    }, [{ offset: BigInt(object.offset), length: BigInt(object.length) }]);
+  }
+}
