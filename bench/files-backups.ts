@@ -13,25 +13,16 @@
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { BackupEngine, Cluster, type BackupRecord } from '../lib/index.js';
-import { CONNECT_TIMEOUT_MS, medianRun, OP_TIMEOUT_MS, type Bench } from './bench.js';
+import type { BackupRecord } from '../lib/index.js';
+import { medianRun, type Bench } from './bench.js';
 import { STEPS } from './chains.js';
 import { writeChanges } from './changes.js';
 import type { Measure } from './results.js';
-import { SOURCE } from './source-backup.js';
+import { SOURCE, withEngine } from './source-backup.js';
 
 const VOLUME_ID = 'bench-files';
 const VOLUME = `${SOURCE.pool}/volume-${VOLUME_ID}`;
 const CHANGE = STEPS.find((step) => step.id === 'incr-1pct-4k')!;
-
-async function withEngine<T>(bench: Bench, use: (engine: BackupEngine) => Promise<T>): Promise<T> {
-  const cluster = await Cluster.connect({ ...bench.a.ref, timeoutMs: CONNECT_TIMEOUT_MS, opTimeoutMs: OP_TIMEOUT_MS });
-  try {
-    return await use(new BackupEngine({ source: cluster }));
-  } finally {
-    await cluster.close();
-  }
-}
 
 export async function filesBackups(bench: Bench): Promise<void> {
   const a = bench.a;

@@ -20,7 +20,8 @@ export interface SourceBackup {
   sourceSpec: string;
 }
 
-async function withEngine<T>(bench: Bench, use: (engine: BackupEngine) => Promise<T>): Promise<T> {
+/** An engine on cluster A (backups in pool backups), connected for `use` alone. */
+export async function withEngine<T>(bench: Bench, use: (engine: BackupEngine) => Promise<T>): Promise<T> {
   const cluster = await Cluster.connect({ ...bench.a.ref, timeoutMs: CONNECT_TIMEOUT_MS, opTimeoutMs: OP_TIMEOUT_MS });
   try {
     return await use(new BackupEngine({ source: cluster, backupPool: BACKUP_POOL }));
