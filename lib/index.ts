@@ -5,7 +5,7 @@ export {
   type NotifyTimeout, type NotifyResult,
 } from './ceph/pool.js';
 export { ObjectWatch } from './ceph/watch.js';
-export { Image, MAX_READ_BYTES, type ImageStat, type FlattenOptions } from './ceph/image.js';
+export { Image, MAX_READ_BYTES, MAX_READ_MANY, type ImageStat, type FlattenOptions } from './ceph/image.js';
 export { cloneDepth, flattenIfDeeperThan } from './ceph/clone-depth.js';
 export type { ImageWatcher } from './ceph/image.js';
 export type { SnapshotInfo, ParentInfo, ChildImage, TrashedSnapshot } from './ceph/snapshot.js';

@@ -2,12 +2,14 @@
 #include <napi.h>
 
 #include "cancel.h"
+#include "chunked_digests.h"
 #include "cluster.h"
 #include "codec.h"
 #include "digest.h"
 #include "env_state.h"
 #include "file_sync.h"
 #include "image.h"
+#include "object_file.h"
 #include "pool.h"
 #include "transfer.h"
 #include "watch.h"
@@ -40,6 +42,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("CancelToken", cancel);
   exports.Set("Codec", CodecWrap::Define(env));
   exports.Set("syncFileSystem", Napi::Function::New(env, SyncFileSystem, "syncFileSystem"));
+  exports.Set("sha256Blocks", Napi::Function::New(env, Sha256Blocks, "sha256Blocks"));
+  exports.Set("Md5", Md5Wrap::Define(env));
+  exports.Set("storeObject", Napi::Function::New(env, StoreObject, "storeObject"));
   exports.Set("transfer", Napi::Function::New(env, StartTransfer, "transfer"));
   exports.Set("zeroRuns", Napi::Function::New(env, ZeroRuns, "zeroRuns"));
   exports.Set("digest128", Napi::Function::New(env, Digest128, "digest128"));

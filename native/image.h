@@ -32,6 +32,9 @@ class ImageWrap : public WrapBase<ImageWrap, ImageHandle> {
   Napi::Value Stat(const Napi::CallbackInfo& info);
   Napi::Value Resize(const Napi::CallbackInfo& info);
   Napi::Value Read(const Napi::CallbackInfo& info);
+  // readMany(offsets, lengths): the ranges read at once (librbd's aio, in
+  // one job of the thread pool), resolved as one Buffer per range.
+  Napi::Value ReadMany(const Napi::CallbackInfo& info);
   Napi::Value Write(const Napi::CallbackInfo& info);
   Napi::Value WriteZeroes(const Napi::CallbackInfo& info);
   Napi::Value Discard(const Napi::CallbackInfo& info);

@@ -38,6 +38,8 @@ export interface FlattenOptions {
 
 /** One read takes at most this many bytes; read larger ranges in pieces. */
 export const MAX_READ_BYTES = 1 << 30;
+/** The most ranges one readMany takes. */
+export const MAX_READ_MANY = 1024;
 
 export class Image {
   readonly #native: NativeImage;
@@ -270,6 +272,32 @@ export class Image {
       throw invalidArgument('read', this.spec, `one read takes at most ${MAX_READ_BYTES} bytes, asked for ${len}`);
     }
     return this.#call('read', (n) => n.read(off, len));
+  }
+
+  /**
+   * Several ranges read at once (librbd's aio reads, all in flight
+   * together): one round trip's wait for all of them, where read() holds a
+   * thread of the pool a round trip per range. At most MAX_READ_MANY
+   * ranges and MAX_READ_BYTES in all; each range gets its Buffer.
+   */
+  async readMany(ranges: ReadonlyArray<{ offset: number | bigint; length: number | bigint }>): Promise<Buffer[]> {
+    if (!Array.isArray(ranges) || ranges.length === 0 || ranges.length > MAX_READ_MANY) {
+      throw invalidArgument('read', this.spec, `readMany takes 1 to ${MAX_READ_MANY} ranges`);
+    }
+    const offsets: bigint[] = [];
+    const lengths: bigint[] = [];
+    let total = 0n;
+    for (const range of ranges) {
+      const [off, len] = this.#range('read', range?.offset, range?.length);
+      if (len === 0n) throw invalidArgument('read', this.spec, 'readMany takes ranges of 1 byte or more');
+      total += len;
+      offsets.push(off);
+      lengths.push(len);
+    }
+    if (total > BigInt(MAX_READ_BYTES)) {
+      throw invalidArgument('read', this.spec, `one readMany takes at most ${MAX_READ_BYTES} bytes in all, asked for ${total}`);
+    }
+    return this.#call('read', (n) => n.readMany(offsets, lengths));
   }
 
   /** rbd_write2. A write past the end of the image is an InvalidArgumentError. */

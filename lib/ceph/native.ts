@@ -150,6 +150,8 @@ export interface NativeImage {
   stat(): Promise<NativeStat>;
   resize(size: bigint): Promise<void>;
   read(offset: bigint, length: bigint): Promise<Buffer>;
+  /** The ranges read at once (librbd aio, one job of the thread pool); one Buffer per range. */
+  readMany(offsets: bigint[], lengths: bigint[]): Promise<Buffer[]>;
   write(data: Buffer, offset: bigint): Promise<void>;
   writeZeroes(offset: bigint, length: bigint): Promise<void>;
   discard(offset: bigint, length: bigint): Promise<void>;
@@ -267,6 +269,12 @@ export interface NativeCodec {
   run(input: Buffer, finish: boolean, outputCap: number): Promise<{ output: Buffer; consumed: number; done: boolean }>;
 }
 
+export interface NativeMd5 {
+  update(data: Buffer): Promise<void>;
+  /** Lower-case hex. */
+  digest(): string;
+}
+
 interface Addon {
   connect(options: NativeConnectOptions): Promise<NativeCluster>;
   /** [start, end) pairs of the zero runs of at least minRun bytes (4 KiB granularity). */
@@ -283,6 +291,17 @@ interface Addon {
   CancelToken: new () => NativeCancelToken;
   /** syncfs(2) of the file system holding path, on the thread pool. */
   syncFileSystem(path: string): Promise<void>;
+  /** SHA-256 of each blockSize block of data (the last may be short), 32 bytes each, on the thread pool. */
+  sha256Blocks(data: Buffer, blockSize: number): Promise<Buffer>;
+  /** MD5 of what is given to update() in order (one update at a time); digest() ends it. */
+  Md5: new () => NativeMd5;
+  /**
+   * A short object of a backup into files, on the thread pool: the md5 of
+   * data, data (or its packed form, when smaller: compressed here for
+   * 'zlib', given as a Buffer for other algorithms) written to partial,
+   * created exclusively, then renamed to path; partial removed on failure.
+   */
+  storeObject(partial: string, path: string, data: Buffer, packing: 'none' | 'zlib' | Buffer): Promise<{ md5: string; bytes: number; compressed: boolean }>;
   /** A streaming zstd or bz2 (de)compressor (lib/files/codec.ts). */
   Codec: new (kind: NativeCodecKind) => NativeCodec;
   /**

@@ -7,14 +7,14 @@
  * parent's snapshot names, hashes them against the parent's sha256s, and
  * stores the runs of blocks whose digest changed, split at chunk ends as
  * Cinder's are: what Cinder's own incremental of the same volume stores,
- * without reading the rest. Reads run ahead in a bounded window.
+ * without reading the rest. Reads run ahead in a bounded window; hashing,
+ * compression and writing run on the thread pool (the addon's).
  *
  * Nothing looks complete before it is: the objects are written and named,
  * made durable by one syncfs of their file system, then the sha256file,
  * then the metadata (what a restore starts from), each synced, the
  * directory synced after each. A failure removes what was written.
  */
-import { createHash } from 'node:crypto';
 import { mkdir, readdir, rmdir, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setImmediate } from 'node:timers/promises';
@@ -29,6 +29,7 @@ import {
 import { ObjectWriter } from './object-writer.js';
 import { Sha256List } from './sha256-list.js';
 import { syncDir, syncFileSystem } from './chunked-store.js';
+import { sha256Blocks } from './object-digests.js';
 
 export interface ChunkedBackupOptions extends EngineOptions {
   /** The image, open at the snapshot backed up. */
@@ -63,8 +64,6 @@ export interface ChunkedBackupStats {
 }
 
 const operation = 'backup';
-/** About what is hashed between two turns of the event loop (whole hash blocks). */
-const SLICE_BYTES = 1 << 20;
 
 /** Writes a document under a partial name, syncs it and names it. */
 async function writeDocument(path: string, write: (handle: FileHandle) => Promise<void>): Promise<void> {
@@ -86,7 +85,7 @@ export async function backupChunked(options: ChunkedBackupOptions): Promise<Chun
   const size = (await source.stat()).size;
   const block = options.shaBlockSize;
   const sha256s = parent === undefined ? Sha256List.forSize(block, size) : parent.sha256s.copy();
-  const zeroDigest = createHash('sha256').update(Buffer.alloc(block)).digest();
+  const zeroDigest = await sha256Blocks(Buffer.alloc(block), block, operation, source.spec);
   // Whole hash blocks at a time (a block need not divide 4 MiB: Cinder's need only divide backup_file_size).
   const zeroStep = Math.max(block, Number(MAX_IO_SIZE) - (Number(MAX_IO_SIZE) % block));
   const zeros = Buffer.alloc(zeroStep);
@@ -103,8 +102,16 @@ export async function backupChunked(options: ChunkedBackupOptions): Promise<Chun
     }
   };
 
-  /** Hashes the blocks of data at offset (block-aligned) and stores the runs that changed. */
+  /**
+   * Hashes the blocks of data at offset (block-aligned; the addon hashes
+   * data read, on the thread pool) and stores the runs that changed. A
+   * full backup's zero blocks (not read) all have one digest.
+   */
   const take = async (offset: bigint, data: Buffer, read: boolean): Promise<void> => {
+    const first = Number(offset / BigInt(block));
+    const fullBlocks = read ? 0 : Math.floor(data.length / block);
+    const digests = fullBlocks * block === data.length ? undefined
+      : await sha256Blocks(data.subarray(fullBlocks * block), block, operation, source.spec);
     let run: number | undefined;
     const flush = async (end: number): Promise<void> => {
       if (run === undefined) return;
@@ -112,17 +119,9 @@ export async function backupChunked(options: ChunkedBackupOptions): Promise<Chun
       stats.bytesWritten += BigInt(end - run);
       run = undefined;
     };
-    for (let at = 0; at < data.length; at += block) {
-      const piece = data.subarray(at, at + block);
-      const index = Number((offset + BigInt(at)) / BigInt(block));
-      let changed: boolean;
-      if (!read && piece.length === block) {
-        sha256s.set(index, zeroDigest);
-        changed = true;
-      } else {
-        changed = sha256s.update(index, piece) || parent === undefined;
-      }
-      if (changed) {
+    for (let at = 0, i = 0; at < data.length; at += block, i++) {
+      const digest = i < fullBlocks ? zeroDigest : digests!.subarray((i - fullBlocks) * 32, (i - fullBlocks) * 32 + 32);
+      if (sha256s.replace(first + i, digest) || parent === undefined) {
         run ??= at;
       } else {
         stats.blocksUnchanged++;
@@ -132,25 +131,14 @@ export async function backupChunked(options: ChunkedBackupOptions): Promise<Chun
     await flush(data.length);
     report(offset + BigInt(data.length));
   };
-  /**
-   * take, a slice at a time, the event loop let in between: hashing and
-   * md5 run on it (~2.5 ms a MiB). A run cut at a slice's end goes on in
-   * the same object (the writer continues contiguous data).
-   */
-  const slice = Math.max(block, SLICE_BYTES - (SLICE_BYTES % block));
-  const takeSliced = async (offset: bigint, data: Buffer, read: boolean): Promise<void> => {
-    for (let at = 0; at < data.length; at += slice) {
-      await take(offset + BigInt(at), data.subarray(at, at + slice), read);
-      // Reads that finished ahead resolve as microtasks: this lets timers and other I/O in.
-      await setImmediate();
-    }
-  };
   /** A full backup's holes: zero blocks, stored like any (Cinder's full backup covers the volume). */
   const takeZeros = async (from: bigint, to: bigint): Promise<void> => {
     for (let at = from; at < to;) {
       const end = to - at < BigInt(zeroStep) ? to : at + BigInt(zeroStep);
-      await takeSliced(at, zeros.subarray(0, Number(end - at)), false);
+      await take(at, zeros.subarray(0, Number(end - at)), false);
       at = end;
+      // Nothing in a step of zeros need wait for I/O: this lets timers and other I/O in.
+      await setImmediate();
       if (signal?.aborted) throw cancelledError(operation, source.spec, signal);
     }
   };
@@ -167,7 +155,7 @@ export async function backupChunked(options: ChunkedBackupOptions): Promise<Chun
       if (parent === undefined) await takeZeros(next, piece.offset);
       stats.pieces++;
       stats.bytesRead += piece.length;
-      await takeSliced(piece.offset, piece.data!, true);
+      await take(piece.offset, piece.data!, true);
       next = piece.offset + piece.length;
     }
     if (parent === undefined) await takeZeros(next, size);

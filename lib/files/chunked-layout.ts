@@ -19,9 +19,13 @@ export const CHUNKED_VERSION = '1.0.0';
 /** A file or directory name of the layout: what Cinder's names are made of, never `.` or `..`. */
 const NAME = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,254}$/;
 
-/** The container Cinder's POSIX and NFS drivers give a backup that names none. */
+/**
+ * The container Cinder's POSIX and NFS drivers give a backup that names
+ * none: os.path.join(id[0:2], id[2:4], id), which skips an empty part (an
+ * id of 2 characters or fewer).
+ */
 export function defaultContainer(backupId: string): string {
-  return `${backupId.slice(0, 2)}/${backupId.slice(2, 4)}/${backupId}`;
+  return [backupId.slice(0, 2), backupId.slice(2, 4), backupId].filter((part) => part !== '').join('/');
 }
 
 /**

@@ -4,7 +4,6 @@
  * its length and md5 at its end. What restoreChunked writes into a volume
  * or file and what a stream restore takes its bytes from.
  */
-import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { PassThrough } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -14,6 +13,7 @@ import { VerificationError } from '../engine/verification-error.js';
 import type { ChunkedObject } from './chunked-layout.js';
 import { codecStage } from './codec.js';
 import { ChunkedBackupError } from './errors.js';
+import { ObjectMd5 } from './object-digests.js';
 
 /** Pieces read from the file, and given out decompressed, at a time. */
 const PIECE = 1 << 20;
@@ -43,23 +43,29 @@ export async function* objectData(object: ChunkedObject, file: string): AsyncGen
     : object.compression === 'none' ? [] : [codecStage(`${object.compression}-decompress`, 'restore', file)];
   (pipeline as (...streams: unknown[]) => Promise<void>)(createReadStream(file, { highWaterMark: PIECE }), ...stages, out)
     .catch((error: unknown) => out.destroy(error as Error));
-  const md5 = createHash('md5');
+  // On the thread pool, each piece while the caller writes it out.
+  const md5 = new ObjectMd5('restore', file);
+  let hashing = Promise.resolve();
   let at = 0;
   try {
     for await (const piece of out as AsyncIterable<Buffer>) {
       at += piece.length;
-      md5.update(piece);
       if (at > object.length) {
         throw new ChunkedBackupError({ operation: 'restore', resource: file, detail: `it holds more than its ${object.length} bytes` });
       }
+      await hashing;
+      hashing = md5.update(piece);
       yield piece;
     }
+    await hashing;
   } catch (error) {
     throw readFailure(error, object, file);
   } finally {
+    // An update still running when the caller stopped early must not be left unhandled.
+    await hashing.catch(() => undefined);
     out.destroy();
   }
-  if (at !== object.length || md5.digest('hex') !== object.md5) {
+  if (at !== object.length || md5.hex() !== object.md5) {
     throw new VerificationError({
       operation: 'restore', resource: file,
       detail: at !== object.length

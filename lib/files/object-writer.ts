@@ -10,18 +10,19 @@
  * prefix does not see) and given its name once complete; the caller makes
  * them durable (one syncfs) before anything names them.
  */
-import { createHash, type Hash } from 'node:crypto';
-import { open as openFile, rename, unlink } from 'node:fs/promises';
+import { unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PassThrough, Writable, type Duplex, type Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { once } from 'node:events';
 import { createDeflate, deflate } from 'node:zlib';
 import { promisify } from 'node:util';
-import { fromSystem } from '../ceph/errors.js';
-import { closeTargetFile, onFile, openTargetFile, partialName, type TargetFile } from '../engine/target-file.js';
+import { fromSystem, nativeCall } from '../ceph/errors.js';
+import { addon } from '../ceph/native.js';
+import { closeTargetFile, openTargetFile, partialName, type TargetFile } from '../engine/target-file.js';
 import { objectName, type ChunkedObject, type Compression } from './chunked-layout.js';
 import { codecDuplex, codecStage } from './codec.js';
+import { ObjectMd5 } from './object-digests.js';
 
 /** The stage an object's data passes on its way to its file. */
 function compressor(compression: Compression, file: string, operation: string): Transform | Duplex {
@@ -54,16 +55,16 @@ interface Streaming {
 
 interface OpenObject {
   entry: ChunkedObject;
-  md5: Hash;
+  /** Its data's md5 so far, once streamed (a held object's is taken as it is stored). */
+  md5: ObjectMd5 | undefined;
   /** Its data, until it is streamed. */
   held: Buffer[];
   heldBytes: number;
   streaming: Streaming | undefined;
 }
 
-/** The whole of data compressed, in one go (on the thread pool). */
-async function compressWhole(data: Buffer, compression: Exclude<Compression, 'none'>, operation: string, file: string): Promise<Buffer> {
-  if (compression === 'zlib') return deflateAsync(data);
+/** The whole of data compressed by the addon's zstd or bz2, in one go (on the thread pool; zlib is storeObject's own). */
+async function compressWhole(data: Buffer, compression: 'zstd' | 'bz2', operation: string, file: string): Promise<Buffer> {
   const pieces: Buffer[] = [];
   for await (const piece of codecStage(`${compression}-compress`, operation, file)((async function* () { yield data; })())) pieces.push(piece);
   return Buffer.concat(pieces);
@@ -114,12 +115,11 @@ export class ObjectWriter {
     const name = objectName(this.#prefix, this.objects.length + 1);
     const entry: ChunkedObject = { name, offset, length: 0, md5: '', compression: 'none' };
     this.objects.push(entry);
-    this.#open = { entry, md5: createHash('md5'), held: [], heldBytes: 0, streaming: undefined };
+    this.#open = { entry, md5: undefined, held: [], heldBytes: 0, streaming: undefined };
   }
 
   async #append(piece: Buffer): Promise<void> {
     const open = this.#open!;
-    open.md5.update(piece);
     open.entry.length += piece.length;
     if (open.streaming === undefined) {
       open.held.push(piece);
@@ -127,7 +127,7 @@ export class ObjectWriter {
       if (open.heldBytes >= HELD_BYTES) await this.#stream(open);
       return;
     }
-    await this.#feed(open.streaming, piece);
+    await Promise.all([open.md5!.update(piece), this.#feed(open.streaming, piece)]);
   }
 
   async #feed(streaming: Streaming, piece: Buffer): Promise<void> {
@@ -142,6 +142,8 @@ export class ObjectWriter {
    */
   async #stream(open: OpenObject): Promise<void> {
     const held = Buffer.concat(open.held);
+    open.md5 = new ObjectMd5(this.#operation, join(this.#dir, open.entry.name));
+    await open.md5.update(held);
     const shrinks = this.#compression !== 'none' && (await deflateAsync(held)).length < held.length;
     const compression = shrinks ? this.#compression : 'none';
     open.entry.compression = compression;
@@ -166,16 +168,16 @@ export class ObjectWriter {
   }
 
   /**
-   * Ends the open object, if any: its md5 is final at once; its
-   * compression (a held object's), writing and naming go on in the
-   * background, a few at a time (an incremental can make thousands of
+   * Ends the open object, if any: a streamed object's md5 is final at
+   * once; a held object's md5, compression, writing and naming go on in
+   * the background, a few at a time (an incremental can make thousands of
    * small objects). finish() waits for them.
    */
   async close(): Promise<void> {
     const open = this.#open;
     if (open === undefined) return;
     this.#open = undefined;
-    open.entry.md5 = open.md5.digest('hex');
+    if (open.md5 !== undefined) open.entry.md5 = open.md5.hex();
     while (this.#finishing.size >= FINISHING_AT_ONCE || (this.#finishing.size > 0 && this.#finishingBytes >= FINISHING_BYTES)) {
       await Promise.race(this.#finishing);
     }
@@ -199,35 +201,23 @@ export class ObjectWriter {
     this.#finishing.add(finishing);
   }
 
-  /** A short object: compressed whole, kept compressed only when that made it smaller (Cinder's rule), written, named. */
+  /**
+   * A short object: compressed whole, kept compressed only when that made
+   * it smaller (Cinder's rule), written, named, in one job of the addon
+   * (zstd and bz2 compressed before it). Named at once (the container is
+   * this backup's, under its lock); made durable with all the others by
+   * one syncfs before the metadata names them (chunked-backup.ts).
+   */
   async #finishHeld(open: OpenObject): Promise<void> {
     const data = open.held.length === 1 ? open.held[0]! : Buffer.concat(open.held);
     open.held = [];
     const path = join(this.#dir, open.entry.name);
-    let bytes = data;
-    if (this.#compression !== 'none') {
-      const packed = await compressWhole(data, this.#compression, this.#operation, path);
-      if (packed.length < data.length) {
-        bytes = packed;
-        open.entry.compression = this.#compression;
-      }
-    }
-    // Named at once (the container is this backup's, under its lock); made durable with all the others by one
-    // syncfs before the metadata names them (chunked-backup.ts).
-    const partial = partialName(path);
-    const handle = await onFile(this.#operation, path, 'creating the backup\'s object', () => openFile(partial, 'wx'));
-    try {
-      await onFile(this.#operation, path, 'writing the backup\'s object', () => handle.writeFile(bytes));
-    } finally {
-      await handle.close().catch(() => undefined);
-    }
-    try {
-      await onFile(this.#operation, path, 'naming the backup\'s object', () => rename(partial, path));
-    } catch (error) {
-      await unlink(partial).catch(() => undefined);
-      throw error;
-    }
-    this.bytesStored += bytes.length;
+    const packing = this.#compression === 'none' || this.#compression === 'zlib' ? this.#compression
+      : await compressWhole(data, this.#compression, this.#operation, path);
+    const stored = await nativeCall(this.#operation, path, () => addon.storeObject(partialName(path), path, data, packing));
+    open.entry.md5 = stored.md5;
+    if (stored.compressed) open.entry.compression = this.#compression;
+    this.bytesStored += stored.bytes;
   }
 
   async #finishStream(streaming: Streaming): Promise<void> {

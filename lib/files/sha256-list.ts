@@ -4,7 +4,6 @@
  * here, where Cinder's JSON of it is 2.4 GB. Read from a parent's file and
  * streamed out to a new one.
  */
-import { createHash } from 'node:crypto';
 import { stat, type FileHandle } from 'node:fs/promises';
 import { once } from 'node:events';
 import { Worker } from 'node:worker_threads';
@@ -34,18 +33,12 @@ export class Sha256List {
     return new Sha256List(blockSize, Number((size + BigInt(blockSize) - 1n) / BigInt(blockSize)));
   }
 
-  /** Sets block index's digest from its data; says whether it differs from what was there. */
-  update(index: number, data: Uint8Array): boolean {
-    const digest = createHash('sha256').update(data).digest();
+  /** Sets block index's digest (32 bytes); says whether it differs from what was there. */
+  replace(index: number, digest: Uint8Array): boolean {
     const slot = this.#digests.subarray(index * 32, index * 32 + 32);
-    if (digest.equals(slot)) return false;
-    digest.copy(slot);
+    if (slot.equals(digest)) return false;
+    slot.set(digest);
     return true;
-  }
-
-  /** Sets block index to a known digest (that of a zero block). */
-  set(index: number, digest: Buffer): void {
-    digest.copy(this.#digests, index * 32);
   }
 
   copy(): Sha256List {

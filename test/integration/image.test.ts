@@ -9,7 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import {
-  AlreadyExistsError, BusyError, CephError, InvalidArgumentError, MAX_READ_BYTES, NotFoundError,
+  AlreadyExistsError, BusyError, CephError, InvalidArgumentError, MAX_READ_BYTES, MAX_READ_MANY, NotFoundError,
   type CreateImageOptions, type Image, type Pool,
 } from '../../lib/index.js';
 import { scratch, type Scratch, writeRandom } from '../support/scratch.js';
@@ -326,6 +326,32 @@ describe('range and argument checks', () => {
         message: new RegExp(`: one read takes at most ${MAX_READ_BYTES} bytes, asked for ${length} \\[EINVAL\\]$`),
       });
     }
+  });
+
+  test('readMany reads ranges at once as read() does; bad ranges are refused, none past the end is read', async (t) => {
+    const s = scratch(t, pool);
+    const { image, model } = await filledImage(s, 'readmany', 9 * MiB);
+    const ranges = [
+      { offset: 0, length: 4096 }, { offset: 4 * MiB - 100, length: 200 }, { offset: 5n * BigInt(MiB), length: 4n * BigInt(MiB) },
+      { offset: 1234, length: 1 }, { offset: 1234, length: 7 },
+    ];
+    const buffers = await image.readMany(ranges);
+    assert.equal(buffers.length, ranges.length);
+    ranges.forEach((range, i) => {
+      const from = Number(range.offset);
+      assert.ok(buffers[i]!.equals(model.subarray(from, from + Number(range.length))), `range ${i}`);
+    });
+    const many = Array.from({ length: MAX_READ_MANY }, (_, i) => ({ offset: i * 9000, length: 100 }));
+    (await image.readMany(many)).forEach((buffer, i) => assert.ok(buffer.equals(model.subarray(i * 9000, i * 9000 + 100))));
+    const refused = (detail: RegExp): ErrorShape => ({ code: 'EINVAL', errno: 22, operation: 'read', resource: `${POOL}/${image.name}`, message: detail });
+    await assertFails(() => image.readMany([]), InvalidArgumentError, refused(/takes 1 to 1024 ranges/));
+    await assertFails(() => image.readMany([...many, { offset: 0, length: 1 }]), InvalidArgumentError, refused(/takes 1 to 1024 ranges/));
+    await assertFails(() => image.readMany([{ offset: 0, length: 0 }]), InvalidArgumentError, refused(/1 byte or more/));
+    await assertFails(() => image.readMany([{ offset: 0, length: 1 }, { offset: 9 * MiB - 10, length: 11 }]), InvalidArgumentError,
+      refused(/passes the end of the image/));
+    await assertFails(() => image.readMany([{ offset: -1, length: 1 }]), InvalidArgumentError, refused(/offset/));
+    await assertFails(() => image.readMany(Array.from({ length: 3 }, () => ({ offset: 0, length: MAX_READ_BYTES / 2 }))),
+      InvalidArgumentError, refused(/at most 1073741824 bytes in all/));
   });
 
   test('refused arguments come back as rejected promises, never as synchronous throws', async (t) => {

@@ -24,6 +24,9 @@ function document(extra: Record<string, unknown> = {}, object: Record<string, un
 describe('paths and names', () => {
   test('Cinder\'s default container, and names as its drivers write them', () => {
     assert.equal(defaultContainer('51e2c303-aaaa'), '51/e2/51e2c303-aaaa');
+    // Python's os.path.join skips the empty part of a short id.
+    assert.equal(defaultContainer('abc'), 'ab/c/abc');
+    assert.equal(defaultContainer('p1'), 'p1/p1');
     assert.equal(objectName(PREFIX, 1), `${PREFIX}-00001`);
     assert.equal(objectName('backup', 123456), 'backup-123456');
     assert.equal(metadataName('backup'), 'backup_metadata');

@@ -18,6 +18,7 @@ import {
 } from '../../lib/files/chunked-layout.js';
 import { ObjectWriter } from '../../lib/files/object-writer.js';
 import { Sha256List } from '../../lib/files/sha256-list.js';
+import { ObjectMd5, sha256Blocks } from '../../lib/files/object-digests.js';
 import { codecStage } from '../../lib/files/codec.js';
 import { CephError } from '../../lib/ceph/errors.js';
 import { ChunkedBackupError } from '../../lib/files/errors.js';
@@ -97,13 +98,33 @@ test('objects: uncompressed as stored; abandon removes every object and the part
   assert.equal(again.bytesStored, 5000);
 }));
 
-test('the sha256 list: updates say what changed; written and read back as Cinder\'s sha256file', () => withDir(async (dir) => {
+test('the addon\'s SHA-256 of each block is node:crypto\'s, the last block short', async () => {
+  const data = randomBytes(3 * 4096 + 100);
+  const digests = await sha256Blocks(data, 4096, 'backup', 'test');
+  assert.equal(digests.length, 4 * 32);
+  for (let i = 0; i < 4; i++) {
+    assert.equal(digests.toString('hex', i * 32, i * 32 + 32), createHash('sha256').update(data.subarray(i * 4096, i * 4096 + 4096)).digest('hex'));
+  }
+  assert.equal((await sha256Blocks(Buffer.alloc(0), 4096, 'backup', 'test')).length, 0);
+});
+
+test('the addon\'s MD5 of pieces given in order is node:crypto\'s of the whole; it ends once', async () => {
+  const data = randomBytes(5 << 20);
+  const md5 = new ObjectMd5('backup', 'test');
+  await md5.update(data.subarray(0, 1000));
+  await md5.update(data.subarray(1000));
+  assert.equal(md5.hex(), createHash('md5').update(data).digest('hex'));
+  assert.throws(() => md5.hex(), /twice/);
+});
+
+test('the sha256 list: replacing a digest says whether it changed; written and read back as Cinder\'s sha256file', () => withDir(async (dir) => {
   const list = Sha256List.forSize(32768, 3n * 32768n + 5n);
   assert.equal(list.count, 4);
   const block = randomBytes(32768);
-  assert.equal(list.update(1, block), true);
-  assert.equal(list.update(1, block), false);
-  assert.equal(list.hex(1), createHash('sha256').update(block).digest('hex'));
+  const digest = createHash('sha256').update(block).digest();
+  assert.equal(list.replace(1, digest), true);
+  assert.equal(list.replace(1, digest), false);
+  assert.equal(list.hex(1), digest.toString('hex'));
   const { head, tail } = sha256FileFrame({ ...facts, displayDescription: '@SHA256S@' }, 32768);
   const path = join(dir, 'p_sha256file');
   const handle = await open(path, 'w');
