@@ -407,11 +407,15 @@ async function digestStart(pool: Pool, decision: ChainDecision, size: bigint, ob
   return parent.table.resizedTo(size);
 }
 
-/** Housekeeping after a complete backup: its failure must not undo the backup. */
-async function trimSourceSnapshots(volume: Image, keep: number): Promise<void> {
+/**
+ * Housekeeping after a complete backup: its failure must not undo the
+ * backup. ours: as snapshotsToTrim's (the backup pool's snapshots by default).
+ */
+export async function trimSourceSnapshots(volume: Image, keep: number, ours?: (names: readonly string[]) => string[]): Promise<void> {
+  if (keep <= 0) return;
   await undo('trim source snapshots', async () => {
     const names = (await volume.listSnapshots()).map((s) => s.name);
-    for (const old of snapshotsToTrim(names, keep)) {
+    for (const old of snapshotsToTrim(names, keep, ours)) {
       await undo(`trim source snapshot ${old}`, () => volume.removeSnapshot(old));
     }
   });

@@ -112,10 +112,13 @@ export function orphanSourceSnapshots(sourceSnapshots: readonly string[], images
 
 /**
  * Backup snapshots to remove from the source so that at most keep remain
- * (0 = keep all); the newest stay.
+ * (0 = keep all); the newest stay. ours picks the snapshots that count,
+ * oldest first: the backup pool's (backupSnapshots), or those of backups
+ * into files.
  */
-export function snapshotsToTrim(sourceSnapshots: readonly string[], keep: number): string[] {
+export function snapshotsToTrim(sourceSnapshots: readonly string[], keep: number,
+  ours: (names: readonly string[]) => string[] = backupSnapshots): string[] {
   if (keep <= 0) return [];
-  const ordered = backupSnapshots(sourceSnapshots);
+  const ordered = ours(sourceSnapshots);
   return ordered.slice(0, Math.max(0, ordered.length - keep));
 }

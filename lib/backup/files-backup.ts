@@ -15,17 +15,16 @@ import { readdir, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AlreadyExistsError, CephError, fromSystem, invalidArgument, NotFoundError, NotSupportedError } from '../ceph/errors.js';
 import { cancelledError } from '../ceph/cancel.js';
-import type { Image } from '../ceph/image.js';
 import type { SnapshotInfo } from '../ceph/snapshot.js';
 import { checkName } from '../ceph/validate.js';
 import { isPartialName, onFile } from '../engine/target-file.js';
 import { backupChunked } from '../files/chunked-backup.js';
 import { backupPrefix, containerPath, defaultContainer, sha256Name, type ChunkedObject } from '../files/chunked-layout.js';
 import { listStoredBackups, readStoredBackup, type StoredBackup } from '../files/chunked-store.js';
-import { Sha256List } from '../files/sha256-list.js';
-import { openSource, requestSubject, type BackupRequest, type BackupResult } from './backup.js';
+import { Sha256FileReader } from '../files/sha256-file-reader.js';
+import { openSource, requestSubject, trimSourceSnapshots, type BackupRequest, type BackupResult } from './backup.js';
 import { callBudget, transferAllowanceMs } from './budget.js';
-import { OperationScope, undo } from './cleanup.js';
+import { OperationScope } from './cleanup.js';
 import { checkBackupPath, checkCompression, type ResolvedConfig } from './config.js';
 import { VolumeLock } from './lock.js';
 import { logBackup } from './log.js';
@@ -52,7 +51,7 @@ type Decision = { mode: 'full'; convertedToFull: string | undefined } | { mode: 
 const operation = 'backup';
 
 /** The volume's backup-into-files snapshots, oldest first. */
-function fileSnapshots(snapshots: SnapshotInfo[]): { info: SnapshotInfo; backupId: string; seconds: number }[] {
+function fileSnapshots<T extends { name: string }>(snapshots: readonly T[]): { info: T; backupId: string; seconds: number }[] {
   return snapshots.flatMap((info) => {
     const parsed = parseFileBackupSnapshotName(info.name);
     return parsed === undefined ? [] : [{ info, backupId: parsed.backupId, seconds: parsed.seconds }];
@@ -106,17 +105,18 @@ async function decide(request: BackupRequest, root: string, volumeId: string, sn
 }
 
 /**
- * The parent's sha256s, when an incremental can use them: same hash block,
- * one per block of the volume as it is now. Otherwise why not.
+ * The parent's sha256file open at its first digest, when an incremental
+ * can use it: the volume's size unchanged since, the same hash block.
+ * Otherwise why not. (Its count is checked as it is read: a file of
+ * another count is damaged, and the backup fails saying so.)
  */
-async function parentSha256s(parent: Parent, size: bigint, shaBlockSize: number): Promise<Sha256List | string> {
+async function parentSha256s(parent: Parent, size: bigint, shaBlockSize: number): Promise<Sha256FileReader | string> {
   const id = parent.backup.metadata.backupId;
   if (parent.snapshot.size !== size) return `the volume's size changed since backup ${id} (${parent.snapshot.size} -> ${size} bytes)`;
-  const list = await Sha256List.read(join(parent.backup.dir, sha256Name(parent.backup.prefix)));
-  if (list.blockSize !== shaBlockSize) return `backup ${id} hashed ${list.blockSize}-byte blocks, this engine ${shaBlockSize}`;
-  const expected = Sha256List.forSize(shaBlockSize, size).count;
-  if (list.count !== expected) return `backup ${id}'s sha256file lists ${list.count} blocks, the volume has ${expected}`;
-  return list;
+  const reader = await Sha256FileReader.open(join(parent.backup.dir, sha256Name(parent.backup.prefix)), operation);
+  if (reader.blockSize === shaBlockSize) return reader;
+  await reader.close();
+  return `backup ${id} hashed ${reader.blockSize}-byte blocks, this engine ${shaBlockSize}`;
 }
 
 /**
@@ -154,15 +154,6 @@ async function prepareContainer(root: string, backupId: string): Promise<{ conta
 }
 
 /** The volume's backup-into-files snapshots past the newest `keep`: housekeeping, never failing the backup. */
-async function trimFileSnapshots(volume: Image, keep: number): Promise<void> {
-  if (keep <= 0) return;
-  await undo('trim source snapshots', async () => {
-    const ours = fileSnapshots(await volume.listSnapshots());
-    for (const old of ours.slice(0, Math.max(0, ours.length - keep))) {
-      await undo(`trim source snapshot ${old.info.name}`, () => volume.removeSnapshot(old.info.name));
-    }
-  });
-}
 
 export async function runFilesBackup(config: ResolvedConfig, request: BackupRequest): Promise<BackupResult> {
   const subject = requestSubject(request, operation);
@@ -217,14 +208,15 @@ export async function runFilesBackup(config: ResolvedConfig, request: BackupRequ
     await volume.createSnapshot(snapshot);
     const size = (await volume.listSnapshots()).find((s) => s.name === snapshot)!.size;
     if (budget.grows) scope.extend(transferAllowanceMs(size));
-    let sha256s: Sha256List | undefined;
+    const source = await scope.adopt(pool.openImage(volume.name, { snapshot }));
+    // Open from here until backupChunked, which closes it.
+    let sha256s: Sha256FileReader | undefined;
     if (decision.mode === 'incremental') {
       const usable = await parentSha256s(decision.parent, size, config.shaBlockSize);
       if (typeof usable === 'string') decision = { mode: 'full', convertedToFull: usable };
       else sha256s = usable;
     }
     if (decision.mode === 'full' && decision.convertedToFull !== undefined) logBackup('%s: %s; taking a full backup instead', describeSubject(subject), decision.convertedToFull);
-    const source = await scope.adopt(pool.openImage(volume.name, { snapshot }));
     const createdAt = new Date();
     const prefix = backupPrefix(volumeId, backupId, createdAt);
     const parent = decision.mode === 'incremental' ? decision.parent : undefined;
@@ -239,7 +231,8 @@ export async function runFilesBackup(config: ResolvedConfig, request: BackupRequ
       ...(config.memoryBytes === undefined ? {} : { memoryBytes: config.memoryBytes }),
     });
     scope.commit();
-    scope.defer(`trim the old backup-into-files snapshots of ${volume.spec}`, pool, () => trimFileSnapshots(volume, config.maxSourceSnapshots));
+    const ours = (names: readonly string[]): string[] => fileSnapshots(names.map((name) => ({ name }))).map((s) => s.info.name);
+    scope.defer(`trim the old backup-into-files snapshots of ${volume.spec}`, pool, () => trimSourceSnapshots(volume, config.maxSourceSnapshots, ours));
     const fromSnapshot = parent?.snapshot.name;
     return {
       record: newRecord({

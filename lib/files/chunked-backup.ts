@@ -24,18 +24,23 @@ import { checkEngineOptions, MAX_IO_SIZE, type EngineOptions } from '../engine/o
 import { readInOrder } from '../engine/ordered-reader.js';
 import { closeTargetFile, onFile, openTargetFile } from '../engine/target-file.js';
 import {
-  metadataDocument, metadataName, sha256FileFrame, sha256Name, type ChunkedBackupFacts, type ChunkedObject, type Compression,
+  metadataDocument, metadataName, sha256Name, type ChunkedBackupFacts, type ChunkedObject, type Compression,
 } from './chunked-layout.js';
 import { ObjectWriter } from './object-writer.js';
-import { Sha256List } from './sha256-list.js';
+import { Sha256FileReader } from './sha256-file-reader.js';
+import { Sha256FileWriter } from './sha256-file-writer.js';
+import { Sha256Update } from './sha256-update.js';
 import { syncDir, syncFileSystem } from './chunked-store.js';
 import { sha256Blocks } from './object-digests.js';
 
 export interface ChunkedBackupOptions extends EngineOptions {
   /** The image, open at the snapshot backed up. */
   source: Image;
-  /** An incremental: the parent's snapshot (on the source) and its sha256s, of the same size and block. */
-  parent?: { snapshot: string; backupId: string; sha256s: Sha256List };
+  /**
+   * An incremental: the parent's snapshot (on the source) and its
+   * sha256file open at its first digest (of the same block); closed here.
+   */
+  parent?: { snapshot: string; backupId: string; sha256s: Sha256FileReader };
   /** The backup's container directory (made here; it must not hold a backup). */
   dir: string;
   prefix: string;
@@ -79,21 +84,31 @@ async function writeDocument(path: string, write: (handle: FileHandle) => Promis
 }
 
 export async function backupChunked(options: ChunkedBackupOptions): Promise<ChunkedBackupStats> {
+  try {
+    return await backupWith(options);
+  } finally {
+    await options.parent?.sha256s.close();
+  }
+}
+
+async function backupWith(options: ChunkedBackupOptions): Promise<ChunkedBackupStats> {
   const started = performance.now();
   const { source, parent, dir, prefix, facts, signal, onProgress } = options;
   const limits = checkEngineOptions(options, operation, source.spec, 16 << 20);
   const size = (await source.stat()).size;
   const block = options.shaBlockSize;
-  const sha256s = parent === undefined ? Sha256List.forSize(block, size) : parent.sha256s.copy();
-  const zeroDigest = await sha256Blocks(Buffer.alloc(block), block, operation, source.spec);
+  const blocks = Number((size + BigInt(block) - 1n) / BigInt(block));
   // Whole hash blocks at a time (a block need not divide 4 MiB: Cinder's need only divide backup_file_size).
   const zeroStep = Math.max(block, Number(MAX_IO_SIZE) - (Number(MAX_IO_SIZE) % block));
   const zeros = Buffer.alloc(zeroStep);
+  const zeroDigest = await sha256Blocks(Buffer.alloc(block), block, operation, source.spec);
+  const zeroDigests = Buffer.concat(Array.from({ length: zeroStep / block }, () => zeroDigest));
   const stats: ChunkedBackupStats = {
     objects: [], bytesRead: 0n, bytesWritten: 0n, bytesStored: 0n, blocksUnchanged: 0, pieces: 0, elapsedMs: 0,
   };
   await onFile(operation, dir, 'making the backup\'s container', () => mkdir(dir, { recursive: true }));
   const writer = new ObjectWriter(dir, prefix, { compression: options.compression, chunkSize: options.chunkSize, operation });
+  let shaFile: Sha256FileWriter | undefined;
   let reported = 0;
   const report = (done: bigint): void => {
     if (onProgress !== undefined && performance.now() - reported >= 100) {
@@ -102,72 +117,75 @@ export async function backupChunked(options: ChunkedBackupOptions): Promise<Chun
     }
   };
 
-  /**
-   * Hashes the blocks of data at offset (block-aligned; the addon hashes
-   * data read, on the thread pool) and stores the runs that changed. A
-   * full backup's zero blocks (not read) all have one digest.
-   */
-  const take = async (offset: bigint, data: Buffer, read: boolean): Promise<void> => {
-    const first = Number(offset / BigInt(block));
-    const fullBlocks = read ? 0 : Math.floor(data.length / block);
-    const digests = fullBlocks * block === data.length ? undefined
-      : await sha256Blocks(data.subarray(fullBlocks * block), block, operation, source.spec);
-    let run: number | undefined;
-    const flush = async (end: number): Promise<void> => {
-      if (run === undefined) return;
-      await writer.write(Number(offset) + run, data.subarray(run, end));
-      stats.bytesWritten += BigInt(end - run);
-      run = undefined;
-    };
-    for (let at = 0, i = 0; at < data.length; at += block, i++) {
-      const digest = i < fullBlocks ? zeroDigest : digests!.subarray((i - fullBlocks) * 32, (i - fullBlocks) * 32 + 32);
-      if (sha256s.replace(first + i, digest) || parent === undefined) {
-        run ??= at;
-      } else {
-        stats.blocksUnchanged++;
-        await flush(at);
-      }
-    }
-    await flush(data.length);
-    report(offset + BigInt(data.length));
-  };
-  /** A full backup's holes: zero blocks, stored like any (Cinder's full backup covers the volume). */
-  const takeZeros = async (from: bigint, to: bigint): Promise<void> => {
-    for (let at = from; at < to;) {
-      const end = to - at < BigInt(zeroStep) ? to : at + BigInt(zeroStep);
-      await take(at, zeros.subarray(0, Number(end - at)), false);
-      at = end;
-      // Nothing in a step of zeros need wait for I/O: this lets timers and other I/O in.
-      await setImmediate();
-      if (signal?.aborted) throw cancelledError(operation, source.spec, signal);
-    }
-  };
-
   let failed = true;
+  let storing: Promise<void> = Promise.resolve();
   try {
+    shaFile = await Sha256FileWriter.open(dir, prefix, facts, block, operation);
+    const sha256s = new Sha256Update(shaFile, parent?.sha256s, blocks, operation);
+    /** Stores the runs of the blocks of data at offset (block-aligned) whose digests changed. */
+    const take = async (offset: bigint, data: Buffer, digests: Buffer | Promise<Buffer>): Promise<void> => {
+      const changed = await sha256s.take(Number(offset / BigInt(block)), await digests);
+      let run: number | undefined;
+      const flush = async (end: number): Promise<void> => {
+        if (run === undefined) return;
+        await writer.write(Number(offset) + run, data.subarray(run, end));
+        stats.bytesWritten += BigInt(end - run);
+        run = undefined;
+      };
+      for (let at = 0, i = 0; at < data.length; at += block, i++) {
+        if (changed[i] === 1) {
+          run ??= at;
+        } else {
+          stats.blocksUnchanged++;
+          await flush(at);
+        }
+      }
+      await flush(data.length);
+      report(offset + BigInt(data.length));
+    };
+    /** A full backup's holes: zero blocks, stored like any (Cinder's full backup covers the volume). */
+    const takeZeros = async (from: bigint, to: bigint): Promise<void> => {
+      for (let at = from; at < to;) {
+        const end = to - at < BigInt(zeroStep) ? to : at + BigInt(zeroStep);
+        const data = zeros.subarray(0, Number(end - at));
+        // Every zero block has one digest; only a short one at the volume's end is hashed.
+        const full = Math.floor(data.length / block);
+        const known = zeroDigests.subarray(0, full * 32);
+        await take(at, data, full * block === data.length ? known
+          : Buffer.concat([known, await sha256Blocks(data.subarray(full * block), block, operation, source.spec)]));
+        at = end;
+        // Nothing in a step of zeros need wait for I/O: this lets timers and other I/O in.
+        await setImmediate();
+        if (signal?.aborted) throw cancelledError(operation, source.spec, signal);
+      }
+    };
+
     let next = 0n;
     const pieces = readInOrder(source, {
       fromSnapshot: parent?.snapshot, wholeObject: parent === undefined, align: BigInt(block),
       ioSize: MAX_IO_SIZE, limits, signal, operation, resource: source.spec,
     });
+    // A piece is hashed (on the thread pool) while the one before is stored
+    // (its md5, compression and file writes, on the thread pool too).
     for await (const piece of pieces) {
       if (signal?.aborted) throw cancelledError(operation, source.spec, signal);
+      const digests = sha256Blocks(piece.data!, block, operation, source.spec);
+      digests.catch(() => undefined); // awaited by its take; a failure before that is not unhandled
+      await storing;
       if (parent === undefined) await takeZeros(next, piece.offset);
       stats.pieces++;
       stats.bytesRead += piece.length;
-      await take(piece.offset, piece.data!, true);
+      storing = take(piece.offset, piece.data!, digests);
+      storing.catch(() => undefined); // awaited at the next piece or after the last
       next = piece.offset + piece.length;
     }
+    await storing;
     if (parent === undefined) await takeZeros(next, size);
     await writer.finish();
-    // Every object durable, and its name, before a document names it.
+    await sha256s.end();
+    // Every object and the sha256file durable before a name says they are there.
     await syncFileSystem(dir, operation);
-    const { head, tail } = sha256FileFrame(facts, block);
-    await writeDocument(join(dir, sha256Name(prefix)), async (handle) => {
-      await handle.writeFile(head);
-      await sha256s.writeEntries(handle);
-      await handle.writeFile(tail);
-    });
+    await shaFile.name();
     await syncDir(dir, operation);
     await writeDocument(join(dir, metadataName(prefix)), async (handle) => {
       await handle.writeFile(metadataDocument(facts, writer.objects, parent?.backupId ?? null, options.volumeMeta));
@@ -175,7 +193,11 @@ export async function backupChunked(options: ChunkedBackupOptions): Promise<Chun
     await syncDir(dir, operation);
     failed = false;
   } finally {
-    if (failed) await abandon(dir, prefix, writer);
+    if (failed) {
+      // A piece being stored when the reads failed finishes (or fails) before its files go.
+      await storing.catch(() => undefined);
+      await abandon(dir, prefix, writer, shaFile);
+    }
   }
   onProgress?.({ done: size, total: size, bytesRead: stats.bytesRead });
   stats.objects = writer.objects;
@@ -186,12 +208,13 @@ export async function backupChunked(options: ChunkedBackupOptions): Promise<Chun
 
 /**
  * What a failed backup wrote goes: its metadata first (named but not yet
- * synced when the directory's sync failed), its objects, its sha256file,
- * and the container when nothing else is in it.
+ * synced when the directory's sync failed), its objects, its sha256file
+ * (partial or named), and the container when nothing else is in it.
  */
-async function abandon(dir: string, prefix: string, writer: ObjectWriter): Promise<void> {
+async function abandon(dir: string, prefix: string, writer: ObjectWriter, shaFile: Sha256FileWriter | undefined): Promise<void> {
   await unlink(join(dir, metadataName(prefix))).catch(() => undefined);
   await writer.abandon();
+  await shaFile?.abandon();
   await unlink(join(dir, sha256Name(prefix))).catch(() => undefined);
   const left = await readdir(dir).catch(() => ['?']);
   if (left.length === 0) await rmdir(dir).catch(() => undefined);

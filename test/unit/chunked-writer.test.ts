@@ -1,27 +1,25 @@
 /**
  * What a backup into files writes, without a cluster: the objects cut as
- * Cinder's chunked driver cuts them (ObjectWriter), the sha256 list read
- * and streamed back (Sha256List), and the documents in Python's
- * json.dumps(sort_keys=True, indent=2) form.
+ * Cinder's chunked driver cuts them (ObjectWriter), the addon's digests,
+ * and the documents in Python's json.dumps(sort_keys=True, indent=2) form
+ * (the sha256file's reading and writing: sha256-file.test.ts).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, open, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { inflateSync } from 'node:zlib';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import {
-  backupPrefix, metadataDocument, pythonJson, pythonTime, sha256FileFrame, type ChunkedBackupFacts,
+  backupPrefix, metadataDocument, pythonJson, pythonTime, type ChunkedBackupFacts,
 } from '../../lib/files/chunked-layout.js';
 import { ObjectWriter } from '../../lib/files/object-writer.js';
-import { Sha256List } from '../../lib/files/sha256-list.js';
 import { ObjectMd5, sha256Blocks } from '../../lib/files/object-digests.js';
 import { codecStage } from '../../lib/files/codec.js';
 import { CephError } from '../../lib/ceph/errors.js';
-import { ChunkedBackupError } from '../../lib/files/errors.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -116,38 +114,6 @@ test('the addon\'s MD5 of pieces given in order is node:crypto\'s of the whole; 
   assert.equal(md5.hex(), createHash('md5').update(data).digest('hex'));
   assert.throws(() => md5.hex(), /twice/);
 });
-
-test('the sha256 list: replacing a digest says whether it changed; written and read back as Cinder\'s sha256file', () => withDir(async (dir) => {
-  const list = Sha256List.forSize(32768, 3n * 32768n + 5n);
-  assert.equal(list.count, 4);
-  const block = randomBytes(32768);
-  const digest = createHash('sha256').update(block).digest();
-  assert.equal(list.replace(1, digest), true);
-  assert.equal(list.replace(1, digest), false);
-  assert.equal(list.hex(1), digest.toString('hex'));
-  const { head, tail } = sha256FileFrame({ ...facts, displayDescription: '@SHA256S@' }, 32768);
-  const path = join(dir, 'p_sha256file');
-  const handle = await open(path, 'w');
-  await handle.write(head);
-  await list.writeEntries(handle);
-  await handle.write(tail);
-  await handle.close();
-  const text = await readFile(path, 'utf8');
-  const parsed = JSON.parse(text) as { sha256s: string[]; chunk_size: number; backup_description: string };
-  assert.equal(parsed.backup_description, '@SHA256S@');
-  assert.equal(parsed.chunk_size, 32768);
-  assert.deepEqual(parsed.sha256s, [0, 1, 2, 3].map((i) => list.hex(i)));
-  assert.equal(text, pythonJson(parsed), 'the streamed file is the document json.dumps writes');
-  const read = await Sha256List.read(path);
-  assert.deepEqual([read.blockSize, read.count, read.hex(1)], [32768, 4, list.hex(1)]);
-  // Parsed on a worker thread: what is wrong comes back typed, naming the file.
-  await writeFile(path, text.slice(0, -20));
-  await assert.rejects(Sha256List.read(path), (e: unknown) => e instanceof ChunkedBackupError && /not JSON/.test(e.message) && e.message.includes(path));
-  await writeFile(path, text.replace(/"[0-9a-f]{64}"/, '"xyz"'));
-  await assert.rejects(Sha256List.read(path), (e: unknown) => e instanceof ChunkedBackupError && /sha256 0 is not 64 hex digits/.test(e.message));
-  await rm(path);
-  await assert.rejects(Sha256List.read(path), (e: unknown) => e instanceof CephError && e.code === 'ENOENT');
-}));
 
 test('documents: Python\'s json.dumps(sort_keys=True, indent=2) with ensure_ascii; Cinder\'s prefix and times', () => {
   assert.equal(pythonJson({ b: [], a: { d: null, c: 'é€😀' }, e: [1] }),
