@@ -27,8 +27,9 @@ const OPEN_BRACKET = 0x5b;
 const CLOSE_BRACKET = 0x5d;
 const BACKSLASH = 0x5c;
 const isSpace = (byte: number): boolean => byte === 0x20 || byte === 0x0a || byte === 0x0d || byte === 0x09;
-/** 0-9 a-f, as Cinder's hexdigest() writes them. */
-const isHex = (byte: number): boolean => (byte >= 0x30 && byte <= 0x39) || (byte >= 0x61 && byte <= 0x66);
+/** The value of each byte as a hex digit, 0-9 a-f as Cinder's hexdigest() writes them; 16 for any other. */
+const HEX_VALUE = Uint8Array.from({ length: 256 }, (_, byte) =>
+  byte >= 0x30 && byte <= 0x39 ? byte - 0x30 : byte >= 0x61 && byte <= 0x66 ? byte - 0x61 + 10 : 16);
 
 export class Sha256FileReader {
   readonly path: string;
@@ -178,29 +179,63 @@ export class Sha256FileReader {
   async read(n: number, out: Buffer, operation: string): Promise<number> {
     let got = 0;
     while (got < n && !this.#listEnded) {
-      // An entry: '"' 64 hex '"', then ',' or ']' (white space around each).
-      if (await this.#peek(operation) !== QUOTE) throw this.#bad(operation, `sha256 ${this.count} is not a string: the file is damaged`);
-      if (await this.#want(66, operation) < 66) throw this.#bad(operation, 'the file ends inside the list of sha256s: it is truncated');
-      const b = this.#buffer;
-      const first = this.#at + 1;
-      for (let i = first; i < first + 64; i++) {
-        if (!isHex(b[i]!)) throw this.#bad(operation, `sha256 ${this.count} is not 64 hex digits: the file is damaged`);
-      }
-      if (b[first + 64] !== QUOTE) throw this.#bad(operation, `sha256 ${this.count} is not 64 hex digits: the file is damaged`);
-      out.write(b.toString('latin1', first, first + 64), got * 32, 'hex');
-      this.#at = first + 65;
+      if (!this.#entryInBuffer(out, got, operation)) await this.#entry(out, got, operation);
       got++;
-      this.count++;
-      const next = await this.#peek(operation);
-      if (next === COMMA) this.#at++;
-      else if (next === CLOSE_BRACKET) {
-        this.#at++;
-        this.#listEnded = true;
-      } else {
-        throw this.#bad(operation, 'expected "," or "]" in the list of sha256s: the file is damaged or truncated');
-      }
     }
     return got;
+  }
+
+  /**
+   * The entry at #at taken from what is read already, when all of it is
+   * there (the fast path: no await per digest); false when it is not.
+   */
+  #entryInBuffer(out: Buffer, index: number, operation: string): boolean {
+    const b = this.#buffer;
+    let i = this.#at;
+    while (i < b.length && isSpace(b[i]!)) i++;
+    if (i + 66 > b.length) return false;
+    let end = i + 66;
+    while (end < b.length && isSpace(b[end]!)) end++;
+    if (end >= b.length) return false;
+    this.#at = i;
+    this.#digestAt(out, index, operation);
+    this.#at = end;
+    this.#separator(b[end]!, operation);
+    return true;
+  }
+
+  /** The entry at #at, reading what it needs (white space around it can be of any length). */
+  async #entry(out: Buffer, index: number, operation: string): Promise<void> {
+    if (await this.#peek(operation) !== QUOTE) throw this.#bad(operation, `sha256 ${this.count} is not a string: the file is damaged`);
+    if (await this.#want(66, operation) < 66) throw this.#bad(operation, 'the file ends inside the list of sha256s: it is truncated');
+    this.#digestAt(out, index, operation);
+    this.#separator(await this.#peek(operation), operation);
+  }
+
+  /** The '"' 64 hex '"' at #at (all in the buffer) into out's entry index, taken. */
+  #digestAt(out: Buffer, index: number, operation: string): void {
+    const b = this.#buffer;
+    const first = this.#at + 1;
+    if (b[this.#at] !== QUOTE) throw this.#bad(operation, `sha256 ${this.count} is not a string: the file is damaged`);
+    let invalid = b[first + 64] !== QUOTE;
+    for (let k = 0; k < 32; k++) {
+      const high = HEX_VALUE[b[first + 2 * k]!]!;
+      const low = HEX_VALUE[b[first + 2 * k + 1]!]!;
+      invalid ||= high === 16 || low === 16;
+      out[index * 32 + k] = (high << 4) | low;
+    }
+    if (invalid) throw this.#bad(operation, `sha256 ${this.count} is not 64 hex digits: the file is damaged`);
+    this.#at = first + 65;
+    this.count++;
+  }
+
+  /** The ',' or ']' after an entry (the byte at #at), taken. */
+  #separator(byte: number, operation: string): void {
+    if (byte !== COMMA && byte !== CLOSE_BRACKET) {
+      throw this.#bad(operation, 'expected "," or "]" in the list of sha256s: the file is damaged or truncated');
+    }
+    this.#at++;
+    if (byte === CLOSE_BRACKET) this.#listEnded = true;
   }
 
   /** After the last digest: the rest of the document read and its version checked. */

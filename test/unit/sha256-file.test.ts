@@ -154,3 +154,36 @@ test('an incremental\'s list: the parent\'s, the blocks read replaced; each says
   await assert.rejects(run(10, [[5, changed2], [4, changed7]]), RangeError);
   assert.deepEqual((await readdir(join(dir, 'out'))), [], 'a failed list leaves no file');
 }));
+
+test('memory stays bounded: a list of a million blocks (a 32 GiB volume, a 72 MB sha256file) is written and merged in a window', (t) => withDir(async (dir) => {
+  const count = 1_000_000;
+  global.gc?.();
+  const baseline = process.memoryUsage().rss;
+  let peak = baseline;
+  const sampler = setInterval(() => { peak = Math.max(peak, process.memoryUsage().rss); }, 5);
+  try {
+    await mkdir(join(dir, 'full'));
+    const fullWriter = await Sha256FileWriter.open(join(dir, 'full'), 'p', facts, 32768, 'backup');
+    const full = new Sha256Update(fullWriter, undefined, count, 'backup');
+    const piece = randomBytes(128 * 32);
+    for (let first = 0; first < count; first += 128) await full.take(first, piece.subarray(0, Math.min(128, count - first) * 32));
+    await full.end();
+    await fullWriter.name();
+    await mkdir(join(dir, 'incr'));
+    const writer = await Sha256FileWriter.open(join(dir, 'incr'), 'p', facts, 32768, 'backup');
+    const update = new Sha256Update(writer, await Sha256FileReader.open(join(dir, 'full', sha256Name('p')), 'backup'), count, 'backup');
+    let changed = 0;
+    for (let first = 0; first < count; first += 997) changed += (await update.take(first, randomBytes(32)))[0]!;
+    await update.end();
+    await writer.name();
+    assert.equal(changed, Math.ceil(count / 997));
+  } finally {
+    clearInterval(sampler);
+  }
+  const growth = peak - baseline;
+  t.diagnostic(`RSS grew by ${(growth / 2 ** 20).toFixed(1)} MiB`);
+  // Holding the list would take 32 MiB of digests, and parsing the parent's JSON whole ~150 MB more; garbage not yet collected is most of the rest.
+  assert.ok(growth < 64 * 2 ** 20, `RSS grew by ${(growth / 2 ** 20).toFixed(1)} MiB`);
+  const text = await readFile(join(dir, 'incr', sha256Name('p')), 'utf8');
+  assert.equal(text.length, (await readFile(join(dir, 'full', sha256Name('p')), 'utf8')).length, 'the same length: one entry per block');
+}));
