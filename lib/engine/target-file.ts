@@ -6,7 +6,6 @@
  * the file restores' target. File-system failures are CephErrors naming
  * the path.
  */
-import { randomBytes } from 'node:crypto';
 import { link, lstat, open, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { cephError, fromSystem, type CephError } from '../ceph/errors.js';
@@ -62,7 +61,9 @@ export async function checkExportPath(path: string, overwrite = false, operation
  * one path do not write into each other's.
  */
 export function partialName(path: string): string {
-  return join(dirname(path), `.${basename(path)}.partial-${randomBytes(4).toString('hex')}`);
+  // Not a secret, only apart from another writer's: Math.random costs nothing beside a crypto call per file (thousands of objects).
+  const suffix = Math.floor(Math.random() * 2 ** 32).toString(16).padStart(8, '0');
+  return join(dirname(path), `.${basename(path)}.partial-${suffix}`);
 }
 
 /** Whether a file name is one partialName gives (a writer's, unfinished or left by a killed one). */

@@ -24,7 +24,7 @@ import { checkEngineOptions, MAX_IO_SIZE, type EngineOptions } from '../engine/o
 import { readInOrder } from '../engine/ordered-reader.js';
 import { closeTargetFile, onFile, openTargetFile } from '../engine/target-file.js';
 import {
-  metadataDocument, metadataName, sha256Name, type ChunkedBackupFacts, type ChunkedObject, type Compression,
+  metadataFrame, metadataList, metadataName, sha256Name, type ChunkedBackupFacts, type ChunkedObject, type Compression,
 } from './chunked-layout.js';
 import { ObjectWriter } from './object-writer.js';
 import { Sha256FileReader } from './sha256-file-reader.js';
@@ -69,6 +69,8 @@ export interface ChunkedBackupStats {
 }
 
 const operation = 'backup';
+/** The most the loop over the pieces runs before it lets the event loop have a turn. */
+const TURN_MS = 4;
 
 /** Writes a document under a partial name, syncs it and names it. */
 async function writeDocument(path: string, write: (handle: FileHandle) => Promise<void>): Promise<void> {
@@ -167,8 +169,14 @@ async function backupWith(options: ChunkedBackupOptions): Promise<ChunkedBackupS
     });
     // A piece is hashed (on the thread pool) while the one before is stored
     // (its md5, compression and file writes, on the thread pool too).
+    let turn = performance.now();
     for await (const piece of pieces) {
       if (signal?.aborted) throw cancelledError(operation, source.spec, signal);
+      // A batch of reads resolves at once and its pieces go on as microtasks: timers and other I/O get a turn every few ms.
+      if (performance.now() - turn > TURN_MS) {
+        await setImmediate();
+        turn = performance.now();
+      }
       const digests = sha256Blocks(piece.data!, block, operation, source.spec);
       digests.catch(() => undefined); // awaited by its take; a failure before that is not unhandled
       await storing;
@@ -188,7 +196,11 @@ async function backupWith(options: ChunkedBackupOptions): Promise<ChunkedBackupS
     await shaFile.name();
     await syncDir(dir, operation);
     await writeDocument(join(dir, metadataName(prefix)), async (handle) => {
-      await handle.writeFile(metadataDocument(facts, writer.objects, parent?.backupId ?? null, options.volumeMeta));
+      const { head, tail } = metadataFrame(facts, parent?.backupId ?? null, options.volumeMeta);
+      await handle.writeFile(head);
+      // A write every few hundred entries: making the text of thousands at once held the event loop ~20 ms.
+      for (const piece of metadataList(writer.objects, 256)) await handle.writeFile(piece);
+      await handle.writeFile(tail);
     });
     await syncDir(dir, operation);
     failed = false;

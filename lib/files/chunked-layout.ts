@@ -207,15 +207,41 @@ export interface ChunkedBackupFacts {
   createdAt: Date;
 }
 
-/** `<prefix>_metadata`, as Cinder's _write_metadata writes it. */
+/** `<prefix>_metadata`, as Cinder's _write_metadata writes it (metadataFrame around metadataList's pieces). */
 export function metadataDocument(facts: ChunkedBackupFacts, objects: readonly ChunkedObject[], parentId: string | null,
   volumeMeta: string | null): string {
-  return pythonJson({
+  const { head, tail } = metadataFrame(facts, parentId, volumeMeta);
+  return head + [...metadataList(objects, objects.length)].join('') + tail;
+}
+
+/**
+ * `<prefix>_metadata` around its list of objects, which an incremental of
+ * scattered changes makes thousands long: the text before and after it.
+ */
+export function metadataFrame(facts: ChunkedBackupFacts, parentId: string | null, volumeMeta: string | null): { head: string; tail: string } {
+  const MARK = '@OBJECTS@';
+  const text = pythonJson({
     version: CHUNKED_VERSION, backup_id: facts.backupId, volume_id: facts.volumeId,
     backup_name: facts.displayName, backup_description: facts.displayDescription, created_at: pythonTime(facts.createdAt),
-    objects: objects.map((o) => ({ [o.name]: { offset: o.offset, length: o.length, md5: o.md5, compression: o.compression } })),
-    parent_id: parentId, volume_meta: volumeMeta,
+    objects: MARK, parent_id: parentId, volume_meta: volumeMeta,
   });
+  // Quoted by the mark's own quotes only here: a string value's quotes are escaped.
+  const at = text.indexOf(`"${MARK}"`);
+  return { head: text.slice(0, at), tail: text.slice(at + MARK.length + 2) };
+}
+
+/** The metadata's list of objects as json.dumps(indent=2) writes it there, in pieces of up to perPiece entries. */
+export function* metadataList(objects: readonly ChunkedObject[], perPiece: number): Generator<string> {
+  if (objects.length === 0) {
+    yield '[]';
+    return;
+  }
+  for (let first = 0; first < objects.length; first += perPiece) {
+    const entries = objects.slice(first, first + perPiece).map((o) =>
+      pythonJson({ [o.name]: { offset: o.offset, length: o.length, md5: o.md5, compression: o.compression } }).replace(/^/gm, '    '));
+    const last = first + perPiece >= objects.length;
+    yield `${first === 0 ? '[\n' : ',\n'}${entries.join(',\n')}${last ? '\n  ]' : ''}`;
+  }
 }
 
 /**

@@ -14,10 +14,11 @@ import { inflateSync } from 'node:zlib';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import {
-  backupPrefix, metadataDocument, pythonJson, pythonTime, type ChunkedBackupFacts,
+  backupPrefix, metadataDocument, metadataFrame, metadataList, pythonJson, pythonTime, type ChunkedBackupFacts, type ChunkedObject,
 } from '../../lib/files/chunked-layout.js';
 import { ObjectWriter } from '../../lib/files/object-writer.js';
 import { ObjectMd5, sha256Blocks } from '../../lib/files/object-digests.js';
+import { addon } from '../../lib/ceph/native.js';
 import { codecStage } from '../../lib/files/codec.js';
 import { CephError } from '../../lib/ceph/errors.js';
 
@@ -96,14 +97,20 @@ test('objects: uncompressed as stored; abandon removes every object and the part
   assert.equal(again.bytesStored, 5000);
 }));
 
-test('the addon\'s SHA-256 of each block is node:crypto\'s, the last block short', async () => {
-  const data = randomBytes(3 * 4096 + 100);
-  const digests = await sha256Blocks(data, 4096, 'backup', 'test');
-  assert.equal(digests.length, 4 * 32);
-  for (let i = 0; i < 4; i++) {
-    assert.equal(digests.toString('hex', i * 32, i * 32 + 32), createHash('sha256').update(data.subarray(i * 4096, i * 4096 + 4096)).digest('hex'));
+test('SHA-256 of each block, by the addon (more than 64 KiB) or at once (less), is node:crypto\'s, the last block short', async () => {
+  for (const block of [4096, 32768]) {
+    for (const data of [randomBytes(3 * block + 100), randomBytes(5 * block)]) {
+      const count = Math.ceil(data.length / block);
+      for (const digests of [await sha256Blocks(data, block, 'backup', 'test'), await addon.sha256Blocks(data, block)]) {
+        assert.equal(digests.length, count * 32);
+        for (let i = 0; i < count; i++) {
+          assert.equal(digests.toString('hex', i * 32, i * 32 + 32), createHash('sha256').update(data.subarray(i * block, (i + 1) * block)).digest('hex'));
+        }
+      }
+    }
   }
   assert.equal((await sha256Blocks(Buffer.alloc(0), 4096, 'backup', 'test')).length, 0);
+  assert.equal((await addon.sha256Blocks(Buffer.alloc(0), 4096)).length, 0);
 });
 
 test('the addon\'s MD5 of pieces given in order is node:crypto\'s of the whole; it ends once', async () => {
@@ -113,6 +120,26 @@ test('the addon\'s MD5 of pieces given in order is node:crypto\'s of the whole; 
   await md5.update(data.subarray(1000));
   assert.equal(md5.hex(), createHash('md5').update(data).digest('hex'));
   assert.throws(() => md5.hex(), /twice/);
+});
+
+test('the metadata written in pieces (its list of objects a few hundred entries at a time) is json.dumps\' document, byte for byte', () => {
+  for (const count of [0, 1, 600]) {
+    const objects: ChunkedObject[] = Array.from({ length: count }, (_, i) => ({
+      name: `p-${String(i + 1).padStart(5, '0')}`, offset: i * 65536, length: 32768, md5: createHash('md5').update(String(i)).digest('hex'),
+      compression: i % 2 === 0 ? 'zlib' : 'none',
+    }));
+    const volumeMeta = JSON.stringify({ version: 2, note: '"@OBJECTS@" é' });
+    const expected = pythonJson({
+      version: '1.0.0', backup_id: facts.backupId, volume_id: facts.volumeId, backup_name: facts.displayName,
+      backup_description: '"@OBJECTS@"', created_at: pythonTime(facts.createdAt),
+      objects: objects.map((o) => ({ [o.name]: { offset: o.offset, length: o.length, md5: o.md5, compression: o.compression } })),
+      parent_id: 'parent-1', volume_meta: volumeMeta,
+    });
+    const withMark = { ...facts, displayDescription: '"@OBJECTS@"' };
+    const { head, tail } = metadataFrame(withMark, 'parent-1', volumeMeta);
+    assert.equal(head + [...metadataList(objects, 256)].join('') + tail, expected, `${count} objects in pieces`);
+    assert.equal(metadataDocument(withMark, objects, 'parent-1', volumeMeta), expected, `${count} objects at once`);
+  }
 });
 
 test('documents: Python\'s json.dumps(sort_keys=True, indent=2) with ensure_ascii; Cinder\'s prefix and times', () => {
