@@ -15,8 +15,9 @@ import { codecStage } from './codec.js';
 import { ChunkedBackupError } from './errors.js';
 import { ObjectMd5 } from './object-digests.js';
 
-/** Pieces read from the file, and given out decompressed, at a time. */
+/** Pieces read from the file, and given out decompressed, at a time (at most). */
 const PIECE = 1 << 20;
+const SMALLEST_PIECE = 16 << 10;
 
 /** A failure of reading or decompressing the object, typed and naming its file. */
 function readFailure(error: unknown, object: ChunkedObject, file: string): Error {
@@ -38,13 +39,16 @@ function readFailure(error: unknown, object: ChunkedObject, file: string): Error
  * (return()).
  */
 export async function* objectData(object: ChunkedObject, file: string): AsyncGenerator<Buffer> {
-  const out = new PassThrough({ highWaterMark: PIECE });
-  const stages = object.compression === 'zlib' ? [createInflate({ chunkSize: PIECE })]
+  // Buffers of the object's size when it is small: each read and each inflate allocates a whole piece,
+  // and an incremental's thousands of 32 KiB objects made gigabytes of garbage at 1 MiB each.
+  const piece = Math.min(PIECE, Math.max(object.length, SMALLEST_PIECE));
+  const out = new PassThrough({ highWaterMark: piece });
+  const stages = object.compression === 'zlib' ? [createInflate({ chunkSize: piece })]
     : object.compression === 'none' ? [] : [codecStage(`${object.compression}-decompress`, 'restore', file)];
-  (pipeline as (...streams: unknown[]) => Promise<void>)(createReadStream(file, { highWaterMark: PIECE }), ...stages, out)
+  (pipeline as (...streams: unknown[]) => Promise<void>)(createReadStream(file, { highWaterMark: piece }), ...stages, out)
     .catch((error: unknown) => out.destroy(error as Error));
-  // On the thread pool, each piece while the caller writes it out.
-  const md5 = new ObjectMd5('restore', file);
+  // Each piece while the caller writes it out (on the thread pool, for all but a small object).
+  const md5 = new ObjectMd5('restore', file, object.length);
   let hashing = Promise.resolve();
   let at = 0;
   try {

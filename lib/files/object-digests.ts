@@ -5,7 +5,7 @@
  * loop they cost ~4 ms a MiB together, which a backup would spend there
  * (all but the smallest pieces: HASH_AT_ONCE_BYTES).
  */
-import { createHash } from 'node:crypto';
+import { createHash, type Hash } from 'node:crypto';
 import { nativeCall } from '../ceph/errors.js';
 import { addon, type NativeMd5 } from '../ceph/native.js';
 
@@ -27,23 +27,36 @@ export function sha256Blocks(data: Buffer, blockSize: number, operation: string,
   return Promise.resolve(digests);
 }
 
-/** MD5 of an object's data, given in order (one update at a time). */
+/**
+ * MD5 of an object's data, given in order (one update at a time): by the
+ * addon on the thread pool, or at once on the event loop for an object of
+ * up to HASH_AT_ONCE_BYTES (its size given), where a native digest and a
+ * trip through the pool per object cost more than the hashing.
+ */
 export class ObjectMd5 {
-  readonly #md5: NativeMd5 = new addon.Md5();
+  /** One of the two. */
+  readonly #native: NativeMd5 | undefined;
+  readonly #inline: Hash | undefined;
   readonly #operation: string;
   readonly #resource: string;
 
-  constructor(operation: string, resource: string) {
+  constructor(operation: string, resource: string, bytes = Infinity) {
+    if (bytes <= HASH_AT_ONCE_BYTES) this.#inline = createHash('md5');
+    else this.#native = new addon.Md5();
     this.#operation = operation;
     this.#resource = resource;
   }
 
   update(data: Buffer): Promise<void> {
-    return nativeCall(this.#operation, this.#resource, () => this.#md5.update(data));
+    if (this.#inline !== undefined) {
+      this.#inline.update(data);
+      return Promise.resolve();
+    }
+    return nativeCall(this.#operation, this.#resource, () => this.#native!.update(data));
   }
 
   /** Lower-case hex, as Cinder's metadata lists it; ends this digest. */
   hex(): string {
-    return this.#md5.digest();
+    return this.#inline !== undefined ? this.#inline.digest('hex') : this.#native!.digest();
   }
 }
