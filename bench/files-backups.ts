@@ -8,7 +8,9 @@
  * backup into files is of a Cinder volume: rbd/src is renamed
  * volume-<id> for the group and named back after it. Bytes checked: our
  * incremental restored from its files into a new volume equals its
- * snapshot, and so does the pipe's full stream imported.
+ * snapshot, and so does the pipe's full stream imported. Then that
+ * incremental restored from its files against `rbd import-diff` of the
+ * pipe's streams of the same snapshots.
  */
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -18,7 +20,8 @@ import { medianRun, type Bench } from './bench.js';
 import { STEPS } from './chains.js';
 import { writeChanges } from './changes.js';
 import type { Measure } from './results.js';
-import { SOURCE, withEngine } from './source-backup.js';
+import { cliSteps } from './rbd-side.js';
+import { SOURCE } from './source-backup.js';
 
 const VOLUME_ID = 'bench-files';
 const VOLUME = `${SOURCE.pool}/volume-${VOLUME_ID}`;
@@ -89,8 +92,10 @@ export async function filesBackups(bench: Bench): Promise<void> {
       compression: 'zlib',
     }, size);
     if (incremental.stats?.['mode'] !== 'incremental') throw new Error(`the backup after the change was ${String(incremental.stats?.['mode'])}, not incremental`);
-    incremental.verified = await checkRestore(bench, JSON.parse(String(incremental.stats?.['record'])) as BackupRecord, root,
-      `${VOLUME}@${String(incremental.stats?.['snapshot'])}`);
+    const incrementalSnap = `${VOLUME}@${String(incremental.stats?.['snapshot'])}`;
+    const restored = await restoreRow(bench, JSON.parse(String(incremental.stats?.['record'])) as BackupRecord, root,
+      { full: `${VOLUME}@${parentSnap}`, incremental: incrementalSnap }, dir);
+    incremental.verified = `restored from its files (with its parent's): ${restored}`;
     const rbdIncremental = await pipe(parentSnap)();
     bench.record({
       id: 'files-incr-1pct-4k', title: 'backup into files, incremental 1% (4 KiB writes)', volumeBytes: size, noBar: true, change,
@@ -119,14 +124,43 @@ async function checkFullStream(bench: Bench, file: string, snapshot: string): Pr
   }
 }
 
-/** Our backup restored from its files into a new volume (untimed): its bytes are the snapshot's. */
-async function checkRestore(bench: Bench, record: BackupRecord, root: string, snapshot: string): Promise<string> {
+/**
+ * The incremental restored from its files (with its parent's) into a new
+ * image, against `rbd import-diff` of the pipe's two streams of the same
+ * snapshots (exported untimed) into a new image: both byte-checked against
+ * the incremental's snapshot. Returns ours' check.
+ */
+async function restoreRow(bench: Bench, record: BackupRecord, root: string, snaps: { full: string; incremental: string }, dir: string): Promise<string> {
   const a = bench.a;
-  const target = 'files-restored';
-  await withEngine(bench, (engine) => engine.restore({ backup: record, target: { volume: { pool: SOURCE.pool, id: target } }, backupPath: root }));
+  const size = bench.sizeBytes;
+  const ours = { pool: SOURCE.pool, name: 'files-restored' };
+  const theirs = `${SOURCE.pool}/files-import-diff`;
+  const [fullFile, incrementalFile] = [join(dir, 'full.diff'), join(dir, 'incremental.diff')];
   try {
-    return `restored from its files (with its parent's): ${await bench.verify('backup into files, restored', [a, snapshot], [a, `${SOURCE.pool}/volume-${target}`])}`;
+    const m = await bench.ours('restore(backup in files: full + incremental, { backupPath }) into a new image', {
+      op: 'restore', cluster: a.ref, backupPool: 'backups', backup: record, target: ours, how: { kind: 'files', backupPath: root },
+    }, size);
+    m.verified = await bench.verify('backup into files, restored', [a, snaps.incremental], [a, `${ours.pool}/${ours.name}`]);
+    await bench.rbd(a, ['export-diff', '--no-progress', snaps.full, fullFile], 'rbd export-diff (untimed)');
+    await bench.rbd(a, ['export-diff', '--no-progress', '--from-snap', snaps.full.split('@')[1]!, snaps.incremental, incrementalFile],
+      'rbd export-diff (untimed)');
+    const rbd = await cliSteps(bench, 'create + import-diff full + incremental', [
+      { mark: 'create', args: ['create', '--size', `${size / (1 << 20)}M`, theirs] },
+      { mark: 'full', args: ['import-diff', '--no-progress', fullFile, theirs] },
+      { mark: 'incremental', args: ['import-diff', '--no-progress', incrementalFile, theirs] },
+    ]);
+    rbd.verified = await bench.verify('rbd import-diff of the two streams', [a, snaps.incremental], [a, theirs]);
+    bench.record({
+      id: 'files-restore', title: 'restore from files (full + 1% incremental) into a new image', volumeBytes: size, noBar: true,
+      ours: m, oursRuns: [m], rbd, rbdRuns: [rbd],
+      detail: 'BackupEngine.restore of the incremental in files with its full parent (every object read, md5-checked, inflated) ' +
+        'vs rbd create + import-diff of the pipe\'s full and incremental streams of the same snapshots, read from files',
+    });
+    return m.verified;
   } finally {
-    await bench.removeImage(a, `${SOURCE.pool}/volume-${target}`);
+    await bench.removeImage(a, `${ours.pool}/${ours.name}`).catch(() => undefined);
+    await bench.removeImage(a, theirs).catch(() => undefined);
+    await rm(fullFile, { force: true });
+    await rm(incrementalFile, { force: true });
   }
 }

@@ -62,7 +62,9 @@ export type RestoreHow =
    */
   | { kind: 'instant'; flatten: 'never' | 'background' }
   /** restore({ force: true, inPlace }) into the backup's own volume. */
-  | { kind: 'into-source'; inPlace: boolean };
+  | { kind: 'into-source'; inPlace: boolean }
+  /** restore({ backupPath }) of a backup in files (Cinder's chunked layout) into a new image. */
+  | { kind: 'files'; backupPath: string };
 
 /** BackupEngine.restore of a backup whose volumes and backups are in one cluster. */
 export interface RestoreOperation {

@@ -1,6 +1,6 @@
 /**
  * The child's restore operation (run by bench/scenario.ts): BackupEngine.restore
- * of a backup in the child's one cluster. For an instant restore, then the
+ * of a backup in the child's one cluster (or in files). For an instant restore, then the
  * first 4 KiB read of the new volume, which is what its user waits for, and
  * with a background flatten the time until the flatten settled.
  */
@@ -23,6 +23,10 @@ export function restoreRun(cluster: Cluster, targetPool: Pool, op: RestoreOperat
     const since = (): number => performance.now() - started;
     if (how.kind === 'into-source') {
       const result = await backups.restore({ backup: op.backup, target, force: true, inPlace: how.inPlace, onProgress });
+      return { ...result, returnedMs: since() };
+    }
+    if (how.kind === 'files') {
+      const result = await backups.restore({ backup: op.backup, target, backupPath: how.backupPath, onProgress });
       return { ...result, returnedMs: since() };
     }
     const result = await backups.restore({ backup: op.backup, target, instant: true, flatten: how.flatten, onProgress });
