@@ -153,8 +153,6 @@ async function prepareContainer(root: string, backupId: string): Promise<{ conta
   return { container, dir };
 }
 
-/** The volume's backup-into-files snapshots past the newest `keep`: housekeeping, never failing the backup. */
-
 export async function runFilesBackup(config: ResolvedConfig, request: BackupRequest): Promise<BackupResult> {
   const subject = requestSubject(request, operation);
   const root = checkBackupPath(request.backupPath, operation, 'backupPath') ?? config.backupPath;
