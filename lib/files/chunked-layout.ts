@@ -219,14 +219,25 @@ export function metadataDocument(facts: ChunkedBackupFacts, objects: readonly Ch
  * scattered changes makes thousands long: the text before and after it.
  */
 export function metadataFrame(facts: ChunkedBackupFacts, parentId: string | null, volumeMeta: string | null): { head: string; tail: string } {
-  const MARK = '@OBJECTS@';
-  const text = pythonJson({
+  return frameAt({
     version: CHUNKED_VERSION, backup_id: facts.backupId, volume_id: facts.volumeId,
     backup_name: facts.displayName, backup_description: facts.displayDescription, created_at: pythonTime(facts.createdAt),
-    objects: MARK, parent_id: parentId, volume_meta: volumeMeta,
-  });
-  // Quoted by the mark's own quotes only here: a string value's quotes are escaped.
-  const at = text.indexOf(`"${MARK}"`);
+    parent_id: parentId, volume_meta: volumeMeta,
+  }, 'objects');
+}
+
+/**
+ * pythonJson of a document's top-level fields and key, split where key's
+ * value goes: the text before and after it. The value is found by its key
+ * on a line of its own (`\n  "key": `): no string holds a raw newline, so
+ * nothing a name, a description or volume_meta holds can match, not even
+ * a string equal to the mark.
+ */
+function frameAt(fields: Record<string, unknown>, key: string): { head: string; tail: string } {
+  const MARK = '@VALUE@';
+  const text = pythonJson({ ...fields, [key]: MARK });
+  const before = `\n  ${JSON.stringify(key)}: `;
+  const at = text.indexOf(`${before}"${MARK}"`) + before.length;
   return { head: text.slice(0, at), tail: text.slice(at + MARK.length + 2) };
 }
 
@@ -251,13 +262,9 @@ export function* metadataList(objects: readonly ChunkedObject[], perPiece: numbe
  * last without its comma), or `[]` for none.
  */
 export function sha256FileFrame(facts: ChunkedBackupFacts, blockSize: number): { head: string; tail: string } {
-  const MARK = '@SHA256S@';
-  const text = pythonJson({
+  return frameAt({
     version: CHUNKED_VERSION, backup_id: facts.backupId, volume_id: facts.volumeId,
     backup_name: facts.displayName, backup_description: facts.displayDescription, created_at: pythonTime(facts.createdAt),
-    chunk_size: blockSize, sha256s: MARK,
-  });
-  // The last: only version and volume_id (a checked id) sort after it, and a description could hold the mark.
-  const at = text.lastIndexOf(`"${MARK}"`);
-  return { head: text.slice(0, at), tail: text.slice(at + MARK.length + 2) };
+    chunk_size: blockSize,
+  }, 'sha256s');
 }

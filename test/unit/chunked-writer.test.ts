@@ -123,22 +123,27 @@ test('the addon\'s MD5 of pieces given in order is node:crypto\'s of the whole; 
 });
 
 test('the metadata written in pieces (its list of objects a few hundred entries at a time) is json.dumps\' document, byte for byte', () => {
+  // Names, descriptions and volume_meta that hold the mark, quoted or equal to it, before and after the list.
+  const marked: Array<[string, string]> = [
+    ['"@OBJECTS@"', JSON.stringify({ version: 2, note: '"@OBJECTS@" é' })], ['@VALUE@', '@VALUE@'], ['@OBJECTS@', '"@VALUE@"'],
+  ];
   for (const count of [0, 1, 600]) {
     const objects: ChunkedObject[] = Array.from({ length: count }, (_, i) => ({
       name: `p-${String(i + 1).padStart(5, '0')}`, offset: i * 65536, length: 32768, md5: createHash('md5').update(String(i)).digest('hex'),
       compression: i % 2 === 0 ? 'zlib' : 'none',
     }));
-    const volumeMeta = JSON.stringify({ version: 2, note: '"@OBJECTS@" é' });
-    const expected = pythonJson({
-      version: '1.0.0', backup_id: facts.backupId, volume_id: facts.volumeId, backup_name: facts.displayName,
-      backup_description: '"@OBJECTS@"', created_at: pythonTime(facts.createdAt),
-      objects: objects.map((o) => ({ [o.name]: { offset: o.offset, length: o.length, md5: o.md5, compression: o.compression } })),
-      parent_id: 'parent-1', volume_meta: volumeMeta,
-    });
-    const withMark = { ...facts, displayDescription: '"@OBJECTS@"' };
-    const { head, tail } = metadataFrame(withMark, 'parent-1', volumeMeta);
-    assert.equal(head + [...metadataList(objects, 256)].join('') + tail, expected, `${count} objects in pieces`);
-    assert.equal(metadataDocument(withMark, objects, 'parent-1', volumeMeta), expected, `${count} objects at once`);
+    for (const [description, volumeMeta] of marked) {
+      const expected = pythonJson({
+        version: '1.0.0', backup_id: facts.backupId, volume_id: facts.volumeId, backup_name: description,
+        backup_description: description, created_at: pythonTime(facts.createdAt),
+        objects: objects.map((o) => ({ [o.name]: { offset: o.offset, length: o.length, md5: o.md5, compression: o.compression } })),
+        parent_id: 'parent-1', volume_meta: volumeMeta,
+      });
+      const withMark = { ...facts, displayName: description, displayDescription: description };
+      const { head, tail } = metadataFrame(withMark, 'parent-1', volumeMeta);
+      assert.equal(head + [...metadataList(objects, 256)].join('') + tail, expected, `${count} objects in pieces, ${description}`);
+      assert.equal(metadataDocument(withMark, objects, 'parent-1', volumeMeta), expected, `${count} objects at once, ${description}`);
+    }
   }
 });
 

@@ -35,15 +35,15 @@ const digestsOf = (count: number): Buffer => randomBytes(count * 32);
 const hexList = (digests: Buffer): string[] => Array.from({ length: digests.length / 32 }, (_, i) => digests.toString('hex', i * 32, i * 32 + 32));
 
 /** The document as Cinder's _write_sha256file makes it (sorted keys, indent 2). */
-function cinderDocument(blockSize: number, sha256s: string[]): string {
+function cinderDocument(blockSize: number, sha256s: string[], of = facts): string {
   return pythonJson({
-    version: '1.0.0', backup_id: facts.backupId, volume_id: facts.volumeId, backup_name: facts.displayName,
-    backup_description: facts.displayDescription, created_at: pythonTime(facts.createdAt), chunk_size: blockSize, sha256s,
+    version: '1.0.0', backup_id: of.backupId, volume_id: of.volumeId, backup_name: of.displayName,
+    backup_description: of.displayDescription, created_at: pythonTime(of.createdAt), chunk_size: blockSize, sha256s,
   });
 }
 
-async function written(dir: string, digests: Buffer, pieces: number[]): Promise<string> {
-  const writer = await Sha256FileWriter.open(dir, 'p', facts, 32768, 'backup');
+async function written(dir: string, digests: Buffer, pieces: number[], of = facts): Promise<string> {
+  const writer = await Sha256FileWriter.open(dir, 'p', of, 32768, 'backup');
   let at = 0;
   for (const n of pieces) {
     await writer.append(digests.subarray(at * 32, (at + n) * 32));
@@ -73,6 +73,10 @@ test('the writer writes Cinder\'s document byte for byte, digests given in any p
   assert.equal(await written(dir, digests, [1, 4999, 0, 5000]), cinderDocument(32768, hexList(digests)));
   await rm(join(dir, sha256Name('p')));
   assert.equal(await written(dir, Buffer.alloc(0), []), cinderDocument(32768, []));
+  // A name and a description equal to the mark the frame is cut at.
+  const marked = { ...facts, displayName: '@VALUE@', displayDescription: '@SHA256S@' };
+  await rm(join(dir, sha256Name('p')));
+  assert.equal(await written(dir, digests.subarray(0, 64), [2], marked), cinderDocument(32768, hexList(digests.subarray(0, 64)), marked));
 }));
 
 test('the reader reads back what the writer wrote, across its reads of the file, in steps of any size', () => withDir(async (dir) => {
