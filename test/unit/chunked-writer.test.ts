@@ -7,8 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { inflateSync } from 'node:zlib';
 import { execFile } from 'node:child_process';
@@ -21,6 +20,7 @@ import { ObjectMd5, sha256Blocks } from '../../lib/files/object-digests.js';
 import { addon } from '../../lib/ceph/native.js';
 import { codecStage } from '../../lib/files/codec.js';
 import { CephError } from '../../lib/ceph/errors.js';
+import { withTempDir } from '../support/temp-dir.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -28,14 +28,7 @@ const facts: ChunkedBackupFacts = {
   backupId: '51e2c303', volumeId: 'v1', displayName: 'nightly é', displayDescription: null, createdAt: new Date('2026-11-30T12:34:56.789Z'),
 };
 
-async function withDir(use: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await mkdtemp(join(tmpdir(), 'rbd-backup-writer-'));
-  try {
-    await use(dir);
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-}
+const withDir = (use: (dir: string) => Promise<void>): Promise<void> => withTempDir('rbd-backup-writer-', use);
 
 test('objects: contiguous data continues one object to the end of its chunk; a gap or a chunk end starts the next', () => withDir(async (dir) => {
   const writer = new ObjectWriter(dir, 'p', { compression: 'zlib', chunkSize: 1000, operation: 'backup' });

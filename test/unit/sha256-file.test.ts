@@ -8,28 +8,21 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pythonJson, pythonTime, sha256Name, type ChunkedBackupFacts } from '../../lib/files/chunked-layout.js';
 import { Sha256FileReader } from '../../lib/files/sha256-file-reader.js';
 import { Sha256FileWriter } from '../../lib/files/sha256-file-writer.js';
 import { Sha256Update } from '../../lib/files/sha256-update.js';
 import { CephError } from '../../lib/ceph/errors.js';
+import { withTempDir } from '../support/temp-dir.js';
 import { ChunkedBackupError } from '../../lib/files/errors.js';
 
 const facts: ChunkedBackupFacts = {
   backupId: '51e2c303', volumeId: 'v1', displayName: 'nightly é "]}[{', displayDescription: null, createdAt: new Date('2026-11-30T12:34:56.789Z'),
 };
 
-async function withDir(use: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await mkdtemp(join(tmpdir(), 'rbd-backup-sha256-'));
-  try {
-    await use(dir);
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-}
+const withDir = (use: (dir: string) => Promise<void>): Promise<void> => withTempDir('rbd-backup-sha256-', use);
 
 const digestsOf = (count: number): Buffer => randomBytes(count * 32);
 const hexList = (digests: Buffer): string[] => Array.from({ length: digests.length / 32 }, (_, i) => digests.toString('hex', i * 32, i * 32 + 32));
