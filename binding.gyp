@@ -4,6 +4,7 @@
       "target_name": "rbd_backup",
       "sources": [
         "native/addon.cc",
+        "native/aio_write.cc",
         "native/args.cc",
         "native/cancel.cc",
         "native/chunked_digests.cc",

@@ -1,5 +1,7 @@
 #include "env_state.h"
 
+#include "aio_write.h"
+
 namespace rbdnative {
 
 namespace {
@@ -11,6 +13,8 @@ struct DisposeWork {
 
 void CleanupHook(EnvState* state) {
   state->CloseEverything();
+  // rbd_close waited for every aio write; none may reach JavaScript now.
+  ShutDownAioWrites(state);
   // Cancelled and with their handles closed, they end in moments.
   state->WaitForThreads();
   state->tearing_down = true;

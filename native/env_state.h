@@ -16,6 +16,8 @@
 
 namespace rbdnative {
 
+class AioCompletions;  // aio_write.cc
+
 struct EnvState {
   Napi::FunctionReference cluster_ctor;
   Napi::FunctionReference pool_ctor;
@@ -23,6 +25,8 @@ struct EnvState {
   Napi::FunctionReference watch_ctor;
   Napi::FunctionReference cancel_ctor;
   uv_loop_t* loop = nullptr;
+  // Made with the first write; like the state, never freed.
+  AioCompletions* aio_completions = nullptr;
   bool tearing_down = false;
   std::mutex roots_mu;
   std::vector<std::weak_ptr<Handle>> roots;

@@ -57,10 +57,13 @@ class PoolHandle : public Handle {
 
 class ImageHandle : public Handle {
  public:
-  ImageHandle(std::shared_ptr<PoolHandle> pool, rbd_image_t image)
-      : Handle(HandleKind::kImage), pool_(std::move(pool)), image_(image) {}
+  ImageHandle(std::shared_ptr<PoolHandle> pool, rbd_image_t image, bool writable)
+      : Handle(HandleKind::kImage), pool_(std::move(pool)), image_(image), writable_(writable) {}
   ~ImageHandle() override { Close(); }
   rbd_image_t get() const { return image_; }
+  // Open at the head and not read-only. librbd never completes an aio
+  // write to an image open otherwise (it fails rbd_write2 with EROFS).
+  bool writable() const { return writable_; }
   const std::shared_ptr<PoolHandle>& pool() const { return pool_; }
 
  protected:
@@ -71,6 +74,7 @@ class ImageHandle : public Handle {
   // The ioctx must outlive the image opened through it.
   std::shared_ptr<PoolHandle> pool_;
   rbd_image_t image_;
+  const bool writable_;
 };
 
 // The argument librados hands to a watch's callbacks, on its own thread.

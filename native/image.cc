@@ -7,6 +7,7 @@
 #include <utility>
 #include <vector>
 
+#include "aio_write.h"
 #include "args.h"
 #include "cancel.h"
 #include "env_state.h"
@@ -16,25 +17,6 @@
 namespace rbdnative {
 
 namespace {
-
-// librbd clips I/O that crosses the end of the image instead of failing it,
-// which would turn a caller's mistake into silently missing data.
-int CheckRange(rbd_image_t image, uint64_t offset, uint64_t length,
-               const char* what, std::string& message) {
-  uint64_t size = 0;
-  int rc = rbd_get_size(image, &size);
-  if (rc < 0) {
-    message = "rbd_get_size failed";
-    return rc;
-  }
-  if (offset > size || length > size - offset) {
-    message = std::string(what) + " of " + std::to_string(length) +
-              " bytes at offset " + std::to_string(offset) +
-              " passes the end of the image (size " + std::to_string(size) + ")";
-    return -EINVAL;
-  }
-  return 0;
-}
 
 // rbd_discard reports the discarded length as an int, so one call must stay
 // below 2 GiB.
@@ -150,13 +132,30 @@ class FlattenWorker : public Napi::AsyncProgressWorker<FlattenProgress> {
 
 }  // namespace
 
+int CheckImageRange(rbd_image_t image, uint64_t offset, uint64_t length,
+                    const char* what, std::string& message) {
+  uint64_t size = 0;
+  int rc = rbd_get_size(image, &size);
+  if (rc < 0) {
+    message = "rbd_get_size failed";
+    return rc;
+  }
+  if (offset > size || length > size - offset) {
+    message = std::string(what) + " of " + std::to_string(length) +
+              " bytes at offset " + std::to_string(offset) +
+              " passes the end of the image (size " + std::to_string(size) + ")";
+    return -EINVAL;
+  }
+  return 0;
+}
+
 void ImageWrap::DefineMethods(std::vector<PropertyDescriptor>& methods) {
   methods.insert(methods.end(),
                  {InstanceMethod("stat", &ImageWrap::Stat),
                   InstanceMethod("resize", &ImageWrap::Resize),
                   InstanceMethod("read", &ImageWrap::Read),
                   InstanceMethod("readMany", &ImageWrap::ReadMany),
-                  InstanceMethod("write", &ImageWrap::Write),
+                  Method<AioWrite>("write"),
                   InstanceMethod("writeZeroes", &ImageWrap::WriteZeroes),
                   InstanceMethod("discard", &ImageWrap::Discard),
                   InstanceMethod("flush", &ImageWrap::Flush),
@@ -287,7 +286,7 @@ Napi::Value ImageWrap::Read(const Napi::CallbackInfo& info) {
       env,
       [handle, offset, length, data](Nothing&, std::string& message) {
         return WithHandle(handle, "image", message, [&](rbd_image_t image) {
-          int rc = CheckRange(image, offset, length, "read", message);
+          int rc = CheckImageRange(image, offset, length, "read", message);
           if (rc < 0) return rc;
           uint64_t done = 0;
           while (done < length) {
@@ -343,7 +342,7 @@ Napi::Value ImageWrap::ReadMany(const Napi::CallbackInfo& info) {
       [handle, ranges](Nothing&, std::string& message) {
         return WithHandle(handle, "image", message, [&](rbd_image_t image) {
           for (const Range& range : *ranges) {
-            int rc = CheckRange(image, range.offset, range.length, "read", message);
+            int rc = CheckImageRange(image, range.offset, range.length, "read", message);
             if (rc < 0) return rc;
           }
           // All in flight at once: one thread of the pool waits one round trip, not one per range.
@@ -380,36 +379,6 @@ Napi::Value ImageWrap::ReadMany(const Napi::CallbackInfo& info) {
       [keep](Napi::Env, Nothing&) { return keep->Value(); });
 }
 
-Napi::Value ImageWrap::Write(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  auto handle = OpenHandle(env);
-  if (!info[0].IsBuffer()) ThrowInvalid(env, "data must be a Buffer");
-  auto buffer = info[0].As<Napi::Buffer<char>>();
-  uint64_t offset = U64Arg(info, 1, "offset");
-  auto keep = std::make_shared<Napi::ObjectReference>(
-      Napi::Persistent(buffer.As<Napi::Object>()));
-  const char* data = buffer.Data();
-  uint64_t length = buffer.Length();
-  return Run(env,
-             [handle, offset, length, data, keep](std::string& message) {
-               return WithHandle(handle, "image", message, [&](rbd_image_t image) {
-                 int rc = CheckRange(image, offset, length, "write", message);
-                 if (rc < 0) return rc;
-                 uint64_t done = 0;
-                 while (done < length) {
-                   ssize_t n = rbd_write2(image, offset + done, length - done,
-                                          data + done, 0);
-                   if (n <= 0) {
-                     message = "rbd_write2 failed";
-                     return n < 0 ? static_cast<int>(n) : -EIO;
-                   }
-                   done += static_cast<uint64_t>(n);
-                 }
-                 return 0;
-               });
-             });
-}
-
 Napi::Value ImageWrap::InPieces(const Napi::CallbackInfo& info, const char* what,
                                 const char* call_name,
                                 std::function<int(rbd_image_t, uint64_t, uint64_t)> call) {
@@ -421,7 +390,7 @@ Napi::Value ImageWrap::InPieces(const Napi::CallbackInfo& info, const char* what
   return Run(info.Env(),
              [handle, offset, length, name, failed, call = std::move(call)](std::string& message) {
                return WithHandle(handle, "image", message, [&](rbd_image_t image) {
-                 int rc = CheckRange(image, offset, length, name.c_str(), message);
+                 int rc = CheckImageRange(image, offset, length, name.c_str(), message);
                  if (rc < 0) return rc;
                  for (uint64_t done = 0; done < length;) {
                    uint64_t piece = std::min(length - done, kDiscardPiece);

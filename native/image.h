@@ -4,7 +4,9 @@
 
 #include <napi.h>
 
+#include <cstdint>
 #include <functional>
+#include <string>
 #include <vector>
 
 #include "env_state.h"
@@ -12,6 +14,12 @@
 #include "wrap_base.h"
 
 namespace rbdnative {
+
+// librbd clips I/O that crosses the end of the image instead of failing it,
+// which would turn a caller's mistake into silently missing data: every
+// read and write is checked first (EINVAL, message set).
+int CheckImageRange(rbd_image_t image, uint64_t offset, uint64_t length,
+                    const char* what, std::string& message);
 
 class ImageWrap : public WrapBase<ImageWrap, ImageHandle> {
  public:
@@ -35,7 +43,6 @@ class ImageWrap : public WrapBase<ImageWrap, ImageHandle> {
   // readMany(offsets, lengths): the ranges read at once (librbd's aio, in
   // one job of the thread pool), resolved as one Buffer per range.
   Napi::Value ReadMany(const Napi::CallbackInfo& info);
-  Napi::Value Write(const Napi::CallbackInfo& info);
   Napi::Value WriteZeroes(const Napi::CallbackInfo& info);
   Napi::Value Discard(const Napi::CallbackInfo& info);
   Napi::Value Flush(const Napi::CallbackInfo& info);

@@ -197,7 +197,7 @@ Napi::Value PoolWrap::OpenImage(const Napi::CallbackInfo& info) {
                                     : "rbd_open failed";
             return rc;
           }
-          out = std::make_shared<ImageHandle>(handle, image);
+          out = std::make_shared<ImageHandle>(handle, image, !read_only && !snapshot);
           handle->AddChild(out);
           return 0;
         });

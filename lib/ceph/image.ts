@@ -300,7 +300,7 @@ export class Image {
     return this.#call('read', (n) => n.readMany(offsets, lengths));
   }
 
-  /** rbd_write2. A write past the end of the image is an InvalidArgumentError. */
+  /** An aio write (rbd_aio_write2; no thread of the pool waits for it). A write past the end of the image is an InvalidArgumentError. */
   async write(data: Buffer, offset: number | bigint): Promise<void> {
     if (!Buffer.isBuffer(data)) throw invalidArgument('write', this.spec, 'data must be a Buffer');
     const off = toU64('offset', offset, 'write', this.spec);

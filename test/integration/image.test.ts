@@ -551,7 +551,7 @@ describe('image opened at a snapshot', () => {
       code: 'EROFS', errno: 30, operation, resource: spec,
       message: new RegExp(`^${operation} ${spec}: ${call} failed: is read-only \\[EROFS\\]$`),
     });
-    await assertFails(() => snap.write(randomBytes(4096), 0), CephError, readOnly('write', 'rbd_write2'));
+    await assertFails(() => snap.write(randomBytes(4096), 0), CephError, readOnly('write', 'rbd_aio_write2'));
     await assertFails(() => snap.writeZeroes(0, 4096), CephError, readOnly('writeZeroes', 'rbd_write_zeroes'));
     await assertFails(() => snap.discard(0, 64 * KiB), CephError, readOnly('discard', 'rbd_discard'));
     await assertFails(() => snap.resize(4 * MiB), CephError, readOnly('resize', 'rbd_resize'));

@@ -23,6 +23,7 @@ import { runFixture, type ChildResult } from '../support/fixture-process.js';
 
 const MiB = 1 << 20;
 const CHILD = fileURLToPath(new URL('../fixtures/lifecycle-child.js', import.meta.url));
+const WRITE_WORKER = fileURLToPath(new URL('../fixtures/write-worker.js', import.meta.url));
 const WORKER = fileURLToPath(new URL('../fixtures/transfer-worker.js', import.meta.url));
 // Not compiled: from dist/test/integration back to the sources.
 const LOCK_HOLDER = fileURLToPath(new URL('../../../test/fixtures/lock-holder.py', import.meta.url));
@@ -140,6 +141,17 @@ describe('a process that never closes its handles', () => {
   });
 });
 
+describe('a process that exits with writes in flight', () => {
+  test('(d2) process.exit(0) while aio writes are in flight exits cleanly; the bytes stay', { timeout: 120_000 }, async () => {
+    const image = await newImage(MiB);
+    const result = await runChild('exit-writes', image);
+    deadOwners.push(image);
+    const sha = checkExit(result, 'exit-writes');
+    assert.equal(await rbdExportSha256('a', `rbd/${image}`), sha);
+    assert.deepEqual(await watchers(image), []);
+  });
+});
+
 describe('a process that exits during a flatten', () => {
   test('(e) process.exit(0) cancels the flatten: the clone keeps its parent and its bytes', { timeout: 180_000 },
     async () => {
@@ -174,6 +186,36 @@ describe('a process that exits during a flatten', () => {
         await dropDeadWatchers(child);
         await removeImageFully(pool, child).catch(() => undefined);
         await removeImageFully(pool, parent).catch(() => undefined);
+      }
+    });
+});
+
+describe('a worker thread terminated with writes in flight', () => {
+  test('the process lives on, the image is closed with the worker, and what the worker wrote is whole 1 MiB writes',
+    { timeout: 180_000 }, async () => {
+      const size = 64 * MiB;
+      const name = await newImage(size);
+      for (let round = 0; round < 3; round++) {
+        const worker = new Worker(WRITE_WORKER, { workerData: { conf: info.conf, keyring: info.keyring, pool: 'rbd', image: name } });
+        const exited = once(worker, 'exit');
+        const [message] = await Promise.race([once(worker, 'message'), exited.then(() => ['exited'])]) as [string];
+        assert.equal(message, 'writing', 'the worker started its writes before it was terminated');
+        // Termination while the completions are on their way to the worker's environment.
+        await worker.terminate();
+        await exited;
+        assert.deepEqual(await watchers(name), [], 'the terminated worker left no watch');
+      }
+      // Each MiB holds either zeros or one whole write of its fill byte: no write was torn or misplaced.
+      const image = await pool.openImage(name, { readOnly: true });
+      try {
+        for (let i = 0; i < size / MiB; i++) {
+          const piece = await image.read(i * MiB, MiB);
+          const fill = piece[0]!;
+          assert.ok(fill === 0 || fill === (i % 255) + 1, `MiB ${i} starts with ${fill}`);
+          assert.ok(piece.equals(Buffer.alloc(MiB, fill)), `MiB ${i} is not one write's bytes`);
+        }
+      } finally {
+        await image.close();
       }
     });
 });

@@ -1,0 +1,18 @@
+// NativeImage.write(data, offset): a librbd aio write that holds no thread
+// of the pool while it is in flight.
+#pragma once
+
+#include <napi.h>
+
+#include "env_state.h"
+#include "image.h"
+
+namespace rbdnative {
+
+Napi::Value AioWrite(ImageWrap& wrap, const Napi::CallbackInfo& info);
+
+// The cleanup hook, once every image is closed: completions still queued
+// are not delivered to the environment being torn down.
+void ShutDownAioWrites(EnvState* state);
+
+}  // namespace rbdnative
