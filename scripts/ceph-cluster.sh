@@ -54,6 +54,13 @@
 #   CEPH_CLUSTER_START_DEADLINE (s per wait during start, default 120).
 set -euo pipefail
 
+# The caller's Ceph environment (a shell pointed at another cluster) must not
+# reach anything started here: daemons and tools take CEPH_ARGS, CEPH_CONF
+# and CEPH_KEYRING over what their own conf says (a daemon given another
+# cluster's key fails to authenticate; ceph-authtool binds that cluster's
+# admin socket). Everything below names its conf and keyring explicitly.
+unset CEPH_ARGS CEPH_CONF CEPH_KEYRING
+
 PROG=${0##*/}
 # Seconds any single ceph/rbd/rados CLI call may take. No mgr runs here, so a
 # command that Ceph routes to the mgr would otherwise wait forever.
@@ -124,18 +131,17 @@ parse_args() {
 
 # --- CLI wrappers ----------------------------------------------------------
 # Every client call names this cluster's conf and admin keyring explicitly
-# (a stray CEPH_CONF/CEPH_ARGS in the caller's environment must not redirect
-# us to another cluster) and is bounded by `timeout`, because librados
+# and is bounded by `timeout`, because librados
 # otherwise retries unreachable mons/OSDs forever. -k: follow up with KILL if
 # the tool ignores TERM while stuck in a C++ wait.
 
 ceph_cli() {
-  timeout -k 5 "$CLI_TIMEOUT" env -u CEPH_ARGS \
+  timeout -k 5 "$CLI_TIMEOUT" \
     ceph --conf "$CONF" --keyring "$KEYRING" --name client.admin \
     --connect-timeout "$CLI_TIMEOUT" "$@" </dev/null
 }
 rbd_cli() {
-  timeout -k 5 "$CLI_TIMEOUT" env -u CEPH_ARGS \
+  timeout -k 5 "$CLI_TIMEOUT" \
     rbd --conf "$CONF" --keyring "$KEYRING" --id admin "$@" </dev/null
 }
 
@@ -577,7 +583,7 @@ cmd_stop() {
 }
 
 rados_cli() {
-  timeout -k 5 "$((CLI_TIMEOUT + SECONDS_EACH))" env -u CEPH_ARGS \
+  timeout -k 5 "$((CLI_TIMEOUT + SECONDS_EACH))" \
     rados --conf "$CONF" --keyring "$KEYRING" --id admin "$@" </dev/null
 }
 
