@@ -4,7 +4,7 @@
       "target_name": "rbd_backup",
       "sources": [
         "native/addon.cc",
-        "native/aio_write.cc",
+        "native/aio_io.cc",
         "native/args.cc",
         "native/cancel.cc",
         "native/chunked_digests.cc",

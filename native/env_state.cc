@@ -1,6 +1,6 @@
 #include "env_state.h"
 
-#include "aio_write.h"
+#include "aio_io.h"
 
 namespace rbdnative {
 
@@ -13,8 +13,8 @@ struct DisposeWork {
 
 void CleanupHook(EnvState* state) {
   state->CloseEverything();
-  // rbd_close waited for every aio write; none may reach JavaScript now.
-  ShutDownAioWrites(state);
+  // rbd_close waited for every aio read and write; none may reach JavaScript now.
+  ShutDownAio(state);
   // Cancelled and with their handles closed, they end in moments.
   state->WaitForThreads();
   state->tearing_down = true;

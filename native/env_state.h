@@ -16,7 +16,7 @@
 
 namespace rbdnative {
 
-class AioCompletions;  // aio_write.cc
+class AioCompletions;  // aio_io.cc
 
 struct EnvState {
   Napi::FunctionReference cluster_ctor;
@@ -25,7 +25,7 @@ struct EnvState {
   Napi::FunctionReference watch_ctor;
   Napi::FunctionReference cancel_ctor;
   uv_loop_t* loop = nullptr;
-  // Made with the first write; like the state, never freed.
+  // Made with the first read or write; like the state, never freed.
   AioCompletions* aio_completions = nullptr;
   bool tearing_down = false;
   std::mutex roots_mu;

@@ -7,7 +7,7 @@
 #include <utility>
 #include <vector>
 
-#include "aio_write.h"
+#include "aio_io.h"
 #include "args.h"
 #include "cancel.h"
 #include "env_state.h"
@@ -153,7 +153,7 @@ void ImageWrap::DefineMethods(std::vector<PropertyDescriptor>& methods) {
   methods.insert(methods.end(),
                  {InstanceMethod("stat", &ImageWrap::Stat),
                   InstanceMethod("resize", &ImageWrap::Resize),
-                  InstanceMethod("read", &ImageWrap::Read),
+                  Method<AioRead>("read"),
                   InstanceMethod("readMany", &ImageWrap::ReadMany),
                   Method<AioWrite>("write"),
                   InstanceMethod("writeZeroes", &ImageWrap::WriteZeroes),
@@ -269,42 +269,6 @@ Napi::Value ImageWrap::Resize(const Napi::CallbackInfo& info) {
   uint64_t size = U64Arg(info, 0, "size");
   return Simple(info, "rbd_resize",
                 [size](rbd_image_t image) { return rbd_resize(image, size); });
-}
-
-Napi::Value ImageWrap::Read(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  auto handle = OpenHandle(env);
-  uint64_t offset = U64Arg(info, 0, "offset");
-  uint64_t length = U64Arg(info, 1, "length");
-  if (length > (1ull << 30)) ThrowInvalid(env, "one read takes at most 1 GiB");
-  // Allocated here, on the JavaScript thread, and read into directly.
-  auto buffer = Napi::Buffer<char>::New(env, static_cast<size_t>(length));
-  auto keep = std::make_shared<Napi::ObjectReference>(
-      Napi::Persistent(buffer.As<Napi::Object>()));
-  char* data = buffer.Data();
-  return Run<Nothing>(
-      env,
-      [handle, offset, length, data](Nothing&, std::string& message) {
-        return WithHandle(handle, "image", message, [&](rbd_image_t image) {
-          int rc = CheckImageRange(image, offset, length, "read", message);
-          if (rc < 0) return rc;
-          uint64_t done = 0;
-          while (done < length) {
-            ssize_t n = rbd_read2(image, offset + done, length - done, data + done, 0);
-            if (n < 0) {
-              message = "rbd_read2 failed";
-              return static_cast<int>(n);
-            }
-            if (n == 0) {
-              message = "image shrank during the read";
-              return -EIO;
-            }
-            done += static_cast<uint64_t>(n);
-          }
-          return 0;
-        });
-      },
-      [keep](Napi::Env, Nothing&) { return keep->Value(); });
 }
 
 Napi::Value ImageWrap::ReadMany(const Napi::CallbackInfo& info) {

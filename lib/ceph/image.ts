@@ -265,7 +265,7 @@ export class Image {
     return this.#call('listWatchers', (n) => n.listWatchers());
   }
 
-  /** rbd_read2 into a Buffer allocated once. A read past the end of the image is an InvalidArgumentError. */
+  /** An aio read (rbd_aio_read2; no thread of the pool waits for it) into a Buffer allocated once. A read past the end of the image is an InvalidArgumentError. */
   async read(offset: number | bigint, length: number | bigint): Promise<Buffer> {
     const [off, len] = this.#range('read', offset, length);
     if (len > BigInt(MAX_READ_BYTES)) {

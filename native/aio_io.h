@@ -1,5 +1,5 @@
-// NativeImage.write(data, offset): a librbd aio write that holds no thread
-// of the pool while it is in flight.
+// NativeImage.read(offset, length) and .write(data, offset): librbd aio
+// that holds no thread of the pool while it is in flight.
 #pragma once
 
 #include <napi.h>
@@ -9,10 +9,11 @@
 
 namespace rbdnative {
 
+Napi::Value AioRead(ImageWrap& wrap, const Napi::CallbackInfo& info);
 Napi::Value AioWrite(ImageWrap& wrap, const Napi::CallbackInfo& info);
 
 // The cleanup hook, once every image is closed: completions still queued
 // are not delivered to the environment being torn down.
-void ShutDownAioWrites(EnvState* state);
+void ShutDownAio(EnvState* state);
 
 }  // namespace rbdnative
