@@ -247,14 +247,19 @@ export class VolumeLock {
 
   /**
    * Removes the lock object (the volume has nothing left that needs it)
-   * while still holding the lock, unless another client watches it: a
+   * while still holding the lock, unless another live client watches it: a
    * waiter's watch would go with the object, and a holder without a watch
-   * is taken for dead.
+   * is taken for dead. A watcher that does not answer is no waiter but the
+   * lingering watch of a dead client (a run killed after it watched the
+   * object, before or after it took the lock; the OSD drops the watch only
+   * when its timeout passes), which would otherwise keep the object for
+   * good: a live waiter's librados answers at once, and one so stalled that
+   * it did not watches again once it holds the lock (#ensureWatch).
    */
   async retire(): Promise<void> {
-    const { acks, timeouts } = await this.#pool.notifyObject(this.#object, { timeoutMs: NOTIFY_TIMEOUT_MS });
+    const { acks } = await this.#pool.notifyObject(this.#object, { timeoutMs: NOTIFY_TIMEOUT_MS });
     const own = this.#pool.cluster.instanceId();
-    if ([...acks, ...timeouts].some((w) => w.gid !== own)) return;
+    if (acks.some((w) => w.gid !== own)) return;
     await this.#pool.removeObject(this.#object);
   }
 

@@ -17,6 +17,7 @@ import { startFixture } from '../support/fixture-process.js';
 import { BACKUP_POOL, POOL, snapshotSha, snapshotsOf, useBackupTestbed, volumeSha, type BackupTestbed } from '../support/backup-fixtures.js';
 
 const CHILD = fileURLToPath(new URL('../fixtures/engine-child.js', import.meta.url));
+const WATCH_CHILD = fileURLToPath(new URL('../fixtures/watch-child.js', import.meta.url));
 const MiB = 1 << 20;
 const SIZE = 96 * MiB;
 
@@ -319,6 +320,45 @@ test('a restore killed after its last write: the retry of that backup overwrites
     assert.equal(again.path, 'full', 'a volume holding data is overwritten in full');
     assert.equal(await volumeSha(target), await snapshotSha(volumeId, first.snapshot));
     assert.equal(await tb.volumes.objectExists(`volume-${target}.restore.lock`), false);
+  });
+
+/** A client watching the target's restore lock object from a child process, as a restore does before it takes the lock. */
+async function restoreLockWatcher(target: string): Promise<ReturnType<typeof startFixture>> {
+  const { info } = await testCluster('a');
+  const object = `volume-${target}.restore.lock`;
+  await tb.volumes.writeObject(object, '', { exclusive: true });
+  const fixture = startFixture(WATCH_CHILD, ['hold'], {
+    env: {
+      FIXTURE_CONF: info.conf, FIXTURE_KEYRING: info.keyring, FIXTURE_POOL: POOL, FIXTURE_OBJECT: object,
+      // Far longer than the restore: a killed watcher's watch is still there when it ends.
+      FIXTURE_WATCH_TIMEOUT: '60',
+    },
+    timeoutMs: 120_000,
+  });
+  await fixture.line('WATCH-READY');
+  return fixture;
+}
+
+test('the restore lock object stays while a live client watches it, and goes with the next restore once that client was killed',
+  { timeout: 180_000 }, async (t) => {
+    const volumeId = await tb.fx.newVolume(t, SIZE);
+    await fill(volumeId, 9);
+    const backup = await tb.engine.backup({ pool: POOL, volumeId, backupId: 'w1' });
+    const target = tb.fx.targetId(t);
+    const object = `volume-${target}.restore.lock`;
+    const watcher = await restoreLockWatcher(target);
+    try {
+      await tb.engine.restore({ backup: backup.record, target: { volume: { pool: POOL, id: target } } });
+      assert.equal(await volumeSha(target), await snapshotSha(volumeId, backup.snapshot));
+      assert.equal(await tb.volumes.objectExists(object), true, 'a live watcher (a waiting restore) keeps the object');
+    } finally {
+      watcher.child.kill('SIGKILL');
+      await watcher.exited;
+    }
+    // A run killed after it watched the object (its watch lingers on the OSD for a minute) keeps it no more.
+    await tb.engine.restore({ backup: backup.record, target: { volume: { pool: POOL, id: target } }, force: true });
+    assert.equal(await volumeSha(target), await snapshotSha(volumeId, backup.snapshot));
+    assert.equal(await tb.volumes.objectExists(object), false, 'a dead client\'s lingering watch does not keep the object');
   });
 
 test('a restore into a volume that exists and was not made by a restore never removes it', { timeout: 120_000 }, async (t) => {
