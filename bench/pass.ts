@@ -1,11 +1,14 @@
 /**
  * One latency pass in its own clusters: the delivered latency, the source
  * volume and its write ceiling, then every selected scenario (export
- * stream, full copy, cross-cluster and same-cluster full transfers, the
+ * stream, stream import, full copy, cross-cluster and same-cluster full transfers, the
  * incremental chains with and without digests, the restores, the deep
  * verify of a backup and the read ceiling, the instant and in-place
  * restores of that backup, the RSS check).
  */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import {
   Bench, CONNECT_TIMEOUT_MS, FEATURES, medianRun, OBJECT_SIZE, OP_TIMEOUT_MS, SCENARIO_JS, VerificationError,
 } from './bench.js';
@@ -102,6 +105,41 @@ async function exportStream(bench: Bench): Promise<void> {
     m.verified = 'n/a (the reference)';
     return m;
   }));
+}
+
+/**
+ * The diff stream applied to a new image: importDiff reading the file
+ * `rbd export-diff` wrote (untimed) against `rbd import-diff` of the same
+ * file (reading a file, not a pipe, it keeps its default 10 writes in
+ * flight). Both byte-checked against the snapshot the stream ends at.
+ */
+async function importStream(bench: Bench): Promise<void> {
+  const a = bench.a;
+  const size = bench.sizeBytes;
+  const dir = await mkdtemp(join(tmpdir(), 'bench-import-'));
+  const file = join(dir, 'src.diff');
+  try {
+    bench.log('import of a diff stream from a file into a new image');
+    await bench.rbd(a, ['export-diff', '--no-progress', 'rbd/src@s1', file], 'rbd export-diff (untimed)', size);
+    const into = async (spec: string, label: string, body: () => Promise<Measure>): Promise<Measure> => {
+      await bench.createImage(a, spec, MiB);
+      const m = await body();
+      m.verified = await bench.verify(label, [a, 'rbd/src@s1'], [a, `${spec}@s1`]);
+      await bench.removeImage(a, spec);
+      return m;
+    };
+    bench.record(await bench.pairs({
+      id: 'import-file', title: 'diff stream from a file -> new image', volumeBytes: size,
+      detail: 'the whole-history stream of rbd/src@s1 (rbd export-diff into a file, untimed) applied to a new 1 MiB image, ' +
+        'which the stream resizes; ours is importDiff reading the file',
+    }, bench.config.repeat,
+    () => into('backups/import-ours', 'importDiff', () => bench.ours('importDiff(FILE) -> backups/import-ours',
+      { op: 'import', target: { cluster: a.ref, pool: 'backups', image: 'import-ours' }, streamFile: file }, size)),
+    () => into('backups/import-cli', 'rbd import-diff', () => bench.cli('import-diff FILE', 'rbd "$@"',
+      [...a.rbdArgs, 'import-diff', '--no-progress', file, 'backups/import-cli'], size, 'rbd import-diff FILE backups/import-cli'))));
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 }
 
 async function fullCopy(bench: Bench): Promise<void> {
@@ -279,7 +317,10 @@ export async function runPass(bench: Bench): Promise<void> {
   for (const line of delivered.output.split('\n')) bench.log(`  ${line}`);
   await setUpSource(bench);
   const groups = bench.config.groups;
-  if (groups.includes('export')) await exportStream(bench);
+  if (groups.includes('export')) {
+    await exportStream(bench);
+    await importStream(bench);
+  }
   if (groups.includes('copy')) await fullCopy(bench);
   if (bench.b && groups.includes('cross')) await crossCluster(bench);
   if (groups.includes('transfers')) await transfers(bench);

@@ -99,7 +99,14 @@ export interface FilesBackupOperation {
   compression: string;
 }
 
-export type Operation = EngineOperation | RestoreOperation | VerifyOperation | FilesBackupOperation;
+/** importDiff of a diff stream read from a file into an existing image (open at its head). */
+export interface ImportOperation {
+  op: 'import';
+  target: ImageRef;
+  streamFile: string;
+}
+
+export type Operation = EngineOperation | RestoreOperation | VerifyOperation | FilesBackupOperation | ImportOperation;
 
 /** How the child runs any operation. */
 export interface RunSettings {

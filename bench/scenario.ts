@@ -7,22 +7,24 @@
  * Connects, opens the images (for a restore: its target pool; a transfer
  * with digests also reads its start table), then times just the library
  * call (bench/scenario-restore.ts says what a restore's time covers; a
- * deep verify's is the whole BackupEngine.verify call) with the
+ * deep verify's is the whole BackupEngine.verify call; a stream import's,
+ * importDiff reading its file) with the
  * event-loop delay histogram enabled, and prints one JSON line
  * (ScenarioResult) on stdout — on stderr instead when the diff stream
  * itself goes to stdout. Any failure exits non-zero with the error on stderr.
  */
-import { readFileSync } from 'node:fs';
+import { createReadStream, readFileSync } from 'node:fs';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { ioSizeFor } from '../lib/engine/options.js';
 import {
-  BackupEngine, Cluster, copyImage, DigestTable, digestBlockFor, exportDiff, hashImage, transferDiff, type DigestStart,
+  BackupEngine, Cluster, copyImage, DigestTable, digestBlockFor, exportDiff, hashImage, importDiff, transferDiff, type DigestStart,
   type Image, type Pool,
 } from '../lib/index.js';
 import type {
-  ClusterRef, DigestsStart, EngineOperation, FilesBackupOperation, ImageRef, RunSettings, ScenarioArgs, ScenarioResult, VerifyOperation,
+  ClusterRef, DigestsStart, EngineOperation, FilesBackupOperation, ImageRef, ImportOperation, RunSettings, ScenarioArgs, ScenarioResult,
+  VerifyOperation,
 } from './protocol.js';
 import { cpuDelta, histogramSummary, processMemoryMiB, sampleCpu, threadCpuDelta, threadCpuMs } from './sample.js';
 import { restoreRun } from './scenario-restore.js';
@@ -135,6 +137,13 @@ function filesBackupRun(cluster: Cluster, op: FilesBackupOperation, args: RunSet
   };
 }
 
+/** A stream import: the file read, parsed and applied, its end snapshot created. */
+function importRun(target: Image, op: ImportOperation, args: RunSettings, onProgress: () => void): () => Promise<object> {
+  return () => importDiff(createReadStream(op.streamFile, { highWaterMark: 1 << 20 }), target, {
+    concurrency: args.engine.concurrency, memoryBytes: args.engine.memoryBytes, onProgress,
+  });
+}
+
 /** A bare engine call's timed part, and the stream bytes an export counted. */
 async function engineRun(handles: Handles, args: EngineOperation & RunSettings, onProgress: () => void):
   Promise<{ run: () => Promise<object>; streamBytes: () => number | undefined }> {
@@ -210,7 +219,9 @@ async function main(): Promise<void> {
         ? { run: verifyRun(await handles.cluster(args.cluster), args, args, onProgress), streamBytes: () => undefined }
         : args.op === 'files-backup'
           ? { run: filesBackupRun(await handles.cluster(args.cluster), args, args, onProgress), streamBytes: () => undefined }
-          : await engineRun(handles, args, onProgress);
+          : args.op === 'import'
+            ? { run: importRun(await handles.open(args.target, false), args, args, onProgress), streamBytes: () => undefined }
+            : await engineRun(handles, args, onProgress);
 
     const rssBefore = peakRssMiB();
     const setupMs = performance.now();
