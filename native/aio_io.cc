@@ -48,11 +48,11 @@ class AioCompletions {
   void Settled(Napi::Env env) {
     if (--pending_ == 0) call_.Unref(env);
   }
-  // Any thread. False once the environment is going away: the I/O is then
-  // left to die with it (its references belong to a gone environment).
-  bool Post(PendingIo* io) {
+  // Any thread. Once the environment is going away the I/O is left to die
+  // with it (its references belong to a gone environment).
+  void Post(PendingIo* io) {
     std::lock_guard<std::mutex> lock(mu_);
-    return !shut_down_ && call_.NonBlockingCall(io) == napi_ok;
+    if (!shut_down_) call_.NonBlockingCall(io);
   }
   void ShutDown() {
     std::lock_guard<std::mutex> lock(mu_);
