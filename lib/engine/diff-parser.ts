@@ -54,22 +54,59 @@ export class DiffStreamParser {
     throw new DiffStreamError(this.#operation, this.#resource, at, detail);
   }
 
+  /**
+   * The next `length` bytes (all pending), consumed. A view into the input
+   * when they lie in its first chunk; else the chunks they span, copied
+   * into one buffer: only those, so that no byte is copied twice however
+   * the input is cut.
+   */
   #take(length: number): Buffer {
-    const whole = this.#pending.length === 1 ? this.#pending[0] : Buffer.concat(this.#pending, this.#pendingBytes);
-    const taken = whole.subarray(0, length);
-    const rest = whole.subarray(length);
-    this.#pending = rest.length > 0 ? [rest] : [];
-    this.#pendingBytes = rest.length;
-    this.#position += length;
+    const first = this.#pending[0]!;
+    const taken = first.length >= length ? first.subarray(0, length) : this.#gather(length);
+    this.#drop(length);
     return taken;
+  }
+
+  /** As #take, but always bytes of its own: the input's chunks may be reused by whoever made them. */
+  #takeOwned(length: number): Buffer {
+    const first = this.#pending[0]!;
+    const taken = first.length >= length ? Buffer.from(first.subarray(0, length)) : this.#gather(length);
+    this.#drop(length);
+    return taken;
+  }
+
+  /** The first `length` pending bytes copied into a new buffer. */
+  #gather(length: number): Buffer {
+    const out = Buffer.allocUnsafe(length);
+    let filled = 0;
+    for (const chunk of this.#pending) {
+      filled += chunk.copy(out, filled, 0, Math.min(chunk.length, length - filled));
+      if (filled === length) break;
+    }
+    return out;
+  }
+
+  /** Consumes `length` pending bytes. */
+  #drop(length: number): void {
+    let left = length;
+    let used = 0;
+    while (left > 0 && this.#pending[used]!.length <= left) left -= this.#pending[used++]!.length;
+    this.#pending.splice(0, used);
+    if (left > 0) this.#pending[0] = this.#pending[0]!.subarray(left);
+    this.#pendingBytes -= length;
+    this.#position += length;
   }
 
   #peek(length: number): Buffer | undefined {
     if (this.#pendingBytes < length) return undefined;
-    if (this.#pending[0].length >= length) return this.#pending[0].subarray(0, length);
-    const whole = Buffer.concat(this.#pending, this.#pendingBytes);
-    this.#pending = [whole];
-    return whole.subarray(0, length);
+    if (this.#pending[0]!.length >= length) return this.#pending[0]!.subarray(0, length);
+    // Only the chunks the bytes span are joined (a header cut across chunks).
+    let spanned = 0;
+    let bytes = 0;
+    while (bytes < length) bytes += this.#pending[spanned++]!.length;
+    const head = Buffer.concat(this.#pending.slice(0, spanned), bytes);
+    this.#pending.splice(0, spanned, head);
+    return head.subarray(0, length);
   }
 
   /** Feeds bytes; returns the records completed by them. */
@@ -175,9 +212,8 @@ export class DiffStreamParser {
     if (this.#pendingBytes < want) return undefined;
     // Errors about the extent name the record, not the piece.
     const at = write.at;
-    // A copy: the piece outlives the input chunks it was cut from, which
-    // may be reused by the stream that produced them.
-    const data = Buffer.from(this.#take(want));
+    // Bytes of its own: the piece outlives the input chunks it was cut from.
+    const data = this.#takeOwned(want);
     const record: DiffRecord = { kind: 'data', offset: write.offset, data, at };
     write.offset += BigInt(want);
     write.remaining -= BigInt(want);
