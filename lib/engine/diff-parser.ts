@@ -99,14 +99,8 @@ export class DiffStreamParser {
 
   #peek(length: number): Buffer | undefined {
     if (this.#pendingBytes < length) return undefined;
-    if (this.#pending[0]!.length >= length) return this.#pending[0]!.subarray(0, length);
-    // Only the chunks the bytes span are joined (a header cut across chunks).
-    let spanned = 0;
-    let bytes = 0;
-    while (bytes < length) bytes += this.#pending[spanned++]!.length;
-    const head = Buffer.concat(this.#pending.slice(0, spanned), bytes);
-    this.#pending.splice(0, spanned, head);
-    return head.subarray(0, length);
+    // A header cut across chunks: a copy of its few bytes, the input left as it is.
+    return this.#pending[0]!.length >= length ? this.#pending[0]!.subarray(0, length) : this.#gather(length);
   }
 
   /** Feeds bytes; returns the records completed by them. */
