@@ -55,22 +55,17 @@ export class DiffStreamParser {
   }
 
   /**
-   * The next `length` bytes (all pending), consumed. A view into the input
-   * when they lie in its first chunk; else the chunks they span, copied
-   * into one buffer: only those, so that no byte is copied twice however
-   * the input is cut.
+   * The next `length` bytes (all pending), consumed. When they lie in the
+   * input's first chunk, a view into it, or with `owned` a copy (the
+   * caller's chunks may be reused by whoever made them); else the chunks
+   * they span, copied into one buffer: only those, so that no byte is
+   * copied twice however the input is cut.
    */
-  #take(length: number): Buffer {
+  #take(length: number, owned = false): Buffer {
     const first = this.#pending[0]!;
-    const taken = first.length >= length ? first.subarray(0, length) : this.#gather(length);
-    this.#drop(length);
-    return taken;
-  }
-
-  /** As #take, but always bytes of its own: the input's chunks may be reused by whoever made them. */
-  #takeOwned(length: number): Buffer {
-    const first = this.#pending[0]!;
-    const taken = first.length >= length ? Buffer.from(first.subarray(0, length)) : this.#gather(length);
+    const within = first.length >= length;
+    let taken = within ? first.subarray(0, length) : this.#gather(length);
+    if (owned && within) taken = Buffer.from(taken);
     this.#drop(length);
     return taken;
   }
@@ -207,7 +202,7 @@ export class DiffStreamParser {
     // Errors about the extent name the record, not the piece.
     const at = write.at;
     // Bytes of its own: the piece outlives the input chunks it was cut from.
-    const data = this.#takeOwned(want);
+    const data = this.#take(want, true);
     const record: DiffRecord = { kind: 'data', offset: write.offset, data, at };
     write.offset += BigInt(want);
     write.remaining -= BigInt(want);
