@@ -9,7 +9,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
 import { AlreadyExistsError, BackupEngine, BusyError } from '../../lib/index.js';
-import { VolumeLock } from '../../lib/backup/lock.js';
+import { restoreLockObjectName, VolumeLock } from '../../lib/backup/lock.js';
 import { INCOMPLETE_KEY } from '../../lib/backup/inventory.js';
 import { RESTORING_KEY } from '../../lib/backup/restore-lock.js';
 import { connect, testCluster } from '../support/clusters.js';
@@ -244,7 +244,7 @@ test('a killed restore into a new volume: the next restore into it removes the h
     const done = await tb.volumes.openImage(`volume-${target}`, { readOnly: true });
     assert.equal(await done.getMetadata(RESTORING_KEY), undefined, 'a complete restore is unmarked');
     await done.close();
-    assert.equal(await tb.volumes.objectExists(`volume-${target}.restore.lock`), false);
+    assert.equal(await tb.volumes.objectExists(restoreLockObjectName(target)), false);
   });
 
 test('a restore killed halfway after recording its progress: the retry of that backup picks up there and reads only the rest; another backup\'s removes the volume',
@@ -319,13 +319,13 @@ test('a restore killed after its last write: the retry of that backup overwrites
     const again = await engine.restore({ backup: first.record, target: into });
     assert.equal(again.path, 'full', 'a volume holding data is overwritten in full');
     assert.equal(await volumeSha(target), await snapshotSha(volumeId, first.snapshot));
-    assert.equal(await tb.volumes.objectExists(`volume-${target}.restore.lock`), false);
+    assert.equal(await tb.volumes.objectExists(restoreLockObjectName(target)), false);
   });
 
 /** A client watching the target's restore lock object from a child process, as a restore does before it takes the lock. */
 async function restoreLockWatcher(target: string): Promise<ReturnType<typeof startFixture>> {
   const { info } = await testCluster('a');
-  const object = `volume-${target}.restore.lock`;
+  const object = restoreLockObjectName(target);
   await tb.volumes.writeObject(object, '', { exclusive: true });
   const fixture = startFixture(WATCH_CHILD, ['hold'], {
     env: {
@@ -345,7 +345,7 @@ test('the restore lock object stays while a live client watches it, and goes wit
     await fill(volumeId, 9);
     const backup = await tb.engine.backup({ pool: POOL, volumeId, backupId: 'w1' });
     const target = tb.fx.targetId(t);
-    const object = `volume-${target}.restore.lock`;
+    const object = restoreLockObjectName(target);
     const watcher = await restoreLockWatcher(target);
     try {
       await tb.engine.restore({ backup: backup.record, target: { volume: { pool: POOL, id: target } } });

@@ -88,6 +88,20 @@ async function newImage(size: number): Promise<string> {
   return name;
 }
 
+/**
+ * A child that ends by process.exit(0) in `mode` with its handles open:
+ * it exits cleanly, its bytes are on the image, and the exit handler
+ * closed the image (no watch or lock outlives the process).
+ */
+async function exitsCleanly(mode: string): Promise<void> {
+  const image = await newImage(MiB);
+  const result = await runChild(mode, image);
+  deadOwners.push(image);
+  const sha = checkExit(result, mode);
+  assert.equal(await rbdExportSha256('a', `rbd/${image}`), sha);
+  assert.deepEqual(await watchers(image), []);
+}
+
 before(async () => {
   info = (await testCluster('a')).info;
   cluster = await connect('a');
@@ -112,13 +126,7 @@ describe('a process that never closes its handles', () => {
   });
 
   test('(b) process.exit(0) with cluster, pool and image open exits cleanly', { timeout: 120_000 }, async () => {
-    const image = await newImage(MiB);
-    const result = await runChild('exit', image);
-    deadOwners.push(image);
-    const sha = checkExit(result, 'exit');
-    assert.equal(await rbdExportSha256('a', `rbd/${image}`), sha);
-    // The exit handler closed the image: no watch or lock outlives the process.
-    assert.deepEqual(await watchers(image), []);
+    await exitsCleanly('exit');
   });
 
   test('(c) dropping every reference and collecting garbage releases the handles', { timeout: 120_000 }, async () => {
@@ -132,23 +140,13 @@ describe('a process that never closes its handles', () => {
   });
 
   test('(d) process.exit(0) while reads are in flight exits cleanly', { timeout: 120_000 }, async () => {
-    const image = await newImage(MiB);
-    const result = await runChild('exit-inflight', image);
-    deadOwners.push(image);
-    const sha = checkExit(result, 'exit-inflight');
-    assert.equal(await rbdExportSha256('a', `rbd/${image}`), sha);
-    assert.deepEqual(await watchers(image), []);
+    await exitsCleanly('exit-inflight');
   });
 });
 
 describe('a process that exits with writes in flight', () => {
   test('(d2) process.exit(0) while aio writes are in flight exits cleanly; the bytes stay', { timeout: 120_000 }, async () => {
-    const image = await newImage(MiB);
-    const result = await runChild('exit-writes', image);
-    deadOwners.push(image);
-    const sha = checkExit(result, 'exit-writes');
-    assert.equal(await rbdExportSha256('a', `rbd/${image}`), sha);
-    assert.deepEqual(await watchers(image), []);
+    await exitsCleanly('exit-writes');
   });
 });
 
