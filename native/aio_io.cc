@@ -1,17 +1,21 @@
-// NativeImage.read and .write as librbd aio. A blocking rbd_read2 or
-// rbd_write2 held one of the thread pool's four threads for a whole round
-// trip, so a JavaScript window of 64 writes, or of reads running ahead, kept
-// at most four in flight (at ~4 ms per operation, a restore from files spent
-// most of its time there). Here a short job of the pool checks the range and
-// submits; librbd's completion comes back to the JavaScript thread through
-// one thread-safe function per environment.
+// NativeImage.read, .readMany and .write as librbd aio. A blocking
+// rbd_read2 or rbd_write2 held one of the thread pool's four threads for a
+// whole round trip, so a JavaScript window of 64 writes, or of reads running
+// ahead, kept at most four in flight (at ~4 ms per operation, a restore from
+// files spent most of its time there); readMany waited for its batch on a
+// thread of the pool too. Here a short job of the pool checks the ranges and
+// submits; librbd's completions come back to the JavaScript thread through
+// one thread-safe function per environment, a batch once its last range is
+// done.
 #include "aio_io.h"
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "args.h"
 #include "env_state.h"
@@ -68,28 +72,48 @@ class AioCompletions {
 
 namespace {
 
+enum class IoKind { kRead, kReadMany, kWrite };
+
+// What one librbd completion is for: a range of its batch.
+struct IoRange {
+  PendingIo* io = nullptr;
+  uint64_t offset = 0;
+  uint64_t length = 0;
+  // librbd reads into or writes from the JavaScript buffer itself (zero
+  // copy) until it completes.
+  char* bytes = nullptr;
+};
+
 struct PendingIo {
-  PendingIo(Napi::Env env, ImageWrap& wrap, Napi::Buffer<char> buffer, uint64_t offset, bool read)
+  PendingIo(Napi::Env env, ImageWrap& wrap, Napi::Object data, IoKind kind)
       : deferred(Napi::Promise::Deferred::New(env)),
         guard(wrap.Value(), wrap.Inflight()),
-        data(Napi::Persistent(buffer.As<Napi::Object>())),
-        bytes(buffer.Data()),
-        offset(offset),
-        length(buffer.Length()),
-        read(read) {}
+        data(Napi::Persistent(data)),
+        kind(kind) {}
+
+  void Add(uint64_t offset, uint64_t length, char* bytes) { ranges.push_back({this, offset, length, bytes}); }
+  // Any thread: the first failure is the one told.
+  void Fail(int rc, std::string why) {
+    std::lock_guard<std::mutex> lock(mu);
+    if (err != 0) return;
+    err = rc;
+    message = std::move(why);
+  }
 
   Napi::Promise::Deferred deferred;
   // Keeps the wrapper counted as busy (close() refuses) and alive.
   InflightGuard guard;
-  // librbd reads into or writes from the buffer itself (zero copy) until
-  // it completes; a read resolves with it.
+  // The buffer (read, write) or the array of buffers (readMany), kept
+  // until every range completed; a read resolves with it.
   Napi::ObjectReference data;
-  char* bytes;
-  uint64_t offset;
-  uint64_t length;
-  bool read;
+  IoKind kind;
+  std::vector<IoRange> ranges;
   AioCompletions* completions = nullptr;
-  // Set by the submitting job or by the completion.
+  // Ranges submitted and not completed, plus one held by the submitting
+  // job: whoever brings it to zero settles the batch.
+  std::atomic<size_t> outstanding{1};
+  std::mutex mu;
+  // Set by the submitting job or by a completion (under mu).
   int err = 0;
   std::string message;
 };
@@ -104,7 +128,7 @@ void Settle(Napi::Env env, PendingIo* io) {
     if (io->err != 0) {
       io->deferred.Reject(MakeError(env, io->err, io->message).Value());
     } else {
-      io->deferred.Resolve(io->read ? io->data.Value() : env.Undefined());
+      io->deferred.Resolve(io->kind == IoKind::kWrite ? env.Undefined() : io->data.Value());
     }
   } catch (const Napi::Error&) {
   }
@@ -118,22 +142,22 @@ void SettleOnJsThread(Napi::Env env, Napi::Function, std::nullptr_t*, PendingIo*
 }
 
 void OnComplete(rbd_completion_t completion, void* arg) {
-  auto* io = static_cast<PendingIo*>(arg);
+  auto* range = static_cast<IoRange*>(arg);
+  PendingIo* io = range->io;
   ssize_t rc = rbd_aio_get_return_value(completion);
   rbd_aio_release(completion);
   if (rc < 0) {
-    io->err = static_cast<int>(-rc);
-    io->message = io->read ? "rbd_aio_read2 failed" : "rbd_aio_write2 failed";
-  } else if (io->read && static_cast<uint64_t>(rc) != io->length) {
-    io->err = EIO;
-    io->message = "image shrank during the read";
+    io->Fail(static_cast<int>(-rc), io->kind == IoKind::kWrite ? "rbd_aio_write2 failed" : "rbd_aio_read2 failed");
+  } else if (io->kind != IoKind::kWrite && static_cast<uint64_t>(rc) != range->length) {
+    io->Fail(EIO, "image shrank during the read");
   }
-  io->completions->Post(io);
+  if (--io->outstanding == 0) io->completions->Post(io);
 }
 
-// Checks the range (librbd would clip I/O past the end) and submits, under
-// the handle's shared lock, on the pool; the I/O then completes through
-// OnComplete, or here when it could not start.
+// Checks every range (librbd would clip I/O past the end) and submits them
+// all, under the handle's shared lock, on the pool; the batch then settles
+// through the completion of its last range, or here when none is left in
+// flight once submitting ends (nothing to do, or nothing could start).
 class SubmitIo : public Napi::AsyncWorker {
  public:
   SubmitIo(Napi::Env env, std::shared_ptr<ImageHandle> handle, PendingIo* io)
@@ -141,36 +165,42 @@ class SubmitIo : public Napi::AsyncWorker {
 
  protected:
   void Execute() override {
-    const bool submits = io_->length > 0;
-    const char* call = io_->read ? "rbd_aio_read2" : "rbd_aio_write2";
-    int rc = WithHandle(handle_, "image", io_->message, [this, call](rbd_image_t image) {
-      if (!io_->read && !handle_->writable()) {
-        io_->message = std::string(call) + " failed";
+    const bool write = io_->kind == IoKind::kWrite;
+    const char* call = write ? "rbd_aio_write2" : "rbd_aio_read2";
+    std::string message;
+    int rc = WithHandle(handle_, "image", message, [&](rbd_image_t image) {
+      if (write && !handle_->writable()) {
+        message = std::string(call) + " failed";
         return -EROFS;
       }
-      int rc = CheckImageRange(image, io_->offset, io_->length, io_->read ? "read" : "write", io_->message);
-      if (rc < 0 || io_->length == 0) return rc;
-      rbd_completion_t completion = nullptr;
-      rc = rbd_aio_create_completion(io_, OnComplete, &completion);
-      if (rc < 0) {
-        io_->message = "rbd_aio_create_completion failed";
-        return rc;
+      for (const IoRange& range : io_->ranges) {
+        int rc = CheckImageRange(image, range.offset, range.length, write ? "write" : "read", message);
+        if (rc < 0) return rc;
       }
-      rc = io_->read ? rbd_aio_read2(image, io_->offset, io_->length, io_->bytes, completion, 0)
-                     : rbd_aio_write2(image, io_->offset, io_->length, io_->bytes, completion, 0);
-      if (rc < 0) {
-        rbd_aio_release(completion);
-        io_->message = std::string(call) + " failed to start";
+      for (IoRange& range : io_->ranges) {
+        if (range.length == 0) continue;
+        rbd_completion_t completion = nullptr;
+        int rc = rbd_aio_create_completion(&range, OnComplete, &completion);
+        if (rc < 0) {
+          message = "rbd_aio_create_completion failed";
+          return rc;
+        }
+        ++io_->outstanding;
+        rc = write ? rbd_aio_write2(image, range.offset, range.length, range.bytes, completion, 0)
+                   : rbd_aio_read2(image, range.offset, range.length, range.bytes, completion, 0);
+        if (rc < 0) {
+          --io_->outstanding;
+          rbd_aio_release(completion);
+          message = std::string(call) + " failed to start";
+          return rc;
+        }
       }
-      return rc;
+      return 0;
     });
-    // Once submitted, the I/O belongs to its completion, which may already
-    // have settled it: it is not touched here again.
-    if (rc < 0) {
-      io_->err = -rc;
-    } else if (submits) {
-      io_ = nullptr;
-    }
+    if (rc < 0) io_->Fail(-rc, std::move(message));
+    // Ranges still in flight own the batch now: the last to complete
+    // settles it, and it may already have. Not touched here again then.
+    if (--io_->outstanding != 0) io_ = nullptr;
   }
   void OnOK() override {
     if (io_ != nullptr) Settle(Env(), io_);
@@ -181,11 +211,9 @@ class SubmitIo : public Napi::AsyncWorker {
   PendingIo* io_;
 };
 
-Napi::Promise Start(Napi::Env env, ImageWrap& wrap, std::shared_ptr<ImageHandle> handle,
-                    Napi::Buffer<char> buffer, uint64_t offset, bool read) {
+Napi::Promise Start(Napi::Env env, std::shared_ptr<ImageHandle> handle, PendingIo* io) {
   EnvState* state = EnvState::Get(env);
   if (state->aio_completions == nullptr) state->aio_completions = new AioCompletions(env);
-  auto* io = new PendingIo(env, wrap, buffer, offset, read);
   io->completions = state->aio_completions;
   io->completions->Started(env);
   Napi::Promise promise = io->deferred.Promise();
@@ -203,7 +231,44 @@ Napi::Value AioRead(ImageWrap& wrap, const Napi::CallbackInfo& info) {
   if (length > (1ull << 30)) ThrowInvalid(env, "one read takes at most 1 GiB");
   // Made here, on the JavaScript thread, and read into directly.
   auto buffer = Napi::Buffer<char>::New(env, static_cast<size_t>(length));
-  return Start(env, wrap, std::move(handle), buffer, offset, true);
+  auto* io = new PendingIo(env, wrap, buffer, IoKind::kRead);
+  io->Add(offset, length, buffer.Data());
+  return Start(env, std::move(handle), io);
+}
+
+Napi::Value AioReadMany(ImageWrap& wrap, const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto handle = wrap.OpenHandle(env);
+  if (!info[0].IsArray() || !info[1].IsArray()) ThrowInvalid(env, "readMany takes an array of offsets and one of lengths");
+  auto offsets = info[0].As<Napi::Array>();
+  auto lengths = info[1].As<Napi::Array>();
+  uint32_t count = offsets.Length();
+  if (count == 0 || count > 1024 || lengths.Length() != count) {
+    ThrowInvalid(env, "readMany takes 1 to 1024 ranges, as many offsets as lengths");
+  }
+  struct Asked {
+    uint64_t offset;
+    uint64_t length;
+  };
+  std::vector<Asked> asked;
+  asked.reserve(count);
+  uint64_t total = 0;
+  for (uint32_t i = 0; i < count; ++i) {
+    uint64_t offset = U64Value(env, offsets.Get(i), "offset");
+    uint64_t length = U64Value(env, lengths.Get(i), "length");
+    total += length;
+    if (length == 0 || total > (1ull << 30)) ThrowInvalid(env, "readMany reads 1 byte or more per range, at most 1 GiB in all");
+    asked.push_back({offset, length});
+  }
+  // Every argument checked before the batch exists: a throw above leaves nothing pending.
+  Napi::Array buffers = Napi::Array::New(env, count);
+  auto* io = new PendingIo(env, wrap, buffers, IoKind::kReadMany);
+  for (uint32_t i = 0; i < count; ++i) {
+    auto buffer = Napi::Buffer<char>::New(env, static_cast<size_t>(asked[i].length));
+    buffers.Set(i, buffer);
+    io->Add(asked[i].offset, asked[i].length, buffer.Data());
+  }
+  return Start(env, std::move(handle), io);
 }
 
 Napi::Value AioWrite(ImageWrap& wrap, const Napi::CallbackInfo& info) {
@@ -213,7 +278,9 @@ Napi::Value AioWrite(ImageWrap& wrap, const Napi::CallbackInfo& info) {
   auto buffer = info[0].As<Napi::Buffer<char>>();
   uint64_t offset = U64Arg(info, 1, "offset");
   if (buffer.Length() > (1ull << 30)) ThrowInvalid(env, "one write takes at most 1 GiB");
-  return Start(env, wrap, std::move(handle), buffer, offset, false);
+  auto* io = new PendingIo(env, wrap, buffer, IoKind::kWrite);
+  io->Add(offset, buffer.Length(), buffer.Data());
+  return Start(env, std::move(handle), io);
 }
 
 void ShutDownAio(EnvState* state) {

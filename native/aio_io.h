@@ -1,5 +1,6 @@
-// NativeImage.read(offset, length) and .write(data, offset): librbd aio
-// that holds no thread of the pool while it is in flight.
+// NativeImage.read(offset, length), .readMany(offsets, lengths) and
+// .write(data, offset): librbd aio that holds no thread of the pool while
+// it is in flight.
 #pragma once
 
 #include <napi.h>
@@ -10,6 +11,7 @@
 namespace rbdnative {
 
 Napi::Value AioRead(ImageWrap& wrap, const Napi::CallbackInfo& info);
+Napi::Value AioReadMany(ImageWrap& wrap, const Napi::CallbackInfo& info);
 Napi::Value AioWrite(ImageWrap& wrap, const Napi::CallbackInfo& info);
 
 // The cleanup hook, once every image is closed: completions still queued

@@ -154,7 +154,7 @@ void ImageWrap::DefineMethods(std::vector<PropertyDescriptor>& methods) {
                  {InstanceMethod("stat", &ImageWrap::Stat),
                   InstanceMethod("resize", &ImageWrap::Resize),
                   Method<AioRead>("read"),
-                  InstanceMethod("readMany", &ImageWrap::ReadMany),
+                  Method<AioReadMany>("readMany"),
                   Method<AioWrite>("write"),
                   InstanceMethod("writeZeroes", &ImageWrap::WriteZeroes),
                   InstanceMethod("discard", &ImageWrap::Discard),
@@ -269,78 +269,6 @@ Napi::Value ImageWrap::Resize(const Napi::CallbackInfo& info) {
   uint64_t size = U64Arg(info, 0, "size");
   return Simple(info, "rbd_resize",
                 [size](rbd_image_t image) { return rbd_resize(image, size); });
-}
-
-Napi::Value ImageWrap::ReadMany(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  auto handle = OpenHandle(env);
-  if (!info[0].IsArray() || !info[1].IsArray()) ThrowInvalid(env, "readMany takes an array of offsets and one of lengths");
-  auto offsets_arg = info[0].As<Napi::Array>();
-  auto lengths_arg = info[1].As<Napi::Array>();
-  uint32_t count = offsets_arg.Length();
-  if (count == 0 || count > 1024 || lengths_arg.Length() != count) {
-    ThrowInvalid(env, "readMany takes 1 to 1024 ranges, as many offsets as lengths");
-  }
-  struct Range {
-    uint64_t offset;
-    uint64_t length;
-    char* data;
-  };
-  auto ranges = std::make_shared<std::vector<Range>>();
-  ranges->reserve(count);
-  // The buffers are made here, on the JavaScript thread, read into directly, and resolved as an array.
-  Napi::Array buffers = Napi::Array::New(env, count);
-  uint64_t total = 0;
-  for (uint32_t i = 0; i < count; ++i) {
-    uint64_t offset = U64Value(env, offsets_arg.Get(i), "offset");
-    uint64_t length = U64Value(env, lengths_arg.Get(i), "length");
-    total += length;
-    if (length == 0 || total > (1ull << 30)) ThrowInvalid(env, "readMany reads 1 byte or more per range, at most 1 GiB in all");
-    auto buffer = Napi::Buffer<char>::New(env, static_cast<size_t>(length));
-    buffers.Set(i, buffer);
-    ranges->push_back({offset, length, buffer.Data()});
-  }
-  auto keep = std::make_shared<Napi::ObjectReference>(Napi::Persistent(buffers.As<Napi::Object>()));
-  return Run<Nothing>(
-      env,
-      [handle, ranges](Nothing&, std::string& message) {
-        return WithHandle(handle, "image", message, [&](rbd_image_t image) {
-          for (const Range& range : *ranges) {
-            int rc = CheckImageRange(image, range.offset, range.length, "read", message);
-            if (rc < 0) return rc;
-          }
-          // All in flight at once: one thread of the pool waits one round trip, not one per range.
-          std::vector<rbd_completion_t> completions(ranges->size(), nullptr);
-          int rc = 0;
-          size_t started = 0;
-          for (; started < ranges->size(); ++started) {
-            const Range& range = (*ranges)[started];
-            rc = rbd_aio_create_completion(nullptr, nullptr, &completions[started]);
-            if (rc < 0) break;
-            rc = rbd_aio_read2(image, range.offset, range.length, range.data, completions[started], 0);
-            if (rc < 0) {
-              rbd_aio_release(completions[started]);
-              break;
-            }
-          }
-          if (rc < 0) message = "rbd_aio_read2 failed to start";
-          for (size_t i = 0; i < started; ++i) {
-            rbd_aio_wait_for_complete(completions[i]);
-            ssize_t n = rbd_aio_get_return_value(completions[i]);
-            rbd_aio_release(completions[i]);
-            if (rc < 0) continue;
-            if (n < 0) {
-              rc = static_cast<int>(n);
-              message = "rbd_aio_read2 failed";
-            } else if (static_cast<uint64_t>(n) != (*ranges)[i].length) {
-              rc = -EIO;
-              message = "image shrank during the read";
-            }
-          }
-          return rc;
-        });
-      },
-      [keep](Napi::Env, Nothing&) { return keep->Value(); });
 }
 
 Napi::Value ImageWrap::InPieces(const Napi::CallbackInfo& info, const char* what,

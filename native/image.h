@@ -39,9 +39,6 @@ class ImageWrap : public WrapBase<ImageWrap, ImageHandle> {
  private:
   Napi::Value Stat(const Napi::CallbackInfo& info);
   Napi::Value Resize(const Napi::CallbackInfo& info);
-  // readMany(offsets, lengths): the ranges read at once (librbd's aio, in
-  // one job of the thread pool), resolved as one Buffer per range.
-  Napi::Value ReadMany(const Napi::CallbackInfo& info);
   Napi::Value WriteZeroes(const Napi::CallbackInfo& info);
   Napi::Value Discard(const Napi::CallbackInfo& info);
   Napi::Value Flush(const Napi::CallbackInfo& info);

@@ -276,8 +276,8 @@ export class Image {
 
   /**
    * Several ranges read at once (librbd's aio reads, all in flight
-   * together): one round trip's wait for all of them, where read() holds a
-   * thread of the pool a round trip per range. At most MAX_READ_MANY
+   * together, submitted by one short job of the pool and settled when the
+   * last completes): one call for many small reads. At most MAX_READ_MANY
    * ranges and MAX_READ_BYTES in all; each range gets its Buffer.
    */
   async readMany(ranges: ReadonlyArray<{ offset: number | bigint; length: number | bigint }>): Promise<Buffer[]> {

@@ -150,7 +150,7 @@ export interface NativeImage {
   stat(): Promise<NativeStat>;
   resize(size: bigint): Promise<void>;
   read(offset: bigint, length: bigint): Promise<Buffer>;
-  /** The ranges read at once (librbd aio, one job of the thread pool); one Buffer per range. */
+  /** The ranges read at once (librbd aio, submitted by one job of the thread pool); one Buffer per range. */
   readMany(offsets: bigint[], lengths: bigint[]): Promise<Buffer[]>;
   write(data: Buffer, offset: bigint): Promise<void>;
   writeZeroes(offset: bigint, length: bigint): Promise<void>;

@@ -26,10 +26,10 @@ interface Pending {
 
 /**
  * Small reads go out in batches of up to this many pieces (one readMany:
- * all in flight at once on one thread of the pool), a batch once it is
- * full, its diff batch is done or its oldest piece is wanted: a window of
- * 64 small reads is 2 threads of the pool waiting a round trip, not 64
- * round trips for its 4 threads. Pieces of BATCH_BELOW bytes or more go
+ * all in flight at once, one promise and one short job of the pool to
+ * submit them), a batch once it is full, its diff batch is done or its
+ * oldest piece is wanted: a window of 64 small reads is 2 calls into the
+ * addon, not 64. Pieces of BATCH_BELOW bytes or more go
  * out one by one as before: they are few, bound by bandwidth, and their
  * buffers, made at once in a batch, lived long enough to be promoted out
  * of V8's young generation (a slow consumer's RSS then grew by 150 MiB).
