@@ -20,6 +20,7 @@
 #include "args.h"
 #include "env_state.h"
 #include "errors.h"
+#include "image.h"
 #include "worker.h"
 
 namespace rbdnative {
@@ -221,8 +222,6 @@ Napi::Promise Start(Napi::Env env, std::shared_ptr<ImageHandle> handle, PendingI
   return promise;
 }
 
-}  // namespace
-
 Napi::Value AioRead(ImageWrap& wrap, const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto handle = wrap.OpenHandle(env);
@@ -281,6 +280,12 @@ Napi::Value AioWrite(ImageWrap& wrap, const Napi::CallbackInfo& info) {
   auto* io = new PendingIo(env, wrap, buffer, IoKind::kWrite);
   io->Add(offset, buffer.Length(), buffer.Data());
   return Start(env, std::move(handle), io);
+}
+
+}  // namespace
+
+void ImageWrap::DefineAioMethods(std::vector<PropertyDescriptor>& methods) {
+  methods.insert(methods.end(), {Method<AioRead>("read"), Method<AioReadMany>("readMany"), Method<AioWrite>("write")});
 }
 
 void ShutDownAio(EnvState* state) {

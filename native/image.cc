@@ -7,7 +7,6 @@
 #include <utility>
 #include <vector>
 
-#include "aio_io.h"
 #include "args.h"
 #include "cancel.h"
 #include "env_state.h"
@@ -153,9 +152,6 @@ void ImageWrap::DefineMethods(std::vector<PropertyDescriptor>& methods) {
   methods.insert(methods.end(),
                  {InstanceMethod("stat", &ImageWrap::Stat),
                   InstanceMethod("resize", &ImageWrap::Resize),
-                  Method<AioRead>("read"),
-                  Method<AioReadMany>("readMany"),
-                  Method<AioWrite>("write"),
                   InstanceMethod("writeZeroes", &ImageWrap::WriteZeroes),
                   InstanceMethod("discard", &ImageWrap::Discard),
                   InstanceMethod("flush", &ImageWrap::Flush),
@@ -168,6 +164,7 @@ void ImageWrap::DefineMethods(std::vector<PropertyDescriptor>& methods) {
                   InstanceMethod("parent", &ImageWrap::Parent),
                   InstanceMethod("flatten", &ImageWrap::Flatten),
                   InstanceMethod("listWatchers", &ImageWrap::ListWatchers)});
+  DefineAioMethods(methods);
   DefineSnapshotMethods(methods);
   DefineDiffMethods(methods);
 }

@@ -52,6 +52,7 @@ class ImageWrap : public WrapBase<ImageWrap, ImageHandle> {
   Napi::Value Flatten(const Napi::CallbackInfo& info);
   Napi::Value ListWatchers(const Napi::CallbackInfo& info);
   // Each adds the methods its file implements.
+  static void DefineAioMethods(std::vector<PropertyDescriptor>& methods);       // aio_io.cc
   static void DefineSnapshotMethods(std::vector<PropertyDescriptor>& methods);  // snapshot.cc
   static void DefineDiffMethods(std::vector<PropertyDescriptor>& methods);      // diff.cc
 
