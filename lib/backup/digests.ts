@@ -8,7 +8,7 @@
  */
 import { NotFoundError } from '../ceph/errors.js';
 import type { Pool } from '../ceph/pool.js';
-import { DigestTable } from '../engine/digest-table.js';
+import { DigestTable, isDigestBlockSize } from '../engine/digest-table.js';
 import { DigestsError } from './errors.js';
 import { digestsObjectName } from './naming.js';
 
@@ -67,9 +67,14 @@ export function decodeDigests(data: Buffer, expected: { backupId: string; snapsh
     throw fail(`the digests describe backup ${String(header.backupId)}@${String(header.snapshot)}, not ${expected.backupId}@${expected.snapshot}`);
   }
   const { size, blockSize, blocks, pointDigest } = header;
-  if (typeof size !== 'string' || !/^\d+$/.test(size) || typeof blockSize !== 'number' || !(blockSize > 0) ||
-    typeof blocks !== 'number' || typeof pointDigest !== 'string' || header.algorithm !== 'xxh3-64') {
+  if (typeof size !== 'string' || !/^\d{1,20}$/.test(size) || BigInt(size) >= 1n << 64n ||
+    typeof blockSize !== 'number' || !Number.isSafeInteger(blockSize) ||
+    typeof blocks !== 'number' || !Number.isSafeInteger(blocks) ||
+    typeof pointDigest !== 'string' || header.algorithm !== 'xxh3-64') {
     throw fail('the digests header lacks size, blockSize, blocks, algorithm or pointDigest');
+  }
+  if (!isDigestBlockSize(BigInt(blockSize))) {
+    throw fail(`the digests' block size ${String(blockSize)} is not a power of two from 4 KiB to 4 MiB`);
   }
   const entries = data.subarray(newline + 1);
   if (BigInt(blocks) !== DigestTable.blocksOf(BigInt(size), BigInt(blockSize)) || entries.length !== blocks * 8) {

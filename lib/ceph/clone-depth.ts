@@ -3,6 +3,7 @@
  * than `rbd_max_clone_depth` (Cinder's default 5) is flattened, since every
  * level adds a parent lookup to the reads the clone does not hold itself.
  */
+import { checkImage } from './image-argument.js';
 import { invalidArgument } from './errors.js';
 import type { FlattenOptions, Image } from './image.js';
 import { toIntInRange } from './validate.js';
@@ -16,6 +17,7 @@ const MAX_FOLLOWED = 64;
  * are not looked up).
  */
 export async function cloneDepth(image: Image): Promise<number> {
+  checkImage('image', image, 'cloneDepth');
   let depth = 0;
   let parent = await image.parent();
   while (parent !== null) {
@@ -33,6 +35,7 @@ export async function cloneDepth(image: Image): Promise<number> {
  * Cinder does with rbd_max_clone_depth); returns whether it did.
  */
 export async function flattenIfDeeperThan(image: Image, maxDepth: number, options: FlattenOptions = {}): Promise<boolean> {
+  checkImage('image', image, 'flattenIfDeeperThan');
   const limit = toIntInRange('maxDepth', maxDepth, 0, MAX_FOLLOWED, 'flattenIfDeeperThan', image.spec);
   if (image.snapshot !== undefined) throw invalidArgument('flattenIfDeeperThan', image.spec, 'a snapshot cannot be flattened; open the image at its head');
   if (await cloneDepth(image) <= limit) return false;

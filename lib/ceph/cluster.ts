@@ -5,7 +5,7 @@
  */
 import { addon, type NativeCluster } from './native.js';
 import { fromNative, invalidArgument, nativeCall, TimeoutError } from './errors.js';
-import { checkName, toIntInRange } from './validate.js';
+import { checkName, describeValue, toIntInRange } from './validate.js';
 import { Pool } from './pool.js';
 import { logCeph } from './log.js';
 import { cephEnvironment, DEFAULT_CLUSTER, defaultConfPath } from './ceph-args.js';
@@ -87,7 +87,7 @@ export class Cluster {
     const name = `cluster(client.${user}${clusterName === DEFAULT_CLUSTER ? '' : ` cluster ${clusterName}`}${monHost ? ` mon ${monHost}` : ''}${conf ? ` conf ${conf}` : ''})`;
     checkName('user', user, 'connect', name);
     if (!CLUSTER_NAME.test(clusterName)) {
-      throw invalidArgument('connect', name, `cluster name must be 1-64 letters, digits, '_' or '-', got ${JSON.stringify(clusterName)}`);
+      throw invalidArgument('connect', name, `cluster name must be 1-64 letters, digits, '_' or '-', got ${describeValue(clusterName)}`);
     }
     // Without one, librados searches its list for the cluster's name
     // (/etc/ceph/$cluster.client.$id.keyring, ...): the connection carries it.

@@ -5,7 +5,7 @@
  */
 import type { ImageWatcher, NativeImage } from './native.js';
 import { invalidArgument, nativeCall } from './errors.js';
-import { checkName, toU64 } from './validate.js';
+import { checkName, checkOptions, toU64 } from './validate.js';
 import { checkImageSize, type ImageLayout } from './limits.js';
 import { featureNames, type FeatureName } from './features.js';
 import { toParentInfo, toSnapshotInfo, type ChildImage, type ParentInfo, type SnapshotInfo, type TrashedSnapshot } from './snapshot.js';
@@ -203,10 +203,7 @@ export class Image {
 
   /** rbd_flatten_with_progress: copies the parent's data in; the image then has no parent. */
   async flatten(options: FlattenOptions = {}): Promise<void> {
-    const { onProgress, signal } = options;
-    if (onProgress !== undefined && typeof onProgress !== 'function') {
-      throw invalidArgument('flatten', this.spec, 'onProgress must be a function');
-    }
+    const { onProgress, signal } = checkOptions(options, 'flatten');
     return withCancel(signal, 'flatten', this.spec,
       (token, progress) => this.#call('flatten', (n) => n.flatten(progress, token)), onProgress);
   }

@@ -1,7 +1,9 @@
 /**
  * Input checks done before anything reaches Ceph: a name can only ever
- * address the one thing it names, and sizes and offsets are whole numbers
- * that fit in 64 bits.
+ * address the one thing it names, sizes and offsets are whole numbers
+ * that fit in 64 bits, and options and callbacks are what they claim to be
+ * (a caller from JavaScript gets an InvalidArgumentError saying what was
+ * expected, not a TypeError from deep inside the operation).
  */
 import { invalidArgument } from './errors.js';
 
@@ -83,7 +85,38 @@ export function checkId(kind: 'volume' | 'backup', id: unknown, operation: strin
   // A backup id 'base' would name its chain image like the pre-Train one.
   if (typeof id !== 'string' || !CINDER_ID.test(id) || (kind === 'backup' && id === 'base')) {
     throw invalidArgument(operation, `${kind} ${String(id)}`,
-      `${kind} id must be 1-64 characters of a-z, 0-9 and '-' (not starting or ending with '-'${kind === 'backup' ? ", not 'base'" : ''}), got ${JSON.stringify(id)}`);
+      `${kind} id must be 1-64 characters of a-z, 0-9 and '-' (not starting or ending with '-'${kind === 'backup' ? ", not 'base'" : ''}), got ${describeValue(id)}`);
   }
   return id;
+}
+
+/**
+ * A value as a message shows what was given: a string quoted (its first 80
+ * characters), a number, bigint or boolean as written, anything else by
+ * its kind ('an object', 'an array', 'a function'). JSON.stringify would
+ * throw on a bigint.
+ */
+export function describeValue(value: unknown): string {
+  switch (typeof value) {
+    case 'string': return JSON.stringify(value.length > 80 ? `${value.slice(0, 80)}...` : value);
+    case 'number': case 'boolean': case 'undefined': return String(value);
+    case 'bigint': return `${value}n`;
+    case 'object': return value === null ? 'null' : Array.isArray(value) ? 'an array' : 'an object';
+    default: return `a ${typeof value}`;
+  }
+}
+
+/** An options argument (`what`, of `operation`'s arguments): an object, not null or an array. */
+export function checkOptions<T>(value: T, operation: string, what = 'options'): T {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw invalidArgument(operation, 'arguments', `${what} must be an object, got ${describeValue(value)}`);
+  }
+  return value;
+}
+
+/** An optional callback. */
+export function checkCallback(field: string, value: unknown, operation: string, resource: string): void {
+  if (value !== undefined && typeof value !== 'function') {
+    throw invalidArgument(operation, resource, `${field} must be a function, got ${describeValue(value)}`);
+  }
 }

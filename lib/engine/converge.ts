@@ -14,7 +14,8 @@
 import { invalidArgument, NotFoundError } from '../ceph/errors.js';
 import type { Image } from '../ceph/image.js';
 import type { TransferPlan } from '../ceph/transfer-job.js';
-import { checkName } from '../ceph/validate.js';
+import { checkName, checkOptions } from '../ceph/validate.js';
+import { checkImage } from '../ceph/image-argument.js';
 import { logEngine } from './log.js';
 import { checkEngineOptions, type EngineOptions, type Progress } from './options.js';
 import { runTransfer, steppingFor, type EngineJobStats } from './transfer.js';
@@ -42,8 +43,11 @@ export interface ConvergeStats {
 }
 
 export async function convergeToSnapshot(options: ConvergeOptions): Promise<ConvergeStats> {
-  const { source, snapshot, common, target } = options;
   const operation = 'convergeToSnapshot';
+  checkOptions(options, operation);
+  const source = checkImage('options.source', options.source, operation);
+  const target = checkImage('options.target', options.target, operation);
+  const { snapshot, common } = options;
   const resource = `${source.pool.spec}/${source.name}@${String(snapshot)} -> ${target.spec} (from ${String(common)})`;
   checkName('snapshot', snapshot, operation, resource);
   checkName('snapshot', common, operation, resource);

@@ -9,7 +9,9 @@
 import type { TransferPlan } from '../ceph/transfer-job.js';
 import { cancelledError } from '../ceph/cancel.js';
 import { invalidArgument } from '../ceph/errors.js';
-import { checkName, toU64 } from '../ceph/validate.js';
+import { checkName, checkOptions, toU64 } from '../ceph/validate.js';
+import { checkImage } from '../ceph/image-argument.js';
+import { checkDigestStart } from './digest-table.js';
 import type { Image } from '../ceph/image.js';
 import { logEngine } from './log.js';
 import { checkEngineOptions, ioSizeFor, type EngineOptions } from './options.js';
@@ -43,10 +45,14 @@ export type CopyStats = TransferStats & {
 export const DEFAULT_CHUNK_SIZE = 128n << 20n;
 
 export async function copyImage(options: CopyImageOptions): Promise<CopyStats> {
-  const { source, target, snapshot } = options;
+  checkOptions(options, 'copyImage');
+  const source = checkImage('options.source', options.source, 'copyImage');
+  const target = checkImage('options.target', options.target, 'copyImage');
+  const { snapshot } = options;
   const resource = `${source.pool.spec}/${source.name}${snapshot === undefined ? '' : `@${String(snapshot)}`} -> ${target.spec}`;
   if (snapshot !== undefined) checkName('snapshot', snapshot, 'copyImage', resource);
   const limits = checkEngineOptions(options, 'copyImage', resource);
+  checkDigestStart(options.digests, 'copyImage');
   const chunkSize = toU64('chunkSize', options.chunkSize ?? DEFAULT_CHUNK_SIZE, 'copyImage', resource);
   if (chunkSize === 0n) throw invalidArgument('copyImage', resource, 'chunkSize must be positive');
   if (target.snapshot !== undefined) {

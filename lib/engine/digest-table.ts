@@ -5,7 +5,10 @@
  * decisions (block size, resize, comparison) live here; the hashing is
  * native (native/digest.cc).
  */
+import { describeValue } from '../ceph/validate.js';
+import { invalidArgument } from '../ceph/errors.js';
 import { blockDigests, digest128 } from '../ceph/transfer-job.js';
+import { MAX_IO_SIZE } from './options.js';
 
 /** Where a verification found stored bytes that do not match their digest. */
 export interface Mismatch {
@@ -17,6 +20,51 @@ export interface Mismatch {
 export const MIN_DIGEST_BLOCK = 64n << 10n;
 /** Blocks grow (doubling) until a table has at most this many entries (8 MiB), or reach the I/O size. */
 export const MAX_TABLE_BLOCKS = 1n << 20n;
+/** A table's blocks lie within one I/O, which is at least the smallest RBD object (order 12). */
+const SMALLEST_BLOCK = 4n << 10n;
+
+/** Whether blockSize can be a table's: a power of two from 4 KiB to the largest I/O (4 MiB). */
+export function isDigestBlockSize(blockSize: unknown): blockSize is bigint {
+  return typeof blockSize === 'bigint' && blockSize >= SMALLEST_BLOCK && blockSize <= MAX_IO_SIZE &&
+    (blockSize & (blockSize - 1n)) === 0n;
+}
+
+/** A digest block size given by a caller, as `field` of `operation`'s arguments. */
+export function checkDigestBlockSize(field: string, blockSize: unknown, operation: string): bigint {
+  if (!isDigestBlockSize(blockSize)) {
+    throw invalidArgument(operation, 'arguments',
+      `${field} must be a bigint power of two from ${SMALLEST_BLOCK} to ${MAX_IO_SIZE} bytes, got ${describeValue(blockSize)}`);
+  }
+  return blockSize;
+}
+
+/** An image size given to the table's functions: a bigint below 2^64. */
+function checkSize(size: unknown, operation: string): bigint {
+  if (typeof size !== 'bigint' || size < 0n || size >= 1n << 64n) {
+    throw invalidArgument(operation, 'arguments', `size must be a bigint from 0 to 2^64-1, got ${describeValue(size)}`);
+  }
+  return size;
+}
+
+/**
+ * The digests a transfer is to compute (transfer.ts DigestStart): a
+ * DigestTable, and blocks to read again that lie in it.
+ */
+export function checkDigestStart(value: unknown, operation: string): void {
+  if (value === undefined) return;
+  const field = 'options.digests';
+  if (typeof value !== 'object' || value === null) {
+    throw invalidArgument(operation, 'arguments', `${field} must be { table, extraBlocks? }, got ${describeValue(value)}`);
+  }
+  const { table, extraBlocks } = value as { table?: unknown; extraBlocks?: unknown };
+  if (!(table instanceof DigestTable)) {
+    throw invalidArgument(operation, 'arguments', `${field}.table must be a DigestTable, got ${describeValue(table)}`);
+  }
+  if (extraBlocks === undefined) return;
+  if (!Array.isArray(extraBlocks) || extraBlocks.some((block) => typeof block !== 'bigint' || block < 0n || block >= table.count)) {
+    throw invalidArgument(operation, 'arguments', `${field}.extraBlocks must be an array of block indexes (bigints below ${table.count})`);
+  }
+}
 
 const zeroDigests = new Map<bigint, bigint>();
 
@@ -46,6 +94,8 @@ export function zeroDigest(length: bigint): bigint {
  * divide: an I/O block is read whole or in pieces of whole blocks).
  */
 export function digestBlockFor(size: bigint, ioSize: bigint): bigint {
+  checkSize(size, 'digestBlockFor');
+  checkDigestBlockSize('ioSize', ioSize, 'digestBlockFor');
   let block = MIN_DIGEST_BLOCK;
   while (block < ioSize && (size + block - 1n) / block > MAX_TABLE_BLOCKS) block *= 2n;
   return block < ioSize ? block : ioSize;
@@ -58,8 +108,10 @@ export class DigestTable {
   readonly entries: Buffer;
 
   constructor(size: bigint, blockSize: bigint, entries: Buffer) {
-    if (blockSize <= 0n || BigInt(entries.length) !== DigestTable.blocksOf(size, blockSize) * 8n) {
-      throw new RangeError(`a digest table of ${size} bytes in ${blockSize}-byte blocks needs ${DigestTable.blocksOf(size, blockSize > 0n ? blockSize : 1n) * 8n} bytes, got ${entries.length}`);
+    const needs = DigestTable.blocksOf(size, blockSize) * 8n;
+    if (!Buffer.isBuffer(entries) || BigInt(entries.length) !== needs) {
+      throw invalidArgument('DigestTable', 'arguments',
+        `a digest table of ${size} bytes in ${blockSize}-byte blocks needs a Buffer of ${needs} bytes, got ${Buffer.isBuffer(entries) ? `${entries.length} bytes` : describeValue(entries)}`);
     }
     this.size = size;
     this.blockSize = blockSize;
@@ -67,6 +119,8 @@ export class DigestTable {
   }
 
   static blocksOf(size: bigint, blockSize: bigint): bigint {
+    checkSize(size, 'DigestTable');
+    checkDigestBlockSize('blockSize', blockSize, 'DigestTable');
     return (size + blockSize - 1n) / blockSize;
   }
 
@@ -131,8 +185,10 @@ export class DigestTable {
    * Blocks unknown on either side are not compared.
    */
   compare(other: DigestTable): Mismatch[] {
-    if (other.size !== this.size || other.blockSize !== this.blockSize) {
-      throw new RangeError(`digest tables of ${this.size}/${this.blockSize} and ${other.size}/${other.blockSize} bytes do not compare`);
+    if (!(other instanceof DigestTable) || other.size !== this.size || other.blockSize !== this.blockSize) {
+      throw invalidArgument('DigestTable.compare', 'arguments', other instanceof DigestTable
+        ? `digest tables of ${this.size}/${this.blockSize} and ${other.size}/${other.blockSize} bytes do not compare`
+        : `must be a DigestTable, got ${describeValue(other)}`);
     }
     const mismatches: Mismatch[] = [];
     if (this.entries.equals(other.entries)) return mismatches;

@@ -7,7 +7,8 @@
 import { Readable } from 'node:stream';
 import { NotFoundError } from '../ceph/errors.js';
 import { findZeroRuns } from '../ceph/transfer-job.js';
-import { checkName } from '../ceph/validate.js';
+import { checkName, checkOptions } from '../ceph/validate.js';
+import { checkImage } from '../ceph/image-argument.js';
 import type { Image } from '../ceph/image.js';
 import {
   DIFF_HEADER, END_RECORD, encodeExtentHead, encodeName, encodeSize, RECORD_FROM, RECORD_TO, RECORD_WRITE,
@@ -48,6 +49,9 @@ function* dataRecords(offset: bigint, data: Buffer): Generator<Buffer> {
 }
 
 export function exportDiff(image: Image, options: ExportDiffOptions): Readable {
+  // Refused at once rather than as the stream's first error.
+  checkImage('image', image, 'exportDiff');
+  checkOptions(options, 'exportDiff');
   return Readable.from(generateDiff(image, options), { objectMode: false, highWaterMark: 1 << 20 });
 }
 

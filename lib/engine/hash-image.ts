@@ -7,8 +7,9 @@
 import { cancelledError } from '../ceph/cancel.js';
 import { invalidArgument } from '../ceph/errors.js';
 import type { Image } from '../ceph/image.js';
-import { checkName } from '../ceph/validate.js';
-import { DigestTable } from './digest-table.js';
+import { checkName, checkOptions, describeValue } from '../ceph/validate.js';
+import { checkImage } from '../ceph/image-argument.js';
+import { checkDigestBlockSize, DigestTable } from './digest-table.js';
 import { logEngine } from './log.js';
 import { checkEngineOptions, ioSizeFor, type EngineOptions } from './options.js';
 import { runTransfer, steppingFor } from './transfer.js';
@@ -33,10 +34,19 @@ export interface HashStats {
 }
 
 export async function hashImage(options: HashImageOptions): Promise<HashStats> {
-  const { image, snapshot, blockSize } = options;
+  checkOptions(options, 'hashImage');
+  const image = checkImage('options.image', options.image, 'hashImage');
+  const blockSize = checkDigestBlockSize('options.blockSize', options.blockSize, 'hashImage');
+  const { snapshot } = options;
   const resource = `${image.pool.spec}/${image.name}${snapshot === undefined ? '' : `@${String(snapshot)}`}`;
   if (snapshot !== undefined) checkName('snapshot', snapshot, 'hashImage', resource);
   const limits = checkEngineOptions(options, 'hashImage', resource);
+  if (options.length !== undefined && typeof options.length !== 'bigint') {
+    throw invalidArgument('hashImage', resource, `length must be a bigint, got ${describeValue(options.length)}`);
+  }
+  if (options.blocks !== undefined && (!Array.isArray(options.blocks) || options.blocks.some((block) => typeof block !== 'bigint'))) {
+    throw invalidArgument('hashImage', resource, 'blocks must be an array of block indexes (bigints)');
+  }
   if (options.signal?.aborted) throw cancelledError('hashImage', resource, options.signal);
   const opened = await image.pool.openImage(image.name, { ...(snapshot === undefined ? {} : { snapshot }), readOnly: true });
   try {

@@ -11,6 +11,8 @@
 import type { Readable } from 'node:stream';
 import { AlreadyExistsError, NotFoundError, invalidArgument } from '../ceph/errors.js';
 import { cancelledError } from '../ceph/cancel.js';
+import { checkImage } from '../ceph/image-argument.js';
+import { checkOptions, describeValue } from '../ceph/validate.js';
 import type { Image } from '../ceph/image.js';
 import { maxImageSize, MAX_OBJECT_COUNT } from '../ceph/limits.js';
 import { DiffStreamError } from './diff-format.js';
@@ -34,6 +36,11 @@ export interface ImportDiffStats {
 export async function importDiff(stream: Readable | AsyncIterable<Buffer>, target: Image,
   options: EngineOptions = {}): Promise<ImportDiffStats> {
   const operation = 'importDiff';
+  checkImage('target', target, operation);
+  checkOptions(options, operation);
+  if (typeof (stream as Partial<AsyncIterable<Buffer>> | null)?.[Symbol.asyncIterator] !== 'function') {
+    throw invalidArgument(operation, 'arguments', `stream must be a Readable or an async iterable of Buffers, got ${describeValue(stream)}`);
+  }
   const resource = target.spec;
   const { concurrency, memoryBytes } = checkEngineOptions(options, operation, resource, DEFAULT_STREAM_MEMORY_BYTES);
   if (target.snapshot !== undefined) {

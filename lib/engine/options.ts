@@ -1,6 +1,6 @@
 /** Options shared by the transfer engine's operations, and their checks. */
-import { invalidArgument } from '../ceph/errors.js';
-import { toIntInRange } from '../ceph/validate.js';
+import { checkSignal } from '../ceph/cancel.js';
+import { checkCallback, checkOptions, toIntInRange } from '../ceph/validate.js';
 
 export interface Progress {
   /** Bytes of the source (by offset) fully handled so far. */
@@ -47,16 +47,16 @@ export interface EngineLimits {
 
 export function checkEngineOptions(options: EngineOptions, operation: string, resource: string,
   defaultMemoryBytes = DEFAULT_MEMORY_BYTES): EngineLimits {
+  checkOptions(options, operation);
   const concurrency = toIntInRange('concurrency', options.concurrency ?? DEFAULT_CONCURRENCY, 1, 1024,
     operation, resource);
   const given = options.memoryBytes ?? defaultMemoryBytes;
   // A bigint past 2^53 turns into an inexact number, which the range refuses anyway.
   const memoryBytes = toIntInRange('memoryBytes', typeof given === 'bigint' ? Number(given) : given,
     Number(MAX_IO_SIZE), 2 ** 40, operation, resource);
-  if (options.onProgress !== undefined && typeof options.onProgress !== 'function') {
-    throw invalidArgument(operation, resource, 'onProgress must be a function');
-  }
+  checkCallback('onProgress', options.onProgress, operation, resource);
   if (options.checkpointMs !== undefined) toIntInRange('checkpointMs', options.checkpointMs, 10, 3600_000, operation, resource);
+  checkSignal(options.signal, operation, resource);
   return { concurrency, memoryBytes };
 }
 

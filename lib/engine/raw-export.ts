@@ -10,13 +10,14 @@
 import { once } from 'node:events';
 import type { Writable } from 'node:stream';
 import { invalidArgument } from '../ceph/errors.js';
-import { checkName } from '../ceph/validate.js';
+import { checkCallback, checkName, checkOptions } from '../ceph/validate.js';
+import { checkImage } from '../ceph/image-argument.js';
 import type { Image } from '../ceph/image.js';
 import {
   checkEngineOptions, DEFAULT_STREAM_MEMORY_BYTES, ioSizeFor, type EngineLimits, type EngineOptions,
 } from './options.js';
 import { BlockHasher } from './block-hasher.js';
-import type { DigestTable } from './digest-table.js';
+import { checkDigestBlockSize, type DigestTable } from './digest-table.js';
 import { readInOrder } from './ordered-reader.js';
 import { writeAll, writeZeroes } from './stream-writes.js';
 import { closeTargetFile, onFile, openTargetFile, type TargetFile } from './target-file.js';
@@ -50,6 +51,8 @@ export interface ExportRawStats {
 }
 
 export async function exportRaw(image: Image, options: ExportRawOptions): Promise<ExportRawStats> {
+  checkImage('image', image, 'exportRaw');
+  checkOptions(options, 'exportRaw');
   const { snapshot, to } = options;
   const resource = `${image.pool.spec}/${image.name}${snapshot === undefined ? '' : `@${String(snapshot)}`}`;
   if (snapshot !== undefined) checkName('snapshot', snapshot, 'exportRaw', resource);
@@ -57,6 +60,8 @@ export async function exportRaw(image: Image, options: ExportRawOptions): Promis
   if (typeof to !== 'string' && (typeof to !== 'object' || to === null || typeof to.write !== 'function')) {
     throw invalidArgument('exportRaw', resource, 'to must be a file path or a Writable');
   }
+  if (options.digestBlock !== undefined) checkDigestBlockSize('options.digestBlock', options.digestBlock, 'exportRaw');
+  checkCallback('beforeFinish', options.beforeFinish, 'exportRaw', resource);
   const started = performance.now();
   // The file first: when it cannot be made, no image view was opened to leak.
   const file = typeof to === 'string' ? await openTargetFile(to, options.overwrite ?? false, 'exportRaw') : undefined;

@@ -6,10 +6,11 @@
  */
 import { AlreadyExistsError, CephError, invalidArgument, NotFoundError } from '../ceph/errors.js';
 import { runTransferJob, type TransferJobStats, type TransferPlan } from '../ceph/transfer-job.js';
-import { checkName } from '../ceph/validate.js';
+import { checkName, checkOptions } from '../ceph/validate.js';
+import { checkImage } from '../ceph/image-argument.js';
 import { cancelledError } from '../ceph/cancel.js';
 import type { Image } from '../ceph/image.js';
-import { DigestTable } from './digest-table.js';
+import { checkDigestStart, DigestTable } from './digest-table.js';
 import { Checkpointer, clearResume, findResume, type Resuming } from './resume.js';
 import { logEngine } from './log.js';
 import { checkEngineOptions, ioSizeFor, type EngineOptions } from './options.js';
@@ -90,11 +91,15 @@ export function steppingFor(objectSize: bigint): Pick<TransferPlan, 'step' | 'fi
 }
 
 export async function transferDiff(options: TransferDiffOptions): Promise<TransferStats> {
-  const { source, target, snapshot, fromSnapshot } = options;
+  checkOptions(options, 'transferDiff');
+  const source = checkImage('options.source', options.source, 'transferDiff');
+  const target = checkImage('options.target', options.target, 'transferDiff');
+  const { snapshot, fromSnapshot } = options;
   const resource = `${source.pool.spec}/${source.name}@${String(snapshot)} -> ${target.spec}`;
   checkName('snapshot', snapshot, 'transferDiff', resource);
   if (fromSnapshot !== undefined) checkName('snapshot', fromSnapshot, 'transferDiff', resource);
   const limits = checkEngineOptions(options, 'transferDiff', resource);
+  checkDigestStart(options.digests, 'transferDiff');
   if (target.snapshot !== undefined) {
     throw invalidArgument('transferDiff', resource, 'the target must be open at its head, not at a snapshot');
   }

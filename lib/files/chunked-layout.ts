@@ -11,6 +11,7 @@
  */
 import { resolve, sep } from 'node:path';
 import { invalidArgument } from '../ceph/errors.js';
+import { describeValue } from '../ceph/validate.js';
 import { ChunkedBackupError } from './errors.js';
 
 /** The only version of the metadata Cinder writes and restores (DRIVER_VERSION). */
@@ -35,7 +36,7 @@ export function defaultContainer(backupId: string): string {
  */
 export function containerPath(root: string, container: unknown, operation: string): string {
   if (typeof container !== 'string' || container === '') {
-    throw invalidArgument(operation, root, `the backup's container must be a relative path under ${root}, got ${JSON.stringify(container)}`);
+    throw invalidArgument(operation, root, `the backup's container must be a relative path under ${root}, got ${describeValue(container)}`);
   }
   const parts = container.split('/');
   if (parts.length > 16 || !parts.every((part) => NAME.test(part))) {
@@ -53,7 +54,7 @@ export function containerPath(root: string, container: unknown, operation: strin
 export function checkPrefix(prefix: unknown, operation: string, resource: string): string {
   if (typeof prefix !== 'string' || !NAME.test(prefix)) {
     throw invalidArgument(operation, resource,
-      `the backup's object prefix (its record's service_metadata) must be a plain file name, got ${JSON.stringify(prefix)?.slice(0, 200)}`);
+      `the backup's object prefix (its record's service_metadata) must be a plain file name, got ${describeValue(prefix)}`);
   }
   return prefix;
 }

@@ -16,8 +16,8 @@ import { join } from 'node:path';
 import type { Writable } from 'node:stream';
 import { cancelledError } from '../ceph/cancel.js';
 import { invalidArgument, NotFoundError } from '../ceph/errors.js';
-import type { Image } from '../ceph/image.js';
-import { checkId } from '../ceph/validate.js';
+import { Image } from '../ceph/image.js';
+import { checkId, checkOptions, describeValue } from '../ceph/validate.js';
 import { checkEngineOptions, type EngineOptions } from '../engine/options.js';
 import { Window } from '../engine/window.js';
 import { closeTargetFile, onFile as onTargetFile, openTargetFile } from '../engine/target-file.js';
@@ -208,11 +208,29 @@ export interface CheckedChunkedBackup {
  * metadata documents, and every object's file and compression.
  */
 export async function checkChunkedBackup(location: ChunkedLocation): Promise<CheckedChunkedBackup> {
+  checkOptions(location, 'restore', 'location');
   checkLocation(location, `${String(location.root)} backup ${String(location.backupId)}`);
   const chain = await readChain(location);
   const fileSizes = await statObjects(chain);
   const size = chain[0]!.metadata.objects.reduce((end, o) => (BigInt(o.offset + o.length) > end ? BigInt(o.offset + o.length) : end), 0n);
-  return { backups: chain.map((b) => b.metadata.backupId), size, chain, fileSizes };
+  const checked = { backups: chain.map((b) => b.metadata.backupId), size, chain, fileSizes };
+  issued.add(checked);
+  return checked;
+}
+
+/** What checkChunkedBackup returned: restoreChunked takes its `checked` from there only. */
+const issued = new WeakSet<CheckedChunkedBackup>();
+
+/** The restore's target: an open image, or a file or stream of a given size. */
+function checkTarget(target: unknown): void {
+  if (target instanceof Image) return;
+  const described = typeof target === 'object' && target !== null ? target as Partial<ChunkedFileTarget & ChunkedStreamTarget> : undefined;
+  const sized = typeof described?.size === 'bigint' && described.size >= 0n;
+  if (sized && typeof described?.file === 'string' && described.file !== '' &&
+    (described.overwrite === undefined || typeof described.overwrite === 'boolean')) return;
+  if (sized && typeof described?.stream?.write === 'function') return;
+  throw invalidArgument('restore', 'arguments',
+    `target must be an Image, { file, size, overwrite? } or { stream, size } (size a bigint), got ${describeValue(target)}`);
 }
 
 /** Objects of one backup restored at once. */
@@ -226,6 +244,8 @@ function disjoint(objects: readonly ChunkedObject[]): boolean {
 
 export async function restoreChunked(options: ChunkedRestoreOptions): Promise<ChunkedRestoreStats> {
   const started = performance.now();
+  checkOptions(options, 'restore');
+  checkTarget(options.target);
   const { target, signal, onProgress } = options;
   const targetName = 'file' in target ? String(target.file) : 'stream' in target ? 'a stream' : target.spec;
   const resource = `${String(options.root)} backup ${String(options.backupId)} -> ${targetName}`;
@@ -233,6 +253,9 @@ export async function restoreChunked(options: ChunkedRestoreOptions): Promise<Ch
   const limits = checkEngineOptions(options, 'restore', resource, 16 << 20);
   if (signal?.aborted) throw cancelledError('restore', resource, signal);
   const given = options.checked;
+  if (given !== undefined && !issued.has(given)) {
+    throw invalidArgument('restore', resource, 'checked must be what checkChunkedBackup returned');
+  }
   if (given !== undefined && given.backups.at(-1) !== options.backupId) {
     throw invalidArgument('restore', resource, `checked is backup ${String(given.backups.at(-1))}'s, not ${options.backupId}'s`);
   }

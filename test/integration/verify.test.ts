@@ -199,6 +199,10 @@ test('digests missing, truncated or of an unknown version: DigestsError for veri
     ['truncated', good.subarray(0, good.length - 8), /truncated/],
     ['unknown version', Buffer.concat([Buffer.from(`${JSON.stringify({ ...header, version: 9 })}\n`), good.subarray(newline + 1)]), /version 9/],
     ['a damaged table', Buffer.concat([good.subarray(0, good.length - 1), Buffer.from([good.at(-1)! ^ 1])]), /point digest/],
+    ['a fractional block size', Buffer.concat([Buffer.from(`${JSON.stringify({ ...header, blockSize: 65536.5 })}\n`), good.subarray(newline + 1)]),
+      /lacks size, blockSize/],
+    ['a block size not a power of two', Buffer.concat([Buffer.from(`${JSON.stringify({ ...header, blockSize: 3 })}\n`), good.subarray(newline + 1)]),
+      /block size 3 is not a power of two/],
   ];
   for (const [what, data, detail] of variants) {
     if (data === undefined) await backups.removeObject(name);

@@ -1,7 +1,8 @@
 /** DigestTable's decisions (lib/engine/digest-table.ts): block size, resize, comparison, and the native hashes they rest on. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { DigestTable, digestBlockFor, MIN_DIGEST_BLOCK, zeroDigest } from '../../lib/engine/digest-table.js';
+import { checkDigestStart, DigestTable, digestBlockFor, MIN_DIGEST_BLOCK, zeroDigest } from '../../lib/engine/digest-table.js';
+import { InvalidArgumentError } from '../../lib/ceph/errors.js';
 import { blockDigests, digest128 } from '../../lib/ceph/transfer-job.js';
 import { BlockHasher } from '../../lib/engine/block-hasher.js';
 
@@ -34,7 +35,7 @@ test('zeros: every entry the zero digest of its block, the short last one its ow
   for (let i = 0; i < 3; i++) assert.equal(table.entry(i), zeroDigest(64n * KiB));
   assert.equal(table.entry(3), zeroDigest(8n * KiB));
   assert.equal(table.unknownBlocks(), 0);
-  assert.throws(() => new DigestTable(200n * KiB, 64n * KiB, Buffer.alloc(8)), RangeError);
+  assert.throws(() => new DigestTable(200n * KiB, 64n * KiB, Buffer.alloc(8)), InvalidArgumentError);
 });
 
 test('resizedTo keeps the blocks inside both sizes, zeroes the new ones, and reads the edge block again', () => {
@@ -70,9 +71,33 @@ test('compare joins adjacent mismatches into byte ranges and skips unknown block
   a.set(1, 0n);
   assert.equal(a.unknownBlocks(), 1);
   assert.deepEqual(a.compare(b), [{ offset: 128n * KiB, length: 64n * KiB }, { offset: 256n * KiB, length: 44n * KiB }]);
-  assert.throws(() => a.compare(DigestTable.zeros(300n * KiB, 128n * KiB)), RangeError);
+  assert.throws(() => a.compare(DigestTable.zeros(300n * KiB, 128n * KiB)), InvalidArgumentError);
   assert.match(a.pointDigest(), /^[0-9a-f]{32}$/);
   assert.notEqual(a.pointDigest(), b.pointDigest());
+});
+
+test('bad sizes, block sizes, entries and digest starts are InvalidArgumentErrors saying what is accepted', () => {
+  const refused = (call: () => unknown, message: RegExp): void => {
+    assert.throws(call, (error: unknown) => error instanceof InvalidArgumentError && message.test(error.message));
+  };
+  for (const block of [0n, -1n, 3n, 2048n, 8n * MiB, 65536, '65536', null, undefined]) {
+    refused(() => DigestTable.zeros(MiB, block as bigint), /blockSize must be a bigint power of two from 4096 to 4194304 bytes/);
+    refused(() => digestBlockFor(MiB, block as bigint), /ioSize must be a bigint power of two/);
+  }
+  for (const size of [-1n, 1n << 64n, 5, '5', null]) {
+    refused(() => DigestTable.zeros(size as bigint, 64n * KiB), /size must be a bigint from 0 to 2\^64-1/);
+    refused(() => digestBlockFor(size as bigint, 4n * MiB), /size must be a bigint/);
+  }
+  refused(() => new DigestTable(MiB, 64n * KiB, 'x' as unknown as Buffer), /needs a Buffer of 128 bytes, got "x"/);
+  refused(() => DigestTable.zeros(MiB, 64n * KiB).compare({} as DigestTable), /must be a DigestTable, got an object/);
+  const table = DigestTable.zeros(MiB, 64n * KiB);
+  assert.doesNotThrow(() => checkDigestStart(undefined, 'op'));
+  assert.doesNotThrow(() => checkDigestStart({ table, extraBlocks: [0n, 15n] }, 'op'));
+  refused(() => checkDigestStart(null, 'op'), /options.digests must be \{ table, extraBlocks\? \}, got null/);
+  refused(() => checkDigestStart({ table: {} }, 'op'), /options.digests.table must be a DigestTable/);
+  for (const extra of [[16n], [-1n], [1], 'x']) {
+    refused(() => checkDigestStart({ table, extraBlocks: extra }, 'op'), /extraBlocks must be an array of block indexes \(bigints below 16\)/);
+  }
 });
 
 test('BlockHasher: pieces of any alignment, runs of zeros and a short last block give the table of the whole bytes', () => {

@@ -1,0 +1,189 @@
+/**
+ * Hostile arguments to the engine's public functions (transferDiff,
+ * copyImage, convergeToSnapshot, hashImage, exportDiff, importDiff,
+ * exportRaw, restoreChunked, checkChunkedBackup, cloneDepth,
+ * flattenIfDeeperThan, DigestTable, digestBlockFor): every field of their
+ * options, and each positional argument, given every kind of wrong value.
+ * Each call settles, with success or a CephError, never a TypeError or
+ * RangeError from inside the operation; the wrong kinds of argument each
+ * get an InvalidArgumentError saying what is accepted. Afterwards the
+ * source snapshot's bytes are what was written (rbd export's sha256).
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable, Writable } from 'node:stream';
+import {
+  CephError, checkChunkedBackup, cloneDepth, convergeToSnapshot, copyImage, DigestTable, digestBlockFor, exportDiff,
+  exportRaw, flattenIfDeeperThan, hashImage, importDiff, InvalidArgumentError, restoreChunked, transferDiff,
+  type Cluster, type Image, type Pool,
+} from '../../lib/index.js';
+import { connect, rbdExportSha256, sha256, uniqueName } from '../support/clusters.js';
+import { removeImageFully } from '../support/scratch.js';
+import { assertCephError } from '../support/checks.js';
+
+const MiB = 1 << 20;
+const SIZE = 8n * BigInt(MiB);
+const WRITTEN = Buffer.alloc(MiB, 7);
+/** Every kind of wrong value: absent, null, numbers of every sort, wrong types. */
+const BAD: unknown[] = [undefined, null, 0, -1, 1.5, Number.NaN, 1n << 64n, -1n, 'x', '', {}, [], () => 1, Symbol('s'), true];
+
+let cluster: Cluster;
+let pool: Pool;
+let sourceName: string;
+let targetName: string;
+let source: Image;
+let target: Image;
+let root: string;
+
+before(async () => {
+  cluster = await connect('a');
+  pool = await cluster.pool('rbd');
+  sourceName = uniqueName('args-src');
+  targetName = uniqueName('args-tgt');
+  await pool.createImage(sourceName, SIZE);
+  await pool.createImage(targetName, SIZE);
+  source = await pool.openImage(sourceName);
+  await source.write(WRITTEN, 0);
+  await source.createSnapshot('p1');
+  target = await pool.openImage(targetName);
+  root = await mkdtemp(join(tmpdir(), 'engine-args-'));
+});
+
+after(async () => {
+  await source?.close();
+  await target?.close();
+  for (const name of [sourceName, targetName]) await removeImageFully(pool, name).catch(() => undefined);
+  await pool?.close();
+  await cluster?.close();
+  await rm(root, { recursive: true, force: true });
+});
+
+function shown(value: unknown): string {
+  if (typeof value === 'symbol' || typeof value === 'function') return typeof value;
+  if (typeof value === 'bigint') return `${value}n`;
+  return value === undefined ? 'undefined' : JSON.stringify(value);
+}
+
+const sink = (): Writable => new Writable({ write: (_chunk, _encoding, done) => done() });
+
+/** Runs call (a promise, a value or a stream to drain) and returns what it ended with when that is not a CephError. */
+async function untyped(call: () => unknown): Promise<string | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    const settled = (async () => {
+      const result = await call();
+      if (result instanceof Readable) for await (const chunk of result) void chunk;
+    })();
+    await Promise.race([settled, new Promise((_resolve, reject) => {
+      timer = setTimeout(() => reject(new Error('did not settle within 60 s')), 60_000);
+    })]);
+    return undefined;
+  } catch (error) {
+    return error instanceof CephError ? undefined : `${(error as Error)?.constructor?.name}: ${String((error as Error)?.message)}`;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** The calls of the matrix for one wrong value, by label. */
+function calls(v: unknown): Array<[string, () => unknown]> {
+  const transfer = (field: string, extra: Record<string, unknown>): [string, () => unknown] => [`transferDiff ${field}`, async () => {
+    try {
+      return await transferDiff({ source, target, snapshot: 'p1', ...extra } as never);
+    } finally {
+      if (await target.snapshotExists('p1')) await target.removeSnapshot('p1');
+    }
+  }];
+  const table = DigestTable.zeros(SIZE, 64n << 10n);
+  return [
+    ['hashImage options', () => hashImage(v as never)],
+    ...['image', 'snapshot', 'blockSize', 'length', 'blocks', 'concurrency', 'memoryBytes', 'signal', 'onProgress'].map((field) =>
+      [`hashImage ${field}`, () => hashImage({ image: source, snapshot: 'p1', blockSize: 64n << 10n, [field]: v } as never)] as [string, () => unknown]),
+    ['transferDiff options', () => transferDiff(v as never)],
+    ...['source', 'target', 'snapshot', 'fromSnapshot', 'wholeObject', 'digests', 'memoryBytes', 'checkpointMs', 'signal', 'onProgress']
+      .map((field) => transfer(field, { [field]: v })),
+    transfer('digests.table', { digests: { table: v } }),
+    transfer('digests.extraBlocks', { digests: { table, extraBlocks: v } }),
+    ['copyImage options', () => copyImage(v as never)],
+    ...['source', 'target', 'snapshot', 'chunkSize', 'skipZeroes', 'discardExcess', 'digests', 'signal'].map((field) =>
+      [`copyImage ${field}`, () => copyImage({ source, target, snapshot: 'p1', [field]: v } as never)] as [string, () => unknown]),
+    ['convergeToSnapshot options', () => convergeToSnapshot(v as never)],
+    ...['source', 'target', 'snapshot', 'common'].map((field) =>
+      [`convergeToSnapshot ${field}`, () => convergeToSnapshot({ source, target, snapshot: 'p1', common: 'p1', [field]: v } as never)] as
+        [string, () => unknown]),
+    ['exportDiff image', () => exportDiff(v as never, { snapshot: 'p1' })],
+    ['exportDiff options', () => exportDiff(source, v as never)],
+    ...['snapshot', 'fromSnapshot', 'wholeObject', 'concurrency', 'signal'].map((field) =>
+      [`exportDiff ${field}`, () => exportDiff(source, { snapshot: 'p1', [field]: v } as never)] as [string, () => unknown]),
+    ['importDiff stream', () => importDiff(v as never, target)],
+    ['importDiff target', () => importDiff(Readable.from([Buffer.from('x')]), v as never)],
+    ['importDiff options', () => importDiff(Readable.from([Buffer.from('rbd diff v1\n')]), target, v as never)],
+    ['exportRaw image', () => exportRaw(v as never, { to: sink() })],
+    ['exportRaw options', () => exportRaw(source, v as never)],
+    // A file name lands in the scratch directory, not the working one.
+    ['exportRaw to', () => exportRaw(source, { to: typeof v === 'string' && v !== '' ? join(root, v) : v } as never)],
+    ['exportRaw snapshot', () => exportRaw(source, { to: sink(), snapshot: v } as never)],
+    ['exportRaw overwrite', () => exportRaw(source, { to: join(root, 'raw'), overwrite: v } as never)],
+    ['exportRaw digestBlock', () => exportRaw(source, { to: sink(), snapshot: 'p1', digestBlock: v } as never)],
+    ['exportRaw beforeFinish', () => exportRaw(source, { to: sink(), beforeFinish: v } as never)],
+    ['digestBlockFor size', () => digestBlockFor(v as never, 4n << 20n)],
+    ['digestBlockFor ioSize', () => digestBlockFor(SIZE, v as never)],
+    ['DigestTable.zeros size', () => DigestTable.zeros(v as never, 64n << 10n)],
+    ['DigestTable.zeros blockSize', () => DigestTable.zeros(SIZE, v as never)],
+    ['new DigestTable entries', () => new DigestTable(SIZE, 64n << 10n, v as never)],
+    ['DigestTable.compare', () => table.compare(v as never)],
+    ['cloneDepth image', () => cloneDepth(v as never)],
+    ['flattenIfDeeperThan image', () => flattenIfDeeperThan(v as never, 3)],
+    ['flattenIfDeeperThan maxDepth', () => flattenIfDeeperThan(source, v as never)],
+    ['checkChunkedBackup location', () => checkChunkedBackup(v as never)],
+    ['restoreChunked options', () => restoreChunked(v as never)],
+    ...['root', 'backupId', 'container', 'prefix', 'target', 'checked', 'signal'].map((field) =>
+      [`restoreChunked ${field}`, () => restoreChunked({ root, backupId: 'b1', target, [field]: v } as never)] as [string, () => unknown]),
+  ];
+}
+
+test('every wrong value in every argument: success or a CephError, never an error from inside', { timeout: 1_200_000 }, async (t) => {
+  const failures: string[] = [];
+  let count = 0;
+  for (const value of BAD) {
+    for (const [label, call] of calls(value)) {
+      count++;
+      const outcome = await untyped(call);
+      if (outcome !== undefined) failures.push(`${label} = ${shown(value)}: ${outcome}`);
+    }
+  }
+  t.diagnostic(`${count} calls`);
+  assert.deepEqual(failures, []);
+  assert.equal(await rbdExportSha256('a', `rbd/${sourceName}@p1`),
+    sha256(Buffer.concat([WRITTEN, Buffer.alloc(Number(SIZE) - MiB)])), 'the source snapshot holds what was written');
+});
+
+test('the wrong kinds of argument are InvalidArgumentErrors naming what is accepted', { timeout: 120_000 }, async () => {
+  const refused = (promise: () => Promise<unknown>, message: RegExp) =>
+    assertCephError(Promise.resolve().then(promise), InvalidArgumentError, { code: 'EINVAL', message });
+  await refused(() => transferDiff(null as never), /transferDiff arguments: options must be an object, got null/);
+  await refused(() => transferDiff({ source: {}, target, snapshot: 'p1' } as never),
+    /options.source must be an Image \(from Pool.openImage\), got an object/);
+  await refused(() => copyImage({ source, target: 'rbd/x', snapshot: 'p1' } as never), /options.target must be an Image.*got "rbd\/x"/);
+  await refused(() => transferDiff({ source, target, snapshot: 'p1', signal: {} } as never), /signal must be an AbortSignal, got an object/);
+  await refused(() => transferDiff({ source, target, snapshot: 'p1', onProgress: 5 } as never), /onProgress must be a function, got 5/);
+  await refused(() => transferDiff({ source, target, snapshot: 'p1', digests: { table: [] } } as never),
+    /options.digests.table must be a DigestTable, got an array/);
+  await refused(() => hashImage({ image: source, snapshot: 'p1', blockSize: 1n }),
+    /options.blockSize must be a bigint power of two from 4096 to 4194304 bytes, got 1n/);
+  await refused(() => hashImage({ image: source, snapshot: 'p1', blockSize: 65536 as never }), /got 65536$|got 65536 /);
+  await refused(() => hashImage({ image: source, snapshot: 'p1', blockSize: 64n << 10n, blocks: [1] as never }),
+    /blocks must be an array of block indexes \(bigints\)/);
+  await refused(() => importDiff(5 as never, target), /stream must be a Readable or an async iterable of Buffers, got 5/);
+  await refused(() => exportRaw(source, { to: sink(), snapshot: 'p1', digestBlock: 3n }), /options.digestBlock must be a bigint power of two/);
+  await refused(() => restoreChunked({ root, backupId: 'b1', target: true } as never),
+    /target must be an Image, \{ file, size, overwrite\? \} or \{ stream, size \} \(size a bigint\), got true/);
+  await refused(() => restoreChunked({ root, backupId: 'b1', target, checked: { backups: ['b1'] } } as never),
+    /checked must be what checkChunkedBackup returned/);
+  await refused(() => cloneDepth(undefined as never), /image must be an Image \(from Pool.openImage\), got undefined/);
+  await refused(async () => source.flatten(null as never), /flatten arguments: options must be an object, got null/);
+  assert.throws(() => exportDiff({} as never, { snapshot: 'p1' }), InvalidArgumentError, 'refused at once, not as the stream\'s error');
+});
