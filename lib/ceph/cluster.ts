@@ -5,7 +5,7 @@
  */
 import { addon, type NativeCluster } from './native.js';
 import { fromNative, invalidArgument, nativeCall, TimeoutError } from './errors.js';
-import { checkName, describeValue, toIntInRange } from './validate.js';
+import { checkName, checkOptions, describeValue, toIntInRange } from './validate.js';
 import { Pool } from './pool.js';
 import { logCeph } from './log.js';
 import { cephEnvironment, DEFAULT_CLUSTER, defaultConfPath } from './ceph-args.js';
@@ -78,6 +78,15 @@ export class Cluster {
 
   /** Connects (rados_connect) off the JavaScript thread. */
   static async connect(options: ConnectOptions = {}): Promise<Cluster> {
+    checkOptions(options, 'connect');
+    for (const field of ['conf', 'user', 'keyring', 'cluster', 'key', 'monHost'] as const) {
+      const value: unknown = options[field];
+      // The key's value is never shown: only what kind of thing it was.
+      if (value !== undefined && typeof value !== 'string') {
+        throw invalidArgument('connect', 'arguments', `${field} must be a string, got ${field === 'key' ? `a ${typeof value}` : describeValue(value)}`);
+      }
+    }
+    if (options.options !== undefined) checkOptions(options.options, 'connect', 'options.options');
     const env = options.environment === false ? { args: {}, confEnv: undefined } : cephEnvironment();
     const clusterName = options.cluster ?? env.args.cluster ?? DEFAULT_CLUSTER;
     const user = (options.user ?? env.args.user ?? 'admin').replace(/^client\./, '');
@@ -158,7 +167,7 @@ export class Cluster {
 
   /** rados_ioctx_create (+ rados_ioctx_set_namespace): a pool opened for I/O. */
   async pool(name: string, namespace = ''): Promise<Pool> {
-    const resource = namespace ? `${name}/${namespace}` : name;
+    const resource = namespace ? `${String(name)}/${String(namespace)}` : name;
     checkName('pool', name, 'openPool', resource);
     checkName('namespace', namespace, 'openPool', resource, { allowEmpty: true });
     const native = await nativeCall('openPool', resource,

@@ -61,13 +61,16 @@ export class CephError extends Error {
   readonly leftBehind: string[] = [];
 
   constructor(details: CephErrorDetails) {
-    super(`${details.operation} ${details.resource}: ${details.detail} [${details.code}]`,
+    // The resource may be made of what a caller gave, unchecked (a Symbol
+    // would make the template throw): String() takes anything.
+    const resource = String(details.resource);
+    super(`${details.operation} ${resource}: ${details.detail} [${details.code}]`,
       details.cause === undefined ? undefined : { cause: details.cause });
     this.name = new.target.name;
     this.code = details.code;
     this.errno = details.errno ?? errnoOf[details.code] ?? 0;
     this.operation = details.operation;
-    this.resource = details.resource;
+    this.resource = resource;
   }
 }
 

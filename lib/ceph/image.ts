@@ -5,7 +5,7 @@
  */
 import type { ImageWatcher, NativeImage } from './native.js';
 import { invalidArgument, nativeCall } from './errors.js';
-import { checkName, checkOptions, toU64 } from './validate.js';
+import { checkName, checkOptions, describeValue, toU64 } from './validate.js';
 import { checkImageSize, type ImageLayout } from './limits.js';
 import { featureNames, type FeatureName } from './features.js';
 import { toParentInfo, toSnapshotInfo, type ChildImage, type ParentInfo, type SnapshotInfo, type TrashedSnapshot } from './snapshot.js';
@@ -219,7 +219,7 @@ export class Image {
   }
 
   async* #diff(options: DiffOptions): AsyncGenerator<DiffExtent[]> {
-    const from = options.fromSnapshot;
+    const from = checkOptions(options, 'diff').fromSnapshot;
     if (from !== undefined) this.#snap(from, 'diff');
     const { size, objectSize } = await this.#call('diff', (n) => n.stat());
     const start = toU64('offset', options.offset ?? 0, 'diff', this.spec);
@@ -332,6 +332,7 @@ export class Image {
    * shows it), the keys starting with prefix when one is given.
    */
   async listMetadata(prefix = ''): Promise<Map<string, string>> {
+    if (typeof prefix !== 'string') throw invalidArgument('listMetadata', this.spec, `prefix must be a string, got ${describeValue(prefix)}`);
     const pairs = await this.#call('listMetadata', (n) => n.listMetadata());
     return new Map(pairs.filter(([key]) => key.startsWith(prefix)));
   }

@@ -7,7 +7,7 @@
  */
 import type { NativeCreateOptions, NativePool } from './native.js';
 import { invalidArgument, nativeCall } from './errors.js';
-import { checkName, toIntInRange, toU64 } from './validate.js';
+import { checkName, checkOptions, toIntInRange, toU64 } from './validate.js';
 import { checkImageSize, DEFAULT_ORDER, MAX_ORDER, MAX_STRIPE, MIN_ORDER, type ImageLayout } from './limits.js';
 import { featureBits, type FeatureName } from './features.js';
 import { Image } from './image.js';
@@ -179,6 +179,7 @@ export class Pool {
   /** rbd_create4; sizes beyond what librbd can represent (lib/ceph/limits.ts) are refused first. */
   async createImage(name: string, size: number | bigint, options: CreateImageOptions = {}): Promise<void> {
     const resource = this.#image(name, 'createImage');
+    checkOptions(options, 'createImage');
     const bytes = toU64('size', size, 'createImage', resource);
     const native = createOptions(options, 'createImage', resource);
     checkImageSize(bytes, layoutOf(native), 'createImage', resource);
@@ -201,7 +202,7 @@ export class Pool {
   /** rbd_open / rbd_open_read_only */
   async openImage(name: string, options: OpenImageOptions = {}): Promise<Image> {
     let resource = this.#image(name, 'openImage');
-    const snapshot = options.snapshot;
+    const snapshot = checkOptions(options, 'openImage').snapshot;
     if (snapshot !== undefined) {
       resource += `@${String(snapshot)}`;
       checkName('snapshot', snapshot, 'openImage', resource);
@@ -221,6 +222,7 @@ export class Pool {
    */
   async clone(parent: CloneParent, childName: string, options: CloneOptions = {}): Promise<void> {
     const resource = this.#image(childName, 'clone');
+    checkOptions(options, 'clone');
     if (!parent || typeof parent !== 'object' ||
       !(typeof parent.pool === 'string' || parent.pool instanceof Pool)) {
       throw invalidArgument('clone', resource, 'parent must be { pool: Pool | pool name, image, snapshot }');
@@ -258,6 +260,7 @@ export class Pool {
   /** Whole-object write; with exclusive, an existing object is never replaced. */
   async writeObject(name: string, data: Buffer | string, options: WriteObjectOptions = {}): Promise<void> {
     const resource = this.#object(name, 'writeObject');
+    checkOptions(options, 'writeObject');
     const bytes = typeof data === 'string' ? Buffer.from(data) : data;
     if (!Buffer.isBuffer(bytes)) {
       throw invalidArgument('writeObject', resource, 'data must be a Buffer or a string');
@@ -285,6 +288,7 @@ export class Pool {
    */
   async lockObject(name: string, lock: ObjectLock): Promise<void> {
     const resource = this.#object(name, 'lockObject');
+    checkOptions(lock, 'lockObject', 'lock');
     checkName('lock cookie', lock.cookie, 'lockObject', resource, { allowSeparators: true });
     checkName('lock', lock.name, 'lockObject', resource, { allowSeparators: true });
     const durationMs = toIntInRange('durationMs', lock.durationMs ?? 0, 0, 2 ** 40, 'lockObject', resource);
@@ -295,6 +299,9 @@ export class Pool {
   /** rados_unlock: NotFoundError when this client holds no such lock. */
   async unlockObject(name: string, lock: Pick<ObjectLock, 'name' | 'cookie'>): Promise<void> {
     const resource = this.#object(name, 'unlockObject');
+    checkOptions(lock, 'unlockObject', 'lock');
+    checkName('lock cookie', lock.cookie, 'unlockObject', resource, { allowSeparators: true });
+    checkName('lock', lock.name, 'unlockObject', resource, { allowSeparators: true });
     return this.#call('unlockObject', resource, () => this.#native.unlockObject(name, lock.name, lock.cookie));
   }
 

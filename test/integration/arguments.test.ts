@@ -2,8 +2,11 @@
  * Hostile arguments to the engine's public functions (transferDiff,
  * copyImage, convergeToSnapshot, hashImage, exportDiff, importDiff,
  * exportRaw, restoreChunked, checkChunkedBackup, cloneDepth,
- * flattenIfDeeperThan, DigestTable, digestBlockFor): every field of their
- * options, and each positional argument, given every kind of wrong value.
+ * flattenIfDeeperThan, DigestTable, digestBlockFor) and to the options of
+ * Cluster, Pool and Image: every field of their options, and each
+ * positional argument, given every kind of wrong value (the binding's
+ * sizes, offsets and names have their own seeded fuzz:
+ * test/fixtures/argument-fuzz-child.ts).
  * Each call settles, with success or a CephError, never a TypeError or
  * RangeError from inside the operation; the wrong kinds of argument each
  * get an InvalidArgumentError saying what is accepted. Afterwards the
@@ -16,11 +19,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import {
-  CephError, checkChunkedBackup, cloneDepth, convergeToSnapshot, copyImage, DigestTable, digestBlockFor, exportDiff,
+  CephError, Cluster, checkChunkedBackup, cloneDepth, convergeToSnapshot, copyImage, DigestTable, digestBlockFor, exportDiff,
   exportRaw, flattenIfDeeperThan, hashImage, importDiff, InvalidArgumentError, restoreChunked, transferDiff,
-  type Cluster, type Image, type Pool,
+  type Image, type Pool,
 } from '../../lib/index.js';
-import { connect, rbdExportSha256, sha256, uniqueName } from '../support/clusters.js';
+import { connect, rbdExportSha256, sha256, testCluster, uniqueName } from '../support/clusters.js';
 import { removeImageFully } from '../support/scratch.js';
 import { assertCephError } from '../support/checks.js';
 
@@ -145,15 +148,58 @@ function calls(v: unknown): Array<[string, () => unknown]> {
   ];
 }
 
-test('every wrong value in every argument: success or a CephError, never an error from inside', { timeout: 1_200_000 }, async (t) => {
+/** The option objects and loosely typed arguments of Cluster, Pool and Image, for one wrong value. */
+async function bindingCalls(v: unknown, object: string): Promise<Array<[string, () => unknown]>> {
+  const { conf, keyring } = (await testCluster('a')).info;
+  const scratchImage = `${sourceName}-c`;
+  const dropScratch = async (): Promise<void> => {
+    if (await pool.imageExists(scratchImage)) await pool.removeImage(scratchImage);
+  };
+  return [
+    ['Cluster.connect options', () => Cluster.connect(v as never)],
+    ...['conf', 'keyring', 'user', 'monHost', 'cluster', 'key', 'timeoutMs', 'options'].map((field) =>
+      [`Cluster.connect ${field}`, async () => (await Cluster.connect({ conf, keyring, timeoutMs: 5000, [field]: v })).close()] as
+        [string, () => unknown]),
+    ['Cluster.pool name', () => cluster.pool(v as never)],
+    ['Cluster.pool namespace', async () => (await cluster.pool('rbd', v as never)).close()],
+    ['Pool.createImage options', async () => {
+      try {
+        await pool.createImage(scratchImage, MiB, v as never);
+      } finally {
+        await dropScratch();
+      }
+    }],
+    ['Pool.openImage options', async () => (await pool.openImage(sourceName, v as never)).close()],
+    ['Pool.clone options', async () => {
+      try {
+        await pool.clone({ pool, image: sourceName, snapshot: 'p1' }, scratchImage, v as never);
+      } finally {
+        await dropScratch();
+      }
+    }],
+    ['Pool.writeObject options', () => pool.writeObject(object, Buffer.from('a'), v as never)],
+    ['Pool.lockObject lock', () => pool.lockObject(object, v as never)],
+    ['Pool.unlockObject lock', () => pool.unlockObject(object, v as never)],
+    ['Image.diff options', () => source.diff(v as never)],
+    ['Image.flatten options', () => source.flatten(v as never)],
+    ['Image.listMetadata prefix', () => source.listMetadata(v as never)],
+  ];
+}
+
+test('every wrong value in every argument: success or a CephError, never an error from inside', { timeout: 1_800_000 }, async (t) => {
   const failures: string[] = [];
   let count = 0;
-  for (const value of BAD) {
-    for (const [label, call] of calls(value)) {
-      count++;
-      const outcome = await untyped(call);
-      if (outcome !== undefined) failures.push(`${label} = ${shown(value)}: ${outcome}`);
+  const object = uniqueName('args-obj');
+  try {
+    for (const value of BAD) {
+      for (const [label, call] of [...calls(value), ...await bindingCalls(value, object)]) {
+        count++;
+        const outcome = await untyped(call);
+        if (outcome !== undefined) failures.push(`${label} = ${shown(value)}: ${outcome}`);
+      }
     }
+  } finally {
+    if (await pool.objectExists(object)) await pool.removeObject(object);
   }
   t.diagnostic(`${count} calls`);
   assert.deepEqual(failures, []);
@@ -185,5 +231,11 @@ test('the wrong kinds of argument are InvalidArgumentErrors naming what is accep
     /checked must be what checkChunkedBackup returned/);
   await refused(() => cloneDepth(undefined as never), /image must be an Image \(from Pool.openImage\), got undefined/);
   await refused(async () => source.flatten(null as never), /flatten arguments: options must be an object, got null/);
+  await refused(() => Cluster.connect({ user: 5 } as never), /connect arguments: user must be a string, got 5/);
+  const secret = 12345678;
+  const error = await refused(() => Cluster.connect({ key: secret } as never), /key must be a string, got a number/);
+  assert.ok(!error.message.includes(String(secret)), 'a key of the wrong type is not shown');
+  await refused(() => pool.lockObject('o', undefined as never), /lockObject arguments: lock must be an object, got undefined/);
+  await refused(() => cluster.pool('rbd', Symbol('ns') as never), /namespace name must be a string, got symbol/);
   assert.throws(() => exportDiff({} as never, { snapshot: 'p1' }), InvalidArgumentError, 'refused at once, not as the stream\'s error');
 });
