@@ -5,7 +5,7 @@
  */
 import { addon, type NativeCluster } from './native.js';
 import { fromNative, invalidArgument, nativeCall, TimeoutError } from './errors.js';
-import { checkName, checkOptions, describeValue, toIntInRange } from './validate.js';
+import { checkFlag, checkName, checkOptions, describeValue, toIntInRange } from './validate.js';
 import { Pool } from './pool.js';
 import { logCeph } from './log.js';
 import { cephEnvironment, DEFAULT_CLUSTER, defaultConfPath } from './ceph-args.js';
@@ -87,6 +87,7 @@ export class Cluster {
       }
     }
     if (options.options !== undefined) checkOptions(options.options, 'connect', 'options.options');
+    checkFlag('environment', options.environment, 'connect', 'arguments');
     const env = options.environment === false ? { args: {}, confEnv: undefined } : cephEnvironment();
     const clusterName = options.cluster ?? env.args.cluster ?? DEFAULT_CLUSTER;
     const user = (options.user ?? env.args.user ?? 'admin').replace(/^client\./, '');

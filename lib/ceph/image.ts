@@ -5,7 +5,7 @@
  */
 import type { ImageWatcher, NativeImage } from './native.js';
 import { invalidArgument, nativeCall } from './errors.js';
-import { checkName, checkOptions, describeValue, toU64 } from './validate.js';
+import { checkFlag, checkName, checkOptions, describeValue, toU64 } from './validate.js';
 import { checkImageSize, type ImageLayout } from './limits.js';
 import { featureNames, type FeatureName } from './features.js';
 import { toParentInfo, toSnapshotInfo, type ChildImage, type ParentInfo, type SnapshotInfo, type TrashedSnapshot } from './snapshot.js';
@@ -238,8 +238,8 @@ export class Image {
         start,
         end: start + length,
         step: objectSize * OBJECTS_PER_CALL,
-        includeParent: options.includeParent ?? true,
-        wholeObject: options.wholeObject ?? false,
+        includeParent: checkFlag('includeParent', options.includeParent, 'diff', this.spec) ?? true,
+        wholeObject: checkFlag('wholeObject', options.wholeObject, 'diff', this.spec) ?? false,
       });
     } catch (error) {
       this.pool.cluster.afterFailure(error);

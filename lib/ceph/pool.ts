@@ -7,7 +7,7 @@
  */
 import type { NativeCreateOptions, NativePool } from './native.js';
 import { invalidArgument, nativeCall } from './errors.js';
-import { checkName, checkOptions, toIntInRange, toU64 } from './validate.js';
+import { checkFlag, checkName, checkOptions, toIntInRange, toU64 } from './validate.js';
 import { checkImageSize, DEFAULT_ORDER, MAX_ORDER, MAX_STRIPE, MIN_ORDER, type ImageLayout } from './limits.js';
 import { featureBits, type FeatureName } from './features.js';
 import { Image } from './image.js';
@@ -209,7 +209,7 @@ export class Pool {
     }
     // librbd lets a read-write handle at a snapshot create and remove
     // snapshots; a view of a snapshot should change nothing.
-    const readOnly = snapshot !== undefined || (options.readOnly ?? false);
+    const readOnly = snapshot !== undefined || (checkFlag('readOnly', options.readOnly, 'openImage', resource) ?? false);
     const native = await this.#call('openImage', resource,
       () => this.#native.openImage(name, snapshot ?? null, readOnly));
     return new Image(native, this, name, snapshot);
@@ -266,7 +266,7 @@ export class Pool {
       throw invalidArgument('writeObject', resource, 'data must be a Buffer or a string');
     }
     return this.#call('writeObject', resource,
-      () => this.#native.writeObject(name, bytes, options.exclusive ?? false));
+      () => this.#native.writeObject(name, bytes, checkFlag('exclusive', options.exclusive, 'writeObject', resource) ?? false));
   }
 
   async removeObject(name: string): Promise<void> {
@@ -293,7 +293,7 @@ export class Pool {
     checkName('lock', lock.name, 'lockObject', resource, { allowSeparators: true });
     const durationMs = toIntInRange('durationMs', lock.durationMs ?? 0, 0, 2 ** 40, 'lockObject', resource);
     return this.#call('lockObject', resource, () => this.#native.lockObject(name, lock.name, lock.cookie,
-      lock.description ?? '', durationMs, lock.renew ?? false));
+      lock.description ?? '', durationMs, checkFlag('renew', lock.renew, 'lockObject', resource) ?? false));
   }
 
   /** rados_unlock: NotFoundError when this client holds no such lock. */

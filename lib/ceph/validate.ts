@@ -120,3 +120,15 @@ export function checkCallback(field: string, value: unknown, operation: string, 
     throw invalidArgument(operation, resource, `${field} must be a function, got ${describeValue(value)}`);
   }
 }
+
+/**
+ * An optional flag: true, false or left out. Never a truthy string taken
+ * for true: skipZeroes: 'false' would leave a used target's old bytes where
+ * the source reads zeros.
+ */
+export function checkFlag(what: string, value: unknown, operation: string, resource: string): boolean | undefined {
+  if (value !== undefined && typeof value !== 'boolean') {
+    throw invalidArgument(operation, resource, `${what} must be true or false, got ${describeValue(value)}`);
+  }
+  return value;
+}

@@ -9,7 +9,7 @@
 import type { TransferPlan } from '../ceph/transfer-job.js';
 import { cancelledError } from '../ceph/cancel.js';
 import { invalidArgument } from '../ceph/errors.js';
-import { checkName, checkOptions, toU64 } from '../ceph/validate.js';
+import { checkFlag, checkName, checkOptions, toU64 } from '../ceph/validate.js';
 import { checkImage } from '../ceph/image-argument.js';
 import { checkDigestStart } from './digest-table.js';
 import type { Image } from '../ceph/image.js';
@@ -52,6 +52,8 @@ export async function copyImage(options: CopyImageOptions): Promise<CopyStats> {
   const resource = `${source.pool.spec}/${source.name}${snapshot === undefined ? '' : `@${String(snapshot)}`} -> ${target.spec}`;
   if (snapshot !== undefined) checkName('snapshot', snapshot, 'copyImage', resource);
   const limits = checkEngineOptions(options, 'copyImage', resource);
+  checkFlag('skipZeroes', options.skipZeroes, 'copyImage', resource);
+  checkFlag('discardExcess', options.discardExcess, 'copyImage', resource);
   checkDigestStart(options.digests, 'copyImage');
   const chunkSize = toU64('chunkSize', options.chunkSize ?? DEFAULT_CHUNK_SIZE, 'copyImage', resource);
   if (chunkSize === 0n) throw invalidArgument('copyImage', resource, 'chunkSize must be positive');

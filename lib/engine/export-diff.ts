@@ -7,7 +7,7 @@
 import { Readable } from 'node:stream';
 import { NotFoundError } from '../ceph/errors.js';
 import { findZeroRuns } from '../ceph/transfer-job.js';
-import { checkName, checkOptions } from '../ceph/validate.js';
+import { checkFlag, checkName, checkOptions } from '../ceph/validate.js';
 import { checkImage } from '../ceph/image-argument.js';
 import type { Image } from '../ceph/image.js';
 import {
@@ -61,6 +61,7 @@ async function* generateDiff(image: Image, options: ExportDiffOptions): AsyncGen
   checkName('snapshot', snapshot, 'exportDiff', resource);
   if (fromSnapshot !== undefined) checkName('snapshot', fromSnapshot, 'exportDiff', resource);
   const limits = checkEngineOptions(options, 'exportDiff', resource, DEFAULT_STREAM_MEMORY_BYTES);
+  checkFlag('wholeObject', options.wholeObject, 'exportDiff', resource);
   if (fromSnapshot !== undefined && !(await image.snapshotExists(fromSnapshot))) {
     throw new NotFoundError({
       code: 'ENOENT', operation: 'exportDiff', resource, detail: `from-snapshot ${fromSnapshot} does not exist`,

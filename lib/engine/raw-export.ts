@@ -10,7 +10,7 @@
 import { once } from 'node:events';
 import type { Writable } from 'node:stream';
 import { invalidArgument } from '../ceph/errors.js';
-import { checkCallback, checkName, checkOptions } from '../ceph/validate.js';
+import { checkCallback, checkFlag, checkName, checkOptions } from '../ceph/validate.js';
 import { checkImage } from '../ceph/image-argument.js';
 import type { Image } from '../ceph/image.js';
 import {
@@ -62,6 +62,7 @@ export async function exportRaw(image: Image, options: ExportRawOptions): Promis
   }
   if (options.digestBlock !== undefined) checkDigestBlockSize('options.digestBlock', options.digestBlock, 'exportRaw');
   checkCallback('beforeFinish', options.beforeFinish, 'exportRaw', resource);
+  checkFlag('overwrite', options.overwrite, 'exportRaw', resource);
   const started = performance.now();
   // The file first: when it cannot be made, no image view was opened to leak.
   const file = typeof to === 'string' ? await openTargetFile(to, options.overwrite ?? false, 'exportRaw') : undefined;

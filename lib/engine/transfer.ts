@@ -6,7 +6,7 @@
  */
 import { AlreadyExistsError, CephError, invalidArgument, NotFoundError } from '../ceph/errors.js';
 import { runTransferJob, type TransferJobStats, type TransferPlan } from '../ceph/transfer-job.js';
-import { checkName, checkOptions } from '../ceph/validate.js';
+import { checkFlag, checkName, checkOptions } from '../ceph/validate.js';
 import { checkImage } from '../ceph/image-argument.js';
 import { cancelledError } from '../ceph/cancel.js';
 import type { Image } from '../ceph/image.js';
@@ -99,6 +99,7 @@ export async function transferDiff(options: TransferDiffOptions): Promise<Transf
   checkName('snapshot', snapshot, 'transferDiff', resource);
   if (fromSnapshot !== undefined) checkName('snapshot', fromSnapshot, 'transferDiff', resource);
   const limits = checkEngineOptions(options, 'transferDiff', resource);
+  checkFlag('wholeObject', options.wholeObject, 'transferDiff', resource);
   checkDigestStart(options.digests, 'transferDiff');
   if (target.snapshot !== undefined) {
     throw invalidArgument('transferDiff', resource, 'the target must be open at its head, not at a snapshot');

@@ -17,7 +17,7 @@ import type { Writable } from 'node:stream';
 import { cancelledError } from '../ceph/cancel.js';
 import { invalidArgument, NotFoundError } from '../ceph/errors.js';
 import { Image } from '../ceph/image.js';
-import { checkId, checkOptions, describeValue } from '../ceph/validate.js';
+import { checkFlag, checkId, checkOptions, describeValue } from '../ceph/validate.js';
 import { checkEngineOptions, type EngineOptions } from '../engine/options.js';
 import { Window } from '../engine/window.js';
 import { closeTargetFile, onFile as onTargetFile, openTargetFile } from '../engine/target-file.js';
@@ -251,6 +251,7 @@ export async function restoreChunked(options: ChunkedRestoreOptions): Promise<Ch
   const resource = `${String(options.root)} backup ${String(options.backupId)} -> ${targetName}`;
   checkLocation(options, resource);
   const limits = checkEngineOptions(options, 'restore', resource, 16 << 20);
+  checkFlag('targetIsZero', options.targetIsZero, 'restore', resource);
   if (signal?.aborted) throw cancelledError('restore', resource, signal);
   const given = options.checked;
   if (given !== undefined && !issued.has(given)) {

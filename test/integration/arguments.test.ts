@@ -72,13 +72,16 @@ function shown(value: unknown): string {
 
 const sink = (): Writable => new Writable({ write: (_chunk, _encoding, done) => done() });
 
-/** Runs call (a promise, a value or a stream to drain) and returns what it ended with when that is not a CephError. */
+/** Runs call (a promise, a value, or a stream or generator to drain) and returns what it ended with when that is not a CephError. */
 async function untyped(call: () => unknown): Promise<string | undefined> {
   let timer: NodeJS.Timeout | undefined;
   try {
     const settled = (async () => {
       const result = await call();
-      if (result instanceof Readable) for await (const chunk of result) void chunk;
+      // A stream or a generator (Image.diff) fails as it is read.
+      if (typeof (result as Partial<AsyncIterable<unknown>> | null)?.[Symbol.asyncIterator] === 'function') {
+        for await (const item of result as AsyncIterable<unknown>) void item;
+      }
     })();
     await Promise.race([settled, new Promise((_resolve, reject) => {
       timer = setTimeout(() => reject(new Error('did not settle within 60 s')), 60_000);
@@ -143,7 +146,7 @@ function calls(v: unknown): Array<[string, () => unknown]> {
     ['flattenIfDeeperThan maxDepth', () => flattenIfDeeperThan(source, v as never)],
     ['checkChunkedBackup location', () => checkChunkedBackup(v as never)],
     ['restoreChunked options', () => restoreChunked(v as never)],
-    ...['root', 'backupId', 'container', 'prefix', 'target', 'checked', 'signal'].map((field) =>
+    ...['root', 'backupId', 'container', 'prefix', 'target', 'targetIsZero', 'checked', 'signal'].map((field) =>
       [`restoreChunked ${field}`, () => restoreChunked({ root, backupId: 'b1', target, [field]: v } as never)] as [string, () => unknown]),
   ];
 }
@@ -170,6 +173,7 @@ async function bindingCalls(v: unknown, object: string): Promise<Array<[string, 
       }
     }],
     ['Pool.openImage options', async () => (await pool.openImage(sourceName, v as never)).close()],
+    ['Pool.openImage readOnly', async () => (await pool.openImage(sourceName, { readOnly: v } as never)).close()],
     ['Pool.clone options', async () => {
       try {
         await pool.clone({ pool, image: sourceName, snapshot: 'p1' }, scratchImage, v as never);
@@ -178,9 +182,12 @@ async function bindingCalls(v: unknown, object: string): Promise<Array<[string, 
       }
     }],
     ['Pool.writeObject options', () => pool.writeObject(object, Buffer.from('a'), v as never)],
+    ['Pool.writeObject exclusive', () => pool.writeObject(object, Buffer.from('a'), { exclusive: v } as never)],
     ['Pool.lockObject lock', () => pool.lockObject(object, v as never)],
     ['Pool.unlockObject lock', () => pool.unlockObject(object, v as never)],
     ['Image.diff options', () => source.diff(v as never)],
+    ...['wholeObject', 'includeParent', 'offset', 'length', 'fromSnapshot'].map((field) =>
+      [`Image.diff ${field}`, () => source.diff({ [field]: v } as never)] as [string, () => unknown]),
     ['Image.flatten options', () => source.flatten(v as never)],
     ['Image.listMetadata prefix', () => source.listMetadata(v as never)],
   ];
@@ -231,6 +238,11 @@ test('the wrong kinds of argument are InvalidArgumentErrors naming what is accep
     /checked must be what checkChunkedBackup returned/);
   await refused(() => cloneDepth(undefined as never), /image must be an Image \(from Pool.openImage\), got undefined/);
   await refused(async () => source.flatten(null as never), /flatten arguments: options must be an object, got null/);
+  await refused(() => copyImage({ source, target, snapshot: 'p1', skipZeroes: 'false' } as never),
+    /skipZeroes must be true or false, got "false"/);
+  await refused(() => restoreChunked({ root, backupId: 'b1', target, targetIsZero: 'no' } as never),
+    /targetIsZero must be true or false, got "no"/);
+  await refused(() => exportRaw(source, { to: join(root, 'raw'), overwrite: 1 } as never), /overwrite must be true or false, got 1/);
   await refused(() => Cluster.connect({ user: 5 } as never), /connect arguments: user must be a string, got 5/);
   const secret = 12345678;
   const error = await refused(() => Cluster.connect({ key: secret } as never), /key must be a string, got a number/);
