@@ -7,7 +7,6 @@
  * so a failed, cancelled or killed export never leaves a file that looks
  * whole; file-system failures are CephErrors naming the path.
  */
-import { once } from 'node:events';
 import type { Writable } from 'node:stream';
 import { invalidArgument } from '../ceph/errors.js';
 import { checkCallback, checkFlag, checkName, checkOptions } from '../ceph/validate.js';
@@ -19,7 +18,7 @@ import {
 import { BlockHasher } from './block-hasher.js';
 import { checkDigestBlockSize, type DigestTable } from './digest-table.js';
 import { readInOrder } from './ordered-reader.js';
-import { writeAll, writeZeroes } from './stream-writes.js';
+import { StreamSink } from './stream-writes.js';
 import { closeTargetFile, onFile, openTargetFile, type TargetFile } from './target-file.js';
 
 export interface ExportRawOptions extends EngineOptions {
@@ -84,6 +83,17 @@ export async function exportRaw(image: Image, options: ExportRawOptions): Promis
 async function copyOut(view: Image, out: TargetFile | Writable, limits: EngineLimits, options: ExportRawOptions,
   resource: string): Promise<Omit<ExportRawStats, 'elapsedMs'>> {
   const file = 'handle' in out ? out : undefined;
+  const sink = file ? undefined : new StreamSink(out as Writable, { operation: 'exportRaw', resource, signal: options.signal });
+  try {
+    return await copyInto(view, file ?? sink!, limits, options, resource);
+  } finally {
+    sink?.release();
+  }
+}
+
+async function copyInto(view: Image, out: TargetFile | StreamSink, limits: EngineLimits, options: ExportRawOptions,
+  resource: string): Promise<Omit<ExportRawStats, 'elapsedMs'>> {
+  const file = out instanceof StreamSink ? undefined : out;
   const { size, objectSize } = await view.stat();
   const hasher = options.digestBlock === undefined ? undefined : new BlockHasher(size, options.digestBlock);
   let position = 0n;
@@ -101,10 +111,10 @@ async function copyOut(view: Image, out: TargetFile | Writable, limits: EngineLi
       const { data } = piece;
       if (data) await onFile('exportRaw', file.path, 'cannot write', () => file.handle.write(data, 0, data.length, Number(piece.offset)));
     } else {
-      const stream = out as Writable;
-      if (piece.offset > position) await writeZeroes(stream, piece.offset - position);
-      if (piece.data) await writeAll(stream, piece.data);
-      else await writeZeroes(stream, piece.length);
+      const sink = out as StreamSink;
+      if (piece.offset > position) await sink.writeZeroes(piece.offset - position);
+      if (piece.data) await sink.write(piece.data);
+      else await sink.writeZeroes(piece.length);
     }
     if (piece.data) bytesRead += BigInt(piece.data.length);
     position = piece.offset + piece.length;
@@ -121,11 +131,10 @@ async function copyOut(view: Image, out: TargetFile | Writable, limits: EngineLi
     await onFile('exportRaw', file.path, 'cannot sync the file', () => file.handle.sync());
     await options.beforeFinish?.(stats);
   } else {
-    const stream = out as Writable;
-    if (size > position) await writeZeroes(stream, size - position);
+    const sink = out as StreamSink;
+    if (size > position) await sink.writeZeroes(size - position);
     await options.beforeFinish?.(stats);
-    stream.end();
-    await once(stream, 'finish');
+    await sink.end();
   }
   options.onProgress?.({ done: size, total: size, bytesRead });
   return stats;

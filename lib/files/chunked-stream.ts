@@ -10,9 +10,8 @@
  */
 import { join } from 'node:path';
 import type { Writable } from 'node:stream';
-import { once } from 'node:events';
 import { cancelledError } from '../ceph/cancel.js';
-import { writeAll, writeZeroes } from '../engine/stream-writes.js';
+import { StreamSink } from '../engine/stream-writes.js';
 import type { ChunkedObject } from './chunked-layout.js';
 import type { StoredBackup } from './chunked-store.js';
 import { objectData } from './object-data.js';
@@ -124,14 +123,12 @@ export async function streamChain(chain: readonly StoredBackup[], size: number, 
   for (const segment of segments) uses.set(segment.file, (uses.get(segment.file) ?? 0) + 1);
   const readers = new Map<string, ObjectReader>();
   let position = 0;
-  const failed = new Promise<never>((_, reject) => { stream.once('error', reject); });
-  failed.catch(() => undefined);
-  const write = (piece: Buffer): Promise<void> => Promise.race([writeAll(stream, piece), failed]);
+  const sink = new StreamSink(stream, { operation: 'restore', resource: job.resource, signal: job.signal });
   try {
     for (const segment of segments) {
       if (job.signal?.aborted) throw cancelledError('restore', job.resource, job.signal);
       if (segment.start > position) {
-        await Promise.race([writeZeroes(stream, BigInt(segment.start - position)), failed]);
+        await sink.writeZeroes(BigInt(segment.start - position));
         job.onBytes(segment.start - position, false);
       }
       let reader = readers.get(segment.file);
@@ -141,7 +138,7 @@ export async function streamChain(chain: readonly StoredBackup[], size: number, 
       }
       const end = Math.min(segment.end, size);
       for await (const piece of reader.take(segment.start - segment.object.offset, end - segment.start)) {
-        await write(piece);
+        await sink.write(piece);
         job.onBytes(piece.length, true);
       }
       position = end;
@@ -152,14 +149,14 @@ export async function streamChain(chain: readonly StoredBackup[], size: number, 
         await reader.finish();
       }
     }
+    if (size > position) {
+      await sink.writeZeroes(BigInt(size - position));
+      job.onBytes(size - position, false);
+    }
+    await sink.end();
   } finally {
     // After a failure: the objects still open are closed (their files with them).
     for (const reader of readers.values()) reader.close();
+    sink.release();
   }
-  if (size > position) {
-    await Promise.race([writeZeroes(stream, BigInt(size - position)), failed]);
-    job.onBytes(size - position, false);
-  }
-  stream.end();
-  await Promise.race([once(stream, 'finish'), failed]);
 }

@@ -3,7 +3,9 @@
  * failure is a typed CephError naming the path (an existing file used to
  * surface as Node's own EEXIST Error); a failure leaks no image view (the
  * pool then closes); and a file the export created is removed again when
- * the export fails or is cancelled part-way.
+ * the export fails or is cancelled part-way. A stream that fails, is
+ * closed early or never drains ends the export with a CephError (an abort
+ * ends the wait), never a hang or its own untyped error.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,6 +13,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import {
   AlreadyExistsError, CancelledError, CephError, exportRaw, NotFoundError, PermissionError, type Cluster,
   type ExportRawOptions, type Pool,
@@ -46,7 +49,7 @@ after(async () => {
 const sha256 = (file: string): string => createHash('sha256').update(readFileSync(file)).digest('hex');
 
 /** Runs one export on a pool of its own, and checks that the pool closes afterwards (no image view leaked). */
-async function exportOnOwnPool(to: string, extra: Partial<ExportRawOptions>): Promise<unknown> {
+async function exportOnOwnPool(to: string | Writable, extra: Partial<ExportRawOptions>): Promise<unknown> {
   const own = await cluster.pool('rbd');
   const image = await own.openImage(name, { readOnly: true });
   try {
@@ -97,4 +100,37 @@ test('a cancelled export removes the file it created, and a retry then succeeds'
   assert.equal(existsSync(file), false, 'the partial file is gone');
   await exportOnOwnPool(file, {});
   assert.equal(sha256(file), await rbdExportSha256('a', `rbd/${name}@s`));
+});
+
+test('a stream that fails, is closed early or never drains: a typed CephError, never a hang', { timeout: 120_000 }, async () => {
+  const taking = (): Writable => new Writable({ write: (_chunk, _encoding, done) => done() });
+  const destroyed = taking();
+  destroyed.destroy();
+  await assertCephError(exportOnOwnPool(destroyed, {}), CephError, { code: 'EPIPE', message: /the stream is already ended or destroyed/ });
+  const ended = taking();
+  ended.end();
+  await assertCephError(exportOnOwnPool(ended, {}), CephError, { code: 'EPIPE', message: /the stream is already ended or destroyed/ });
+
+  const failing = new Writable({ write: (_chunk, _encoding, done) => done(new Error('disk full')) });
+  const error = await assertCephError(exportOnOwnPool(failing, {}), CephError,
+    { code: 'EIO', operation: 'exportRaw', message: /writing to the stream: Error: disk full/ });
+  assert.equal((error.cause as Error).message, 'disk full', 'the stream\'s own error is the cause');
+
+  let taken = 0;
+  const closedPartWay = new Writable({
+    highWaterMark: MiB,
+    write(chunk: Buffer, _encoding, done) {
+      taken += chunk.length;
+      if (taken > 8 * MiB) this.destroy();
+      else done();
+    },
+  });
+  await assertCephError(exportOnOwnPool(closedPartWay, {}), CephError, { code: 'EPIPE', message: /closed before it took all the data/ });
+
+  // Takes one write and never finishes it: the export waits for a drain until it is aborted.
+  const stuck = new Writable({ highWaterMark: 1, write: () => undefined });
+  const controller = new AbortController();
+  const waiting = exportOnOwnPool(stuck, { signal: controller.signal });
+  setTimeout(() => controller.abort(), 500);
+  await assertCephError(waiting, CancelledError, { code: 'ECANCELED', message: /cancel/ });
 });
