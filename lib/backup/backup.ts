@@ -9,10 +9,10 @@
  */
 import { randomUUID } from 'node:crypto';
 import { AlreadyExistsError, BusyError, CephError, invalidArgument, NotFoundError } from '../ceph/errors.js';
-import { cancelledError } from '../ceph/cancel.js';
+import { cancelledError, checkSignal } from '../ceph/cancel.js';
 import type { Image } from '../ceph/image.js';
 import type { Pool } from '../ceph/pool.js';
-import { checkName } from '../ceph/validate.js';
+import { checkCallback, checkFlag, checkName, describeValue } from '../ceph/validate.js';
 import { DigestTable, digestBlockFor } from '../engine/digest-table.js';
 import { ioSizeFor } from '../engine/options.js';
 import { clearResume, findResume } from '../engine/resume.js';
@@ -160,6 +160,9 @@ export async function openSource(pool: Pool, subject: Subject, operation: string
 
 /** The subject a request names: exactly one of volumeId and image. */
 export function requestSubject(request: BackupRequest, operation: string): Subject {
+  if (request === null || typeof request !== 'object' || Array.isArray(request)) {
+    throw invalidArgument(operation, 'request', `a backup request is required ({ pool, volumeId } or { pool, image, namespace? }), got ${describeValue(request)}`);
+  }
   const { volumeId, image, namespace } = request as { volumeId?: unknown; image?: unknown; namespace?: unknown };
   if ((volumeId === undefined) === (image === undefined)) {
     throw invalidArgument(operation, String(request.pool),
@@ -170,6 +173,38 @@ export function requestSubject(request: BackupRequest, operation: string): Subje
     return volumeSubject(volumeId, operation);
   }
   return imageSubject({ pool: request.pool, namespace, image }, operation);
+}
+
+/**
+ * What a backup request holds besides its subject and ids, checked before
+ * anything is made (a volumeMetadata JSON cannot write would otherwise
+ * fail the backup after its transfer).
+ */
+export function checkBackupOptions(request: BackupRequest, operation: string, resource: string): void {
+  checkSignal(request.signal, operation, resource);
+  checkCallback('onProgress', request.onProgress, operation, resource);
+  checkCallback('onLockWait', request.onLockWait, operation, resource);
+  if (request.onBusy !== undefined && request.onBusy !== 'wait' && request.onBusy !== 'skip') {
+    throw invalidArgument(operation, resource, `onBusy must be 'wait' or 'skip', got ${describeValue(request.onBusy)}`);
+  }
+  checkFlag('full', request.full, operation, resource);
+  for (const key of ['displayName', 'displayDescription'] as const) {
+    const value: unknown = request[key];
+    if (value !== undefined && value !== null && typeof value !== 'string') {
+      throw invalidArgument(operation, resource, `${key} must be a string, got ${describeValue(value)}`);
+    }
+  }
+  const metadata: unknown = request.volumeMetadata;
+  if (metadata === undefined) return;
+  if (metadata === null || typeof metadata !== 'object' || Array.isArray(metadata)) {
+    throw invalidArgument(operation, resource,
+      `volumeMetadata must be an object such as { "volume-metadata": {...} } (Cinder's version 2 metadata), got ${describeValue(metadata)}`);
+  }
+  try {
+    JSON.stringify(metadata);
+  } catch (error) {
+    throw invalidArgument(operation, resource, `volumeMetadata must be what JSON can write (no bigint, no cycle): ${(error as Error).message}`);
+  }
 }
 
 async function openAndLock(scope: OperationScope, config: ResolvedConfig, request: BackupRequest,
@@ -431,6 +466,7 @@ export async function runBackup(config: ResolvedConfig, request: BackupRequest):
   }
   const resource = subject.kind === 'volume' ? `${String(request.pool)}/${volumeImageName(subject.volumeId)}` : imageSpec(subject);
   checkName('pool', request.pool, operation, resource);
+  checkBackupOptions(request, operation, resource);
   const budget = callBudget(request.timeoutMs, [config.source, config.backupCluster], operation, resource);
   if (request.signal?.aborted) throw cancelledError(operation, describeSubject(subject), request.signal);
 

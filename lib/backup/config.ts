@@ -1,9 +1,9 @@
 /** BackupEngine's configuration, its defaults, and their checks. */
 import { invalidArgument } from '../ceph/errors.js';
-import { checkName, toIntInRange, toU64 } from '../ceph/validate.js';
-import type { Cluster } from '../ceph/cluster.js';
+import { checkFlag, checkName, describeValue, toIntInRange, toU64 } from '../ceph/validate.js';
+import { Cluster } from '../ceph/cluster.js';
 import type { FeatureName } from '../ceph/features.js';
-import { DEFAULT_CHUNK_SIZE } from '../engine/copy.js';
+import { DEFAULT_CHUNK_SIZE, MIN_CHUNK_SIZE } from '../engine/copy.js';
 import { checkEngineOptions } from '../engine/options.js';
 import { compressionOf, DEFAULT_BACKUP_FILE_SIZE, DEFAULT_SHA_BLOCK_SIZE, type Compression } from '../files/chunked-layout.js';
 
@@ -105,14 +105,14 @@ function engineLimits(config: BackupEngineConfig, op: string): Pick<ResolvedConf
 export function checkBackupPath(path: unknown, operation: string, resource: string): string | undefined {
   if (path === undefined) return undefined;
   if (typeof path !== 'string' || path === '' || path.includes('\0')) {
-    throw invalidArgument(operation, resource, `backupPath must be the backup root's path, got ${JSON.stringify(path)}`);
+    throw invalidArgument(operation, resource, `backupPath must be the backup root's path, got ${describeValue(path)}`);
   }
   return path;
 }
 
 function backupTo(config: BackupEngineConfig, op: string): 'pool' | 'files' {
   const to = config.backupTo ?? 'pool';
-  if (to !== 'pool' && to !== 'files') throw invalidArgument(op, 'config', `backupTo must be 'pool' or 'files', got ${JSON.stringify(to)}`);
+  if (to !== 'pool' && to !== 'files') throw invalidArgument(op, 'config', `backupTo must be 'pool' or 'files', got ${describeValue(to)}`);
   if (to === 'files' && config.backupPath === undefined) throw invalidArgument(op, 'config', 'backupTo \'files\' needs backupPath, the backup root');
   return to;
 }
@@ -121,7 +121,7 @@ function backupTo(config: BackupEngineConfig, op: string): 'pool' | 'files' {
 export function checkCompression(value: unknown, operation: string, resource: string): Compression {
   const compression = compressionOf(value);
   if (compression !== undefined) return compression;
-  throw invalidArgument(operation, resource, `compression must be zlib (gzip), zstd, bz2 (bzip2) or none, as Cinder's backup_compression_algorithm, got ${JSON.stringify(value)}`);
+  throw invalidArgument(operation, resource, `compression must be zlib (gzip), zstd, bz2 (bzip2) or none, as Cinder's backup_compression_algorithm, got ${describeValue(value)}`);
 }
 
 /** backup_file_size and backup_sha_block_size_bytes, as Cinder checks them: the first a multiple of the second. */
@@ -139,9 +139,20 @@ export function resolveConfig(config: BackupEngineConfig): ResolvedConfig {
   if (!config || typeof config !== 'object' || !config.source) {
     throw invalidArgument(op, 'config', 'a source cluster is required');
   }
+  // Whether each is a Cluster is asked as a call that uses it begins
+  // (checkClusters): an engine made only to read records needs none.
+  for (const key of ['source', 'backupCluster'] as const) {
+    const cluster: unknown = config[key];
+    if (cluster !== undefined && (cluster === null || typeof cluster !== 'object')) {
+      throw invalidArgument(op, 'config', `${key} must be a Cluster (from Cluster.connect), got ${describeValue(cluster)}`);
+    }
+  }
   const backupPool = checkName('pool', config.backupPool ?? 'backups', op, 'config');
   const chunkSize = toU64('chunkSize', config.chunkSize ?? DEFAULT_CHUNK_SIZE, op, 'config');
-  if (chunkSize === 0n) throw invalidArgument(op, 'config', 'chunkSize must be positive');
+  // Refused when the engine is made, as copyImage would refuse it.
+  if (chunkSize < MIN_CHUNK_SIZE) {
+    throw invalidArgument(op, 'config', `chunkSize must be at least ${MIN_CHUNK_SIZE} bytes (default ${DEFAULT_CHUNK_SIZE}), got ${chunkSize}`);
+  }
   return {
     source: config.source,
     backupCluster: config.backupCluster ?? config.source,
@@ -154,7 +165,7 @@ export function resolveConfig(config: BackupEngineConfig): ResolvedConfig {
     maxSourceSnapshots: toIntInRange('maxSourceSnapshots', config.maxSourceSnapshots ?? 2, 0, 1 << 20, op, 'config'),
     stripeUnit: toU64('stripeUnit', config.stripeUnit ?? 0, op, 'config'),
     stripeCount: toU64('stripeCount', config.stripeCount ?? 0, op, 'config'),
-    restoreDiscardExcessBytes: config.restoreDiscardExcessBytes ?? true,
+    restoreDiscardExcessBytes: checkFlag('restoreDiscardExcessBytes', config.restoreDiscardExcessBytes, op, 'config') ?? true,
     volumeConcurrency: toIntInRange('volumeConcurrency', config.volumeConcurrency ?? 2, 1, 256, op, 'config'),
     // Checked here, as the transfers will check them: a bad value is refused
     // when the engine is made, not after a backup has made its images.
@@ -162,6 +173,15 @@ export function resolveConfig(config: BackupEngineConfig): ResolvedConfig {
     checkpointMs: toIntInRange('checkpointMs', config.checkpointMs ?? 1000, 10, 3600_000, op, 'config'),
     lockWaitMs: toIntInRange('lockWaitMs', config.lockWaitMs ?? 60_000, 0, 24 * 3600_000, op, 'config'),
     lockTtlMs: toIntInRange('lockTtlMs', config.lockTtlMs ?? 60_000, 3000, 24 * 3600_000, op, 'config'),
-    digests: config.digests ?? true,
+    digests: checkFlag('digests', config.digests, op, 'config') ?? true,
   };
+}
+
+/** The engine's clusters, before a call uses them: Clusters, not objects that only look like one. */
+export function checkClusters(config: ResolvedConfig, operation: string): void {
+  for (const [key, cluster] of [['source', config.source], ['backupCluster', config.backupCluster]] as const) {
+    if (!((cluster as unknown) instanceof Cluster)) {
+      throw invalidArgument(operation, 'config', `the engine's ${key} must be a Cluster (from Cluster.connect), got ${describeValue(cluster)}`);
+    }
+  }
 }

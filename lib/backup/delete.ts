@@ -9,13 +9,13 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BusyError, invalidArgument, NotFoundError } from '../ceph/errors.js';
 import type { Pool } from '../ceph/pool.js';
-import { checkName } from '../ceph/validate.js';
+import { checkFlag, checkName, optionalOptions } from '../ceph/validate.js';
 import { removeBackupInfo } from './backup-info.js';
 import { refuseIfCloned } from './clones.js';
 import { backupSnapshots } from './chain.js';
 import { callBudget } from './budget.js';
 import { OperationScope, undo } from './cleanup.js';
-import type { ResolvedConfig } from './config.js';
+import { checkBackupPath, type ResolvedConfig } from './config.js';
 import { INCOMPLETE_KEY, readBackupImages } from './inventory.js';
 import { isChainImage, locateBackup, type BackupImage } from './layout.js';
 import { lockObjectName, VolumeLock } from './lock.js';
@@ -145,12 +145,16 @@ export async function removeSourceSnapshot(config: ResolvedConfig, sourcePool: s
   return removed;
 }
 
-export async function runDelete(config: ResolvedConfig, backup: BackupRecord, options: DeleteOptions = {}): Promise<DeleteResult> {
+export async function runDelete(config: ResolvedConfig, backup: BackupRecord, given?: DeleteOptions): Promise<DeleteResult> {
   const operation = 'delete';
+  const options = optionalOptions(given, operation);
   const location = recordLocation(backup, operation);
   const { backupId, subject } = location;
   const sourcePool = checkSourcePool(subject, options.sourcePool, operation);
   const resource = `backup ${backupId}`;
+  // Of a backup in files only; still refused when it could not be one.
+  checkBackupPath(options.backupPath, operation, resource);
+  checkFlag('withDependents', options.withDependents, operation, resource);
   const budget = callBudget(options.timeoutMs, [config.source, config.backupCluster], operation, resource);
 
   return OperationScope.run({ operation, resource, timeoutMs: budget.timeoutMs }, async (scope) => {

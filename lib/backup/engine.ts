@@ -9,9 +9,11 @@
  */
 import PQueue from 'p-queue';
 import type { Cluster } from '../ceph/cluster.js';
+import { invalidArgument } from '../ceph/errors.js';
+import { describeValue, optionalOptions } from '../ceph/validate.js';
 import { runBackup, type BackupRequest, type BackupResult } from './backup.js';
 import { runFilesBackup } from './files-backup.js';
-import { resolveConfig, type BackupEngineConfig, type ResolvedConfig } from './config.js';
+import { checkClusters, resolveConfig, type BackupEngineConfig, type ResolvedConfig } from './config.js';
 import { runDelete, type DeleteOptions, type DeleteResult } from './delete.js';
 import { runGc, type GcOptions, type GcResult } from './gc.js';
 import { runList, type ListedBackup } from './list.js';
@@ -41,12 +43,14 @@ export class BackupEngine {
    * image (`image`), into the backup pool, or into files (backupPath);
    * returns its record.
    */
-  backup(request: BackupRequest): Promise<BackupResult> {
+  async backup(request: BackupRequest): Promise<BackupResult> {
+    checkClusters(this.config, 'backup');
     return this.#inFiles(request?.backupPath) ? runFilesBackup(this.config, request) : runBackup(this.config, request);
   }
 
   /** Restores a backup by the diff path when the five conditions hold, by a chunked full copy otherwise. */
-  restore(request: RestoreRequest): Promise<RestoreResult> {
+  async restore(request: RestoreRequest): Promise<RestoreResult> {
+    checkClusters(this.config, 'restore');
     return runRestore(this.config, request);
   }
 
@@ -56,22 +60,26 @@ export class BackupEngine {
    * the source volume's snapshot; samplePercent reads a share. A mismatch
    * comes back as ok false with its byte ranges.
    */
-  verify(backup: BackupRecord, options?: VerifyOptions): Promise<VerifyResult> {
+  async verify(backup: BackupRecord, options?: VerifyOptions): Promise<VerifyResult> {
+    checkClusters(this.config, 'verify');
     return runVerify(this.config, backup, options);
   }
 
   /** Removes a backup from its chain image (the image goes with its last backup) or a legacy copy. */
-  delete(backup: BackupRecord, options?: DeleteOptions): Promise<DeleteResult> {
-    return isFileLayoutRecord(backup) ? runFilesDelete(this.config, backup, options ?? {}) : runDelete(this.config, backup, options);
+  async delete(backup: BackupRecord, options?: DeleteOptions): Promise<DeleteResult> {
+    checkClusters(this.config, 'delete');
+    return isFileLayoutRecord(backup) ? runFilesDelete(this.config, backup, options) : runDelete(this.config, backup, options);
   }
 
   /**
    * Removes the backups of a volume (or named image) that a retention policy such as
    * 'latest3,days7,weeks4,months6' does not keep; never the newest.
    */
-  prune(of: SubjectInput, policy: string, options?: PruneOptions): Promise<PruneResult> {
-    return this.#inFiles(options?.backupPath)
-      ? runFilesPrune(this.config, of, policy, options ?? {}) : runPrune(this.config, of, policy, options);
+  async prune(of: SubjectInput, policy: string, options?: PruneOptions): Promise<PruneResult> {
+    checkClusters(this.config, 'prune');
+    const checked = optionalOptions(options, 'prune');
+    return this.#inFiles(checked.backupPath)
+      ? runFilesPrune(this.config, of, policy, checked) : runPrune(this.config, of, policy, checked);
   }
 
   /**
@@ -79,7 +87,8 @@ export class BackupEngine {
    * source pool, when named): unfinished chain images, orphan source
    * snapshots, dead holders' locks, half-restored volumes.
    */
-  gc(options?: GcOptions): Promise<GcResult> {
+  async gc(options?: GcOptions): Promise<GcResult> {
+    checkClusters(this.config, 'gc');
     return runGc(this.config, options);
   }
 
@@ -88,9 +97,11 @@ export class BackupEngine {
    * image }) in every chain image and legacy copy, oldest first, read from
    * the backup pool.
    */
-  listBackups(of: SubjectInput, options: { backupPath?: string } = {}): Promise<ListedBackup[]> {
-    return this.#inFiles(options.backupPath)
-      ? listFileBackups(backupRoot(this.config, options.backupPath, 'listBackups', 'backupPath'), of) : runList(this.config, of);
+  async listBackups(of: SubjectInput, options?: { backupPath?: string }): Promise<ListedBackup[]> {
+    checkClusters(this.config, 'listBackups');
+    const { backupPath } = optionalOptions(options, 'listBackups');
+    return this.#inFiles(backupPath)
+      ? listFileBackups(backupRoot(this.config, backupPath, 'listBackups', 'backupPath'), of) : runList(this.config, of);
   }
 
   /** Cinder's export format: base64 of the record's JSON. */
@@ -110,13 +121,23 @@ export class BackupEngine {
    * volume another live run holds is skipped at once: its outcome's error is
    * a BusyError naming the holder.
    */
-  async backupMany(requests: readonly BackupRequest[], options: { onBusy?: 'wait' | 'skip' } = {}): Promise<BackupOutcome[]> {
+  async backupMany(requests: readonly BackupRequest[], options?: { onBusy?: 'wait' | 'skip' }): Promise<BackupOutcome[]> {
+    if (!Array.isArray(requests)) {
+      throw invalidArgument('backupMany', 'requests', `requests must be an array of backup requests, got ${describeValue(requests)}`);
+    }
+    const { onBusy } = optionalOptions(options, 'backupMany');
+    if (onBusy !== undefined && onBusy !== 'wait' && onBusy !== 'skip') {
+      throw invalidArgument('backupMany', 'options', `onBusy must be 'wait' or 'skip', got ${describeValue(onBusy)}`);
+    }
     const sourceQueue = this.#queue(this.config.source);
     const backupQueue = this.#queue(this.config.backupCluster);
     const run = async (request: BackupRequest): Promise<BackupOutcome> => {
-      const named = request.image === undefined ? { volumeId: request.volumeId } : { volumeId: '', image: request.image };
+      // As the request names it, whatever it holds: its backup() says what is wrong with it.
+      const { volumeId, image } = (request !== null && typeof request === 'object' ? request : {}) as { volumeId?: unknown; image?: unknown };
+      const named = image === undefined ? { volumeId: typeof volumeId === 'string' ? volumeId : String(volumeId) }
+        : { volumeId: '', image: typeof image === 'string' ? image : String(image) };
       try {
-        const result = await this.backup(options.onBusy ? { onBusy: options.onBusy, ...request } : request);
+        const result = await this.backup(onBusy && request !== null && typeof request === 'object' ? { onBusy, ...request } : request);
         return { ...named, ok: true, result };
       } catch (error) {
         return { ...named, ok: false, error: error instanceof Error ? error : new Error(String(error)) };

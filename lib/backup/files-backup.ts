@@ -22,7 +22,7 @@ import { backupChunked } from '../files/chunked-backup.js';
 import { backupPrefix, containerPath, defaultContainer, sha256Name, type ChunkedObject } from '../files/chunked-layout.js';
 import { listStoredBackups, readStoredBackup, type StoredBackup } from '../files/chunked-store.js';
 import { Sha256FileReader } from '../files/sha256-file-reader.js';
-import { openSource, requestSubject, trimSourceSnapshots, type BackupRequest, type BackupResult } from './backup.js';
+import { checkBackupOptions, openSource, requestSubject, trimSourceSnapshots, type BackupRequest, type BackupResult } from './backup.js';
 import { callBudget, transferAllowanceMs } from './budget.js';
 import { OperationScope } from './cleanup.js';
 import { checkBackupPath, checkCompression, type ResolvedConfig } from './config.js';
@@ -169,6 +169,7 @@ export async function runFilesBackup(config: ResolvedConfig, request: BackupRequ
   if (request.parentId !== undefined) checkId('backup', request.parentId, operation);
   const resource = `${String(request.pool)}/${volumeImageName(volumeId)}`;
   checkName('pool', request.pool, operation, resource);
+  checkBackupOptions(request, operation, resource);
   const budget = callBudget(request.timeoutMs, [config.source], operation, resource);
   if (request.signal?.aborted) throw cancelledError(operation, describeSubject(subject), request.signal);
   await onFile(operation, root, 'opening the backup root', () => readdir(root));

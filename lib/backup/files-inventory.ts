@@ -7,12 +7,13 @@
  * them (withDependents), and says which.
  */
 import { BusyError, invalidArgument, NotFoundError, NotSupportedError } from '../ceph/errors.js';
+import { checkFlag, checkName, optionalOptions } from '../ceph/validate.js';
 import { listStoredBackups, readStoredBackup, removeStoredBackup, type StoredBackup } from '../files/chunked-store.js';
 import { checkBackupPath, type ResolvedConfig } from './config.js';
 import type { DeleteOptions, DeleteResult } from './delete.js';
 import type { ListedBackup } from './list.js';
 import { logBackup } from './log.js';
-import type { PruneOptions, PruneResult } from './prune.js';
+import { checkPruneOptions, type PruneOptions, type PruneResult } from './prune.js';
 import { decideRetention, parseRetentionPolicy } from './retention.js';
 import { describeSubject, parseFileBackupSnapshotName, resolveSubject, volumeImageName, type SubjectInput } from './naming.js';
 import { newRecord, recordLocation, type BackupRecord } from './record.js';
@@ -113,11 +114,14 @@ function dependentsOf(backupId: string, all: StoredBackup[]): StoredBackup[] {
 }
 
 export async function runFilesDelete(config: ResolvedConfig, record: BackupRecord,
-  options: DeleteOptions): Promise<DeleteResult> {
+  given: DeleteOptions | undefined): Promise<DeleteResult> {
   const operation = 'delete';
+  const options = optionalOptions(given, operation);
   const location = recordLocation(record, operation);
   const resource = `backup ${location.backupId}`;
   const root = backupRoot(config, options.backupPath, operation, resource);
+  checkFlag('withDependents', options.withDependents, operation, resource);
+  if (options.sourcePool !== undefined) checkName('pool', options.sourcePool, operation, resource);
   if (location.subject.kind !== 'volume') {
     throw new NotSupportedError({ code: 'EOPNOTSUPP', operation, resource, detail: 'backups in files are of Cinder volumes' });
   }
@@ -171,19 +175,20 @@ export async function runFilesDelete(config: ResolvedConfig, record: BackupRecor
  * ever left without its parent.
  */
 export async function runFilesPrune(config: ResolvedConfig, of: SubjectInput, policyText: string,
-  options: PruneOptions): Promise<PruneResult> {
+  given: PruneOptions | undefined): Promise<PruneResult> {
   const operation = 'prune';
   const subject = resolveSubject(of, operation);
+  const options = checkPruneOptions(given, operation, describeSubject(subject));
   const root = backupRoot(config, options.backupPath, operation, describeSubject(subject));
   const policy = parseRetentionPolicy(policyText, operation);
-  const dryRun = options.dryRun === true;
+  const { dryRun } = options;
   const result: PruneResult = { kept: [], removed: [], removedImages: [], dryRun };
   if (subject.kind !== 'volume') return result;
   const { backups } = await listStoredBackups(root, operation, subject.volumeId);
   const points = listed(backups);
   const all = new Map(backups.map((b, i) => [b.metadata.backupId, { stored: b, point: points[i]! }]));
   const decision = decideRetention([...all.values()].map((b) => ({ backupId: b.point.record.id, createdAt: b.point.createdAt })),
-    policy, options.now ?? new Date());
+    policy, options.now);
   const kept = new Map(decision.keep.map((k) => [k.backupId, [...k.reasons]]));
   for (const { backupId } of decision.keep) {
     for (let parent = all.get(backupId)?.stored.metadata.parentId ?? null; parent !== null && all.has(parent);

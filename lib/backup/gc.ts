@@ -7,7 +7,7 @@
  */
 import { BusyError, TimeoutError } from '../ceph/errors.js';
 import type { Pool } from '../ceph/pool.js';
-import { checkName } from '../ceph/validate.js';
+import { checkFlag, checkName, optionalOptions } from '../ceph/validate.js';
 import { callBudget } from './budget.js';
 import { OperationScope, removeImageWithSnapshots } from './cleanup.js';
 import type { ResolvedConfig } from './config.js';
@@ -168,8 +168,10 @@ function restoreTargetOf(pool: Pool, name: string): Subject | undefined {
   }
 }
 
-export async function runGc(config: ResolvedConfig, options: GcOptions = {}): Promise<GcResult> {
+export async function runGc(config: ResolvedConfig, given?: GcOptions): Promise<GcResult> {
   const operation = 'gc';
+  const options = optionalOptions(given, operation);
+  checkFlag('dryRun', options.dryRun, operation, config.backupPool);
   if (options.sourcePool !== undefined) checkName('pool', options.sourcePool, operation, options.sourcePool);
   const budget = callBudget(options.timeoutMs, [config.source, config.backupCluster], operation, config.backupPool);
   const result: GcResult = { removedImages: [], removedSnapshots: [], brokenLocks: [], skipped: [], dryRun: options.dryRun === true };

@@ -19,12 +19,18 @@
  * a chain.
  */
 import { invalidArgument } from '../ceph/errors.js';
-import { checkId, checkName, CINDER_ID as ID } from '../ceph/validate.js';
+import { checkDate, checkId, checkName, CINDER_ID as ID, describeValue } from '../ceph/validate.js';
 
 export { checkId };
 
 /** `backup.<backup_id>.snap.<unix time with fraction>` */
 export const BACKUP_SNAPSHOT = /^backup\.([a-z0-9-]+?)\.snap\.(.+)$/;
+/**
+ * A backup id as the snapshot pattern carries one: what objects named
+ * after a backup found in a pool take (looser than a Cinder id, which new
+ * backups and records must be: checkId).
+ */
+const ID_IN_SNAPSHOT = /^[a-z0-9-]+$/;
 
 
 /** The longest name RBD and RADOS take here (lib/ceph/validate.ts checks every name against it). */
@@ -162,7 +168,7 @@ export function sourceImageName(subject: Subject): string {
 }
 
 export function volumeImageName(volumeId: string): string {
-  return `volume-${volumeId}`;
+  return `volume-${checkId('volume', volumeId, 'volumeImageName')}`;
 }
 
 /** The subject of a key, when it is exactly one's. */
@@ -195,8 +201,8 @@ function asSubject(of: Subject | string): Subject {
  * The pre-Train (2019) chain image: one per volume, one snapshot per backup.
  * Cinder still writes it for backups of a volume snapshot.
  */
-export function baseImageName(of: Subject | string): string {
-  return `${asSubject(of).key}.backup.base`;
+export function baseImageName(of: SubjectInput): string {
+  return `${resolveSubject(of, 'baseImageName').key}.backup.base`;
 }
 
 /**
@@ -204,17 +210,26 @@ export function baseImageName(of: Subject | string): string {
  * incrementals after it continue (one snapshot per backup), before that a
  * legacy full copy without snapshots.
  */
-export function backupImageName(of: Subject | string, backupId: string): string {
-  return `${asSubject(of).key}.backup.${backupId}`;
+export function backupImageName(of: SubjectInput, backupId: string): string {
+  const operation = 'backupImageName';
+  return `${resolveSubject(of, operation).key}.backup.${checkId('backup', backupId, operation)}`;
+}
+
+/** A backup id that names an object beside the backup: any a backup snapshot in a pool can carry. */
+function objectNameId(backupId: unknown, operation: string): string {
+  if (typeof backupId !== 'string' || !ID_IN_SNAPSHOT.test(backupId)) {
+    throw invalidArgument(operation, `backup ${String(backupId)}`, `backup id must be a-z, 0-9 and '-' (as backup snapshot names carry it), got ${describeValue(backupId)}`);
+  }
+  return backupId;
 }
 
 export function metaObjectName(backupId: string): string {
-  return `backup.${backupId}.meta`;
+  return `backup.${objectNameId(backupId, 'metaObjectName')}.meta`;
 }
 
 /** The object holding a backup's block digests (lib/backup/digests.ts), beside its .meta object. */
 export function digestsObjectName(backupId: string): string {
-  return `backup.${backupId}.digests`;
+  return `backup.${objectNameId(backupId, 'digestsObjectName')}.digests`;
 }
 
 /** The object whose RADOS lock keeps two operations on one subject's backups apart, in the backup pool. */
@@ -234,7 +249,9 @@ export function restoreLockObjectName(of: Subject | string): string {
 
 /** Cinder writes Python's str(time.time()): seconds with a fraction. */
 export function backupSnapshotName(backupId: string, now: Date = new Date()): string {
-  const seconds = now.getTime() / 1000;
+  const operation = 'backupSnapshotName';
+  checkId('backup', backupId, operation);
+  const seconds = checkDate('now', now, operation, `backup ${backupId}`).getTime() / 1000;
   const text = Number.isInteger(seconds) ? `${seconds}.0` : String(seconds);
   return `backup.${backupId}.snap.${text}`;
 }
@@ -270,6 +287,9 @@ function parseSnapshotName(pattern: RegExp, name: string): ParsedSnapshotName | 
 }
 
 export function parseBackupSnapshotName(name: string): ParsedSnapshotName | undefined {
+  if (typeof name !== 'string') {
+    throw invalidArgument('parseBackupSnapshotName', 'name', `a snapshot name must be a string, got ${describeValue(name)}`);
+  }
   return parseSnapshotName(BACKUP_SNAPSHOT, name);
 }
 

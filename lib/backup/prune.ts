@@ -4,6 +4,7 @@
  * (a chain image goes with its last backup). The volume's newest backup
  * always stays.
  */
+import { checkDate, checkFlag, optionalOptions } from '../ceph/validate.js';
 import { callBudget } from './budget.js';
 import { OperationScope } from './cleanup.js';
 import type { ResolvedConfig } from './config.js';
@@ -53,15 +54,22 @@ function describe(point: BackupPoint): PrunedBackup {
   return { backupId: point.backupId, image: point.image.name, snapshot: point.snapshot?.name, createdAt: point.createdAt };
 }
 
+/** A prune's options, in a backup pool or a backup root: now and dryRun as decideRetention and the removal need them. */
+export function checkPruneOptions(given: PruneOptions | undefined, operation: string, resource: string): PruneOptions & { now: Date; dryRun: boolean } {
+  const options = optionalOptions(given, operation);
+  const now = options.now === undefined ? new Date() : checkDate('now', options.now, operation, resource);
+  return { ...options, now, dryRun: checkFlag('dryRun', options.dryRun, operation, resource) ?? false };
+}
+
 export async function runPrune(config: ResolvedConfig, of: SubjectInput, policyText: string,
-  options: PruneOptions = {}): Promise<PruneResult> {
+  given?: PruneOptions): Promise<PruneResult> {
   const operation = 'prune';
   const subject = resolveSubject(of, operation);
   const policy = parseRetentionPolicy(policyText, operation);
-  const sourcePool = checkSourcePool(subject, options.sourcePool, operation);
-  const now = options.now ?? new Date();
-  const dryRun = options.dryRun === true;
   const resource = describeSubject(subject);
+  const options = checkPruneOptions(given, operation, resource);
+  const sourcePool = checkSourcePool(subject, options.sourcePool, operation);
+  const { now, dryRun } = options;
   const budget = callBudget(options.timeoutMs, [config.source, config.backupCluster], operation, resource);
 
   return OperationScope.run({ operation, resource, timeoutMs: budget.timeoutMs }, async (scope) => {

@@ -4,6 +4,7 @@
  * import here, and ours import into Cinder.
  */
 import { invalidArgument } from '../ceph/errors.js';
+import { checkOptions } from '../ceph/validate.js';
 import {
   checkBackupImageName, checkId, imageSubject, resolveSubject, subjectOfBackupImage, volumeSubject, type Subject,
 } from './naming.js';
@@ -192,7 +193,17 @@ export function newRecord(fields: {
 }
 
 export function exportRecord(record: BackupRecord): string {
-  return Buffer.from(JSON.stringify(record), 'utf8').toString('base64');
+  const operation = 'exportRecord';
+  checkOptions(record, operation, 'the record');
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(record) as string | undefined;
+  } catch (error) {
+    throw invalidArgument(operation, 'backup record', `the record must be what JSON can write (no bigint, no cycle): ${(error as Error).message}`);
+  }
+  // A toJSON can make it nothing.
+  if (text === undefined) throw invalidArgument(operation, 'backup record', 'the record must be what JSON can write: it wrote nothing');
+  return Buffer.from(text, 'utf8').toString('base64');
 }
 
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;

@@ -10,7 +10,8 @@ import { CephError, invalidArgument, NotFoundError } from '../ceph/errors.js';
 import type { Image } from '../ceph/image.js';
 import type { SnapshotInfo } from '../ceph/snapshot.js';
 import type { Pool } from '../ceph/pool.js';
-import { checkName } from '../ceph/validate.js';
+import { checkCallback, checkFlag, checkName, describeValue } from '../ceph/validate.js';
+import { checkSignal } from '../ceph/cancel.js';
 import { copyImage } from '../engine/copy.js';
 import { exportRaw } from '../engine/raw-export.js';
 import { checkExportPath } from '../engine/target-file.js';
@@ -34,7 +35,7 @@ import { isHalfRestored, lockRestoreTarget, RESTORING_INTO_KEY, RESTORING_KEY } 
 import { requireDigests } from './digests.js';
 import { VerificationError } from './errors.js';
 import { logBackup } from './log.js';
-import { checkId, imageSubject, sourceImageName, volumeSubject, type Subject } from './naming.js';
+import { checkId, imageSubject, sourceImageName, subjectOfBackupImage, volumeSubject, type Subject } from './naming.js';
 import { isFileLayoutRecord, recordLocation, type BackupRecord, type RecordLocation } from './record.js';
 import { refuseTarget, type ExistingTarget } from './restore-target.js';
 
@@ -187,13 +188,27 @@ function checkTarget(target: unknown, backupId: string, operation: string): Chec
   if (image !== undefined) {
     if (!image || typeof image !== 'object') throw invalidArgument(operation, resource, 'target.image must be { pool, namespace?, name }');
     const subject = imageSubject({ pool: image.pool, namespace: image.namespace, image: image.name }, operation);
+    // A chain image's head is no backup's data, but its snapshots are; it is never a restore's target.
+    if (subjectOfBackupImage(subject.image) !== undefined) {
+      throw invalidArgument(operation, resource,
+        `target.image ${subject.image} is named as a backup image (<volume or image>.backup.<backup id>): restore into an image of another name`);
+    }
     return { kind: 'rbd', pool: subject.pool, namespace: subject.namespace, subject };
   }
   if (file !== undefined) {
-    if (typeof file !== 'string' || file === '') throw invalidArgument(operation, resource, 'target.file must be a path');
+    if (typeof file !== 'string' || file === '' || file.includes('\0')) {
+      throw invalidArgument(operation, resource, `target.file must be a path (a non-empty string without NUL), got ${describeValue(file)}`);
+    }
     return { kind: 'raw', to: file, name: file };
   }
-  return { kind: 'raw', to: stream!, name: 'stream' };
+  if (typeof stream !== 'object' || stream === null || typeof stream.write !== 'function') {
+    throw invalidArgument(operation, resource, `target.stream must be a Writable, got ${describeValue(stream)}`);
+  }
+  // Its writes would never be taken (nor fail): the export would wait for it until the call's time ran out.
+  if (stream.destroyed === true || stream.writableEnded === true) {
+    throw invalidArgument(operation, resource, 'target.stream must be open: it is already ended or destroyed');
+  }
+  return { kind: 'raw', to: stream, name: 'stream' };
 }
 
 async function openSource(scope: OperationScope, pool: Pool, location: RecordLocation,
@@ -471,16 +486,19 @@ export async function runRestore(config: ResolvedConfig, request: RestoreRequest
   const target = checkTarget(request.target, location.backupId, operation);
   const resource = `backup ${location.backupId}`;
   const instant = checkInstantOptions(request, operation, resource);
-  if (request.inPlace !== undefined && typeof request.inPlace !== 'boolean') {
-    throw invalidArgument(operation, resource, 'inPlace must be true or false');
-  }
-  if (request.verify !== undefined && typeof request.verify !== 'boolean') throw invalidArgument(operation, resource, 'verify must be true or false');
+  checkFlag('inPlace', request.inPlace, operation, resource);
+  checkFlag('verify', request.verify, operation, resource);
+  checkFlag('dryRun', request.dryRun, operation, resource);
+  checkFlag('force', request.force, operation, resource);
+  checkSignal(request.signal, operation, resource);
+  checkCallback('onProgress', request.onProgress, operation, resource);
+  const givenRoot = checkBackupPath(request.backupPath, operation, resource);
   if (request.verify === true && instant !== undefined) {
     throw invalidArgument(operation, resource, 'an instant restore copies nothing to verify as it goes: verify the backup (mode deep) first, or restore without instant');
   }
   const budget = callBudget(request.timeoutMs, [config.source, config.backupCluster], operation, resource);
   if (isFileLayoutRecord(request.backup)) {
-    const root = checkBackupPath(request.backupPath, operation, resource) ?? config.backupPath;
+    const root = givenRoot ?? config.backupPath;
     checkFilesRestore(request, root, operation, resource);
     return OperationScope.run({ operation, resource, timeoutMs: budget.timeoutMs }, async (scope) => {
       const started = performance.now();
@@ -536,7 +554,7 @@ async function restoreFromFiles(scope: OperationScope, config: ResolvedConfig, r
   const record = request.backup;
   const operation = scope.operation;
   if (!Number.isSafeInteger(record.size) || record.size <= 0) {
-    throw invalidArgument(operation, scope.resource, `the record's size must be the volume's size in GiB, got ${JSON.stringify(record.size)}`);
+    throw invalidArgument(operation, scope.resource, `the record's size must be the volume's size in GiB, got ${describeValue(record.size)}`);
   }
   const source = `${root}/${String(record.container)} (${String(record.service_metadata)})`;
   const files = { root, backupId: location.backupId, container: record.container, prefix: record.service_metadata ?? undefined };

@@ -7,6 +7,7 @@
  * it. Pure: prune.ts applies the decision.
  */
 import { invalidArgument } from '../ceph/errors.js';
+import { checkDate, checkOptions, describeValue, toIntInRange } from '../ceph/validate.js';
 
 export const PERIODS = ['hours', 'days', 'weeks', 'months', 'years'] as const;
 export type Period = typeof PERIODS[number];
@@ -17,13 +18,15 @@ export interface RetentionPolicy {
 }
 
 const TERM = /^(latest|hours|days|weeks|months|years)([1-9][0-9]{0,5})$/;
+/** The largest count a term can say. */
+const MAX_COUNT = 999_999;
 
 /** Parses 'latest3,days7,...'; refuses anything else before any backup is touched. */
 export function parseRetentionPolicy(text: unknown, operation = 'prune'): RetentionPolicy {
   const fail = (detail: string): never => {
     throw invalidArgument(operation, 'retention policy', `${detail}; expected terms like latest3,days7,weeks4,months6 (latest, hours, days, weeks, months, years, each once, followed by a count)`);
   };
-  if (typeof text !== 'string' || text.trim() === '') return fail(`the policy must be a non-empty string, got ${JSON.stringify(text)}`);
+  if (typeof text !== 'string' || text.trim() === '') return fail(`the policy must be a non-empty string, got ${describeValue(text)}`);
   const policy: RetentionPolicy = { latest: 0, periods: {} };
   const seen = new Set<string>();
   for (const term of text.split(',').map((t) => t.trim())) {
@@ -67,8 +70,38 @@ export interface RetentionDecision {
   remove: string[];
 }
 
-export function decideRetention(backups: ReadonlyArray<{ backupId: string; createdAt: Date }>,
+/** A policy as parseRetentionPolicy makes it: latest 0.., each period's count 1.., none past what a term can say. */
+function checkPolicy(policy: unknown, operation: string): void {
+  const resource = 'retention policy';
+  const { latest, periods } = checkOptions(policy as RetentionPolicy, operation, 'policy');
+  toIntInRange('latest', latest, 0, MAX_COUNT, operation, resource);
+  checkOptions(periods, operation, 'policy.periods');
+  for (const [period, count] of Object.entries(periods)) {
+    if (!(PERIODS as readonly string[]).includes(period)) {
+      throw invalidArgument(operation, resource, `policy.periods takes ${PERIODS.join(', ')}, got ${describeValue(period)}`);
+    }
+    if (count !== undefined) toIntInRange(period, count, 1, MAX_COUNT, operation, resource);
+  }
+}
+
+/** The backups decided over: each a backup id with a valid creation time. */
+function checkBackups(backups: unknown, operation: string): ReadonlyArray<{ backupId: string; createdAt: Date }> {
+  const resource = 'backups';
+  if (!Array.isArray(backups)) throw invalidArgument(operation, resource, `backups must be an array of { backupId, createdAt }, got ${describeValue(backups)}`);
+  for (const backup of backups as unknown[]) {
+    const { backupId, createdAt } = checkOptions(backup as { backupId?: unknown; createdAt?: unknown }, operation, 'each backup');
+    if (typeof backupId !== 'string') throw invalidArgument(operation, resource, `backupId must be a string, got ${describeValue(backupId)}`);
+    checkDate(`createdAt of backup ${backupId}`, createdAt, operation, resource);
+  }
+  return backups as ReadonlyArray<{ backupId: string; createdAt: Date }>;
+}
+
+export function decideRetention(given: ReadonlyArray<{ backupId: string; createdAt: Date }>,
   policy: RetentionPolicy, now: Date): RetentionDecision {
+  const operation = 'decideRetention';
+  const backups = checkBackups(given, operation);
+  checkPolicy(policy, operation);
+  checkDate('now', now, operation, 'retention policy');
   const newestFirst = [...backups].sort((a, b) => b.createdAt.getTime() - a.createdAt.getTime());
   const reasons = new Map<string, string[]>(newestFirst.map((b) => [b.backupId, []]));
   newestFirst.slice(0, policy.latest).forEach((b, i) => reasons.get(b.backupId)!.push(`latest ${i + 1}`));

@@ -11,6 +11,8 @@ import { CephError, invalidArgument, NotFoundError, NotSupportedError } from '..
 import type { Image } from '../ceph/image.js';
 import type { Progress } from '../engine/options.js';
 import { hashImage } from '../engine/hash-image.js';
+import { checkSignal } from '../ceph/cancel.js';
+import { checkCallback, describeValue, optionalOptions } from '../ceph/validate.js';
 import type { Mismatch } from '../engine/digest-table.js';
 import { callBudget, transferAllowanceMs } from './budget.js';
 import { OperationScope } from './cleanup.js';
@@ -62,17 +64,19 @@ export interface VerifyResult {
   pointDigest: string;
 }
 
-function checkOptions(options: VerifyOptions, operation: string, resource: string): { mode: VerifyMode; samplePercent: number | undefined } {
+function checkVerifyOptions(options: VerifyOptions, operation: string, resource: string): { mode: VerifyMode; samplePercent: number | undefined } {
   const mode = options.mode ?? 'quick';
-  if (!['quick', 'deep', 'source'].includes(mode)) throw invalidArgument(operation, resource, `mode must be quick, deep or source, got ${String(mode)}`);
+  if (!['quick', 'deep', 'source'].includes(mode)) throw invalidArgument(operation, resource, `mode must be quick, deep or source, got ${describeValue(mode)}`);
   const sample = options.samplePercent;
   if (sample !== undefined) {
     if (typeof sample !== 'number' || !(sample > 0 && sample <= 100)) {
-      throw invalidArgument(operation, resource, `samplePercent must be a number above 0 and at most 100, got ${String(sample)}`);
+      throw invalidArgument(operation, resource, `samplePercent must be a number above 0 and at most 100, got ${describeValue(sample)}`);
     }
     if (mode === 'quick') throw invalidArgument(operation, resource, 'samplePercent goes with mode deep or source: quick reads no data');
   }
   if (options.sourcePool !== undefined && mode !== 'source') throw invalidArgument(operation, resource, 'sourcePool goes with mode source');
+  checkSignal(options.signal, operation, resource);
+  checkCallback('onProgress', options.onProgress, operation, resource);
   return { mode, samplePercent: sample };
 }
 
@@ -111,8 +115,9 @@ async function openVolumeSnapshot(config: ResolvedConfig, scope: OperationScope,
   }
 }
 
-export async function runVerify(config: ResolvedConfig, backup: BackupRecord, options: VerifyOptions = {}): Promise<VerifyResult> {
+export async function runVerify(config: ResolvedConfig, backup: BackupRecord, given?: VerifyOptions): Promise<VerifyResult> {
   const operation = 'verify';
+  const options = optionalOptions(given, operation);
   const location = recordLocation(backup, operation);
   const resource = `backup ${location.backupId}`;
   if (isFileLayoutRecord(backup)) {
@@ -121,7 +126,9 @@ export async function runVerify(config: ResolvedConfig, backup: BackupRecord, op
       detail: 'a backup in files (Cinder\'s NFS/POSIX layout) has md5s, not digests: verify does not check it in this version; a restore checks every object\'s md5 as it goes (into a file, say: restore --target-file)',
     });
   }
-  const { mode, samplePercent } = checkOptions(options ?? {}, operation, resource);
+  const { mode, samplePercent } = checkVerifyOptions(options, operation, resource);
+  // Before anything is read: a source pool that cannot be (or is not the backup's image's) is refused now.
+  checkSourcePool(location.subject, options.sourcePool, operation);
   const budget = callBudget(options.timeoutMs, [config.source, config.backupCluster], operation, resource);
   return OperationScope.run({ operation, resource, timeoutMs: budget.timeoutMs }, async (scope) => {
     const started = performance.now();

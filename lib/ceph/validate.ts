@@ -114,6 +114,11 @@ export function checkOptions<T>(value: T, operation: string, what = 'options'): 
   return value;
 }
 
+/** An options argument that may be left out (then none: {}), or else an object. */
+export function optionalOptions<T extends object>(value: T | undefined, operation: string): Partial<T> {
+  return value === undefined ? {} : checkOptions(value, operation);
+}
+
 /** An optional callback. */
 export function checkCallback(field: string, value: unknown, operation: string, resource: string): void {
   if (value !== undefined && typeof value !== 'function') {
@@ -129,6 +134,15 @@ export function checkCallback(field: string, value: unknown, operation: string, 
 export function checkFlag(what: string, value: unknown, operation: string, resource: string): boolean | undefined {
   if (value !== undefined && typeof value !== 'boolean') {
     throw invalidArgument(operation, resource, `${what} must be true or false, got ${describeValue(value)}`);
+  }
+  return value;
+}
+
+/** A point in time: a Date that holds one (not an Invalid Date). */
+export function checkDate(what: string, value: unknown, operation: string, resource: string): Date {
+  if (!(value instanceof Date) || Number.isNaN(value.getTime())) {
+    throw invalidArgument(operation, resource,
+      `${what} must be a valid Date, got ${value instanceof Date ? 'an Invalid Date' : describeValue(value)}`);
   }
   return value;
 }

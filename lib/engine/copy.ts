@@ -24,7 +24,7 @@ export interface CopyImageOptions extends EngineOptions {
   snapshot?: string;
   /** Open at its head, writable, at least as large as the source snapshot. */
   target: Image;
-  /** Default 128 MiB. */
+  /** Default 128 MiB, at least MIN_CHUNK_SIZE. */
   chunkSize?: number | bigint;
   /**
    * Skip all-zero chunks (and holes) instead of writing zeros. Only right
@@ -43,6 +43,8 @@ export type CopyStats = TransferStats & {
 };
 
 export const DEFAULT_CHUNK_SIZE = 128n << 20n;
+/** Each chunk is one diff listing call: 1-byte chunks made a 4 MiB copy outlast a 60 s budget. */
+export const MIN_CHUNK_SIZE = 1n << 20n;
 
 export async function copyImage(options: CopyImageOptions): Promise<CopyStats> {
   checkOptions(options, 'copyImage');
@@ -56,7 +58,9 @@ export async function copyImage(options: CopyImageOptions): Promise<CopyStats> {
   checkFlag('discardExcess', options.discardExcess, 'copyImage', resource);
   checkDigestStart(options.digests, 'copyImage');
   const chunkSize = toU64('chunkSize', options.chunkSize ?? DEFAULT_CHUNK_SIZE, 'copyImage', resource);
-  if (chunkSize === 0n) throw invalidArgument('copyImage', resource, 'chunkSize must be positive');
+  if (chunkSize < MIN_CHUNK_SIZE) {
+    throw invalidArgument('copyImage', resource, `chunkSize must be at least ${MIN_CHUNK_SIZE} bytes (default ${DEFAULT_CHUNK_SIZE}), got ${chunkSize}`);
+  }
   if (target.snapshot !== undefined) {
     throw invalidArgument('copyImage', resource, 'the target must be open at its head, not at a snapshot');
   }

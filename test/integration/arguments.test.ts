@@ -18,8 +18,9 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
+import { randomUUID } from 'node:crypto';
 import {
-  CephError, Cluster, checkChunkedBackup, cloneDepth, convergeToSnapshot, copyImage, DigestTable, digestBlockFor, exportDiff,
+  BackupEngine, CephError, Cluster, checkChunkedBackup, cloneDepth, convergeToSnapshot, copyImage, DigestTable, digestBlockFor, exportDiff,
   exportRaw, flattenIfDeeperThan, hashImage, importDiff, InvalidArgumentError, restoreChunked, transferDiff,
   type Image, type Pool,
 } from '../../lib/index.js';
@@ -250,4 +251,54 @@ test('the wrong kinds of argument are InvalidArgumentErrors naming what is accep
   await refused(() => pool.lockObject('o', undefined as never), /lockObject arguments: lock must be an object, got undefined/);
   await refused(() => cluster.pool('rbd', Symbol('ns') as never), /namespace name must be a string, got symbol/);
   assert.throws(() => exportDiff({} as never, { snapshot: 'p1' }), InvalidArgumentError, 'refused at once, not as the stream\'s error');
+});
+
+test('a callback of the caller\'s that throws: the operation stops, leaves nothing, and rejects with that very error', { timeout: 300_000 }, async () => {
+  class Mine extends Error {}
+  let calls = 0;
+  const thrower = (): never => {
+    calls++;
+    throw new Mine('stop here');
+  };
+  // Progress comes every 100 ms at most: 256 MiB moved 4 MiB at a time lasts longer than that.
+  const volumeId = randomUUID();
+  const size = 256 * MiB;
+  const data = Buffer.concat(Array.from({ length: size / (4 * MiB) }, (_, i) => Buffer.alloc(4 * MiB, i + 1)));
+  await pool.createImage(`volume-${volumeId}`, size);
+  const slow = { concurrency: 1, memoryBytes: 4 * MiB };
+  const engine = new BackupEngine({ source: cluster, backupPool: 'backups', ioConcurrency: 1, memoryBytes: 4 * MiB });
+  const into = uniqueName('args-into');
+  await pool.createImage(into, size);
+  try {
+    const volume = await pool.openImage(`volume-${volumeId}`);
+    await volume.write(data, 0);
+    await volume.createSnapshot('whole');
+    const intoImage = await pool.openImage(into);
+    try {
+      await assert.rejects(transferDiff({ source: volume, target: intoImage, snapshot: 'whole', onProgress: thrower, ...slow }),
+        (error: unknown) => error instanceof Mine);
+      assert.equal(await intoImage.snapshotExists('whole'), false, 'the end snapshot is made only by a transfer that completed');
+    } finally {
+      await intoImage.close();
+      await volume.removeSnapshot('whole');
+      await volume.close();
+    }
+    assert.equal(calls, 1, 'the callback was called once, and the transfer stopped');
+    await assert.rejects(engine.backup({ pool: 'rbd', volumeId, onProgress: thrower }), (error: unknown) => error instanceof Mine);
+    assert.equal(calls, 2);
+    assert.deepEqual(await engine.listBackups(volumeId), [], 'no backup stands');
+    const dry = await engine.gc({ sourcePool: 'rbd', dryRun: true });
+    const mentions = (names: string[]) => names.filter((n) => n.includes(volumeId));
+    assert.deepEqual([mentions(dry.removedImages), mentions(dry.removedSnapshots)], [[], []], 'nothing of it is left for gc');
+    // And the volume still backs up, its bytes those written.
+    const made = await engine.backup({ pool: 'rbd', volumeId });
+    const restoredId = randomUUID();
+    await engine.restore({ backup: made.record, target: { volume: { pool: 'rbd', id: restoredId } } });
+    assert.equal(await rbdExportSha256('a', `rbd/volume-${restoredId}`), sha256(data));
+    await engine.delete(made.record, { sourcePool: 'rbd' });
+    await removeImageFully(pool, `volume-${restoredId}`);
+  } finally {
+    await removeImageFully(pool, `volume-${volumeId}`).catch(() => undefined);
+    await removeImageFully(pool, into).catch(() => undefined);
+  }
 });

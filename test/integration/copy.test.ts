@@ -348,7 +348,8 @@ describe('copyImage: refusals and cancel', () => {
       await target.createSnapshot('mine');
       const before = await exportSha(dst);
       const bad: Array<[Partial<CopyImageOptions>, RegExp]> = [
-        [{ chunkSize: 0 }, /chunkSize must be positive/],
+        [{ chunkSize: 0 }, /chunkSize must be at least 1048576 bytes/],
+        [{ chunkSize: 4096 }, /chunkSize must be at least 1048576 bytes \(default 134217728\), got 4096/],
         [{ chunkSize: -1 }, /chunkSize must be a non-negative integer/],
         [{ chunkSize: 1.5 }, /chunkSize must be a non-negative integer/],
         [{ chunkSize: 1n << 64n }, /chunkSize .* is outside 0\.\.2\^64-1/],

@@ -2,7 +2,7 @@
  * Fuzzing that could abort the process inside librbd runs in child
  * processes (test/fixtures/*-child.ts), so that a crash fails a test here
  * instead of ending the test run: corrupted diff streams, hostile arguments
- * to the binding, and, as a regression, streams whose size record is more
+ * to the binding and to BackupEngine, and, as a regression, streams whose size record is more
  * than librbd can represent (2^64-1 aborted the process in
  * ObjectMap::operator[] once resized to and written).
  *
@@ -80,4 +80,8 @@ test('corrupted diff streams, in a child process', { timeout: 900_000 }, async (
 
 test('hostile arguments to the binding, in a child process', { timeout: 600_000 }, async (t) => {
   for (const line of await runFixture('argument-fuzz-child.js', 550_000)) t.diagnostic(line.slice(2));
+});
+
+test('hostile arguments to BackupEngine and the backup exports, in a child process', { timeout: 600_000 }, async (t) => {
+  for (const line of await runFixture('engine-argument-fuzz-child.js', 550_000)) t.diagnostic(line.slice(2));
 });
