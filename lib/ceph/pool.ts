@@ -209,7 +209,8 @@ export class Pool {
     }
     // librbd lets a read-write handle at a snapshot create and remove
     // snapshots; a view of a snapshot should change nothing.
-    const readOnly = snapshot !== undefined || (checkFlag('readOnly', options.readOnly, 'openImage', resource) ?? false);
+    const asked = checkFlag('readOnly', options.readOnly, 'openImage', resource);
+    const readOnly = snapshot !== undefined || (asked ?? false);
     const native = await this.#call('openImage', resource,
       () => this.#native.openImage(name, snapshot ?? null, readOnly));
     return new Image(native, this, name, snapshot);
