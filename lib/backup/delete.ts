@@ -9,7 +9,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BusyError, invalidArgument, NotFoundError } from '../ceph/errors.js';
 import type { Pool } from '../ceph/pool.js';
-import { checkFlag, checkName, optionalOptions } from '../ceph/validate.js';
+import { checkFlag, checkKnownKeys, checkName, everyKeyOf, optionalOptions } from '../ceph/validate.js';
 import { removeBackupInfo } from './backup-info.js';
 import { refuseIfCloned } from './clones.js';
 import { backupSnapshots } from './chain.js';
@@ -40,6 +40,9 @@ export interface DeleteOptions {
   /** A backup in files: delete the incrementals restoring on top of it too; without, such a delete is refused naming them. */
   withDependents?: boolean;
 }
+
+/** Every option delete takes: another is refused, not ignored. */
+export const DELETE_OPTIONS = everyKeyOf<DeleteOptions>()(['sourcePool', 'timeoutMs', 'backupPath', 'withDependents']);
 
 export interface DeleteResult {
   removedSnapshots: string[];
@@ -148,6 +151,7 @@ export async function removeSourceSnapshot(config: ResolvedConfig, sourcePool: s
 export async function runDelete(config: ResolvedConfig, backup: BackupRecord, given?: DeleteOptions): Promise<DeleteResult> {
   const operation = 'delete';
   const options = optionalOptions(given, operation);
+  checkKnownKeys(options, DELETE_OPTIONS, operation);
   const location = recordLocation(backup, operation);
   const { backupId, subject } = location;
   const sourcePool = checkSourcePool(subject, options.sourcePool, operation);

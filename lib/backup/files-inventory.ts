@@ -7,10 +7,10 @@
  * them (withDependents), and says which.
  */
 import { BusyError, invalidArgument, NotFoundError, NotSupportedError } from '../ceph/errors.js';
-import { checkFlag, checkName, optionalOptions } from '../ceph/validate.js';
+import { checkFlag, checkKnownKeys, checkName, optionalOptions } from '../ceph/validate.js';
 import { listStoredBackups, readStoredBackup, removeStoredBackup, type StoredBackup } from '../files/chunked-store.js';
 import { checkBackupPath, type ResolvedConfig } from './config.js';
-import type { DeleteOptions, DeleteResult } from './delete.js';
+import { DELETE_OPTIONS, type DeleteOptions, type DeleteResult } from './delete.js';
 import type { ListedBackup } from './list.js';
 import { logBackup } from './log.js';
 import { checkPruneOptions, type PruneOptions, type PruneResult } from './prune.js';
@@ -117,6 +117,7 @@ export async function runFilesDelete(config: ResolvedConfig, record: BackupRecor
   given: DeleteOptions | undefined): Promise<DeleteResult> {
   const operation = 'delete';
   const options = optionalOptions(given, operation);
+  checkKnownKeys(options, DELETE_OPTIONS, operation);
   const location = recordLocation(record, operation);
   const resource = `backup ${location.backupId}`;
   const root = backupRoot(config, options.backupPath, operation, resource);

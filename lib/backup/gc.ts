@@ -7,7 +7,7 @@
  */
 import { BusyError, TimeoutError } from '../ceph/errors.js';
 import type { Pool } from '../ceph/pool.js';
-import { checkFlag, checkName, optionalOptions } from '../ceph/validate.js';
+import { checkFlag, checkKnownKeys, checkName, everyKeyOf, optionalOptions } from '../ceph/validate.js';
 import { callBudget } from './budget.js';
 import { OperationScope, removeImageWithSnapshots } from './cleanup.js';
 import type { ResolvedConfig } from './config.js';
@@ -36,6 +36,9 @@ export interface GcOptions {
    */
   timeoutMs?: number;
 }
+
+/** Every option gc takes: another (a typo of dryRun) is refused, not ignored. */
+export const GC_OPTIONS = everyKeyOf<GcOptions>()(['dryRun', 'sourcePool', 'timeoutMs']);
 
 export interface GcResult {
   /** Unfinished chain images, and half-restored volumes (pool/name). */
@@ -171,6 +174,7 @@ function restoreTargetOf(pool: Pool, name: string): Subject | undefined {
 export async function runGc(config: ResolvedConfig, given?: GcOptions): Promise<GcResult> {
   const operation = 'gc';
   const options = optionalOptions(given, operation);
+  checkKnownKeys(options, GC_OPTIONS, operation);
   checkFlag('dryRun', options.dryRun, operation, config.backupPool);
   if (options.sourcePool !== undefined) checkName('pool', options.sourcePool, operation, options.sourcePool);
   const budget = callBudget(options.timeoutMs, [config.source, config.backupCluster], operation, config.backupPool);

@@ -4,7 +4,7 @@
  * (a chain image goes with its last backup). The volume's newest backup
  * always stays.
  */
-import { checkDate, checkFlag, optionalOptions } from '../ceph/validate.js';
+import { checkDate, checkFlag, checkKnownKeys, everyKeyOf, optionalOptions } from '../ceph/validate.js';
 import { callBudget } from './budget.js';
 import { OperationScope } from './cleanup.js';
 import type { ResolvedConfig } from './config.js';
@@ -55,8 +55,12 @@ function describe(point: BackupPoint): PrunedBackup {
 }
 
 /** A prune's options, in a backup pool or a backup root: now and dryRun as decideRetention and the removal need them. */
+/** Every option prune takes: another (a typo of dryRun) is refused, not ignored. */
+export const PRUNE_OPTIONS = everyKeyOf<PruneOptions>()(['dryRun', 'sourcePool', 'backupPath', 'now', 'timeoutMs']);
+
 export function checkPruneOptions(given: PruneOptions | undefined, operation: string, resource: string): PruneOptions & { now: Date; dryRun: boolean } {
   const options = optionalOptions(given, operation);
+  checkKnownKeys(options, PRUNE_OPTIONS, operation);
   const now = options.now === undefined ? new Date() : checkDate('now', options.now, operation, resource);
   return { ...options, now, dryRun: checkFlag('dryRun', options.dryRun, operation, resource) ?? false };
 }

@@ -10,7 +10,7 @@ import { CephError, invalidArgument, NotFoundError } from '../ceph/errors.js';
 import type { Image } from '../ceph/image.js';
 import type { SnapshotInfo } from '../ceph/snapshot.js';
 import type { Pool } from '../ceph/pool.js';
-import { checkCallback, checkFlag, checkName, describeValue } from '../ceph/validate.js';
+import { checkCallback, checkFlag, checkKnownKeys, checkName, describeValue, everyKeyOf } from '../ceph/validate.js';
 import { checkSignal } from '../ceph/cancel.js';
 import { copyImage } from '../engine/copy.js';
 import { exportRaw } from '../engine/raw-export.js';
@@ -479,9 +479,14 @@ function withRequest(scope: OperationScope, request: RestoreRequest): AbortSigna
   return request.signal ? AbortSignal.any([request.signal, scope.signal]) : scope.signal;
 }
 
+/** Every key of a restore request: another (a typo of dryRun or force) is refused, not ignored. */
+const RESTORE_REQUEST_KEYS = everyKeyOf<RestoreRequest>()(['backup', 'target', 'timeoutMs', 'force', 'dryRun', 'instant', 'inPlace',
+  'flatten', 'verify', 'backupPath', 'signal', 'onProgress']);
+
 export async function runRestore(config: ResolvedConfig, request: RestoreRequest): Promise<RestoreResult> {
   const operation = 'restore';
   if (!request || typeof request !== 'object') throw invalidArgument(operation, 'request', 'a restore request is required');
+  checkKnownKeys(request, RESTORE_REQUEST_KEYS, operation, 'the restore request');
   const location = recordLocation(request.backup, operation);
   const target = checkTarget(request.target, location.backupId, operation);
   const resource = `backup ${location.backupId}`;

@@ -146,3 +146,25 @@ export function checkDate(what: string, value: unknown, operation: string, resou
   }
   return value;
 }
+
+/**
+ * The keys of an options object a destructive call takes: any other is a
+ * mistake to refuse, not ignore (prune's `dryrun: true`, a typo, pruned for
+ * real). One that differs only in case is named as what was meant.
+ */
+export function checkKnownKeys(value: object, known: readonly PropertyKey[], operation: string, what = 'options'): void {
+  for (const key of Object.keys(value)) {
+    if (known.includes(key)) continue;
+    const meant = known.find((k) => String(k).toLowerCase() === key.toLowerCase());
+    throw invalidArgument(operation, 'arguments',
+      `${what} has no option ${JSON.stringify(key)}${meant === undefined ? '' : ` (did you mean ${String(meant)}?)`}; it takes ${known.map(String).join(', ')}`);
+  }
+}
+
+/**
+ * The list of every key of T, as given: the compiler refuses a list that
+ * misses one (a new option then cannot be forgotten by checkKnownKeys).
+ */
+export function everyKeyOf<T>() {
+  return <const K extends readonly (keyof T)[]>(keys: K & ([Exclude<keyof T, K[number]>] extends [never] ? unknown : never)): K => keys;
+}

@@ -244,6 +244,12 @@ test('the wrong kinds of argument are InvalidArgumentErrors naming what is accep
   await refused(() => restoreChunked({ root, backupId: 'b1', target, targetIsZero: 'no' } as never),
     /targetIsZero must be true or false, got "no"/);
   await refused(() => exportRaw(source, { to: join(root, 'raw'), overwrite: 1 } as never), /overwrite must be true or false, got 1/);
+  const engine = new BackupEngine({ source: cluster, backupPool: 'backups' });
+  await refused(() => engine.prune(randomUUID(), 'latest1', { dryrun: true } as never),
+    /prune arguments: options has no option "dryrun" \(did you mean dryRun\?\); it takes dryRun, sourcePool, backupPath, now, timeoutMs/);
+  await refused(() => engine.gc({ dryRun: true, pool: 'rbd' } as never), /gc arguments: options has no option "pool"; it takes dryRun, sourcePool, timeoutMs/);
+  await refused(() => engine.delete({} as never, { withdependents: true } as never), /did you mean withDependents\?/);
+  await refused(() => engine.restore({ backup: {}, target: {}, forse: true } as never), /the restore request has no option "forse"/);
   await refused(() => Cluster.connect({ user: 5 } as never), /connect arguments: user must be a string, got 5/);
   const secret = 12345678;
   const error = await refused(() => Cluster.connect({ key: secret } as never), /key must be a string, got a number/);
