@@ -9,7 +9,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { AlreadyExistsError, BusyError, CephError, invalidArgument, NotFoundError } from '../ceph/errors.js';
-import { cancelledError, checkSignal } from '../ceph/cancel.js';
+import { cancelledError, checkCancelOptions } from '../ceph/cancel.js';
 import type { Image } from '../ceph/image.js';
 import type { Pool } from '../ceph/pool.js';
 import { checkCallback, checkFlag, checkName, describeValue } from '../ceph/validate.js';
@@ -175,18 +175,22 @@ export function requestSubject(request: BackupRequest, operation: string): Subje
   return imageSubject({ pool: request.pool, namespace, image }, operation);
 }
 
+/** What a run does when another live run holds the volume: wait for it (the default) or skip at once. */
+export function checkOnBusy(onBusy: unknown, operation: string, resource: string): void {
+  if (onBusy !== undefined && onBusy !== 'wait' && onBusy !== 'skip') {
+    throw invalidArgument(operation, resource, `onBusy must be 'wait' or 'skip', got ${describeValue(onBusy)}`);
+  }
+}
+
 /**
  * What a backup request holds besides its subject and ids, checked before
  * anything is made (a volumeMetadata JSON cannot write would otherwise
  * fail the backup after its transfer).
  */
 export function checkBackupOptions(request: BackupRequest, operation: string, resource: string): void {
-  checkSignal(request.signal, operation, resource);
-  checkCallback('onProgress', request.onProgress, operation, resource);
+  checkCancelOptions(request, operation, resource);
   checkCallback('onLockWait', request.onLockWait, operation, resource);
-  if (request.onBusy !== undefined && request.onBusy !== 'wait' && request.onBusy !== 'skip') {
-    throw invalidArgument(operation, resource, `onBusy must be 'wait' or 'skip', got ${describeValue(request.onBusy)}`);
-  }
+  checkOnBusy(request.onBusy, operation, resource);
   checkFlag('full', request.full, operation, resource);
   for (const key of ['displayName', 'displayDescription'] as const) {
     const value: unknown = request[key];

@@ -11,7 +11,7 @@ import PQueue from 'p-queue';
 import type { Cluster } from '../ceph/cluster.js';
 import { invalidArgument } from '../ceph/errors.js';
 import { describeValue, optionalOptions } from '../ceph/validate.js';
-import { runBackup, type BackupRequest, type BackupResult } from './backup.js';
+import { checkOnBusy, runBackup, type BackupRequest, type BackupResult } from './backup.js';
 import { runFilesBackup } from './files-backup.js';
 import { checkClusters, resolveConfig, type BackupEngineConfig, type ResolvedConfig } from './config.js';
 import { runDelete, type DeleteOptions, type DeleteResult } from './delete.js';
@@ -126,9 +126,7 @@ export class BackupEngine {
       throw invalidArgument('backupMany', 'requests', `requests must be an array of backup requests, got ${describeValue(requests)}`);
     }
     const { onBusy } = optionalOptions(options, 'backupMany');
-    if (onBusy !== undefined && onBusy !== 'wait' && onBusy !== 'skip') {
-      throw invalidArgument('backupMany', 'options', `onBusy must be 'wait' or 'skip', got ${describeValue(onBusy)}`);
-    }
+    checkOnBusy(onBusy, 'backupMany', 'options');
     const sourceQueue = this.#queue(this.config.source);
     const backupQueue = this.#queue(this.config.backupCluster);
     const run = async (request: BackupRequest): Promise<BackupOutcome> => {

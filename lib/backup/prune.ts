@@ -54,10 +54,10 @@ function describe(point: BackupPoint): PrunedBackup {
   return { backupId: point.backupId, image: point.image.name, snapshot: point.snapshot?.name, createdAt: point.createdAt };
 }
 
-/** A prune's options, in a backup pool or a backup root: now and dryRun as decideRetention and the removal need them. */
 /** Every option prune takes: another (a typo of dryRun) is refused, not ignored. */
 export const PRUNE_OPTIONS = everyKeyOf<PruneOptions>()(['dryRun', 'sourcePool', 'backupPath', 'now', 'timeoutMs']);
 
+/** A prune's options, in a backup pool or a backup root: now and dryRun as decideRetention and the removal need them. */
 export function checkPruneOptions(given: PruneOptions | undefined, operation: string, resource: string): PruneOptions & { now: Date; dryRun: boolean } {
   const options = optionalOptions(given, operation);
   checkKnownKeys(options, PRUNE_OPTIONS, operation);

@@ -10,8 +10,8 @@ import { CephError, invalidArgument, NotFoundError } from '../ceph/errors.js';
 import type { Image } from '../ceph/image.js';
 import type { SnapshotInfo } from '../ceph/snapshot.js';
 import type { Pool } from '../ceph/pool.js';
-import { checkCallback, checkFlag, checkKnownKeys, checkName, describeValue, everyKeyOf } from '../ceph/validate.js';
-import { checkSignal } from '../ceph/cancel.js';
+import { checkFlag, checkKnownKeys, checkName, describeValue, everyKeyOf } from '../ceph/validate.js';
+import { checkCancelOptions } from '../ceph/cancel.js';
 import { copyImage } from '../engine/copy.js';
 import { exportRaw } from '../engine/raw-export.js';
 import { checkExportPath } from '../engine/target-file.js';
@@ -495,8 +495,7 @@ export async function runRestore(config: ResolvedConfig, request: RestoreRequest
   checkFlag('verify', request.verify, operation, resource);
   checkFlag('dryRun', request.dryRun, operation, resource);
   checkFlag('force', request.force, operation, resource);
-  checkSignal(request.signal, operation, resource);
-  checkCallback('onProgress', request.onProgress, operation, resource);
+  checkCancelOptions(request, operation, resource);
   const givenRoot = checkBackupPath(request.backupPath, operation, resource);
   if (request.verify === true && instant !== undefined) {
     throw invalidArgument(operation, resource, 'an instant restore copies nothing to verify as it goes: verify the backup (mode deep) first, or restore without instant');

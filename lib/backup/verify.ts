@@ -11,8 +11,8 @@ import { CephError, invalidArgument, NotFoundError, NotSupportedError } from '..
 import type { Image } from '../ceph/image.js';
 import type { Progress } from '../engine/options.js';
 import { hashImage } from '../engine/hash-image.js';
-import { checkSignal } from '../ceph/cancel.js';
-import { checkCallback, describeValue, optionalOptions } from '../ceph/validate.js';
+import { checkCancelOptions } from '../ceph/cancel.js';
+import { describeValue, optionalOptions } from '../ceph/validate.js';
 import type { Mismatch } from '../engine/digest-table.js';
 import { callBudget, transferAllowanceMs } from './budget.js';
 import { OperationScope } from './cleanup.js';
@@ -75,8 +75,7 @@ function checkVerifyOptions(options: VerifyOptions, operation: string, resource:
     if (mode === 'quick') throw invalidArgument(operation, resource, 'samplePercent goes with mode deep or source: quick reads no data');
   }
   if (options.sourcePool !== undefined && mode !== 'source') throw invalidArgument(operation, resource, 'sourcePool goes with mode source');
-  checkSignal(options.signal, operation, resource);
-  checkCallback('onProgress', options.onProgress, operation, resource);
+  checkCancelOptions(options, operation, resource);
   return { mode, samplePercent: sample };
 }
 

@@ -6,11 +6,13 @@ import { addon, type NativeCancelToken } from './native.js';
 import { CancelledError, CephError, invalidArgument } from './errors.js';
 import { checkCallback, describeValue } from './validate.js';
 
-/** An optional AbortSignal. */
-export function checkSignal(signal: unknown, operation: string, resource: string): void {
+/** A call's optional signal (an AbortSignal) and onProgress callback. */
+export function checkCancelOptions(options: { signal?: unknown; onProgress?: unknown }, operation: string, resource: string): void {
+  const { signal, onProgress } = options;
   if (signal !== undefined && !(signal instanceof AbortSignal)) {
     throw invalidArgument(operation, resource, `signal must be an AbortSignal, got ${describeValue(signal)}`);
   }
+  checkCallback('onProgress', onProgress, operation, resource);
 }
 
 /** also: what else went wrong while the call was stopping, for the message. */
@@ -29,8 +31,7 @@ export function cancelledError(operation: string, resource: string, signal?: Abo
 export async function withCancel<T, A extends unknown[] = []>(signal: AbortSignal | undefined, operation: string,
   resource: string, call: (token: NativeCancelToken, onProgress: ((...args: A) => void) | undefined) => Promise<T>,
   onProgress?: (...args: A) => void): Promise<T> {
-  checkSignal(signal, operation, resource);
-  checkCallback('onProgress', onProgress, operation, resource);
+  checkCancelOptions({ signal, onProgress }, operation, resource);
   if (signal?.aborted) throw cancelledError(operation, resource, signal);
   const token = new addon.CancelToken();
   const onAbort = (): void => token.cancel();

@@ -14,8 +14,8 @@
 import { invalidArgument, NotFoundError } from '../ceph/errors.js';
 import type { Image } from '../ceph/image.js';
 import type { TransferPlan } from '../ceph/transfer-job.js';
-import { checkName, checkOptions } from '../ceph/validate.js';
-import { checkImage } from '../ceph/image-argument.js';
+import { checkName } from '../ceph/validate.js';
+import { checkSourceAndTarget } from '../ceph/image-argument.js';
 import { logEngine } from './log.js';
 import { checkEngineOptions, type EngineOptions, type Progress } from './options.js';
 import { runTransfer, steppingFor, type EngineJobStats } from './transfer.js';
@@ -44,9 +44,7 @@ export interface ConvergeStats {
 
 export async function convergeToSnapshot(options: ConvergeOptions): Promise<ConvergeStats> {
   const operation = 'convergeToSnapshot';
-  checkOptions(options, operation);
-  const source = checkImage('options.source', options.source, operation);
-  const target = checkImage('options.target', options.target, operation);
+  const { source, target } = checkSourceAndTarget(options, operation);
   const { snapshot, common } = options;
   const resource = `${source.pool.spec}/${source.name}@${String(snapshot)} -> ${target.spec} (from ${String(common)})`;
   checkName('snapshot', snapshot, operation, resource);

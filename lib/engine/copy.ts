@@ -9,8 +9,8 @@
 import type { TransferPlan } from '../ceph/transfer-job.js';
 import { cancelledError } from '../ceph/cancel.js';
 import { invalidArgument } from '../ceph/errors.js';
-import { checkFlag, checkName, checkOptions, toU64 } from '../ceph/validate.js';
-import { checkImage } from '../ceph/image-argument.js';
+import { checkFlag, checkName, toU64 } from '../ceph/validate.js';
+import { checkSourceAndTarget } from '../ceph/image-argument.js';
 import { checkDigestStart } from './digest-table.js';
 import type { Image } from '../ceph/image.js';
 import { logEngine } from './log.js';
@@ -47,9 +47,7 @@ export const DEFAULT_CHUNK_SIZE = 128n << 20n;
 export const MIN_CHUNK_SIZE = 1n << 20n;
 
 export async function copyImage(options: CopyImageOptions): Promise<CopyStats> {
-  checkOptions(options, 'copyImage');
-  const source = checkImage('options.source', options.source, 'copyImage');
-  const target = checkImage('options.target', options.target, 'copyImage');
+  const { source, target } = checkSourceAndTarget(options, 'copyImage');
   const { snapshot } = options;
   const resource = `${source.pool.spec}/${source.name}${snapshot === undefined ? '' : `@${String(snapshot)}`} -> ${target.spec}`;
   if (snapshot !== undefined) checkName('snapshot', snapshot, 'copyImage', resource);

@@ -1,6 +1,6 @@
 /** Options shared by the transfer engine's operations, and their checks. */
-import { checkSignal } from '../ceph/cancel.js';
-import { checkCallback, checkOptions, toIntInRange } from '../ceph/validate.js';
+import { checkCancelOptions } from '../ceph/cancel.js';
+import { checkOptions, toIntInRange } from '../ceph/validate.js';
 
 export interface Progress {
   /** Bytes of the source (by offset) fully handled so far. */
@@ -54,9 +54,8 @@ export function checkEngineOptions(options: EngineOptions, operation: string, re
   // A bigint past 2^53 turns into an inexact number, which the range refuses anyway.
   const memoryBytes = toIntInRange('memoryBytes', typeof given === 'bigint' ? Number(given) : given,
     Number(MAX_IO_SIZE), 2 ** 40, operation, resource);
-  checkCallback('onProgress', options.onProgress, operation, resource);
+  checkCancelOptions(options, operation, resource);
   if (options.checkpointMs !== undefined) toIntInRange('checkpointMs', options.checkpointMs, 10, 3600_000, operation, resource);
-  checkSignal(options.signal, operation, resource);
   return { concurrency, memoryBytes };
 }
 

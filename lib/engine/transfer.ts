@@ -6,8 +6,8 @@
  */
 import { AlreadyExistsError, CephError, invalidArgument, NotFoundError } from '../ceph/errors.js';
 import { runTransferJob, type TransferJobStats, type TransferPlan } from '../ceph/transfer-job.js';
-import { checkFlag, checkName, checkOptions } from '../ceph/validate.js';
-import { checkImage } from '../ceph/image-argument.js';
+import { checkFlag, checkName } from '../ceph/validate.js';
+import { checkSourceAndTarget } from '../ceph/image-argument.js';
 import { cancelledError } from '../ceph/cancel.js';
 import type { Image } from '../ceph/image.js';
 import { checkDigestStart, DigestTable } from './digest-table.js';
@@ -91,9 +91,7 @@ export function steppingFor(objectSize: bigint): Pick<TransferPlan, 'step' | 'fi
 }
 
 export async function transferDiff(options: TransferDiffOptions): Promise<TransferStats> {
-  checkOptions(options, 'transferDiff');
-  const source = checkImage('options.source', options.source, 'transferDiff');
-  const target = checkImage('options.target', options.target, 'transferDiff');
+  const { source, target } = checkSourceAndTarget(options, 'transferDiff');
   const { snapshot, fromSnapshot } = options;
   const resource = `${source.pool.spec}/${source.name}@${String(snapshot)} -> ${target.spec}`;
   checkName('snapshot', snapshot, 'transferDiff', resource);
