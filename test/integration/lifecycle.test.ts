@@ -144,6 +144,21 @@ describe('a process that never closes its handles', () => {
   });
 });
 
+describe('a process that exits while a diff stream is read', () => {
+  test('(d3) process.exit(0) with the export\'s native reader running exits cleanly', { timeout: 120_000 }, async () => {
+    const image = await newImage(64 * MiB);
+    const result = await runChild('exit-export', image);
+    deadOwners.push(image);
+    const sha = checkExit(result, 'exit-export');
+    // The bytes it wrote first are the snapshot's.
+    const snap = await pool.openImage(image, { snapshot: 'exported', readOnly: true });
+    const first = await snap.read(0n, BigInt(MiB));
+    await snap.close();
+    assert.equal(sha256(first), sha);
+    assert.deepEqual(await watchers(image), []);
+  });
+});
+
 describe('a process that exits with writes in flight', () => {
   test('(d2) process.exit(0) while aio writes are in flight exits cleanly; the bytes stay', { timeout: 120_000 }, async () => {
     await exitsCleanly('exit-writes');
