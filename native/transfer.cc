@@ -99,7 +99,7 @@ void TransferJob::Fail(int rc, std::string message) {
 char* TransferJob::AcquireBuffer(uint64_t length) {
   // Full-size buffers are reused; smaller reads get a buffer of their own
   // size, so many small reads in flight do not each pin a full-size one.
-  // A delivered buffer is freed once JavaScript has copied it.
+  // A delivering job's go to JavaScript, which frees them once copied.
   if (plan_.deliver || length != plan_.io_size) return static_cast<char*>(std::malloc(length));
   if (!free_buffers_.empty()) {
     char* buffer = free_buffers_.back();
@@ -170,7 +170,6 @@ void TransferJob::PopDone() {
         Delivered piece;
         piece.offset = op->offset;
         piece.length = op->length;
-        piece.buffer = op->buffer;
         piece.pieces = std::move(op->pieces);
         if (plan_.zero_runs && op->buffer) {
           uint64_t at = 0;
@@ -183,6 +182,7 @@ void TransferJob::PopDone() {
         }
         ++handed_ops_;
         handed_bytes_ += op->buffer ? op->length : 0;
+        piece.buffer = op->buffer;
         delivered.push_back(std::move(piece));
       }
     }
@@ -796,20 +796,32 @@ Napi::Object StatsObject(Napi::Env env, const TransferJob& job) {
   return result;
 }
 
-// A delivered piece as JavaScript gets it: its bytes in a Buffer of their own.
+// A delivered piece as JavaScript gets it: its bytes in a Buffer of their
+// own, and the promise of their copy there (or neither: a hole).
 Napi::Object DeliveredObject(Napi::Env env, Delivered* piece) {
   Napi::Object object = Napi::Object::New(env);
   object.Set("offset", Napi::BigInt::New(env, static_cast<uint64_t>(piece->offset)));
   object.Set("length", Napi::BigInt::New(env, static_cast<uint64_t>(piece->length)));
   if (piece->buffer == nullptr) return object;
-  // Copied into memory V8 allocates, which garbage collection frees as soon
-  // as the consumer is done with it; handed over as an external buffer it
-  // waited for its finalizer (RSS grew by ~100 MiB over a 256 MiB export
-  // to a slow consumer, against 50-70 MiB copied), and this one is freed
-  // at once, for malloc to give to the next read.
-  object.Set("data", Napi::Buffer<char>::Copy(env, piece->buffer, static_cast<size_t>(piece->length)));
-  std::free(piece->buffer);
+  // Memory V8 allocates, which garbage collection frees as soon as the
+  // consumer is done with it: handed over as an external buffer, this one
+  // waited for its finalizer (RSS grew by ~100 MiB over a 256 MiB export to
+  // a slow consumer, against 50-80 MiB copied). The copy runs on the thread
+  // pool: the first touch of fresh memory is slow (in this project's VMs up
+  // to ~10 ms per 4 MiB), which stalled the event loop for 30-100 ms when
+  // copied here, and held up the reads when read straight into it (the
+  // reply's copy out of librados, on its one messenger thread, touched it).
+  size_t length = static_cast<size_t>(piece->length);
+  auto data = Napi::Buffer<char>::New(env, length);
+  char* from = piece->buffer;
+  char* into = data.Data();
   piece->buffer = nullptr;
+  object.Set("data", data);
+  object.Set("copied", RunAsync(env, data, nullptr, [from, into, length](std::string&) {
+               std::memcpy(into, from, length);
+               std::free(from);
+               return 0;
+             }));
   auto pieces = Napi::BigUint64Array::New(env, piece->pieces.size() * 2);
   for (size_t i = 0; i < piece->pieces.size(); ++i) {
     pieces[i * 2] = piece->pieces[i].first;

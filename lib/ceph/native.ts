@@ -156,7 +156,10 @@ export interface NativeOutlet {
 export interface NativeDelivered {
   offset: bigint;
   length: bigint;
+  /** Not to be read before copied has resolved. */
   data?: Buffer;
+  /** Resolves once the bytes are in data (copied on the thread pool). */
+  copied?: Promise<void>;
   /** Image offset and length of each piece of data. */
   pieces?: BigUint64Array;
   /** With plan.zeroRuns: [start, end) pairs of data's zero runs, as positions in data. */

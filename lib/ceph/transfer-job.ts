@@ -113,6 +113,7 @@ export async function* readInOrder(source: Image, plan: ReadPlan, signal: AbortS
         wake = undefined;
         continue;
       }
+      await op.copied;
       yield* piecesOf(op);
       outlet.taken(1, op.data?.length ?? 0);
     }
