@@ -239,7 +239,6 @@ class TransferJob {
   void IssueDeliveredHole(uint64_t offset, uint64_t length);
   // With deliver: counts off the pieces JavaScript has taken since.
   void CountTaken();
-
   // Waits for completions (handling them) until an op needing `bytes` of
   // buffer fits in the window and the memory budget.
   void WaitForRoom(rbd_image_t target, uint64_t bytes);
