@@ -9,12 +9,13 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { Worker } from 'node:worker_threads';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { inspect } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
-  BusyError, ClosedError, Cluster, transferDiff, type Image, type Pool,
+  BusyError, ClosedError, Cluster, exportRaw, transferDiff, type Image, type Pool,
 } from '../../lib/index.js';
 import type { ClusterInfo } from '../../lib/dev/throwaway-cluster.js';
 import { ceph, connect, rbd, rbdExportSha256, sha256, testCluster, uniqueName } from '../support/clusters.js';
@@ -25,6 +26,7 @@ const MiB = 1 << 20;
 const CHILD = fileURLToPath(new URL('../fixtures/lifecycle-child.js', import.meta.url));
 const WRITE_WORKER = fileURLToPath(new URL('../fixtures/write-worker.js', import.meta.url));
 const WORKER = fileURLToPath(new URL('../fixtures/transfer-worker.js', import.meta.url));
+const EXPORT_WORKER = fileURLToPath(new URL('../fixtures/export-worker.js', import.meta.url));
 // Not compiled: from dist/test/integration back to the sources.
 const LOCK_HOLDER = fileURLToPath(new URL('../../../test/fixtures/lock-holder.py', import.meta.url));
 const CHILD_TIMEOUT_MS = 90_000;
@@ -265,6 +267,36 @@ describe('a worker thread terminated during a transfer', () => {
         }
       } finally {
         await source.close();
+      }
+    });
+});
+
+describe('a worker thread terminated while it exports a diff stream', () => {
+  test('the process lives on, the image is closed with the worker, and an export after it reads every byte',
+    { timeout: 180_000 }, async () => {
+      const size = 64 * MiB;
+      const data = randomBytes(size);
+      const name = await newImage(size);
+      const image = await pool.openImage(name);
+      try {
+        await image.write(data, 0);
+        await image.createSnapshot('s1');
+        const watching = (await watchers(name)).length;
+        const worker = new Worker(EXPORT_WORKER, {
+          workerData: { conf: info.conf, keyring: info.keyring, pool: 'rbd', image: name, snapshot: 's1' },
+        });
+        const exited = once(worker, 'exit');
+        const [message] = await Promise.race([once(worker, 'message'), exited.then(() => ['exited'])]) as [string];
+        assert.equal(message, 'reading', 'the worker was reading when it was terminated');
+        // Pieces are on their way to the worker's environment and copies on the thread pool.
+        await worker.terminate();
+        await exited;
+        assert.equal((await watchers(name)).length, watching, 'the worker left no watch behind');
+        const hash = createHash('sha256');
+        await exportRaw(image, { snapshot: 's1', to: new Writable({ write(chunk: Buffer, _e, done) { hash.update(chunk); done(); } }) });
+        assert.equal(hash.digest('hex'), sha256(data));
+      } finally {
+        await image.close();
       }
     });
 });
