@@ -54,6 +54,19 @@ class CallWorker : public Napi::AsyncWorker {
     return deferred_.Promise();
   }
 
+  void OnWorkComplete(Napi::Env env, napi_status status) override {
+    // While a worker thread's environment terminates, Node-API calls fail
+    // and node-addon-api throws (opening the handle scope, settling the
+    // promise, rethrowing that to JavaScript); uncaught here, that aborts
+    // the whole process. The base class destroys the worker last, so it
+    // has not when it threw.
+    try {
+      Napi::AsyncWorker::OnWorkComplete(env, status);
+    } catch (const Napi::Error&) {
+      Destroy();
+    }
+  }
+
  protected:
   void Execute() override {
     std::string message;
