@@ -21,6 +21,7 @@
         "native/image.cc",
         "native/object_file.cc",
         "native/object_lock.cc",
+        "native/outlet.cc",
         "native/pool.cc",
         "native/snapshot.cc",
         "native/snapshot_reader.cc",

@@ -10,6 +10,7 @@
 #include "file_sync.h"
 #include "image.h"
 #include "object_file.h"
+#include "outlet.h"
 #include "pool.h"
 #include "transfer.h"
 #include "watch.h"
@@ -24,11 +25,13 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   Napi::Function image = ImageWrap::Define(env);
   Napi::Function watch = WatchWrap::Define(env);
   Napi::Function cancel = CancelToken::Define(env);
+  Napi::Function outlet = Outlet::Define(env);
   state->cluster_ctor = Napi::Persistent(cluster);
   state->pool_ctor = Napi::Persistent(pool);
   state->image_ctor = Napi::Persistent(image);
   state->watch_ctor = Napi::Persistent(watch);
   state->cancel_ctor = Napi::Persistent(cancel);
+  state->outlet_ctor = Napi::Persistent(outlet);
   // Not constructible from JavaScript (each is made by the call that opens
   // its handle): exported so that a test without a cluster can compare
   // their prototypes with lib/ceph/native.ts.
@@ -40,6 +43,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("classes", classes);
   exports.Set("connect", Napi::Function::New(env, ClusterWrap::Connect, "connect"));
   exports.Set("CancelToken", cancel);
+  exports.Set("Outlet", outlet);
   exports.Set("Codec", CodecWrap::Define(env));
   exports.Set("syncFileSystem", Napi::Function::New(env, SyncFileSystem, "syncFileSystem"));
   exports.Set("sha256Blocks", Napi::Function::New(env, Sha256Blocks, "sha256Blocks"));

@@ -26,6 +26,7 @@ void CleanupHook(EnvState* state) {
   state->image_ctor.Reset();
   state->watch_ctor.Reset();
   state->cancel_ctor.Reset();
+  state->outlet_ctor.Reset();
 }
 
 void KeepState(Napi::Env, EnvState*) {}

@@ -24,6 +24,7 @@ struct EnvState {
   Napi::FunctionReference image_ctor;
   Napi::FunctionReference watch_ctor;
   Napi::FunctionReference cancel_ctor;
+  Napi::FunctionReference outlet_ctor;
   uv_loop_t* loop = nullptr;
   // Made with the first read or write; like the state, never freed.
   AioCompletions* aio_completions = nullptr;

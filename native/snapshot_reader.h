@@ -53,6 +53,7 @@ class SnapshotReader {
   // (an absent object or one shorter than the extent reads as zeros, as in
   // librbd) and returns 0, or the first failure.
   static int Finish(Results* results, int rc);
+  uint64_t object_size() const { return object_size_; }
 
  private:
   SnapshotReader(rados_ioctx_t io, std::string prefix, uint64_t object_size)

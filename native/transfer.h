@@ -23,9 +23,11 @@
 #include <string>
 #include <vector>
 
+#include "buffer_pool.h"
 #include "cancel.h"
 #include "digest.h"
 #include "handles.h"
+#include "outlet.h"
 #include "snapshot_reader.h"
 
 namespace rbdnative {
@@ -57,6 +59,9 @@ struct TransferPlan {
   uint32_t window = 64;
   // Most bytes of read buffers in flight: bounds memory whatever the
   // volume size, while small extents still get many operations in flight.
+  // With deliver, the most bytes held: half of it for the reads in flight
+  // (their buffers stay with the job, reused), half for the copies of
+  // what was read that JavaScript has not taken yet.
   uint64_t memory = 64ull << 20;
   bool whole_object = false;
   // The target reads as zeros wherever the source does not have data, so
@@ -96,7 +101,37 @@ struct TransferPlan {
   // already (and, with digests, the table's entries for the blocks below
   // are final). A multiple of the digest block.
   uint64_t start = 0;
+  // Hand what is read to JavaScript, in offset order, instead of writing
+  // it (no target): a stream export reads through the same window, direct
+  // object reads and diff prefetch as a transfer. Holes are handed over as
+  // pieces without data. Each piece counts against the window until
+  // JavaScript acknowledges it (outlet.h).
+  bool deliver = false;
+  // With deliver: every extent is widened to whole blocks of this size (a
+  // divisor of io_size; the last block ends at length) and read, holes
+  // included, for a reader that hashes blocks. 0: exact extents.
+  uint64_t align = 0;
+  // With deliver: the zero runs of min_zero_run bytes or more in what is
+  // read are found here, off the JavaScript thread.
+  bool zero_runs = false;
 };
+
+// What a delivering job hands over: one read operation's pieces, back to
+// back in its buffer, or a hole.
+struct Delivered {
+  uint64_t offset = 0;
+  // The buffer's bytes, or the hole's length.
+  uint64_t length = 0;
+  // The receiver's to give back to pool, or (no pool) to free(). Null
+  // for a hole.
+  char* buffer = nullptr;
+  std::shared_ptr<BufferPool> pool;
+  std::vector<std::pair<uint64_t, uint64_t>> pieces;  // image offset, length
+  // [start, end) of the zero runs, as positions in the buffer.
+  std::vector<std::pair<uint64_t, uint64_t>> zero_runs;
+};
+using DeliverFn = std::function<void(std::vector<Delivered>)>;
+
 
 struct TransferStats {
   uint64_t bytes_read = 0;
@@ -127,19 +162,21 @@ class TransferJob {
  public:
   // listed (may be null: the source) is the image whose diff names the
   // extents to move. target may be null: the job then only hashes (a
-  // verification), which needs plan.digests.
+  // verification), which needs plan.digests, or delivers what it reads
+  // (plan.deliver), which needs the outlet.
   TransferJob(std::shared_ptr<ImageHandle> source,
               std::shared_ptr<ImageHandle> target,
               std::shared_ptr<ImageHandle> listed, TransferPlan plan,
-              CancelFlag cancel);
+              CancelFlag cancel, std::shared_ptr<OutletState> outlet = nullptr);
   ~TransferJob();
   TransferJob(const TransferJob&) = delete;
   TransferJob& operator=(const TransferJob&) = delete;
 
   // Runs the whole transfer on the calling thread. report is called now and
   // then (at most every 100 ms) with the progress so far. Returns 0 or a
-  // negative errno; message() then says what failed where.
-  int Run(const std::function<void(const TransferProgress&)>& report);
+  // negative errno; message() then says what failed where. With
+  // plan.deliver, deliver gets the pieces read, in offset order.
+  int Run(const std::function<void(const TransferProgress&)>& report, const DeliverFn& deliver = nullptr);
   const TransferStats& stats() const { return stats_; }
   const DigestTable& digests() const { return plan_.digests; }
   const std::string& message() const { return message_; }
@@ -201,6 +238,22 @@ class TransferJob {
   void Handle(rbd_image_t target, Completion* done);
   void WriteRuns(rbd_image_t target, Op* op, uint64_t offset, uint64_t length, char* data);
   void FinishOp(Op* op);
+  // Takes the ops at the front of order_ that are finished, and with
+  // deliver those read (handed over, or dropped once the job is stopping).
+  void PopDone();
+  // With deliver: a hole, handed over in its turn.
+  void IssueDeliveredHole(uint64_t offset, uint64_t length);
+  // With deliver: counts off the pieces JavaScript has taken since.
+  void CountTaken();
+  // With deliver, while the consumer holds the whole window: gives the
+  // process's free heap memory back to the system (malloc_trim), at most
+  // every 200 ms. The copies JavaScript drops and librados' reply buffers
+  // are 4 MiB each; once freed, glibc raises its mmap threshold above that
+  // size and serves the next ones from heaps that keep their freed pages:
+  // a slow consumer's RSS grew by 45-97 MiB over a 256 MiB export (with
+  // the threshold fixed by MALLOC_MMAP_THRESHOLD_, 42 MiB), with this
+  // 52-61 MiB.
+  void TrimWhileWaiting();
   // Waits for completions (handling them) until an op needing `bytes` of
   // buffer fits in the window and the memory budget.
   void WaitForRoom(rbd_image_t target, uint64_t bytes);
@@ -235,6 +288,12 @@ class TransferJob {
   std::string direct_read_refused_;
   Batch batch_;
   CancelFlag cancel_;
+  std::shared_ptr<OutletState> outlet_;
+  const DeliverFn* deliver_ = nullptr;
+  // Delivered and not yet acknowledged: still in the window.
+  uint64_t handed_ops_ = 0;
+  uint64_t handed_bytes_ = 0;
+  std::chrono::steady_clock::time_point last_trim_;
   TransferStats stats_;
 
   std::mutex mu_;
@@ -256,8 +315,8 @@ class TransferJob {
   uint64_t reported_blocks_ = 0;  // digest entries handed to a report
   // With digests on: every block below this was (or is being) read whole.
   uint64_t hashed_end_ = 0;
-  std::vector<char*> free_buffers_;
-  std::vector<char*> all_buffers_;
+  // The io_size buffers (smaller reads malloc() their own).
+  std::shared_ptr<BufferPool> buffers_;
   int error_ = 0;
   std::string message_;
 };

@@ -146,6 +146,26 @@ export interface NativeCancelToken {
   readonly cancelled: boolean;
 }
 
+/** A delivering transfer's acknowledgements (native/outlet.h). */
+export interface NativeOutlet {
+  /** That many delivered pieces, of that many bytes, are the consumer's now: they leave the job's window. */
+  taken(ops: number, bytes: number): void;
+}
+
+/** What a delivering transfer read: one read's pieces, back to back in data, or a hole (no data). */
+export interface NativeDelivered {
+  offset: bigint;
+  length: bigint;
+  /** Not to be read before copied has resolved. */
+  data?: Buffer;
+  /** Resolves once the bytes are in data (copied on the thread pool). */
+  copied?: Promise<void>;
+  /** Image offset and length of each piece of data. */
+  pieces?: BigUint64Array;
+  /** With plan.zeroRuns: [start, end) pairs of data's zero runs, as positions in data. */
+  zeroRuns?: Float64Array;
+}
+
 export interface NativeImage {
   stat(): Promise<NativeStat>;
   resize(size: bigint): Promise<void>;
@@ -231,6 +251,19 @@ export interface NativeTransferPlan {
   noListing?: boolean;
   /** Resume at this offset (a multiple of digestBlock): everything below is on the target. Default 0. */
   start?: bigint;
+  /**
+   * Hand what is read to onData in offset order (holes as pieces without
+   * data) instead of writing it: no target, listed image, digests, zeroGaps
+   * or start. Each piece stays in the window until the outlet is told it
+   * was taken.
+   */
+  deliver?: boolean;
+  /** With deliver: read whole blocks of this size (dividing ioSize) around every extent, holes included. */
+  align?: bigint;
+  /** With deliver: find the zero runs of minZeroRun bytes or more in what is read. */
+  zeroRuns?: boolean;
+  /** Zero runs inside read data shorter than this are written (or delivered) as data. Default 64 KiB. */
+  minZeroRun?: bigint;
 }
 
 export interface NativeTransferStats {
@@ -285,10 +318,12 @@ interface Addon {
   blockDigests(data: Buffer, blockSize: number): BigUint64Array;
   /** Synchronously closes every open handle (for process exit). */
   closeAll(): void;
-  /** A null target hashes only (plan.digestBlock required). */
+  /** A null target hashes only (plan.digestBlock required) or delivers what it reads (plan.deliver, outlet and onData required). */
   transfer(source: NativeImage, target: NativeImage | null, plan: NativeTransferPlan,
-    cancel: NativeCancelToken, onProgress: NativeTransferProgress): Promise<NativeTransferStats>;
+    cancel: NativeCancelToken, onProgress: NativeTransferProgress, outlet?: NativeOutlet,
+    onData?: (read: NativeDelivered[]) => void): Promise<NativeTransferStats>;
   CancelToken: new () => NativeCancelToken;
+  Outlet: new () => NativeOutlet;
   /** syncfs(2) of the file system holding path, on the thread pool. */
   syncFileSystem(path: string): Promise<void>;
   /** SHA-256 of each blockSize block of data (the last may be short), 32 bytes each, on the thread pool. */

@@ -1,11 +1,14 @@
 /**
  * The native copy engine (native/transfer.cc) as lib/ceph shows it to the
  * engine: one job moving extents between two open images (or only hashing
- * one) with cancel and progress wired up, and the zero-run finder and
- * hashes of the same code.
+ * one, or handing what it reads to JavaScript in order) with cancel and
+ * progress wired up, and the zero-run finder and hashes of the same code.
  */
 import type { Image } from './image.js';
-import { addon, type NativeTransferPlan, type NativeTransferProgress, type NativeTransferStats } from './native.js';
+import {
+  addon, type NativeDelivered, type NativeOutlet, type NativeTransferPlan, type NativeTransferProgress,
+  type NativeTransferStats,
+} from './native.js';
 import { nativeCall } from './errors.js';
 import { withCancel } from './cancel.js';
 import { logCeph } from './log.js';
@@ -36,16 +39,23 @@ function drainMsFor(source: Image, target: Image | null): number {
   return Math.max(...timeouts) + DRAIN_GRACE_MS;
 }
 
+/** Where a delivering job's reads go (plan.deliver). */
+interface Delivery {
+  outlet: NativeOutlet;
+  onData: (read: NativeDelivered[]) => void;
+}
+
 /** Runs one native transfer job from source (open at a snapshot) into target; a null target only hashes. */
 export function runTransferJob(source: Image, target: Image | null, plan: TransferPlan, control: TransferJobControl,
-  operation: string, resource: string): Promise<TransferJobStats> {
+  operation: string, resource: string, delivery?: Delivery): Promise<TransferJobStats> {
   const { listed, ...rest } = plan;
   const bounded: NativeTransferPlan = {
     ...rest, drainMs: plan.drainMs ?? drainMsFor(source, target), ...(listed === undefined ? {} : { listed: listed.native }),
   };
   return withCancel(control.signal, operation, resource,
     (token, progress) => nativeCall(operation, resource,
-      () => addon.transfer(source.native, target === null ? null : target.native, bounded, token, progress ?? (() => undefined))),
+      () => addon.transfer(source.native, target === null ? null : target.native, bounded, token, progress ?? (() => undefined),
+        delivery?.outlet, delivery?.onData)),
     control.onProgress)
     .catch((error: unknown) => {
       // A cancel hides the native failure; a stuck image is worth a line.
@@ -55,6 +65,83 @@ export function runTransferJob(source: Image, target: Image | null, plan: Transf
       target?.pool.cluster.afterFailure(error);
       throw error;
     });
+}
+
+/** What a reading job reads and how: the transfer plan's fields that apply to it. */
+export type ReadPlan = Pick<NativeTransferPlan, 'snapshot' | 'fromSnapshot' | 'length' | 'step' | 'firstStep' | 'ioSize'
+  | 'window' | 'memory' | 'wholeObject' | 'align' | 'zeroRuns' | 'minZeroRun'>;
+
+/** A piece of an image read by readInOrder, in offset order. */
+export interface OrderedPiece {
+  offset: bigint;
+  length: bigint;
+  /** The bytes; undefined for a range that no longer exists (a hole). */
+  data?: Buffer;
+  /** With plan.zeroRuns: [start, end) pairs of the zero runs in data; absent when there are none. */
+  zeroRuns?: number[];
+}
+
+/**
+ * The extents of source's changes (plan.fromSnapshot to the snapshot it is
+ * open at, or its whole history) read by a native job and yielded in
+ * offset order: the paths whose data has to pass through JavaScript (a
+ * diff stream, a raw export, a backup into files) read with the transfer's
+ * window, direct object reads and diff prefetch. A piece stays in the
+ * job's window until the consumer asks for the next one after it, so
+ * reads run ahead of a slow consumer by the window at most. A consumer
+ * that stops early stops the job.
+ */
+export async function* readInOrder(source: Image, plan: ReadPlan, signal: AbortSignal | undefined,
+  operation: string, resource: string): AsyncGenerator<OrderedPiece> {
+  const stop = new AbortController();
+  const outlet = new addon.Outlet();
+  const read: NativeDelivered[] = [];
+  let wake: (() => void) | undefined;
+  let outcome: { error?: unknown } | undefined;
+  const job = runTransferJob(source, null, { ...plan, deliver: true, targetIsZero: false, zeroGaps: false },
+    { signal: signal === undefined ? stop.signal : AbortSignal.any([signal, stop.signal]) }, operation, resource,
+    { outlet, onData: (pieces) => { read.push(...pieces); wake?.(); } });
+  job.then(() => { outcome = {}; }, (error: unknown) => { outcome = { error }; }).finally(() => wake?.());
+  try {
+    for (;;) {
+      if (outcome?.error !== undefined) throw outcome.error;
+      // At most a window of reads is waiting here.
+      const op = read.shift();
+      if (op === undefined) {
+        if (outcome !== undefined) return;
+        await new Promise<void>((resolve) => { wake = resolve; });
+        wake = undefined;
+        continue;
+      }
+      await op.copied;
+      yield* piecesOf(op);
+      outlet.taken(1, op.data?.length ?? 0);
+    }
+  } finally {
+    if (outcome === undefined) stop.abort();
+    await job.catch(() => undefined);
+  }
+}
+
+function* piecesOf(op: NativeDelivered): Generator<OrderedPiece> {
+  const { data, pieces, zeroRuns } = op;
+  if (data === undefined || pieces === undefined) {
+    yield { offset: op.offset, length: op.length };
+    return;
+  }
+  let run = 0;
+  for (let i = 0, at = 0; i < pieces.length; i += 2) {
+    const length = Number(pieces[i + 1]);
+    const piece: OrderedPiece = { offset: pieces[i]!, length: pieces[i + 1]!, data: data.subarray(at, at + length) };
+    // Each run lies in one piece (they were found piece by piece).
+    const runs: number[] = [];
+    for (; zeroRuns !== undefined && run < zeroRuns.length && zeroRuns[run]! < at + length; run += 2) {
+      runs.push(zeroRuns[run]! - at, zeroRuns[run + 1]! - at);
+    }
+    if (runs.length > 0) piece.zeroRuns = runs;
+    yield piece;
+    at += length;
+  }
 }
 
 /**

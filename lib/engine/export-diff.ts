@@ -1,12 +1,12 @@
 /**
  * exportDiff: an RBD diff v1 stream of an image between two snapshots (or
  * its whole history), byte-compatible with `rbd export-diff`, as a Node
- * Readable. Reads run ahead in a bounded window (ordered-reader.ts) and the
- * stream is produced only as fast as its consumer takes it.
+ * Readable. The native engine reads ahead in its bounded window (readInOrder)
+ * and the stream is produced only as fast as its consumer takes it.
  */
 import { Readable } from 'node:stream';
 import { NotFoundError } from '../ceph/errors.js';
-import { findZeroRuns } from '../ceph/transfer-job.js';
+import { readInOrder } from '../ceph/transfer-job.js';
 import { checkFlag, checkName, checkOptions } from '../ceph/validate.js';
 import { checkImage } from '../ceph/image-argument.js';
 import type { Image } from '../ceph/image.js';
@@ -14,8 +14,8 @@ import {
   DIFF_HEADER, END_RECORD, encodeExtentHead, encodeName, encodeSize, RECORD_FROM, RECORD_TO, RECORD_WRITE,
   RECORD_ZERO,
 } from './diff-format.js';
-import { checkEngineOptions, DEFAULT_STREAM_MEMORY_BYTES, ioSizeFor, type EngineOptions } from './options.js';
-import { readInOrder } from './ordered-reader.js';
+import { checkEngineOptions, DEFAULT_STREAM_MEMORY_BYTES, type EngineOptions } from './options.js';
+import { readPlanFor } from './transfer.js';
 
 export interface ExportDiffOptions extends EngineOptions {
   /** The snapshot the stream ends at (its 't' record). */
@@ -27,11 +27,10 @@ export interface ExportDiffOptions extends EngineOptions {
 }
 
 /** Zero runs at least this long inside read data become 'z' records. */
-const MIN_ZERO_RUN = 64 << 10;
+const MIN_ZERO_RUN = 64n << 10n;
 
-/** Splits data into 'w' and 'z' records (zero runs found natively, at memory speed). */
-function* dataRecords(offset: bigint, data: Buffer): Generator<Buffer> {
-  const runs = findZeroRuns(data, MIN_ZERO_RUN);
+/** Splits data into 'w' and 'z' records at its zero runs ([start, end) pairs, found by the native reader). */
+function* dataRecords(offset: bigint, data: Buffer, runs: readonly number[]): Generator<Buffer> {
   let dataStart = 0;
   for (let i = 0; i < runs.length; i += 2) {
     const [zeroStart, zeroEnd] = [runs[i], runs[i + 1]];
@@ -77,13 +76,13 @@ async function* generateDiff(image: Image, options: ExportDiffOptions): AsyncGen
     let lastReport = 0;
     let bytesRead = 0n;
     const pieces = readInOrder(snap, {
-      fromSnapshot, wholeObject: options.wholeObject, ioSize: ioSizeFor(objectSize), limits, signal,
-      operation: 'exportDiff', resource,
-    });
+      ...readPlanFor(size, objectSize, limits), snapshot, fromSnapshot, wholeObject: options.wholeObject ?? false,
+      zeroRuns: true, minZeroRun: MIN_ZERO_RUN,
+    }, signal, 'exportDiff', resource);
     for await (const piece of pieces) {
       if (piece.data) {
         bytesRead += BigInt(piece.data.length);
-        yield* dataRecords(piece.offset, piece.data);
+        yield* dataRecords(piece.offset, piece.data, piece.zeroRuns ?? []);
       } else {
         yield encodeExtentHead(RECORD_ZERO, piece.offset, piece.length);
       }

@@ -13,11 +13,12 @@ import { checkCallback, checkFlag, checkName, checkOptions } from '../ceph/valid
 import { checkImage } from '../ceph/image-argument.js';
 import type { Image } from '../ceph/image.js';
 import {
-  checkEngineOptions, DEFAULT_STREAM_MEMORY_BYTES, ioSizeFor, type EngineLimits, type EngineOptions,
+  checkEngineOptions, DEFAULT_STREAM_MEMORY_BYTES, type EngineLimits, type EngineOptions,
 } from './options.js';
 import { BlockHasher } from './block-hasher.js';
 import { checkDigestBlockSize, type DigestTable } from './digest-table.js';
-import { readInOrder } from './ordered-reader.js';
+import { readInOrder } from '../ceph/transfer-job.js';
+import { readPlanFor } from './transfer.js';
 import { StreamSink } from './stream-writes.js';
 import { closeTargetFile, onFile, openTargetFile, type TargetFile } from './target-file.js';
 
@@ -99,9 +100,8 @@ async function copyInto(view: Image, out: TargetFile | StreamSink, limits: Engin
   let position = 0n;
   let bytesRead = 0n;
   let lastReport = 0;
-  const pieces = readInOrder(view, {
-    ioSize: ioSizeFor(objectSize), limits, signal: options.signal, operation: 'exportRaw', resource,
-  });
+  const pieces = readInOrder(view, { ...readPlanFor(size, objectSize, limits), snapshot: view.snapshot },
+    options.signal, 'exportRaw', resource);
   for await (const piece of pieces) {
     if (hasher) {
       if (piece.offset > position) hasher.feed(undefined, piece.offset - position);

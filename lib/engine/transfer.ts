@@ -5,7 +5,7 @@
  * end snapshot. Source and target may be in different pools or clusters.
  */
 import { AlreadyExistsError, CephError, invalidArgument, NotFoundError } from '../ceph/errors.js';
-import { runTransferJob, type TransferJobStats, type TransferPlan } from '../ceph/transfer-job.js';
+import { runTransferJob, type ReadPlan, type TransferJobStats, type TransferPlan } from '../ceph/transfer-job.js';
 import { checkFlag, checkName } from '../ceph/validate.js';
 import { checkSourceAndTarget } from '../ceph/image-argument.js';
 import { cancelledError } from '../ceph/cancel.js';
@@ -13,7 +13,7 @@ import type { Image } from '../ceph/image.js';
 import { checkDigestStart, DigestTable } from './digest-table.js';
 import { Checkpointer, clearResume, findResume, type Resuming } from './resume.js';
 import { logEngine } from './log.js';
-import { checkEngineOptions, ioSizeFor, type EngineOptions } from './options.js';
+import { checkEngineOptions, ioSizeFor, type EngineLimits, type EngineOptions } from './options.js';
 
 /**
  * Digests to compute as the data passes: the table to start from (the
@@ -79,6 +79,18 @@ const OBJECTS_FIRST_STEP = 16n;
  * often what binds.
  */
 const MERGE_GAP = 32n << 10n;
+
+/**
+ * A reading job's plan (readInOrder) over an image of this size and object
+ * size within limits: exact extents, the transfer's stepping.
+ */
+export function readPlanFor(size: bigint, objectSize: bigint, limits: EngineLimits): ReadPlan {
+  const { step, firstStep, ioSize } = steppingFor(objectSize);
+  const memory = BigInt(limits.memoryBytes);
+  return {
+    length: size, step, firstStep, ioSize, window: limits.concurrency, memory: memory > ioSize ? memory : ioSize, wholeObject: false,
+  };
+}
 
 /** How the engine steps through an image of this object size: diff spans, I/O size, merge gap. */
 export function steppingFor(objectSize: bigint): Pick<TransferPlan, 'step' | 'firstStep' | 'ioSize' | 'mergeGap'> {

@@ -21,7 +21,8 @@ import { setImmediate } from 'node:timers/promises';
 import { cancelledError } from '../ceph/cancel.js';
 import type { Image } from '../ceph/image.js';
 import { checkEngineOptions, MAX_IO_SIZE, type EngineOptions } from '../engine/options.js';
-import { readInOrder } from '../engine/ordered-reader.js';
+import { readInOrder } from '../ceph/transfer-job.js';
+import { readPlanFor } from '../engine/transfer.js';
 import { closeTargetFile, onFile, openTargetFile } from '../engine/target-file.js';
 import {
   metadataFrame, metadataList, metadataName, sha256Name, type ChunkedBackupFacts, type ChunkedObject, type Compression,
@@ -97,7 +98,7 @@ async function backupWith(options: ChunkedBackupOptions): Promise<ChunkedBackupS
   const started = performance.now();
   const { source, parent, dir, prefix, facts, signal, onProgress } = options;
   const limits = checkEngineOptions(options, operation, source.spec, 16 << 20);
-  const size = (await source.stat()).size;
+  const { size, objectSize } = await source.stat();
   const block = options.shaBlockSize;
   const blocks = Number((size + BigInt(block) - 1n) / BigInt(block));
   // Whole hash blocks at a time (a block need not divide 4 MiB: Cinder's need only divide backup_file_size).
@@ -163,10 +164,15 @@ async function backupWith(options: ChunkedBackupOptions): Promise<ChunkedBackupS
     };
 
     let next = 0n;
+    const plan = readPlanFor(size, objectSize, limits);
+    // Reads are whole hash blocks, in pieces that never cut one: a block
+    // that does not divide the object's pieces makes pieces of whole blocks
+    // (read through librbd: they may span objects).
+    if (plan.ioSize % BigInt(block) !== 0n) plan.ioSize = BigInt(zeroStep);
+    if (plan.memory < plan.ioSize) plan.memory = plan.ioSize;
     const pieces = readInOrder(source, {
-      fromSnapshot: parent?.snapshot, wholeObject: parent === undefined, align: BigInt(block),
-      ioSize: MAX_IO_SIZE, limits, signal, operation, resource: source.spec,
-    });
+      ...plan, snapshot: source.snapshot, fromSnapshot: parent?.snapshot, wholeObject: parent === undefined, align: BigInt(block),
+    }, signal, operation, source.spec);
     // A piece is hashed (on the thread pool) while the one before is stored
     // (its md5, compression and file writes, on the thread pool too).
     let turn = performance.now();

@@ -72,6 +72,7 @@ const classes: Record<string, { prototype: object }> = addon.classes;
 const prototypes: Array<[string, object]> = [
   ...members('Addon.classes').map((name): [string, object] => [name, classes[name].prototype]),
   ['NativeCancelToken', addon.CancelToken.prototype],
+  ['NativeOutlet', addon.Outlet.prototype],
 ];
 
 for (const [name, prototype] of prototypes) {
