@@ -1,6 +1,8 @@
 #include "transfer.h"
 
+#ifdef __GLIBC__
 #include <malloc.h>
+#endif
 
 #include <chrono>
 #include <cstdlib>
@@ -559,7 +561,9 @@ void TransferJob::TrimWhileWaiting() {
   auto now = std::chrono::steady_clock::now();
   if (now - last_trim_ < std::chrono::milliseconds(200)) return;
   last_trim_ = now;
+#ifdef __GLIBC__
   malloc_trim(0);
+#endif
 }
 
 void TransferJob::WaitAll(rbd_image_t target) {
