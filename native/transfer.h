@@ -132,7 +132,6 @@ struct Delivered {
 };
 using DeliverFn = std::function<void(std::vector<Delivered>)>;
 
-
 struct TransferStats {
   uint64_t bytes_read = 0;
   uint64_t bytes_written = 0;
@@ -252,7 +251,7 @@ class TransferJob {
   // size and serves the next ones from heaps that keep their freed pages:
   // a slow consumer's RSS grew by 45-97 MiB over a 256 MiB export (with
   // the threshold fixed by MALLOC_MMAP_THRESHOLD_, 42 MiB), with this
-  // 52-61 MiB.
+  // 45-61 MiB.
   void TrimWhileWaiting();
   // Waits for completions (handling them) until an op needing `bytes` of
   // buffer fits in the window and the memory budget.
