@@ -50,7 +50,6 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("Md5", Md5Wrap::Define(env));
   exports.Set("storeObject", Napi::Function::New(env, StoreObject, "storeObject"));
   exports.Set("transfer", Napi::Function::New(env, StartTransfer, "transfer"));
-  exports.Set("zeroRuns", Napi::Function::New(env, ZeroRuns, "zeroRuns"));
   exports.Set("digest128", Napi::Function::New(env, Digest128, "digest128"));
   exports.Set("blockDigests", Napi::Function::New(env, BlockDigests, "blockDigests"));
   exports.Set("closeAll", Napi::Function::New(

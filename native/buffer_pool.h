@@ -21,9 +21,7 @@ class BufferPool {
   BufferPool(const BufferPool&) = delete;
   BufferPool& operator=(const BufferPool&) = delete;
 
-  uint64_t size() const { return size_; }
-
-  // A buffer of size() bytes, nullptr when memory is out.
+  // A buffer of the pool's size, nullptr when memory is out.
   char* Acquire() {
     std::lock_guard<std::mutex> lock(mu_);
     if (!free_.empty()) {

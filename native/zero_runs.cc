@@ -3,8 +3,6 @@
 #include <algorithm>
 #include <cstring>
 
-#include "args.h"
-
 namespace rbdnative {
 
 namespace {
@@ -36,20 +34,6 @@ std::vector<std::pair<uint64_t, uint64_t>> FindZeroRuns(const char* data, uint64
     if (pos - start >= min_run || (start == 0 && pos == length)) runs.emplace_back(start, pos);
   }
   return runs;
-}
-
-Napi::Value ZeroRuns(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (!info[0].IsBuffer()) ThrowInvalid(env, "zeroRuns takes a Buffer");
-  auto buffer = info[0].As<Napi::Buffer<char>>();
-  uint64_t min_run = U64Arg(info, 1, "minimum run");
-  auto runs = FindZeroRuns(buffer.Data(), buffer.Length(), min_run);
-  auto result = Napi::Float64Array::New(env, runs.size() * 2);
-  for (size_t i = 0; i < runs.size(); ++i) {
-    result[2 * i] = static_cast<double>(runs[i].first);
-    result[2 * i + 1] = static_cast<double>(runs[i].second);
-  }
-  return result;
 }
 
 }  // namespace rbdnative

@@ -310,8 +310,6 @@ export interface NativeMd5 {
 
 interface Addon {
   connect(options: NativeConnectOptions): Promise<NativeCluster>;
-  /** [start, end) pairs of the zero runs of at least minRun bytes (4 KiB granularity). */
-  zeroRuns(data: Buffer, minRun: number): Float64Array;
   /** XXH3-128 of data, 16 bytes in xxHash's canonical (big-endian) order. */
   digest128(data: Buffer): Buffer;
   /** The digest table entries (XXH3-64, 0 stored as 1) of data's blocks; the last block may be short. */

@@ -2,7 +2,7 @@
  * The native copy engine (native/transfer.cc) as lib/ceph shows it to the
  * engine: one job moving extents between two open images (or only hashing
  * one, or handing what it reads to JavaScript in order) with cancel and
- * progress wired up, and the zero-run finder and hashes of the same code.
+ * progress wired up, and the hashes of the same code.
  */
 import type { Image } from './image.js';
 import {
@@ -142,14 +142,6 @@ function* piecesOf(op: NativeDelivered): Generator<OrderedPiece> {
     yield piece;
     at += length;
   }
-}
-
-/**
- * The runs of zeros at least minRun bytes long in data, as [start, end)
- * pairs flattened into one array; found natively, at memory speed.
- */
-export function findZeroRuns(data: Buffer, minRun: number): Float64Array {
-  return addon.zeroRuns(data, minRun);
 }
 
 /** XXH3-128 of data (xxHash's canonical byte order): one digest of a whole digest table. */
