@@ -19,6 +19,7 @@
         "native/handle.cc",
         "native/handles.cc",
         "native/image.cc",
+        "native/inlet.cc",
         "native/object_file.cc",
         "native/object_lock.cc",
         "native/outlet.cc",

@@ -9,6 +9,7 @@
 #include "env_state.h"
 #include "file_sync.h"
 #include "image.h"
+#include "inlet.h"
 #include "object_file.h"
 #include "outlet.h"
 #include "pool.h"
@@ -26,12 +27,14 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   Napi::Function watch = WatchWrap::Define(env);
   Napi::Function cancel = CancelToken::Define(env);
   Napi::Function outlet = Outlet::Define(env);
+  Napi::Function inlet = Inlet::Define(env);
   state->cluster_ctor = Napi::Persistent(cluster);
   state->pool_ctor = Napi::Persistent(pool);
   state->image_ctor = Napi::Persistent(image);
   state->watch_ctor = Napi::Persistent(watch);
   state->cancel_ctor = Napi::Persistent(cancel);
   state->outlet_ctor = Napi::Persistent(outlet);
+  state->inlet_ctor = Napi::Persistent(inlet);
   // Not constructible from JavaScript (each is made by the call that opens
   // its handle): exported so that a test without a cluster can compare
   // their prototypes with lib/ceph/native.ts.
@@ -44,6 +47,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("connect", Napi::Function::New(env, ClusterWrap::Connect, "connect"));
   exports.Set("CancelToken", cancel);
   exports.Set("Outlet", outlet);
+  exports.Set("Inlet", inlet);
   exports.Set("Codec", CodecWrap::Define(env));
   exports.Set("syncFileSystem", Napi::Function::New(env, SyncFileSystem, "syncFileSystem"));
   exports.Set("sha256Blocks", Napi::Function::New(env, Sha256Blocks, "sha256Blocks"));

@@ -27,6 +27,7 @@ void CleanupHook(EnvState* state) {
   state->watch_ctor.Reset();
   state->cancel_ctor.Reset();
   state->outlet_ctor.Reset();
+  state->inlet_ctor.Reset();
 }
 
 void KeepState(Napi::Env, EnvState*) {}

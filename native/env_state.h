@@ -25,6 +25,7 @@ struct EnvState {
   Napi::FunctionReference watch_ctor;
   Napi::FunctionReference cancel_ctor;
   Napi::FunctionReference outlet_ctor;
+  Napi::FunctionReference inlet_ctor;
   uv_loop_t* loop = nullptr;
   // Made with the first read or write; like the state, never freed.
   AioCompletions* aio_completions = nullptr;

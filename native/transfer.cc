@@ -39,6 +39,8 @@ struct TransferJob::Op {
   bool finished = false;
   // With deliver: read (or a hole), waiting for the ops before it.
   bool ready = false;
+  // With an inlet: the piece this op writes (or zeroes).
+  std::optional<Given> given;
 };
 
 namespace {
@@ -57,13 +59,15 @@ std::string Describe(const char* what, uint64_t offset, uint64_t length) {
 TransferJob::TransferJob(std::shared_ptr<ImageHandle> source,
                          std::shared_ptr<ImageHandle> target,
                          std::shared_ptr<ImageHandle> listed, TransferPlan plan,
-                         CancelFlag cancel, std::shared_ptr<OutletState> outlet)
+                         CancelFlag cancel, std::shared_ptr<OutletState> outlet,
+                         std::shared_ptr<InletState> inlet)
     : source_(std::move(source)),
       target_(std::move(target)),
       listed_(std::move(listed)),
       plan_(std::move(plan)),
       cancel_(std::move(cancel)),
       outlet_(std::move(outlet)),
+      inlet_(std::move(inlet)),
       buffers_(std::make_shared<BufferPool>(plan_.io_size)) {}
 
 TransferJob::~TransferJob() = default;
@@ -146,6 +150,7 @@ void TransferJob::FinishOp(Op* op) {
     in_flight_bytes_ -= op->length;
   }
   op->buffer = nullptr;
+  if (op->given) released_.push_back(*op->given);
   op->finished = true;
   --in_flight_;
   PopDone();
@@ -533,6 +538,7 @@ void TransferJob::HandleCompleted(rbd_image_t target) {
     delete done;
   }
   if (outlet_) CountTaken();
+  if (inlet_) ReleaseGiven();
 }
 
 void TransferJob::WaitForRoom(rbd_image_t target, uint64_t bytes) {
@@ -697,6 +703,80 @@ int TransferJob::Transfer(rbd_image_t source, rbd_image_t target, rbd_image_t li
   return error_;
 }
 
+int TransferJob::Accept(rbd_image_t target) {
+  auto started = std::chrono::steady_clock::now();
+  while (!Stopping()) {
+    std::optional<Given> piece;
+    bool ended = false;
+    {
+      std::lock_guard<std::mutex> lock(inlet_->mu);
+      if (!inlet_->queue.empty()) {
+        piece = inlet_->queue.front();
+        inlet_->queue.pop_front();
+      }
+      ended = inlet_->ended;
+    }
+    if (piece) {
+      AcceptPiece(target, *piece);
+    } else if (ended) {
+      break;
+    } else {
+      // Writes (or waits a moment) until JavaScript gives more.
+      HandleCompleted(target);
+    }
+  }
+  WaitAll(target);
+  if (error_ == 0 && cancel_->load()) Fail(-ECANCELED, "transfer cancelled");
+  if (error_ == 0) {
+    int rc = rbd_flush(target);
+    if (rc < 0) Fail(rc, std::string("flush of the target failed: ") + std::strerror(-rc));
+  }
+  stats_.elapsed_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
+  return error_;
+}
+
+bool TransferJob::OverlapsInFlight(uint64_t offset, uint64_t length) const {
+  for (const Op* op : order_) {
+    if (!op->finished && op->offset < offset + length && offset < op->offset + op->length) return true;
+  }
+  return false;
+}
+
+void TransferJob::AcceptPiece(rbd_image_t target, const Given& piece) {
+  // Two writes of one range in flight at once land in either order; the
+  // streams written this way rarely overlap (rbd export-diff's never do).
+  while (!Stopping() && OverlapsInFlight(piece.offset, piece.length)) HandleCompleted(target);
+  // JavaScript gives no more than the window holds; the wait is for a
+  // piece given just as a stopped job's ops were being counted off.
+  WaitForRoom(target, 0);
+  if (Stopping()) {
+    released_.push_back(piece);
+    return;
+  }
+  ++stats_.extents;
+  if (piece.data == nullptr && plan_.target_is_zero) {
+    stats_.bytes_skipped += piece.length;
+    released_.push_back(piece);
+    return;
+  }
+  auto* op = new Op(piece.offset, piece.length);
+  op->given = piece;
+  order_.push_back(op);
+  ++in_flight_;
+  if (piece.data != nullptr) {
+    IssueWrite(target, op, piece.offset, piece.length, piece.data);
+  } else {
+    IssueZero(target, op, piece.offset, piece.length);
+  }
+  if (op->pending == 0) FinishOp(op);
+}
+
+void TransferJob::ReleaseGiven() {
+  if (released_.empty()) return;
+  (*release_)(std::move(released_));
+  released_.clear();
+}
+
 void TransferJob::MaybeReport() {
   // After a failure or a cancel, bytes below the cursor may never have
   // been written: no more reports.
@@ -707,7 +787,9 @@ void TransferJob::MaybeReport() {
   (*report_)(Progress());
 }
 
-int TransferJob::Run(const std::function<void(const TransferProgress&)>& report, const DeliverFn& deliver) {
+int TransferJob::Run(const std::function<void(const TransferProgress&)>& report, const DeliverFn& deliver,
+                     const ReleaseFn& release) {
+  if (inlet_) return RunInlet(release);
   deliver_ = &deliver;
   if (outlet_) {
     std::lock_guard<std::mutex> lock(outlet_->mu);
@@ -755,6 +837,36 @@ int TransferJob::Run(const std::function<void(const TransferProgress&)>& report,
     order_.clear();
   }
   deliver_ = nullptr;
+  return rc;
+}
+
+int TransferJob::RunInlet(const ReleaseFn& release) {
+  release_ = &release;
+  {
+    std::lock_guard<std::mutex> lock(inlet_->mu);
+    inlet_->wake = [this] { WakeUp(); };
+  }
+  int rc = WithHandle(target_, "target image", message_, [&](rbd_image_t target) { return Accept(target); });
+  {
+    // The job may be freed once Run returns: nothing given may wake it,
+    // and what it never took goes back.
+    std::lock_guard<std::mutex> lock(inlet_->mu);
+    inlet_->wake = nullptr;
+    inlet_->closed = true;
+    released_.insert(released_.end(), inlet_->queue.begin(), inlet_->queue.end());
+    inlet_->queue.clear();
+  }
+  // An abandoned job's ops are still librbd's, and so are the Buffers
+  // they write from: those stay referenced for good.
+  if (!abandoned_) {
+    for (Op* op : order_) {
+      if (op->given) released_.push_back(*op->given);
+      delete op;
+    }
+    order_.clear();
+  }
+  ReleaseGiven();
+  release_ = nullptr;
   return rc;
 }
 
@@ -870,10 +982,13 @@ Napi::Object DeliveredObject(Napi::Env env, Delivered* piece) {
 
 Napi::Value StartTransfer(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  ImageWrap* source_wrap = ImageWrap::FromValue(env, info[0]);
+  std::shared_ptr<InletState> inlet = Inlet::StateOf(info[5]);
+  // With an inlet, no source: what is written comes from JavaScript.
+  if (inlet != nullptr && !info[0].IsNull()) ThrowInvalid(env, "a transfer from an inlet has no source image");
+  ImageWrap* source_wrap = inlet != nullptr ? nullptr : ImageWrap::FromValue(env, info[0]);
   // No target: a job that only hashes.
   ImageWrap* target_wrap = info[1].IsNull() ? nullptr : ImageWrap::FromValue(env, info[1]);
-  auto source = source_wrap->OpenHandle(env);
+  std::shared_ptr<ImageHandle> source = source_wrap == nullptr ? nullptr : source_wrap->OpenHandle(env);
   std::shared_ptr<ImageHandle> target = target_wrap == nullptr ? nullptr : target_wrap->OpenHandle(env);
   if (source == target) ThrowInvalid(env, "source and target must be different images");
   if (!info[2].IsObject()) ThrowInvalid(env, "transfer plan must be an object");
@@ -949,7 +1064,20 @@ Napi::Value StartTransfer(const Napi::CallbackInfo& info) {
   } else if (target == nullptr && !plan.deliver) {
     ThrowInvalid(env, "a transfer without a target only hashes or delivers: it needs digestBlock and digests, or deliver");
   }
-  std::shared_ptr<OutletState> outlet = Outlet::StateOf(info[5]);
+  std::shared_ptr<OutletState> outlet = inlet != nullptr ? nullptr : Outlet::StateOf(info[5]);
+  if (inlet != nullptr) {
+    if (target == nullptr || listed != nullptr || digest_block != 0 || plan.deliver || plan.zero_gaps ||
+        plan.start != 0 || plan.snapshot || plan.from_snapshot) {
+      ThrowInvalid(env, "a transfer from an inlet has a target, and no listed image, snapshots, digests, deliver, "
+                        "zeroGaps or start");
+    }
+    if (!info[6].IsFunction()) ThrowInvalid(env, "a transfer from an inlet needs onWritten");
+    std::lock_guard<std::mutex> lock(inlet->mu);
+    if (inlet->attached) ThrowInvalid(env, "an inlet serves one transfer");
+    inlet->attached = true;
+    inlet->window = plan.window;
+    inlet->memory = plan.memory;
+  }
   if (plan.deliver) {
     if (target != nullptr || listed != nullptr || digest_block != 0 || plan.zero_gaps || plan.start != 0) {
       ThrowInvalid(env, "a delivering transfer has no target, listed image, digests, zeroGaps or start");
@@ -966,22 +1094,24 @@ Napi::Value StartTransfer(const Napi::CallbackInfo& info) {
                                    : Napi::Function::New(env, [](const Napi::CallbackInfo&) {});
 
   auto* settle = new Settle(env);
-  settle->source_guard = std::make_unique<InflightGuard>(source_wrap->Value(), source_wrap->Inflight());
+  if (source_wrap != nullptr) {
+    settle->source_guard = std::make_unique<InflightGuard>(source_wrap->Value(), source_wrap->Inflight());
+  }
   if (target_wrap != nullptr) {
     settle->target_guard = std::make_unique<InflightGuard>(target_wrap->Value(), target_wrap->Inflight());
   }
   if (listed_wrap != nullptr) {
     settle->listed_guard = std::make_unique<InflightGuard>(listed_wrap->Value(), listed_wrap->Inflight());
   }
-  if (outlet != nullptr) settle->on_data = Napi::Persistent(info[6].As<Napi::Function>());
-  settle->job = std::make_unique<TransferJob>(source, target, listed, std::move(plan), cancel, outlet);
+  if (outlet != nullptr || inlet != nullptr) settle->on_data = Napi::Persistent(info[6].As<Napi::Function>());
+  settle->job = std::make_unique<TransferJob>(source, target, listed, std::move(plan), cancel, outlet, inlet);
   EnvState::Get(env)->AddJob(cancel);
   Napi::Promise promise = settle->deferred.Promise();
 
   auto tsfn = Napi::ThreadSafeFunction::New(env, on_progress, "rbd-backup:transfer", 0, 1);
   EnvState* state = EnvState::Get(env);
   state->ThreadStarted();
-  std::thread([settle, tsfn, state]() mutable {
+  std::thread([settle, tsfn, state, inlet]() mutable {
     auto report = [&tsfn](const TransferProgress& progress) {
       auto* copy = new TransferProgress(progress);
       napi_status status = tsfn.NonBlockingCall(
@@ -1028,7 +1158,21 @@ Napi::Value StartTransfer(const Napi::CallbackInfo& info) {
         delete batch;
       }
     };
-    settle->rc = settle->job->Run(report, deliver);
+    ReleaseFn release = [&tsfn, settle, inlet](std::vector<Given> pieces) {
+      auto* batch = new std::vector<Given>(std::move(pieces));
+      napi_status status = tsfn.NonBlockingCall(batch, [settle, inlet](Napi::Env env, Napi::Function, std::vector<Given>* b) {
+        std::unique_ptr<std::vector<Given>> owned(b);
+        inlet->Release(env, *owned);
+        // As with deliver: nothing may throw out of here.
+        try {
+          settle->on_data.Call({});
+        } catch (const Napi::Error&) {
+        }
+      });
+      // Without the environment, their references go with it.
+      if (status != napi_ok) delete batch;
+    };
+    settle->rc = settle->job->Run(report, deliver, release);
     napi_status status = tsfn.BlockingCall(settle, [](Napi::Env env, Napi::Function, Settle* s) {
       std::unique_ptr<Settle> owned(s);
       // Node-API calls throw while a worker thread's environment is

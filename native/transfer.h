@@ -27,6 +27,7 @@
 #include "cancel.h"
 #include "digest.h"
 #include "handles.h"
+#include "inlet.h"
 #include "outlet.h"
 #include "snapshot_reader.h"
 
@@ -131,6 +132,9 @@ struct Delivered {
   std::vector<std::pair<uint64_t, uint64_t>> zero_runs;
 };
 using DeliverFn = std::function<void(std::vector<Delivered>)>;
+// Where a writing job (an inlet) sends the pieces it is done with, for
+// their Buffers to be let go on the JavaScript thread.
+using ReleaseFn = std::function<void(std::vector<Given>)>;
 
 struct TransferStats {
   uint64_t bytes_read = 0;
@@ -162,11 +166,15 @@ class TransferJob {
   // listed (may be null: the source) is the image whose diff names the
   // extents to move. target may be null: the job then only hashes (a
   // verification), which needs plan.digests, or delivers what it reads
-  // (plan.deliver), which needs the outlet.
+  // (plan.deliver), which needs the outlet. With an inlet, source and
+  // listed are null: the job writes what JavaScript gives it into target,
+  // in the order given (a piece waits for the earlier ones it overlaps),
+  // with the plan's window, memory and target_is_zero.
   TransferJob(std::shared_ptr<ImageHandle> source,
               std::shared_ptr<ImageHandle> target,
               std::shared_ptr<ImageHandle> listed, TransferPlan plan,
-              CancelFlag cancel, std::shared_ptr<OutletState> outlet = nullptr);
+              CancelFlag cancel, std::shared_ptr<OutletState> outlet = nullptr,
+              std::shared_ptr<InletState> inlet = nullptr);
   ~TransferJob();
   TransferJob(const TransferJob&) = delete;
   TransferJob& operator=(const TransferJob&) = delete;
@@ -174,8 +182,10 @@ class TransferJob {
   // Runs the whole transfer on the calling thread. report is called now and
   // then (at most every 100 ms) with the progress so far. Returns 0 or a
   // negative errno; message() then says what failed where. With
-  // plan.deliver, deliver gets the pieces read, in offset order.
-  int Run(const std::function<void(const TransferProgress&)>& report, const DeliverFn& deliver = nullptr);
+  // plan.deliver, deliver gets the pieces read, in offset order; with an
+  // inlet, release gets the pieces given that the job is done with.
+  int Run(const std::function<void(const TransferProgress&)>& report, const DeliverFn& deliver = nullptr,
+          const ReleaseFn& release = nullptr);
   const TransferStats& stats() const { return stats_; }
   const DigestTable& digests() const { return plan_.digests; }
   const std::string& message() const { return message_; }
@@ -216,6 +226,15 @@ class TransferJob {
 
   int Transfer(rbd_image_t source, rbd_image_t target, rbd_image_t listed,
                const std::function<void(const TransferProgress&)>& report);
+  // Run with an inlet: the target held open, what is given written.
+  int RunInlet(const ReleaseFn& release);
+  // With an inlet: writes what is given until the inlet ends.
+  int Accept(rbd_image_t target);
+  // Writes one given piece once the earlier pieces it overlaps are written.
+  void AcceptPiece(rbd_image_t target, const Given& piece);
+  bool OverlapsInFlight(uint64_t offset, uint64_t length) const;
+  // With an inlet: hands the pieces done with back to JavaScript.
+  void ReleaseGiven();
   void IssueHole(rbd_image_t source, rbd_image_t target, uint64_t offset, uint64_t length);
   // Reads block `index` of the digest table only to hash it.
   void IssueHashOnly(rbd_image_t source, rbd_image_t target, uint64_t index);
@@ -289,6 +308,10 @@ class TransferJob {
   CancelFlag cancel_;
   std::shared_ptr<OutletState> outlet_;
   const DeliverFn* deliver_ = nullptr;
+  std::shared_ptr<InletState> inlet_;
+  const ReleaseFn* release_ = nullptr;
+  // Written (or dropped once the job is stopping), not yet released.
+  std::vector<Given> released_;
   // Delivered and not yet acknowledged: still in the window.
   uint64_t handed_ops_ = 0;
   uint64_t handed_bytes_ = 0;
@@ -320,9 +343,10 @@ class TransferJob {
   std::string message_;
 };
 
-// JavaScript entry: transfer(source, target, plan, cancelToken, onProgress)
-// -> Promise<stats>. source and target are NativeImages; target null only
-// hashes (plan.digests required).
+// JavaScript entry: transfer(source, target, plan, cancelToken, onProgress,
+// outlet | inlet, onData | onWritten) -> Promise<stats>. source and target
+// are NativeImages; target null only hashes (plan.digests required) or
+// delivers (outlet); source null writes what the inlet is given.
 Napi::Value StartTransfer(const Napi::CallbackInfo& info);
 
 }  // namespace rbdnative

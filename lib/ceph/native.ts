@@ -152,6 +152,22 @@ export interface NativeOutlet {
   taken(ops: number, bytes: number): void;
 }
 
+/**
+ * What JavaScript gives a writing transfer (native/inlet.h): each piece is
+ * written from its own Buffer, which must stay unchanged until the job is
+ * done with it (the transfer's onWritten says when room was made).
+ */
+export interface NativeInlet {
+  /** data (of that length) or, with null, zeroes at offset; false once the job has ended (nothing was taken). */
+  give(data: Buffer | null, offset: bigint, length: bigint): boolean;
+  /** Whether the job's window takes another piece now. */
+  room(): boolean;
+  /** Pieces given and not yet written. */
+  pending(): number;
+  /** Nothing more will be given: the job ends once the rest is written. */
+  end(): void;
+}
+
 /** What a delivering transfer read: one read's pieces, back to back in data, or a hole (no data). */
 export interface NativeDelivered {
   offset: bigint;
@@ -316,12 +332,16 @@ interface Addon {
   blockDigests(data: Buffer, blockSize: number): BigUint64Array;
   /** Synchronously closes every open handle (for process exit). */
   closeAll(): void;
-  /** A null target hashes only (plan.digestBlock required) or delivers what it reads (plan.deliver, outlet and onData required). */
-  transfer(source: NativeImage, target: NativeImage | null, plan: NativeTransferPlan,
-    cancel: NativeCancelToken, onProgress: NativeTransferProgress, outlet?: NativeOutlet,
-    onData?: (read: NativeDelivered[]) => void): Promise<NativeTransferStats>;
+  /**
+   * A null target hashes only (plan.digestBlock required) or delivers what it reads (plan.deliver, outlet and
+   * onData required); a null source writes what the inlet is given (onWritten called when pieces were written).
+   */
+  transfer(source: NativeImage | null, target: NativeImage | null, plan: NativeTransferPlan,
+    cancel: NativeCancelToken, onProgress: NativeTransferProgress, outlet?: NativeOutlet | NativeInlet,
+    onData?: ((read: NativeDelivered[]) => void) | (() => void)): Promise<NativeTransferStats>;
   CancelToken: new () => NativeCancelToken;
   Outlet: new () => NativeOutlet;
+  Inlet: new () => NativeInlet;
   /** syncfs(2) of the file system holding path, on the thread pool. */
   syncFileSystem(path: string): Promise<void>;
   /** SHA-256 of each blockSize block of data (the last may be short), 32 bytes each, on the thread pool. */

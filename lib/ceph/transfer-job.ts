@@ -1,15 +1,16 @@
 /**
  * The native copy engine (native/transfer.cc) as lib/ceph shows it to the
  * engine: one job moving extents between two open images (or only hashing
- * one, or handing what it reads to JavaScript in order) with cancel and
- * progress wired up, and the hashes of the same code.
+ * one, handing what it reads to JavaScript in order, or writing what
+ * JavaScript gives it) with cancel and progress wired up, and the hashes of
+ * the same code.
  */
 import type { Image } from './image.js';
 import {
-  addon, type NativeDelivered, type NativeOutlet, type NativeTransferPlan, type NativeTransferProgress,
+  addon, type NativeDelivered, type NativeInlet, type NativeOutlet, type NativeTransferPlan, type NativeTransferProgress,
   type NativeTransferStats,
 } from './native.js';
-import { nativeCall } from './errors.js';
+import { invalidArgument, nativeCall } from './errors.js';
 import { withCancel } from './cancel.js';
 import { logCeph } from './log.js';
 
@@ -34,19 +35,20 @@ const DRAIN_GRACE_MS = 5_000;
  * librados sends end within the op timeout of their connection; one librbd
  * keeps queued past that never will.
  */
-function drainMsFor(source: Image, target: Image | null): number {
-  const timeouts = [source, target ?? source].map((image) => image.pool.cluster.opTimeoutMs ?? DRAIN_WITHOUT_OP_TIMEOUT_MS);
+function drainMsFor(...images: Array<Image | null>): number {
+  const timeouts = images.filter((image) => image !== null).map((image) => image.pool.cluster.opTimeoutMs ?? DRAIN_WITHOUT_OP_TIMEOUT_MS);
   return Math.max(...timeouts) + DRAIN_GRACE_MS;
 }
 
-/** Where a delivering job's reads go (plan.deliver). */
-interface Delivery {
-  outlet: NativeOutlet;
-  onData: (read: NativeDelivered[]) => void;
-}
+/** Where a delivering job's reads go (plan.deliver), or where a writing job's pieces come from. */
+type Delivery = { outlet: NativeOutlet; onData: (read: NativeDelivered[]) => void }
+  | { outlet: NativeInlet; onData: () => void };
 
-/** Runs one native transfer job from source (open at a snapshot) into target; a null target only hashes. */
-export function runTransferJob(source: Image, target: Image | null, plan: TransferPlan, control: TransferJobControl,
+/**
+ * Runs one native transfer job from source (open at a snapshot) into target; a null target only hashes
+ * (or delivers), a null source writes what an inlet is given.
+ */
+export function runTransferJob(source: Image | null, target: Image | null, plan: TransferPlan, control: TransferJobControl,
   operation: string, resource: string, delivery?: Delivery): Promise<TransferJobStats> {
   const { listed, ...rest } = plan;
   const bounded: NativeTransferPlan = {
@@ -54,14 +56,14 @@ export function runTransferJob(source: Image, target: Image | null, plan: Transf
   };
   return withCancel(control.signal, operation, resource,
     (token, progress) => nativeCall(operation, resource,
-      () => addon.transfer(source.native, target === null ? null : target.native, bounded, token, progress ?? (() => undefined),
+      () => addon.transfer(source === null ? null : source.native, target === null ? null : target.native, bounded, token, progress ?? (() => undefined),
         delivery?.outlet, delivery?.onData)),
     control.onProgress)
     .catch((error: unknown) => {
       // A cancel hides the native failure; a stuck image is worth a line.
       logCeph('%s %s failed: %s', operation, resource, error instanceof Error ? error.message : String(error));
       // Either side may have timed out: both fetch the newest OSD map.
-      source.pool.cluster.afterFailure(error);
+      source?.pool.cluster.afterFailure(error);
       target?.pool.cluster.afterFailure(error);
       throw error;
     });
@@ -152,4 +154,90 @@ export function digest128(data: Buffer): Buffer {
 /** The digest table entries a transfer would compute for data's blocks (the last may be short). */
 export function blockDigests(data: Buffer, blockSize: number): BigUint64Array {
   return addon.blockDigests(data, blockSize);
+}
+
+/** How a writing job writes (writeInOrder). */
+export interface WritePlan {
+  window: number;
+  memory: bigint;
+  /** Zeroes given are skipped: the target reads as zeros there already. */
+  targetIsZero: boolean;
+}
+
+/**
+ * What JavaScript writes through writeInOrder. A piece is written from its
+ * own Buffer, which must stay unchanged until end() or stop() has settled.
+ */
+export interface OrderedWriter {
+  /** Gives data for offset once the window has room; resolves once it was given, not written. */
+  write(data: Buffer, offset: bigint): Promise<void>;
+  /** The same for zeroes (skipped on a target known to read as zeros). */
+  writeZeroes(offset: bigint, length: bigint): Promise<void>;
+  /** Resolves once everything given so far is written; throws the job's failure. */
+  drain(): Promise<void>;
+  /** Nothing more: resolves with the job's stats once everything is written and the target flushed. */
+  end(): Promise<TransferJobStats>;
+  /** Stops the job (what is still queued is not written) and waits until it has ended; never throws. */
+  stop(): Promise<void>;
+}
+
+/**
+ * A native job writing into target what JavaScript gives it, in the order
+ * given (a piece waits for the earlier ones it overlaps), with the
+ * transfer's window: the paths whose data comes from JavaScript (a diff
+ * stream, a restore from files) write as the transfer does.
+ */
+export function writeInOrder(target: Image, plan: WritePlan, signal: AbortSignal | undefined,
+  operation: string, resource: string): OrderedWriter {
+  const stop = new AbortController();
+  const inlet = new addon.Inlet();
+  let outcome: { error?: unknown } | undefined;
+  // Every waiter (several objects of a restore write at once) wakes when pieces were written or the job ended.
+  let wake = (): void => undefined;
+  let changed = new Promise<void>((resolve) => { wake = resolve; });
+  const notify = (): void => {
+    wake();
+    changed = new Promise<void>((resolve) => { wake = resolve; });
+  };
+  const job = runTransferJob(null, target, {
+    ...plan,
+    // Nothing is read: the plan's checks only want these in range.
+    length: 0n, step: 1n, ioSize: 1n, wholeObject: false, zeroGaps: false, drainMs: drainMsFor(target),
+  }, { signal: signal === undefined ? stop.signal : AbortSignal.any([signal, stop.signal]) }, operation, resource,
+  { outlet: inlet, onData: notify });
+  job.then(() => { outcome = {}; }, (error: unknown) => { outcome = { error }; }).finally(notify);
+  const ended = (): never => {
+    throw outcome?.error ?? invalidArgument(operation, resource, 'a piece was given after the writer ended');
+  };
+  const give = async (data: Buffer | null, offset: bigint, length: bigint): Promise<void> => {
+    // Nothing to write (a diff stream may hold empty records).
+    if (length === 0n) return;
+    while (!inlet.room()) {
+      if (outcome !== undefined) ended();
+      await changed;
+    }
+    if (outcome !== undefined || !inlet.give(data, offset, length)) {
+      await job.catch(() => undefined);
+      ended();
+    }
+  };
+  return {
+    write: (data, offset) => give(data, offset, BigInt(data.length)),
+    writeZeroes: (offset, length) => give(null, offset, length),
+    async drain() {
+      while (inlet.pending() > 0) {
+        if (outcome !== undefined) break;
+        await changed;
+      }
+      if (outcome?.error !== undefined) throw outcome.error;
+    },
+    end() {
+      inlet.end();
+      return job;
+    },
+    async stop() {
+      stop.abort();
+      await job.catch(() => undefined);
+    },
+  };
 }

@@ -3,9 +3,10 @@
  * an image with import-diff's semantics: the from-snapshot must exist on the
  * target and the end snapshot must not; the size record resizes the target;
  * the end snapshot is created only after every write succeeded and the
- * stream ended well. Writes are kept in flight in a bounded window, and the
- * stream is read only as fast as they complete; records that overlap apply
- * in stream order. A refused stream leaves the target's size and snapshots
+ * stream ended well. The native engine writes the records (writeInOrder:
+ * its bounded window, from the parsed Buffers themselves), and the stream
+ * is read only as fast as they complete; records that overlap apply in
+ * stream order. A refused stream leaves the target's size and snapshots
  * as they were (data records already applied stay, as with import-diff).
  */
 import type { Readable } from 'node:stream';
@@ -18,8 +19,7 @@ import { maxImageSize, MAX_OBJECT_COUNT } from '../ceph/limits.js';
 import { DiffStreamError } from './diff-format.js';
 import { DiffStreamParser, type DiffRecord } from './diff-parser.js';
 import { checkEngineOptions, DEFAULT_STREAM_MEMORY_BYTES, type EngineOptions } from './options.js';
-import { Window } from './window.js';
-import { InFlightRanges } from './in-flight-ranges.js';
+import { writeInOrder } from '../ceph/transfer-job.js';
 import { logEngine } from './log.js';
 
 export interface ImportDiffStats {
@@ -48,10 +48,6 @@ export async function importDiff(stream: Readable | AsyncIterable<Buffer>, targe
   }
   const started = performance.now();
   const parser = new DiffStreamParser(operation, resource);
-  const window = new Window(concurrency, memoryBytes);
-  // The window alone would let a later record overtake an earlier one on the
-  // same bytes (two 'w' records on one range came out in either order).
-  const ranges = new InFlightRanges();
   const stats: ImportDiffStats = {
     fromSnapshot: undefined, snapshot: undefined, size: undefined,
     bytesWritten: 0n, bytesZeroed: 0n, streamBytes: 0n, elapsedMs: 0,
@@ -69,7 +65,7 @@ export async function importDiff(stream: Readable | AsyncIterable<Buffer>, targe
     const wanted = resizeTo;
     resizeTo = undefined;
     if (wanted !== size) {
-      await window.drain();
+      await writer.drain();
       await target.resize(wanted);
       size = wanted;
     }
@@ -83,12 +79,6 @@ export async function importDiff(stream: Readable | AsyncIterable<Buffer>, targe
       throw new DiffStreamError(operation, resource, record.at,
         `extent of ${length} bytes at offset ${record.offset} passes the end of the image (size ${end})`);
     }
-  };
-
-  /** Starts op on [offset, offset + length) once the earlier operations overlapping it are done. */
-  const inOrder = async (offset: bigint, length: bigint, op: () => Promise<void>, bytes = 0): Promise<void> => {
-    await ranges.overlapsSettled(offset, offset + length);
-    await window.run(() => ranges.track(offset, offset + length, op()), bytes);
   };
 
   const apply = async (record: DiffRecord): Promise<void> => {
@@ -123,20 +113,14 @@ export async function importDiff(stream: Readable | AsyncIterable<Buffer>, targe
         const { data, offset } = record;
         checkExtent(record, BigInt(data.length));
         await resize();
-        await inOrder(offset, BigInt(data.length), async () => {
-          await target.write(data, offset);
-          stats.bytesWritten += BigInt(data.length);
-        }, data.length);
+        await writer.write(data, offset);
         return;
       }
       case 'zero': {
         const { offset, length } = record;
         checkExtent(record, length);
         await resize();
-        await inOrder(offset, length, async () => {
-          await target.writeZeroes(offset, length);
-          stats.bytesZeroed += length;
-        });
+        await writer.writeZeroes(offset, length);
         return;
       }
       case 'end':
@@ -145,27 +129,30 @@ export async function importDiff(stream: Readable | AsyncIterable<Buffer>, targe
     }
   };
 
+  const writer = writeInOrder(target, { window: concurrency, memory: BigInt(memoryBytes), targetIsZero: false },
+    options.signal, operation, resource);
   try {
     for await (const chunk of stream as AsyncIterable<Buffer | string>) {
       if (options.signal?.aborted) throw cancelledError(operation, resource, options.signal);
       const bytes = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
       stats.streamBytes += BigInt(bytes.length);
       for (const record of parser.push(bytes)) await apply(record);
-      window.throwIfFailed();
       if (options.onProgress && performance.now() - lastReport > 100) {
         lastReport = performance.now();
         options.onProgress({ done: stats.streamBytes, total: 0n, bytesRead: stats.streamBytes });
       }
     }
     parser.finish();
-    await window.drain();
+    // Everything written and the target flushed.
+    const written = await writer.end();
+    stats.bytesWritten = written.bytesWritten;
+    stats.bytesZeroed = written.bytesZeroed;
     if (options.signal?.aborted) throw cancelledError(operation, resource, options.signal);
-    await target.flush();
     if (stats.snapshot !== undefined) await target.createSnapshot(stats.snapshot);
   } catch (error) {
     // Let the writes in flight settle before reporting, so the caller never
     // races them (a retry, a close); their own errors matter less than this one.
-    await window.settle();
+    await writer.stop();
     if (size !== originalSize) await restoreSize(target, originalSize, error);
     throw error;
   }

@@ -9,17 +9,19 @@
  * anything is written, and zeros are skipped only where the target is
  * known to hold zeros (the full backup's layer on a new volume: Cinder
  * skips them in every layer, which leaves an incremental's zeroing out).
- * Streamed: memory is bounded by the write window whatever the object size.
+ * Streamed: memory is bounded by the write window whatever the object size
+ * (into an image, the native engine's: writeInOrder).
  */
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Writable } from 'node:stream';
+import PQueue from 'p-queue';
 import { cancelledError } from '../ceph/cancel.js';
 import { invalidArgument, NotFoundError } from '../ceph/errors.js';
 import { Image } from '../ceph/image.js';
+import { writeInOrder } from '../ceph/transfer-job.js';
 import { checkFlag, checkId, checkOptions, describeValue } from '../ceph/validate.js';
-import { checkEngineOptions, type EngineOptions } from '../engine/options.js';
-import { Window } from '../engine/window.js';
+import { checkEngineOptions, type EngineLimits, type EngineOptions } from '../engine/options.js';
 import { closeTargetFile, onFile as onTargetFile, openTargetFile } from '../engine/target-file.js';
 import { defaultContainer, type ChunkedObject } from './chunked-layout.js';
 import { readStoredBackup, type StoredBackup } from './chunked-store.js';
@@ -137,32 +139,64 @@ function checkBounds(chain: StoredBackup[], targetSize: bigint): void {
   }
 }
 
-/** Where the pieces go: an image, or a file under its partial name. */
+/**
+ * Where the pieces go: an image, or a file under its partial name. A piece
+ * is written from its Buffer, which stays unchanged until it is written.
+ */
 interface Sink {
   spec: string;
   size: bigint;
   isZero: boolean;
+  /** Resolves once the piece is on its way (its window has room), not written. */
   write(piece: Buffer, offset: number): Promise<void>;
-  /** After the last write: flushed (a file sized, synced and named), or (failed) a file removed. */
+  /** Resolves once every piece given so far is written; throws the first failure. */
+  drain(): Promise<void>;
+  /** After the last write: flushed (a file sized, synced and named), or (failed) writes stopped, a file removed. */
   finish(failed: boolean): Promise<void>;
 }
 
-async function openSink(target: Image | ChunkedFileTarget, targetIsZero: boolean): Promise<Sink> {
+async function openSink(target: Image | ChunkedFileTarget, targetIsZero: boolean, limits: EngineLimits,
+  signal: AbortSignal | undefined): Promise<Sink> {
   if (!('file' in target)) {
+    const size = (await target.stat()).size;
+    // Zero pieces are never given (restoreObject skips them where the target is known to be zero).
+    const writer = writeInOrder(target, { window: limits.concurrency, memory: BigInt(limits.memoryBytes), targetIsZero: false },
+      signal, 'restore', target.spec);
     return {
-      spec: target.spec, size: (await target.stat()).size, isZero: targetIsZero,
-      write: (piece, offset) => target.write(piece, offset),
-      finish: async (failed) => { if (!failed) await target.flush(); },
+      spec: target.spec, size, isZero: targetIsZero,
+      write: (piece, offset) => writer.write(piece, BigInt(offset)),
+      drain: () => writer.drain(),
+      finish: async (failed) => { if (failed) await writer.stop(); else await writer.end(); },
     };
   }
   if (typeof target.file !== 'string' || target.file === '' || typeof target.size !== 'bigint' || target.size < 0n) {
     throw invalidArgument('restore', String(target.file), 'a file target is { file: path, size: bytes (bigint), overwrite? }');
   }
   const file = await openTargetFile(target.file, target.overwrite === true, 'restore');
+  // The window of file writes: as many as the limits allow (at most PIECE bytes each), and one waiting.
+  const writes = new PQueue({ concurrency: Math.max(1, Math.min(limits.concurrency, Math.floor(limits.memoryBytes / PIECE))) });
+  let failure: { error: unknown } | undefined;
+  const throwIfFailed = (): void => { if (failure) throw failure.error; };
   return {
     spec: target.file, size: target.size, isZero: true,
-    write: async (piece, offset) => { await onFile(target.file, 'cannot write', () => file.handle.write(piece, 0, piece.length, offset)); },
+    write: async (piece, offset) => {
+      throwIfFailed();
+      await writes.onSizeLessThan(1);
+      throwIfFailed();
+      writes.add(() => onFile(target.file, 'cannot write', () => file.handle.write(piece, 0, piece.length, offset)))
+        .catch((error: unknown) => { failure ??= { error }; });
+    },
+    drain: async () => {
+      await writes.onIdle();
+      throwIfFailed();
+    },
     finish: async (failed) => {
+      writes.clear();
+      await writes.onIdle();
+      if (!failed && failure !== undefined) {
+        await closeTargetFile(file, true);
+        throw failure.error;
+      }
       if (!failed) {
         try {
           await onFile(target.file, 'cannot size the file', () => file.handle.truncate(Number(target.size)));
@@ -289,38 +323,44 @@ export async function restoreChunked(options: ChunkedRestoreOptions): Promise<Ch
     return stats;
   }
   // Opened (a file made) only once the backup checks out.
-  const sink = await openSink(target, options.targetIsZero === true);
-  const window = new Window(limits.concurrency, limits.memoryBytes);
-  let objects: Window | undefined;
-  let failed = true;
+  const sink = await openSink(target, options.targetIsZero === true, limits, signal);
+  let objects: PQueue | undefined;
+  let failure: { error: unknown } | undefined;
   try {
     for (const [layer, backup] of chain.entries()) {
       // Only below the full backup's layer is a zero target known to hold zeros.
       const skipZeros = layer === 0 && sink.isZero;
       // Objects of disjoint extents (what Cinder writes) several at once (an incremental has thousands of small
       // ones, each a file opened, read, inflated and checked: one at a time, that was latency, not work); objects
-      // that overlap one after the other, in their order, as Cinder's restore applies them.
-      objects = new Window(disjoint(backup.metadata.objects) ? OBJECTS_AT_ONCE : 1);
+      // that overlap one after the other, in their order, as Cinder's restore applies them: each one's writes
+      // landed before the next one's go out (two writes of one range in flight land in either order).
+      const apart = disjoint(backup.metadata.objects);
+      objects = new PQueue({ concurrency: apart ? OBJECTS_AT_ONCE : 1 });
       for (const object of backup.metadata.objects) {
+        if (failure) break;
+        await objects.onSizeLessThan(1);
         const file = join(backup.dir, object.name);
-        await objects.run(async () => {
-          await restoreObject(file, object, { sink, window, skipZeros, signal, resource }, passed);
+        objects.add(async () => {
+          await restoreObject(file, object, { sink, skipZeros, signal, resource }, passed);
+          if (!apart) await sink.drain();
           stats.objects++;
           stats.bytesRead += sizes.get(file)!;
-        });
+        }).catch((error: unknown) => { failure ??= { error }; });
       }
-      await objects.drain();
-      // Every write of this layer landed before the next layer's, which may cover the same blocks, go out:
-      // two writes of one range in flight at once land in either order.
-      await window.drain();
+      await objects.onIdle();
+      if (failure) throw failure.error;
+      // Every write of this layer landed before the next layer's, which may cover the same blocks, go out.
+      await sink.drain();
     }
-    failed = false;
+  } catch (error) {
+    failure ??= { error };
   } finally {
     // The objects being restored and their writes still in flight settle before the caller may close or remove the target.
-    await objects?.settle();
-    await window.settle();
-    await sink.finish(failed);
+    objects?.clear();
+    await objects?.onIdle();
+    await sink.finish(failure !== undefined);
   }
+  if (failure) throw failure.error;
   onProgress?.({ done: total, total, bytesRead: stats.bytesRead });
   stats.elapsedMs = performance.now() - started;
   return stats;
@@ -329,12 +369,12 @@ export async function restoreChunked(options: ChunkedRestoreOptions): Promise<Ch
 /**
  * Streams one object's file into the target at its offset: inflated when
  * compressed, checked as it passes (objectData), written through the
- * window. A damaged object fails when its md5 does not match at its end
+ * sink's window. A damaged object fails when its md5 does not match at its end
  * (its bytes are written by then: a failed restore's target is the
  * caller's to remove).
  */
 async function restoreObject(file: string, object: ChunkedObject,
-  job: { sink: Sink; window: Window; skipZeros: boolean; signal: AbortSignal | undefined; resource: string },
+  job: { sink: Sink; skipZeros: boolean; signal: AbortSignal | undefined; resource: string },
   passed: (bytes: number, written: boolean) => void): Promise<void> {
   let at = 0;
   for await (const chunk of objectData(object, file)) {
@@ -343,6 +383,6 @@ async function restoreObject(file: string, object: ChunkedObject,
     at += chunk.length;
     const zero = job.skipZeros && isZero(chunk);
     passed(chunk.length, !zero);
-    if (!zero) await job.window.run(() => job.sink.write(chunk, offset), chunk.length);
+    if (!zero) await job.sink.write(chunk, offset);
   }
 }

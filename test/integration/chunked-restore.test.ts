@@ -241,3 +241,37 @@ test('a record of Cinder\'s NFS driver restores through BackupEngine.restore and
     (e instanceof VerificationError || e instanceof ChunkedBackupError) && e.message.includes(object));
   assert.equal(await volumes.imageExists(`volume-${third}`), false, 'the volume the failed restore created is removed');
 });
+
+test('objects of one backup that overlap restore in their order, into a volume and into a file', { timeout: 180_000 }, async (t) => {
+  const root = await backupRoot(t);
+  const volumeId = await fx.newVolume(t, SIZE);
+  await fx.writeRandom(volumeId, [[0, SIZE]]);
+  const made = await cinderBackup(root, volumeId, 'b0c1d2e3-over', null, 'none');
+  const volume = await fx.withVolume(volumeId, (image) => image.read(0, SIZE));
+  // Cinder never writes such a backup; its restore applies objects in their order, each over the ones before.
+  // Copies of the 6th, 5th, 4th and 3rd chunks at 1, 3, 5 and 7 MiB: each overlaps the one before it by 2 MiB.
+  const dir = join(root, made.container);
+  const metadataPath = join(dir, `${made.prefix}_metadata`);
+  const metadata = JSON.parse(await readFile(metadataPath, 'utf8')) as { objects: Array<Record<string, { offset: number }>> };
+  const expected = Buffer.from(volume);
+  for (const [i, chunk] of [5, 4, 3, 2].entries()) {
+    const original = `${made.prefix}-${String(chunk + 1).padStart(5, '0')}`;
+    const copy = `${made.prefix}-${String(900 + i).padStart(5, '0')}`;
+    await writeFile(join(dir, copy), await readFile(join(dir, original)));
+    const offset = (1 + 2 * i) * MiB;
+    metadata.objects.push({ [copy]: { ...metadata.objects[chunk]![original]!, offset } });
+    volume.copy(expected, offset, chunk * CHUNK, (chunk + 1) * CHUNK);
+  }
+  await writeFile(metadataPath, JSON.stringify(metadata));
+  const sha = createHash('sha256').update(expected).digest('hex');
+
+  const target = await newTarget(t);
+  await using image = target.image;
+  const restored = await restoreChunked({ root, backupId: 'b0c1d2e3-over', target: image, targetIsZero: true });
+  assert.equal(restored.objects, SIZE / CHUNK + 4);
+  assert.equal(await volumeSha(target.id), sha);
+
+  const raw = join(root, 'over.raw');
+  await restoreChunked({ root, backupId: 'b0c1d2e3-over', target: { file: raw, size: BigInt(SIZE) } });
+  assert.equal(await fileSha(raw), sha);
+});

@@ -58,6 +58,10 @@ const cases: Array<[string, () => Op[]]> = [
     { kind: 'w', offset: 4 * MiB - 3000, length: 6000 }, { kind: 'w', offset: 4 * MiB - 1000, length: 1500 },
     { kind: 'z', offset: 4 * MiB - 2000, length: 1200 }, { kind: 'w', offset: 4 * MiB + 400, length: 3000 },
   ]],
+  ['empty records among them', () => [
+    { kind: 'w', offset: 0, length: 0 }, { kind: 'z', offset: 4096, length: 0 }, { kind: 'w', offset: 0, length: 5000 },
+    { kind: 'z', offset: 100, length: 0 }, { kind: 'w', offset: 8 * KiB, length: 0 },
+  ]],
   ['many interleaved', () => {
     const rng = prng(7);
     return Array.from({ length: 300 }, (): Op => ({

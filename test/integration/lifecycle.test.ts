@@ -27,6 +27,7 @@ const CHILD = fileURLToPath(new URL('../fixtures/lifecycle-child.js', import.met
 const WRITE_WORKER = fileURLToPath(new URL('../fixtures/write-worker.js', import.meta.url));
 const WORKER = fileURLToPath(new URL('../fixtures/transfer-worker.js', import.meta.url));
 const EXPORT_WORKER = fileURLToPath(new URL('../fixtures/export-worker.js', import.meta.url));
+const IMPORT_WORKER = fileURLToPath(new URL('../fixtures/import-worker.js', import.meta.url));
 // Not compiled: from dist/test/integration back to the sources.
 const LOCK_HOLDER = fileURLToPath(new URL('../../../test/fixtures/lock-holder.py', import.meta.url));
 const CHILD_TIMEOUT_MS = 90_000;
@@ -104,6 +105,42 @@ async function exitsCleanly(mode: string): Promise<void> {
   assert.deepEqual(await watchers(image), []);
 }
 
+/**
+ * Starts a worker thread running script (workerData gets the cluster and
+ * pool besides `data`), waits until it posts `expected` (what it is busy
+ * with), terminates it there and waits for its exit.
+ */
+async function terminateWhile(script: string, data: Record<string, string>, expected: string): Promise<void> {
+  const worker = new Worker(script, { workerData: { conf: info.conf, keyring: info.keyring, pool: 'rbd', ...data } });
+  const exited = once(worker, 'exit');
+  const [message] = await Promise.race([once(worker, 'message'), exited.then(() => ['exited'])]) as [string];
+  assert.equal(message, expected, `the worker was not ${expected} when it was terminated`);
+  await worker.terminate();
+  await exited;
+}
+
+/**
+ * Each MiB i of the image holds either zeros or one whole 1 MiB write of
+ * the byte i % 255 + 1 (what the write and import workers write): no write
+ * was torn or misplaced. Returns how many MiB were written.
+ */
+async function wholeWrites(name: string, size: number): Promise<number> {
+  const image = await pool.openImage(name, { readOnly: true });
+  try {
+    let written = 0;
+    for (let i = 0; i < size / MiB; i++) {
+      const piece = await image.read(i * MiB, MiB);
+      const fill = piece[0]!;
+      assert.ok(fill === 0 || fill === (i % 255) + 1, `MiB ${i} starts with ${fill}`);
+      assert.ok(piece.equals(Buffer.alloc(MiB, fill)), `MiB ${i} is not one write's bytes`);
+      if (fill !== 0) written++;
+    }
+    return written;
+  } finally {
+    await image.close();
+  }
+}
+
 before(async () => {
   info = (await testCluster('a')).info;
   cluster = await connect('a');
@@ -165,6 +202,11 @@ describe('a process that exits with writes in flight', () => {
   test('(d2) process.exit(0) while aio writes are in flight exits cleanly; the bytes stay', { timeout: 120_000 }, async () => {
     await exitsCleanly('exit-writes');
   });
+
+  test('(d4) process.exit(0) while importDiff\'s native writer has writes in flight exits cleanly; the bytes stay',
+    { timeout: 120_000 }, async () => {
+      await exitsCleanly('exit-import');
+    });
 });
 
 describe('a process that exits during a flatten', () => {
@@ -211,27 +253,25 @@ describe('a worker thread terminated with writes in flight', () => {
       const size = 64 * MiB;
       const name = await newImage(size);
       for (let round = 0; round < 3; round++) {
-        const worker = new Worker(WRITE_WORKER, { workerData: { conf: info.conf, keyring: info.keyring, pool: 'rbd', image: name } });
-        const exited = once(worker, 'exit');
-        const [message] = await Promise.race([once(worker, 'message'), exited.then(() => ['exited'])]) as [string];
-        assert.equal(message, 'writing', 'the worker started its writes before it was terminated');
         // Termination while the completions are on their way to the worker's environment.
-        await worker.terminate();
-        await exited;
+        await terminateWhile(WRITE_WORKER, { image: name }, 'writing');
         assert.deepEqual(await watchers(name), [], 'the terminated worker left no watch');
       }
-      // Each MiB holds either zeros or one whole write of its fill byte: no write was torn or misplaced.
-      const image = await pool.openImage(name, { readOnly: true });
-      try {
-        for (let i = 0; i < size / MiB; i++) {
-          const piece = await image.read(i * MiB, MiB);
-          const fill = piece[0]!;
-          assert.ok(fill === 0 || fill === (i % 255) + 1, `MiB ${i} starts with ${fill}`);
-          assert.ok(piece.equals(Buffer.alloc(MiB, fill)), `MiB ${i} is not one write's bytes`);
-        }
-      } finally {
-        await image.close();
+      await wholeWrites(name, size);
+    });
+});
+
+describe('a worker thread terminated while it imports a diff stream', () => {
+  test('the process lives on, the image is closed with the worker, and what it wrote is whole 1 MiB records',
+    { timeout: 180_000 }, async () => {
+      const size = 64 * MiB;
+      const name = await newImage(size);
+      for (let round = 0; round < 3; round++) {
+        // Writes in flight from the worker's Buffers, and their releases on the way to its environment.
+        await terminateWhile(IMPORT_WORKER, { image: name }, 'importing');
+        assert.deepEqual(await watchers(name), [], 'the terminated worker left no watch');
       }
+      assert.ok(await wholeWrites(name, size) > 0, 'some records were written before the worker was terminated');
     });
 });
 
@@ -247,14 +287,7 @@ describe('a worker thread terminated during a transfer', () => {
       await source.write(data, 0);
       await source.createSnapshot('s1');
       try {
-        const worker = new Worker(WORKER, {
-          workerData: { conf: info.conf, keyring: info.keyring, pool: 'rbd', source: sourceName, snapshot: 's1', target: targetName },
-        });
-        const exited = once(worker, 'exit');
-        const [message] = await Promise.race([once(worker, 'message'), exited.then(() => ['exited'])]) as [string];
-        assert.equal(message, 'progress', 'the worker reported progress before it was terminated');
-        await worker.terminate();
-        await exited;
+        await terminateWhile(WORKER, { source: sourceName, snapshot: 's1', target: targetName }, 'progress');
         // What the terminated worker left open goes with its environment.
         assert.deepEqual(await watchers(targetName), []);
         const target = await pool.openImage(targetName);
@@ -282,15 +315,8 @@ describe('a worker thread terminated while it exports a diff stream', () => {
         await image.write(data, 0);
         await image.createSnapshot('s1');
         const watching = (await watchers(name)).length;
-        const worker = new Worker(EXPORT_WORKER, {
-          workerData: { conf: info.conf, keyring: info.keyring, pool: 'rbd', image: name, snapshot: 's1' },
-        });
-        const exited = once(worker, 'exit');
-        const [message] = await Promise.race([once(worker, 'message'), exited.then(() => ['exited'])]) as [string];
-        assert.equal(message, 'reading', 'the worker was reading when it was terminated');
         // Pieces are on their way to the worker's environment and copies on the thread pool.
-        await worker.terminate();
-        await exited;
+        await terminateWhile(EXPORT_WORKER, { image: name, snapshot: 's1' }, 'reading');
         assert.equal((await watchers(name)).length, watching, 'the worker left no watch behind');
         const hash = createHash('sha256');
         await exportRaw(image, { snapshot: 's1', to: new Writable({ write(chunk: Buffer, _e, done) { hash.update(chunk); done(); } }) });

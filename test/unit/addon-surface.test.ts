@@ -73,6 +73,7 @@ const prototypes: Array<[string, object]> = [
   ...members('Addon.classes').map((name): [string, object] => [name, classes[name].prototype]),
   ['NativeCancelToken', addon.CancelToken.prototype],
   ['NativeOutlet', addon.Outlet.prototype],
+  ['NativeInlet', addon.Inlet.prototype],
 ];
 
 for (const [name, prototype] of prototypes) {
