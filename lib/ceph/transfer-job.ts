@@ -42,7 +42,7 @@ function drainMsFor(...images: Array<Image | null>): number {
 
 /** Where a delivering job's reads go (plan.deliver), or where a writing job's pieces come from. */
 type Delivery = { outlet: NativeOutlet; onData: (read: NativeDelivered[]) => void }
-  | { outlet: NativeInlet; onData: () => void };
+  | { inlet: NativeInlet; onWritten: () => void };
 
 /**
  * Runs one native transfer job from source (open at a snapshot) into target; a null target only hashes
@@ -57,7 +57,8 @@ export function runTransferJob(source: Image | null, target: Image | null, plan:
   return withCancel(control.signal, operation, resource,
     (token, progress) => nativeCall(operation, resource,
       () => addon.transfer(source === null ? null : source.native, target === null ? null : target.native, bounded, token, progress ?? (() => undefined),
-        delivery?.outlet, delivery?.onData)),
+        delivery === undefined ? undefined : 'inlet' in delivery ? delivery.inlet : delivery.outlet,
+        delivery === undefined ? undefined : 'inlet' in delivery ? delivery.onWritten : delivery.onData)),
     control.onProgress)
     .catch((error: unknown) => {
       // A cancel hides the native failure; a stuck image is worth a line.
@@ -204,7 +205,7 @@ export function writeInOrder(target: Image, plan: WritePlan, signal: AbortSignal
     // Nothing is read: the plan's checks only want these in range.
     length: 0n, step: 1n, ioSize: 1n, wholeObject: false, zeroGaps: false, drainMs: drainMsFor(target),
   }, { signal: signal === undefined ? stop.signal : AbortSignal.any([signal, stop.signal]) }, operation, resource,
-  { outlet: inlet, onData: notify });
+  { inlet, onWritten: notify });
   job.then(() => { outcome = {}; }, (error: unknown) => { outcome = { error }; }).finally(notify);
   const ended = (): never => {
     throw outcome?.error ?? invalidArgument(operation, resource, 'a piece was given after the writer ended');

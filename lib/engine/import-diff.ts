@@ -13,13 +13,13 @@ import type { Readable } from 'node:stream';
 import { AlreadyExistsError, NotFoundError, invalidArgument } from '../ceph/errors.js';
 import { cancelledError } from '../ceph/cancel.js';
 import { checkImage } from '../ceph/image-argument.js';
+import { writeInOrder } from '../ceph/transfer-job.js';
 import { checkOptions, describeValue } from '../ceph/validate.js';
 import type { Image } from '../ceph/image.js';
 import { maxImageSize, MAX_OBJECT_COUNT } from '../ceph/limits.js';
 import { DiffStreamError } from './diff-format.js';
 import { DiffStreamParser, type DiffRecord } from './diff-parser.js';
 import { checkEngineOptions, DEFAULT_STREAM_MEMORY_BYTES, type EngineOptions } from './options.js';
-import { writeInOrder } from '../ceph/transfer-job.js';
 import { logEngine } from './log.js';
 
 export interface ImportDiffStats {
