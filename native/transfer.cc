@@ -689,15 +689,7 @@ int TransferJob::Transfer(rbd_image_t source, rbd_image_t target, rbd_image_t li
     position_ = range_end;
   }
   diffs.Stop();
-  WaitAll(target);
-  if (error_ == 0 && cancel_->load()) Fail(-ECANCELED, "transfer cancelled");
-  if (error_ == 0 && target != nullptr) {
-    int rc = rbd_flush(target);
-    if (rc < 0) Fail(rc, std::string("flush of the target failed: ") + std::strerror(-rc));
-  }
-  stats_.elapsed_ms = std::chrono::duration<double, std::milli>(
-                          std::chrono::steady_clock::now() - started)
-                          .count();
+  Conclude(target, started);
   report_ = nullptr;
   if (error_ == 0) report(Progress());
   return error_;
@@ -725,14 +717,19 @@ int TransferJob::Accept(rbd_image_t target) {
       HandleCompleted(target);
     }
   }
+  Conclude(target, started);
+  return error_;
+}
+
+void TransferJob::Conclude(rbd_image_t target, std::chrono::steady_clock::time_point started) {
   WaitAll(target);
   if (error_ == 0 && cancel_->load()) Fail(-ECANCELED, "transfer cancelled");
-  if (error_ == 0) {
+  if (error_ == 0 && target != nullptr) {
     int rc = rbd_flush(target);
     if (rc < 0) Fail(rc, std::string("flush of the target failed: ") + std::strerror(-rc));
   }
-  stats_.elapsed_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
-  return error_;
+  stats_.elapsed_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
 }
 
 bool TransferJob::OverlapsInFlight(uint64_t offset, uint64_t length) const {

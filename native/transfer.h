@@ -278,6 +278,9 @@ class TransferJob {
   // Waits for every op in flight; once the transfer is stopping, for
   // plan_.drain_ms at most (then Abandon()).
   void WaitAll(rbd_image_t target);
+  // The end of a run: waits for what is in flight, sees a cancel, flushes
+  // the target (if any) when nothing failed, and records the elapsed time.
+  void Conclude(rbd_image_t target, std::chrono::steady_clock::time_point started);
   // Gives up on the ops in flight: the handles they are queued on are
   // marked stuck and the failure says which.
   void Abandon();
