@@ -71,7 +71,7 @@ export async function killBackup(ctx: Context): Promise<RunOutcome[]> {
   return [outcome(ctx, 'backup retry', retry, {
     settled: worse(retry.settled, checked.settled), corrupt: checked.corrupt,
     debris: await debrisOf(ctx, volumeId),
-    detail: `${killed}; ${retry.value!.mode} retry${sameId ? ` with its id${retry.value!.resumedFrom === undefined ? '' : `, resumed at ${retry.value!.resumedFrom}`}` : ''}: ${checked.detail}`,
+    detail: `${killed}; ${retry.value!.mode} retry${sameId ? ` with its id${retry.value!.resumedFrom === undefined ? '' : `, resumed at ${retry.value!.resumedFrom}`}${retry.value!.alreadyComplete ? ', already complete' : ''}` : ''}: ${checked.detail}`,
   })];
 }
 

@@ -8,6 +8,7 @@
  * transfer, finish. On failure nothing half-made remains.
  */
 import { randomUUID } from 'node:crypto';
+import { isDeepStrictEqual } from 'node:util';
 import { AlreadyExistsError, BusyError, CephError, invalidArgument, NotFoundError } from '../ceph/errors.js';
 import { cancelledError, checkCancelOptions } from '../ceph/cancel.js';
 import type { Image } from '../ceph/image.js';
@@ -31,7 +32,7 @@ import { backupIdNote, heldForBackup, lockObjectName, VolumeLock, type LockHolde
 import { logBackup } from './log.js';
 import { RESTORING_KEY } from './restore-lock.js';
 import { readDigests, removeDigests, writeDigests, type BackupDigests } from './digests.js';
-import { removeMetaObject } from './meta.js';
+import { readMetaObject, removeMetaObject } from './meta.js';
 import {
   backupImageName, backupSnapshotName, checkId, describeSubject, imageSpec, imageSubject, metaObjectName, sourceImageName,
   unfinishedImageName, volumeImageName, volumeSubject, type Subject,
@@ -114,9 +115,10 @@ export interface BackupResult {
    */
   resumedFrom: bigint | undefined;
   /**
-   * Set when a killed run of this backup id had already completed it (the
-   * retry after a kill found it whole): this call moved nothing, and the
-   * record is that backup's.
+   * Set when the last run of this backup id had already completed it (the
+   * retry after a kill found it whole, or the same request made again with
+   * nothing done to the volume's backups since): this call moved nothing,
+   * and the record is that backup's.
    */
   alreadyComplete?: true;
   /** A backup into files: where and how it is stored (baseImage is then its container's directory). */
@@ -141,8 +143,12 @@ interface Opened {
   found: BackupImage[];
   /** The request's signal, aborted also when the volume lock is lost or the call's time is up. */
   signal: AbortSignal;
-  /** The lock was broken from a dead run of this very backup id (one killed). */
-  brokeOwnId: boolean;
+  /**
+   * The last run that took the volume's lock before this one was one of
+   * this very backup id (one killed, whose lock this run broke, or one that
+   * let go of it).
+   */
+  lastRunOfId: boolean;
 }
 
 export async function openSource(pool: Pool, subject: Subject, operation: string): Promise<Image> {
@@ -225,14 +231,13 @@ async function openAndLock(scope: OperationScope, config: ResolvedConfig, reques
   const settled = opening.then(() => undefined, () => undefined);
   try {
     scope.doing = 'taking the volume\'s lock';
-    // The backup id goes into the lock's description: a retry that breaks
-    // the lock of a killed run of the same backup knows it is one.
-    let brokeOwnId = false;
+    // The backup id goes into the lock's description: a retry whose
+    // previous holder was a run of the same backup knows it is one.
     const lock = await VolumeLock.acquire(backupPool, subject, operation, {
       waitMs: config.lockWaitMs, ttlMs: config.lockTtlMs, onBusy: request.onBusy, onWait: request.onLockWait, signal: scope.signal,
-      note: backupIdNote(backupId),
-      onBreak: (holder) => { brokeOwnId ||= heldForBackup(holder, backupId); },
+      note: backupIdNote(backupId), readPrevious: true,
     });
+    const lastRunOfId = heldForBackup(lock.previous, backupId);
     scope.defer(`release the volume lock ${backupPool.spec}/${lockObjectName(subject)}`, backupPool, () => lock.release(), 'lock');
     scope.guardBy(lock);
     // A failed first backup (or one of a volume that does not exist) leaves
@@ -246,26 +251,46 @@ async function openAndLock(scope: OperationScope, config: ResolvedConfig, reques
     scope.doing = 'reading the volume\'s backups';
     const found = await readBackupImages(backupPool, subject);
     const signal = AbortSignal.any([request.signal, lock.lost, scope.signal].filter((s): s is AbortSignal => s !== undefined));
-    return { volume: await opening, sourcePool, backupPool, lock, found, signal, brokeOwnId };
+    return { volume: await opening, sourcePool, backupPool, lock, found, signal, lastRunOfId };
   } finally {
     await settled;
   }
 }
 
 /**
- * A run of this backup id that was killed after it had completed the
- * backup (its chain image named, before the process could say so): the
- * retry the CLI tells the operator to run finds it whole. It is that run's
- * backup, not a reuse of the id, when this retry broke the lock of that
- * dead run (its description names the id) and the backup's snapshot is
- * still the volume's newest: nothing was backed up since.
+ * A run of this backup id that had completed the backup when it was
+ * killed (its chain image named; its lock let go of, or not yet), before
+ * the process could say so: the retry the CLI tells the operator to run
+ * finds it whole. It is that run's backup, not a reuse of the id, when the
+ * last run to take the volume's lock before this one was a run of this id
+ * (the lock object keeps the last holder's description, which names it),
+ * the backup's snapshot is still the volume's newest (nothing was backed
+ * up since) and this request asks for what that backup is (the same kind,
+ * parent, names and volume metadata). A second retry finds it so too: the
+ * id stays idempotent until another operation takes the volume's lock.
  */
-function completedByKilledRun(opened: Opened, sourceSnapshots: string[], backupId: string): BackupPoint | undefined {
-  if (!opened.brokeOwnId) return undefined;
+async function completedByLastRun(opened: Opened, request: BackupRequest, sourceSnapshots: string[],
+  backupId: string): Promise<BackupPoint | undefined> {
+  if (!opened.lastRunOfId) return undefined;
   const { found } = opened;
   const point = backupPoints(found.filter((image) => image.incomplete === undefined)).find((p) => p.backupId === backupId);
-  if (point?.snapshot === undefined || point.info?.pendingSince !== undefined) return undefined;
-  return backupSnapshots(sourceSnapshots).at(-1) === point.snapshot.name ? point : undefined;
+  if (point?.snapshot === undefined || point.info === undefined || point.info.pendingSince !== undefined) return undefined;
+  if (backupSnapshots(sourceSnapshots).at(-1) !== point.snapshot.name) return undefined;
+  const sameRequest = (request.full !== true || point.parentId === null)
+    && (request.parentId === undefined || request.parentId === point.parentId)
+    && (request.displayName ?? null) === point.info.displayName
+    && (request.displayDescription ?? null) === point.info.displayDescription;
+  if (!sameRequest) return undefined;
+  let meta: unknown;
+  try {
+    meta = await readMetaObject(opened.backupPool, backupId);
+  } catch (error) {
+    // A .meta object that is not JSON is not what this request would write.
+    if (error instanceof CephError && error.code === 'EINVAL') return undefined;
+    throw error;
+  }
+  const asked = request.volumeMetadata === undefined ? undefined : { version: 2, ...request.volumeMetadata };
+  return isDeepStrictEqual(JSON.parse(JSON.stringify(asked ?? null)) as unknown, meta ?? null) ? point : undefined;
 }
 
 async function chooseChain(scope: OperationScope, opened: Opened, request: BackupRequest,
@@ -274,9 +299,9 @@ async function chooseChain(scope: OperationScope, opened: Opened, request: Backu
   const { subject, backupId } = ids;
   const { found } = opened;
   const [snapshots, restoring] = await Promise.all([opened.volume.listSnapshots(), opened.volume.listMetadata(RESTORING_KEY)]);
-  const completed = completedByKilledRun(opened, snapshots.map((s) => s.name), backupId);
+  const completed = await completedByLastRun(opened, request, snapshots.map((s) => s.name), backupId);
   if (completed !== undefined) {
-    logBackup('%s: backup %s is already complete (a killed run of it had finished it); nothing to do', describeSubject(subject), backupId);
+    logBackup('%s: backup %s is already complete (the last run of it had finished it); nothing to do', describeSubject(subject), backupId);
     return { completed };
   }
   if (restoring.size > 0) {
@@ -309,7 +334,12 @@ async function chooseChain(scope: OperationScope, opened: Opened, request: Backu
   }
   scope.checkpoint();
   await removeLeftovers(opened.backupPool, opened.volume, resuming === undefined ? leftovers : keepResumable(leftovers, resuming), subject);
-  if (decision === undefined) throw refusal;
+  if (decision === undefined) {
+    // A reuse of an id refused: this run did nothing, and must not become
+    // the run of that id that the next one finds last (completedByLastRun).
+    if (refusal instanceof AlreadyExistsError) await opened.lock.restorePrevious();
+    throw refusal;
+  }
   if (decision.mode === 'converted') logBackup('%s: %s; taking a full backup instead', describeSubject(subject), decision.reason);
   return { decision, resuming };
 }
@@ -325,7 +355,7 @@ function decide(opened: Opened, request: BackupRequest, facts: {
   if (reused !== undefined) {
     throw new AlreadyExistsError({
       code: 'EEXIST', operation, resource: describeSubject(subject),
-      detail: `backup id ${backupId} is already used (${opened.backupPool.spec}/${'image' in reused ? reused.image.name : reused.name})`,
+      detail: `backup id ${backupId} is already used (${opened.backupPool.spec}/${'image' in reused ? reused.image.name : reused.name}): give another id`,
     });
   }
   return decideChain({ ...facts, parentId: request.parentId, full: request.full, operation });

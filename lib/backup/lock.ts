@@ -59,6 +59,11 @@ export interface LockOptions {
   onBreak?: (holder: LockHolder) => void;
   /** Said in the description, in parentheses after the subject, for whoever finds the lock (a restore names its backup). */
   note?: string;
+  /**
+   * Read what the lock object said when this run took the lock (see
+   * VolumeLock.previous), in the same round trip as the lock.
+   */
+  readPrevious?: boolean;
   /** Stops the waiting (rejecting with its reason): the caller's time is up. */
   signal?: AbortSignal;
 }
@@ -110,9 +115,9 @@ export function backupIdNote(backupId: string): string {
   return `backup ${backupId}`;
 }
 
-/** Whether a holder's lock was taken for this backup id (see backupIdNote). */
-export function heldForBackup(holder: LockHolder | undefined, backupId: string): boolean {
-  return holder?.description.includes(`(${backupIdNote(backupId)})`) === true;
+/** Whether a lock described so (a holder's description) was taken for this backup id (see backupIdNote). */
+export function heldForBackup(description: string | undefined, backupId: string): boolean {
+  return description?.includes(`(${backupIdNote(backupId)})`) === true;
 }
 
 export class VolumeLock {
@@ -124,12 +129,22 @@ export class VolumeLock {
   #timer: NodeJS.Timeout | undefined;
   #renewing: Promise<void> | undefined;
   #released = false;
+  #previous: string | undefined;
   readonly #lost = new AbortController();
 
   private constructor(pool: Pool, object: string, ttlMs: number) {
     this.#pool = pool;
     this.#object = object;
     this.#ttlMs = ttlMs;
+  }
+
+  /**
+   * With readPrevious: the description of the run that held the lock last
+   * before this one (released, or broken as dead), which is the last
+   * operation on the volume that took it; undefined when none ever did.
+   */
+  get previous(): string | undefined {
+    return this.#previous;
   }
 
   /** Aborts when the lock was lost (it could not be renewed). */
@@ -180,7 +195,14 @@ export class VolumeLock {
     for (;;) {
       try {
         const description = `${purpose} of ${what}${options.note === undefined ? '' : ` (${options.note})`} by ${hostname()} pid ${process.pid}`;
-        await pool.lockObject(this.#object, { name: LOCK_NAME, cookie: this.#cookie, durationMs: options.ttlMs, description });
+        // Beside the lock, in its round trip: only a holder writes the
+        // object, so once the lock is ours the read found what the last
+        // holder before us wrote (unless a whole other run took and let go
+        // of the lock within that one round trip).
+        const reading = options.readPrevious ? pool.readObject(this.#object).then((b) => b.toString('utf8'), () => '') : undefined;
+        const locking = pool.lockObject(this.#object, { name: LOCK_NAME, cookie: this.#cookie, durationMs: options.ttlMs, description });
+        const [previous] = await Promise.all([reading, locking]);
+        this.#previous = previous === '' ? undefined : previous;
         try {
           // RADOS lists a lock's holders without its description: contenders read it here.
           await pool.writeObject(this.#object, description);
@@ -261,6 +283,15 @@ export class VolumeLock {
     const own = this.#pool.cluster.instanceId();
     if (acks.some((w) => w.gid !== own)) return;
     await this.#pool.removeObject(this.#object);
+  }
+
+  /**
+   * Puts back what the lock object said before this run took the lock
+   * (with readPrevious), while still holding it: a run that changed
+   * nothing is then not the last one the next run finds (see previous).
+   */
+  async restorePrevious(): Promise<void> {
+    await this.#pool.writeObject(this.#object, this.#previous ?? '');
   }
 
   async release(): Promise<void> {

@@ -232,7 +232,7 @@ async function openSource(scope: OperationScope, pool: Pool, location: RecordLoc
  * (marks removed, its lock not yet released): then only its dead lock says so.
  */
 function withDeadRestore(inspected: ExistingTarget, backupId: string, deadLockHolder: LockHolder | undefined): ExistingTarget {
-  const diedAfterWriting = heldForBackup(deadLockHolder, backupId);
+  const diedAfterWriting = heldForBackup(deadLockHolder?.description, backupId);
   return { ...inspected, unfinishedRestore: inspected.unfinishedRestore ?? (diedAfterWriting ? backupId : undefined) };
 }
 

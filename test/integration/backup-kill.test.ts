@@ -8,11 +8,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
-import { AlreadyExistsError, BackupEngine, BusyError } from '../../lib/index.js';
+import { AlreadyExistsError, BackupEngine, BusyError, type BackupResult } from '../../lib/index.js';
 import { restoreLockObjectName, VolumeLock } from '../../lib/backup/lock.js';
 import { INCOMPLETE_KEY } from '../../lib/backup/inventory.js';
+import { metaObjectName } from '../../lib/backup/naming.js';
 import { RESTORING_KEY } from '../../lib/backup/restore-lock.js';
-import { connect, testCluster } from '../support/clusters.js';
+import { connect, testCluster, uniqueName } from '../support/clusters.js';
 import { startFixture } from '../support/fixture-process.js';
 import { BACKUP_POOL, POOL, snapshotSha, snapshotsOf, useBackupTestbed, volumeSha, type BackupTestbed } from '../support/backup-fixtures.js';
 
@@ -422,24 +423,47 @@ test('gc finds and removes what killed runs left across the pools, and leaves vo
     assert.equal(await volumeSha(id), await snapshotSha(orphaned, kept.snapshot));
   });
 
-test('a backup killed after it completed, before it let go of its lock: the retry with its id returns it; a reuse of the id is refused',
-  { timeout: 180_000 }, async (t) => {
+test('a backup killed after it completed (before or after it let go of its lock): the retry with its id returns it; a reuse of the id is refused',
+  { timeout: 240_000 }, async (t) => {
     const volumeId = await tb.fx.newVolume(t, 16 * MiB);
     await tb.fx.writeRandom(volumeId, [[0, 4 * MiB]]);
-    const done = await tb.engine.backup({ pool: POOL, volumeId, backupId: 'c1' });
-    await deadLock('backup-lock', volumeId, 'c1');
+    const id = uniqueName('c1');
+    const asked = { pool: POOL, volumeId, backupId: id, displayName: 'n1', volumeMetadata: { 'volume-metadata': { k: 'v' } } };
+    t.after(() => tb.backups.removeObject(metaObjectName(id)).catch(() => undefined));
+    const done = await tb.engine.backup(asked);
     await tb.fx.writeRandom(volumeId, [[MiB, MiB]]);
-    const retry = await tb.engine.backup({ pool: POOL, volumeId, backupId: 'c1' });
-    assert.equal(retry.alreadyComplete, true);
-    assert.equal(retry.snapshot, done.snapshot);
-    assert.equal(retry.record.id, 'c1');
-    assert.equal(retry.stats.bytesRead, 0n);
-    assert.deepEqual(await snapshotsOf(tb.volumes, `volume-${volumeId}`), [done.snapshot], 'no new snapshot');
-    // Without a dead run of the id (or with a backup made since), the id is taken.
-    await assert.rejects(tb.engine.backup({ pool: POOL, volumeId, backupId: 'c1' }), AlreadyExistsError);
+    const returned = async (why: string): Promise<BackupResult> => {
+      const again = await tb.engine.backup(asked);
+      assert.equal(again.alreadyComplete, true, why);
+      assert.equal(again.snapshot, done.snapshot, why);
+      assert.equal(again.record.id, id, why);
+      assert.equal(again.stats.bytesRead, 0n, why);
+      assert.deepEqual(await snapshotsOf(tb.volumes, `volume-${volumeId}`), [done.snapshot], `${why}: no new snapshot`);
+      return again;
+    };
+    // Killed after it let go of its lock, before the process said so: the lock object names it as its last holder.
+    await returned('the last run of the id let go of its lock');
+    await returned('and again: nothing else took the lock since');
+    // The same id asking for another backup than the one it names is a reuse.
+    for (const other of [{ displayName: 'n2' }, { volumeMetadata: { 'volume-metadata': { k: 'w' } } }, { parentId: 'p0' }]) {
+      await assert.rejects(tb.engine.backup({ ...asked, ...other }), (error: unknown) => {
+        assert.ok(error instanceof AlreadyExistsError, `${JSON.stringify(other)}: expected AlreadyExistsError, got ${String(error)}`);
+        assert.match(error.message, new RegExp(`backup id ${id} is already used .*: give another id`));
+        return true;
+      });
+    }
+    // Refused runs changed nothing: the last run of the id is still the one that made it.
+    await returned('after refused reuses');
+    // Killed before it let go of its lock: the retry breaks that dead lock.
+    await deadLock('backup-lock', volumeId, id);
+    const retry = await returned('its dead lock broken');
+    // Another run took the volume's lock since (here one killed holding it), or a backup was made since: the id is taken.
+    await deadLock('backup-lock', volumeId, 'other');
+    await assert.rejects(tb.engine.backup(asked), AlreadyExistsError);
+    await assert.rejects(tb.engine.backup(asked), AlreadyExistsError, 'still, after the refused run');
     await tb.engine.backup({ pool: POOL, volumeId, backupId: 'c2' });
-    await deadLock('backup-lock', volumeId, 'c1');
-    await assert.rejects(tb.engine.backup({ pool: POOL, volumeId, backupId: 'c1' }), AlreadyExistsError);
+    await deadLock('backup-lock', volumeId, id);
+    await assert.rejects(tb.engine.backup(asked), AlreadyExistsError);
     const restoredTarget = tb.fx.targetId(t);
     await tb.engine.restore({ backup: retry.record, target: { volume: { pool: POOL, id: restoredTarget } } });
     assert.equal(await volumeSha(restoredTarget), await snapshotSha(volumeId, done.snapshot));

@@ -87,7 +87,7 @@ ${SUBJECT_HELP}
             `backup ${r.record.id} of ${describeSubject(resolveSubject(subject, 'backup'))}: ${r.mode}${r.fromSnapshot ? ` from ${r.fromSnapshot}` : ''}`,
             ...(r.convertedToFull ? [`converted to a full backup: ${r.convertedToFull}`] : []),
             ...(r.resumedFrom === undefined ? [] : [`continued the transfer of a killed run of this backup at ${formatBytes(r.resumedFrom)}`]),
-            ...(r.alreadyComplete ? [`already complete: a killed run of this backup had finished it (at ${r.record.created_at}); nothing was moved`] : []),
+            ...(r.alreadyComplete ? [`already complete: the last run of this backup had finished it (at ${r.record.created_at}); nothing was moved`] : []),
             `snapshot ${r.snapshot} on ${r.files === undefined ? r.baseImage : 'the volume'}`,
             ...(r.files === undefined ? [] : [`${r.files.objects.length} objects, ${formatBytes(r.files.bytesStored)} stored in ${r.baseImage} (prefix ${r.files.prefix})`]),
             `${formatBytes(r.stats.bytesWritten)} written, ${formatBytes(r.stats.bytesRead)} read in ${(r.stats.elapsedMs / 1000).toFixed(2)} s`,
