@@ -8,7 +8,6 @@
  * transfer, finish. On failure nothing half-made remains.
  */
 import { randomUUID } from 'node:crypto';
-import { isDeepStrictEqual } from 'node:util';
 import { AlreadyExistsError, BusyError, CephError, invalidArgument, NotFoundError } from '../ceph/errors.js';
 import { cancelledError, checkCancelOptions } from '../ceph/cancel.js';
 import type { Image } from '../ceph/image.js';
@@ -276,11 +275,6 @@ async function completedByLastRun(opened: Opened, request: BackupRequest, source
   const point = backupPoints(found.filter((image) => image.incomplete === undefined)).find((p) => p.backupId === backupId);
   if (point?.snapshot === undefined || point.info === undefined || point.info.pendingSince !== undefined) return undefined;
   if (backupSnapshots(sourceSnapshots).at(-1) !== point.snapshot.name) return undefined;
-  const sameRequest = (request.full !== true || point.parentId === null)
-    && (request.parentId === undefined || request.parentId === point.parentId)
-    && (request.displayName ?? null) === point.info.displayName
-    && (request.displayDescription ?? null) === point.info.displayDescription;
-  if (!sameRequest) return undefined;
   let meta: unknown;
   try {
     meta = await readMetaObject(opened.backupPool, backupId);
@@ -289,8 +283,25 @@ async function completedByLastRun(opened: Opened, request: BackupRequest, source
     if (error instanceof CephError && error.code === 'EINVAL') return undefined;
     throw error;
   }
-  const asked = request.volumeMetadata === undefined ? undefined : { version: 2, ...request.volumeMetadata };
-  return isDeepStrictEqual(JSON.parse(JSON.stringify(asked ?? null)) as unknown, meta ?? null) ? point : undefined;
+  const { displayName, displayDescription } = point.info;
+  const made = { parentId: point.parentId, displayName, displayDescription, volumeMeta: meta === undefined ? null : JSON.stringify(meta) };
+  return asksFor(request, made) ? point : undefined;
+}
+
+/**
+ * Whether a backup request asks for the backup that was made so (as a
+ * retry of the run that made it would): the same kind (a request for a
+ * full backup, of a full one), the same parent if it names one, the same
+ * names, and the same volume metadata (as its version 2 JSON).
+ */
+export function asksFor(request: BackupRequest, made: {
+  parentId: string | null; displayName: string | null; displayDescription: string | null; volumeMeta: string | null;
+}): boolean {
+  return (request.full !== true || made.parentId === null)
+    && (request.parentId === undefined || request.parentId === made.parentId)
+    && (request.displayName ?? null) === made.displayName
+    && (request.displayDescription ?? null) === made.displayDescription
+    && (request.volumeMetadata === undefined ? null : JSON.stringify({ version: 2, ...request.volumeMetadata })) === made.volumeMeta;
 }
 
 async function chooseChain(scope: OperationScope, opened: Opened, request: BackupRequest,
@@ -602,6 +613,11 @@ export async function runBackup(config: ResolvedConfig, request: BackupRequest):
   });
 }
 
+/** The statistics of a call that moved nothing (of a volume of that size). */
+export function nothingMoved(size: bigint): TransferStats {
+  return { bytesRead: 0n, bytesWritten: 0n, bytesZeroed: 0n, bytesSkipped: 0n, extents: 0, ops: 0, objectReads: 0, elapsedMs: 0, size };
+}
+
 /** The result of a backup a killed run of the same id had completed: nothing moved by this call. */
 function alreadyComplete(config: ResolvedConfig, request: BackupRequest, subject: Subject, point: BackupPoint): BackupResult {
   const full = point.parentId === null;
@@ -610,7 +626,7 @@ function alreadyComplete(config: ResolvedConfig, request: BackupRequest, subject
     : { mode: 'incremental', image: point.image.name, parentId: point.parentId!, fromSnapshot: '' };
   const done = result(config, request, {
     backupId: point.backupId, subject, size: point.size, decision, snapshot: point.snapshot!.name, fromSnapshot: undefined,
-    stats: { bytesRead: 0n, bytesWritten: 0n, bytesZeroed: 0n, bytesSkipped: 0n, extents: 0, ops: 0, objectReads: 0, elapsedMs: 0, size: point.size },
+    stats: nothingMoved(point.size),
   });
   return { ...done, record: { ...done.record, created_at: isoTime(point.createdAt), data_timestamp: isoTime(point.createdAt) }, alreadyComplete: true };
 }

@@ -11,7 +11,7 @@
  * lock is broken as the backup pool's are).
  */
 import { randomUUID } from 'node:crypto';
-import { readdir, unlink } from 'node:fs/promises';
+import { readdir, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AlreadyExistsError, CephError, fromSystem, invalidArgument, NotFoundError, NotSupportedError } from '../ceph/errors.js';
 import { cancelledError } from '../ceph/cancel.js';
@@ -22,14 +22,18 @@ import { backupChunked } from '../files/chunked-backup.js';
 import { backupPrefix, containerPath, defaultContainer, sha256Name, type ChunkedObject } from '../files/chunked-layout.js';
 import { listStoredBackups, readStoredBackup, type StoredBackup } from '../files/chunked-store.js';
 import { Sha256FileReader } from '../files/sha256-file-reader.js';
-import { checkBackupOptions, openSource, requestSubject, trimSourceSnapshots, type BackupRequest, type BackupResult } from './backup.js';
+import {
+  asksFor, checkBackupOptions, nothingMoved, openSource, requestSubject, trimSourceSnapshots, type BackupRequest, type BackupResult,
+} from './backup.js';
 import { callBudget, transferAllowanceMs } from './budget.js';
 import { OperationScope } from './cleanup.js';
 import { checkBackupPath, checkCompression, type ResolvedConfig } from './config.js';
+import { parseCreatedAt } from './files-inventory.js';
 import { VolumeLock } from './lock.js';
 import { logBackup } from './log.js';
 import {
   checkId, describeSubject, fileBackupLockObjectName, fileBackupSnapshotName, parseFileBackupSnapshotName, volumeImageName,
+  type Subject,
 } from './naming.js';
 import { newRecord } from './record.js';
 
@@ -102,6 +106,34 @@ async function decide(request: BackupRequest, root: string, volumeId: string, sn
     mode: 'full',
     convertedToFull: `the volume's backups in ${root} (${latest}) have no snapshot left on the volume (the chain is broken)`,
   };
+}
+
+/**
+ * The backup of this id that a killed run had completed (its metadata
+ * written) before the process could say so, when this request is its
+ * retry: a backup of this volume in the root, its snapshot still the
+ * volume's newest backup-into-files snapshot (nothing was backed up into
+ * files since), and the request asking for what it is (asksFor). The lock
+ * object goes after each backup into files, so unlike the backup pool's
+ * no last holder can be asked: the newest snapshot stands for it.
+ */
+async function completedBefore(root: string, request: BackupRequest, volumeId: string, backupId: string,
+  snapshots: SnapshotInfo[]): Promise<Parent | undefined> {
+  const newest = fileSnapshots(snapshots).at(-1);
+  if (newest?.backupId !== backupId) return undefined;
+  let backup: StoredBackup;
+  try {
+    backup = await readStoredBackup(root, { backupId }, operation);
+  } catch (error) {
+    // No container, or one without metadata (a run that did not finish): no backup yet.
+    if (error instanceof NotFoundError || (error instanceof CephError && error.code === 'EBADMSG')) return undefined;
+    throw error;
+  }
+  const { metadata } = backup;
+  if (metadata.volumeId !== volumeId) return undefined;
+  const volumeMeta = metadata.volumeMeta === null || typeof metadata.volumeMeta === 'string' ? metadata.volumeMeta : JSON.stringify(metadata.volumeMeta);
+  const made = { parentId: metadata.parentId, displayName: metadata.name, displayDescription: metadata.description, volumeMeta };
+  return asksFor(request, made) ? { backup, snapshot: newest.info } : undefined;
 }
 
 /**
@@ -191,6 +223,11 @@ export async function runFilesBackup(config: ResolvedConfig, request: BackupRequ
 
     scope.doing = 'choosing the parent';
     const snapshots = await volume.listSnapshots();
+    const completed = await completedBefore(root, request, volumeId, backupId, snapshots);
+    if (completed !== undefined) {
+      logBackup('%s: backup %s is already complete in %s (a run of it had finished it); nothing to do', describeSubject(subject), backupId, root);
+      return alreadyComplete(root, subject, completed);
+    }
     let decision = await decide(request, root, volumeId, snapshots);
     const { container, dir } = await prepareContainer(root, backupId);
     // A killed run of this id left its snapshot (never a parent: its container holds no metadata); its files
@@ -232,23 +269,67 @@ export async function runFilesBackup(config: ResolvedConfig, request: BackupRequ
     scope.commit();
     const ours = (names: readonly string[]): string[] => fileSnapshots(names.map((name) => ({ name }))).map((s) => s.info.name);
     scope.defer(`trim the old backup-into-files snapshots of ${volume.spec}`, pool, () => trimSourceSnapshots(volume, config.maxSourceSnapshots, ours));
-    const fromSnapshot = parent?.snapshot.name;
-    return {
-      record: newRecord({
-        id: backupId, subject, container, baseImage: undefined, sizeBytes: size,
-        parentId: parent?.backup.metadata.backupId ?? null, createdAt, updatedAt: createdAt,
-        displayName: request.displayName, displayDescription: request.displayDescription,
-        files: { prefix, objectCount: stats.objects.length },
-      }),
-      snapshot, fromSnapshot, mode: decision.mode, convertedToFull: decision.mode === 'full' ? decision.convertedToFull : undefined,
-      baseImage: dir,
+    return filesResult({
+      backupId, subject, root, container, prefix, parentId: parent?.backup.metadata.backupId ?? null, createdAt, size, snapshot,
+      displayName: request.displayName ?? null, displayDescription: request.displayDescription ?? null, objects: stats.objects,
+      bytesStored: stats.bytesStored,
+    }, {
+      fromSnapshot: parent?.snapshot.name, mode: decision.mode, convertedToFull: decision.mode === 'full' ? decision.convertedToFull : undefined,
       stats: {
         bytesRead: stats.bytesRead, bytesWritten: stats.bytesWritten, bytesZeroed: 0n,
         bytesSkipped: BigInt(stats.blocksUnchanged) * BigInt(config.shaBlockSize),
         extents: stats.pieces, ops: stats.pieces, objectReads: 0, elapsedMs: stats.elapsedMs, size,
       },
-      digests: undefined, resumedFrom: undefined,
-      files: { root, container, prefix, objects: stats.objects, bytesStored: stats.bytesStored },
-    };
+    });
   });
+}
+
+/** What a backup into files is, as its result gives it. */
+interface MadeBackup {
+  backupId: string;
+  subject: Subject;
+  root: string;
+  container: string;
+  prefix: string;
+  parentId: string | null;
+  createdAt: Date;
+  size: bigint;
+  snapshot: string;
+  displayName: string | null;
+  displayDescription: string | null;
+  objects: ChunkedObject[];
+  bytesStored: bigint;
+}
+
+function filesResult(made: MadeBackup, run: Pick<BackupResult, 'fromSnapshot' | 'mode' | 'convertedToFull' | 'stats'>): BackupResult {
+  const { root, container, prefix, objects, bytesStored } = made;
+  return {
+    record: newRecord({
+      id: made.backupId, subject: made.subject, container, baseImage: undefined, sizeBytes: made.size,
+      parentId: made.parentId, createdAt: made.createdAt, updatedAt: made.createdAt,
+      displayName: made.displayName ?? undefined, displayDescription: made.displayDescription ?? undefined,
+      files: { prefix, objectCount: objects.length },
+    }),
+    snapshot: made.snapshot, baseImage: containerPath(root, container, operation), ...run,
+    digests: undefined, resumedFrom: undefined,
+    files: { root, container, prefix, objects, bytesStored },
+  };
+}
+
+/** The result of a backup a run of the same id had completed: nothing moved by this call. */
+async function alreadyComplete(root: string, subject: Subject, found: Parent): Promise<BackupResult> {
+  const { backup, snapshot } = found;
+  const { metadata } = backup;
+  let bytesStored = 0n;
+  for (const object of metadata.objects) {
+    const file = join(backup.dir, object.name);
+    bytesStored += BigInt((await onFile(operation, file, 'reading the size of a backup object', () => stat(file))).size);
+  }
+  const made: MadeBackup = {
+    backupId: metadata.backupId, subject, root, container: defaultContainer(metadata.backupId), prefix: backup.prefix,
+    parentId: metadata.parentId, createdAt: parseCreatedAt(metadata.createdAt), size: snapshot.size, snapshot: snapshot.name,
+    displayName: metadata.name, displayDescription: metadata.description, objects: metadata.objects, bytesStored,
+  };
+  const run = { fromSnapshot: undefined, mode: metadata.parentId === null ? 'full' as const : 'incremental' as const, convertedToFull: undefined };
+  return { ...filesResult(made, { ...run, stats: nothingMoved(snapshot.size) }), alreadyComplete: true };
 }

@@ -29,7 +29,7 @@ export function backupRoot(config: ResolvedConfig, given: unknown, operation: st
 }
 
 /** Python's str() of a datetime as Cinder writes created_at, read as a Date (UTC when it names no zone). */
-function parseCreatedAt(text: string | null): Date {
+export function parseCreatedAt(text: string | null): Date {
   if (text === null) return new Date(0);
   const iso = text.replace(' ', 'T');
   const date = new Date(/[zZ]|[+-]\d\d:\d\d$/.test(iso) ? iso : `${iso}Z`);

@@ -22,7 +22,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import {
-  BackupEngine, BusyError, CancelledError, CephError, NotFoundError, NotSupportedError, type BackupResult, type Cluster, type Pool,
+  AlreadyExistsError, BackupEngine, BusyError, CancelledError, CephError, NotFoundError, NotSupportedError, type BackupResult, type Cluster, type Pool,
 } from '../../lib/index.js';
 import { rbd, testCluster } from '../support/clusters.js';
 import { startFixture } from '../support/fixture-process.js';
@@ -356,6 +356,38 @@ test('a backup into files killed midway leaves nothing that looks like a backup;
   assert.deepEqual((await readdir(container)).filter((n) => n.startsWith('.')), [], 'no partial file left');
   assert.equal(await cinderRestoreSha(t, root, retried.record.id), await snapshotSha(volumeId, retried.snapshot));
 });
+
+test('a backup into files that completed before its run was killed: its retry with the id and request returns it; a reuse of the id is refused',
+  { timeout: 180_000 }, async (t) => {
+    const root = await tempDir(t, 'files');
+    const volumeId = await fx.newVolume(t, SIZE);
+    await fx.writeRandom(volumeId, [[0, SIZE]]);
+    const engine = new BackupEngine({ source: cluster, backupFileSize: CHUNK, maxSourceSnapshots: 0 });
+    const asked = { pool: POOL, volumeId, backupPath: root, backupId: 'c0de0001-done', displayName: 'n1', volumeMetadata: { 'volume-metadata': { k: 'v' } } };
+    const done = await engine.backup(asked);
+    // What a run killed after its metadata was written leaves is what a completed run leaves: the retry finds it.
+    await fx.writeRandom(volumeId, [[0, MiB]]);
+    const again = await engine.backup(asked);
+    assert.equal(again.alreadyComplete, true);
+    assert.equal(again.snapshot, done.snapshot);
+    assert.equal(again.record.id, done.record.id);
+    assert.equal(again.stats.bytesRead, 0n);
+    assert.deepEqual(again.files, done.files, 'the same objects, prefix and bytes stored');
+    assert.deepEqual(again.record.service_metadata, done.record.service_metadata);
+    assert.deepEqual((await fx.withVolume(volumeId, (image) => image.listSnapshots())).map((s) => s.name), [done.snapshot], 'no new snapshot');
+    for (const other of [{ displayName: 'n2' }, { volumeMetadata: { 'volume-metadata': { k: 'w' } } }]) {
+      await assert.rejects(engine.backup({ ...asked, ...other }), (error: unknown) => {
+        assert.ok(error instanceof AlreadyExistsError, `${JSON.stringify(other)}: expected AlreadyExistsError, got ${String(error)}`);
+        assert.match(error.message, /backup id c0de0001-done is already used .*: give another id/);
+        return true;
+      });
+    }
+    // A backup into files made since: the id is taken.
+    const next = await engine.backup({ pool: POOL, volumeId, backupPath: root });
+    await assert.rejects(engine.backup(asked), AlreadyExistsError);
+    assert.equal(await cinderRestoreSha(t, root, again.record.id), await snapshotSha(volumeId, done.snapshot));
+    assert.equal(await cinderRestoreSha(t, root, next.record.id), await snapshotSha(volumeId, next.snapshot));
+  });
 
 test('a hash block that does not divide 4 MiB (96 KiB, Cinder asks only that it divide backup_file_size): the same sha256s and objects as Cinder\'s',
   { timeout: 180_000 }, async (t) => {

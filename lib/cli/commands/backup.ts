@@ -64,7 +64,8 @@ ${SUBJECT_HELP}
       async run(engine, ui) {
         // Chosen here and said first: a run killed or cut off is continued by the same command with this id.
         const backupId = optional(values, 'backup-id') ?? randomUUID();
-        ui.notice(`backup ${backupId}: if this run is interrupted, run it again with --backup-id ${backupId} to continue its transfer`);
+        ui.notice(`backup ${backupId}: if this run is interrupted, run it again with --backup-id ${backupId} ` +
+          '(it continues the transfer where it can, or finds the backup complete)');
         const progress = ui.progress('backup');
         let result;
         try {
