@@ -49,8 +49,9 @@ export interface FilesBackupSummary {
   bytesStored: bigint;
 }
 
-type Parent = { backup: StoredBackup; snapshot: SnapshotInfo };
-type Decision = { mode: 'full'; convertedToFull: string | undefined } | { mode: 'incremental'; parent: Parent };
+/** A backup in the root and its snapshot on the volume. */
+type SnappedBackup = { backup: StoredBackup; snapshot: SnapshotInfo };
+type Decision = { mode: 'full'; convertedToFull: string | undefined } | { mode: 'incremental'; parent: SnappedBackup };
 
 const operation = 'backup';
 
@@ -118,7 +119,7 @@ async function decide(request: BackupRequest, root: string, volumeId: string, sn
  * no last holder can be asked: the newest snapshot stands for it.
  */
 async function completedBefore(root: string, request: BackupRequest, volumeId: string, backupId: string,
-  snapshots: SnapshotInfo[]): Promise<Parent | undefined> {
+  snapshots: SnapshotInfo[]): Promise<SnappedBackup | undefined> {
   const newest = fileSnapshots(snapshots).at(-1);
   if (newest?.backupId !== backupId) return undefined;
   let backup: StoredBackup;
@@ -142,7 +143,7 @@ async function completedBefore(root: string, request: BackupRequest, volumeId: s
  * Otherwise why not. (Its count is checked as it is read: a file of
  * another count is damaged, and the backup fails saying so.)
  */
-async function parentSha256s(parent: Parent, size: bigint, shaBlockSize: number): Promise<Sha256FileReader | string> {
+async function parentSha256s(parent: SnappedBackup, size: bigint, shaBlockSize: number): Promise<Sha256FileReader | string> {
   const id = parent.backup.metadata.backupId;
   if (parent.snapshot.size !== size) return `the volume's size changed since backup ${id} (${parent.snapshot.size} -> ${size} bytes)`;
   const reader = await Sha256FileReader.open(join(parent.backup.dir, sha256Name(parent.backup.prefix)), operation);
@@ -317,7 +318,7 @@ function filesResult(made: MadeBackup, run: Pick<BackupResult, 'fromSnapshot' | 
 }
 
 /** The result of a backup a run of the same id had completed: nothing moved by this call. */
-async function alreadyComplete(root: string, subject: Subject, found: Parent): Promise<BackupResult> {
+async function alreadyComplete(root: string, subject: Subject, found: SnappedBackup): Promise<BackupResult> {
   const { backup, snapshot } = found;
   const { metadata } = backup;
   let bytesStored = 0n;
