@@ -63,7 +63,7 @@ function fileSnapshots<T extends { name: string }>(snapshots: readonly T[]): { i
   }).sort((a, b) => a.seconds - b.seconds);
 }
 
-/** A backup of the root, when it is there and of the volume; undefined when it is gone. */
+/** A backup of the root, when it is there and of the volume; undefined when it is gone or cannot be read (a container a run did not finish holds no metadata). */
 async function storedOf(root: string, backupId: string, volumeId: string): Promise<StoredBackup | undefined> {
   try {
     const stored = await readStoredBackup(root, { backupId }, operation);
@@ -71,7 +71,7 @@ async function storedOf(root: string, backupId: string, volumeId: string): Promi
   } catch (error) {
     if (error instanceof NotFoundError) return undefined;
     if (error instanceof CephError && error.code === 'EBADMSG') {
-      logBackup('backup %s in %s cannot be read (%s): not taken as a parent', backupId, root, error.message);
+      logBackup('backup %s in %s cannot be read (%s): taken as none', backupId, root, error.message);
       return undefined;
     }
     throw error;
@@ -122,16 +122,10 @@ async function completedBefore(root: string, request: BackupRequest, volumeId: s
   snapshots: SnapshotInfo[]): Promise<SnappedBackup | undefined> {
   const newest = fileSnapshots(snapshots).at(-1);
   if (newest?.backupId !== backupId) return undefined;
-  let backup: StoredBackup;
-  try {
-    backup = await readStoredBackup(root, { backupId }, operation);
-  } catch (error) {
-    // No container, or one without metadata (a run that did not finish): no backup yet.
-    if (error instanceof NotFoundError || (error instanceof CephError && error.code === 'EBADMSG')) return undefined;
-    throw error;
-  }
+  // No container, or one without metadata (a run that did not finish): no backup yet.
+  const backup = await storedOf(root, backupId, volumeId);
+  if (backup === undefined) return undefined;
   const { metadata } = backup;
-  if (metadata.volumeId !== volumeId) return undefined;
   const volumeMeta = metadata.volumeMeta === null || typeof metadata.volumeMeta === 'string' ? metadata.volumeMeta : JSON.stringify(metadata.volumeMeta);
   const made = { parentId: metadata.parentId, displayName: metadata.name, displayDescription: metadata.description, volumeMeta };
   return asksFor(request, made) ? { backup, snapshot: newest.info } : undefined;

@@ -54,11 +54,13 @@ export function runTransferJob(source: Image | null, target: Image | null, plan:
   const bounded: NativeTransferPlan = {
     ...rest, drainMs: plan.drainMs ?? drainMsFor(source, target), ...(listed === undefined ? {} : { listed: listed.native }),
   };
+  // The addon takes either side of a delivery in the same two arguments.
+  const [channel, callback] = delivery === undefined ? [] : 'inlet' in delivery
+    ? [delivery.inlet, delivery.onWritten] : [delivery.outlet, delivery.onData];
   return withCancel(control.signal, operation, resource,
     (token, progress) => nativeCall(operation, resource,
       () => addon.transfer(source === null ? null : source.native, target === null ? null : target.native, bounded, token, progress ?? (() => undefined),
-        delivery === undefined ? undefined : 'inlet' in delivery ? delivery.inlet : delivery.outlet,
-        delivery === undefined ? undefined : 'inlet' in delivery ? delivery.onWritten : delivery.onData)),
+        channel, callback)),
     control.onProgress)
     .catch((error: unknown) => {
       // A cancel hides the native failure; a stuck image is worth a line.
